@@ -1,0 +1,141 @@
+//! `fleetup check PLAN...`: validation and preflight of each plan, reported as
+//! diagnostics (stderr) with a summary line per plan (stdout), as JSON, or as GitHub
+//! workflow annotations. Exit 1 when any plan has an error.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use super::stderr_color;
+use crate::cli::CheckFormat;
+use crate::diagnostics::{render_github, render_human, to_json, JsonProblem, Problem, Severity, SourceFile};
+use crate::{plan, preflight};
+
+struct Checked {
+    name: String,
+    file: Option<SourceFile>,
+    problems: Vec<Problem>,
+    nodes: usize,
+    groups: usize,
+    states_read: usize,
+}
+
+impl Checked {
+    fn count(&self, s: Severity) -> usize {
+        self.problems.iter().filter(|p| p.severity == s).count()
+    }
+}
+
+fn check_one(path: &std::path::Path) -> Checked {
+    let loaded = plan::load(path);
+    let mut problems = loaded.problems;
+    let (mut nodes, mut groups, mut states_read) = (0, 0, 0);
+    if let Some(plan) = &loaded.plan {
+        nodes = plan.nodes.len();
+        groups = plan.groups.len();
+        let pf = preflight::run(plan);
+        states_read = pf.states_read();
+        problems.extend(pf.problems);
+    }
+    Checked {
+        name: path.display().to_string(),
+        file: loaded.file,
+        problems,
+        nodes,
+        groups,
+        states_read,
+    }
+}
+
+#[derive(Serialize)]
+struct JsonFile<'a> {
+    file: &'a str,
+    ok: bool,
+    nodes: usize,
+    groups: usize,
+    states_read: usize,
+    problems: Vec<JsonProblem<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    ok: bool,
+    errors: usize,
+    warnings: usize,
+    files: Vec<JsonFile<'a>>,
+}
+
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
+    }
+}
+
+pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
+    let results: Vec<Checked> = paths.iter().map(|p| check_one(p)).collect();
+    let errors: usize = results.iter().map(|r| r.count(Severity::Error)).sum();
+    let warnings: usize = results.iter().map(|r| r.count(Severity::Warning)).sum();
+    match format {
+        CheckFormat::Human => {
+            let color = stderr_color();
+            for r in &results {
+                eprint!("{}", render_human(&r.problems, r.file.as_ref(), color));
+                let e = r.count(Severity::Error);
+                let w = r.count(Severity::Warning);
+                if e == 0 {
+                    let live = if r.nodes == 0 {
+                        String::new()
+                    } else {
+                        format!("; live state read for {} of {}", r.states_read, plural(r.nodes, "node"))
+                    };
+                    let warn = if w > 0 { format!(" with {}", plural(w, "warning")) } else { String::new() };
+                    println!(
+                        "ok: {}{warn} ({}, {}{live})",
+                        r.name,
+                        plural(r.nodes, "node"),
+                        plural(r.groups, "group")
+                    );
+                } else {
+                    println!(
+                        "invalid: {}: {}{}",
+                        r.name,
+                        plural(e, "error"),
+                        if w > 0 { format!(", {}", plural(w, "warning")) } else { String::new() }
+                    );
+                }
+            }
+        }
+        CheckFormat::Json => {
+            let report = JsonReport {
+                ok: errors == 0,
+                errors,
+                warnings,
+                files: results
+                    .iter()
+                    .map(|r| JsonFile {
+                        file: &r.name,
+                        ok: r.count(Severity::Error) == 0,
+                        nodes: r.nodes,
+                        groups: r.groups,
+                        states_read: r.states_read,
+                        problems: r.problems.iter().map(|p| to_json(p, r.file.as_ref())).collect(),
+                    })
+                    .collect(),
+            };
+            match serde_json::to_string_pretty(&report) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("cannot render the report: {e}"),
+            }
+        }
+        CheckFormat::Github => {
+            for r in &results {
+                // Problems without a file (unreadable paths) still name the plan.
+                let fallback = SourceFile::new(r.name.clone(), String::new());
+                print!("{}", render_github(&r.problems, Some(r.file.as_ref().unwrap_or(&fallback))));
+            }
+        }
+    }
+    u8::from(errors > 0)
+}

@@ -1,0 +1,76 @@
+//! The commands: each turns arguments into library calls and prints the result.
+//! They are the only code that writes to stdout or stderr.
+
+pub mod check;
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use crate::diagnostics::{render_human, Code, Problem};
+
+/// Whether diagnostics on stderr may use colour.
+pub(crate) fn stderr_color() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Prints a problem that is not tied to a file and returns its exit code.
+pub(crate) fn fail(p: Problem) -> u8 {
+    eprint!("{}", render_human(std::slice::from_ref(&p), None, stderr_color()));
+    p.code.exit_code()
+}
+
+pub fn schema() -> u8 {
+    let schema = crate::plan::schema::json_schema();
+    match serde_json::to_string_pretty(&schema) {
+        Ok(s) => {
+            println!("{s}");
+            0
+        }
+        Err(e) => fail(Problem::new(Code::Io, format!("cannot render the schema: {e}"))),
+    }
+}
+
+pub const INIT_YAML: &str = include_str!("../plan/init.yaml");
+pub const INIT_TOML: &str = include_str!("../plan/init.toml");
+
+pub fn init(file: Option<&Path>, force: bool) -> u8 {
+    let Some(path) = file else {
+        print!("{INIT_YAML}");
+        return 0;
+    };
+    let text = match crate::plan::Format::from_path(path) {
+        Some(crate::plan::Format::Yaml) => INIT_YAML,
+        Some(crate::plan::Format::Toml) => INIT_TOML,
+        None => {
+            return fail(Problem::new(
+                Code::PlanFormat,
+                format!("{}: cannot tell which format to write from the name", path.display()),
+            ));
+        }
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    match options.open(path).and_then(|mut f| f.write_all(text.as_bytes())) {
+        Ok(()) => {
+            eprintln!("Wrote a template plan to {}; `fleetup check {}` validates it.", path.display(), path.display());
+            0
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => fail(
+            Problem::new(Code::Io, format!("{} already exists", path.display()))
+                .help("pass --force to overwrite it, or choose another file name"),
+        ),
+        Err(e) => fail(Problem::new(Code::Io, format!("cannot write {}: {e}", path.display()))),
+    }
+}
+
+pub fn completions(shell: clap_complete::Shell) -> u8 {
+    use clap::CommandFactory;
+    let mut cmd = crate::cli::Cli::command();
+    clap_complete::generate(shell, &mut cmd, "fleetup", &mut std::io::stdout());
+    0
+}

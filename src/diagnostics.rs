@@ -1,0 +1,339 @@
+//! Every diagnostic fleetup can emit: its stable code, its help line, its exit code,
+//! and the three ways it is rendered (miette for people, JSON, GitHub annotations).
+//!
+//! Callers build a [`Problem`] with a [`Code`] and a message; wording that is the same for
+//! every occurrence of a code (the help) lives here and nowhere else.
+
+use std::fmt;
+use std::sync::Arc;
+
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode};
+use serde::Serialize;
+
+use crate::plan::tree::Span;
+
+macro_rules! codes {
+    ($($variant:ident = $code:literal, exit $exit:literal, $help:literal;)*) => {
+        /// A stable diagnostic code. The text after `fleetup::` never changes once released.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code { $($variant),* }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant),*];
+
+            /// The full code, e.g. `fleetup::plan::unknown-key`.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Code::$variant => concat!("fleetup::", $code)),* }
+            }
+
+            /// What the user can do about it, when the problem has no more specific help.
+            pub fn help(self) -> &'static str {
+                match self { $(Code::$variant => $help),* }
+            }
+
+            /// The process exit code (SPEC §5.6) when this diagnostic ends a command.
+            pub fn exit_code(self) -> u8 {
+                match self { $(Code::$variant => $exit),* }
+            }
+        }
+    };
+}
+
+codes! {
+    Io = "io", exit 1, "check that the path exists and is readable";
+    PlanFormat = "plan::format", exit 1, "name plan files .yaml, .yml or .toml; the extension picks the format";
+    PlanEncoding = "plan::encoding", exit 1, "save the plan as UTF-8 text";
+    PlanEmpty = "plan::empty", exit 1, "start from `fleetup init` for a commented template";
+    PlanSyntax = "plan::syntax", exit 1, "fix the syntax at the marked place; nothing else was checked in this file";
+    PlanLimit = "plan::limit", exit 1, "plans are small documents: remove the deep nesting or the alias expansion";
+    PlanSchemaVersion = "plan::schema-version", exit 1, "this fleetup reads `plan: 1`";
+    UnknownKey = "plan::unknown-key", exit 1, "remove the key or fix its spelling; `fleetup schema` lists every key";
+    MissingKey = "plan::missing-key", exit 1, "add the key; `fleetup init` shows every key with its default";
+    DuplicateKey = "plan::duplicate-key", exit 1, "keep one of the two entries";
+    WrongType = "plan::type", exit 1, "`fleetup schema` gives the type of every key";
+    BadValue = "plan::value", exit 1, "use one of the values the message lists";
+    BadVersion = "plan::version", exit 1, "write a SemVer 2.0 version such as 4.4.16 or 5.0.0-rc.1, quoted in YAML if it looks like a number";
+    BadDuration = "plan::duration", exit 1, "write a duration as a number and a unit: 500ms, 30s, 5m, 1h";
+    BadWave = "plan::wave", exit 1, "a wave is a count of targets (1, 5) or a share of all targets (\"25%\", \"100%\")";
+    DuplicateTarget = "plan::duplicate-target", exit 1, "every node and group needs its own name: names key the journal and `--only`";
+    UnsafeName = "plan::unsafe-name", exit 1, "use letters, digits, '.', '_' and '-' (at most 64, not starting with '.' or '-')";
+    Placeholder = "plan::placeholder", exit 1, "define the value under `vars` (of the target or of `defaults`), or write `{{` for a literal brace";
+    NoTargets = "plan::no-targets", exit 1, "list at least one entry under `nodes` or `groups`";
+    NoTargetVersion = "plan::no-target-version", exit 1, "give the node a `to`, or the plan a top-level `to`";
+    EnvVar = "plan::env", exit 1, "export the variable before running fleetup; its value is never printed";
+    Path = "plan::path", exit 1, "paths in a plan are relative to the plan file";
+    PackageName = "package::name", exit 1, "release packages are named <product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip";
+    PackageMissing = "package::missing", exit 1, "put the release package for that version into the repository";
+    PackageAmbiguous = "package::ambiguous", exit 1, "keep exactly one package per product, edition and version in the repository";
+    Checksum = "package::checksum", exit 1, "the package differs from its checksum: fetch it again and do not install it until they match";
+    RuleVersion = "rule::version-rule", exit 1, "go through the intermediate versions, or relax `policy.version` in the plan if a cold upgrade is intended";
+    RuleNotNewer = "rule::not-newer", exit 1, "an upgrade goes to a newer version; use `fleetup node downgrade` to go back";
+    RuleEdition = "rule::same-edition", exit 1, "an upgrade never crosses editions: pick the package of the node's own edition";
+    RuleRuntime = "rule::same-runtime", exit 1, "pick the package built for the node's runtime major version";
+    RuleOs = "rule::same-os", exit 1, "pick the package built for the node's operating system";
+    RuleArch = "rule::same-arch", exit 1, "pick the package built for the node's CPU architecture";
+    FromMismatch = "plan::from-mismatch", exit 5, "the node runs another version than the plan's `from` pin: update the pin or check the node";
+    StoreUnreadable = "store::unreadable", exit 1, "the node's releases/RELEASES could not be read; only fleetup writes it";
+    MarketMissing = "market::missing-version", exit 1, "add the app template market/<app>/<version>.yaml, or pick a version the market has";
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One finding: what is wrong, where, and what to do.
+#[derive(Clone, Debug)]
+pub struct Problem {
+    pub code: Code,
+    pub severity: Severity,
+    pub message: String,
+    pub span: Option<Span>,
+    pub label: Option<String>,
+    /// Overrides the code's help when the problem knows better (e.g. "did you mean").
+    pub help: Option<String>,
+}
+
+impl Problem {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Problem {
+            code,
+            severity: Severity::Error,
+            message: message.into(),
+            span: None,
+            label: None,
+            help: None,
+        }
+    }
+    pub fn at(mut self, span: Span) -> Self {
+        self.span = Some(span);
+        self
+    }
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+    pub fn warning(mut self) -> Self {
+        self.severity = Severity::Warning;
+        self
+    }
+    pub fn help_text(&self) -> &str {
+        self.help.as_deref().unwrap_or(self.code.help())
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A source file that problems point into.
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    pub name: String,
+    pub text: Arc<String>,
+}
+
+impl SourceFile {
+    pub fn new(name: impl Into<String>, text: String) -> Self {
+        SourceFile {
+            name: name.into(),
+            text: Arc::new(text),
+        }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        (line, col)
+    }
+}
+
+/// A problem bound to its file, as miette wants it.
+struct Located<'a> {
+    problem: &'a Problem,
+    source: Option<NamedSource<Arc<String>>>,
+}
+
+impl fmt::Debug for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.problem.fmt(f)
+    }
+}
+impl fmt::Display for Located<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.problem.message)
+    }
+}
+impl std::error::Error for Located<'_> {}
+
+impl miette::Diagnostic for Located<'_> {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.problem.code.as_str()))
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.problem.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+        })
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.problem.help_text()))
+    }
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        match (&self.source, self.problem.span) {
+            (Some(s), Some(_)) => Some(s as &dyn SourceCode),
+            _ => None,
+        }
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        self.source.as_ref()?;
+        let span = self.problem.span?;
+        let label = LabeledSpan::new_with_span(self.problem.label.clone(), span);
+        Some(Box::new(std::iter::once(label)))
+    }
+}
+
+/// Renders problems for a person. `color` is for terminals; tests and pipes get none.
+pub fn render_human(problems: &[Problem], file: Option<&SourceFile>, color: bool) -> String {
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
+    let mut out = String::new();
+    for p in problems {
+        let located = Located {
+            problem: p,
+            source: file.map(|f| NamedSource::new(f.name.clone(), f.text.clone())),
+        };
+        let mut one = String::new();
+        if handler.render_report(&mut one, &located).is_err() {
+            one = format!("{}: {}\n", p.code.as_str(), p.message);
+        }
+        // Without a span miette names no file: say which one.
+        if p.span.is_none() {
+            if let Some(f) = file {
+                one = one.replacen(&p.message, &format!("{}: {}", f.name, p.message), 1);
+            }
+        }
+        out.push_str(&one);
+    }
+    out
+}
+
+#[derive(Serialize)]
+pub struct JsonProblem<'a> {
+    pub file: Option<&'a str>,
+    pub code: &'static str,
+    pub severity: Severity,
+    pub message: &'a str,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub help: &'a str,
+}
+
+pub fn to_json<'a>(p: &'a Problem, file: Option<&'a SourceFile>) -> JsonProblem<'a> {
+    let pos = match (file, p.span) {
+        (Some(f), Some(s)) => Some(f.line_col(s.start)),
+        _ => None,
+    };
+    JsonProblem {
+        file: file.map(|f| f.name.as_str()),
+        code: p.code.as_str(),
+        severity: p.severity,
+        message: &p.message,
+        line: pos.map(|p| p.0),
+        column: pos.map(|p| p.1),
+        help: p.help_text(),
+    }
+}
+
+/// One `::error …::…` workflow command per problem, for GitHub Actions annotations.
+pub fn render_github(problems: &[Problem], file: Option<&SourceFile>) -> String {
+    fn data(s: &str) -> String {
+        s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    }
+    fn prop(s: &str) -> String {
+        data(s).replace(':', "%3A").replace(',', "%2C")
+    }
+    let mut out = String::new();
+    for p in problems {
+        let level = match p.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut props = Vec::new();
+        if let Some(f) = file {
+            props.push(format!("file={}", prop(&f.name)));
+            if let Some(s) = p.span {
+                let (line, col) = f.line_col(s.start);
+                props.push(format!("line={line},col={col}"));
+            }
+        }
+        props.push(format!("title={}", prop(p.code.as_str())));
+        let msg = format!("{} (help: {})", p.message, p.help_text());
+        out.push_str(&format!("::{level} {}::{}\n", props.join(","), data(&msg)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn codes_are_unique_and_well_formed() {
+        let mut seen = HashSet::new();
+        for c in Code::ALL {
+            let s = c.as_str();
+            assert!(seen.insert(s), "duplicate code {s}");
+            let rest = s.strip_prefix("fleetup::").unwrap();
+            assert!(
+                rest.chars().all(|ch| ch.is_ascii_lowercase() || ch == ':' || ch == '-'),
+                "{s}"
+            );
+            assert!(!c.help().is_empty());
+        }
+    }
+
+    #[test]
+    fn every_code_is_documented() {
+        let doc = include_str!("../docs/diagnostics.md");
+        for c in Code::ALL {
+            assert!(doc.contains(&format!("`{}`", c.as_str())), "{} is not in docs/diagnostics.md", c.as_str());
+        }
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        let f = SourceFile::new("p.yaml", "a: 1\nnäme: x\n".into());
+        assert_eq!(f.line_col(0), (1, 1));
+        assert_eq!(f.line_col(5), (2, 1));
+        assert_eq!(f.line_col(12), (2, 7));
+    }
+
+    #[test]
+    fn github_annotations_escape_their_fields() {
+        let f = SourceFile::new("plans/a,b.yaml", "x: 1\n".into());
+        let p = Problem::new(Code::BadValue, "50% wrong\nnext").at(Span::new(3, 1));
+        let out = render_github(&[p], Some(&f));
+        assert!(out.starts_with("::error file=plans/a%2Cb.yaml,line=1,col=4,title=fleetup%3A%3Aplan%3A%3Avalue::50%25 wrong%0Anext"), "{out}");
+    }
+}

@@ -1,0 +1,24 @@
+//! fleetup: upgrade fleets of software installations from reviewed plan files.
+//!
+//! The flow: a plan file is read into a spanned tree and validated into a typed
+//! [`plan::Plan`] (`plan`), then checked against the world it names (`preflight`:
+//! repository, node stores, markets). Commands live in `commands`; only they print.
+
+pub mod cli;
+mod commands;
+pub mod diagnostics;
+pub mod package;
+pub mod plan;
+pub mod preflight;
+pub mod store;
+
+/// Runs one command line and returns the process exit code (SPEC §5.6).
+pub fn run(cli: cli::Cli) -> u8 {
+    use cli::Command;
+    match cli.command {
+        Command::Check { plans, format } => commands::check::run(&plans, format),
+        Command::Schema => commands::schema(),
+        Command::Init { file, force } => commands::init(file.as_deref(), force),
+        Command::Completions { shell } => commands::completions(shell),
+    }
+}

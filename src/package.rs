@@ -1,0 +1,482 @@
+//! Release package names, the compatibility rules between two releases (SPEC §1.1), and
+//! the lookup of a node's package in a repository directory.
+//!
+//! Everything a rule needs is read from the package file name; this module never opens a
+//! zip (the store does) and never decides what to do about a violation (callers do).
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use semver::Version;
+use sha2::{Digest, Sha256};
+
+use crate::diagnostics::Code;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum VersionPolicy {
+    #[default]
+    Patch,
+    Minor,
+    Major,
+}
+
+impl VersionPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "patch" => Some(Self::Patch),
+            "minor" => Some(Self::Minor),
+            "major" => Some(Self::Major),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Patch => "patch",
+            Self::Minor => "minor",
+            Self::Major => "major",
+        }
+    }
+}
+
+pub const DEFAULT_EDITION: &str = "ce";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Runtime {
+    /// As written, e.g. `otp24.3.4.2-1`.
+    pub full: String,
+    /// The digits right after the prefix, e.g. 24; `None` when there are none.
+    pub major: Option<u64>,
+}
+
+/// A parsed `<product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackageName {
+    pub file: String,
+    pub product: String,
+    pub edition: String,
+    pub version: Version,
+    pub runtime: Option<Runtime>,
+    pub os: String,
+    /// Normalised: `x86_64` is `amd64`, `aarch64` is `arm64`.
+    pub arch: String,
+}
+
+/// Which part of a package name failed to parse, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NameError {
+    pub part: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.part, self.message)
+    }
+}
+
+fn normalise_arch(arch: &str) -> String {
+    match arch {
+        "x86_64" => "amd64".into(),
+        "aarch64" => "arm64".into(),
+        other => other.to_owned(),
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+}
+
+impl PackageName {
+    pub fn parse(file: &str, product: &str, runtime_prefix: &str) -> Result<Self, NameError> {
+        let err = |part, message: String| Err(NameError { part, message });
+        let Some(stem) = file.strip_suffix(".zip") else {
+            return err("extension", format!("`{file}` does not end in .zip"));
+        };
+        let Some(rest) = stem.strip_prefix(product).and_then(|r| r.strip_prefix('-')) else {
+            return err("product", format!("`{file}` does not start with `{product}-`"));
+        };
+        let Some((middle, arch)) = rest.rsplit_once('-') else {
+            return err("os", format!("`{file}` has no <os>-<arch> after the version"));
+        };
+        let Some((middle, os)) = middle.rsplit_once('-') else {
+            return err("os", format!("`{file}` has no <os>-<arch> after the version"));
+        };
+        if !is_token(arch) {
+            return err("arch", format!("`{arch}` in `{file}` is not an architecture"));
+        }
+        if !is_token(os) {
+            return err("os", format!("`{os}` in `{file}` is not an OS name"));
+        }
+        let (edition, middle) = match middle.split_once('-') {
+            Some((first, rest)) if !first.starts_with(|c: char| c.is_ascii_digit()) => (first, rest),
+            _ if !middle.starts_with(|c: char| c.is_ascii_digit()) => {
+                return err("version", format!("`{file}` has no version after `{product}-`"));
+            }
+            _ => (DEFAULT_EDITION, middle),
+        };
+        if !edition.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+            return err("edition", format!("`{edition}` in `{file}` is not an edition (lowercase letters and digits)"));
+        }
+        // The runtime starts at the first `-<prefix>` after which the text before is a version.
+        let needle = format!("-{runtime_prefix}");
+        let mut split = None;
+        if !runtime_prefix.is_empty() {
+            for (pos, _) in middle.match_indices(&needle) {
+                if let Ok(v) = Version::parse(&middle[..pos]) {
+                    split = Some((v, &middle[pos + 1..]));
+                    break;
+                }
+            }
+        }
+        let (version, runtime) = match split {
+            Some((v, rt)) => {
+                let digits: String = rt[runtime_prefix.len()..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit())
+                    .collect();
+                (
+                    v,
+                    Some(Runtime {
+                        full: rt.to_owned(),
+                        major: digits.parse().ok(),
+                    }),
+                )
+            }
+            None => match Version::parse(middle) {
+                Ok(v) => (v, None),
+                Err(e) => return err("version", format!("`{middle}` in `{file}` is not a SemVer version: {e}")),
+            },
+        };
+        Ok(PackageName {
+            file: file.to_owned(),
+            product: product.to_owned(),
+            edition: edition.to_owned(),
+            version,
+            runtime,
+            os: os.to_owned(),
+            arch: normalise_arch(arch),
+        })
+    }
+}
+
+/// A broken compatibility rule, worded to name both sides.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub code: Code,
+    pub message: String,
+}
+
+/// The version rules alone (`version-rule`, `not-newer`), for when only versions are known.
+/// The same version on both sides is no violation: there is nothing to do.
+pub fn check_versions(from: &Version, to: &Version, policy: VersionPolicy) -> Vec<Violation> {
+    let mut out = Vec::new();
+    if to < from {
+        out.push(Violation {
+            code: Code::RuleNotNewer,
+            message: format!("{from} → {to} is not an upgrade: {to} is older than {from}"),
+        });
+        return out;
+    }
+    if to == from {
+        return out;
+    }
+    let ok = match policy {
+        VersionPolicy::Patch => from.major == to.major && from.minor == to.minor,
+        VersionPolicy::Minor => from.major == to.major,
+        VersionPolicy::Major => true,
+    };
+    if !ok {
+        let message = match policy {
+            VersionPolicy::Patch => format!(
+                "{from} → {to} is not a patch upgrade: hot upgrade is allowed only between patch versions of {}.{}.x",
+                from.major, from.minor
+            ),
+            _ => format!(
+                "{from} → {to} is not a minor upgrade: the plan's policy allows only versions of {}.x",
+                from.major
+            ),
+        };
+        out.push(Violation {
+            code: Code::RuleVersion,
+            message,
+        });
+    }
+    out
+}
+
+/// Every rule of SPEC §1.1 between the release a node runs and a target package.
+pub fn check_upgrade(from: &PackageName, to: &PackageName, policy: VersionPolicy) -> Vec<Violation> {
+    let mut out = check_versions(&from.version, &to.version, policy);
+    let (fv, tv) = (&from.version, &to.version);
+    if from.edition != to.edition {
+        out.push(Violation {
+            code: Code::RuleEdition,
+            message: format!(
+                "{fv} ({}) → {tv} ({}) crosses editions: the {} edition never upgrades to {}",
+                from.edition, to.edition, from.edition, to.edition
+            ),
+        });
+    }
+    let rt = |r: &Option<Runtime>| r.as_ref().map_or("no runtime".to_owned(), |r| r.full.clone());
+    let runtime_ok = match (&from.runtime, &to.runtime) {
+        (None, None) => true,
+        (Some(a), Some(b)) => match (a.major, b.major) {
+            (Some(x), Some(y)) => x == y,
+            _ => a.full == b.full,
+        },
+        _ => false,
+    };
+    if !runtime_ok {
+        let majors = match (from.runtime.as_ref().and_then(|r| r.major), to.runtime.as_ref().and_then(|r| r.major)) {
+            (Some(a), Some(b)) => format!(" (runtime major {a} → {b})"),
+            _ => String::new(),
+        };
+        out.push(Violation {
+            code: Code::RuleRuntime,
+            message: format!(
+                "{fv} on {} → {tv} on {} changes the runtime{majors}: hot upgrade needs the same runtime major version",
+                rt(&from.runtime),
+                rt(&to.runtime)
+            ),
+        });
+    }
+    if from.os != to.os {
+        out.push(Violation {
+            code: Code::RuleOs,
+            message: format!(
+                "{fv} for {} → {tv} for {}: a release built for {} cannot replace one built for {}",
+                from.os, to.os, to.os, from.os
+            ),
+        });
+    }
+    if from.arch != to.arch {
+        out.push(Violation {
+            code: Code::RuleArch,
+            message: format!(
+                "{fv} for {} → {tv} for {}: a release built for {} cannot replace one built for {}",
+                from.arch, to.arch, to.arch, from.arch
+            ),
+        });
+    }
+    out
+}
+
+/// Release packages found in a repository directory.
+#[derive(Debug, Default)]
+pub struct Repository {
+    pub dir: PathBuf,
+    pub packages: Vec<PackageName>,
+    /// Files that start with the product's name but do not parse.
+    pub unparsed: Vec<NameError>,
+}
+
+#[derive(Debug)]
+pub enum Lookup<'a> {
+    Found(&'a PackageName),
+    /// None of this edition; these of other editions have the version.
+    Missing { other_editions: Vec<&'a PackageName> },
+    Ambiguous(Vec<&'a PackageName>),
+}
+
+impl Repository {
+    pub fn scan(dir: &Path, product: &str, runtime_prefix: &str) -> std::io::Result<Repository> {
+        let mut repo = Repository {
+            dir: dir.to_owned(),
+            ..Default::default()
+        };
+        let prefix = format!("{product}-");
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !name.ends_with(".zip") || !name.starts_with(&prefix) {
+                continue;
+            }
+            match PackageName::parse(&name, product, runtime_prefix) {
+                Ok(p) => repo.packages.push(p),
+                Err(e) => repo.unparsed.push(e),
+            }
+        }
+        repo.packages.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok(repo)
+    }
+
+    pub fn find(&self, version: &Version, edition: &str) -> Lookup<'_> {
+        let same_version: Vec<&PackageName> = self.packages.iter().filter(|p| &p.version == version).collect();
+        let hits: Vec<&PackageName> = same_version.iter().copied().filter(|p| p.edition == edition).collect();
+        match hits.len() {
+            0 => Lookup::Missing {
+                other_editions: same_version,
+            },
+            1 => Lookup::Found(hits[0]),
+            _ => Lookup::Ambiguous(hits),
+        }
+    }
+
+    pub fn path_of(&self, p: &PackageName) -> PathBuf {
+        self.dir.join(&p.file)
+    }
+}
+
+/// SHA-256 of a file, in lowercase hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The expected digest from a `<package>.sha256` file beside the package, if there is one.
+/// The file is in `sha256sum` format: the hex digest, optionally followed by a file name.
+pub fn sidecar_sha256(package: &Path) -> Result<Option<String>, String> {
+    let mut side = package.as_os_str().to_owned();
+    side.push(".sha256");
+    let side = PathBuf::from(side);
+    let text = match std::fs::read_to_string(&side) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read {}: {e}", side.display())),
+    };
+    let digest = text.split_whitespace().next().unwrap_or("");
+    if is_sha256(digest) {
+        Ok(Some(digest.to_ascii_lowercase()))
+    } else {
+        Err(format!("{} does not hold a SHA-256 digest", side.display()))
+    }
+}
+
+pub fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(file: &str) -> PackageName {
+        PackageName::parse(file, "emqx", "otp").unwrap()
+    }
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn parses_the_spec_examples() {
+        let ce = p("emqx-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip");
+        assert_eq!(ce.edition, "ce");
+        assert_eq!(ce.version, v("4.4.16"));
+        assert_eq!(ce.runtime.as_ref().unwrap().full, "otp24.3.4.2-1");
+        assert_eq!(ce.runtime.as_ref().unwrap().major, Some(24));
+        assert_eq!((ce.os.as_str(), ce.arch.as_str()), ("ubuntu20.04", "amd64"));
+
+        let ee = p("emqx-ee-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip");
+        assert_eq!(ee.edition, "ee");
+        assert_eq!(ee.version, v("4.4.16"));
+
+        let mb = PackageName::parse("my-broker-2.1.0-debian12-arm64.zip", "my-broker", "otp").unwrap();
+        assert_eq!(mb.product, "my-broker");
+        assert_eq!(mb.edition, "ce");
+        assert_eq!(mb.runtime, None);
+        assert_eq!((mb.os.as_str(), mb.arch.as_str()), ("debian12", "arm64"));
+    }
+
+    #[test]
+    fn prereleases_and_build_metadata_stay_in_the_version() {
+        let rc = p("emqx-5.0.0-rc.1-otp25.1-el8-x86_64.zip");
+        assert_eq!(rc.version, v("5.0.0-rc.1"));
+        assert_eq!(rc.runtime.unwrap().full, "otp25.1");
+        assert_eq!(rc.arch, "amd64");
+        let pre = p("emqx-ee-5.0.0-beta-2+b7-el8-aarch64.zip");
+        assert_eq!(pre.version, v("5.0.0-beta-2+b7"));
+        assert_eq!(pre.runtime, None);
+        assert_eq!(pre.arch, "arm64");
+    }
+
+    #[test]
+    fn other_runtime_prefixes() {
+        let j = PackageName::parse("svc-1.2.3-jre17.0.2-el9-amd64.zip", "svc", "jre").unwrap();
+        assert_eq!(j.runtime.unwrap().major, Some(17));
+    }
+
+    #[test]
+    fn names_the_part_that_failed() {
+        let part = |f: &str| PackageName::parse(f, "emqx", "otp").unwrap_err().part;
+        assert_eq!(part("emqx-4.4.16-el8-amd64.tar.gz"), "extension");
+        assert_eq!(part("nanomq-4.4.16-el8-amd64.zip"), "product");
+        assert_eq!(part("emqx-4.4-otp24-el8-amd64.zip"), "version");
+        assert_eq!(part("emqx-ee-el8-amd64.zip"), "version");
+        assert_eq!(part("emqx-4.4.16.zip"), "os");
+        assert_eq!(part("emqx-EE-4.4.16-el8-amd64.zip"), "edition");
+        assert_eq!(part("emqx-4.4.16-el8-.zip"), "arch");
+    }
+
+    fn codes(v: Vec<Violation>) -> Vec<Code> {
+        v.into_iter().map(|v| v.code).collect()
+    }
+
+    #[test]
+    fn patch_rule_and_its_wording() {
+        let from = p("emqx-4.3.9-otp24.1-ubuntu20.04-amd64.zip");
+        let to = p("emqx-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip");
+        let v = check_upgrade(&from, &to, VersionPolicy::Patch);
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            v[0].message,
+            "4.3.9 → 4.4.16 is not a patch upgrade: hot upgrade is allowed only between patch versions of 4.3.x"
+        );
+        assert!(check_upgrade(&from, &to, VersionPolicy::Minor).is_empty());
+        let five = p("emqx-5.0.0-otp24.1-ubuntu20.04-amd64.zip");
+        assert_eq!(codes(check_upgrade(&from, &five, VersionPolicy::Minor)), vec![Code::RuleVersion]);
+        assert!(check_upgrade(&from, &five, VersionPolicy::Major).is_empty());
+    }
+
+    #[test]
+    fn not_newer_even_under_major_policy() {
+        let a = v("4.4.16");
+        let b = v("4.4.0");
+        let out = check_versions(&a, &b, VersionPolicy::Major);
+        assert_eq!(codes(out.clone()), vec![Code::RuleNotNewer]);
+        assert!(out[0].message.contains("4.4.16 → 4.4.0"));
+        assert!(check_versions(&a, &a, VersionPolicy::Patch).is_empty());
+        // A prerelease precedes its release.
+        assert!(check_versions(&v("4.4.16-rc.1"), &a, VersionPolicy::Patch).is_empty());
+        assert_eq!(codes(check_versions(&a, &v("4.4.16-rc.1"), VersionPolicy::Patch)), vec![Code::RuleNotNewer]);
+    }
+
+    #[test]
+    fn every_crossing_is_its_own_violation_naming_both_sides() {
+        let from = p("emqx-4.4.0-otp23.3-ubuntu20.04-amd64.zip");
+        let cases = [
+            ("emqx-ee-4.4.1-otp23.3-ubuntu20.04-amd64.zip", Code::RuleEdition, ["ce", "ee"]),
+            ("emqx-4.4.1-otp24.3-ubuntu20.04-amd64.zip", Code::RuleRuntime, ["otp23.3", "otp24.3"]),
+            ("emqx-4.4.1-ubuntu20.04-amd64.zip", Code::RuleRuntime, ["otp23.3", "no runtime"]),
+            ("emqx-4.4.1-otp23.3-el8-amd64.zip", Code::RuleOs, ["ubuntu20.04", "el8"]),
+            ("emqx-4.4.1-otp23.3-ubuntu20.04-arm64.zip", Code::RuleArch, ["amd64", "arm64"]),
+        ];
+        for (file, code, sides) in cases {
+            let out = check_upgrade(&from, &p(file), VersionPolicy::Patch);
+            assert_eq!(codes(out.clone()), vec![code], "{file}");
+            for s in sides {
+                assert!(out[0].message.contains(s), "{}: {s}", out[0].message);
+            }
+        }
+        // Same runtime major, other minor: fine. Aliased architectures: fine.
+        let ok = p("emqx-4.4.1-otp23.4.1-ubuntu20.04-x86_64.zip");
+        assert!(check_upgrade(&from, &ok, VersionPolicy::Patch).is_empty());
+        // Everything at once: each rule reported.
+        let all = p("emqx-ee-5.0.0-otp25-el8-arm64.zip");
+        assert_eq!(
+            codes(check_upgrade(&from, &all, VersionPolicy::Patch)),
+            vec![Code::RuleVersion, Code::RuleEdition, Code::RuleRuntime, Code::RuleOs, Code::RuleArch]
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! The plan file: read it, pick its format, parse it into a spanned tree, validate it
+//! into a typed [`Plan`]. Every problem found on the way is returned, none is printed.
+
+pub mod model;
+pub mod schema;
+pub mod template;
+pub mod tree;
+pub mod validate;
+
+use std::path::Path;
+
+pub use model::*;
+
+use crate::diagnostics::{Code, Problem, SourceFile};
+use tree::{Node, Span};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    Toml,
+}
+
+impl Format {
+    pub fn from_path(path: &Path) -> Option<Format> {
+        match path.extension()?.to_str()? {
+            "yaml" | "yml" => Some(Format::Yaml),
+            "toml" => Some(Format::Toml),
+            _ => None,
+        }
+    }
+}
+
+/// What loading a plan file gave: the file (when it could be read as text), the plan
+/// (when it could be built at all), and every problem found.
+#[derive(Debug)]
+pub struct Loaded {
+    pub file: Option<SourceFile>,
+    pub plan: Option<Plan>,
+    pub problems: Vec<Problem>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.problems
+            .iter()
+            .any(|p| p.severity == crate::diagnostics::Severity::Error)
+    }
+}
+
+/// Largest plan file read; a 10,000-node plan is a few megabytes.
+pub const MAX_PLAN_BYTES: u64 = 64 << 20;
+
+pub fn load(path: &Path) -> Loaded {
+    let fail = |p: Problem| Loaded {
+        file: None,
+        plan: None,
+        problems: vec![p],
+    };
+    let name = path.display().to_string();
+    let Some(format) = Format::from_path(path) else {
+        return fail(Problem::new(
+            Code::PlanFormat,
+            format!("{name}: cannot tell the format of the plan from its name"),
+        ));
+    };
+    let bytes = match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            return fail(Problem::new(Code::Io, format!("{name} is a directory, not a plan file")));
+        }
+        Ok(m) if m.len() > MAX_PLAN_BYTES => {
+            return fail(Problem::new(
+                Code::PlanLimit,
+                format!("{name} is {} bytes; plans are limited to {MAX_PLAN_BYTES} bytes", m.len()),
+            ));
+        }
+        Ok(_) => match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return fail(Problem::new(Code::Io, format!("cannot read {name}: {e}"))),
+        },
+        Err(e) => return fail(Problem::new(Code::Io, format!("cannot read {name}: {e}"))),
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let valid = String::from_utf8_lossy(&e.as_bytes()[..at]).into_owned();
+            let line = valid.matches('\n').count() + 1;
+            return fail(Problem::new(
+                Code::PlanEncoding,
+                format!("{name} is not UTF-8 text: invalid byte at offset {at} (line {line})"),
+            ));
+        }
+    };
+    let dir = path
+        .parent()
+        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .unwrap_or(Path::new("."));
+    load_text(SourceFile::new(name, text), format, dir)
+}
+
+pub fn load_text(file: SourceFile, format: Format, dir: &Path) -> Loaded {
+    let text = file.text.as_str();
+    // A leading byte-order mark is allowed and ignored by both parsers' users.
+    let parsed = match format {
+        Format::Yaml => tree::parse_yaml(text),
+        Format::Toml => tree::parse_toml(text),
+    };
+    let root: Node = match parsed {
+        Ok(Some(root)) => root,
+        Ok(None) => {
+            return Loaded {
+                problems: vec![Problem::new(Code::PlanEmpty, "the plan file is empty")],
+                file: Some(file),
+                plan: None,
+            };
+        }
+        Err(e) => {
+            let code = if e.limit { Code::PlanLimit } else { Code::PlanSyntax };
+            let what = match format {
+                Format::Yaml => "YAML",
+                Format::Toml => "TOML",
+            };
+            let mut p = Problem::new(code, format!("invalid {what}: {}", e.message));
+            if let Some(span) = e.span {
+                p = p.at(span).label("here");
+            }
+            return Loaded {
+                problems: vec![p],
+                file: Some(file),
+                plan: None,
+            };
+        }
+    };
+    let mut v = validate::Validator::new(dir, file.text.clone());
+    if !matches!(root.kind, tree::Kind::Map(_)) {
+        v.shape_table(&root, schema::PLAN, "the plan");
+        return Loaded {
+            problems: v.problems,
+            file: Some(file),
+            plan: None,
+        };
+    }
+    v.shape_table(&root, schema::PLAN, "the plan");
+    let plan = v.build(&root, file.clone());
+    let mut problems = v.problems;
+    problems.sort_by_key(|p| p.span.unwrap_or(Span::new(usize::MAX, 0)).start);
+    Loaded {
+        file: Some(file),
+        plan,
+        problems,
+    }
+}

@@ -1,0 +1,171 @@
+//! The validated plan: typed values only, each that a later check may point at kept
+//! with its span in the plan file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use semver::Version;
+
+use super::template::Template;
+use super::tree::Span;
+use crate::diagnostics::SourceFile;
+use crate::package::VersionPolicy;
+
+/// A value and where it was written.
+#[derive(Clone, Debug, PartialEq)]
+pub struct At<T> {
+    pub value: T,
+    pub span: Span,
+}
+
+#[derive(Debug)]
+pub struct Plan {
+    pub file: SourceFile,
+    /// Directory relative paths in the plan are resolved against.
+    pub dir: PathBuf,
+    pub name: String,
+    pub product: String,
+    pub runtime: String,
+    pub repository: Option<At<PathBuf>>,
+    pub edition: Option<At<String>>,
+    pub state: Option<PathBuf>,
+    pub ssh_config: Option<PathBuf>,
+    pub ssh_host_keys: HostKeys,
+    pub policy: VersionPolicy,
+    pub rollout: Rollout,
+    pub health: Option<Health>,
+    pub hooks: Hooks,
+    pub window: Option<Window>,
+    pub nodes: Vec<NodeTarget>,
+    pub groups: Vec<GroupTarget>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKeys {
+    Strict,
+    AcceptNew,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFailure {
+    Rollback,
+    RollbackAll,
+    Stop,
+}
+
+/// A size given as a count of targets or as a share of all of them.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Amount {
+    Count(u64),
+    Percent(f64),
+}
+
+#[derive(Clone, Debug)]
+pub struct Rollout {
+    pub max_parallel: usize,
+    pub waves: Vec<Amount>,
+    pub max_failures: Amount,
+    pub on_failure: OnFailure,
+    pub permanent: bool,
+    pub pause: Duration,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            max_parallel: 10,
+            waves: vec![Amount::Percent(100.0)],
+            max_failures: Amount::Count(0),
+            on_failure: OnFailure::Rollback,
+            permanent: true,
+            pause: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Check {
+    Http(At<Template>),
+    Tcp(At<Template>),
+    Command(Vec<At<Template>>),
+}
+
+#[derive(Clone, Debug)]
+pub struct Health {
+    pub check: Check,
+    pub expect_status: u16,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub healthy_for: Duration,
+    pub rollback_timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+pub struct Hooks {
+    pub command: Option<Vec<At<Template>>>,
+    pub timeout: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            command: None,
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Window {
+    pub days: Vec<jiff::civil::Weekday>,
+    pub from: jiff::civil::Time,
+    pub to: jiff::civil::Time,
+    pub tz: jiff::tz::TimeZone,
+    pub tz_name: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SshAddr {
+    pub user: Option<String>,
+    pub host: String,
+    pub port: Option<u16>,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeTarget {
+    pub name: At<String>,
+    pub host: String,
+    pub ssh: Option<At<SshAddr>>,
+    pub root: At<PathBuf>,
+    pub vars: BTreeMap<String, Template>,
+    pub from: Option<At<Version>>,
+    pub to: At<Version>,
+    pub sha256: Option<At<String>>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AppTarget {
+    pub app: At<String>,
+    pub to: At<Version>,
+    pub services: Option<Vec<At<String>>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupTarget {
+    pub name: At<String>,
+    pub root: At<PathBuf>,
+    pub market: At<PathBuf>,
+    pub apps: Vec<AppTarget>,
+    pub hooks: Hooks,
+    pub health: Option<Health>,
+    pub vars: BTreeMap<String, Template>,
+    pub tags: Vec<String>,
+}
+
+impl Plan {
+    pub fn target_count(&self) -> usize {
+        self.nodes.len() + self.groups.len()
+    }
+}

@@ -1,0 +1,240 @@
+//! The plan's keys, their types, defaults and docs, declared once.
+//!
+//! Validation checks every document against these tables (unknown keys, types, ranges),
+//! `fleetup schema` renders them as JSON Schema, and a test holds `fleetup init`'s
+//! template to them, so the three can never disagree about what a plan may contain.
+
+use serde_json::{json, Map, Value};
+
+#[derive(Debug)]
+pub struct Field {
+    pub name: &'static str,
+    pub ty: Ty,
+    pub required: bool,
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+#[derive(Debug)]
+pub enum Ty {
+    Str,
+    /// A name safe as a file name (targets, apps, services).
+    Name,
+    Int { min: i64, max: i64 },
+    Bool,
+    Version,
+    Duration,
+    Path,
+    Enum(&'static [&'static str]),
+    /// A command as a list of strings; placeholders allowed inside elements.
+    Argv,
+    /// A string with `{placeholders}`.
+    Template,
+    /// A table of string (or number, or boolean) values.
+    Vars,
+    /// A count or a percentage string.
+    CountOrPercent { min: i64 },
+    List(&'static Ty),
+    Table(&'static [Field]),
+}
+
+macro_rules! field {
+    ($name:literal, $ty:expr, required, $doc:literal) => {
+        Field { name: $name, ty: $ty, required: true, default: None, doc: $doc }
+    };
+    ($name:literal, $ty:expr, default $def:literal, $doc:literal) => {
+        Field { name: $name, ty: $ty, required: false, default: Some($def), doc: $doc }
+    };
+    ($name:literal, $ty:expr, $doc:literal) => {
+        Field { name: $name, ty: $ty, required: false, default: None, doc: $doc }
+    };
+}
+
+pub const DAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+pub static HEALTH: &[Field] = &[
+    field!("http", Ty::Template, "URL polled with GET; healthy when it answers `expect_status`"),
+    field!("tcp", Ty::Template, "host:port that must accept a connection"),
+    field!("command", Ty::Argv, "command (argv) that must exit 0"),
+    field!("expect_status", Ty::Int { min: 100, max: 599 }, default "200", "HTTP status that means healthy"),
+    field!("timeout", Ty::Duration, default "60s", "deadline to become healthy"),
+    field!("interval", Ty::Duration, default "1s", "time between two polls"),
+    field!("healthy_for", Ty::Duration, default "0s", "how long the target must then stay healthy"),
+    field!("rollback_timeout", Ty::Duration, "deadline to become healthy again after a rollback (default: `timeout`)"),
+];
+
+pub static POLICY: &[Field] = &[field!(
+    "version",
+    Ty::Enum(&["patch", "minor", "major"]),
+    default "patch",
+    "how far an upgrade may jump: patch (x.y.z → x.y.z+N), minor (same major), major (any newer)"
+)];
+
+pub static ROLLOUT: &[Field] = &[
+    field!("max_parallel", Ty::Int { min: 1, max: 1000 }, default "10", "targets worked on at once"),
+    field!("waves", Ty::List(&Ty::CountOrPercent { min: 1 }), default "[\"100%\"]", "batch sizes, a count or a % of all targets; the last size repeats"),
+    field!("max_failures", Ty::CountOrPercent { min: 0 }, default "0", "failed targets tolerated in the whole run (count or \"N%\")"),
+    field!("on_failure", Ty::Enum(&["rollback", "rollback-all", "stop"]), default "rollback", "what happens when failures exceed max_failures"),
+    field!("permanent", Ty::Bool, default "true", "make new releases permanent; false leaves them current"),
+    field!("pause", Ty::Duration, default "0s", "wait between waves"),
+];
+
+pub static NODE_HOOKS: &[Field] = &[
+    field!("activate", Ty::Argv, "command run after `current` is switched, to load the new release"),
+    field!("timeout", Ty::Duration, default "5m", "deadline of every hook; a timeout is a failure"),
+];
+
+pub static WINDOW: &[Field] = &[
+    field!("days", Ty::List(&Ty::Enum(DAYS)), default "every day", "days on which the window opens"),
+    field!("from", Ty::Str, required, "opening time, HH:MM"),
+    field!("to", Ty::Str, required, "closing time, HH:MM (before `from` means the next day)"),
+    field!("tz", Ty::Str, default "UTC", "IANA time zone of from/to"),
+];
+
+pub static DEFAULTS: &[Field] = &[
+    field!("root", Ty::Path, "release store directory of every node without its own root"),
+    field!("vars", Ty::Vars, "template values of every node (a node's own vars win)"),
+    field!("tags", Ty::List(&Ty::Name), "tags of every node"),
+];
+
+pub static NODE: &[Field] = &[
+    field!("name", Ty::Name, required, "unique target name"),
+    field!("host", Ty::Str, default "127.0.0.1", "value of {host}"),
+    field!("ssh", Ty::Str, "[user@]host[:port] of a remote node, reached with OpenSSH"),
+    field!("root", Ty::Path, "release store directory (default: defaults.root)"),
+    field!("vars", Ty::Vars, "template values: {port} and any other"),
+    field!("from", Ty::Version, "pin: apply refuses if the node runs another version"),
+    field!("to", Ty::Version, "target version (default: the plan's to)"),
+    field!("sha256", Ty::Str, "expected SHA-256 of the node's target package"),
+    field!("tags", Ty::List(&Ty::Name), "tags, selected with --only @tag"),
+];
+
+pub static APP: &[Field] = &[
+    field!("app", Ty::Name, required, "app name in the market"),
+    field!("to", Ty::Version, required, "target version of the app"),
+    field!("services", Ty::List(&Ty::Name), default "every upgrade and add", "services to upgrade"),
+];
+
+pub static GROUP_HOOKS: &[Field] = &[
+    field!("deploy", Ty::Argv, "command run per service after its spec is written ({spec})"),
+    field!("timeout", Ty::Duration, default "5m", "deadline of every hook; a timeout is a failure"),
+];
+
+pub static GROUP: &[Field] = &[
+    field!("name", Ty::Name, required, "unique target name"),
+    field!("root", Ty::Path, required, "group directory"),
+    field!("market", Ty::Path, required, "market directory of app templates"),
+    field!("apps", Ty::List(&Ty::Table(APP)), required, "apps of the group to upgrade"),
+    field!("hooks", Ty::Table(GROUP_HOOKS), "hooks of this group"),
+    field!("health", Ty::Table(HEALTH), "health check run per upgraded service"),
+    field!("vars", Ty::Vars, "template values"),
+    field!("tags", Ty::List(&Ty::Name), "tags, selected with --only @tag"),
+];
+
+pub static PLAN: &[Field] = &[
+    field!("plan", Ty::Int { min: 1, max: 1 }, required, "schema version of this file format"),
+    field!("name", Ty::Str, required, "name of the rollout"),
+    field!("product", Ty::Str, required, "product name at the start of release package names"),
+    field!("runtime", Ty::Str, default "otp", "runtime prefix in package names"),
+    field!("repository", Ty::Path, "directory holding release packages (required with nodes)"),
+    field!("to", Ty::Version, "default target version of every node"),
+    field!("edition", Ty::Str, "wanted edition (default: each node's own; ce when unknown)"),
+    field!("sha256", Ty::Str, "expected SHA-256 of the package of the plan's `to`"),
+    field!("state", Ty::Path, "state directory for run journals (default: $FLEETUP_STATE_DIR, then ~/.local/state/fleetup)"),
+    field!("ssh_config", Ty::Path, "ssh_config file passed to every ssh as -F"),
+    field!("ssh_host_keys", Ty::Enum(&["strict", "accept-new"]), default "strict", "host key checking of ssh"),
+    field!("policy", Ty::Table(POLICY), "version policy"),
+    field!("rollout", Ty::Table(ROLLOUT), "waves, parallelism and failure handling"),
+    field!("health", Ty::Table(HEALTH), "health check of every node"),
+    field!("hooks", Ty::Table(NODE_HOOKS), "hooks of every node"),
+    field!("window", Ty::Table(WINDOW), "maintenance window outside which apply refuses to start"),
+    field!("defaults", Ty::Table(DEFAULTS), "values every node inherits"),
+    field!("nodes", Ty::List(&Ty::Table(NODE)), "nodes (release stores) to upgrade"),
+    field!("groups", Ty::List(&Ty::Table(GROUP)), "app groups to upgrade"),
+];
+
+/// The plan's JSON Schema (draft 2020-12).
+pub fn json_schema() -> Value {
+    let mut root = table_schema(PLAN);
+    if let Value::Object(m) = &mut root {
+        m.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
+        m.insert("title".into(), json!("fleetup plan"));
+    }
+    root
+}
+
+fn table_schema(fields: &[Field]) -> Value {
+    let mut props = Map::new();
+    for f in fields {
+        let mut s = ty_schema(&f.ty);
+        if let Value::Object(m) = &mut s {
+            m.insert("description".into(), json!(f.doc));
+            if let Some(d) = f.default {
+                if let Ok(v) = serde_json::from_str::<Value>(d) {
+                    m.insert("default".into(), v);
+                } else {
+                    m.insert("default".into(), json!(d));
+                }
+            }
+        }
+        props.insert(f.name.into(), s);
+    }
+    let required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+    json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": required,
+        "properties": props,
+    })
+}
+
+fn ty_schema(ty: &Ty) -> Value {
+    match ty {
+        Ty::Str | Ty::Path | Ty::Template => json!({ "type": "string" }),
+        Ty::Name => json!({ "type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$" }),
+        Ty::Int { min, max } => json!({ "type": "integer", "minimum": min, "maximum": max }),
+        Ty::Bool => json!({ "type": "boolean" }),
+        Ty::Version => json!({
+            "type": "string",
+            "pattern": r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$"
+        }),
+        Ty::Duration => json!({ "type": "string", "pattern": r"^([0-9]+(ms|s|m|h))+$" }),
+        Ty::Enum(values) => json!({ "enum": values }),
+        Ty::Argv => json!({ "type": "array", "minItems": 1, "items": { "type": "string" } }),
+        Ty::Vars => json!({
+            "type": "object",
+            "additionalProperties": { "type": ["string", "number", "boolean"] }
+        }),
+        Ty::CountOrPercent { min } => json!({
+            "oneOf": [
+                { "type": "integer", "minimum": min },
+                { "type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?%$" }
+            ]
+        }),
+        Ty::List(item) => json!({ "type": "array", "items": ty_schema(item) }),
+        Ty::Table(fields) => table_schema(fields),
+    }
+}
+
+/// Every key path the schema allows, as `rollout.waves`, `nodes[].name`, for tests
+/// and for the init template check.
+pub fn all_key_paths() -> Vec<String> {
+    fn walk(prefix: &str, fields: &[Field], out: &mut Vec<String>) {
+        for f in fields {
+            let path = if prefix.is_empty() {
+                f.name.to_owned()
+            } else {
+                format!("{prefix}.{}", f.name)
+            };
+            out.push(path.clone());
+            match &f.ty {
+                Ty::Table(sub) => walk(&path, sub, out),
+                Ty::List(Ty::Table(sub)) => walk(&format!("{path}[]"), sub, out),
+                _ => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk("", PLAN, &mut out);
+    out
+}

@@ -1,0 +1,333 @@
+//! Checks a valid plan against the world it points at, changing nothing: the repository
+//! (one package per node's target, checksums), each readable node store (the rules of
+//! SPEC §1.1 and `from` pins), and each group's market.
+//!
+//! `check` reports these findings; `plan` and `apply` will run the same checks before
+//! they touch anything, so a finding here is a finding there.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use crate::diagnostics::{Code, Problem};
+use crate::package::{self, Lookup, PackageName, Repository, DEFAULT_EDITION};
+use crate::plan::tree::Span;
+use crate::plan::{NodeTarget, Plan};
+use crate::store;
+
+/// What preflight learned about one node.
+#[derive(Debug, Clone)]
+pub struct NodeFinding {
+    /// The package the node would be upgraded to, when the repository has exactly one.
+    pub package: Option<PackageName>,
+    /// The node's permanent release, when its store was readable.
+    pub running: Option<store::Release>,
+    /// Whether the node's live state could be read at all (local, store present or absent).
+    pub state_read: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Preflight {
+    pub problems: Vec<Problem>,
+    pub nodes: Vec<NodeFinding>,
+}
+
+impl Preflight {
+    pub fn states_read(&self) -> usize {
+        self.nodes.iter().filter(|n| n.state_read).count()
+    }
+}
+
+/// Problems that many nodes share (one rule broken by a whole fleet) are reported once.
+#[derive(Default)]
+struct Collector {
+    order: Vec<(Code, String, Option<Span>)>,
+    nodes: HashMap<(Code, String, Option<Span>), (Vec<String>, Option<String>, Option<String>)>,
+}
+
+impl Collector {
+    fn add(&mut self, node: &str, code: Code, msg: String, span: Option<Span>, label: Option<String>, help: Option<String>) {
+        let key = (code, msg, span);
+        let entry = self.nodes.entry(key.clone()).or_insert_with(|| {
+            self.order.push(key);
+            (Vec::new(), label, help)
+        });
+        entry.0.push(node.to_owned());
+    }
+
+    fn finish(mut self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        for key in self.order {
+            let Some((nodes, label, help)) = self.nodes.remove(&key) else { continue };
+            let (code, msg, span) = key;
+            let who = match nodes.len() {
+                1 => format!("node `{}`", nodes[0]),
+                n if n <= 3 => format!("nodes {}", nodes.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
+                n => format!("nodes `{}`, `{}`, `{}` and {} more", nodes[0], nodes[1], nodes[2], n - 3),
+            };
+            let mut p = Problem::new(code, format!("{who}: {msg}"));
+            if let Some(s) = span {
+                p = p.at(s);
+            }
+            if let Some(l) = label {
+                p = p.label(l);
+            }
+            if let Some(h) = help {
+                p = p.help(h);
+            }
+            out.push(p);
+        }
+        out
+    }
+}
+
+pub fn run(plan: &Plan) -> Preflight {
+    let mut pf = Preflight::default();
+    let mut col = Collector::default();
+
+    let repo = match &plan.repository {
+        Some(r) if !plan.nodes.is_empty() => match Repository::scan(&r.value, &plan.product, &plan.runtime) {
+            Ok(repo) => {
+                for e in &repo.unparsed {
+                    pf.problems.push(
+                        Problem::new(Code::PackageName, format!("a package in the repository does not parse: {e}"))
+                            .at(r.span)
+                            .label("in this repository")
+                            .warning(),
+                    );
+                }
+                Some(repo)
+            }
+            Err(e) => {
+                pf.problems.push(
+                    Problem::new(Code::Path, format!("cannot read the repository {}: {e}", r.value.display()))
+                        .at(r.span)
+                        .label("not a readable directory"),
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+
+    // A checksum is computed once per package, however many nodes share it.
+    let mut digests: HashMap<PathBuf, Result<String, String>> = HashMap::new();
+
+    for node in &plan.nodes {
+        let finding = check_node(plan, node, repo.as_ref(), &mut col, &mut digests);
+        pf.nodes.push(finding);
+    }
+    pf.problems.extend(col.finish());
+    pf.problems.extend(check_groups(plan));
+    pf.problems.sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.start));
+    pf
+}
+
+fn check_node(
+    plan: &Plan,
+    node: &NodeTarget,
+    repo: Option<&Repository>,
+    col: &mut Collector,
+    digests: &mut HashMap<PathBuf, Result<String, String>>,
+) -> NodeFinding {
+    let name = node.name.value.as_str();
+    let mut finding = NodeFinding {
+        package: None,
+        running: None,
+        state_read: false,
+    };
+
+    // Live state: local nodes only; a remote store is read when SSH support lands.
+    let running_pkg = if node.ssh.is_none() {
+        match store::read_state(&node.root.value) {
+            Ok(state) => {
+                finding.state_read = true;
+                let rel = state.as_ref().and_then(|s| s.permanent()).cloned();
+                if let (Some(pin), Some(r)) = (&node.from, &rel) {
+                    if pin.value != r.version {
+                        col.add(
+                            name,
+                            Code::FromMismatch,
+                            format!("the plan pins `from: {}` but the node runs {}", pin.value, r.version),
+                            Some(pin.span),
+                            Some(format!("runs {}", r.version)),
+                            None,
+                        );
+                    }
+                }
+                let pkg = rel.as_ref().and_then(|r| match PackageName::parse(&r.package, &plan.product, &plan.runtime) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        col.add(name, Code::StoreUnreadable, format!("its running release has an unreadable package name: {e}"), Some(node.root.span), None, None);
+                        None
+                    }
+                });
+                finding.running = rel;
+                pkg
+            }
+            Err(e) => {
+                col.add(name, Code::StoreUnreadable, e, Some(node.root.span), Some("this store".into()), None);
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let Some(repo) = repo else { return finding };
+    let edition = plan
+        .edition
+        .as_ref()
+        .map(|e| e.value.clone())
+        .or_else(|| running_pkg.as_ref().map(|p| p.edition.clone()))
+        .unwrap_or_else(|| DEFAULT_EDITION.to_owned());
+    let to = &node.to;
+    match repo.find(&to.value, &edition) {
+        Lookup::Found(p) => finding.package = Some(p.clone()),
+        Lookup::Missing { other_editions } if !other_editions.is_empty() => {
+            let others: Vec<&str> = other_editions.iter().map(|p| p.file.as_str()).collect();
+            col.add(
+                name,
+                Code::RuleEdition,
+                format!(
+                    "no {edition} package of {} in the repository; only another edition: {}",
+                    to.value,
+                    others.join(", ")
+                ),
+                Some(to.span),
+                Some(format!("wants {edition}")),
+                None,
+            );
+        }
+        Lookup::Missing { .. } => col.add(
+            name,
+            Code::PackageMissing,
+            format!("the repository {} has no {edition} package of {} {}", repo.dir.display(), plan.product, to.value),
+            Some(to.span),
+            Some("no package".into()),
+            None,
+        ),
+        Lookup::Ambiguous(ps) => col.add(
+            name,
+            Code::PackageAmbiguous,
+            format!(
+                "the repository has {} packages of {} {} {edition}: {}",
+                ps.len(),
+                plan.product,
+                to.value,
+                ps.iter().map(|p| p.file.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+            Some(to.span),
+            Some("more than one package".into()),
+            None,
+        ),
+    }
+
+    if let Some(pkg) = &finding.package {
+        let path = repo.path_of(pkg);
+        check_checksum(name, node, &path, col, digests);
+        if let Some(from) = &running_pkg {
+            for v in package::check_upgrade(from, pkg, plan.policy) {
+                col.add(name, v.code, v.message, Some(to.span), Some(format!("runs {}", from.version)), None);
+            }
+        }
+    }
+    finding
+}
+
+fn check_checksum(
+    name: &str,
+    node: &NodeTarget,
+    path: &std::path::Path,
+    col: &mut Collector,
+    digests: &mut HashMap<PathBuf, Result<String, String>>,
+) {
+    let sidecar = package::sidecar_sha256(path);
+    if let Err(e) = &sidecar {
+        col.add(name, Code::Checksum, e.clone(), Some(node.to.span), None, None);
+        return;
+    }
+    let pinned = node.sha256.as_ref().map(|s| s.value.to_ascii_lowercase());
+    let expected: Vec<(String, &str)> = [
+        sidecar.ok().flatten().map(|d| (d, "its .sha256 file")),
+        pinned.map(|d| (d, "the plan's sha256")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if expected.is_empty() {
+        return;
+    }
+    let actual = digests
+        .entry(path.to_owned())
+        .or_insert_with(|| package::sha256_file(path).map_err(|e| format!("cannot read {}: {e}", path.display())))
+        .clone();
+    match actual {
+        Err(e) => col.add(name, Code::Io, e, Some(node.to.span), None, None),
+        Ok(actual) => {
+            for (want, from) in expected {
+                if want != actual {
+                    let span = if from == "its .sha256 file" { node.to.span } else { node.sha256.as_ref().map_or(node.to.span, |s| s.span) };
+                    col.add(
+                        name,
+                        Code::Checksum,
+                        format!("{} has SHA-256 {actual}, but {from} says {want}", path.display()),
+                        Some(span),
+                        Some("checksum mismatch".into()),
+                        None,
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Each app's target version must be in the group's market.
+fn check_groups(plan: &Plan) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for g in &plan.groups {
+        if !g.market.value.is_dir() {
+            out.push(
+                Problem::new(Code::Path, format!("the market {} of group `{}` is not a directory", g.market.value.display(), g.name.value))
+                    .at(g.market.span)
+                    .label("no such directory"),
+            );
+            continue;
+        }
+        for a in &g.apps {
+            let dir = g.market.value.join(&a.app.value);
+            let v = a.to.value.to_string();
+            let found = ["yaml", "yml", "toml"].iter().any(|ext| dir.join(format!("{v}.{ext}")).is_file());
+            if !found {
+                let have = market_versions(&dir);
+                let help = if have.is_empty() {
+                    format!("the market has no app `{}`", a.app.value)
+                } else {
+                    format!("the market has {} {}", a.app.value, have.join(", "))
+                };
+                out.push(
+                    Problem::new(Code::MarketMissing, format!("the market has no version {v} of app `{}`", a.app.value))
+                        .at(a.to.span)
+                        .label("not in the market")
+                        .help(help),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Versions of one app in a market directory, oldest first.
+fn market_versions(dir: &std::path::Path) -> Vec<String> {
+    let mut versions: Vec<semver::Version> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".yaml").or(name.strip_suffix(".yml")).or(name.strip_suffix(".toml"))?;
+            semver::Version::parse(stem).ok()
+        })
+        .collect();
+    versions.sort();
+    versions.iter().map(|v| v.to_string()).collect()
+}
