@@ -136,8 +136,9 @@ fn check_node(
         state_read: false,
     };
 
-    // Live state: local nodes only; a remote store is read when SSH support lands.
-    let running_pkg = if node.ssh.is_none() {
+    // Live state: local nodes whose root exists on this machine (a plan is often checked
+    // on a CI runner far from its nodes); remote stores are read once SSH support lands.
+    let running_pkg = if node.ssh.is_none() && node.root.value.is_dir() {
         match store::read_state(&node.root.value) {
             Ok(state) => {
                 finding.state_read = true;

@@ -59,6 +59,22 @@ pub struct Key {
     pub span: Span,
 }
 
+impl Node {
+    /// The value without its spans, for comparing documents across formats.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value;
+        match &self.kind {
+            Kind::Null => Value::Null,
+            Kind::Bool(b) => Value::Bool(*b),
+            Kind::Int(i) => Value::from(*i),
+            Kind::Float(f) => Value::from(*f),
+            Kind::Str(s) => Value::from(s.clone()),
+            Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            Kind::Map(e) => Value::Object(e.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect()),
+        }
+    }
+}
+
 impl Kind {
     /// How the kind is named in "expected …, found …" messages.
     pub fn describe(&self) -> String {
@@ -258,11 +274,19 @@ fn yaml_error(e: serde_saphyr::Error) -> SyntaxError {
             message = m;
         }
     }
-    let limit = message.contains("budget breached") || message.contains("recursion limit");
-    let message = if let Some(what) = message.strip_prefix("budget breached: ") {
-        format!("the document exceeds a safety limit ({what})")
-    } else {
-        message.to_owned()
+    let limit = message.contains("budget breached")
+        || message.contains("recursion limit")
+        || message.contains("limit exceeded");
+    let message = match message.strip_prefix("budget breached: ") {
+        Some(what) if what.starts_with("Depth") => format!("nesting deeper than {MAX_DEPTH} levels"),
+        Some(what) if what.starts_with("Documents") => {
+            "a plan file holds one YAML document; this one has more (`---`)".to_owned()
+        }
+        Some(what) => format!("the document exceeds a safety limit ({what})"),
+        None if message.contains("alias replay limit") => {
+            format!("aliases expand into too many values ({message})")
+        }
+        None => message.to_owned(),
     };
     SyntaxError {
         message,

@@ -440,14 +440,16 @@ impl Validator {
                             self.push(
                                 Problem::new(Code::BadValue, format!("`{}` cannot be a placeholder name", k.name))
                                     .at(k.span)
-                                    .label("letters, digits and _ only"),
+                                    .label("letters, digits and _ only")
+                                    .help("name vars with letters, digits and _, as they are written in {placeholders}"),
                             );
                         }
                         if NODE_BUILTINS.contains(&k.name.as_str()) || GROUP_BUILTINS.contains(&k.name.as_str()) {
                             self.push(
                                 Problem::new(Code::BadValue, format!("`{}` is a built-in placeholder and cannot be set in vars", k.name))
                                     .at(k.span)
-                                    .label("built in"),
+                                    .label("built in")
+                                    .help(format!("rename it; fleetup fills {} itself", NODE_BUILTINS.iter().chain(GROUP_BUILTINS).map(|b| format!("{{{b}}}")).collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", "))),
                             );
                         }
                         match scalar_text(v) {
@@ -701,11 +703,11 @@ impl Validator {
         }
         if rg("waves").is_some() {
             let w: Vec<Amount> = list(rg("waves")).iter().filter_map(amount).collect();
-            if list(rg("waves")).is_empty() {
-                if let Some(n) = rg("waves") {
-                    self.push(Problem::new(Code::BadWave, "`waves` is empty").at(n.span).label("no wave"));
-                }
-            } else {
+            if let Some(n @ Node { kind: Kind::Seq(items), .. }) = rg("waves")
+                && items.is_empty()
+            {
+                self.push(Problem::new(Code::BadWave, "`waves` is empty").at(n.span).label("no wave"));
+            } else if !w.is_empty() {
                 rollout.waves = w;
             }
         }
@@ -1014,7 +1016,11 @@ impl Validator {
                     .collect();
                 if !lacking.is_empty() {
                     self.push(
-                        Problem::new(Code::Placeholder, format!("placeholder `{{{var}}}` has no value for node {}", name_list(&lacking)))
+                        Problem::new(Code::Placeholder, format!(
+                            "placeholder `{{{var}}}` has no value for {} {}",
+                            if lacking.len() == 1 { "node" } else { "nodes" },
+                            name_list(&lacking)
+                        ))
                             .at(t.span)
                             .label(format!("`{{{var}}}` unfilled"))
                             .help(format!(

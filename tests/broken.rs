@@ -1,0 +1,72 @@
+//! The broken-plan corpus: every file in tests/broken is checked by the real binary and
+//! its whole output is compared with a reviewed snapshot. Nothing may panic, every file
+//! exits 1, and every problem that comes from inside a file points at a line and column.
+
+use std::path::PathBuf;
+
+use assert_cmd::Command;
+
+fn corpus() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("tests/broken")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Problems about the file as a whole, which have no place inside it.
+const FILE_LEVEL: &[&str] = &[
+    "fleetup::plan::empty",
+    "fleetup::plan::encoding",
+    "fleetup::plan::format",
+    "fleetup::plan::no-targets",
+];
+
+fn check(file: &str, format: &str) -> (Option<i32>, String, String) {
+    let out = Command::cargo_bin("fleetup")
+        .unwrap()
+        .current_dir("tests/broken")
+        .env("NO_COLOR", "1")
+        .args(["check", "--format", format, file])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_corpus_is_large_and_covers_both_formats() {
+    let files = corpus();
+    let yaml = files.iter().filter(|f| f.extension().is_some_and(|e| e == "yaml")).count();
+    let toml = files.iter().filter(|f| f.extension().is_some_and(|e| e == "toml")).count();
+    assert!(yaml >= 40 && toml >= 40, "{yaml} YAML and {toml} TOML broken plans");
+}
+
+#[test]
+fn every_broken_plan_is_refused_with_located_diagnostics() {
+    for path in corpus() {
+        let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let (code, stdout, stderr) = check(&file, "human");
+        assert_eq!(code, Some(1), "{file} exited {code:?}:\n{stderr}");
+        assert!(!stderr.contains("panicked"), "{file} panicked:\n{stderr}");
+        assert!(stdout.starts_with(&format!("invalid: {file}")), "{file}: {stdout}");
+        insta::assert_snapshot!(file.clone(), format!("exit {code:?}\n--- stdout\n{stdout}--- stderr\n{stderr}"));
+
+        let (code, stdout, _) = check(&file, "json");
+        assert_eq!(code, Some(1), "{file}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let problems = report["files"][0]["problems"].as_array().unwrap();
+        assert!(!problems.is_empty(), "{file}");
+        for p in problems {
+            let code = p["code"].as_str().unwrap();
+            assert!(p["help"].as_str().is_some_and(|h| !h.is_empty()), "{file}: {p}");
+            if !FILE_LEVEL.contains(&code) {
+                assert!(p["line"].as_u64().is_some() && p["column"].as_u64().is_some(), "{file}: {p} has no position");
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Every shipped plan (plans/ and the `init` templates) is valid, and each YAML plan
+//! says exactly what its TOML twin says.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use fleetup::plan::tree::{parse_toml, parse_yaml};
+
+fn fleetup() -> Command {
+    Command::cargo_bin("fleetup").unwrap()
+}
+
+fn plans() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir("plans")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "toml")))
+        .collect();
+    v.sort();
+    v
+}
+
+fn tree(path: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).unwrap();
+    let node = if path.extension().unwrap() == "toml" {
+        parse_toml(&text).unwrap().unwrap()
+    } else {
+        parse_yaml(&text).unwrap().unwrap()
+    };
+    node.to_json()
+}
+
+#[test]
+fn every_plan_in_plans_checks_clean() {
+    let all = plans();
+    assert!(all.len() >= 6, "expected the example plans, found {all:?}");
+    for p in all {
+        let out = fleetup().arg("check").arg(&p).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{}:\n{stdout}{stderr}", p.display());
+        assert!(stdout.starts_with(&format!("ok: {}", p.display())), "{stdout}");
+        assert!(stderr.is_empty(), "{}: {stderr}", p.display());
+    }
+}
+
+#[test]
+fn every_plan_exists_in_both_formats_and_they_agree() {
+    let all = plans();
+    for p in all.iter().filter(|p| p.extension().unwrap() == "yaml") {
+        let twin = p.with_extension("toml");
+        assert!(twin.exists(), "{} has no TOML twin", p.display());
+        assert_eq!(tree(p), tree(&twin), "{} and its TOML twin differ", p.display());
+    }
+    for p in all.iter().filter(|p| p.extension().unwrap() == "toml") {
+        assert!(p.with_extension("yaml").exists(), "{} has no YAML twin", p.display());
+    }
+}
+
+#[test]
+fn init_templates_agree_show_every_key_and_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    for ext in ["yaml", "toml"] {
+        let f = dir.path().join(format!("plan.{ext}"));
+        fleetup().args(["init"]).arg(&f).assert().success();
+        // Refuses to overwrite.
+        let again = fleetup().args(["init"]).arg(&f).output().unwrap();
+        assert_eq!(again.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+        let text = std::fs::read_to_string(&f).unwrap();
+        for key in fleetup::plan::schema::all_key_paths() {
+            let last = key.rsplit(['.', ']']).next().unwrap();
+            let shown = if ext == "yaml" {
+                text.contains(&format!("{last}:"))
+            } else {
+                [format!("{last} ="), format!("[{last}]"), format!(".{last}]")]
+                    .iter()
+                    .any(|s| text.contains(s))
+            };
+            assert!(shown, "init .{ext} does not show `{key}`");
+        }
+        // Valid but for the directories it names, which do not exist here.
+        let out = fleetup().args(["check", "--format", "json"]).arg(&f).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let codes: Vec<&str> = report["files"][0]["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["code"].as_str().unwrap())
+            .collect();
+        assert_eq!(codes, vec!["fleetup::plan::path", "fleetup::plan::path"], "{ext}: {report}");
+    }
+    assert_eq!(tree(&dir.path().join("plan.yaml")), tree(&dir.path().join("plan.toml")));
+    // Without a file: YAML on stdout.
+    let out = fleetup().arg("init").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("# fleetup plan"));
+}
+
+#[test]
+fn schema_is_json_and_covers_every_key() {
+    let out = fleetup().arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(schema["additionalProperties"], false);
+    assert_eq!(schema["properties"]["rollout"]["properties"]["on_failure"]["enum"][1], "rollback-all");
+    assert_eq!(schema["properties"]["nodes"]["items"]["required"][0], "name");
+    for key in fleetup::plan::schema::all_key_paths() {
+        let mut at = &schema;
+        for part in key.split('.') {
+            at = match part.strip_suffix("[]") {
+                Some(list) => &at["properties"][list]["items"],
+                None => &at["properties"][part],
+            };
+        }
+        assert!(at.is_object(), "schema lacks {key}");
+    }
+}
+
+#[test]
+fn completions_are_generated() {
+    let out = fleetup().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fleetup"));
+}
