@@ -110,7 +110,7 @@ pub fn run(plan: &Plan) -> Preflight {
     };
 
     // A checksum is computed once per package, however many nodes share it.
-    let mut digests: HashMap<PathBuf, Result<String, String>> = HashMap::new();
+    let mut digests: HashMap<PathBuf, Digests> = HashMap::new();
 
     for node in &plan.nodes {
         let finding = check_node(plan, node, repo.as_ref(), &mut col, &mut digests);
@@ -127,7 +127,7 @@ fn check_node(
     node: &NodeTarget,
     repo: Option<&Repository>,
     col: &mut Collector,
-    digests: &mut HashMap<PathBuf, Result<String, String>>,
+    digests: &mut HashMap<PathBuf, Digests>,
 ) -> NodeFinding {
     let name = node.name.value.as_str();
     let mut finding = NodeFinding {
@@ -235,49 +235,57 @@ fn check_node(
     finding
 }
 
+/// What a package's checksums say, worked out once per package however many nodes share it.
+#[derive(Clone)]
+struct Digests {
+    sidecar: Result<Option<String>, String>,
+    actual: Option<Result<String, String>>,
+}
+
 fn check_checksum(
     name: &str,
     node: &NodeTarget,
     path: &std::path::Path,
     col: &mut Collector,
-    digests: &mut HashMap<PathBuf, Result<String, String>>,
+    cache: &mut HashMap<PathBuf, Digests>,
 ) {
-    let sidecar = package::sidecar_sha256(path);
-    if let Err(e) = &sidecar {
-        col.add(name, Code::Checksum, e.clone(), Some(node.to.span), None, None);
+    let d = cache.entry(path.to_owned()).or_insert_with(|| Digests {
+        sidecar: package::sidecar_sha256(path),
+        actual: None,
+    });
+    let sidecar = match &d.sidecar {
+        Ok(s) => s.clone(),
+        Err(e) => {
+            col.add(name, Code::Checksum, e.clone(), Some(node.to.span), None, None);
+            return;
+        }
+    };
+    let pinned = node.sha256.as_ref().map(|s| (s.value.to_ascii_lowercase(), s.span));
+    if sidecar.is_none() && pinned.is_none() {
         return;
     }
-    let pinned = node.sha256.as_ref().map(|s| s.value.to_ascii_lowercase());
-    let expected: Vec<(String, &str)> = [
-        sidecar.ok().flatten().map(|d| (d, "its .sha256 file")),
-        pinned.map(|d| (d, "the plan's sha256")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if expected.is_empty() {
-        return;
-    }
-    let actual = digests
-        .entry(path.to_owned())
-        .or_insert_with(|| package::sha256_file(path).map_err(|e| format!("cannot read {}: {e}", path.display())))
+    let actual = d
+        .actual
+        .get_or_insert_with(|| package::sha256_file(path).map_err(|e| format!("cannot read {}: {e}", path.display())))
         .clone();
-    match actual {
-        Err(e) => col.add(name, Code::Io, e, Some(node.to.span), None, None),
-        Ok(actual) => {
-            for (want, from) in expected {
-                if want != actual {
-                    let span = if from == "its .sha256 file" { node.to.span } else { node.sha256.as_ref().map_or(node.to.span, |s| s.span) };
-                    col.add(
-                        name,
-                        Code::Checksum,
-                        format!("{} has SHA-256 {actual}, but {from} says {want}", path.display()),
-                        Some(span),
-                        Some("checksum mismatch".into()),
-                        None,
-                    );
-                }
-            }
+    let actual = match actual {
+        Ok(a) => a,
+        Err(e) => return col.add(name, Code::Io, e, Some(node.to.span), None, None),
+    };
+    let expected = [
+        sidecar.map(|d| (d, "its .sha256 file", node.to.span)),
+        pinned.map(|(d, span)| (d, "the plan's sha256", span)),
+    ];
+    for (want, from, span) in expected.into_iter().flatten() {
+        if want != actual {
+            col.add(
+                name,
+                Code::Checksum,
+                format!("{} has SHA-256 {actual}, but {from} says {want}", path.display()),
+                Some(span),
+                Some("checksum mismatch".into()),
+                None,
+            );
         }
     }
 }

@@ -1,14 +1,15 @@
 //! A format-neutral document tree in which every value keeps its byte span.
 //!
-//! YAML (serde-saphyr) and TOML (toml) are each read into this one tree through their own
-//! `Spanned<T>` wrappers; validation then walks the tree and can report every problem at
-//! its place, instead of stopping at the first one as a derived deserializer would.
+//! YAML is read from serde-saphyr's event parser (its spans are exact, and it is several
+//! times faster than going through serde with a `Spanned<T>` around every value); TOML
+//! through `toml::Spanned<T>`. Validation then walks the tree and can report every problem
+//! at its place, instead of stopping at the first one as a derived deserializer would.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::marker::PhantomData;
 use std::ops::Range;
 
-use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 
 /// Byte range in the source text.
@@ -60,6 +61,15 @@ pub struct Key {
 }
 
 impl Node {
+    /// How many values the node holds, itself included.
+    pub fn count(&self) -> usize {
+        1 + match &self.kind {
+            Kind::Seq(items) => items.iter().map(Node::count).sum(),
+            Kind::Map(e) => e.iter().map(|(_, v)| 1 + v.count()).sum(),
+            _ => 0,
+        }
+    }
+
     /// The value without its spans, for comparing documents across formats.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value;
@@ -91,215 +101,285 @@ impl Kind {
     }
 }
 
-/// How a format wraps a value with its location.
-pub trait Format {
-    type Spanned<T: DeserializeOwned>: DeserializeOwned;
-    fn split<T: DeserializeOwned>(s: Self::Spanned<T>) -> (T, Span);
-}
-
-pub enum Yaml {}
-pub enum Toml {}
-
-impl Format for Yaml {
-    type Spanned<T: DeserializeOwned> = serde_saphyr::Spanned<T>;
-    fn split<T: DeserializeOwned>(s: Self::Spanned<T>) -> (T, Span) {
-        let span = s.referenced.span();
-        let start = span.byte_offset().unwrap_or(span.offset()) as usize;
-        let len = span.byte_len().unwrap_or(span.len()) as usize;
-        (s.value, Span::new(start, len))
-    }
-}
-
-impl Format for Toml {
-    type Spanned<T: DeserializeOwned> = toml::Spanned<T>;
-    fn split<T: DeserializeOwned>(s: Self::Spanned<T>) -> (T, Span) {
-        let span = s.span().into();
-        (s.into_inner(), span)
-    }
-}
-
-/// A value read through format `F`, before its own span is attached by the parent.
-pub struct Raw<F>(pub Kind, PhantomData<F>);
-
-/// The marker toml uses for its date-time values inside serde's data model.
-const TOML_DATETIME: &str = "$__toml_private_datetime";
-
-impl<'de, F: Format> Deserialize<'de> for Raw<F> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(RawVisitor::<F>(PhantomData))
-    }
-}
-
-struct RawVisitor<F>(PhantomData<F>);
-
-fn node<F: Format>(s: F::Spanned<Raw<F>>) -> Node {
-    let (raw, span) = F::split(s);
-    Node { span, kind: raw.0 }
-}
-
-impl<'de, F: Format> Visitor<'de> for RawVisitor<F> {
-    type Value = Raw<F>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any value")
-    }
-    fn visit_unit<E>(self) -> Result<Raw<F>, E> {
-        Ok(Raw(Kind::Null, PhantomData))
-    }
-    fn visit_none<E>(self) -> Result<Raw<F>, E> {
-        Ok(Raw(Kind::Null, PhantomData))
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Raw<F>, D::Error> {
-        Raw::deserialize(d)
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Raw<F>, E> {
-        Ok(Raw(Kind::Bool(v), PhantomData))
-    }
-    fn visit_i64<E>(self, v: i64) -> Result<Raw<F>, E> {
-        Ok(Raw(Kind::Int(v), PhantomData))
-    }
-    fn visit_u64<E>(self, v: u64) -> Result<Raw<F>, E> {
-        Ok(Raw(
-            match i64::try_from(v) {
-                Ok(i) => Kind::Int(i),
-                Err(_) => Kind::Float(v as f64),
-            },
-            PhantomData,
-        ))
-    }
-    fn visit_f64<E>(self, v: f64) -> Result<Raw<F>, E> {
-        Ok(Raw(Kind::Float(v), PhantomData))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Raw<F>, E> {
-        Ok(Raw(Kind::Str(v.to_owned()), PhantomData))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Raw<F>, E> {
-        Ok(Raw(Kind::Str(v), PhantomData))
-    }
-    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Raw<F>, E> {
-        Err(E::custom("binary values are not supported in a plan"))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw<F>, A::Error> {
-        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
-        while let Some(item) = seq.next_element::<F::Spanned<Raw<F>>>()? {
-            items.push(node::<F>(item));
-        }
-        Ok(Raw(Kind::Seq(items), PhantomData))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw<F>, A::Error> {
-        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
-        while let Some(key) = map.next_key::<F::Spanned<Raw<F>>>()? {
-            let key = node::<F>(key);
-            let name = match key.kind {
-                Kind::Str(s) => s,
-                Kind::Int(i) => i.to_string(),
-                Kind::Bool(b) => b.to_string(),
-                Kind::Float(f) => f.to_string(),
-                Kind::Null => "null".to_owned(),
-                Kind::Seq(_) | Kind::Map(_) => {
-                    return Err(de::Error::custom("a key must be a plain string"));
-                }
-            };
-            let value = node::<F>(map.next_value::<F::Spanned<Raw<F>>>()?);
-            entries.push((Key { name, span: key.span }, value));
-        }
-        Ok(Raw(Kind::Map(entries), PhantomData))
-    }
-}
-
 /// Why a document could not be read into a tree.
 #[derive(Debug)]
 pub struct SyntaxError {
     pub message: String,
     pub span: Option<Span>,
-    /// The document exceeded a safety limit (nesting, aliases, size).
+    /// The document exceeded a safety limit (nesting, aliases, documents).
     pub limit: bool,
 }
 
 /// Deepest nesting of lists and tables accepted, in both formats.
 pub const MAX_DEPTH: usize = 32;
 
-/// Parsing recurses once per nesting level; a thread with a known, ample stack makes the
-/// depth limits the only limits, whatever stack the caller runs on.
-fn on_big_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    std::thread::scope(|s| {
-        match std::thread::Builder::new().stack_size(64 << 20).spawn_scoped(s, f) {
-            Ok(h) => match h.join() {
-                Ok(v) => v,
-                Err(panic) => std::panic::resume_unwind(panic),
-            },
-            Err(e) => panic!("cannot start the parser thread: {e}"),
-        }
-    })
+/// How many values aliases may add to a YAML document, against alias bombs.
+pub const MAX_ALIAS_EXPANSION: usize = 10_000;
+
+fn offset(m: &serde_saphyr::granit_parser::Marker) -> usize {
+    m.byte_offset().unwrap_or(m.index())
 }
 
+/// Reads YAML into a tree. Iterative: nesting depth costs no stack.
 pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
-    on_big_stack(|| parse_yaml_small(text))
-}
+    use serde_saphyr::granit_parser::{Event, Parser};
 
-fn parse_yaml_small(text: &str) -> Result<Option<Node>, SyntaxError> {
-    let mut options = serde_saphyr::options::Options::default();
-    let mut budget = serde_saphyr::budget::Budget::default();
-    budget.max_depth = MAX_DEPTH;
-    budget.max_nodes = 4_000_000;
-    budget.max_events = 8_000_000;
-    budget.max_documents = 1;
-    options.budget = Some(budget);
-    options.alias_limits.max_total_replayed_events = 10_000;
-    options.strict_booleans = true;
-    if text.trim().is_empty() {
-        return Ok(None);
+    enum Frame {
+        Seq(Vec<Node>),
+        /// Entries so far, and a key waiting for its value.
+        Map(Vec<(Key, Node)>, Option<Node>),
     }
-    match serde_saphyr::from_str_with_options::<serde_saphyr::Spanned<Raw<Yaml>>>(text, options) {
-        Ok(root) => Ok(Some(node::<Yaml>(root))),
-        Err(e) => Err(yaml_error(e)),
+    struct Open {
+        frame: Frame,
+        start: usize,
+        anchor: usize,
     }
-}
-
-fn yaml_error(e: serde_saphyr::Error) -> SyntaxError {
-    let span = e.location().map(|l| {
-        let s = l.span();
-        Span::new(
-            s.byte_offset().unwrap_or(s.offset()) as usize,
-            s.byte_len().unwrap_or(s.len()) as usize,
-        )
-    });
-    let full = e.to_string();
-    // The rendered error can carry a snippet after the first line, and starts with
-    // "error: line L column C: "; our renderer draws its own location and snippet.
-    let mut message = full.lines().next().unwrap_or("invalid YAML").trim();
-    message = message.strip_prefix("error: ").unwrap_or(message);
-    if let Some(rest) = message.strip_prefix("line ") {
-        if let Some((_, m)) = rest.split_once(": ") {
-            message = m;
-        }
-    }
-    let limit = message.contains("budget breached")
-        || message.contains("recursion limit")
-        || message.contains("limit exceeded");
-    let message = match message.strip_prefix("budget breached: ") {
-        Some(what) if what.starts_with("Depth") => format!("nesting deeper than {MAX_DEPTH} levels"),
-        Some(what) if what.starts_with("Documents") => {
-            "a plan file holds one YAML document; this one has more (`---`)".to_owned()
-        }
-        Some(what) => format!("the document exceeds a safety limit ({what})"),
-        None if message.contains("alias replay limit") => {
-            format!("aliases expand into too many values ({message})")
-        }
-        None => message.to_owned(),
-    };
-    SyntaxError {
+    let err = |message: String, at: usize, limit: bool| SyntaxError {
         message,
-        span,
+        span: Some(Span::new(at, 0)),
         limit,
+    };
+    let mut stack: Vec<Open> = Vec::new();
+    let mut anchors: HashMap<usize, Node> = HashMap::new();
+    let mut root: Option<Node> = None;
+    let mut documents = 0;
+    let mut replayed = 0usize;
+
+    for item in Parser::new_from_str(text) {
+        let (event, span) = item.map_err(|e| {
+            let info = e.info();
+            let limit = info.contains("recursion limit");
+            err(info, offset(e.marker()), limit)
+        })?;
+        let (start, end) = (offset(&span.start), offset(&span.end));
+        let here = Span::new(start, end.saturating_sub(start));
+        let node = match event {
+            Event::DocumentStart(..) => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(err(
+                        "a plan file holds one YAML document; this one has more (`---`)".into(),
+                        start,
+                        true,
+                    ));
+                }
+                continue;
+            }
+            Event::Scalar(value, style, anchor, tag) => {
+                let kind = resolve_scalar(&value, style, tag.as_deref().map(|t| t.suffix()));
+                let node = Node { span: here, kind };
+                if anchor != 0 {
+                    anchors.insert(anchor, node.clone());
+                }
+                node
+            }
+            Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(err(format!("nesting deeper than {MAX_DEPTH} levels"), start, true));
+                }
+                let frame = match event {
+                    Event::SequenceStart(..) => Frame::Seq(Vec::new()),
+                    _ => Frame::Map(Vec::new(), None),
+                };
+                stack.push(Open { frame, start, anchor });
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(open) = stack.pop() else {
+                    return Err(err("unbalanced collection".into(), start, false));
+                };
+                let kind = match open.frame {
+                    Frame::Seq(items) => Kind::Seq(items),
+                    Frame::Map(entries, _) => Kind::Map(entries),
+                };
+                let node = Node {
+                    span: Span::new(open.start, end.saturating_sub(open.start)),
+                    kind,
+                };
+                if open.anchor != 0 {
+                    anchors.insert(open.anchor, node.clone());
+                }
+                node
+            }
+            Event::Alias(id) => {
+                let Some(target) = anchors.get(&id) else {
+                    return Err(err("an alias to an unknown anchor".into(), start, false));
+                };
+                replayed += target.count();
+                if replayed > MAX_ALIAS_EXPANSION {
+                    return Err(err(
+                        format!("aliases expand into more than {MAX_ALIAS_EXPANSION} values"),
+                        start,
+                        true,
+                    ));
+                }
+                let mut node = target.clone();
+                node.span = here;
+                node
+            }
+            Event::UnresolvedAlias(name) => {
+                return Err(err(format!("the alias *{name} has no anchor"), start, false));
+            }
+            _ => continue,
+        };
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Open { frame: Frame::Seq(items), .. }) => items.push(node),
+            Some(Open { frame: Frame::Map(entries, pending), .. }) => match pending.take() {
+                None => *pending = Some(node),
+                Some(key) => {
+                    let name = match key.kind {
+                        Kind::Str(s) => s,
+                        Kind::Int(i) => i.to_string(),
+                        Kind::Bool(b) => b.to_string(),
+                        Kind::Float(f) => f.to_string(),
+                        Kind::Null => "null".to_owned(),
+                        Kind::Seq(_) | Kind::Map(_) => {
+                            return Err(err("a key must be a plain string".into(), key.span.start, false));
+                        }
+                    };
+                    entries.push((Key { name, span: key.span }, node));
+                }
+            },
+        }
+    }
+    // A document of only comments is empty, like an empty file.
+    Ok(root.filter(|r| r.kind != Kind::Null))
+}
+
+/// YAML 1.2 core schema: what a plain scalar means. Quoted scalars are strings.
+fn resolve_scalar(value: &str, style: serde_saphyr::granit_parser::ScalarStyle, tag: Option<&str>) -> Kind {
+    use serde_saphyr::granit_parser::ScalarStyle;
+    if tag == Some("str") || style != ScalarStyle::Plain {
+        return Kind::Str(value.to_owned());
+    }
+    match value {
+        "" | "~" | "null" | "Null" | "NULL" => return Kind::Null,
+        "true" | "True" | "TRUE" => return Kind::Bool(true),
+        "false" | "False" | "FALSE" => return Kind::Bool(false),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Kind::Float(f64::INFINITY),
+        "-.inf" | "-.Inf" | "-.INF" => return Kind::Float(f64::NEG_INFINITY),
+        ".nan" | ".NaN" | ".NAN" => return Kind::Float(f64::NAN),
+        _ => {}
+    }
+    let digits = value.strip_prefix(['-', '+']).unwrap_or(value);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return match value.parse::<i64>() {
+            Ok(i) => Kind::Int(i),
+            Err(_) => Kind::Float(value.parse().unwrap_or(f64::NAN)),
+        };
+    }
+    let radix = [("0o", 8), ("0x", 16)]
+        .iter()
+        .find_map(|(p, r)| i64::from_str_radix(value.strip_prefix(p)?, *r).ok());
+    if let Some(i) = radix {
+        return Kind::Int(i);
+    }
+    if is_yaml_float(value) {
+        if let Ok(f) = value.parse::<f64>() {
+            return Kind::Float(f);
+        }
+    }
+    Kind::Str(value.to_owned())
+}
+
+/// The core schema's float: `[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?`.
+fn is_yaml_float(v: &str) -> bool {
+    let b = v.strip_prefix(['-', '+']).unwrap_or(v).as_bytes();
+    let digits = |from: usize| b[from..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let int_digits = digits(0);
+    let mut i = int_digits;
+    let mut frac_digits = 0;
+    if b.get(i) == Some(&b'.') {
+        frac_digits = digits(i + 1);
+        i += 1 + frac_digits;
+    }
+    if int_digits == 0 && frac_digits == 0 {
+        return false;
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'-' | b'+')) {
+            i += 1;
+        }
+        let exp = digits(i);
+        if exp == 0 {
+            return false;
+        }
+        i += exp;
+    }
+    i == b.len()
+}
+
+/// A TOML value read through `toml::Spanned`, before the parent attaches its span.
+struct Raw(Kind);
+
+/// The marker toml uses for its date-time values inside serde's data model.
+const TOML_DATETIME: &str = "$__toml_private_datetime";
+
+impl<'de> Deserialize<'de> for Raw {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RawVisitor)
     }
 }
 
-pub fn parse_toml(text: &str) -> Result<Option<Node>, SyntaxError> {
-    on_big_stack(|| parse_toml_small(text))
+struct RawVisitor;
+
+fn toml_node(s: toml::Spanned<Raw>) -> Node {
+    let span = s.span().into();
+    Node {
+        span,
+        kind: s.into_inner().0,
+    }
 }
 
-fn parse_toml_small(text: &str) -> Result<Option<Node>, SyntaxError> {
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = Raw;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Raw, E> {
+        Ok(Raw(Kind::Bool(v)))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Raw, E> {
+        Ok(Raw(Kind::Int(v)))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Raw, E> {
+        Ok(Raw(match i64::try_from(v) {
+            Ok(i) => Kind::Int(i),
+            Err(_) => Kind::Float(v as f64),
+        }))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Raw, E> {
+        Ok(Raw(Kind::Float(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Raw, E> {
+        Ok(Raw(Kind::Str(v.to_owned())))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Raw, E> {
+        Ok(Raw(Kind::Str(v)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Raw, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(item) = seq.next_element::<toml::Spanned<Raw>>()? {
+            items.push(toml_node(item));
+        }
+        Ok(Raw(Kind::Seq(items)))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
+        let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1024));
+        while let Some(key) = map.next_key::<toml::Spanned<String>>()? {
+            let span = key.span().into();
+            let value = toml_node(map.next_value::<toml::Spanned<Raw>>()?);
+            entries.push((Key { name: key.into_inner(), span }, value));
+        }
+        Ok(Raw(Kind::Map(entries)))
+    }
+}
+
+/// Reads TOML into a tree. Recursive, so nesting is capped before parsing starts.
+pub fn parse_toml(text: &str) -> Result<Option<Node>, SyntaxError> {
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -311,8 +391,11 @@ fn parse_toml_small(text: &str) -> Result<Option<Node>, SyntaxError> {
             limit: true,
         });
     }
-    match toml::from_str::<toml::Spanned<Raw<Toml>>>(text) {
-        Ok(root) => Ok(Some(node::<Toml>(root))),
+    match toml::from_str::<toml::Spanned<Raw>>(text) {
+        Ok(root) => match root.get_ref().0 {
+            Kind::Map(ref e) if e.is_empty() => Ok(None),
+            _ => Ok(Some(toml_node(root))),
+        },
         Err(e) if e.message().contains(TOML_DATETIME) => Err(SyntaxError {
             message: "a TOML date or time is not a plan value: quote it, as in \"02:00\"".into(),
             span: e.span().map(Span::from),
@@ -427,5 +510,55 @@ mod tests {
     fn toml_depth_scan_ignores_strings_and_comments() {
         let text = format!("a = \"{}\" # {}\nb = '{}'\n", "[".repeat(100), "{".repeat(100), "[".repeat(100));
         assert_eq!(toml_too_deep(&text), None);
+    }
+}
+
+#[cfg(test)]
+mod yaml_tests {
+    use super::*;
+
+    fn scalar(y: &str) -> Kind {
+        let root = parse_yaml(&format!("v: {y}\n")).unwrap().unwrap();
+        let Kind::Map(mut e) = root.kind else { panic!() };
+        e.remove(0).1.kind
+    }
+
+    #[test]
+    fn core_schema_scalars() {
+        assert_eq!(scalar("1"), Kind::Int(1));
+        assert_eq!(scalar("-12"), Kind::Int(-12));
+        assert_eq!(scalar("0x1f"), Kind::Int(31));
+        assert_eq!(scalar("0o17"), Kind::Int(15));
+        assert_eq!(scalar("4.4"), Kind::Float(4.4));
+        assert_eq!(scalar("1e3"), Kind::Float(1000.0));
+        assert_eq!(scalar("4.4.16"), Kind::Str("4.4.16".into()));
+        assert_eq!(scalar("\"1\""), Kind::Str("1".into()));
+        assert_eq!(scalar("!!str 1"), Kind::Str("1".into()));
+        assert_eq!(scalar("true"), Kind::Bool(true));
+        assert_eq!(scalar("yes"), Kind::Str("yes".into()));
+        assert_eq!(scalar("~"), Kind::Null);
+        assert_eq!(scalar("30s"), Kind::Str("30s".into()));
+        assert_eq!(scalar("02:00"), Kind::Str("02:00".into()));
+        assert_eq!(scalar(".5"), Kind::Float(0.5));
+        assert_eq!(scalar("1."), Kind::Float(1.0));
+        assert_eq!(scalar("."), Kind::Str(".".into()));
+    }
+
+    #[test]
+    fn aliases_are_expanded_within_a_limit() {
+        let ok = parse_yaml("a: &x [1, 2]\nb: *x\n").unwrap().unwrap();
+        assert_eq!(ok.to_json(), serde_json::json!({"a": [1, 2], "b": [1, 2]}));
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..8 {
+            bomb.push_str(&format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", ")));
+        }
+        assert!(parse_yaml(&bomb).unwrap_err().limit);
+    }
+
+    #[test]
+    fn one_document_only_and_comments_alone_are_empty() {
+        assert!(parse_yaml("a: 1\n---\nb: 2\n").unwrap_err().limit);
+        assert_eq!(parse_yaml("# nothing\n").unwrap(), None);
+        assert!(parse_yaml("a: [1, 2\n").is_err());
     }
 }

@@ -991,6 +991,27 @@ impl Validator {
         move |sp: Span| text.get(..sp.start).map_or(0, |t| t.matches('\n').count() + 1)
     }
 
+    /// `${ENV}` references must be set when the plan runs; `check` often runs where the
+    /// secrets are not (a CI runner), so here an unset one is a warning.
+    fn env_refs(&mut self, templates: &[&At<Template>], vars: &[(&str, &Template)]) {
+        let mut seen = std::collections::HashSet::new();
+        for (name, span) in templates
+            .iter()
+            .flat_map(|t| t.value.env_vars().map(move |e| (e, Some(t.span))))
+            .chain(vars.iter().flat_map(|(_, t)| t.env_vars().map(|e| (e, None))))
+        {
+            if std::env::var_os(name).is_none() && seen.insert(name.to_owned()) {
+                let mut p = Problem::new(Code::EnvVar, format!("the environment variable `{name}` is not set here"))
+                    .label("read from the environment")
+                    .warning();
+                if let Some(s) = span {
+                    p = p.at(s);
+                }
+                self.push(p);
+            }
+        }
+    }
+
     /// Every placeholder must have a value for every target that uses the template.
     fn placeholders(&mut self, plan: &Plan) {
         let mut node_templates: Vec<&At<Template>> = Vec::new();
@@ -1003,6 +1024,24 @@ impl Validator {
         if let Some(c) = &plan.hooks.command {
             node_templates.extend(c.iter());
         }
+        let mut all: Vec<&At<Template>> = node_templates.clone();
+        for g in &plan.groups {
+            if let Some(h) = &g.health {
+                match &h.check {
+                    Check::Http(t) | Check::Tcp(t) => all.push(t),
+                    Check::Command(c) => all.extend(c.iter()),
+                }
+            }
+            all.extend(g.hooks.command.iter().flatten());
+        }
+        let vars: Vec<(&str, &Template)> = plan
+            .nodes
+            .iter()
+            .flat_map(|n| n.vars.iter())
+            .chain(plan.groups.iter().flat_map(|g| g.vars.iter()))
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        self.env_refs(&all, &vars);
         for t in node_templates {
             for var in t.value.vars() {
                 if NODE_BUILTINS.contains(&var) {
