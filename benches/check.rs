@@ -11,14 +11,20 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use criterion::{black_box, Criterion};
+use std::hint::black_box;
+
+use criterion::Criterion;
 
 const NODES: usize = 10_000;
 
 fn generate(dir: &Path) -> (PathBuf, PathBuf) {
     let repo = dir.join("releases");
     std::fs::create_dir_all(&repo).unwrap();
-    std::fs::write(repo.join("emqx-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip"), b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0").unwrap();
+    std::fs::write(
+        repo.join("emqx-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip"),
+        b"PK\x05\x06\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0",
+    )
+    .unwrap();
     let mut y = String::from(
         "plan: 1\nname: big\nproduct: emqx\nrepository: ./releases\nto: 4.4.16\nhealth:\n  http: \"http://{host}:{port}/status\"\nhooks:\n  activate: [\"{root}/current/bin/ctl\", \"restart\"]\ndefaults:\n  vars: { port: 18083 }\nnodes:\n",
     );
@@ -62,6 +68,8 @@ fn run_binary(plan: &Path) -> (Duration, i64) {
 
 const SHIM: &str = "FLEETUP_BENCH_SHIM";
 
+// The child is reaped by `wait4` below, which also gives its rusage; clippy cannot see that.
+#[allow(clippy::zombie_processes)]
 fn shim(plan: &Path) {
     let start = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_fleetup"))
@@ -77,7 +85,11 @@ fn shim(plan: &Path) {
     let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
     let wall = start.elapsed();
     assert_eq!(pid, child.id() as i32);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "fleetup check failed on {}", plan.display());
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "fleetup check failed on {}",
+        plan.display()
+    );
     println!("{} {}", wall.as_nanos(), usage.ru_maxrss);
 }
 
@@ -108,7 +120,9 @@ fn main() {
                 }
             })
         });
-        g.bench_function("load + validate", |b| b.iter(|| black_box(fleetup::plan::load(path))));
+        g.bench_function("load + validate", |b| {
+            b.iter(|| black_box(fleetup::plan::load(path)))
+        });
         g.bench_function("load + validate + preflight", |b| {
             b.iter(|| {
                 let l = fleetup::plan::load(path);
@@ -138,7 +152,8 @@ fn main() {
         let runs: Vec<(Duration, i64)> = (0..11).map(|_| run_binary(path)).collect();
         let wall = median(runs.iter().map(|r| r.0).collect());
         let rss_mb = runs.iter().map(|r| r.1).max().unwrap_or(0) as f64 / 1024.0;
-        let beyond = 100.0 * (wall.as_secs_f64() - parse.as_secs_f64()).max(0.0) / wall.as_secs_f64();
+        let beyond =
+            100.0 * (wall.as_secs_f64() - parse.as_secs_f64()).max(0.0) / wall.as_secs_f64();
         println!(
             "  {label}: wall {:.0} ms (target 200 ms, ratio {:.2}); peak {:.1} MB (target 64 MB, ratio {:.2}); bare parsing {:.0} ms, {:.0}% of the time beyond it",
             wall.as_secs_f64() * 1000.0,

@@ -6,7 +6,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// Upgrade fleets of software installations from reviewed plan files.
 #[derive(Debug, Parser)]
-#[command(name = "fleetup", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "fleetup",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -35,9 +40,7 @@ pub enum Command {
         force: bool,
     },
     /// Print a shell completion script.
-    Completions {
-        shell: clap_complete::Shell,
-    },
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -227,10 +227,10 @@ pub fn render_human(problems: &[Problem], file: Option<&SourceFile>, color: bool
             one = format!("{}: {}\n", p.code.as_str(), p.message);
         }
         // Without a span miette names no file: say which one.
-        if p.span.is_none() {
-            if let Some(f) = file {
-                one = one.replacen(&p.message, &format!("{}: {}", f.name, p.message), 1);
-            }
+        if p.span.is_none()
+            && let Some(f) = file
+        {
+            one = one.replacen(&p.message, &format!("{}: {}", f.name, p.message), 1);
         }
         out.push_str(&one);
     }
@@ -267,7 +267,9 @@ pub fn to_json<'a>(p: &'a Problem, file: Option<&'a SourceFile>) -> JsonProblem<
 /// One `::error …::…` workflow command per problem, for GitHub Actions annotations.
 pub fn render_github(problems: &[Problem], file: Option<&SourceFile>) -> String {
     fn data(s: &str) -> String {
-        s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+        s.replace('%', "%25")
+            .replace('\r', "%0D")
+            .replace('\n', "%0A")
     }
     fn prop(s: &str) -> String {
         data(s).replace(':', "%3A").replace(',', "%2C")
@@ -306,7 +308,8 @@ mod tests {
             assert!(seen.insert(s), "duplicate code {s}");
             let rest = s.strip_prefix("fleetup::").unwrap();
             assert!(
-                rest.chars().all(|ch| ch.is_ascii_lowercase() || ch == ':' || ch == '-'),
+                rest.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch == ':' || ch == '-'),
                 "{s}"
             );
             assert!(!c.help().is_empty());
@@ -317,7 +320,11 @@ mod tests {
     fn every_code_is_documented() {
         let doc = include_str!("../docs/diagnostics.md");
         for c in Code::ALL {
-            assert!(doc.contains(&format!("`{}`", c.as_str())), "{} is not in docs/diagnostics.md", c.as_str());
+            assert!(
+                doc.contains(&format!("`{}`", c.as_str())),
+                "{} is not in docs/diagnostics.md",
+                c.as_str()
+            );
         }
     }
 

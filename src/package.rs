@@ -84,7 +84,9 @@ fn normalise_arch(arch: &str) -> String {
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
 }
 
 impl PackageName {
@@ -94,29 +96,52 @@ impl PackageName {
             return err("extension", format!("`{file}` does not end in .zip"));
         };
         let Some(rest) = stem.strip_prefix(product).and_then(|r| r.strip_prefix('-')) else {
-            return err("product", format!("`{file}` does not start with `{product}-`"));
+            return err(
+                "product",
+                format!("`{file}` does not start with `{product}-`"),
+            );
         };
         let Some((middle, arch)) = rest.rsplit_once('-') else {
-            return err("os", format!("`{file}` has no <os>-<arch> after the version"));
+            return err(
+                "os",
+                format!("`{file}` has no <os>-<arch> after the version"),
+            );
         };
         let Some((middle, os)) = middle.rsplit_once('-') else {
-            return err("os", format!("`{file}` has no <os>-<arch> after the version"));
+            return err(
+                "os",
+                format!("`{file}` has no <os>-<arch> after the version"),
+            );
         };
         if !is_token(arch) {
-            return err("arch", format!("`{arch}` in `{file}` is not an architecture"));
+            return err(
+                "arch",
+                format!("`{arch}` in `{file}` is not an architecture"),
+            );
         }
         if !is_token(os) {
             return err("os", format!("`{os}` in `{file}` is not an OS name"));
         }
         let (edition, middle) = match middle.split_once('-') {
-            Some((first, rest)) if !first.starts_with(|c: char| c.is_ascii_digit()) => (first, rest),
+            Some((first, rest)) if !first.starts_with(|c: char| c.is_ascii_digit()) => {
+                (first, rest)
+            }
             _ if !middle.starts_with(|c: char| c.is_ascii_digit()) => {
-                return err("version", format!("`{file}` has no version after `{product}-`"));
+                return err(
+                    "version",
+                    format!("`{file}` has no version after `{product}-`"),
+                );
             }
             _ => (DEFAULT_EDITION, middle),
         };
-        if !edition.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-            return err("edition", format!("`{edition}` in `{file}` is not an edition (lowercase letters and digits)"));
+        if !edition
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            return err(
+                "edition",
+                format!("`{edition}` in `{file}` is not an edition (lowercase letters and digits)"),
+            );
         }
         // The runtime starts at the first `-<prefix>` after which the text before is a version.
         let needle = format!("-{runtime_prefix}");
@@ -145,7 +170,12 @@ impl PackageName {
             }
             None => match Version::parse(middle) {
                 Ok(v) => (v, None),
-                Err(e) => return err("version", format!("`{middle}` in `{file}` is not a SemVer version: {e}")),
+                Err(e) => {
+                    return err(
+                        "version",
+                        format!("`{middle}` in `{file}` is not a SemVer version: {e}"),
+                    );
+                }
             },
         };
         Ok(PackageName {
@@ -206,7 +236,11 @@ pub fn check_versions(from: &Version, to: &Version, policy: VersionPolicy) -> Ve
 }
 
 /// Every rule of SPEC §1.1 between the release a node runs and a target package.
-pub fn check_upgrade(from: &PackageName, to: &PackageName, policy: VersionPolicy) -> Vec<Violation> {
+pub fn check_upgrade(
+    from: &PackageName,
+    to: &PackageName,
+    policy: VersionPolicy,
+) -> Vec<Violation> {
     let mut out = check_versions(&from.version, &to.version, policy);
     let (fv, tv) = (&from.version, &to.version);
     if from.edition != to.edition {
@@ -218,7 +252,10 @@ pub fn check_upgrade(from: &PackageName, to: &PackageName, policy: VersionPolicy
             ),
         });
     }
-    let rt = |r: &Option<Runtime>| r.as_ref().map_or("no runtime".to_owned(), |r| r.full.clone());
+    let rt = |r: &Option<Runtime>| {
+        r.as_ref()
+            .map_or("no runtime".to_owned(), |r| r.full.clone())
+    };
     let runtime_ok = match (&from.runtime, &to.runtime) {
         (None, None) => true,
         (Some(a), Some(b)) => match (a.major, b.major) {
@@ -228,7 +265,10 @@ pub fn check_upgrade(from: &PackageName, to: &PackageName, policy: VersionPolicy
         _ => false,
     };
     if !runtime_ok {
-        let majors = match (from.runtime.as_ref().and_then(|r| r.major), to.runtime.as_ref().and_then(|r| r.major)) {
+        let majors = match (
+            from.runtime.as_ref().and_then(|r| r.major),
+            to.runtime.as_ref().and_then(|r| r.major),
+        ) {
             (Some(a), Some(b)) => format!(" (runtime major {a} → {b})"),
             _ => String::new(),
         };
@@ -275,7 +315,9 @@ pub struct Repository {
 pub enum Lookup<'a> {
     Found(&'a PackageName),
     /// None of this edition; these of other editions have the version.
-    Missing { other_editions: Vec<&'a PackageName> },
+    Missing {
+        other_editions: Vec<&'a PackageName>,
+    },
     Ambiguous(Vec<&'a PackageName>),
 }
 
@@ -304,8 +346,16 @@ impl Repository {
     }
 
     pub fn find(&self, version: &Version, edition: &str) -> Lookup<'_> {
-        let same_version: Vec<&PackageName> = self.packages.iter().filter(|p| &p.version == version).collect();
-        let hits: Vec<&PackageName> = same_version.iter().copied().filter(|p| p.edition == edition).collect();
+        let same_version: Vec<&PackageName> = self
+            .packages
+            .iter()
+            .filter(|p| &p.version == version)
+            .collect();
+        let hits: Vec<&PackageName> = same_version
+            .iter()
+            .copied()
+            .filter(|p| p.edition == edition)
+            .collect();
         match hits.len() {
             0 => Lookup::Missing {
                 other_editions: same_version,
@@ -382,7 +432,8 @@ mod tests {
         assert_eq!(ee.edition, "ee");
         assert_eq!(ee.version, v("4.4.16"));
 
-        let mb = PackageName::parse("my-broker-2.1.0-debian12-arm64.zip", "my-broker", "otp").unwrap();
+        let mb =
+            PackageName::parse("my-broker-2.1.0-debian12-arm64.zip", "my-broker", "otp").unwrap();
         assert_eq!(mb.product, "my-broker");
         assert_eq!(mb.edition, "ce");
         assert_eq!(mb.runtime, None);
@@ -435,7 +486,10 @@ mod tests {
         );
         assert!(check_upgrade(&from, &to, VersionPolicy::Minor).is_empty());
         let five = p("emqx-5.0.0-otp24.1-ubuntu20.04-amd64.zip");
-        assert_eq!(codes(check_upgrade(&from, &five, VersionPolicy::Minor)), vec![Code::RuleVersion]);
+        assert_eq!(
+            codes(check_upgrade(&from, &five, VersionPolicy::Minor)),
+            vec![Code::RuleVersion]
+        );
         assert!(check_upgrade(&from, &five, VersionPolicy::Major).is_empty());
     }
 
@@ -449,18 +503,41 @@ mod tests {
         assert!(check_versions(&a, &a, VersionPolicy::Patch).is_empty());
         // A prerelease precedes its release.
         assert!(check_versions(&v("4.4.16-rc.1"), &a, VersionPolicy::Patch).is_empty());
-        assert_eq!(codes(check_versions(&a, &v("4.4.16-rc.1"), VersionPolicy::Patch)), vec![Code::RuleNotNewer]);
+        assert_eq!(
+            codes(check_versions(&a, &v("4.4.16-rc.1"), VersionPolicy::Patch)),
+            vec![Code::RuleNotNewer]
+        );
     }
 
     #[test]
     fn every_crossing_is_its_own_violation_naming_both_sides() {
         let from = p("emqx-4.4.0-otp23.3-ubuntu20.04-amd64.zip");
         let cases = [
-            ("emqx-ee-4.4.1-otp23.3-ubuntu20.04-amd64.zip", Code::RuleEdition, ["ce", "ee"]),
-            ("emqx-4.4.1-otp24.3-ubuntu20.04-amd64.zip", Code::RuleRuntime, ["otp23.3", "otp24.3"]),
-            ("emqx-4.4.1-ubuntu20.04-amd64.zip", Code::RuleRuntime, ["otp23.3", "no runtime"]),
-            ("emqx-4.4.1-otp23.3-el8-amd64.zip", Code::RuleOs, ["ubuntu20.04", "el8"]),
-            ("emqx-4.4.1-otp23.3-ubuntu20.04-arm64.zip", Code::RuleArch, ["amd64", "arm64"]),
+            (
+                "emqx-ee-4.4.1-otp23.3-ubuntu20.04-amd64.zip",
+                Code::RuleEdition,
+                ["ce", "ee"],
+            ),
+            (
+                "emqx-4.4.1-otp24.3-ubuntu20.04-amd64.zip",
+                Code::RuleRuntime,
+                ["otp23.3", "otp24.3"],
+            ),
+            (
+                "emqx-4.4.1-ubuntu20.04-amd64.zip",
+                Code::RuleRuntime,
+                ["otp23.3", "no runtime"],
+            ),
+            (
+                "emqx-4.4.1-otp23.3-el8-amd64.zip",
+                Code::RuleOs,
+                ["ubuntu20.04", "el8"],
+            ),
+            (
+                "emqx-4.4.1-otp23.3-ubuntu20.04-arm64.zip",
+                Code::RuleArch,
+                ["amd64", "arm64"],
+            ),
         ];
         for (file, code, sides) in cases {
             let out = check_upgrade(&from, &p(file), VersionPolicy::Patch);
@@ -476,7 +553,13 @@ mod tests {
         let all = p("emqx-ee-5.0.0-otp25-el8-arm64.zip");
         assert_eq!(
             codes(check_upgrade(&from, &all, VersionPolicy::Patch)),
-            vec![Code::RuleVersion, Code::RuleEdition, Code::RuleRuntime, Code::RuleOs, Code::RuleArch]
+            vec![
+                Code::RuleVersion,
+                Code::RuleEdition,
+                Code::RuleRuntime,
+                Code::RuleOs,
+                Code::RuleArch
+            ]
         );
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::diagnostics::{Code, Problem};
-use crate::package::{self, Lookup, PackageName, Repository, DEFAULT_EDITION};
+use crate::package::{self, DEFAULT_EDITION, Lookup, PackageName, Repository};
 use crate::plan::tree::Span;
 use crate::plan::{NodeTarget, Plan};
 use crate::store;
@@ -37,46 +37,75 @@ impl Preflight {
     }
 }
 
-/// Problems that many nodes share (one rule broken by a whole fleet) are reported once.
+/// One finding and every node it applies to.
+struct Shared {
+    problem: Problem,
+    nodes: Vec<String>,
+}
+
+/// Problems that many nodes share (one rule broken by a whole fleet) are reported once,
+/// naming the nodes, instead of ten thousand times.
 #[derive(Default)]
 struct Collector {
-    order: Vec<(Code, String, Option<Span>)>,
-    nodes: HashMap<(Code, String, Option<Span>), (Vec<String>, Option<String>, Option<String>)>,
+    found: Vec<Shared>,
+    index: HashMap<(Code, String, Option<Span>), usize>,
 }
 
 impl Collector {
-    fn add(&mut self, node: &str, code: Code, msg: String, span: Option<Span>, label: Option<String>, help: Option<String>) {
+    fn add(
+        &mut self,
+        node: &str,
+        code: Code,
+        msg: String,
+        span: Option<Span>,
+        label: Option<String>,
+        help: Option<String>,
+    ) {
         let key = (code, msg, span);
-        let entry = self.nodes.entry(key.clone()).or_insert_with(|| {
-            self.order.push(key);
-            (Vec::new(), label, help)
-        });
-        entry.0.push(node.to_owned());
+        let i = match self.index.get(&key) {
+            Some(&i) => i,
+            None => {
+                let mut problem = Problem::new(code, key.1.clone());
+                problem.span = span;
+                problem.label = label;
+                problem.help = help;
+                self.found.push(Shared {
+                    problem,
+                    nodes: Vec::new(),
+                });
+                self.index.insert(key, self.found.len() - 1);
+                self.found.len() - 1
+            }
+        };
+        self.found[i].nodes.push(node.to_owned());
     }
 
-    fn finish(mut self) -> Vec<Problem> {
-        let mut out = Vec::new();
-        for key in self.order {
-            let Some((nodes, label, help)) = self.nodes.remove(&key) else { continue };
-            let (code, msg, span) = key;
-            let who = match nodes.len() {
-                1 => format!("node `{}`", nodes[0]),
-                n if n <= 3 => format!("nodes {}", nodes.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
-                n => format!("nodes `{}`, `{}`, `{}` and {} more", nodes[0], nodes[1], nodes[2], n - 3),
-            };
-            let mut p = Problem::new(code, format!("{who}: {msg}"));
-            if let Some(s) = span {
-                p = p.at(s);
-            }
-            if let Some(l) = label {
-                p = p.label(l);
-            }
-            if let Some(h) = help {
-                p = p.help(h);
-            }
-            out.push(p);
-        }
-        out
+    fn finish(self) -> Vec<Problem> {
+        self.found
+            .into_iter()
+            .map(|Shared { mut problem, nodes }| {
+                let who = match nodes.len() {
+                    1 => format!("node `{}`", nodes[0]),
+                    n if n <= 3 => format!(
+                        "nodes {}",
+                        nodes
+                            .iter()
+                            .map(|n| format!("`{n}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    n => format!(
+                        "nodes `{}`, `{}`, `{}` and {} more",
+                        nodes[0],
+                        nodes[1],
+                        nodes[2],
+                        n - 3
+                    ),
+                };
+                problem.message = format!("{who}: {}", problem.message);
+                problem
+            })
+            .collect()
     }
 }
 
@@ -85,27 +114,35 @@ pub fn run(plan: &Plan) -> Preflight {
     let mut col = Collector::default();
 
     let repo = match &plan.repository {
-        Some(r) if !plan.nodes.is_empty() => match Repository::scan(&r.value, &plan.product, &plan.runtime) {
-            Ok(repo) => {
-                for e in &repo.unparsed {
-                    pf.problems.push(
-                        Problem::new(Code::PackageName, format!("a package in the repository does not parse: {e}"))
+        Some(r) if !plan.nodes.is_empty() => {
+            match Repository::scan(&r.value, &plan.product, &plan.runtime) {
+                Ok(repo) => {
+                    for e in &repo.unparsed {
+                        pf.problems.push(
+                            Problem::new(
+                                Code::PackageName,
+                                format!("a package in the repository does not parse: {e}"),
+                            )
                             .at(r.span)
                             .label("in this repository")
                             .warning(),
-                    );
+                        );
+                    }
+                    Some(repo)
                 }
-                Some(repo)
-            }
-            Err(e) => {
-                pf.problems.push(
-                    Problem::new(Code::Path, format!("cannot read the repository {}: {e}", r.value.display()))
+                Err(e) => {
+                    pf.problems.push(
+                        Problem::new(
+                            Code::Path,
+                            format!("cannot read the repository {}: {e}", r.value.display()),
+                        )
                         .at(r.span)
                         .label("not a readable directory"),
-                );
-                None
+                    );
+                    None
+                }
             }
-        },
+        }
         _ => None,
     };
 
@@ -118,7 +155,8 @@ pub fn run(plan: &Plan) -> Preflight {
     }
     pf.problems.extend(col.finish());
     pf.problems.extend(check_groups(plan));
-    pf.problems.sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.start));
+    pf.problems
+        .sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.start));
     pf
 }
 
@@ -143,30 +181,49 @@ fn check_node(
             Ok(state) => {
                 finding.state_read = true;
                 let rel = state.as_ref().and_then(|s| s.permanent()).cloned();
-                if let (Some(pin), Some(r)) = (&node.from, &rel) {
-                    if pin.value != r.version {
-                        col.add(
-                            name,
-                            Code::FromMismatch,
-                            format!("the plan pins `from: {}` but the node runs {}", pin.value, r.version),
-                            Some(pin.span),
-                            Some(format!("runs {}", r.version)),
-                            None,
-                        );
-                    }
+                if let (Some(pin), Some(r)) = (&node.from, &rel)
+                    && pin.value != r.version
+                {
+                    col.add(
+                        name,
+                        Code::FromMismatch,
+                        format!(
+                            "the plan pins `from: {}` but the node runs {}",
+                            pin.value, r.version
+                        ),
+                        Some(pin.span),
+                        Some(format!("runs {}", r.version)),
+                        None,
+                    );
                 }
-                let pkg = rel.as_ref().and_then(|r| match PackageName::parse(&r.package, &plan.product, &plan.runtime) {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        col.add(name, Code::StoreUnreadable, format!("its running release has an unreadable package name: {e}"), Some(node.root.span), None, None);
-                        None
+                let pkg = rel.as_ref().and_then(|r| {
+                    match PackageName::parse(&r.package, &plan.product, &plan.runtime) {
+                        Ok(p) => Some(p),
+                        Err(e) => {
+                            col.add(
+                                name,
+                                Code::StoreUnreadable,
+                                format!("its running release has an unreadable package name: {e}"),
+                                Some(node.root.span),
+                                None,
+                                None,
+                            );
+                            None
+                        }
                     }
                 });
                 finding.running = rel;
                 pkg
             }
             Err(e) => {
-                col.add(name, Code::StoreUnreadable, e, Some(node.root.span), Some("this store".into()), None);
+                col.add(
+                    name,
+                    Code::StoreUnreadable,
+                    e,
+                    Some(node.root.span),
+                    Some("this store".into()),
+                    None,
+                );
                 None
             }
         }
@@ -202,7 +259,12 @@ fn check_node(
         Lookup::Missing { .. } => col.add(
             name,
             Code::PackageMissing,
-            format!("the repository {} has no {edition} package of {} {}", repo.dir.display(), plan.product, to.value),
+            format!(
+                "the repository {} has no {edition} package of {} {}",
+                repo.dir.display(),
+                plan.product,
+                to.value
+            ),
             Some(to.span),
             Some("no package".into()),
             None,
@@ -215,7 +277,10 @@ fn check_node(
                 ps.len(),
                 plan.product,
                 to.value,
-                ps.iter().map(|p| p.file.as_str()).collect::<Vec<_>>().join(", ")
+                ps.iter()
+                    .map(|p| p.file.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Some(to.span),
             Some("more than one package".into()),
@@ -228,7 +293,14 @@ fn check_node(
         check_checksum(name, node, &path, col, digests);
         if let Some(from) = &running_pkg {
             for v in package::check_upgrade(from, pkg, plan.policy) {
-                col.add(name, v.code, v.message, Some(to.span), Some(format!("runs {}", from.version)), None);
+                col.add(
+                    name,
+                    v.code,
+                    v.message,
+                    Some(to.span),
+                    Some(format!("runs {}", from.version)),
+                    None,
+                );
             }
         }
     }
@@ -256,17 +328,29 @@ fn check_checksum(
     let sidecar = match &d.sidecar {
         Ok(s) => s.clone(),
         Err(e) => {
-            col.add(name, Code::Checksum, e.clone(), Some(node.to.span), None, None);
+            col.add(
+                name,
+                Code::Checksum,
+                e.clone(),
+                Some(node.to.span),
+                None,
+                None,
+            );
             return;
         }
     };
-    let pinned = node.sha256.as_ref().map(|s| (s.value.to_ascii_lowercase(), s.span));
+    let pinned = node
+        .sha256
+        .as_ref()
+        .map(|s| (s.value.to_ascii_lowercase(), s.span));
     if sidecar.is_none() && pinned.is_none() {
         return;
     }
     let actual = d
         .actual
-        .get_or_insert_with(|| package::sha256_file(path).map_err(|e| format!("cannot read {}: {e}", path.display())))
+        .get_or_insert_with(|| {
+            package::sha256_file(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+        })
         .clone();
     let actual = match actual {
         Ok(a) => a,
@@ -281,7 +365,10 @@ fn check_checksum(
             col.add(
                 name,
                 Code::Checksum,
-                format!("{} has SHA-256 {actual}, but {from} says {want}", path.display()),
+                format!(
+                    "{} has SHA-256 {actual}, but {from} says {want}",
+                    path.display()
+                ),
                 Some(span),
                 Some("checksum mismatch".into()),
                 None,
@@ -296,16 +383,25 @@ fn check_groups(plan: &Plan) -> Vec<Problem> {
     for g in &plan.groups {
         if !g.market.value.is_dir() {
             out.push(
-                Problem::new(Code::Path, format!("the market {} of group `{}` is not a directory", g.market.value.display(), g.name.value))
-                    .at(g.market.span)
-                    .label("no such directory"),
+                Problem::new(
+                    Code::Path,
+                    format!(
+                        "the market {} of group `{}` is not a directory",
+                        g.market.value.display(),
+                        g.name.value
+                    ),
+                )
+                .at(g.market.span)
+                .label("no such directory"),
             );
             continue;
         }
         for a in &g.apps {
             let dir = g.market.value.join(&a.app.value);
             let v = a.to.value.to_string();
-            let found = ["yaml", "yml", "toml"].iter().any(|ext| dir.join(format!("{v}.{ext}")).is_file());
+            let found = ["yaml", "yml", "toml"]
+                .iter()
+                .any(|ext| dir.join(format!("{v}.{ext}")).is_file());
             if !found {
                 let have = market_versions(&dir);
                 let help = if have.is_empty() {
@@ -314,10 +410,13 @@ fn check_groups(plan: &Plan) -> Vec<Problem> {
                     format!("the market has {} {}", a.app.value, have.join(", "))
                 };
                 out.push(
-                    Problem::new(Code::MarketMissing, format!("the market has no version {v} of app `{}`", a.app.value))
-                        .at(a.to.span)
-                        .label("not in the market")
-                        .help(help),
+                    Problem::new(
+                        Code::MarketMissing,
+                        format!("the market has no version {v} of app `{}`", a.app.value),
+                    )
+                    .at(a.to.span)
+                    .label("not in the market")
+                    .help(help),
                 );
             }
         }
@@ -333,7 +432,10 @@ fn market_versions(dir: &std::path::Path) -> Vec<String> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
-            let stem = name.strip_suffix(".yaml").or(name.strip_suffix(".yml")).or(name.strip_suffix(".toml"))?;
+            let stem = name
+                .strip_suffix(".yaml")
+                .or(name.strip_suffix(".yml"))
+                .or(name.strip_suffix(".toml"))?;
             semver::Version::parse(stem).ok()
         })
         .collect();

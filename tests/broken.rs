@@ -41,9 +41,18 @@ fn check(file: &str, format: &str) -> (Option<i32>, String, String) {
 #[test]
 fn the_corpus_is_large_and_covers_both_formats() {
     let files = corpus();
-    let yaml = files.iter().filter(|f| f.extension().is_some_and(|e| e == "yaml")).count();
-    let toml = files.iter().filter(|f| f.extension().is_some_and(|e| e == "toml")).count();
-    assert!(yaml >= 40 && toml >= 40, "{yaml} YAML and {toml} TOML broken plans");
+    let yaml = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+        .count();
+    let toml = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "toml"))
+        .count();
+    assert!(
+        yaml >= 40 && toml >= 40,
+        "{yaml} YAML and {toml} TOML broken plans"
+    );
 }
 
 #[test]
@@ -53,8 +62,14 @@ fn every_broken_plan_is_refused_with_located_diagnostics() {
         let (code, stdout, stderr) = check(&file, "human");
         assert_eq!(code, Some(1), "{file} exited {code:?}:\n{stderr}");
         assert!(!stderr.contains("panicked"), "{file} panicked:\n{stderr}");
-        assert!(stdout.starts_with(&format!("invalid: {file}")), "{file}: {stdout}");
-        insta::assert_snapshot!(file.clone(), format!("exit {code:?}\n--- stdout\n{stdout}--- stderr\n{stderr}"));
+        assert!(
+            stdout.starts_with(&format!("invalid: {file}")),
+            "{file}: {stdout}"
+        );
+        insta::assert_snapshot!(
+            file.clone(),
+            format!("exit {code:?}\n--- stdout\n{stdout}--- stderr\n{stderr}")
+        );
 
         let (code, stdout, _) = check(&file, "json");
         assert_eq!(code, Some(1), "{file}");
@@ -63,9 +78,15 @@ fn every_broken_plan_is_refused_with_located_diagnostics() {
         assert!(!problems.is_empty(), "{file}");
         for p in problems {
             let code = p["code"].as_str().unwrap();
-            assert!(p["help"].as_str().is_some_and(|h| !h.is_empty()), "{file}: {p}");
+            assert!(
+                p["help"].as_str().is_some_and(|h| !h.is_empty()),
+                "{file}: {p}"
+            );
             if !FILE_LEVEL.contains(&code) {
-                assert!(p["line"].as_u64().is_some() && p["column"].as_u64().is_some(), "{file}: {p} has no position");
+                assert!(
+                    p["line"].as_u64().is_some() && p["column"].as_u64().is_some(),
+                    "{file}: {p} has no position"
+                );
             }
         }
     }

@@ -14,7 +14,12 @@ fn plans() -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir("plans")
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "toml")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()),
+                Some("yaml" | "yml" | "toml")
+            )
+        })
         .collect();
     v.sort();
     v
@@ -38,8 +43,16 @@ fn every_plan_in_plans_checks_clean() {
         let out = fleetup().arg("check").arg(&p).output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{}:\n{stdout}{stderr}", p.display());
-        assert!(stdout.starts_with(&format!("ok: {}", p.display())), "{stdout}");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}:\n{stdout}{stderr}",
+            p.display()
+        );
+        assert!(
+            stdout.starts_with(&format!("ok: {}", p.display())),
+            "{stdout}"
+        );
         assert!(stderr.is_empty(), "{}: {stderr}", p.display());
     }
 }
@@ -50,10 +63,19 @@ fn every_plan_exists_in_both_formats_and_they_agree() {
     for p in all.iter().filter(|p| p.extension().unwrap() == "yaml") {
         let twin = p.with_extension("toml");
         assert!(twin.exists(), "{} has no TOML twin", p.display());
-        assert_eq!(tree(p), tree(&twin), "{} and its TOML twin differ", p.display());
+        assert_eq!(
+            tree(p),
+            tree(&twin),
+            "{} and its TOML twin differ",
+            p.display()
+        );
     }
     for p in all.iter().filter(|p| p.extension().unwrap() == "toml") {
-        assert!(p.with_extension("yaml").exists(), "{} has no YAML twin", p.display());
+        assert!(
+            p.with_extension("yaml").exists(),
+            "{} has no YAML twin",
+            p.display()
+        );
     }
 }
 
@@ -73,14 +95,22 @@ fn init_templates_agree_show_every_key_and_validate() {
             let shown = if ext == "yaml" {
                 text.contains(&format!("{last}:"))
             } else {
-                [format!("{last} ="), format!("[{last}]"), format!(".{last}]")]
-                    .iter()
-                    .any(|s| text.contains(s))
+                [
+                    format!("{last} ="),
+                    format!("[{last}]"),
+                    format!(".{last}]"),
+                ]
+                .iter()
+                .any(|s| text.contains(s))
             };
             assert!(shown, "init .{ext} does not show `{key}`");
         }
         // Valid but for the directories it names, which do not exist here.
-        let out = fleetup().args(["check", "--format", "json"]).arg(&f).output().unwrap();
+        let out = fleetup()
+            .args(["check", "--format", "json"])
+            .arg(&f)
+            .output()
+            .unwrap();
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let codes: Vec<&str> = report["files"][0]["problems"]
             .as_array()
@@ -88,9 +118,16 @@ fn init_templates_agree_show_every_key_and_validate() {
             .iter()
             .map(|p| p["code"].as_str().unwrap())
             .collect();
-        assert_eq!(codes, vec!["fleetup::plan::path", "fleetup::plan::path"], "{ext}: {report}");
+        assert_eq!(
+            codes,
+            vec!["fleetup::plan::path", "fleetup::plan::path"],
+            "{ext}: {report}"
+        );
     }
-    assert_eq!(tree(&dir.path().join("plan.yaml")), tree(&dir.path().join("plan.toml")));
+    assert_eq!(
+        tree(&dir.path().join("plan.yaml")),
+        tree(&dir.path().join("plan.toml"))
+    );
     // Without a file: YAML on stdout.
     let out = fleetup().arg("init").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("# fleetup plan"));
@@ -102,8 +139,14 @@ fn schema_is_json_and_covers_every_key() {
     assert!(out.status.success());
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(schema["additionalProperties"], false);
-    assert_eq!(schema["properties"]["rollout"]["properties"]["on_failure"]["enum"][1], "rollback-all");
-    assert_eq!(schema["properties"]["nodes"]["items"]["required"][0], "name");
+    assert_eq!(
+        schema["properties"]["rollout"]["properties"]["on_failure"]["enum"][1],
+        "rollback-all"
+    );
+    assert_eq!(
+        schema["properties"]["nodes"]["items"]["required"][0],
+        "name"
+    );
     for key in fleetup::plan::schema::all_key_paths() {
         let mut at = &schema;
         for part in key.split('.') {

@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::stderr_color;
 use crate::cli::CheckFormat;
-use crate::diagnostics::{render_github, render_human, to_json, JsonProblem, Problem, Severity, SourceFile};
+use crate::diagnostics::{
+    JsonProblem, Problem, Severity, SourceFile, render_github, render_human, to_json,
+};
 use crate::{plan, preflight};
 
 struct Checked {
@@ -36,6 +38,7 @@ fn check_one(path: &std::path::Path) -> Checked {
         let pf = preflight::run(plan);
         states_read = pf.states_read();
         problems.extend(pf.problems);
+        problems.sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.start));
     }
     Checked {
         name: path.display().to_string(),
@@ -88,9 +91,17 @@ pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
                     let live = if r.nodes == 0 {
                         String::new()
                     } else {
-                        format!("; live state read for {} of {}", r.states_read, plural(r.nodes, "node"))
+                        format!(
+                            "; live state read for {} of {}",
+                            r.states_read,
+                            plural(r.nodes, "node")
+                        )
                     };
-                    let warn = if w > 0 { format!(" with {}", plural(w, "warning")) } else { String::new() };
+                    let warn = if w > 0 {
+                        format!(" with {}", plural(w, "warning"))
+                    } else {
+                        String::new()
+                    };
                     println!(
                         "ok: {}{warn} ({}, {}{live})",
                         r.name,
@@ -102,7 +113,11 @@ pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
                         "invalid: {}: {}{}",
                         r.name,
                         plural(e, "error"),
-                        if w > 0 { format!(", {}", plural(w, "warning")) } else { String::new() }
+                        if w > 0 {
+                            format!(", {}", plural(w, "warning"))
+                        } else {
+                            String::new()
+                        }
                     );
                 }
             }
@@ -120,7 +135,11 @@ pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
                         nodes: r.nodes,
                         groups: r.groups,
                         states_read: r.states_read,
-                        problems: r.problems.iter().map(|p| to_json(p, r.file.as_ref())).collect(),
+                        problems: r
+                            .problems
+                            .iter()
+                            .map(|p| to_json(p, r.file.as_ref()))
+                            .collect(),
                     })
                     .collect(),
             };
@@ -133,7 +152,10 @@ pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
             for r in &results {
                 // Problems without a file (unreadable paths) still name the plan.
                 let fallback = SourceFile::new(r.name.clone(), String::new());
-                print!("{}", render_github(&r.problems, Some(r.file.as_ref().unwrap_or(&fallback))));
+                print!(
+                    "{}",
+                    render_github(&r.problems, Some(r.file.as_ref().unwrap_or(&fallback)))
+                );
             }
         }
     }

@@ -6,7 +6,7 @@ pub mod check;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use crate::diagnostics::{render_human, Code, Problem};
+use crate::diagnostics::{Code, Problem, render_human};
 
 /// Whether diagnostics on stderr may use colour.
 pub(crate) fn stderr_color() -> bool {
@@ -15,7 +15,10 @@ pub(crate) fn stderr_color() -> bool {
 
 /// Prints a problem that is not tied to a file and returns its exit code.
 pub(crate) fn fail(p: Problem) -> u8 {
-    eprint!("{}", render_human(std::slice::from_ref(&p), None, stderr_color()));
+    eprint!(
+        "{}",
+        render_human(std::slice::from_ref(&p), None, stderr_color())
+    );
     p.code.exit_code()
 }
 
@@ -26,7 +29,10 @@ pub fn schema() -> u8 {
             println!("{s}");
             0
         }
-        Err(e) => fail(Problem::new(Code::Io, format!("cannot render the schema: {e}"))),
+        Err(e) => fail(Problem::new(
+            Code::Io,
+            format!("cannot render the schema: {e}"),
+        )),
     }
 }
 
@@ -44,7 +50,10 @@ pub fn init(file: Option<&Path>, force: bool) -> u8 {
         None => {
             return fail(Problem::new(
                 Code::PlanFormat,
-                format!("{}: cannot tell which format to write from the name", path.display()),
+                format!(
+                    "{}: cannot tell which format to write from the name",
+                    path.display()
+                ),
             ));
         }
     };
@@ -55,16 +64,26 @@ pub fn init(file: Option<&Path>, force: bool) -> u8 {
     } else {
         options.create_new(true);
     }
-    match options.open(path).and_then(|mut f| f.write_all(text.as_bytes())) {
+    match options
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+    {
         Ok(()) => {
-            eprintln!("Wrote a template plan to {}; `fleetup check {}` validates it.", path.display(), path.display());
+            eprintln!(
+                "Wrote a template plan to {}; `fleetup check {}` validates it.",
+                path.display(),
+                path.display()
+            );
             0
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => fail(
             Problem::new(Code::Io, format!("{} already exists", path.display()))
                 .help("pass --force to overwrite it, or choose another file name"),
         ),
-        Err(e) => fail(Problem::new(Code::Io, format!("cannot write {}: {e}", path.display()))),
+        Err(e) => fail(Problem::new(
+            Code::Io,
+            format!("cannot write {}: {e}", path.display()),
+        )),
     }
 }
 

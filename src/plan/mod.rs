@@ -65,12 +65,18 @@ pub fn load(path: &Path) -> Loaded {
     };
     let bytes = match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => {
-            return fail(Problem::new(Code::Io, format!("{name} is a directory, not a plan file")));
+            return fail(Problem::new(
+                Code::Io,
+                format!("{name} is a directory, not a plan file"),
+            ));
         }
         Ok(m) if m.len() > MAX_PLAN_BYTES => {
             return fail(Problem::new(
                 Code::PlanLimit,
-                format!("{name} is {} bytes; plans are limited to {MAX_PLAN_BYTES} bytes", m.len()),
+                format!(
+                    "{name} is {} bytes; plans are limited to {MAX_PLAN_BYTES} bytes",
+                    m.len()
+                ),
             ));
         }
         Ok(_) => match std::fs::read(path) {
@@ -93,7 +99,13 @@ pub fn load(path: &Path) -> Loaded {
     };
     let dir = path
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."));
     load_text(SourceFile::new(name, text), format, dir)
 }
@@ -115,7 +127,11 @@ pub fn load_text(file: SourceFile, format: Format, dir: &Path) -> Loaded {
             };
         }
         Err(e) => {
-            let code = if e.limit { Code::PlanLimit } else { Code::PlanSyntax };
+            let code = if e.limit {
+                Code::PlanLimit
+            } else {
+                Code::PlanSyntax
+            };
             let what = match format {
                 Format::Yaml => "YAML",
                 Format::Toml => "TOML",

@@ -4,7 +4,7 @@
 //! `fleetup schema` renders them as JSON Schema, and a test holds `fleetup init`'s
 //! template to them, so the three can never disagree about what a plan may contain.
 
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value, json};
 
 #[derive(Debug)]
 pub struct Field {
@@ -20,7 +20,10 @@ pub enum Ty {
     Str,
     /// A name safe as a file name (targets, apps, services).
     Name,
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     Bool,
     Version,
     Duration,
@@ -33,34 +36,66 @@ pub enum Ty {
     /// A table of string (or number, or boolean) values.
     Vars,
     /// A count or a percentage string.
-    CountOrPercent { min: i64 },
+    CountOrPercent {
+        min: i64,
+    },
     List(&'static Ty),
     Table(&'static [Field]),
 }
 
 macro_rules! field {
     ($name:literal, $ty:expr, required, $doc:literal) => {
-        Field { name: $name, ty: $ty, required: true, default: None, doc: $doc }
+        Field {
+            name: $name,
+            ty: $ty,
+            required: true,
+            default: None,
+            doc: $doc,
+        }
     };
     ($name:literal, $ty:expr, default $def:literal, $doc:literal) => {
-        Field { name: $name, ty: $ty, required: false, default: Some($def), doc: $doc }
+        Field {
+            name: $name,
+            ty: $ty,
+            required: false,
+            default: Some($def),
+            doc: $doc,
+        }
     };
     ($name:literal, $ty:expr, $doc:literal) => {
-        Field { name: $name, ty: $ty, required: false, default: None, doc: $doc }
+        Field {
+            name: $name,
+            ty: $ty,
+            required: false,
+            default: None,
+            doc: $doc,
+        }
     };
 }
 
 pub const DAYS: &[&str] = &["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
 pub static HEALTH: &[Field] = &[
-    field!("http", Ty::Template, "URL polled with GET; healthy when it answers `expect_status`"),
-    field!("tcp", Ty::Template, "host:port that must accept a connection"),
+    field!(
+        "http",
+        Ty::Template,
+        "URL polled with GET; healthy when it answers `expect_status`"
+    ),
+    field!(
+        "tcp",
+        Ty::Template,
+        "host:port that must accept a connection"
+    ),
     field!("command", Ty::Argv, "command (argv) that must exit 0"),
     field!("expect_status", Ty::Int { min: 100, max: 599 }, default "200", "HTTP status that means healthy"),
     field!("timeout", Ty::Duration, default "60s", "deadline to become healthy"),
     field!("interval", Ty::Duration, default "1s", "time between two polls"),
     field!("healthy_for", Ty::Duration, default "0s", "how long the target must then stay healthy"),
-    field!("rollback_timeout", Ty::Duration, "deadline to become healthy again after a rollback (default: `timeout`)"),
+    field!(
+        "rollback_timeout",
+        Ty::Duration,
+        "deadline to become healthy again after a rollback (default: `timeout`)"
+    ),
 ];
 
 pub static POLICY: &[Field] = &[field!(
@@ -80,33 +115,70 @@ pub static ROLLOUT: &[Field] = &[
 ];
 
 pub static NODE_HOOKS: &[Field] = &[
-    field!("activate", Ty::Argv, "command run after `current` is switched, to load the new release"),
+    field!(
+        "activate",
+        Ty::Argv,
+        "command run after `current` is switched, to load the new release"
+    ),
     field!("timeout", Ty::Duration, default "5m", "deadline of every hook; a timeout is a failure"),
 ];
 
 pub static WINDOW: &[Field] = &[
     field!("days", Ty::List(&Ty::Enum(DAYS)), default "every day", "days on which the window opens"),
     field!("from", Ty::Str, required, "opening time, HH:MM"),
-    field!("to", Ty::Str, required, "closing time, HH:MM (before `from` means the next day)"),
+    field!(
+        "to",
+        Ty::Str,
+        required,
+        "closing time, HH:MM (before `from` means the next day)"
+    ),
     field!("tz", Ty::Str, default "UTC", "IANA time zone of from/to"),
 ];
 
 pub static DEFAULTS: &[Field] = &[
-    field!("root", Ty::Path, "release store directory of every node without its own root"),
-    field!("vars", Ty::Vars, "template values of every node (a node's own vars win)"),
+    field!(
+        "root",
+        Ty::Path,
+        "release store directory of every node without its own root"
+    ),
+    field!(
+        "vars",
+        Ty::Vars,
+        "template values of every node (a node's own vars win)"
+    ),
     field!("tags", Ty::List(&Ty::Name), "tags of every node"),
 ];
 
 pub static NODE: &[Field] = &[
     field!("name", Ty::Name, required, "unique target name"),
     field!("host", Ty::Str, default "127.0.0.1", "value of {host}"),
-    field!("ssh", Ty::Str, "[user@]host[:port] of a remote node, reached with OpenSSH"),
-    field!("root", Ty::Path, "release store directory (default: defaults.root)"),
+    field!(
+        "ssh",
+        Ty::Str,
+        "[user@]host[:port] of a remote node, reached with OpenSSH"
+    ),
+    field!(
+        "root",
+        Ty::Path,
+        "release store directory (default: defaults.root)"
+    ),
     field!("vars", Ty::Vars, "template values: {port} and any other"),
-    field!("from", Ty::Version, "pin: apply refuses if the node runs another version"),
+    field!(
+        "from",
+        Ty::Version,
+        "pin: apply refuses if the node runs another version"
+    ),
     field!("to", Ty::Version, "target version (default: the plan's to)"),
-    field!("sha256", Ty::Str, "expected SHA-256 of the node's target package"),
-    field!("tags", Ty::List(&Ty::Name), "tags, selected with --only @tag"),
+    field!(
+        "sha256",
+        Ty::Str,
+        "expected SHA-256 of the node's target package"
+    ),
+    field!(
+        "tags",
+        Ty::List(&Ty::Name),
+        "tags, selected with --only @tag"
+    ),
 ];
 
 pub static APP: &[Field] = &[
@@ -116,48 +188,123 @@ pub static APP: &[Field] = &[
 ];
 
 pub static GROUP_HOOKS: &[Field] = &[
-    field!("deploy", Ty::Argv, "command run per service after its spec is written ({spec})"),
+    field!(
+        "deploy",
+        Ty::Argv,
+        "command run per service after its spec is written ({spec})"
+    ),
     field!("timeout", Ty::Duration, default "5m", "deadline of every hook; a timeout is a failure"),
 ];
 
 pub static GROUP: &[Field] = &[
     field!("name", Ty::Name, required, "unique target name"),
     field!("root", Ty::Path, required, "group directory"),
-    field!("market", Ty::Path, required, "market directory of app templates"),
-    field!("apps", Ty::List(&Ty::Table(APP)), required, "apps of the group to upgrade"),
+    field!(
+        "market",
+        Ty::Path,
+        required,
+        "market directory of app templates"
+    ),
+    field!(
+        "apps",
+        Ty::List(&Ty::Table(APP)),
+        required,
+        "apps of the group to upgrade"
+    ),
     field!("hooks", Ty::Table(GROUP_HOOKS), "hooks of this group"),
-    field!("health", Ty::Table(HEALTH), "health check run per upgraded service"),
+    field!(
+        "health",
+        Ty::Table(HEALTH),
+        "health check run per upgraded service"
+    ),
     field!("vars", Ty::Vars, "template values"),
-    field!("tags", Ty::List(&Ty::Name), "tags, selected with --only @tag"),
+    field!(
+        "tags",
+        Ty::List(&Ty::Name),
+        "tags, selected with --only @tag"
+    ),
 ];
 
 pub static PLAN: &[Field] = &[
-    field!("plan", Ty::Int { min: 1, max: 1 }, required, "schema version of this file format"),
+    field!(
+        "plan",
+        Ty::Int { min: 1, max: 1 },
+        required,
+        "schema version of this file format"
+    ),
     field!("name", Ty::Str, required, "name of the rollout"),
-    field!("product", Ty::Str, required, "product name at the start of release package names"),
+    field!(
+        "product",
+        Ty::Str,
+        required,
+        "product name at the start of release package names"
+    ),
     field!("runtime", Ty::Str, default "otp", "runtime prefix in package names"),
-    field!("repository", Ty::Path, "directory holding release packages (required with nodes)"),
+    field!(
+        "repository",
+        Ty::Path,
+        "directory holding release packages (required with nodes)"
+    ),
     field!("to", Ty::Version, "default target version of every node"),
-    field!("edition", Ty::Str, "wanted edition (default: each node's own; ce when unknown)"),
-    field!("sha256", Ty::Str, "expected SHA-256 of the package of the plan's `to`"),
-    field!("state", Ty::Path, "state directory for run journals (default: $FLEETUP_STATE_DIR, then ~/.local/state/fleetup)"),
-    field!("ssh_config", Ty::Path, "ssh_config file passed to every ssh as -F"),
+    field!(
+        "edition",
+        Ty::Str,
+        "wanted edition (default: each node's own; ce when unknown)"
+    ),
+    field!(
+        "sha256",
+        Ty::Str,
+        "expected SHA-256 of the package of the plan's `to`"
+    ),
+    field!(
+        "state",
+        Ty::Path,
+        "state directory for run journals (default: $FLEETUP_STATE_DIR, then ~/.local/state/fleetup)"
+    ),
+    field!(
+        "ssh_config",
+        Ty::Path,
+        "ssh_config file passed to every ssh as -F"
+    ),
     field!("ssh_host_keys", Ty::Enum(&["strict", "accept-new"]), default "strict", "host key checking of ssh"),
     field!("policy", Ty::Table(POLICY), "version policy"),
-    field!("rollout", Ty::Table(ROLLOUT), "waves, parallelism and failure handling"),
+    field!(
+        "rollout",
+        Ty::Table(ROLLOUT),
+        "waves, parallelism and failure handling"
+    ),
     field!("health", Ty::Table(HEALTH), "health check of every node"),
     field!("hooks", Ty::Table(NODE_HOOKS), "hooks of every node"),
-    field!("window", Ty::Table(WINDOW), "maintenance window outside which apply refuses to start"),
-    field!("defaults", Ty::Table(DEFAULTS), "values every node inherits"),
-    field!("nodes", Ty::List(&Ty::Table(NODE)), "nodes (release stores) to upgrade"),
-    field!("groups", Ty::List(&Ty::Table(GROUP)), "app groups to upgrade"),
+    field!(
+        "window",
+        Ty::Table(WINDOW),
+        "maintenance window outside which apply refuses to start"
+    ),
+    field!(
+        "defaults",
+        Ty::Table(DEFAULTS),
+        "values every node inherits"
+    ),
+    field!(
+        "nodes",
+        Ty::List(&Ty::Table(NODE)),
+        "nodes (release stores) to upgrade"
+    ),
+    field!(
+        "groups",
+        Ty::List(&Ty::Table(GROUP)),
+        "app groups to upgrade"
+    ),
 ];
 
 /// The plan's JSON Schema (draft 2020-12).
 pub fn json_schema() -> Value {
     let mut root = table_schema(PLAN);
     if let Value::Object(m) = &mut root {
-        m.insert("$schema".into(), json!("https://json-schema.org/draft/2020-12/schema"));
+        m.insert(
+            "$schema".into(),
+            json!("https://json-schema.org/draft/2020-12/schema"),
+        );
         m.insert("title".into(), json!("fleetup plan"));
     }
     root
@@ -179,7 +326,11 @@ fn table_schema(fields: &[Field]) -> Value {
         }
         props.insert(f.name.into(), s);
     }
-    let required: Vec<&str> = fields.iter().filter(|f| f.required).map(|f| f.name).collect();
+    let required: Vec<&str> = fields
+        .iter()
+        .filter(|f| f.required)
+        .map(|f| f.name)
+        .collect();
     json!({
         "type": "object",
         "additionalProperties": false,

@@ -49,7 +49,10 @@ impl Template {
                 let env = ch == '$';
                 let body_start = if env { 2 } else { 1 };
                 let Some(end) = rest.find('}') else {
-                    return Err(format!("`{}` is not closed with `}}`", if env { "${" } else { "{" }));
+                    return Err(format!(
+                        "`{}` is not closed with `}}`",
+                        if env { "${" } else { "{" }
+                    ));
                 };
                 let name = &rest[body_start..end];
                 if !is_ident(name) {
@@ -135,7 +138,10 @@ mod tests {
         assert_eq!(t.vars().collect::<Vec<_>>(), vec!["host", "port"]);
         assert_eq!(t.env_vars().collect::<Vec<_>>(), vec!["TOKEN"]);
         let out = t
-            .render(|v| Some(format!("<{v}>")), |e| (e == "TOKEN").then(|| "sec".into()))
+            .render(
+                |v| Some(format!("<{v}>")),
+                |e| (e == "TOKEN").then(|| "sec".into()),
+            )
             .unwrap();
         assert_eq!(out, "http://<host>:<port>/s?t=sec&x={y}");
         assert_eq!(t.to_string(), "http://{host}:{port}/s?t=${TOKEN}&x={{y}}");
@@ -154,6 +160,9 @@ mod tests {
         let t = Template::parse("--name={name}").unwrap();
         let out = t.render(|_| Some("x --rm -rf /".into()), |_| None).unwrap();
         assert_eq!(out, "--name=x --rm -rf /");
-        assert_eq!(t.render(|_| None, |_| None), Err(Missing::Var("name".into())));
+        assert_eq!(
+            t.render(|_| None, |_| None),
+            Err(Missing::Var("name".into()))
+        );
     }
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::Range;
 
-use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Byte range in the source text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -80,7 +80,11 @@ impl Node {
             Kind::Float(f) => Value::from(*f),
             Kind::Str(s) => Value::from(s.clone()),
             Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            Kind::Map(e) => Value::Object(e.iter().map(|(k, v)| (k.name.clone(), v.to_json())).collect()),
+            Kind::Map(e) => Value::Object(
+                e.iter()
+                    .map(|(k, v)| (k.name.clone(), v.to_json()))
+                    .collect(),
+            ),
         }
     }
 }
@@ -175,13 +179,21 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
             }
             Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(err(format!("nesting deeper than {MAX_DEPTH} levels"), start, true));
+                    return Err(err(
+                        format!("nesting deeper than {MAX_DEPTH} levels"),
+                        start,
+                        true,
+                    ));
                 }
                 let frame = match event {
                     Event::SequenceStart(..) => Frame::Seq(Vec::new()),
                     _ => Frame::Map(Vec::new(), None),
                 };
-                stack.push(Open { frame, start, anchor });
+                stack.push(Open {
+                    frame,
+                    start,
+                    anchor,
+                });
                 continue;
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -218,14 +230,24 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
                 node
             }
             Event::UnresolvedAlias(name) => {
-                return Err(err(format!("the alias *{name} has no anchor"), start, false));
+                return Err(err(
+                    format!("the alias *{name} has no anchor"),
+                    start,
+                    false,
+                ));
             }
             _ => continue,
         };
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Open { frame: Frame::Seq(items), .. }) => items.push(node),
-            Some(Open { frame: Frame::Map(entries, pending), .. }) => match pending.take() {
+            Some(Open {
+                frame: Frame::Seq(items),
+                ..
+            }) => items.push(node),
+            Some(Open {
+                frame: Frame::Map(entries, pending),
+                ..
+            }) => match pending.take() {
                 None => *pending = Some(node),
                 Some(key) => {
                     let name = match key.kind {
@@ -235,10 +257,20 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
                         Kind::Float(f) => f.to_string(),
                         Kind::Null => "null".to_owned(),
                         Kind::Seq(_) | Kind::Map(_) => {
-                            return Err(err("a key must be a plain string".into(), key.span.start, false));
+                            return Err(err(
+                                "a key must be a plain string".into(),
+                                key.span.start,
+                                false,
+                            ));
                         }
                     };
-                    entries.push((Key { name, span: key.span }, node));
+                    entries.push((
+                        Key {
+                            name,
+                            span: key.span,
+                        },
+                        node,
+                    ));
                 }
             },
         }
@@ -248,7 +280,11 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
 }
 
 /// YAML 1.2 core schema: what a plain scalar means. Quoted scalars are strings.
-fn resolve_scalar(value: &str, style: serde_saphyr::granit_parser::ScalarStyle, tag: Option<&str>) -> Kind {
+fn resolve_scalar(
+    value: &str,
+    style: serde_saphyr::granit_parser::ScalarStyle,
+    tag: Option<&str>,
+) -> Kind {
     use serde_saphyr::granit_parser::ScalarStyle;
     if tag == Some("str") || style != ScalarStyle::Plain {
         return Kind::Str(value.to_owned());
@@ -257,7 +293,9 @@ fn resolve_scalar(value: &str, style: serde_saphyr::granit_parser::ScalarStyle, 
         "" | "~" | "null" | "Null" | "NULL" => return Kind::Null,
         "true" | "True" | "TRUE" => return Kind::Bool(true),
         "false" | "False" | "FALSE" => return Kind::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Kind::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Kind::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Kind::Float(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return Kind::Float(f64::NAN),
         _ => {}
@@ -275,10 +313,10 @@ fn resolve_scalar(value: &str, style: serde_saphyr::granit_parser::ScalarStyle, 
     if let Some(i) = radix {
         return Kind::Int(i);
     }
-    if is_yaml_float(value) {
-        if let Ok(f) = value.parse::<f64>() {
-            return Kind::Float(f);
-        }
+    if is_yaml_float(value)
+        && let Ok(f) = value.parse::<f64>()
+    {
+        return Kind::Float(f);
     }
     Kind::Str(value.to_owned())
 }
@@ -372,7 +410,13 @@ impl<'de> Visitor<'de> for RawVisitor {
         while let Some(key) = map.next_key::<toml::Spanned<String>>()? {
             let span = key.span().into();
             let value = toml_node(map.next_value::<toml::Spanned<Raw>>()?);
-            entries.push((Key { name: key.into_inner(), span }, value));
+            entries.push((
+                Key {
+                    name: key.into_inner(),
+                    span,
+                },
+                value,
+            ));
         }
         Ok(Raw(Kind::Map(entries)))
     }
@@ -482,7 +526,9 @@ mod tests {
         assert_eq!(e[1].0.span, Span::new(5, 1));
         let Kind::Map(e) = &t.kind else { panic!() };
         assert_eq!(e[0].1.span, Span::new(4, 1));
-        let Kind::Seq(items) = &e[1].1.kind else { panic!() };
+        let Kind::Seq(items) = &e[1].1.kind else {
+            panic!()
+        };
         assert_eq!(items[0].kind, Kind::Str("x".into()));
         assert_eq!(items[0].span, Span::new(11, 3));
     }
@@ -502,13 +548,22 @@ mod tests {
             let deep = format!("a: {}{}\n", "[".repeat(n), "]".repeat(n));
             assert!(parse_yaml(&deep).unwrap_err().limit, "{n}");
         }
-        let ok = format!("a: {}{}\n", "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+        let ok = format!(
+            "a: {}{}\n",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
         assert!(parse_yaml(&ok).is_ok());
     }
 
     #[test]
     fn toml_depth_scan_ignores_strings_and_comments() {
-        let text = format!("a = \"{}\" # {}\nb = '{}'\n", "[".repeat(100), "{".repeat(100), "[".repeat(100));
+        let text = format!(
+            "a = \"{}\" # {}\nb = '{}'\n",
+            "[".repeat(100),
+            "{".repeat(100),
+            "[".repeat(100)
+        );
         assert_eq!(toml_too_deep(&text), None);
     }
 }
@@ -519,7 +574,9 @@ mod yaml_tests {
 
     fn scalar(y: &str) -> Kind {
         let root = parse_yaml(&format!("v: {y}\n")).unwrap().unwrap();
-        let Kind::Map(mut e) = root.kind else { panic!() };
+        let Kind::Map(mut e) = root.kind else {
+            panic!()
+        };
         e.remove(0).1.kind
     }
 
@@ -550,7 +607,10 @@ mod yaml_tests {
         assert_eq!(ok.to_json(), serde_json::json!({"a": [1, 2], "b": [1, 2]}));
         let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..8 {
-            bomb.push_str(&format!("a{i}: &a{i} [{}]\n", vec![format!("*a{}", i - 1); 10].join(", ")));
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                vec![format!("*a{}", i - 1); 10].join(", ")
+            ));
         }
         assert!(parse_yaml(&bomb).unwrap_err().limit);
     }

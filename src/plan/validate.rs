@@ -34,13 +34,17 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return None;
         }
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let part = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
@@ -83,11 +87,13 @@ pub fn parse_ssh(s: &str) -> Result<SshAddr, String> {
             None => (hostport, None),
         }
     };
-    let bad = |x: &str| x.is_empty() || x.starts_with('-') || x.chars().any(|c| c.is_whitespace() || c.is_control());
-    if let Some(u) = user {
-        if bad(u) {
-            return Err(format!("`{u}` is not a user name"));
-        }
+    let bad = |x: &str| {
+        x.is_empty() || x.starts_with('-') || x.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if let Some(u) = user
+        && bad(u)
+    {
+        return Err(format!("`{u}` is not a user name"));
     }
     if bad(host) {
         return Err(format!("`{host}` is not a host name"));
@@ -131,7 +137,10 @@ fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
 }
 
 /// The closest of `options` to `given`, if close enough to be a likely typo.
-pub fn did_you_mean<'a>(given: &str, options: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    given: &str,
+    options: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let mut best = None;
     let mut best_score = 0.0;
     for o in options {
@@ -152,7 +161,10 @@ fn entries(n: &Node) -> &[(Key, Node)] {
 }
 
 fn get<'a>(n: &'a Node, key: &str) -> Option<&'a Node> {
-    entries(n).iter().find(|(k, _)| k.name == key).map(|(_, v)| v)
+    entries(n)
+        .iter()
+        .find(|(k, _)| k.name == key)
+        .map(|(_, v)| v)
 }
 
 fn s(n: Option<&Node>) -> Option<&str> {
@@ -179,7 +191,10 @@ fn int(n: Option<&Node>) -> Option<i64> {
 
 fn version(n: Option<&Node>) -> Option<At<Version>> {
     let n = n?;
-    Version::parse(s(Some(n))?).ok().map(|value| At { value, span: n.span })
+    Version::parse(s(Some(n))?).ok().map(|value| At {
+        value,
+        span: n.span,
+    })
 }
 
 fn duration(n: Option<&Node>, default: Duration) -> Duration {
@@ -231,7 +246,9 @@ fn type_name(ty: &Ty) -> String {
 /// Placeholders every node command or check may use, besides the node's vars.
 pub const NODE_BUILTINS: &[&str] = &["name", "host", "root", "version", "previous"];
 /// Placeholders every group hook or check may use, besides the group's vars.
-pub const GROUP_BUILTINS: &[&str] = &["name", "group", "root", "app", "service", "spec", "version", "previous"];
+pub const GROUP_BUILTINS: &[&str] = &[
+    "name", "group", "root", "app", "service", "spec", "version", "previous",
+];
 
 pub struct Validator {
     pub problems: Vec<Problem>,
@@ -258,9 +275,12 @@ impl Validator {
     pub fn shape_table(&mut self, node: &Node, fields: &[Field], what: &str) {
         let Kind::Map(entries) = &node.kind else {
             self.push(
-                Problem::new(Code::WrongType, format!("{what} must be a table, found {}", node.kind.describe()))
-                    .at(node.span)
-                    .label("expected a table"),
+                Problem::new(
+                    Code::WrongType,
+                    format!("{what} must be a table, found {}", node.kind.describe()),
+                )
+                .at(node.span)
+                .label("expected a table"),
             );
             return;
         };
@@ -269,18 +289,24 @@ impl Validator {
             if let Some(first) = seen.insert(&key.name, key.span) {
                 let _ = first;
                 self.push(
-                    Problem::new(Code::DuplicateKey, format!("`{}` is given twice in {what}", key.name))
-                        .at(key.span)
-                        .label("second time"),
+                    Problem::new(
+                        Code::DuplicateKey,
+                        format!("`{}` is given twice in {what}", key.name),
+                    )
+                    .at(key.span)
+                    .label("second time"),
                 );
                 continue;
             }
             match fields.iter().find(|f| f.name == key.name) {
                 Some(f) => self.shape_value(value, &f.ty, &format!("`{}`", key.name)),
                 None => {
-                    let mut p = Problem::new(Code::UnknownKey, format!("unknown key `{}` in {what}", key.name))
-                        .at(key.span)
-                        .label("not a key of this table");
+                    let mut p = Problem::new(
+                        Code::UnknownKey,
+                        format!("unknown key `{}` in {what}", key.name),
+                    )
+                    .at(key.span)
+                    .label("not a key of this table");
                     let names = fields.iter().map(|f| f.name);
                     p = match did_you_mean(&key.name, names) {
                         Some(m) => p.help(format!("did you mean `{m}`?")),
@@ -296,10 +322,13 @@ impl Validator {
         for f in fields.iter().filter(|f| f.required) {
             if !seen.contains_key(f.name) {
                 self.push(
-                    Problem::new(Code::MissingKey, format!("{what} lacks the required key `{}`", f.name))
-                        .at(Span::new(node.span.start, 0))
-                        .label(format!("`{}` missing here", f.name))
-                        .help(format!("add `{}`: {}", f.name, f.doc)),
+                    Problem::new(
+                        Code::MissingKey,
+                        format!("{what} lacks the required key `{}`", f.name),
+                    )
+                    .at(Span::new(node.span.start, 0))
+                    .label(format!("`{}` missing here", f.name))
+                    .help(format!("add `{}`: {}", f.name, f.doc)),
                 );
             }
         }
@@ -308,7 +337,11 @@ impl Validator {
     fn wrong(&mut self, n: &Node, ty: &Ty, what: &str) {
         let mut p = Problem::new(
             Code::WrongType,
-            format!("{what} must be {}, found {}", type_name(ty), n.kind.describe()),
+            format!(
+                "{what} must be {}, found {}",
+                type_name(ty),
+                n.kind.describe()
+            ),
         )
         .at(n.span)
         .label(format!("expected {}", type_name(ty)));
@@ -549,7 +582,10 @@ impl Validator {
         let out: Vec<At<Template>> = items
             .iter()
             .filter_map(|i| {
-                Template::parse(s(Some(i))?).ok().map(|value| At { value, span: i.span })
+                Template::parse(s(Some(i))?).ok().map(|value| At {
+                    value,
+                    span: i.span,
+                })
             })
             .collect();
         (!items.is_empty() && out.len() == items.len()).then_some(out)
@@ -559,16 +595,29 @@ impl Validator {
         let n = n?;
         let tpl = |key| {
             let a = at_str(get(n, key))?;
-            Template::parse(&a.value).ok().map(|value| At { value, span: a.span })
+            Template::parse(&a.value).ok().map(|value| At {
+                value,
+                span: a.span,
+            })
         };
-        let kinds: Vec<&str> = ["http", "tcp", "command"].into_iter().filter(|k| get(n, k).is_some()).collect();
+        let kinds: Vec<&str> = ["http", "tcp", "command"]
+            .into_iter()
+            .filter(|k| get(n, k).is_some())
+            .collect();
         if kinds.len() != 1 {
             let msg = if kinds.is_empty() {
                 format!("{what} names no check: give one of http, tcp or command")
             } else {
-                format!("{what} gives {}: give exactly one check", kinds.join(" and "))
+                format!(
+                    "{what} gives {}: give exactly one check",
+                    kinds.join(" and ")
+                )
             };
-            self.push(Problem::new(Code::BadValue, msg).at(Span::new(n.span.start, 0)).label("here"));
+            self.push(
+                Problem::new(Code::BadValue, msg)
+                    .at(Span::new(n.span.start, 0))
+                    .label("here"),
+            );
             return None;
         }
         let check = match kinds[0] {
@@ -580,22 +629,34 @@ impl Validator {
             let raw = t.value.raw();
             if !(raw.starts_with("http://") || raw.starts_with("https://")) {
                 self.push(
-                    Problem::new(Code::BadValue, format!("the health URL `{raw}` must start with http:// or https://"))
-                        .at(t.span)
-                        .label("not an http URL"),
+                    Problem::new(
+                        Code::BadValue,
+                        format!("the health URL `{raw}` must start with http:// or https://"),
+                    )
+                    .at(t.span)
+                    .label("not an http URL"),
                 );
             }
         }
         let timeout = duration(get(n, "timeout"), Duration::from_secs(60));
         let interval = duration(get(n, "interval"), Duration::from_secs(1));
-        if interval.is_zero() {
-            if let Some(i) = get(n, "interval") {
-                self.push(Problem::new(Code::BadDuration, "the health `interval` must be above zero").at(i.span).label("zero"));
-            }
+        if interval.is_zero()
+            && let Some(i) = get(n, "interval")
+        {
+            self.push(
+                Problem::new(
+                    Code::BadDuration,
+                    "the health `interval` must be above zero",
+                )
+                .at(i.span)
+                .label("zero"),
+            );
         }
         Some(Health {
             check,
-            expect_status: int(get(n, "expect_status")).and_then(|i| u16::try_from(i).ok()).unwrap_or(200),
+            expect_status: int(get(n, "expect_status"))
+                .and_then(|i| u16::try_from(i).ok())
+                .unwrap_or(200),
             timeout,
             interval,
             healthy_for: duration(get(n, "healthy_for"), Duration::ZERO),
@@ -611,7 +672,10 @@ impl Validator {
     }
 
     fn tags(n: Option<&Node>) -> Vec<String> {
-        list(n).iter().filter_map(|t| s(Some(t)).map(str::to_owned)).collect()
+        list(n)
+            .iter()
+            .filter_map(|t| s(Some(t)).map(str::to_owned))
+            .collect()
     }
 
     fn window(&mut self, n: Option<&Node>) -> Option<Window> {
@@ -622,10 +686,13 @@ impl Validator {
             let t = parse_time(&a.value);
             if t.is_none() {
                 this.push(
-                    Problem::new(Code::BadValue, format!("window `{key}` `{}` is not a time of day", a.value))
-                        .at(a.span)
-                        .label("expected HH:MM")
-                        .help("write the time as 24-hour HH:MM, quoted: \"02:00\""),
+                    Problem::new(
+                        Code::BadValue,
+                        format!("window `{key}` `{}` is not a time of day", a.value),
+                    )
+                    .at(a.span)
+                    .label("expected HH:MM")
+                    .help("write the time as 24-hour HH:MM, quoted: \"02:00\""),
                 );
                 ok = false;
             }
@@ -639,10 +706,13 @@ impl Validator {
             Err(_) => {
                 if let Some(t) = get(n, "tz") {
                     self.push(
-                        Problem::new(Code::BadValue, format!("`{tz_name}` is not a known time zone"))
-                            .at(t.span)
-                            .label("unknown time zone")
-                            .help("use an IANA name such as UTC, Europe/Berlin or Asia/Shanghai"),
+                        Problem::new(
+                            Code::BadValue,
+                            format!("`{tz_name}` is not a known time zone"),
+                        )
+                        .at(t.span)
+                        .label("unknown time zone")
+                        .help("use an IANA name such as UTC, Europe/Berlin or Asia/Shanghai"),
                     );
                 }
                 None
@@ -652,16 +722,22 @@ impl Validator {
         if from == to {
             if let Some(t) = get(n, "to") {
                 self.push(
-                    Problem::new(Code::BadValue, "the window opens and closes at the same time")
-                        .at(t.span)
-                        .label("same as `from`"),
+                    Problem::new(
+                        Code::BadValue,
+                        "the window opens and closes at the same time",
+                    )
+                    .at(t.span)
+                    .label("same as `from`"),
                 );
             }
             return None;
         }
         let days = match get(n, "days") {
             None => schema::DAYS.iter().filter_map(|d| weekday(d)).collect(),
-            Some(d) => list(Some(d)).iter().filter_map(|d| weekday(s(Some(d))?)).collect(),
+            Some(d) => list(Some(d))
+                .iter()
+                .filter_map(|d| weekday(s(Some(d))?))
+                .collect(),
         };
         ok.then_some(Window {
             days,
@@ -677,20 +753,36 @@ impl Validator {
         let name = s(get(root, "name")).unwrap_or_default().to_owned();
         let product = s(get(root, "product")).unwrap_or_default().to_owned();
         let runtime = s(get(root, "runtime")).unwrap_or("otp").to_owned();
-        if let Some(p) = at_str(get(root, "product")) {
-            if p.value.contains(|c: char| c.is_whitespace() || c == '/') {
-                self.push(Problem::new(Code::BadValue, format!("product `{}` cannot appear in a file name", p.value)).at(p.span).label("here"));
-            }
+        if let Some(p) = at_str(get(root, "product"))
+            && p.value.contains(|c: char| c.is_whitespace() || c == '/')
+        {
+            self.push(
+                Problem::new(
+                    Code::BadValue,
+                    format!("product `{}` cannot appear in a file name", p.value),
+                )
+                .at(p.span)
+                .label("here"),
+            );
         }
         let edition = at_str(get(root, "edition"));
-        if let Some(e) = &edition {
-            if !e.value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-                self.push(
-                    Problem::new(Code::BadValue, format!("edition `{}` must be lowercase letters and digits, as in package names", e.value))
-                        .at(e.span)
-                        .label("not an edition"),
-                );
-            }
+        if let Some(e) = &edition
+            && !e
+                .value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            self.push(
+                Problem::new(
+                    Code::BadValue,
+                    format!(
+                        "edition `{}` must be lowercase letters and digits, as in package names",
+                        e.value
+                    ),
+                )
+                .at(e.span)
+                .label("not an edition"),
+            );
         }
         let policy = s(get(root, "policy").and_then(|p| get(p, "version")))
             .and_then(VersionPolicy::parse)
@@ -703,10 +795,19 @@ impl Validator {
         }
         if rg("waves").is_some() {
             let w: Vec<Amount> = list(rg("waves")).iter().filter_map(amount).collect();
-            if let Some(n @ Node { kind: Kind::Seq(items), .. }) = rg("waves")
+            if let Some(
+                n @ Node {
+                    kind: Kind::Seq(items),
+                    ..
+                },
+            ) = rg("waves")
                 && items.is_empty()
             {
-                self.push(Problem::new(Code::BadWave, "`waves` is empty").at(n.span).label("no wave"));
+                self.push(
+                    Problem::new(Code::BadWave, "`waves` is empty")
+                        .at(n.span)
+                        .label("no wave"),
+                );
             } else if !w.is_empty() {
                 rollout.waves = w;
             }
@@ -741,7 +842,16 @@ impl Validator {
         let mut names: HashMap<String, Span> = HashMap::new();
         let mut nodes = Vec::new();
         for (i, n) in list(get(root, "nodes")).iter().enumerate() {
-            if let Some(t) = self.node(n, i, &mut names, &default_root, &default_vars, &default_tags, &plan_to, &policy) {
+            if let Some(t) = self.node(
+                n,
+                i,
+                &mut names,
+                &default_root,
+                &default_vars,
+                &default_tags,
+                &plan_to,
+                &policy,
+            ) {
                 nodes.push(t);
             }
         }
@@ -755,17 +865,29 @@ impl Validator {
         let repository = self.path(get(root, "repository"));
         if !list(get(root, "nodes")).is_empty() && get(root, "repository").is_none() {
             self.push(
-                Problem::new(Code::MissingKey, "the plan has nodes but no `repository` to take their packages from")
-                    .at(get(root, "nodes").map_or(Span::default(), |n| Span::new(n.span.start, 0)))
-                    .label("nodes need packages")
-                    .help("add `repository: <dir>`, the directory holding the release packages"),
+                Problem::new(
+                    Code::MissingKey,
+                    "the plan has nodes but no `repository` to take their packages from",
+                )
+                .at(get(root, "nodes").map_or(Span::default(), |n| Span::new(n.span.start, 0)))
+                .label("nodes need packages")
+                .help("add `repository: <dir>`, the directory holding the release packages"),
             );
         }
         if get(root, "nodes").is_none() && get(root, "groups").is_none() {
-            self.push(Problem::new(Code::NoTargets, "the plan lists no nodes and no groups").at(Span::new(0, 0)));
+            self.push(
+                Problem::new(Code::NoTargets, "the plan lists no nodes and no groups")
+                    .at(Span::new(0, 0)),
+            );
         } else if list(get(root, "nodes")).is_empty() && list(get(root, "groups")).is_empty() {
-            let at = get(root, "nodes").or(get(root, "groups")).map_or(Span::default(), |n| n.span);
-            self.push(Problem::new(Code::NoTargets, "the plan's target lists are empty").at(at).label("empty"));
+            let at = get(root, "nodes")
+                .or(get(root, "groups"))
+                .map_or(Span::default(), |n| n.span);
+            self.push(
+                Problem::new(Code::NoTargets, "the plan's target lists are empty")
+                    .at(at)
+                    .label("empty"),
+            );
         }
 
         let plan = Plan {
@@ -813,13 +935,21 @@ impl Validator {
         }
     }
 
-    fn claim_name(&mut self, names: &mut HashMap<String, Span>, name: &At<String>, file_line: impl Fn(Span) -> usize) {
+    fn claim_name(
+        &mut self,
+        names: &mut HashMap<String, Span>,
+        name: &At<String>,
+        file_line: impl Fn(Span) -> usize,
+    ) {
         if let Some(first) = names.get(&name.value) {
             let line = file_line(*first);
             self.push(
-                Problem::new(Code::DuplicateTarget, format!("target name `{}` is used twice", name.value))
-                    .at(name.span)
-                    .label(format!("first used on line {line}")),
+                Problem::new(
+                    Code::DuplicateTarget,
+                    format!("target name `{}` is used twice", name.value),
+                )
+                .at(name.span)
+                .label(format!("first used on line {line}")),
             );
         } else {
             names.insert(name.value.clone(), name.span);
@@ -849,10 +979,13 @@ impl Validator {
             None => {
                 if get(n, "root").is_none() {
                     self.push(
-                        Problem::new(Code::MissingKey, format!("node `{}` has no `root`", name.value))
-                            .at(name.span)
-                            .label("no root")
-                            .help("give the node a `root`, or set `defaults.root`"),
+                        Problem::new(
+                            Code::MissingKey,
+                            format!("node `{}` has no `root`", name.value),
+                        )
+                        .at(name.span)
+                        .label("no root")
+                        .help("give the node a `root`, or set `defaults.root`"),
                     );
                 }
                 return None;
@@ -863,9 +996,12 @@ impl Validator {
             (None, Some(t)) => t.clone(),
             (None, None) => {
                 self.push(
-                    Problem::new(Code::NoTargetVersion, format!("node `{}` has no target version", name.value))
-                        .at(name.span)
-                        .label(format!("node #{} has no `to`", i + 1)),
+                    Problem::new(
+                        Code::NoTargetVersion,
+                        format!("node `{}` has no target version", name.value),
+                    )
+                    .at(name.span)
+                    .label(format!("node #{} has no `to`", i + 1)),
                 );
                 return None;
             }
@@ -882,12 +1018,18 @@ impl Validator {
         }
         let ssh = match at_str(get(n, "ssh")) {
             Some(a) => match parse_ssh(&a.value) {
-                Ok(value) => Some(At { value, span: a.span }),
+                Ok(value) => Some(At {
+                    value,
+                    span: a.span,
+                }),
                 Err(e) => {
                     self.push(
-                        Problem::new(Code::BadValue, format!("`ssh` of node `{}`: {e}", name.value))
-                            .at(a.span)
-                            .label("expected [user@]host[:port]"),
+                        Problem::new(
+                            Code::BadValue,
+                            format!("`ssh` of node `{}`: {e}", name.value),
+                        )
+                        .at(a.span)
+                        .label("expected [user@]host[:port]"),
                     );
                     None
                 }
@@ -923,7 +1065,12 @@ impl Validator {
         })
     }
 
-    fn group(&mut self, g: &Node, i: usize, names: &mut HashMap<String, Span>) -> Option<GroupTarget> {
+    fn group(
+        &mut self,
+        g: &Node,
+        i: usize,
+        names: &mut HashMap<String, Span>,
+    ) -> Option<GroupTarget> {
         if !matches!(g.kind, Kind::Map(_)) {
             return None;
         }
@@ -939,9 +1086,15 @@ impl Validator {
             };
             if seen_apps.insert(app.value.clone(), app.span).is_some() {
                 self.push(
-                    Problem::new(Code::DuplicateTarget, format!("app `{}` is listed twice in group `{}`", app.value, name.value))
-                        .at(app.span)
-                        .label("second time"),
+                    Problem::new(
+                        Code::DuplicateTarget,
+                        format!(
+                            "app `{}` is listed twice in group `{}`",
+                            app.value, name.value
+                        ),
+                    )
+                    .at(app.span)
+                    .label("second time"),
                 );
             }
             let services = get(a, "services").map(|sv| {
@@ -950,9 +1103,12 @@ impl Validator {
                     if let Some(x) = at_str(Some(item)) {
                         if out.iter().any(|o| o.value == x.value) {
                             self.push(
-                                Problem::new(Code::DuplicateKey, format!("service `{}` is listed twice", x.value))
-                                    .at(x.span)
-                                    .label("second time"),
+                                Problem::new(
+                                    Code::DuplicateKey,
+                                    format!("service `{}` is listed twice", x.value),
+                                )
+                                .at(x.span)
+                                .label("second time"),
                             );
                         } else {
                             out.push(x);
@@ -961,19 +1117,25 @@ impl Validator {
                 }
                 out
             });
-            if let Some(sv) = get(a, "services") {
-                if list(Some(sv)).is_empty() {
-                    self.push(
-                        Problem::new(Code::BadValue, "`services` is empty: the app would upgrade nothing")
-                            .at(sv.span)
-                            .label("empty")
-                            .help("remove `services` to upgrade every changed service"),
-                    );
-                }
+            if let Some(sv) = get(a, "services")
+                && list(Some(sv)).is_empty()
+            {
+                self.push(
+                    Problem::new(
+                        Code::BadValue,
+                        "`services` is empty: the app would upgrade nothing",
+                    )
+                    .at(sv.span)
+                    .label("empty")
+                    .help("remove `services` to upgrade every changed service"),
+                );
             }
             apps.push(AppTarget { app, to, services });
         }
-        let health = self.health(get(g, "health"), &format!("the health check of group `{}`", name.value));
+        let health = self.health(
+            get(g, "health"),
+            &format!("the health check of group `{}`", name.value),
+        );
         Some(GroupTarget {
             root: self.path(get(g, "root"))?,
             market: self.path(get(g, "market"))?,
@@ -988,7 +1150,10 @@ impl Validator {
 
     fn line_fn(&self) -> impl Fn(Span) -> usize + use<> {
         let text = self.text.clone();
-        move |sp: Span| text.get(..sp.start).map_or(0, |t| t.matches('\n').count() + 1)
+        move |sp: Span| {
+            text.get(..sp.start)
+                .map_or(0, |t| t.matches('\n').count() + 1)
+        }
     }
 
     /// `${ENV}` references must be set when the plan runs; `check` often runs where the
@@ -998,12 +1163,18 @@ impl Validator {
         for (name, span) in templates
             .iter()
             .flat_map(|t| t.value.env_vars().map(move |e| (e, Some(t.span))))
-            .chain(vars.iter().flat_map(|(_, t)| t.env_vars().map(|e| (e, None))))
+            .chain(
+                vars.iter()
+                    .flat_map(|(_, t)| t.env_vars().map(|e| (e, None))),
+            )
         {
             if std::env::var_os(name).is_none() && seen.insert(name.to_owned()) {
-                let mut p = Problem::new(Code::EnvVar, format!("the environment variable `{name}` is not set here"))
-                    .label("read from the environment")
-                    .warning();
+                let mut p = Problem::new(
+                    Code::EnvVar,
+                    format!("the environment variable `{name}` is not set here"),
+                )
+                .label("read from the environment")
+                .warning();
                 if let Some(s) = span {
                     p = p.at(s);
                 }
@@ -1085,13 +1256,23 @@ impl Validator {
                 for var in t.value.vars() {
                     if !GROUP_BUILTINS.contains(&var) && !g.vars.contains_key(var) {
                         self.push(
-                            Problem::new(Code::Placeholder, format!("placeholder `{{{var}}}` has no value in group `{}`", g.name.value))
-                                .at(t.span)
-                                .label(format!("`{{{var}}}` unfilled"))
-                                .help(format!(
-                                    "set `{var}` under the group's `vars`; built in are {}",
-                                    GROUP_BUILTINS.iter().map(|b| format!("{{{b}}}")).collect::<Vec<_>>().join(", ")
-                                )),
+                            Problem::new(
+                                Code::Placeholder,
+                                format!(
+                                    "placeholder `{{{var}}}` has no value in group `{}`",
+                                    g.name.value
+                                ),
+                            )
+                            .at(t.span)
+                            .label(format!("`{{{var}}}` unfilled"))
+                            .help(format!(
+                                "set `{var}` under the group's `vars`; built in are {}",
+                                GROUP_BUILTINS
+                                    .iter()
+                                    .map(|b| format!("{{{b}}}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )),
                         );
                     }
                 }
@@ -1102,7 +1283,12 @@ impl Validator {
 
 fn name_list(names: &[&str]) -> String {
     const SHOWN: usize = 3;
-    let mut out = names.iter().take(SHOWN).map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
     if names.len() > SHOWN {
         out.push_str(&format!(" and {} more", names.len() - SHOWN));
     }
@@ -1120,7 +1306,16 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
         assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
         assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
-        for bad in ["", "30", "s", "5 m", "1.5s", "-1s", "3d", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "30",
+            "s",
+            "5 m",
+            "1.5s",
+            "-1s",
+            "3d",
+            "99999999999999999999h",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }
@@ -1128,7 +1323,10 @@ mod tests {
     #[test]
     fn ssh_addresses() {
         let a = parse_ssh("deploy@10.0.0.2:2222").unwrap();
-        assert_eq!((a.user.as_deref(), a.host.as_str(), a.port), (Some("deploy"), "10.0.0.2", Some(2222)));
+        assert_eq!(
+            (a.user.as_deref(), a.host.as_str(), a.port),
+            (Some("deploy"), "10.0.0.2", Some(2222))
+        );
         assert_eq!(parse_ssh("[::1]:22").unwrap().host, "::1");
         assert_eq!(parse_ssh("host").unwrap().port, None);
         for bad in ["-oProxyCommand=x", "u@", "@h", "h:0", "h:x", "a b", "u@-h"] {
@@ -1141,15 +1339,30 @@ mod tests {
         for ok in ["emqx-1", "a", "node_2.x", "0"] {
             assert!(is_safe_name(ok), "{ok}");
         }
-        for bad in ["", ".hidden", "-x", "a/b", "../x", "a b", "é", &"x".repeat(65)] {
+        for bad in [
+            "",
+            ".hidden",
+            "-x",
+            "a/b",
+            "../x",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
             assert!(!is_safe_name(bad), "{bad}");
         }
     }
 
     #[test]
     fn suggestions() {
-        assert_eq!(did_you_mean("reposiotry", ["repository", "runtime"]), Some("repository"));
-        assert_eq!(did_you_mean("max_paralel", ["max_parallel", "waves"]), Some("max_parallel"));
+        assert_eq!(
+            did_you_mean("reposiotry", ["repository", "runtime"]),
+            Some("repository")
+        );
+        assert_eq!(
+            did_you_mean("max_paralel", ["max_parallel", "waves"]),
+            Some("max_parallel")
+        );
         assert_eq!(did_you_mean("zzz", ["repository", "runtime"]), None);
     }
 }

@@ -3,4 +3,4 @@
 
 pub mod state;
 
-pub use state::{read_state, Release, ReleaseState, StoreState};
+pub use state::{Release, ReleaseState, StoreState, read_state};

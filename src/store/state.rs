@@ -41,7 +41,9 @@ pub struct StoreState {
 impl StoreState {
     /// The release that starts after a restart: what the node "runs" for the rules.
     pub fn permanent(&self) -> Option<&Release> {
-        self.releases.iter().find(|r| r.state == ReleaseState::Permanent)
+        self.releases
+            .iter()
+            .find(|r| r.state == ReleaseState::Permanent)
     }
 }
 
@@ -53,8 +55,8 @@ pub fn read_state(root: &Path) -> Result<Option<StoreState>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let state: StoreState =
-        toml::from_str(&text).map_err(|e| format!("{} is damaged: {}", path.display(), e.message()))?;
+    let state: StoreState = toml::from_str(&text)
+        .map_err(|e| format!("{} is damaged: {}", path.display(), e.message()))?;
     if state.format != FORMAT {
         return Err(format!(
             "{} has format {}, this fleetup reads format {FORMAT}",
@@ -81,7 +83,11 @@ mod tests {
         .unwrap();
         let s = read_state(dir.path()).unwrap().unwrap();
         assert_eq!(s.permanent().unwrap().version, Version::new(4, 4, 16));
-        std::fs::write(dir.path().join("releases/RELEASES"), "format = 1\nproduct = 3\n").unwrap();
+        std::fs::write(
+            dir.path().join("releases/RELEASES"),
+            "format = 1\nproduct = 3\n",
+        )
+        .unwrap();
         assert!(read_state(dir.path()).unwrap_err().contains("damaged"));
     }
 }

@@ -1,0 +1,262 @@
+//! `fleetup check` behaviour: every problem at its line and column in both formats,
+//! machine-readable output, exit codes, and rules checked against a live store.
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn check(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::cargo_bin("fleetup")
+        .unwrap()
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .arg("check")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// (code, line, column) of every problem, from the JSON report.
+fn positions(report: &Value) -> Vec<(String, u64, u64)> {
+    report["files"][0]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["code"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("fleetup::")
+                    .to_owned(),
+                p["line"].as_u64().unwrap_or(0),
+                p["column"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+const YAML: &str = "plan: 1
+name: several
+product: emqx
+repository: ./repo
+to: 4.4.16
+rollout:
+  waves: [1, \"120%\"]
+  on_failur: stop
+health:
+  http: \"http://{host}:{port}/\"
+nodes:
+  - name: a
+    root: /srv/a
+  - name: a
+    root: /srv/b
+    to: \"4.4\"
+";
+
+const TOML: &str = "plan = 1
+name = \"several\"
+product = \"emqx\"
+repository = \"./repo\"
+to = \"4.4.16\"
+[rollout]
+waves = [1, \"120%\"]
+on_failur = \"stop\"
+[health]
+http = \"http://{host}:{port}/\"
+[[nodes]]
+name = \"a\"
+root = \"/srv/a\"
+[[nodes]]
+name = \"a\"
+root = \"/srv/b\"
+to = \"4.4\"
+";
+
+#[test]
+fn several_problems_are_all_reported_each_at_its_line_and_column_in_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("repo")).unwrap();
+    std::fs::write(dir.path().join("p.yaml"), YAML).unwrap();
+    std::fs::write(dir.path().join("p.toml"), TOML).unwrap();
+
+    let (code, out, _) = check(dir.path(), &["--format", "json", "p.yaml"]);
+    assert_eq!(code, Some(1));
+    let yaml = positions(&serde_json::from_str(&out).unwrap());
+    assert_eq!(
+        yaml,
+        vec![
+            ("package::missing".into(), 5, 5),
+            ("plan::wave".into(), 7, 14),
+            ("plan::unknown-key".into(), 8, 3),
+            ("plan::placeholder".into(), 10, 9),
+            ("plan::duplicate-target".into(), 14, 11),
+            ("plan::version".into(), 16, 9),
+        ]
+    );
+
+    let (code, out, _) = check(dir.path(), &["--format", "json", "p.toml"]);
+    assert_eq!(code, Some(1));
+    let toml = positions(&serde_json::from_str(&out).unwrap());
+    assert_eq!(
+        toml,
+        vec![
+            ("package::missing".into(), 5, 6),
+            ("plan::wave".into(), 7, 13),
+            ("plan::unknown-key".into(), 8, 1),
+            ("plan::placeholder".into(), 10, 8),
+            ("plan::duplicate-target".into(), 15, 8),
+            ("plan::version".into(), 17, 6),
+        ]
+    );
+}
+
+#[test]
+fn github_format_annotates_each_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("repo")).unwrap();
+    std::fs::write(dir.path().join("p.yaml"), YAML).unwrap();
+    let (code, out, _) = check(dir.path(), &["--format", "github", "p.yaml"]);
+    assert_eq!(code, Some(1));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 6, "{out}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.starts_with("::error file=p.yaml,line=")),
+        "{out}"
+    );
+    assert!(lines[2].starts_with("::error file=p.yaml,line=8,col=3,title=fleetup%3A%3Aplan%3A%3Aunknown-key::unknown key `on_failur` in `rollout` (help: did you mean `on_failure`?)"), "{}", lines[2]);
+}
+
+#[test]
+fn exit_codes_distinguish_valid_invalid_and_usage() {
+    let (code, out, _) = check(
+        std::path::Path::new("."),
+        &["plans/patch-rollout.yaml", "plans/group-upgrade.toml"],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out.lines().count(), 2);
+    // One bad plan among good ones fails the run and is named.
+    let (code, out, _) = check(
+        std::path::Path::new("."),
+        &["plans/patch-rollout.yaml", "tests/broken/bad-enums.toml"],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("ok: plans/patch-rollout.yaml")
+            && out.contains("invalid: tests/broken/bad-enums.toml: 3 errors"),
+        "{out}"
+    );
+    // Usage errors are exit 2.
+    let (code, _, err) = check(
+        std::path::Path::new("."),
+        &["--format", "xml", "plans/patch-rollout.yaml"],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _, _) = check(std::path::Path::new("."), &[]);
+    assert_eq!(code, Some(2));
+    // A missing file is an input error, not a crash.
+    let (code, _, err) = check(std::path::Path::new("."), &["no/such/plan.yaml"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("fleetup::io") && err.contains("no/such/plan.yaml"),
+        "{err}"
+    );
+}
+
+fn live_plan(to: &str, extra: &str) -> String {
+    format!(
+        "plan: 1\nname: live\nproduct: emqx\nrepository: ../repo\nto: {to}\n{extra}nodes:\n  - name: emqx-1\n    root: ../stores/emqx-1\n"
+    )
+}
+
+#[test]
+fn rules_are_checked_against_the_nodes_live_store() {
+    let fixtures = std::path::Path::new("tests/fixtures");
+    let dir = tempfile::tempdir_in(fixtures).unwrap();
+    let run = |to: &str, extra: &str| {
+        std::fs::write(dir.path().join("p.yaml"), live_plan(to, extra)).unwrap();
+        check(dir.path(), &["--format", "json", "p.yaml"])
+    };
+    // 4.4.0 (running) → 4.4.16: a patch upgrade of the same edition, runtime, OS, arch.
+    let (code, out, _) = run("4.4.16", "");
+    assert_eq!(code, Some(0), "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["files"][0]["states_read"], 1);
+    // 4.5.0 breaks the patch rule; the message names both sides.
+    let (code, out, _) = run("4.5.0", "");
+    assert_eq!(code, Some(1));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let p = &report["files"][0]["problems"][0];
+    assert_eq!(p["code"], "fleetup::rule::version-rule");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("4.4.0 → 4.5.0 is not a patch upgrade")
+    );
+    assert_eq!(
+        (p["line"].as_u64(), p["column"].as_u64()),
+        (Some(5), Some(5))
+    );
+    // ...and the plan may relax it.
+    let (code, out, _) = run("4.5.0", "policy:\n  version: minor\n");
+    assert_eq!(code, Some(0), "{out}");
+    // Other runtime major, other OS and arch: each its own diagnostic.
+    let (_, out, _) = run("4.4.18", "");
+    assert!(out.contains("fleetup::rule::same-runtime"));
+    let (_, out, _) = run("4.4.19", "");
+    assert!(out.contains("fleetup::rule::same-os") && out.contains("fleetup::rule::same-arch"));
+    // Asking for ee while the node runs ce.
+    let (_, out, _) = run("4.4.17", "edition: ee\n");
+    assert!(out.contains("fleetup::rule::same-edition"), "{out}");
+    // A downgrade is never an upgrade.
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        live_plan("4.4.16", "").replace("to: 4.4.16", "to: 4.3.0"),
+    )
+    .unwrap();
+    let (code, out, _) = check(dir.path(), &["--format", "json", "p.yaml"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("fleetup::package::missing"), "{out}");
+}
+
+#[test]
+fn a_set_environment_variable_is_used_but_never_printed() {
+    let (code, out, err) = Command::cargo_bin("fleetup")
+        .unwrap()
+        .current_dir("tests/fixtures")
+        .env("FLEETUP_TEST_SECRET", "hunter2-very-secret")
+        .env("FLEETUP_TEST_TOKEN_UNSET", "also-secret-value")
+        .args(["check", "--format", "json", "env-warning.yaml"])
+        .output()
+        .map(|o| {
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        })
+        .unwrap();
+    assert_eq!(code, Some(0));
+    assert!(!out.contains("hunter2") && !err.contains("hunter2") && !out.contains("also-secret"));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["warnings"], 0);
+    // Unset, it is a warning naming the variable, not an error.
+    let (code, out, _) = check(
+        std::path::Path::new("tests/fixtures"),
+        &["--format", "json", "env-warning.yaml"],
+    );
+    assert_eq!(code, Some(0));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["warnings"], 2, "{report}");
+    assert_eq!(
+        report["files"][0]["problems"][0]["code"],
+        "fleetup::plan::env"
+    );
+}
