@@ -39,6 +39,9 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Operate one node's release store by hand, the way `emqx` does.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -48,4 +51,127 @@ pub enum CheckFormat {
     Human,
     Json,
     Github,
+}
+
+/// Options every `fleetup node` command shares.
+#[derive(Debug, clap::Args)]
+pub struct NodeOpts {
+    /// The node's directory (holding releases/, current, permanent).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Product name in package names (default: from the store, <root>/node.toml, or the
+    /// package names themselves).
+    #[arg(long)]
+    pub product: Option<String>,
+    /// Runtime prefix in package names.
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Edition of the package to take (default: the node's own; ce on a fresh store).
+    #[arg(long)]
+    pub edition: Option<String>,
+    /// Wait up to this long for a lock held by another fleetup (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub wait_for_lock: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List the releases of the store, newest first, with their states.
+    Versions {
+        #[command(flatten)]
+        opts: NodeOpts,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Copy a release package in and unpack it, without installing it.
+    Unpack {
+        /// The release version, e.g. 4.4.16.
+        #[arg(value_name = "VSN")]
+        vsn: String,
+        #[command(flatten)]
+        opts: NodeOpts,
+        /// Directory to take the package from when releases/ does not hold it.
+        #[arg(long, value_name = "DIR")]
+        repo: Option<PathBuf>,
+    },
+    /// Upgrade to a newer release: unpack if needed, check the rules, install, activate,
+    /// make permanent.
+    Upgrade {
+        /// The release version, e.g. 4.4.16.
+        #[arg(value_name = "VSN")]
+        vsn: String,
+        #[command(flatten)]
+        opts: NodeOpts,
+        /// Directory to take the package from when releases/ does not hold it.
+        #[arg(long, value_name = "DIR")]
+        repo: Option<PathBuf>,
+        /// Leave the release current; a restart goes back to the permanent one.
+        #[arg(long)]
+        no_permanent: bool,
+        /// How far the upgrade may jump.
+        #[arg(long, value_enum, default_value_t = Policy::Patch)]
+        policy: Policy,
+    },
+    /// Install a release whose package is in releases/ (or is unpacked already).
+    Install {
+        /// The release version, e.g. 4.4.16.
+        #[arg(value_name = "VSN")]
+        vsn: String,
+        #[command(flatten)]
+        opts: NodeOpts,
+        /// Leave the release current; a restart goes back to the permanent one.
+        #[arg(long)]
+        no_permanent: bool,
+        /// How far the upgrade may jump.
+        #[arg(long, value_enum, default_value_t = Policy::Patch)]
+        policy: Policy,
+    },
+    /// Go back to an old (or unpacked) release of the same MAJOR.MINOR.
+    Downgrade {
+        /// The release version, e.g. 4.4.16.
+        #[arg(value_name = "VSN")]
+        vsn: String,
+        #[command(flatten)]
+        opts: NodeOpts,
+    },
+    /// Remove an unpacked or old release: its tree and its package.
+    Uninstall {
+        /// The release version, e.g. 4.4.16.
+        #[arg(value_name = "VSN")]
+        vsn: String,
+        #[command(flatten)]
+        opts: NodeOpts,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Policy {
+    Patch,
+    Minor,
+    Major,
+}
+
+impl From<Policy> for crate::package::VersionPolicy {
+    fn from(p: Policy) -> Self {
+        match p {
+            Policy::Patch => Self::Patch,
+            Policy::Minor => Self::Minor,
+            Policy::Major => Self::Major,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }

@@ -66,7 +66,7 @@ codes! {
     PackageMissing = "package::missing", exit 1, "put the release package for that version into the repository";
     PackageAmbiguous = "package::ambiguous", exit 1, "keep exactly one package per product, edition and version in the repository";
     Checksum = "package::checksum", exit 1, "the package differs from its checksum: fetch it again and do not install it until they match";
-    RuleVersion = "rule::version-rule", exit 1, "go through the intermediate versions, or relax `policy.version` in the plan if a cold upgrade is intended";
+    RuleVersion = "rule::version-rule", exit 1, "go through the intermediate versions, or relax the version policy (`policy.version` in a plan, `--policy` by hand) if a cold upgrade is intended";
     RuleNotNewer = "rule::not-newer", exit 1, "an upgrade goes to a newer version; use `fleetup node downgrade` to go back";
     RuleEdition = "rule::same-edition", exit 1, "an upgrade never crosses editions: pick the package of the node's own edition";
     RuleRuntime = "rule::same-runtime", exit 1, "pick the package built for the node's runtime major version";
@@ -75,6 +75,18 @@ codes! {
     FromMismatch = "plan::from-mismatch", exit 5, "the node runs another version than the plan's `from` pin: update the pin or check the node";
     StoreUnreadable = "store::unreadable", exit 1, "the node's releases/RELEASES could not be read; only fleetup writes it";
     MarketMissing = "market::missing-version", exit 1, "add the app template market/<app>/<version>.yaml, or pick a version the market has";
+    PackageUnsafe = "package::unsafe-entry", exit 1, "the package tries to write outside its release tree: do not install it";
+    PackageUnsupported = "package::unsupported", exit 1, "repack the release with stored or deflate compression (plain `zip`)";
+    PackageTooLarge = "package::too-large", exit 1, "the package is larger than fleetup unpacks, or lies about its size";
+    PackageCorrupt = "package::corrupt", exit 1, "the package is damaged or truncated: fetch it again";
+    PackageDuplicate = "package::duplicate-entry", exit 1, "a package must hold each path once: repack it";
+    Locked = "store::locked", exit 5, "another fleetup is changing this store; it is released when that process ends";
+    StoreState = "store::state", exit 1, "`fleetup node versions` shows every release and its state";
+    Downgrade = "store::downgrade", exit 1, "downgrade goes back to an old or unpacked release of the same MAJOR.MINOR";
+    ActivationFailed = "store::activation-failed", exit 3, "the previous release was switched back and activated again; fix the hook or the release and retry";
+    RollbackFailed = "store::rollback-failed", exit 4, "the node needs attention: check what runs, then `fleetup node versions` and the activate hook";
+    NodeConfig = "store::config", exit 1, "see the README for <root>/node.toml: product, runtime, edition and the activate hook";
+    UnknownProduct = "store::product", exit 1, "pass --product, or put `product = \"...\"` into <root>/node.toml";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -7,6 +7,8 @@
 pub mod cli;
 mod commands;
 pub mod diagnostics;
+pub mod fsutil;
+pub mod hook;
 pub mod package;
 pub mod plan;
 pub mod preflight;
@@ -19,6 +21,7 @@ pub fn run(cli: cli::Cli) -> u8 {
         Command::Check { plans, format } => commands::check::run(&plans, format),
         Command::Schema => commands::schema(),
         Command::Init { file, force } => commands::init(file.as_deref(), force),
+        Command::Node(cmd) => commands::node::run(cmd),
         Command::Completions { shell } => commands::completions(shell),
     }
 }

@@ -1,6 +1,762 @@
-//! The node release store (SPEC §2). This module owns the on-disk format of
-//! `releases/RELEASES`; everything that reads or writes a store goes through it.
+//! The node release store (SPEC §2): releases/RELEASES, unpacked trees, and the
+//! `current` and `permanent` links, changed only under the store's lock.
+//!
+//! RELEASES is the truth and the links follow it. Each step is atomic on its own (state
+//! file replaced by rename, links switched by rename, trees renamed into place from
+//! staging); before a hook runs, the intended change is recorded as `pending`, so the
+//! next command finds an interrupted change and puts the node back on its previous
+//! release before doing anything else. Messages are handed to the caller's `say`; this
+//! module never prints.
 
+pub mod lock;
 pub mod state;
+pub mod unpack;
 
-pub use state::{Release, ReleaseState, StoreState, read_state};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use semver::Version;
+use serde::Deserialize;
+
+use crate::diagnostics::{Code, Problem};
+use crate::package::{self, DEFAULT_EDITION, Lookup, PackageName, Repository, VersionPolicy};
+use crate::plan::template::Template;
+pub use state::{Pending, Release, ReleaseState, StoreState, read_state, write_state};
+
+/// How the running software is told to pick up a release (SPEC §2.2).
+#[derive(Clone, Debug, Default)]
+pub struct Activation {
+    pub command: Option<Vec<Template>>,
+    pub timeout: Duration,
+    /// Values for the command's placeholders besides root, version and previous.
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Everything a store operation needs besides the store itself.
+pub struct Ctx<'a> {
+    pub say: &'a mut dyn FnMut(String),
+    pub product: Option<String>,
+    pub runtime: String,
+    pub edition: Option<String>,
+    pub repo: Option<PathBuf>,
+    /// Expected SHA-256 of the package, when the caller pins one.
+    pub sha256: Option<String>,
+    pub policy: VersionPolicy,
+    pub activation: Activation,
+    pub lock_wait: Duration,
+    pub run: Option<String>,
+    pub limits: unpack::Limits,
+}
+
+impl Ctx<'_> {
+    fn say(&mut self, s: impl Into<String>) {
+        (self.say)(s.into())
+    }
+}
+
+/// `<root>/node.toml`: what a manual `fleetup node` command needs to know about a node.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub product: Option<String>,
+    pub runtime: Option<String>,
+    pub edition: Option<String>,
+    pub activate: Option<ActivateConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivateConfig {
+    pub command: Vec<String>,
+    pub timeout: Option<String>,
+}
+
+impl NodeConfig {
+    pub fn read(root: &Path) -> Result<NodeConfig, Problem> {
+        let path = root.join("node.toml");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(NodeConfig::default()),
+            Err(e) => {
+                return Err(Problem::new(
+                    Code::Io,
+                    format!("cannot read {}: {e}", path.display()),
+                ));
+            }
+        };
+        toml::from_str(&text).map_err(|e| {
+            Problem::new(
+                Code::NodeConfig,
+                format!("{}: {}", path.display(), e.message()),
+            )
+        })
+    }
+
+    pub fn activation(&self, root: &Path) -> Result<Activation, Problem> {
+        let Some(a) = &self.activate else {
+            return Ok(Activation {
+                timeout: Duration::from_secs(300),
+                ..Default::default()
+            });
+        };
+        let bad = |m: String| {
+            Problem::new(
+                Code::NodeConfig,
+                format!("{}: {m}", root.join("node.toml").display()),
+            )
+        };
+        if a.command.is_empty() {
+            return Err(bad("`activate.command` is empty".into()));
+        }
+        let command = a
+            .command
+            .iter()
+            .map(|c| Template::parse(c).map_err(|e| bad(format!("`{c}`: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let timeout = match &a.timeout {
+            Some(t) => crate::plan::validate::parse_duration(t)
+                .ok_or_else(|| bad(format!("`{t}` is not a duration")))?,
+            None => Duration::from_secs(300),
+        };
+        Ok(Activation {
+            command: Some(command),
+            timeout,
+            vars: BTreeMap::new(),
+        })
+    }
+}
+
+/// What a store operation did, for callers that go on (fleet runs, reports).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nothing needed doing.
+    Unchanged,
+    Unpacked,
+    /// Installed (and maybe made permanent), from `previous`.
+    Installed {
+        previous: Option<Version>,
+        permanent: bool,
+    },
+    MadePermanent,
+    Uninstalled,
+}
+
+pub struct Store {
+    pub root: PathBuf,
+    releases: PathBuf,
+}
+
+fn io(what: &Path, e: std::io::Error) -> Problem {
+    Problem::new(Code::Io, format!("{}: {e}", what.display()))
+}
+
+impl Store {
+    pub fn new(root: &Path) -> Store {
+        Store {
+            root: root.to_owned(),
+            releases: root.join("releases"),
+        }
+    }
+
+    fn tree(&self, v: &Version) -> PathBuf {
+        self.releases.join(v.to_string())
+    }
+
+    fn load(&self) -> Result<Option<StoreState>, Problem> {
+        read_state(&self.root).map_err(|e| Problem::new(Code::StoreUnreadable, e))
+    }
+
+    fn save(&self, st: &StoreState) -> Result<(), Problem> {
+        write_state(&self.root, st).map_err(|e| Problem::new(Code::Io, e))
+    }
+
+    /// The state, read without the lock; `None` for a store that has no release yet.
+    pub fn state(&self) -> Result<Option<StoreState>, Problem> {
+        self.load()
+    }
+
+    fn lock(&self, ctx: &Ctx) -> Result<lock::Lock, Problem> {
+        lock::acquire(
+            &self.releases,
+            &format!("the store {}", self.root.display()),
+            ctx.run.as_deref(),
+            ctx.lock_wait,
+        )
+    }
+
+    /// Points `current` and `permanent` at what the state says.
+    fn sync_links(&self, st: &StoreState) -> Result<(), Problem> {
+        for (name, rel) in [("current", st.running()), ("permanent", st.permanent())] {
+            let link = self.root.join(name);
+            match rel {
+                Some(r) => {
+                    let want = Path::new("releases").join(r.version.to_string());
+                    if std::fs::read_link(&link).ok().as_deref() != Some(want.as_path()) {
+                        crate::fsutil::replace_symlink(&want, &link).map_err(|e| io(&link, e))?;
+                    }
+                }
+                None => {
+                    if link.symlink_metadata().is_ok() {
+                        std::fs::remove_file(&link).map_err(|e| io(&link, e))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes what a killed command left behind and finishes or undoes its change.
+    fn repair(&self, st: &mut Option<StoreState>, ctx: &mut Ctx) -> Result<(), Problem> {
+        if let Ok(entries) = std::fs::read_dir(&self.releases) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.starts_with(".staging-") || name.starts_with(".trash-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                } else if name.starts_with(".tmp-") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+        for name in ["current", "permanent"] {
+            let _ = std::fs::remove_file(
+                self.root
+                    .join(format!(".{name}.tmp-{}", std::process::id())),
+            );
+        }
+        let Some(s) = st.as_mut() else { return Ok(()) };
+        if let Some(p) = s.pending.clone() {
+            let back = p
+                .previous
+                .as_ref()
+                .map_or("no release".to_owned(), |v| v.to_string());
+            ctx.say(format!(
+                "Found an interrupted {} of {} (started {}); switching back to {back}.",
+                p.action, p.version, p.since
+            ));
+            self.sync_links(s)?;
+            if let Some(prev) = s.running().cloned() {
+                self.activate(&prev.version, Some(&p.version), ctx).map_err(|e| {
+                    Problem::new(
+                        Code::RollbackFailed,
+                        format!("the interrupted {} of {} could not be undone: activating {} again failed: {e}", p.action, p.version, prev.version),
+                    )
+                })?;
+            }
+            s.pending = None;
+            self.save(s)?;
+        }
+        self.sync_links(s)
+    }
+
+    fn activate(
+        &self,
+        v: &Version,
+        previous: Option<&Version>,
+        ctx: &mut Ctx,
+    ) -> Result<(), String> {
+        let Some(cmd) = &ctx.activation.command else {
+            return Ok(());
+        };
+        let root = self.root.display().to_string();
+        let version = v.to_string();
+        let prev = previous.map(|p| p.to_string()).unwrap_or_default();
+        let mut argv = Vec::with_capacity(cmd.len());
+        for t in cmd {
+            let val = |k: &str| match k {
+                "root" => Some(root.clone()),
+                "version" => Some(version.clone()),
+                "previous" => Some(prev.clone()),
+                other => ctx.activation.vars.get(other).cloned(),
+            };
+            argv.push(
+                t.render(val, |e| std::env::var(e).ok())
+                    .map_err(|m| format!("the activate hook cannot be filled: {m:?}"))?,
+            );
+        }
+        let env = [
+            ("FLEETUP_ROOT", root.clone()),
+            ("FLEETUP_RELEASE_DIR", self.tree(v).display().to_string()),
+            ("FLEETUP_VERSION", version.clone()),
+            ("FLEETUP_PREVIOUS_VERSION", prev.clone()),
+        ];
+        crate::hook::run(&argv, &env, ctx.activation.timeout)
+            .map_err(|e| format!("the activate hook `{}` failed: {e}", argv.join(" ")))
+    }
+
+    fn product(&self, st: &Option<StoreState>, v: &Version, ctx: &Ctx) -> Result<String, Problem> {
+        if let Some(s) = st {
+            return Ok(s.product.clone());
+        }
+        if let Some(p) = &ctx.product {
+            return Ok(p.clone());
+        }
+        // A fresh store: the product is whatever prefixes this version in the package names.
+        let marker = format!("-{v}-");
+        let mut found = std::collections::BTreeSet::new();
+        for dir in std::iter::once(self.releases.clone()).chain(ctx.repo.clone()) {
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let (true, Some(at)) = (name.ends_with(".zip"), name.find(&marker)) {
+                    let mut product = &name[..at];
+                    if let Some(ed) = ctx.edition.as_deref().filter(|e| *e != DEFAULT_EDITION) {
+                        product = product.strip_suffix(&format!("-{ed}")).unwrap_or(product);
+                    }
+                    found.insert(product.to_owned());
+                }
+            }
+        }
+        match found.len() {
+            1 => Ok(found.into_iter().next().unwrap_or_default()),
+            0 => Err(Problem::new(
+                Code::UnknownProduct,
+                format!("no package of version {v} found to tell which product this store holds"),
+            )),
+            _ => Err(Problem::new(
+                Code::UnknownProduct,
+                format!(
+                    "packages of {v} name several products ({}); which one does this store hold?",
+                    found.into_iter().collect::<Vec<_>>().join(", ")
+                ),
+            )),
+        }
+    }
+
+    /// Finds the package of `v` in releases/ or the repository, copies it in, verifies its
+    /// checksum and unpacks it.
+    fn unpack_into(&self, st: &mut StoreState, v: &Version, ctx: &mut Ctx) -> Result<(), Problem> {
+        let (dir, pkg) = self.locate(st, v, ctx)?;
+        self.unpack_found(st, v, &dir, &pkg, ctx)
+    }
+
+    /// The package of `v`: in releases/ first, then in the repository.
+    fn locate(
+        &self,
+        st: &StoreState,
+        v: &Version,
+        ctx: &Ctx,
+    ) -> Result<(PathBuf, PackageName), Problem> {
+        let edition = ctx
+            .edition
+            .clone()
+            .or_else(|| {
+                st.permanent()
+                    .and_then(|r| PackageName::parse(&r.package, &st.product, &ctx.runtime).ok())
+                    .map(|p| p.edition)
+            })
+            .unwrap_or_else(|| DEFAULT_EDITION.to_owned());
+        let mut package = None;
+        let mut other_editions = Vec::new();
+        for dir in std::iter::once(self.releases.clone()).chain(ctx.repo.clone()) {
+            let repo = match Repository::scan(&dir, &st.product, &ctx.runtime) {
+                Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io(&dir, e)),
+            };
+            match repo.find(v, &edition) {
+                Lookup::Found(p) => {
+                    package = Some((dir.clone(), p.clone()));
+                    break;
+                }
+                Lookup::Ambiguous(ps) => {
+                    return Err(Problem::new(
+                        Code::PackageAmbiguous,
+                        format!(
+                            "{} holds {} packages of {} {v} {edition}: {}",
+                            dir.display(),
+                            ps.len(),
+                            st.product,
+                            ps.iter()
+                                .map(|p| p.file.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
+                }
+                Lookup::Missing { other_editions: o } => {
+                    other_editions.extend(o.into_iter().map(|p| p.file.clone()))
+                }
+            }
+        }
+        let Some((dir, pkg)) = package else {
+            if !other_editions.is_empty() {
+                return Err(Problem::new(
+                    Code::RuleEdition,
+                    format!(
+                        "there is no {edition} package of {v}, only another edition: {}",
+                        other_editions.join(", ")
+                    ),
+                ));
+            }
+            let where_ = match &ctx.repo {
+                Some(r) => format!("{} or {}", self.releases.display(), r.display()),
+                None => self.releases.display().to_string(),
+            };
+            return Err(Problem::new(
+                Code::PackageMissing,
+                format!(
+                    "Release {v} not found: no {edition} package of {} {v} in {where_}",
+                    st.product
+                ),
+            )
+            .help("put the package into releases/ or name a repository with --repo"));
+        };
+        Ok((dir, pkg))
+    }
+
+    fn unpack_found(
+        &self,
+        st: &mut StoreState,
+        v: &Version,
+        dir: &Path,
+        pkg: &PackageName,
+        ctx: &mut Ctx,
+    ) -> Result<(), Problem> {
+        ctx.say(format!(
+            "Release {v} not found, attempting to unpack releases/{}",
+            pkg.file
+        ));
+        let in_store = self.releases.join(&pkg.file);
+        let source = dir.join(&pkg.file);
+        // Checksums: the repository's sidecar, one beside the copy in releases/, a pin.
+        let mut expected: Vec<(String, String)> = Vec::new();
+        for side in [&source, &in_store] {
+            match package::sidecar_sha256(side) {
+                Ok(Some(d)) => expected.push((d, format!("{}.sha256", side.display()))),
+                Ok(None) => {}
+                Err(e) => return Err(Problem::new(Code::Checksum, e)),
+            }
+        }
+        if let Some(pin) = &ctx.sha256 {
+            expected.push((pin.to_ascii_lowercase(), "the pinned sha256".into()));
+        }
+        if source != in_store {
+            crate::fsutil::copy_atomic(&source, &in_store).map_err(|e| io(&in_store, e))?;
+        }
+        if !expected.is_empty() {
+            let actual = package::sha256_file(&in_store).map_err(|e| io(&in_store, e))?;
+            if let Some((want, from)) = expected.iter().find(|(w, _)| *w != actual) {
+                if source != in_store {
+                    let _ = std::fs::remove_file(&in_store);
+                }
+                return Err(Problem::new(
+                    Code::Checksum,
+                    format!("{} has SHA-256 {actual}, but {from} says {want}", pkg.file),
+                ));
+            }
+        }
+        let dest = self.tree(v);
+        if dest.exists() {
+            // A tree RELEASES does not list is a leftover of a killed unpack, never a release.
+            let trash = self
+                .releases
+                .join(format!(".trash-{v}-{}", std::process::id()));
+            std::fs::rename(&dest, &trash).map_err(|e| io(&dest, e))?;
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+        let staging = self
+            .releases
+            .join(format!(".staging-{v}-{}", std::process::id()));
+        unpack::unpack(&in_store, &staging, &dest, ctx.limits)?;
+        st.releases.push(Release {
+            version: v.clone(),
+            package: pkg.file.clone(),
+            state: ReleaseState::Unpacked,
+        });
+        self.save(st)?;
+        ctx.say(format!("Unpacked successfully: \"{v}\""));
+        Ok(())
+    }
+
+    /// Opens the store for a change: lock, read, repair.
+    fn begin(&self, ctx: &mut Ctx) -> Result<(lock::Lock, Option<StoreState>), Problem> {
+        std::fs::create_dir_all(&self.releases).map_err(|e| io(&self.releases, e))?;
+        let lock = self.lock(ctx)?;
+        let mut st = self.load()?;
+        self.repair(&mut st, ctx)?;
+        Ok((lock, st))
+    }
+
+    /// `fleetup node unpack`.
+    pub fn unpack(&self, v: &Version, ctx: &mut Ctx) -> Result<Outcome, Problem> {
+        let (_lock, st) = self.begin(ctx)?;
+        let product = self.product(&st, v, ctx)?;
+        let mut st = st.unwrap_or_else(|| StoreState::new(&product));
+        if let Some(r) = st.get(v) {
+            ctx.say(format!(
+                "Release {v} is already unpacked (state: {}).",
+                r.state.as_str()
+            ));
+            return Ok(Outcome::Unchanged);
+        }
+        self.unpack_into(&mut st, v, ctx)?;
+        Ok(Outcome::Unpacked)
+    }
+
+    /// `fleetup node upgrade` and `install`: move the node to `v`, a newer release.
+    pub fn upgrade(&self, v: &Version, permanent: bool, ctx: &mut Ctx) -> Result<Outcome, Problem> {
+        let (_lock, st) = self.begin(ctx)?;
+        let product = self.product(&st, v, ctx)?;
+        let fresh = st.as_ref().is_none_or(|s| s.running().is_none());
+        let mut st = st.unwrap_or_else(|| StoreState::new(&product));
+        if st.get(v).is_none() {
+            // The rules read package names, so a refused upgrade changes nothing.
+            let (dir, pkg) = self.locate(&st, v, ctx)?;
+            if !fresh {
+                self.check_rules(&st, &pkg, ctx)?;
+            }
+            self.unpack_found(&mut st, v, &dir, &pkg, ctx)?;
+        }
+        let state = st.get(v).map(|r| r.state).unwrap_or(ReleaseState::Unpacked);
+        match state {
+            ReleaseState::Permanent => {
+                ctx.say(format!(
+                    "Release {v} is already installed and permanent; nothing to do."
+                ));
+                return Ok(Outcome::Unchanged);
+            }
+            ReleaseState::Current if !permanent => {
+                ctx.say(format!(
+                    "Release {v} is already installed and current; nothing to do."
+                ));
+                return Ok(Outcome::Unchanged);
+            }
+            ReleaseState::Current => {
+                ctx.say(format!(
+                    "Release {v} is already installed and current, making permanent."
+                ));
+                self.make_permanent(&mut st, v, ctx)?;
+                return Ok(Outcome::MadePermanent);
+            }
+            ReleaseState::Old | ReleaseState::Unpacked => {}
+        }
+        if fresh {
+            ctx.say(format!("Fresh install of {v}"));
+        } else {
+            let target = self.package_of(&st, v, ctx)?;
+            self.check_rules(&st, &target, ctx)?;
+            if state == ReleaseState::Old {
+                ctx.say(format!("Release {v} is marked old, switching to it."));
+            }
+        }
+        let previous = self.install(&mut st, v, "install", ctx)?;
+        if permanent || fresh {
+            self.make_permanent(&mut st, v, ctx)?;
+        }
+        Ok(Outcome::Installed {
+            previous,
+            permanent: permanent || fresh,
+        })
+    }
+
+    /// The parsed package name of a release the store lists.
+    fn package_of(&self, st: &StoreState, v: &Version, ctx: &Ctx) -> Result<PackageName, Problem> {
+        let file = st.get(v).map(|r| r.package.clone()).unwrap_or_default();
+        PackageName::parse(&file, &st.product, &ctx.runtime).map_err(|e| {
+            Problem::new(
+                Code::StoreUnreadable,
+                format!("the store lists a package whose name does not parse: {e}"),
+            )
+        })
+    }
+
+    /// The rules of SPEC §1.1 between the permanent release and the target package.
+    fn check_rules(&self, st: &StoreState, target: &PackageName, ctx: &Ctx) -> Result<(), Problem> {
+        let Some(from) = st.permanent() else {
+            return Ok(());
+        };
+        let v = &target.version;
+        let a = self.package_of(st, &from.version, ctx)?;
+        let violations = package::check_upgrade(&a, target, ctx.policy);
+        match violations.first() {
+            None => Ok(()),
+            Some(first) => {
+                let mut msg = violations
+                    .iter()
+                    .map(|x| x.message.clone())
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                if from.version == *v {
+                    msg = format!("{v} is already what runs");
+                }
+                Err(Problem::new(
+                    first.code,
+                    format!("cannot upgrade {} to {v}: {msg}", self.root.display()),
+                ))
+            }
+        }
+    }
+
+    /// Switches `current` to `v` and activates it; on failure puts the previous release
+    /// back. Returns the release that was current before.
+    fn install(
+        &self,
+        st: &mut StoreState,
+        v: &Version,
+        action: &str,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Version>, Problem> {
+        let previous = st.running().map(|r| r.version.clone());
+        st.pending = Some(Pending {
+            action: action.to_owned(),
+            version: v.clone(),
+            previous: previous.clone(),
+            since: jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+        });
+        self.save(st)?;
+        let link = self.root.join("current");
+        crate::fsutil::replace_symlink(&Path::new("releases").join(v.to_string()), &link)
+            .map_err(|e| io(&link, e))?;
+        if let Err(e) = self.activate(v, previous.as_ref(), ctx) {
+            // Back to the previous release: the pending change is undone as a whole.
+            st.pending = None;
+            self.sync_links(st)?;
+            let restored = match &previous {
+                Some(p) => self.activate(p, Some(v), ctx).map_err(|e2| {
+                    Problem::new(
+                        Code::RollbackFailed,
+                        format!("{e}; then activating {p} again failed too: {e2}"),
+                    )
+                }),
+                None => Ok(()),
+            };
+            self.save(st)?;
+            restored?;
+            let back = previous.map_or("no release".to_owned(), |p| p.to_string());
+            return Err(Problem::new(
+                Code::ActivationFailed,
+                format!("installing {v} failed: {e}; switched back to {back}"),
+            ));
+        }
+        // A release that was current without being permanent is now merely old.
+        st.demote(ReleaseState::Current, ReleaseState::Old);
+        st.set(v, ReleaseState::Current);
+        st.pending = None;
+        self.save(st)?;
+        ctx.say(format!("Installed Release: {v}"));
+        Ok(previous)
+    }
+
+    fn make_permanent(
+        &self,
+        st: &mut StoreState,
+        v: &Version,
+        ctx: &mut Ctx,
+    ) -> Result<(), Problem> {
+        st.demote(ReleaseState::Permanent, ReleaseState::Old);
+        st.set(v, ReleaseState::Permanent);
+        self.save(st)?;
+        self.sync_links(st)?;
+        ctx.say(format!("Made release permanent: \"{v}\""));
+        Ok(())
+    }
+
+    /// `fleetup node downgrade`: back to an older release of the same MAJOR.MINOR.
+    pub fn downgrade(&self, v: &Version, ctx: &mut Ctx) -> Result<Outcome, Problem> {
+        let (_lock, st) = self.begin(ctx)?;
+        let Some(mut st) = st else {
+            return Err(Problem::new(
+                Code::StoreState,
+                format!(
+                    "the store {} has no release to downgrade from",
+                    self.root.display()
+                ),
+            ));
+        };
+        let Some(from) = st.running().cloned() else {
+            return Err(Problem::new(
+                Code::StoreState,
+                "no release runs, so there is nothing to downgrade from",
+            ));
+        };
+        let rel = st.get(v).cloned().ok_or_else(|| {
+            Problem::new(Code::StoreState, format!("Release {v} is not in the store; only old or unpacked releases can be downgraded to"))
+        })?;
+        match rel.state {
+            ReleaseState::Old | ReleaseState::Unpacked => {}
+            s => {
+                return Err(Problem::new(
+                    Code::StoreState,
+                    format!(
+                        "Release {v} is marked {}; downgrade takes an old or unpacked release",
+                        s.as_str()
+                    ),
+                ));
+            }
+        }
+        if *v >= from.version {
+            return Err(Problem::new(
+                Code::Downgrade,
+                format!("{v} is not older than {}, which runs now", from.version),
+            )
+            .help("to go forward, use `fleetup node upgrade`"));
+        }
+        if (v.major, v.minor) != (from.version.major, from.version.minor) {
+            return Err(Problem::new(
+                Code::Downgrade,
+                format!(
+                    "{} → {v} leaves {}.{}.x: a hot downgrade stays within one MAJOR.MINOR",
+                    from.version, from.version.major, from.version.minor
+                ),
+            ));
+        }
+        ctx.say(format!(
+            "Warning: data written by {} may not be readable by {v}.",
+            from.version
+        ));
+        if rel.state == ReleaseState::Old {
+            ctx.say(format!("Release {v} is marked old, switching to it."));
+        }
+        let previous = self.install(&mut st, v, "downgrade", ctx)?;
+        self.make_permanent(&mut st, v, ctx)?;
+        Ok(Outcome::Installed {
+            previous,
+            permanent: true,
+        })
+    }
+
+    /// `fleetup node uninstall`: removes an unpacked or old release, its tree and package.
+    pub fn uninstall(&self, v: &Version, ctx: &mut Ctx) -> Result<Outcome, Problem> {
+        let (_lock, st) = self.begin(ctx)?;
+        let Some(mut st) = st else {
+            return Err(Problem::new(
+                Code::StoreState,
+                format!("Uninstall failed: Release {v} is not in the store"),
+            ));
+        };
+        let Some(rel) = st.get(v).cloned() else {
+            return Err(Problem::new(
+                Code::StoreState,
+                format!("Uninstall failed: Release {v} is not in the store"),
+            ));
+        };
+        if matches!(rel.state, ReleaseState::Current | ReleaseState::Permanent) {
+            return Err(Problem::new(
+                Code::StoreState,
+                format!(
+                    "Uninstall failed: Release {v} is marked {}.",
+                    rel.state.as_str()
+                ),
+            ));
+        }
+        // State first: from here on the tree is no release, whatever happens to it.
+        st.releases.retain(|r| &r.version != v);
+        self.save(&st)?;
+        let tree = self.tree(v);
+        let trash = self
+            .releases
+            .join(format!(".trash-{v}-{}", std::process::id()));
+        if std::fs::rename(&tree, &trash).is_ok() {
+            let _ = std::fs::remove_dir_all(&trash);
+        }
+        let still_used = st.releases.iter().any(|r| r.package == rel.package);
+        if !still_used {
+            let _ = std::fs::remove_file(self.releases.join(&rel.package));
+            let _ = std::fs::remove_file(self.releases.join(format!("{}.sha256", rel.package)));
+        }
+        ctx.say(format!("Uninstalled Release: {v}"));
+        Ok(Outcome::Uninstalled)
+    }
+}

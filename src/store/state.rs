@@ -29,22 +29,104 @@ pub struct Release {
     pub state: ReleaseState,
 }
 
+/// A change that was started and has not finished: written before a hook runs, so a
+/// kill at any moment is found and repaired by the next command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pending {
+    /// `install` or `downgrade`.
+    pub action: String,
+    pub version: Version,
+    /// The release that was current before; `None` on a fresh store.
+    pub previous: Option<Version>,
+    pub since: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreState {
     pub format: u32,
     pub product: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<Pending>,
     #[serde(default, rename = "release")]
     pub releases: Vec<Release>,
 }
 
+impl ReleaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseState::Unpacked => "unpacked",
+            ReleaseState::Current => "current",
+            ReleaseState::Permanent => "permanent",
+            ReleaseState::Old => "old",
+        }
+    }
+}
+
 impl StoreState {
+    pub fn new(product: &str) -> Self {
+        StoreState {
+            format: FORMAT,
+            product: product.to_owned(),
+            pending: None,
+            releases: Vec::new(),
+        }
+    }
+
     /// The release that starts after a restart: what the node "runs" for the rules.
     pub fn permanent(&self) -> Option<&Release> {
         self.releases
             .iter()
             .find(|r| r.state == ReleaseState::Permanent)
     }
+
+    /// What runs now: the current release, or the permanent one when none is current.
+    pub fn running(&self) -> Option<&Release> {
+        self.releases
+            .iter()
+            .find(|r| r.state == ReleaseState::Current)
+            .or_else(|| self.permanent())
+    }
+
+    pub fn get(&self, v: &Version) -> Option<&Release> {
+        self.releases.iter().find(|r| &r.version == v)
+    }
+
+    pub fn set(&mut self, v: &Version, state: ReleaseState) {
+        for r in &mut self.releases {
+            if &r.version == v {
+                r.state = state;
+            }
+        }
+    }
+
+    /// Any release in `from` becomes `to` (e.g. the old permanent becomes old).
+    pub fn demote(&mut self, from: ReleaseState, to: ReleaseState) {
+        for r in &mut self.releases {
+            if r.state == from {
+                r.state = to;
+            }
+        }
+    }
+
+    /// Newest first.
+    pub fn sorted(&self) -> Vec<&Release> {
+        let mut v: Vec<&Release> = self.releases.iter().collect();
+        v.sort_by(|a, b| b.version.cmp(&a.version));
+        v
+    }
+}
+
+/// Writes a store's state atomically.
+pub fn write_state(root: &Path, state: &StoreState) -> Result<(), String> {
+    let path = root.join("releases").join("RELEASES");
+    let body = toml::to_string(state).map_err(|e| format!("cannot encode the store state: {e}"))?;
+    let text = format!(
+        "# Release store state, written by fleetup. Do not edit: fleetup is its only writer.\n{body}"
+    );
+    crate::fsutil::write_atomic(&path, text.as_bytes())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// Reads a store's state. `Ok(None)`: there is no store yet (a fresh node).
@@ -83,6 +165,10 @@ mod tests {
         .unwrap();
         let s = read_state(dir.path()).unwrap().unwrap();
         assert_eq!(s.permanent().unwrap().version, Version::new(4, 4, 16));
+        write_state(dir.path(), &s).unwrap();
+        assert_eq!(read_state(dir.path()).unwrap().unwrap(), s);
+        write_state(dir.path(), &s).unwrap();
+        assert_eq!(read_state(dir.path()).unwrap().unwrap(), s);
         std::fs::write(
             dir.path().join("releases/RELEASES"),
             "format = 1\nproduct = 3\n",

@@ -1,0 +1,173 @@
+//! `fleetup node …`: one node's release store by hand, with EMQX's messages.
+
+use std::time::Duration;
+
+use semver::Version;
+use serde::Serialize;
+
+use super::fail;
+use crate::cli::{NodeCommand, NodeOpts, OutputFormat};
+use crate::diagnostics::{Code, Problem};
+use crate::package::VersionPolicy;
+use crate::store::{Ctx, NodeConfig, Store};
+
+fn version(s: &str) -> Result<Version, Problem> {
+    Version::parse(s).map_err(|e| {
+        Problem::new(
+            Code::BadVersion,
+            format!("`{s}` is not a SemVer version: {e}"),
+        )
+    })
+}
+
+fn with_ctx<T>(
+    opts: &NodeOpts,
+    repo: Option<std::path::PathBuf>,
+    policy: VersionPolicy,
+    f: impl FnOnce(&Store, &mut Ctx) -> Result<T, Problem>,
+) -> Result<T, Problem> {
+    let config = NodeConfig::read(&opts.root)?;
+    let activation = config.activation(&opts.root)?;
+    let lock_wait = match &opts.wait_for_lock {
+        None => Duration::ZERO,
+        Some(d) => crate::plan::validate::parse_duration(d).ok_or_else(|| {
+            Problem::new(
+                Code::BadDuration,
+                format!("--wait-for-lock `{d}` is not a duration"),
+            )
+        })?,
+    };
+    let mut say = |line: String| println!("{line}");
+    let mut ctx = Ctx {
+        say: &mut say,
+        product: opts.product.clone().or(config.product),
+        runtime: opts
+            .runtime
+            .clone()
+            .or(config.runtime)
+            .unwrap_or_else(|| "otp".into()),
+        edition: opts.edition.clone().or(config.edition),
+        repo,
+        sha256: None,
+        policy,
+        activation,
+        lock_wait,
+        run: None,
+        limits: Default::default(),
+    };
+    f(&Store::new(&opts.root), &mut ctx)
+}
+
+#[derive(Serialize)]
+struct JsonRelease<'a> {
+    version: String,
+    state: &'a str,
+    package: &'a str,
+}
+
+#[derive(Serialize)]
+struct JsonVersions<'a> {
+    root: String,
+    product: Option<&'a str>,
+    current: Option<String>,
+    permanent: Option<String>,
+    interrupted: Option<String>,
+    releases: Vec<JsonRelease<'a>>,
+}
+
+fn versions(opts: &NodeOpts, format: OutputFormat) -> Result<(), Problem> {
+    let st = Store::new(&opts.root).state()?;
+    match format {
+        OutputFormat::Json => {
+            let doc = JsonVersions {
+                root: opts.root.display().to_string(),
+                product: st.as_ref().map(|s| s.product.as_str()),
+                current: st
+                    .as_ref()
+                    .and_then(|s| s.running())
+                    .map(|r| r.version.to_string()),
+                permanent: st
+                    .as_ref()
+                    .and_then(|s| s.permanent())
+                    .map(|r| r.version.to_string()),
+                interrupted: st
+                    .as_ref()
+                    .and_then(|s| s.pending.as_ref())
+                    .map(|p| format!("{} of {}", p.action, p.version)),
+                releases: st
+                    .as_ref()
+                    .map(|s| {
+                        s.sorted()
+                            .into_iter()
+                            .map(|r| JsonRelease {
+                                version: r.version.to_string(),
+                                state: r.state.as_str(),
+                                package: &r.package,
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            };
+            let text = serde_json::to_string_pretty(&doc)
+                .map_err(|e| Problem::new(Code::Io, format!("cannot render JSON: {e}")))?;
+            println!("{text}");
+        }
+        OutputFormat::Human => {
+            println!("Installed versions:");
+            if let Some(s) = &st {
+                for r in s.sorted() {
+                    println!("* {}\t{}", r.version, r.state.as_str());
+                }
+                if let Some(p) = &s.pending {
+                    println!(
+                        "(an interrupted {} of {} from {} is undone by the next change)",
+                        p.action, p.version, p.since
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn run(cmd: NodeCommand) -> u8 {
+    let result = match cmd {
+        NodeCommand::Versions { opts, format } => versions(&opts, format),
+        NodeCommand::Unpack { vsn: v, opts, repo } => version(&v).and_then(|v| {
+            with_ctx(&opts, repo, VersionPolicy::Patch, |s, c| s.unpack(&v, c)).map(|_| ())
+        }),
+        NodeCommand::Upgrade {
+            vsn: v,
+            opts,
+            repo,
+            no_permanent,
+            policy,
+        } => version(&v).and_then(|v| {
+            with_ctx(&opts, repo, policy.into(), |s, c| {
+                s.upgrade(&v, !no_permanent, c)
+            })
+            .map(|_| ())
+        }),
+        NodeCommand::Install {
+            vsn: v,
+            opts,
+            no_permanent,
+            policy,
+        } => version(&v).and_then(|v| {
+            with_ctx(&opts, None, policy.into(), |s, c| {
+                s.upgrade(&v, !no_permanent, c)
+            })
+            .map(|_| ())
+        }),
+        NodeCommand::Downgrade { vsn: v, opts } => version(&v).and_then(|v| {
+            with_ctx(&opts, None, VersionPolicy::Patch, |s, c| s.downgrade(&v, c)).map(|_| ())
+        }),
+        NodeCommand::Uninstall { vsn: v, opts } => version(&v).and_then(|v| {
+            with_ctx(&opts, None, VersionPolicy::Patch, |s, c| s.uninstall(&v, c)).map(|_| ())
+        }),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(p) => fail(p),
+    }
+}

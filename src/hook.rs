@@ -1,0 +1,162 @@
+//! Running a hook: an argv (never a shell string) with extra environment, a deadline,
+//! and its output kept for the error message.
+//!
+//! The hook runs in its own process group so a timeout can stop everything it started.
+//! Its output goes to an anonymous temporary file rather than a pipe: a hook that leaves
+//! a daemon behind (a restart hook usually does) must not keep us waiting on a pipe the
+//! daemon inherited.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug)]
+pub enum HookError {
+    Spawn(String, std::io::Error),
+    Failed { status: String, output: String },
+    TimedOut { after: Duration, output: String },
+}
+
+impl std::fmt::Display for HookError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tail = |o: &str| {
+            if o.trim().is_empty() {
+                String::new()
+            } else {
+                format!("; its output ended with:\n{}", o.trim_end())
+            }
+        };
+        match self {
+            HookError::Spawn(prog, e) => write!(f, "cannot start `{prog}`: {e}"),
+            HookError::Failed { status, output } => write!(f, "it {status}{}", tail(output)),
+            HookError::TimedOut { after, output } => {
+                write!(
+                    f,
+                    "it did not finish within {}s and was stopped{}",
+                    after.as_secs_f64(),
+                    tail(output)
+                )
+            }
+        }
+    }
+}
+
+/// How much of a hook's output an error message quotes.
+const OUTPUT_TAIL: u64 = 2048;
+
+pub fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Result<(), HookError> {
+    let Some((prog, args)) = argv.split_first() else {
+        return Err(HookError::Spawn(
+            String::new(),
+            std::io::Error::other("empty command"),
+        ));
+    };
+    let mut log = tempfile::tempfile().map_err(|e| HookError::Spawn(prog.clone(), e))?;
+    let out = log
+        .try_clone()
+        .map_err(|e| HookError::Spawn(prog.clone(), e))?;
+    let err = log
+        .try_clone()
+        .map_err(|e| HookError::Spawn(prog.clone(), e))?;
+    let mut child = Command::new(prog)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| HookError::Spawn(prog.clone(), e))?;
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => break None,
+            Ok(None) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(e) => return Err(HookError::Spawn(prog.clone(), e)),
+        }
+    };
+    let output = {
+        let len = log.metadata().map(|m| m.len()).unwrap_or(0);
+        let _ = log.seek(SeekFrom::Start(len.saturating_sub(OUTPUT_TAIL)));
+        let mut s = String::new();
+        let _ = log.read_to_string(&mut s);
+        s
+    };
+    match status {
+        Some(s) if s.success() => Ok(()),
+        Some(s) => Err(HookError::Failed {
+            status: match s.code() {
+                Some(c) => format!("exited with status {c}"),
+                None => "was killed by a signal".into(),
+            },
+            output,
+        }),
+        None => {
+            // SAFETY: kill(2) with a negative pid signals the hook's own process group,
+            // which it leads (process_group(0)); no memory is involved.
+            unsafe {
+                libc::kill(-(child.id() as i32), libc::SIGKILL);
+            }
+            let _ = child.wait();
+            Err(HookError::TimedOut {
+                after: timeout,
+                output,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    #[test]
+    fn success_failure_and_environment() {
+        run(
+            &sh("test \"$X\" = 'a b'"),
+            &[("X", "a b".into())],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let e = run(&sh("echo boom >&2; exit 3"), &[], Duration::from_secs(5)).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("status 3") && msg.contains("boom"), "{msg}");
+        assert!(matches!(
+            run(&["/no/such/prog".into()], &[], Duration::from_secs(1)),
+            Err(HookError::Spawn(..))
+        ));
+    }
+
+    #[test]
+    fn a_timeout_is_a_failure_and_stops_the_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("late");
+        let script = format!("(sleep 1; touch {}) & sleep 30", marker.display());
+        let t = Instant::now();
+        let e = run(&sh(&script), &[], Duration::from_millis(200)).unwrap_err();
+        assert!(matches!(e, HookError::TimedOut { .. }));
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(
+            !marker.exists(),
+            "the hook's background child survived the timeout"
+        );
+    }
+
+    #[test]
+    fn a_daemon_left_behind_does_not_block() {
+        let t = Instant::now();
+        run(&sh("sleep 5 & echo started"), &[], Duration::from_secs(3)).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(3));
+    }
+}
