@@ -457,7 +457,13 @@ impl Store {
         let staging = self
             .releases
             .join(format!(".staging-{v}-{}", std::process::id()));
-        unpack::unpack(&in_store, &staging, &dest, ctx.limits)?;
+        if let Err(p) = unpack::unpack(&in_store, &staging, &dest, ctx.limits) {
+            // A refused package leaves the store as it was, without its copy.
+            if source != in_store {
+                let _ = std::fs::remove_file(&in_store);
+            }
+            return Err(p);
+        }
         st.releases.push(Release {
             version: v.clone(),
             package: pkg.file.clone(),

@@ -99,6 +99,14 @@ pub fn unpack(
             format!("not a readable zip archive ({e})"),
         )
     })?;
+    // The reader keeps one entry per name, so duplicates must be asked about.
+    if zip.has_duplicate_names() {
+        return Err(refuse(
+            Code::PackageDuplicate,
+            package,
+            "the archive holds the same path more than once".into(),
+        ));
+    }
     if zip.len() > limits.max_entries {
         return Err(refuse(
             Code::PackageTooLarge,
@@ -127,7 +135,12 @@ pub fn unpack(
             .name()
             .map(|n| n.into_owned())
             .unwrap_or_else(|_| format!("#{i}"));
-        let Some(path) = f.enclosed_name() else {
+        // `enclosed_name` quietly makes an absolute name relative; such a package is
+        // hostile or broken either way, so it is refused outright.
+        let absolute = raw_name.starts_with('/')
+            || raw_name.starts_with('\\')
+            || raw_name.as_bytes().get(1) == Some(&b':');
+        let Some(path) = f.enclosed_name().filter(|_| !absolute) else {
             return Err(refuse(
                 Code::PackageUnsafe,
                 package,

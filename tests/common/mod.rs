@@ -1,0 +1,114 @@
+//! Helpers shared by the integration tests: release packages built for real, and the
+//! binary under test.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use zip::CompressionMethod;
+use zip::write::SimpleFileOptions;
+
+pub fn fleetup() -> assert_cmd::Command {
+    let mut c = assert_cmd::Command::cargo_bin("fleetup").unwrap();
+    c.env("NO_COLOR", "1");
+    c
+}
+
+pub const PRODUCT: &str = "emqx";
+
+pub fn package_name(version: &str) -> String {
+    format!("{PRODUCT}-{version}-otp24.3.4.2-1-ubuntu20.04-amd64.zip")
+}
+
+/// A release package: VERSION, an executable bin/ctl, and `extra` data files.
+pub fn release_zip(dir: &Path, version: &str, extra: usize) -> PathBuf {
+    let path = dir.join(package_name(version));
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let opts = SimpleFileOptions::default().compression_method(CompressionMethod::Deflated);
+    z.start_file("VERSION", opts).unwrap();
+    writeln!(z, "{version}").unwrap();
+    z.add_directory("bin/", opts).unwrap();
+    z.start_file("bin/ctl", opts.unix_permissions(0o755))
+        .unwrap();
+    writeln!(z, "#!/bin/sh\necho {version} \"$@\"").unwrap();
+    for i in 0..extra {
+        z.start_file(format!("lib/part-{i:04}.dat"), opts).unwrap();
+        z.write_all(format!("{version} part {i}\n").repeat(64).as_bytes())
+            .unwrap();
+    }
+    z.finish().unwrap();
+    path
+}
+
+/// Writes `<path>.sha256` in sha256sum format.
+pub fn sidecar(path: &Path) {
+    let digest = fleetup::package::sha256_file(path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy();
+    std::fs::write(
+        format!("{}.sha256", path.display()),
+        format!("{digest}  {name}\n"),
+    )
+    .unwrap();
+}
+
+/// A node whose activate hook appends "<version> <previous>" to activations.log, and
+/// fails for versions listed in `fail-versions` (one per line) if that file exists.
+pub fn node_with_hook(root: &Path) {
+    std::fs::create_dir_all(root).unwrap();
+    std::fs::write(
+        root.join("node.toml"),
+        r#"[activate]
+command = ["/bin/sh", "-c", "echo \"$FLEETUP_VERSION $FLEETUP_PREVIOUS_VERSION $FLEETUP_RELEASE_DIR\" >> {root}/activations.log; ! grep -qx \"$FLEETUP_VERSION\" {root}/fail-versions 2>/dev/null"]
+timeout = "10s"
+"#,
+    )
+    .unwrap();
+}
+
+pub fn activations(root: &Path) -> Vec<String> {
+    std::fs::read_to_string(root.join("activations.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(' ').take(2).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+pub fn link(root: &Path, name: &str) -> Option<String> {
+    std::fs::read_link(root.join(name))
+        .ok()
+        .map(|p| p.display().to_string())
+}
+
+/// Everything under a directory, with file contents, for "nothing changed" assertions.
+pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<_> = rd.flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p.strip_prefix(base).unwrap().display().to_string();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.file_type().is_symlink() {
+                out.push((
+                    rel,
+                    std::fs::read_link(&p)
+                        .unwrap()
+                        .display()
+                        .to_string()
+                        .into_bytes(),
+                ));
+            } else if meta.is_dir() {
+                out.push((rel.clone() + "/", Vec::new()));
+                walk(base, &p, out);
+            } else if !rel.ends_with(".lock") {
+                out.push((rel, std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}

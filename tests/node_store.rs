@@ -1,0 +1,345 @@
+//! The EMQX hot-upgrade walkthrough against the real binary, with SPEC §2.1's messages,
+//! and the activation hook's failure handling (SPEC §2.2) and locks (SPEC §8).
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn node(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = fleetup()
+        .arg("node")
+        .args(args)
+        .arg("--root")
+        .arg(root)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(root: &Path, args: &[&str]) -> String {
+    let (code, out, err) = node(root, args);
+    assert_eq!(code, Some(0), "fleetup node {args:?}:\n{out}{err}");
+    out
+}
+
+#[test]
+fn the_emqx_walkthrough() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 3);
+    let p16 = release_zip(&repo, "4.4.16", 3);
+    sidecar(&p16);
+    node_with_hook(&root);
+    let repo_arg = repo.to_str().unwrap();
+
+    // A fresh store: the first release is installed and made permanent, no rule applies.
+    let out = ok(&root, &["upgrade", "4.4.0", "--repo", repo_arg]);
+    assert_eq!(
+        out,
+        format!(
+            "Release 4.4.0 not found, attempting to unpack releases/{}\nUnpacked successfully: \"4.4.0\"\nFresh install of 4.4.0\nInstalled Release: 4.4.0\nMade release permanent: \"4.4.0\"\n",
+            package_name("4.4.0")
+        )
+    );
+    assert_eq!(
+        ok(&root, &["versions"]),
+        "Installed versions:\n* 4.4.0\tpermanent\n"
+    );
+    assert_eq!(link(&root, "current").as_deref(), Some("releases/4.4.0"));
+    assert_eq!(link(&root, "permanent").as_deref(), Some("releases/4.4.0"));
+    assert_eq!(
+        std::fs::read_to_string(root.join("current/VERSION")).unwrap(),
+        "4.4.0\n"
+    );
+
+    // The operator drops the package into releases/ and upgrades without making it permanent.
+    std::fs::copy(&p16, root.join("releases").join(package_name("4.4.16"))).unwrap();
+    let out = ok(&root, &["upgrade", "4.4.16", "--no-permanent"]);
+    assert_eq!(
+        out,
+        format!(
+            "Release 4.4.16 not found, attempting to unpack releases/{}\nUnpacked successfully: \"4.4.16\"\nInstalled Release: 4.4.16\n",
+            package_name("4.4.16")
+        )
+    );
+    assert_eq!(
+        ok(&root, &["versions"]),
+        "Installed versions:\n* 4.4.16\tcurrent\n* 4.4.0\tpermanent\n"
+    );
+    assert_eq!(link(&root, "current").as_deref(), Some("releases/4.4.16"));
+    assert_eq!(link(&root, "permanent").as_deref(), Some("releases/4.4.0"));
+
+    // install of the current release makes it permanent.
+    let out = ok(&root, &["install", "4.4.16"]);
+    assert_eq!(
+        out,
+        "Release 4.4.16 is already installed and current, making permanent.\nMade release permanent: \"4.4.16\"\n"
+    );
+    assert_eq!(
+        ok(&root, &["versions"]),
+        "Installed versions:\n* 4.4.16\tpermanent\n* 4.4.0\told\n"
+    );
+    assert_eq!(link(&root, "permanent").as_deref(), Some("releases/4.4.16"));
+
+    // Permanent: nothing to do.
+    let out = ok(&root, &["upgrade", "4.4.16"]);
+    assert!(out.contains("nothing to do"), "{out}");
+
+    // Not newer: refused, nothing changes.
+    let before = snapshot(&root);
+    let (code, _, err) = node(&root, &["upgrade", "4.4.0"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("fleetup::rule::not-newer") && err.contains("4.4.16 → 4.4.0"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&root), before);
+
+    // Downgrade to the old release, with the data warning.
+    let out = ok(&root, &["downgrade", "4.4.0"]);
+    assert_eq!(
+        out,
+        "Warning: data written by 4.4.16 may not be readable by 4.4.0.\nRelease 4.4.0 is marked old, switching to it.\nInstalled Release: 4.4.0\nMade release permanent: \"4.4.0\"\n"
+    );
+    assert_eq!(
+        ok(&root, &["versions"]),
+        "Installed versions:\n* 4.4.16\told\n* 4.4.0\tpermanent\n"
+    );
+
+    // A downgrade must go to an older release.
+    let (code, _, err) = node(&root, &["downgrade", "4.4.16"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("fleetup::store::downgrade"), "{err}");
+
+    // Uninstall refuses current and permanent, removes an old one with its package.
+    let (code, _, err) = node(&root, &["uninstall", "4.4.0"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("Uninstall failed: Release 4.4.0 is marked permanent."),
+        "{err}"
+    );
+    ok(&root, &["upgrade", "4.4.16", "--no-permanent"]);
+    let (code, _, err) = node(&root, &["uninstall", "4.4.16"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("Uninstall failed: Release 4.4.16 is marked current."),
+        "{err}"
+    );
+    ok(&root, &["install", "4.4.16"]);
+    assert_eq!(
+        ok(&root, &["uninstall", "4.4.0"]),
+        "Uninstalled Release: 4.4.0\n"
+    );
+    assert!(!root.join("releases/4.4.0").exists());
+    assert!(!root.join("releases").join(package_name("4.4.0")).exists());
+    assert_eq!(
+        ok(&root, &["versions"]),
+        "Installed versions:\n* 4.4.16\tpermanent\n"
+    );
+
+    // The hook saw every switch, with the previous release in its environment.
+    assert_eq!(
+        activations(&root),
+        vec!["4.4.0 ", "4.4.16 4.4.0", "4.4.0 4.4.16", "4.4.16 4.4.0",]
+    );
+    let log = std::fs::read_to_string(root.join("activations.log")).unwrap();
+    assert!(
+        log.lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!("{}/releases/4.4.0", root.display())),
+        "{log}"
+    );
+
+    // JSON for scripts.
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&root, &["versions", "--format", "json"])).unwrap();
+    assert_eq!(v["product"], "emqx");
+    assert_eq!(v["permanent"], "4.4.16");
+    assert_eq!(v["releases"][0]["state"], "permanent");
+}
+
+#[test]
+fn rules_refuse_before_anything_is_unpacked() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 0);
+    release_zip(&repo, "4.5.0", 0);
+    let ee = repo.join("emqx-ee-4.5.1-otp24.3.4.2-1-ubuntu20.04-amd64.zip");
+    std::fs::copy(release_zip(t.path(), "4.5.1", 0), &ee).unwrap();
+    let r = repo.to_str().unwrap();
+    ok(&root, &["upgrade", "4.4.0", "--repo", r]);
+    let before = snapshot(&root);
+    let (code, _, err) = node(&root, &["upgrade", "4.5.0", "--repo", r]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("fleetup::rule::version-rule")
+            && err.contains("4.4.0 → 4.5.0 is not a patch upgrade"),
+        "{err}"
+    );
+    assert_eq!(
+        snapshot(&root),
+        before,
+        "a refused upgrade changed the store"
+    );
+    // The plan-level escape hatch, by hand.
+    ok(
+        &root,
+        &["upgrade", "4.5.0", "--repo", r, "--policy", "minor"],
+    );
+    // Asking for the other edition is a same-edition error, not a silent pick.
+    let before = snapshot(&root);
+    let (code, _, err) = node(&root, &["upgrade", "4.5.1", "--repo", r]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("fleetup::rule::same-edition") && err.contains("emqx-ee-4.5.1"),
+        "{err}"
+    );
+    let (code, _, err) = node(&root, &["upgrade", "4.5.1", "--repo", r, "--edition", "ee"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("fleetup::rule::same-edition") && err.contains("(ce) → 4.5.1 (ee)"),
+        "{err}"
+    );
+    let (code, _, err) = node(&root, &["upgrade", "4.5.2", "--repo", r]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("fleetup::package::missing"), "{err}");
+    assert_eq!(snapshot(&root), before);
+}
+
+#[test]
+fn a_failed_activation_switches_back_and_leaves_the_release_unpacked() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 0);
+    release_zip(&repo, "4.4.16", 0);
+    node_with_hook(&root);
+    let r = repo.to_str().unwrap();
+    ok(&root, &["upgrade", "4.4.0", "--repo", r]);
+    std::fs::write(root.join("fail-versions"), "4.4.16\n").unwrap();
+    let (code, out, err) = node(&root, &["upgrade", "4.4.16", "--repo", r]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        err.contains("fleetup::store::activation-failed") && err.contains("switched back to 4.4.0"),
+        "{err}"
+    );
+    assert_eq!(
+        ok(&root, &["versions"]),
+        "Installed versions:\n* 4.4.16\tunpacked\n* 4.4.0\tpermanent\n"
+    );
+    assert_eq!(link(&root, "current").as_deref(), Some("releases/4.4.0"));
+    // The new release was tried, then the previous one activated again.
+    assert_eq!(
+        activations(&root),
+        vec!["4.4.0 ", "4.4.16 4.4.0", "4.4.0 4.4.16"]
+    );
+    // Fixed, the same command completes.
+    std::fs::remove_file(root.join("fail-versions")).unwrap();
+    ok(&root, &["upgrade", "4.4.16"]);
+    assert_eq!(
+        ok(&root, &["versions"]),
+        "Installed versions:\n* 4.4.16\tpermanent\n* 4.4.0\told\n"
+    );
+}
+
+#[test]
+fn a_hook_that_hangs_times_out_as_a_failure() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 0);
+    release_zip(&repo, "4.4.16", 0);
+    let r = repo.to_str().unwrap();
+    ok(&root, &["upgrade", "4.4.0", "--repo", r]);
+    std::fs::write(
+        root.join("node.toml"),
+        "[activate]\ncommand = [\"/bin/sh\", \"-c\", \"test $FLEETUP_VERSION = 4.4.0 || sleep 30\"]\ntimeout = \"300ms\"\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let (code, _, err) = node(&root, &["upgrade", "4.4.16", "--repo", r]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("did not finish within 0.3s"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(link(&root, "current").as_deref(), Some("releases/4.4.0"));
+}
+
+#[test]
+fn a_second_writer_is_refused_with_exit_5_naming_the_holder() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 0);
+    let lock = fleetup::store::lock::acquire(
+        &root.join("releases"),
+        "the store",
+        Some("run-42"),
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    let (code, _, err) = node(
+        &root,
+        &["upgrade", "4.4.0", "--repo", repo.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("fleetup::store::locked")
+            && err.contains(&format!("pid {}", std::process::id()))
+            && err.contains("run-42"),
+        "{err}"
+    );
+    // Waiting for it works once the holder lets go.
+    let waiter = std::thread::spawn({
+        let root = root.clone();
+        move || {
+            node(
+                &root,
+                &[
+                    "upgrade",
+                    "4.4.0",
+                    "--repo",
+                    repo.to_str().unwrap(),
+                    "--wait-for-lock",
+                    "20s",
+                ],
+            )
+        }
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(lock);
+    let (code, out, err) = waiter.join().unwrap();
+    assert_eq!(code, Some(0), "{out}{err}");
+}
+
+#[test]
+fn a_checksum_mismatch_refuses_the_package() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    let p = release_zip(&repo, "4.4.0", 0);
+    std::fs::write(
+        format!("{}.sha256", p.display()),
+        format!("{}  x\n", "0".repeat(64)),
+    )
+    .unwrap();
+    let (code, _, err) = node(
+        &root,
+        &["upgrade", "4.4.0", "--repo", repo.to_str().unwrap()],
+    );
+    assert_eq!(code, Some(1));
+    assert!(err.contains("fleetup::package::checksum"), "{err}");
+    assert!(!root.join("releases/4.4.0").exists());
+    assert!(
+        !root.join("releases").join(package_name("4.4.0")).exists(),
+        "a package that failed its checksum stayed"
+    );
+}
