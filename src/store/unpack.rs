@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use zip::CompressionMethod;
@@ -267,12 +267,18 @@ fn extract<R: Read + std::io::Seek>(
     std::fs::create_dir_all(staging).map_err(|e| io(staging, e))?;
     let mut stats = Unpacked::default();
     let mut buf = vec![0u8; 256 << 10];
+    // Directories already made: one create_dir_all per directory, not one per file.
+    let mut made: HashSet<PathBuf> = HashSet::new();
+    let mut ensure = |dir: &Path| -> Result<(), Problem> {
+        if !made.contains(dir) {
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            made.insert(dir.to_owned());
+        }
+        Ok(())
+    };
     for e in entries {
         match e {
-            Entry::Dir(p) => {
-                let at = staging.join(p);
-                std::fs::create_dir_all(&at).map_err(|e| io(&at, e))?;
-            }
+            Entry::Dir(p) => ensure(&staging.join(p))?,
             Entry::File {
                 index,
                 path,
@@ -281,11 +287,13 @@ fn extract<R: Read + std::io::Seek>(
             } => {
                 let at = staging.join(path);
                 if let Some(parent) = at.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+                    ensure(parent)?;
                 }
+                // The mode is set at creation (the umask applies, as for any installer).
                 let mut out = std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
+                    .mode(*mode)
                     .open(&at)
                     .map_err(|e| io(&at, e))?;
                 let mut f = zip.by_index(*index).map_err(|e| {
@@ -322,19 +330,18 @@ fn extract<R: Read + std::io::Seek>(
                     }
                     out.write_all(&buf[..n]).map_err(|e| io(&at, e))?;
                 }
-                out.set_permissions(std::fs::Permissions::from_mode(*mode))
-                    .map_err(|e| io(&at, e))?;
                 stats.files += 1;
                 stats.bytes += written;
             }
             Entry::Symlink { .. } => {}
         }
     }
+    // Links last: no file above was written through one.
     for e in entries {
         if let Entry::Symlink { path, target } = e {
             let at = staging.join(path);
             if let Some(parent) = at.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+                ensure(parent)?;
             }
             std::os::unix::fs::symlink(target, &at).map_err(|e| io(&at, e))?;
         }

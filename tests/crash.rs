@@ -1,0 +1,158 @@
+//! A real upgrade killed with SIGKILL at many instants: afterwards the store is always
+//! readable, both links lead to complete release trees, and re-running the command
+//! completes the upgrade.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use common::*;
+
+const EXTRA_FILES: usize = 300;
+
+fn complete_tree(root: &Path, link: &str) -> Result<String, String> {
+    let target = root.join(link);
+    let version = std::fs::read_to_string(target.join("VERSION"))
+        .map_err(|e| format!("{link}: no VERSION: {e}"))?;
+    if !target.join("bin/ctl").is_file() {
+        return Err(format!("{link}: no bin/ctl"));
+    }
+    let parts = std::fs::read_dir(target.join("lib"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    if parts != EXTRA_FILES {
+        return Err(format!("{link}: {parts} of {EXTRA_FILES} files"));
+    }
+    Ok(version.trim().to_owned())
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn upgrade(root: &Path, repo: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetup"));
+    c.args(["node", "upgrade", "4.4.16", "--root"])
+        .arg(root)
+        .arg("--repo")
+        .arg(repo);
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
+#[test]
+fn an_upgrade_killed_at_any_instant_leaves_a_sound_store_and_completes_on_rerun() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, template) = (t.path().join("repo"), t.path().join("template"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", EXTRA_FILES);
+    let p = release_zip(&repo, "4.4.16", EXTRA_FILES);
+    sidecar(&p);
+    std::fs::create_dir_all(&template).unwrap();
+    // A hook that takes a moment, like a real restart.
+    std::fs::write(
+        template.join("node.toml"),
+        "[activate]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.05\"]\ntimeout = \"10s\"\n",
+    )
+    .unwrap();
+    fleetup()
+        .args(["node", "upgrade", "4.4.0", "--root"])
+        .arg(&template)
+        .arg("--repo")
+        .arg(&repo)
+        .assert()
+        .success();
+
+    // How long one whole upgrade takes here, to spread the kills across it.
+    let probe = t.path().join("probe");
+    copy_tree(&template, &probe);
+    let started = Instant::now();
+    assert!(upgrade(&probe, &repo).status().unwrap().success());
+    let whole = started.elapsed();
+
+    const KILLS: u32 = 24;
+    let mut states_seen = std::collections::BTreeSet::new();
+    for i in 0..KILLS {
+        let root = t.path().join(format!("node-{i}"));
+        copy_tree(&template, &root);
+        let delay = whole * i / KILLS;
+        let mut child = upgrade(&root, &repo).spawn().unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+
+        // Readable, and the links lead to complete trees.
+        let out = fleetup()
+            .args(["node", "versions", "--root"])
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kill #{i} after {delay:?}: versions failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The phase the kill hit, without the time stamp of an interrupted change.
+        let phase = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.split(" from ").next().unwrap_or(l).to_owned())
+            .collect::<Vec<_>>()
+            .join("\n");
+        states_seen.insert(phase);
+        for link in ["current", "permanent"] {
+            if let Err(e) = complete_tree(&root, link) {
+                panic!("kill #{i} after {delay:?}: {e}");
+            }
+        }
+        // Re-running the command completes the upgrade.
+        let out = upgrade(&root, &repo)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kill #{i}: rerun failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let versions = fleetup()
+            .args(["node", "versions", "--root"])
+            .arg(&root)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&versions.stdout),
+            "Installed versions:\n* 4.4.16\tpermanent\n* 4.4.0\told\n",
+            "kill #{i} after {delay:?}"
+        );
+        assert_eq!(complete_tree(&root, "current").unwrap(), "4.4.16");
+        assert_eq!(complete_tree(&root, "permanent").unwrap(), "4.4.16");
+        // No leftovers of the killed run.
+        let leftovers: Vec<String> = std::fs::read_dir(root.join("releases"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.starts_with(".staging") || n.starts_with(".trash") || n.starts_with(".tmp")
+            })
+            .collect();
+        assert!(leftovers.is_empty(), "kill #{i}: {leftovers:?}");
+    }
+    // The kills landed in different phases: before the unpack finished, during the
+    // install (an interrupted change), after it.
+    assert!(
+        states_seen.len() >= 3,
+        "the kills hit too few phases: {states_seen:?}"
+    );
+    if std::env::var_os("FLEETUP_CRASH_VERBOSE").is_some() {
+        eprintln!("states seen after kills: {states_seen:#?}");
+    }
+}
