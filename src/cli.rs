@@ -29,6 +29,44 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
         format: CheckFormat,
     },
+    /// Dry run: read every target's live state and show what `apply` would do, changing
+    /// nothing.
+    Plan {
+        plan: PathBuf,
+        /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated.
+        #[arg(long, value_name = "SEL")]
+        only: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Upgrade the plan's targets: waves, health checks, rollback of what fails.
+    Apply {
+        plan: PathBuf,
+        /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated.
+        #[arg(long, value_name = "SEL")]
+        only: Option<String>,
+        /// Do not ask for confirmation (required without a terminal).
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Where run journals are kept (default: the plan's `state`, $FLEETUP_STATE_DIR,
+        /// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup).
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Wait up to this long for locks held by another fleetup (e.g. 2m).
+        #[arg(long, value_name = "DURATION")]
+        wait_for_lock: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// List runs, or show one run's outcome per target.
+    History {
+        /// A run id (as `fleetup history` lists them).
+        run: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
     /// Print the plan's JSON Schema, for editors and CI.
     Schema,
     /// Write a commented template plan showing every key and its default.

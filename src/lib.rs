@@ -7,18 +7,45 @@
 pub mod cli;
 mod commands;
 pub mod diagnostics;
+pub mod exec;
 pub mod fsutil;
+pub mod health;
 pub mod hook;
+pub mod journal;
 pub mod package;
 pub mod plan;
 pub mod preflight;
+pub mod progress;
+pub mod schedule;
 pub mod store;
+pub mod window;
 
 /// Runs one command line and returns the process exit code (SPEC §5.6).
 pub fn run(cli: cli::Cli) -> u8 {
     use cli::Command;
     match cli.command {
         Command::Check { plans, format } => commands::check::run(&plans, format),
+        Command::Plan { plan, only, format } => commands::run::plan(&plan, only.as_deref(), format),
+        Command::Apply {
+            plan,
+            only,
+            yes,
+            state,
+            wait_for_lock,
+            format,
+        } => commands::run::apply(
+            &plan,
+            commands::run::ApplyOpts {
+                only,
+                yes,
+                state,
+                wait_for_lock,
+                format,
+            },
+        ),
+        Command::History { run, state, format } => {
+            commands::run::history(run.as_deref(), state.as_deref(), format)
+        }
         Command::Schema => commands::schema(),
         Command::Init { file, force } => commands::init(file.as_deref(), force),
         Command::Node(cmd) => commands::node::run(cmd),

@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod node;
+pub mod run;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;

@@ -145,6 +145,8 @@ pub enum Outcome {
 pub struct Store {
     pub root: PathBuf,
     releases: PathBuf,
+    /// Set when a fleet run holds the lock across several operations.
+    held: Option<lock::Lock>,
 }
 
 fn io(what: &Path, e: std::io::Error) -> Problem {
@@ -156,7 +158,17 @@ impl Store {
         Store {
             root: root.to_owned(),
             releases: root.join("releases"),
+            held: None,
         }
+    }
+
+    /// Takes the store's lock and keeps it until the `Store` is dropped, so a sequence of
+    /// operations (install, health check, make permanent) is one change to other writers.
+    pub fn locked(root: &Path, ctx: &Ctx) -> Result<Store, Problem> {
+        let mut s = Store::new(root);
+        std::fs::create_dir_all(&s.releases).map_err(|e| io(&s.releases, e))?;
+        s.held = Some(s.lock(ctx)?);
+        Ok(s)
     }
 
     fn tree(&self, v: &Version) -> PathBuf {
@@ -258,7 +270,10 @@ impl Store {
         let Some(cmd) = &ctx.activation.command else {
             return Ok(());
         };
-        let root = self.root.display().to_string();
+        // Hooks get absolute paths: they may change directory.
+        let abs = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
+        let root = abs.display().to_string();
+        let release_dir = abs.join("releases").join(v.to_string());
         let version = v.to_string();
         let prev = previous.map(|p| p.to_string()).unwrap_or_default();
         let mut argv = Vec::with_capacity(cmd.len());
@@ -276,7 +291,7 @@ impl Store {
         }
         let env = [
             ("FLEETUP_ROOT", root.clone()),
-            ("FLEETUP_RELEASE_DIR", self.tree(v).display().to_string()),
+            ("FLEETUP_RELEASE_DIR", release_dir.display().to_string()),
             ("FLEETUP_VERSION", version.clone()),
             ("FLEETUP_PREVIOUS_VERSION", prev.clone()),
         ];
@@ -475,9 +490,12 @@ impl Store {
     }
 
     /// Opens the store for a change: lock, read, repair.
-    fn begin(&self, ctx: &mut Ctx) -> Result<(lock::Lock, Option<StoreState>), Problem> {
+    fn begin(&self, ctx: &mut Ctx) -> Result<(Option<lock::Lock>, Option<StoreState>), Problem> {
         std::fs::create_dir_all(&self.releases).map_err(|e| io(&self.releases, e))?;
-        let lock = self.lock(ctx)?;
+        let lock = match self.held {
+            Some(_) => None,
+            None => Some(self.lock(ctx)?),
+        };
         let mut st = self.load()?;
         self.repair(&mut st, ctx)?;
         Ok((lock, st))
@@ -721,6 +739,78 @@ impl Store {
             previous,
             permanent: true,
         })
+    }
+
+    /// Undoes an install that is current but not yet permanent (its health check failed):
+    /// `current` goes back to the permanent release, which is activated again, and `v` is
+    /// left unpacked. On a fresh store there is nothing to go back to: `v` is just
+    /// withdrawn.
+    pub fn revert(&self, v: &Version, ctx: &mut Ctx) -> Result<(), Problem> {
+        let (_lock, st) = self.begin(ctx)?;
+        let Some(mut st) = st else { return Ok(()) };
+        match st.get(v).map(|r| r.state) {
+            Some(ReleaseState::Current) => {
+                st.set(v, ReleaseState::Unpacked);
+                self.save(&st)?;
+                self.sync_links(&st)?;
+                if let Some(p) = st.permanent().map(|r| r.version.clone()) {
+                    self.activate(&p, Some(v), ctx).map_err(|e| {
+                        Problem::new(
+                            Code::RollbackFailed,
+                            format!("switched back to {p}, but activating it failed: {e}"),
+                        )
+                    })?;
+                    ctx.say(format!("Switched back to {p}"));
+                }
+                Ok(())
+            }
+            Some(ReleaseState::Permanent)
+                if st
+                    .releases
+                    .iter()
+                    .all(|r| &r.version == v || r.state == ReleaseState::Unpacked) =>
+            {
+                // The first release of a fresh store: nothing older to run.
+                st.set(v, ReleaseState::Unpacked);
+                self.save(&st)?;
+                self.sync_links(&st)?;
+                ctx.say(format!("Withdrew {v}; the store has no other release"));
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Puts `previous` back as the permanent, running release after this run made `v`
+    /// permanent (`on_failure: rollback-all`). Unlike `downgrade`, this undoes a change the
+    /// plan made, so the policy that allowed the upgrade allows its undoing.
+    pub fn roll_back_to(
+        &self,
+        previous: &Version,
+        v: &Version,
+        ctx: &mut Ctx,
+    ) -> Result<(), Problem> {
+        let (_lock, st) = self.begin(ctx)?;
+        let Some(mut st) = st else { return Ok(()) };
+        if st.get(previous).is_none() {
+            return Err(Problem::new(
+                Code::RollbackFailed,
+                format!(
+                    "{previous} is no longer in the store {}",
+                    self.root.display()
+                ),
+            ));
+        }
+        if st.permanent().map(|r| &r.version) == Some(previous)
+            && st.running().map(|r| &r.version) == Some(previous)
+        {
+            return Ok(());
+        }
+        ctx.say(format!("Rolling back {v} to {previous}"));
+        self.install(&mut st, previous, "rollback", ctx)
+            .map_err(|e| Problem::new(Code::RollbackFailed, e.message))?;
+        self.make_permanent(&mut st, previous, ctx)?;
+        Ok(())
     }
 
     /// `fleetup node uninstall`: removes an unpacked or old release, its tree and package.

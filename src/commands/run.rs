@@ -1,0 +1,361 @@
+//! `fleetup plan`, `apply` and `history`: a plan's dry run, its execution, and the record
+//! of past runs.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{fail, stderr_color};
+use crate::cli::OutputFormat;
+use crate::diagnostics::{Code, Problem, Severity, render_human};
+use crate::exec::{self, Event, RunOptions};
+use crate::plan::Plan;
+use crate::preflight::{self, Preflight};
+use crate::progress::{Progress, summary_table};
+use crate::schedule::{self, Schedule, Target};
+use crate::{journal, window};
+
+/// Loads, validates and preflights a plan, printing its problems. `Err` is the exit code.
+fn prepare(path: &Path, only: Option<&str>) -> Result<(Plan, Preflight, Schedule), u8> {
+    let loaded = crate::plan::load(path);
+    let mut problems = loaded.problems;
+    let pf = loaded.plan.as_ref().map(preflight::run);
+    if let Some(pf) = &pf {
+        problems.extend(pf.problems.iter().cloned());
+    }
+    problems.sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.start));
+    if !problems.is_empty() {
+        eprint!(
+            "{}",
+            render_human(&problems, loaded.file.as_ref(), stderr_color())
+        );
+    }
+    let errors: Vec<&Problem> = problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .collect();
+    if !errors.is_empty() {
+        // A pin that does not match is a refusal to start (5), anything else invalid input (1).
+        return Err(if errors.iter().all(|p| p.code == Code::FromMismatch) {
+            5
+        } else {
+            1
+        });
+    }
+    let (Some(plan), Some(pf)) = (loaded.plan, pf) else {
+        return Err(1);
+    };
+    let schedule = schedule::build(&plan, only).map_err(|p| {
+        fail(p);
+        2
+    })?;
+    Ok((plan, pf, schedule))
+}
+
+#[derive(Serialize)]
+struct DryTarget {
+    target: String,
+    kind: &'static str,
+    from: Option<String>,
+    from_source: &'static str,
+    to: String,
+    package: Option<String>,
+    rules: &'static str,
+}
+
+fn dry_targets(plan: &Plan, pf: &Preflight, wave: &[Target]) -> Vec<DryTarget> {
+    wave.iter()
+        .map(|t| match *t {
+            Target::Node(i) => {
+                let (n, f) = (&plan.nodes[i], &pf.nodes[i]);
+                let (from, from_source) = match (&f.running, &n.from) {
+                    (Some(r), _) => (Some(r.version.to_string()), "live"),
+                    (None, Some(p)) if !f.state_read => (Some(p.value.to_string()), "pinned"),
+                    (None, _) if f.state_read => (None, "fresh"),
+                    _ => (None, "unknown"),
+                };
+                let rules = match (&f.running, &f.package) {
+                    (Some(_), Some(_)) => "passed",
+                    (None, Some(_)) if f.state_read => "none apply (fresh store)",
+                    _ => "checked at apply (state not readable here)",
+                };
+                DryTarget {
+                    target: n.name.value.clone(),
+                    kind: "node",
+                    from,
+                    from_source,
+                    to: n.to.value.to_string(),
+                    package: f.package.as_ref().map(|p| p.file.clone()),
+                    rules,
+                }
+            }
+            Target::Group(i) => DryTarget {
+                target: plan.groups[i].name.value.clone(),
+                kind: "group",
+                from: None,
+                from_source: "unknown",
+                to: plan.groups[i]
+                    .apps
+                    .iter()
+                    .map(|a| format!("{} {}", a.app.value, a.to.value))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                package: None,
+                rules: "cannot be previewed yet: app groups are not built",
+            },
+        })
+        .collect()
+}
+
+pub fn plan(path: &Path, only: Option<&str>, format: OutputFormat) -> u8 {
+    let (plan, pf, schedule) = match prepare(path, only) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let waves: Vec<Vec<DryTarget>> = schedule
+        .waves
+        .iter()
+        .map(|w| dry_targets(&plan, &pf, w))
+        .collect();
+    if format == OutputFormat::Json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            plan: &'a str,
+            file: String,
+            max_parallel: usize,
+            waves: &'a [Vec<DryTarget>],
+        }
+        let doc = Doc {
+            plan: &plan.name,
+            file: path.display().to_string(),
+            max_parallel: plan.rollout.max_parallel,
+            waves: &waves,
+        };
+        match serde_json::to_string_pretty(&doc) {
+            Ok(s) => println!("{s}"),
+            Err(e) => return fail(Problem::new(Code::Io, format!("cannot render JSON: {e}"))),
+        }
+        return 0;
+    }
+    println!(
+        "Plan {} ({}): {} targets in {} waves, at most {} at once; nothing is changed by this command.",
+        plan.name,
+        path.display(),
+        schedule.len(),
+        waves.len(),
+        plan.rollout.max_parallel
+    );
+    if let Some(w) = &plan.window {
+        let state = if window::is_open(w, jiff::Timestamp::now()) {
+            "open now"
+        } else {
+            "closed now"
+        };
+        println!("Window: {} ({state})", window::describe(w));
+    }
+    for (i, wave) in waves.iter().enumerate() {
+        println!("Wave {}/{}:", i + 1, waves.len());
+        for t in wave {
+            let from = match (&t.from, t.from_source) {
+                (Some(v), "live") => v.clone(),
+                (Some(v), src) => format!("{v} ({src})"),
+                (None, src) => format!("({src})"),
+            };
+            println!("  {:<20} {from} → {}", t.target, t.to);
+            if let Some(p) = &t.package {
+                println!("  {:<20} package {p}", "");
+            }
+            println!("  {:<20} rules: {}", "", t.rules);
+        }
+    }
+    0
+}
+
+pub struct ApplyOpts {
+    pub only: Option<String>,
+    pub yes: bool,
+    pub state: Option<PathBuf>,
+    pub wait_for_lock: Option<String>,
+    pub format: OutputFormat,
+}
+
+fn confirm(plan: &Plan, schedule: &Schedule) -> bool {
+    eprint!(
+        "Apply {} to {} targets in {} waves? [y/N] ",
+        plan.name,
+        schedule.len(),
+        schedule.waves.len()
+    );
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+pub fn apply(path: &Path, o: ApplyOpts) -> u8 {
+    let lock_wait = match &o.wait_for_lock {
+        None => Duration::ZERO,
+        Some(d) => match crate::plan::validate::parse_duration(d) {
+            Some(d) => d,
+            None => {
+                return fail(Problem::new(
+                    Code::BadDuration,
+                    format!("--wait-for-lock `{d}` is not a duration"),
+                ));
+            }
+        },
+    };
+    let (plan, _pf, schedule) = match prepare(path, o.only.as_deref()) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    if let Some(w) = &plan.window {
+        let now = jiff::Timestamp::now();
+        if !window::is_open(w, now) {
+            let next = window::next_opening(w, now)
+                .map_or("never (no day is listed)".to_owned(), |z| {
+                    z.strftime("%a %Y-%m-%d %H:%M %Z").to_string()
+                });
+            return fail(
+                Problem::new(Code::WindowClosed, format!("outside the maintenance window {}; it next opens {next}", window::describe(w)))
+                    .help("run it then (a systemd timer or cron entry can), or change the plan's `window`"),
+            );
+        }
+    }
+    let held = exec::locks_held(&plan, &schedule);
+    if !held.is_empty() && lock_wait.is_zero() {
+        eprint!("{}", render_human(&held, None, stderr_color()));
+        return 5;
+    }
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !o.yes {
+        if !terminal {
+            return fail(Problem::new(
+                Code::Usage,
+                "apply changes the fleet: without a terminal to confirm on, pass --yes",
+            ));
+        }
+        if !confirm(&plan, &schedule) {
+            eprintln!("Nothing was changed.");
+            return 0;
+        }
+    }
+    let state = match journal::state_dir(o.state.as_deref(), plan.state.as_deref()) {
+        Ok(s) => s,
+        Err(p) => return fail(p),
+    };
+    let journal = match journal::Journal::create(&state, path, &plan.name, &plan.file.text) {
+        Ok(j) => j,
+        Err(p) => return fail(p),
+    };
+    let json = o.format == OutputFormat::Json;
+    let progress = Progress::new(terminal && !json, json, schedule.len());
+    if !json {
+        println!(
+            "Run {} of {}: {} targets in {} waves (journal: {})",
+            journal.id(),
+            plan.name,
+            schedule.len(),
+            schedule.waves.len(),
+            journal.dir.display()
+        );
+    }
+    let emit = |e: Event| {
+        journal.event(&e);
+        progress.event(&e);
+    };
+    let opts = RunOptions {
+        run_id: journal.id(),
+        lock_wait,
+    };
+    let results = match exec::execute(&plan, &schedule, &opts, &emit) {
+        Ok(r) => r,
+        Err(p) => {
+            progress.finish();
+            journal.finish("failed", p.code.exit_code());
+            return fail(p);
+        }
+    };
+    progress.finish();
+    let code = exec::exit_code(&results);
+    let status = match code {
+        0 => "succeeded",
+        3 => "failed",
+        _ => "needs-attention",
+    };
+    journal.finish(status, code);
+    if json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            run: String,
+            plan: &'a str,
+            status: &'a str,
+            exit: u8,
+            targets: &'a [exec::TargetResult],
+        }
+        let doc = Doc {
+            run: journal.id(),
+            plan: &plan.name,
+            status,
+            exit: code,
+            targets: &results,
+        };
+        if let Ok(s) = serde_json::to_string_pretty(&doc) {
+            println!("{s}");
+        }
+    } else {
+        print!("\n{}", summary_table(&results));
+        println!("Run {}: {status} (exit {code})", journal.id());
+    }
+    code
+}
+
+pub fn history(run: Option<&str>, state: Option<&Path>, format: OutputFormat) -> u8 {
+    let state = match journal::state_dir(state, None) {
+        Ok(s) => s,
+        Err(p) => return fail(p),
+    };
+    let runs = journal::runs(&state);
+    let json = format == OutputFormat::Json;
+    match run {
+        None => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&runs).unwrap_or_default()
+                );
+            } else if runs.is_empty() {
+                println!("No runs in {}.", state.display());
+            } else {
+                for r in &runs {
+                    println!("{}  {}  {}  {}", r.run, r.started, r.status, r.plan);
+                }
+            }
+            0
+        }
+        Some(id) => {
+            let Some(r) = runs.iter().find(|r| r.run == id || r.run.starts_with(id)) else {
+                return fail(
+                    Problem::new(Code::Usage, format!("no run `{id}` in {}", state.display()))
+                        .help("`fleetup history` lists the runs"),
+                );
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+            } else {
+                println!(
+                    "Run {} of {} ({}), started {}: {}",
+                    r.run,
+                    r.plan,
+                    r.exit.map_or("-".into(), |e| format!("exit {e}")),
+                    r.started,
+                    r.status
+                );
+                for (t, outcome, detail) in &r.targets {
+                    println!("  {t:<20} {outcome:<12} {detail}");
+                }
+            }
+            0
+        }
+    }
+}

@@ -1,0 +1,523 @@
+//! Executing a schedule: waves one after another, targets of a wave in parallel on a
+//! rayon pool sized to `max_parallel`, each node as one locked sequence
+//! (unpack → install/activate → health → permanent), failures counted across the run
+//! and handled as `on_failure` says.
+//!
+//! Workers only send [`Event`]s; what reaches the terminal or the journal is decided by
+//! the consumers the caller passes in.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use semver::Version;
+use serde::Serialize;
+
+use crate::diagnostics::{Code, Problem};
+use crate::health::{Probe, Timing};
+use crate::plan::{Amount, Check, Health, NodeTarget, OnFailure, Plan};
+use crate::schedule::{Schedule, Target};
+use crate::store::{self, Activation, Ctx, Outcome as StoreOutcome, Store};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Upgraded,
+    Unchanged,
+    RolledBack,
+    Failed,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Upgraded => "upgraded",
+            Outcome::Unchanged => "unchanged",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// What happened, as it happens.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    Wave {
+        index: usize,
+        of: usize,
+        targets: Vec<String>,
+    },
+    Step {
+        target: String,
+        step: String,
+        detail: String,
+    },
+    Done {
+        target: String,
+        outcome: Outcome,
+        detail: String,
+        millis: u64,
+    },
+    Note {
+        detail: String,
+    },
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetResult {
+    pub target: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub outcome: Outcome,
+    pub detail: String,
+    pub millis: u64,
+    /// The failure could not be undone: the target needs attention (exit 4).
+    pub attention: bool,
+}
+
+pub struct RunOptions {
+    pub run_id: String,
+    pub lock_wait: Duration,
+}
+
+/// Everything a run needs to fill a node's templates.
+fn node_vars(node: &NodeTarget) -> BTreeMap<String, String> {
+    let env = |k: &str| std::env::var(k).ok();
+    let mut vars: BTreeMap<String, String> = node
+        .vars
+        .iter()
+        .filter_map(|(k, t)| Some((k.clone(), t.render(|_| None, env).ok()?)))
+        .collect();
+    vars.insert("name".into(), node.name.value.clone());
+    vars.insert("host".into(), node.host.clone());
+    vars
+}
+
+fn render_probe(h: &Health, vars: &BTreeMap<String, String>) -> Result<Probe, String> {
+    let env = |k: &str| std::env::var(k).ok();
+    let fill = |t: &crate::plan::template::Template| {
+        t.render(|k| vars.get(k).cloned(), env)
+            .map_err(|m| format!("the health check `{t}` cannot be filled: {m:?}"))
+    };
+    Ok(match &h.check {
+        Check::Http(t) => Probe::Http {
+            url: fill(&t.value)?,
+            expect: h.expect_status,
+        },
+        Check::Tcp(t) => Probe::Tcp {
+            addr: fill(&t.value)?,
+        },
+        Check::Command(c) => Probe::Command {
+            argv: c.iter().map(|t| fill(&t.value)).collect::<Result<_, _>>()?,
+        },
+    })
+}
+
+struct Run<'a> {
+    plan: &'a Plan,
+    opts: &'a RunOptions,
+    emit: &'a (dyn Fn(Event) + Sync),
+    failures: AtomicUsize,
+    allowed: usize,
+    stop: AtomicBool,
+    /// Targets this run upgraded, in completion order, with the release they came from.
+    upgraded: Mutex<Vec<(Target, Option<Version>)>>,
+}
+
+impl Run<'_> {
+    fn step(&self, target: &str, step: &str, detail: impl Into<String>) {
+        (self.emit)(Event::Step {
+            target: target.into(),
+            step: step.into(),
+            detail: detail.into(),
+        });
+    }
+
+    fn ctx<'s>(&self, node: &NodeTarget, say: &'s mut dyn FnMut(String)) -> Ctx<'s> {
+        let plan = self.plan;
+        let mut vars = node_vars(node);
+        vars.remove("root");
+        Ctx {
+            say,
+            product: Some(plan.product.clone()),
+            runtime: plan.runtime.clone(),
+            edition: plan.edition.as_ref().map(|e| e.value.clone()),
+            repo: plan.repository.as_ref().map(|r| r.value.clone()),
+            sha256: node.sha256.as_ref().map(|s| s.value.clone()),
+            policy: plan.policy,
+            activation: Activation {
+                command: plan
+                    .hooks
+                    .command
+                    .as_ref()
+                    .map(|c| c.iter().map(|t| t.value.clone()).collect()),
+                timeout: plan.hooks.timeout,
+                vars,
+            },
+            lock_wait: self.opts.lock_wait,
+            run: Some(self.opts.run_id.clone()),
+            limits: Default::default(),
+        }
+    }
+
+    fn health(
+        &self,
+        node: &NodeTarget,
+        version: &Version,
+        previous: Option<&Version>,
+        rollback: bool,
+    ) -> Result<(), String> {
+        let Some(h) = &self.plan.health else {
+            return Ok(());
+        };
+        let mut vars = node_vars(node);
+        let root =
+            std::path::absolute(&node.root.value).unwrap_or_else(|_| node.root.value.clone());
+        vars.insert("root".into(), root.display().to_string());
+        vars.insert("version".into(), version.to_string());
+        vars.insert(
+            "previous".into(),
+            previous.map(|p| p.to_string()).unwrap_or_default(),
+        );
+        let probe = render_probe(h, &vars)?;
+        let timing = Timing {
+            timeout: if rollback {
+                h.rollback_timeout
+            } else {
+                h.timeout
+            },
+            interval: h.interval,
+            healthy_for: h.healthy_for,
+        };
+        probe.wait(timing).map(|_| ())
+    }
+
+    fn node(&self, t: Target, node: &NodeTarget) -> TargetResult {
+        let name = node.name.value.clone();
+        let to = node.to.value.clone();
+        let started = Instant::now();
+        let done = |from: Option<&Version>, outcome: Outcome, detail: String, attention: bool| {
+            TargetResult {
+                target: name.clone(),
+                from: from.map(|v| v.to_string()),
+                to: to.to_string(),
+                outcome,
+                detail,
+                millis: started.elapsed().as_millis() as u64,
+                attention,
+            }
+        };
+        if self.stop.load(Ordering::SeqCst) {
+            return done(
+                None,
+                Outcome::Skipped,
+                "not started: the run's failures exceeded max_failures".into(),
+                false,
+            );
+        }
+        let mut say = |l: String| self.step(&name, "store", l);
+        let mut ctx = self.ctx(node, &mut say);
+        self.step(&name, "lock", node.root.value.display().to_string());
+        let store = match Store::locked(&node.root.value, &ctx) {
+            Ok(s) => s,
+            Err(p) => return self.failed(done(None, Outcome::Failed, p.message, false)),
+        };
+        let from = match store.state() {
+            Ok(st) => st.and_then(|s| s.running().map(|r| r.version.clone())),
+            Err(p) => return self.failed(done(None, Outcome::Failed, p.message, false)),
+        };
+        if let Some(pin) = &node.from
+            && from.as_ref() != Some(&pin.value)
+        {
+            let runs = from.as_ref().map_or("nothing".into(), |v| v.to_string());
+            return self.failed(done(
+                from.as_ref(),
+                Outcome::Failed,
+                format!("the plan pins from {} but the node runs {runs}", pin.value),
+                false,
+            ));
+        }
+        let permanent = self.plan.rollout.permanent;
+        self.step(
+            &name,
+            "install",
+            format!(
+                "{} → {to}",
+                from.as_ref().map_or("(fresh)".into(), |v| v.to_string())
+            ),
+        );
+        match store.upgrade(&to, false, &mut ctx) {
+            Ok(StoreOutcome::Unchanged) if from.as_ref() == Some(&to) => {
+                return done(
+                    from.as_ref(),
+                    Outcome::Unchanged,
+                    format!("already runs {to}"),
+                    false,
+                );
+            }
+            Ok(_) => {}
+            Err(p) => {
+                // A failed activation was already switched back by the store.
+                let attention = p.code == Code::RollbackFailed;
+                let outcome = if p.code == Code::ActivationFailed {
+                    Outcome::RolledBack
+                } else {
+                    Outcome::Failed
+                };
+                return self.failed(done(from.as_ref(), outcome, p.message, attention));
+            }
+        }
+        self.step(&name, "health", "checking");
+        if let Err(e) = self.health(node, &to, from.as_ref(), false) {
+            self.step(&name, "health", format!("failed: {e}"));
+            if self.plan.rollout.on_failure == OnFailure::Stop {
+                return self.failed(done(
+                    from.as_ref(),
+                    Outcome::Failed,
+                    format!("unhealthy, left as it is (on_failure: stop): {e}"),
+                    false,
+                ));
+            }
+            self.step(
+                &name,
+                "rollback",
+                format!(
+                    "back to {}",
+                    from.as_ref().map_or("nothing".into(), |v| v.to_string())
+                ),
+            );
+            let back =
+                store
+                    .revert(&to, &mut ctx)
+                    .map_err(|p| p.message)
+                    .and_then(|_| match &from {
+                        Some(prev) => self
+                            .health(node, prev, Some(&to), true)
+                            .map_err(|h| format!("{prev} is not healthy again: {h}")),
+                        None => Ok(()),
+                    });
+            return match back {
+                Ok(()) => self.failed(done(
+                    from.as_ref(),
+                    Outcome::RolledBack,
+                    format!("unhealthy: {e}"),
+                    false,
+                )),
+                Err(r) => self.failed(done(
+                    from.as_ref(),
+                    Outcome::Failed,
+                    format!("unhealthy: {e}; rollback failed: {r}"),
+                    true,
+                )),
+            };
+        }
+        if permanent {
+            self.step(&name, "permanent", to.to_string());
+            if let Err(p) = store.upgrade(&to, true, &mut ctx) {
+                return self.failed(done(from.as_ref(), Outcome::Failed, p.message, true));
+            }
+        }
+        if let Ok(mut u) = self.upgraded.lock() {
+            u.push((t, from.clone()));
+        }
+        done(
+            from.as_ref(),
+            Outcome::Upgraded,
+            format!(
+                "healthy, {}",
+                if permanent {
+                    "permanent"
+                } else {
+                    "current (not permanent)"
+                }
+            ),
+            false,
+        )
+    }
+
+    fn failed(&self, r: TargetResult) -> TargetResult {
+        let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        if n > self.allowed {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn target(&self, t: Target) -> TargetResult {
+        let r = match t {
+            Target::Node(i) => self.node(t, &self.plan.nodes[i]),
+            Target::Group(i) => TargetResult {
+                target: self.plan.groups[i].name.value.clone(),
+                from: None,
+                to: String::new(),
+                outcome: Outcome::Skipped,
+                detail: "app groups are not built yet: this group was left untouched".into(),
+                millis: 0,
+                attention: false,
+            },
+        };
+        (self.emit)(Event::Done {
+            target: r.target.clone(),
+            outcome: r.outcome,
+            detail: r.detail.clone(),
+            millis: r.millis,
+        });
+        r
+    }
+
+    /// `rollback-all`: every target this run upgraded goes back, newest first.
+    fn roll_back_all(&self, results: &mut [TargetResult]) {
+        let upgraded = self.upgraded.lock().map(|u| u.clone()).unwrap_or_default();
+        for (t, from) in upgraded.into_iter().rev() {
+            let Target::Node(i) = t else { continue };
+            let node = &self.plan.nodes[i];
+            let Some(r) = results.iter_mut().find(|r| r.target == node.name.value) else {
+                continue;
+            };
+            let name = node.name.value.clone();
+            let mut say = |l: String| self.step(&name, "store", l);
+            let mut ctx = self.ctx(node, &mut say);
+            self.step(&node.name.value, "rollback", "rollback-all");
+            let res = match &from {
+                Some(prev) => Store::new(&node.root.value)
+                    .roll_back_to(prev, &node.to.value, &mut ctx)
+                    .map_err(|p| p.message)
+                    .and_then(|_| self.health(node, prev, Some(&node.to.value), true)),
+                None => Store::new(&node.root.value)
+                    .revert(&node.to.value, &mut ctx)
+                    .map_err(|p| p.message),
+            };
+            match res {
+                Ok(()) => {
+                    r.outcome = Outcome::RolledBack;
+                    r.detail =
+                        "rolled back with the rest of the run (on_failure: rollback-all)".into();
+                }
+                Err(e) => {
+                    r.outcome = Outcome::Failed;
+                    r.detail = format!("rollback-all failed: {e}");
+                    r.attention = true;
+                }
+            }
+            (self.emit)(Event::Done {
+                target: r.target.clone(),
+                outcome: r.outcome,
+                detail: r.detail.clone(),
+                millis: r.millis,
+            });
+        }
+    }
+}
+
+fn allowed_failures(a: Amount, total: usize) -> usize {
+    match a {
+        Amount::Count(c) => c as usize,
+        Amount::Percent(p) => (p * total as f64 / 100.0).floor() as usize,
+    }
+}
+
+/// Runs every wave of `schedule` and returns each target's result, in schedule order.
+pub fn execute(
+    plan: &Plan,
+    schedule: &Schedule,
+    opts: &RunOptions,
+    emit: &(dyn Fn(Event) + Sync),
+) -> Result<Vec<TargetResult>, Problem> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(plan.rollout.max_parallel.min(schedule.len().max(1)))
+        .build()
+        .map_err(|e| Problem::new(Code::Io, format!("cannot start the worker pool: {e}")))?;
+    let run = Run {
+        plan,
+        opts,
+        emit,
+        failures: AtomicUsize::new(0),
+        allowed: allowed_failures(plan.rollout.max_failures, schedule.len()),
+        stop: AtomicBool::new(false),
+        upgraded: Mutex::new(Vec::new()),
+    };
+    let mut results = Vec::with_capacity(schedule.len());
+    let of = schedule.waves.len();
+    for (index, wave) in schedule.waves.iter().enumerate() {
+        if run.stop.load(Ordering::SeqCst) {
+            results.extend(wave.iter().map(|t| run.target(*t)));
+            continue;
+        }
+        if index > 0 && !plan.rollout.pause.is_zero() {
+            (emit)(Event::Note {
+                detail: format!(
+                    "pausing {}s before the next wave",
+                    plan.rollout.pause.as_secs_f64()
+                ),
+            });
+            std::thread::sleep(plan.rollout.pause);
+        }
+        (emit)(Event::Wave {
+            index: index + 1,
+            of,
+            targets: wave.iter().map(|t| t.name(plan).to_owned()).collect(),
+        });
+        // One task per target: I/O-bound work must not be batched behind a slow target.
+        let wave_results: Vec<TargetResult> = pool.install(|| {
+            wave.par_iter()
+                .with_max_len(1)
+                .map(|t| run.target(*t))
+                .collect()
+        });
+        let wave_failed = wave_results
+            .iter()
+            .any(|r| matches!(r.outcome, Outcome::Failed | Outcome::RolledBack));
+        results.extend(wave_results);
+        // A wave starts only when the previous one is all healthy, within max_failures.
+        if wave_failed && run.failures.load(Ordering::SeqCst) > run.allowed {
+            run.stop.store(true, Ordering::SeqCst);
+        }
+    }
+    if run.stop.load(Ordering::SeqCst) && plan.rollout.on_failure == OnFailure::RollbackAll {
+        run.roll_back_all(&mut results);
+    }
+    Ok(results)
+}
+
+/// The exit code of a finished run (SPEC §5.6).
+pub fn exit_code(results: &[TargetResult]) -> u8 {
+    if results.iter().any(|r| r.attention) {
+        4
+    } else if results
+        .iter()
+        .any(|r| matches!(r.outcome, Outcome::Failed | Outcome::RolledBack))
+    {
+        3
+    } else {
+        0
+    }
+}
+
+/// Nodes whose store is held by someone else right now: a run refuses to start (exit 5).
+pub fn locks_held(plan: &Plan, schedule: &Schedule) -> Vec<Problem> {
+    schedule
+        .targets()
+        .filter_map(|t| match t {
+            Target::Node(i) => {
+                let root = &plan.nodes[i].root.value;
+                let dir = root.join("releases");
+                if !dir.is_dir() {
+                    return None;
+                }
+                store::lock::acquire(
+                    &dir,
+                    &format!("the store of node `{}`", plan.nodes[i].name.value),
+                    None,
+                    Duration::ZERO,
+                )
+                .err()
+            }
+            Target::Group(_) => None,
+        })
+        .collect()
+}

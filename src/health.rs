@@ -1,0 +1,207 @@
+//! Health checks (SPEC §5.5): an HTTP GET answering the expected status, a TCP connect,
+//! or a command exiting 0, polled until healthy or the deadline, then held healthy for
+//! `healthy_for`. A deadline passing is always a failure.
+
+use std::net::ToSocketAddrs;
+use std::time::{Duration, Instant};
+
+/// A check with its placeholders already filled.
+#[derive(Clone, Debug)]
+pub enum Probe {
+    Http { url: String, expect: u16 },
+    Tcp { addr: String },
+    Command { argv: Vec<String> },
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub healthy_for: Duration,
+}
+
+impl Probe {
+    /// One attempt, bounded by `limit`.
+    pub fn once(&self, limit: Duration) -> Result<(), String> {
+        let limit = limit.max(Duration::from_millis(50));
+        match self {
+            Probe::Http { url, expect } => {
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(limit))
+                    .http_status_as_error(false)
+                    .build()
+                    .into();
+                match agent.get(url).call() {
+                    Ok(r) if r.status().as_u16() == *expect => Ok(()),
+                    Ok(r) => Err(format!(
+                        "GET {url} answered {}, expected {expect}",
+                        r.status().as_u16()
+                    )),
+                    Err(e) => Err(format!("GET {url} failed: {e}")),
+                }
+            }
+            Probe::Tcp { addr } => {
+                let addrs: Vec<_> = addr
+                    .to_socket_addrs()
+                    .map_err(|e| format!("cannot resolve {addr}: {e}"))?
+                    .collect();
+                let mut last = format!("{addr} has no address");
+                for a in addrs {
+                    match std::net::TcpStream::connect_timeout(&a, limit) {
+                        Ok(_) => return Ok(()),
+                        Err(e) => last = format!("connecting to {addr} failed: {e}"),
+                    }
+                }
+                Err(last)
+            }
+            Probe::Command { argv } => {
+                crate::hook::run(argv, &[], limit).map_err(|e| format!("`{}`: {e}", argv.join(" ")))
+            }
+        }
+    }
+
+    /// Polls until healthy and then healthy for `healthy_for` in a row, or the deadline.
+    pub fn wait(&self, t: Timing) -> Result<Duration, String> {
+        let start = Instant::now();
+        let deadline = start + t.timeout;
+        let mut healthy_since: Option<Instant> = None;
+        let mut last_error = String::from("no check finished before the deadline");
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(match healthy_since {
+                    Some(_) => format!(
+                        "healthy, but not for {}s in a row before the {}s deadline",
+                        t.healthy_for.as_secs_f64(),
+                        t.timeout.as_secs_f64()
+                    ),
+                    None => format!(
+                        "not healthy within {}s: {last_error}",
+                        t.timeout.as_secs_f64()
+                    ),
+                });
+            }
+            match self.once(deadline - now) {
+                Ok(()) => {
+                    let since = *healthy_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= t.healthy_for {
+                        return Ok(start.elapsed());
+                    }
+                }
+                Err(e) => {
+                    // A relapse while holding healthy starts the hold again.
+                    healthy_since = None;
+                    last_error = e;
+                }
+            }
+            let pause = t
+                .interval
+                .min(deadline.saturating_duration_since(Instant::now()));
+            std::thread::sleep(pause);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn timing(ms: u64) -> Timing {
+        Timing {
+            timeout: Duration::from_millis(ms),
+            interval: Duration::from_millis(20),
+            healthy_for: Duration::ZERO,
+        }
+    }
+
+    /// A tiny HTTP server on loopback answering `status` to every request, `n` times.
+    fn serve(status: u16, n: usize) -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for s in l.incoming().take(n) {
+                let mut s = s.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        port
+    }
+
+    #[test]
+    fn http_expects_the_status() {
+        let port = serve(200, 1);
+        let p = Probe::Http {
+            url: format!("http://127.0.0.1:{port}/status"),
+            expect: 200,
+        };
+        p.wait(timing(2000)).unwrap();
+        let port = serve(503, 100);
+        let p = Probe::Http {
+            url: format!("http://127.0.0.1:{port}/status"),
+            expect: 200,
+        };
+        let e = p.wait(timing(300)).unwrap_err();
+        assert!(e.contains("answered 503"), "{e}");
+    }
+
+    #[test]
+    fn tcp_and_command() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        Probe::Tcp { addr: addr.clone() }
+            .wait(timing(1000))
+            .unwrap();
+        drop(l);
+        assert!(Probe::Tcp { addr }.wait(timing(200)).is_err());
+        Probe::Command {
+            argv: vec!["true".into()],
+        }
+        .wait(timing(1000))
+        .unwrap();
+        assert!(
+            Probe::Command {
+                argv: vec!["false".into()]
+            }
+            .wait(timing(200))
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn a_check_that_hangs_is_a_failure_at_the_deadline() {
+        let p = Probe::Command {
+            argv: vec!["sleep".into(), "30".into()],
+        };
+        let start = Instant::now();
+        assert!(p.wait(timing(300)).is_err());
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn healthy_for_needs_an_unbroken_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag = dir.path().join("up");
+        std::fs::write(&flag, "").unwrap();
+        let p = Probe::Command {
+            argv: vec!["test".into(), "-e".into(), flag.display().to_string()],
+        };
+        let t = Timing {
+            timeout: Duration::from_secs(5),
+            interval: Duration::from_millis(20),
+            healthy_for: Duration::from_millis(200),
+        };
+        assert!(p.wait(t).unwrap() >= Duration::from_millis(200));
+        std::fs::remove_file(&flag).unwrap();
+        let t = Timing {
+            timeout: Duration::from_millis(300),
+            ..t
+        };
+        assert!(p.wait(t).is_err());
+    }
+}

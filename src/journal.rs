@@ -1,0 +1,251 @@
+//! Runs and their journals (SPEC §5.3): one directory per run in the state directory,
+//! holding the plan exactly as applied and one JSON line per event, each appended and
+//! synced, so a run killed at any moment leaves a journal that can be read (a torn last
+//! line is ignored).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::diagnostics::{Code, Problem};
+use crate::exec::Event;
+
+/// The state directory: --state, the plan's `state`, $FLEETUP_STATE_DIR,
+/// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup.
+pub fn state_dir(flag: Option<&Path>, plan: Option<&Path>) -> Result<PathBuf, Problem> {
+    if let Some(p) = flag.or(plan) {
+        return Ok(p.to_owned());
+    }
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(p) = env("FLEETUP_STATE_DIR") {
+        return Ok(p);
+    }
+    if let Some(p) = env("XDG_STATE_HOME") {
+        return Ok(p.join("fleetup"));
+    }
+    if let Some(home) = env("HOME") {
+        return Ok(home.join(".local/state/fleetup"));
+    }
+    Err(Problem::new(
+        Code::Io,
+        "no state directory: set --state, the plan's `state`, or $FLEETUP_STATE_DIR",
+    ))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Header {
+    pub run: String,
+    pub plan: String,
+    pub plan_name: String,
+    pub digest: String,
+    pub started: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Footer {
+    pub status: String,
+    pub exit: u8,
+    pub finished: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+enum Line {
+    Start(Header),
+    Event {
+        at: String,
+        #[serde(flatten)]
+        event: serde_json::Value,
+    },
+    End(Footer),
+}
+
+pub struct Journal {
+    pub dir: PathBuf,
+    file: Mutex<std::fs::File>,
+}
+
+fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+impl Journal {
+    /// Creates the run's directory with the plan text and the journal's first line.
+    pub fn create(
+        state: &Path,
+        plan_path: &Path,
+        plan_name: &str,
+        plan_text: &str,
+    ) -> Result<Journal, Problem> {
+        let io = |e: std::io::Error, p: &Path| {
+            Problem::new(
+                Code::Io,
+                format!("cannot write the journal in {}: {e}", p.display()),
+            )
+        };
+        let stamp = jiff::Timestamp::now()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string();
+        let digest: String = Sha256::digest(plan_text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let safe: String = plan_name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        let id = format!(
+            "{stamp}-{safe}-{}-{}",
+            &digest[..6],
+            std::process::id() % 10_000
+        );
+        let dir = state.join("runs").join(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| io(e, &dir))?;
+        let ext = plan_path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("yaml");
+        crate::fsutil::write_atomic(&dir.join(format!("plan.{ext}")), plan_text.as_bytes())
+            .map_err(|e| io(e, &dir))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("journal.jsonl"))
+            .map_err(|e| io(e, &dir))?;
+        let j = Journal {
+            dir,
+            file: Mutex::new(file),
+        };
+        j.write(&Line::Start(Header {
+            run: id,
+            plan: plan_path.display().to_string(),
+            plan_name: plan_name.to_owned(),
+            digest,
+            started: now(),
+        }));
+        Ok(j)
+    }
+
+    pub fn id(&self) -> String {
+        self.dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    fn write(&self, line: &Line) {
+        let Ok(mut text) = serde_json::to_string(line) else {
+            return;
+        };
+        text.push('\n');
+        if let Ok(mut f) = self.file.lock() {
+            // A journal that cannot be written must not stop the upgrade it records;
+            // the run's own output still reports every step.
+            let _ = f.write_all(text.as_bytes()).and_then(|_| f.sync_data());
+        }
+    }
+
+    pub fn event(&self, e: &Event) {
+        if let Ok(v) = serde_json::to_value(e) {
+            self.write(&Line::Event {
+                at: now(),
+                event: v,
+            });
+        }
+    }
+
+    pub fn finish(&self, status: &str, exit: u8) {
+        self.write(&Line::End(Footer {
+            status: status.to_owned(),
+            exit,
+            finished: now(),
+        }));
+    }
+}
+
+/// A run as `history` shows it.
+#[derive(Debug, Serialize)]
+pub struct RunSummary {
+    pub run: String,
+    pub plan: String,
+    pub started: String,
+    pub status: String,
+    pub exit: Option<u8>,
+    /// Last outcome of each target, in the order they finished.
+    pub targets: Vec<(String, String, String)>,
+}
+
+pub fn read_run(dir: &Path) -> Option<RunSummary> {
+    let text = std::fs::read_to_string(dir.join("journal.jsonl")).ok()?;
+    let mut summary: Option<RunSummary> = None;
+    for line in text.lines() {
+        // A torn last line of a killed run is skipped, never fatal.
+        let Ok(l) = serde_json::from_str::<Line>(line) else {
+            continue;
+        };
+        match l {
+            Line::Start(h) => {
+                summary = Some(RunSummary {
+                    run: h.run,
+                    plan: h.plan,
+                    started: h.started,
+                    status: "interrupted".into(),
+                    exit: None,
+                    targets: Vec::new(),
+                });
+            }
+            Line::Event { event, .. } => {
+                if let (Some(s), Some("done")) = (
+                    summary.as_mut(),
+                    event.get("event").and_then(|e| e.as_str()),
+                ) {
+                    let get = |k: &str| {
+                        event
+                            .get(k)
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    let target = get("target");
+                    s.targets.retain(|(t, _, _)| *t != target);
+                    s.targets.push((target, get("outcome"), get("detail")));
+                }
+            }
+            Line::End(f) => {
+                if let Some(s) = summary.as_mut() {
+                    s.status = f.status;
+                    s.exit = Some(f.exit);
+                }
+            }
+        }
+    }
+    summary
+}
+
+/// Every run in the state directory, oldest first.
+pub fn runs(state: &Path) -> Vec<RunSummary> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(state.join("runs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    dirs.sort();
+    dirs.iter().filter_map(|d| read_run(d)).collect()
+}
