@@ -1,0 +1,334 @@
+//! `fleetup apply` on real processes: every node's activate hook starts an HTTP server
+//! (python3 -m http.server) from its current release, and health is checked over HTTP on
+//! 127.0.0.1. Every test stops the servers it started.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use zip::write::SimpleFileOptions;
+
+const CTL: &str = r#"#!/bin/sh
+root="$FLEETUP_ROOT"
+if [ -f "$root/server.pid" ]; then kill "$(cat "$root/server.pid")" 2>/dev/null; sleep 0.3; fi
+cd "$FLEETUP_RELEASE_DIR/www" || exit 1
+python3 -m http.server --bind 127.0.0.1 "$(cat "$root/port")" >/dev/null 2>&1 &
+echo $! > "$root/server.pid"
+"#;
+
+/// A release whose server answers /status (healthy) or 404 (broken).
+fn served_release(repo: &Path, version: &str, healthy: bool) {
+    let path = repo.join(package_name(version));
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let o = SimpleFileOptions::default();
+    z.start_file("VERSION", o).unwrap();
+    writeln!(z, "{version}").unwrap();
+    z.start_file("bin/ctl", o.unix_permissions(0o755)).unwrap();
+    z.write_all(CTL.as_bytes()).unwrap();
+    z.add_directory("www/", o).unwrap();
+    if healthy {
+        z.start_file("www/status", o).unwrap();
+        write!(z, "{version}").unwrap();
+    }
+    z.finish().unwrap();
+}
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    nodes: Vec<(String, PathBuf, u16)>,
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        for (_, root, _) in &self.nodes {
+            if let Ok(pid) = std::fs::read_to_string(root.join("server.pid")) {
+                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `n` nodes on 4.4.15, serving it; releases 4.4.16 (healthy unless `broken16`).
+fn fleet(n: usize, broken16: bool) -> Fleet {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    served_release(&repo, "4.4.15", true);
+    served_release(&repo, "4.4.16", !broken16);
+    let mut f = Fleet {
+        dir,
+        nodes: Vec::new(),
+    };
+    for i in 1..=n {
+        let root = f.dir.path().join(format!("n{i}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let port = free_port();
+        std::fs::write(root.join("port"), port.to_string()).unwrap();
+        std::fs::write(
+            root.join("node.toml"),
+            "[activate]\ncommand = [\"{root}/current/bin/ctl\"]\ntimeout = \"10s\"\n",
+        )
+        .unwrap();
+        f.nodes.push((format!("n{i}"), root.clone(), port));
+        fleetup()
+            .args(["node", "upgrade", "4.4.15", "--root"])
+            .arg(&root)
+            .arg("--repo")
+            .arg(&repo)
+            .assert()
+            .success();
+        wait_status(port, "4.4.15");
+    }
+    f
+}
+
+fn get_status(port: u16) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(s, "GET /status HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.0 200")
+        .then(|| out.rsplit("\r\n\r\n").next().unwrap_or("").to_owned())
+}
+
+fn wait_status(port: u16, want: &str) {
+    for _ in 0..100 {
+        if get_status(port).as_deref() == Some(want) {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("port {port} never served {want}");
+}
+
+impl Fleet {
+    fn plan(&self, extra_rollout: &str, node_extra: &dyn Fn(usize) -> String) -> PathBuf {
+        let mut nodes = String::new();
+        for (i, (name, _, port)) in self.nodes.iter().enumerate() {
+            nodes.push_str(&format!(
+                "  - {{ name: {name}, root: ./{name}, vars: {{ port: {port} }}{} }}\n",
+                node_extra(i)
+            ));
+        }
+        let text = format!(
+            "plan: 1\nname: t\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+             rollout:\n  max_parallel: 4\n{extra_rollout}\
+             health:\n  http: \"http://127.0.0.1:{{port}}/status\"\n  timeout: 3s\n  interval: 100ms\n\
+             hooks:\n  activate: [\"{{root}}/current/bin/ctl\"]\n  timeout: 10s\nnodes:\n{nodes}"
+        );
+        let p = self.dir.path().join("plan.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn apply(&self, plan: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = fleetup()
+            .arg("apply")
+            .arg(plan)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn versions(&self, i: usize) -> String {
+        let out = fleetup()
+            .args(["node", "versions", "--root"])
+            .arg(&self.nodes[i].1)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+#[test]
+fn a_good_rollout_upgrades_every_node_wave_by_wave() {
+    let f = fleet(3, false);
+    let plan = f.plan("  waves: [1, \"100%\"]\n", &|_| String::new());
+    let (code, out, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("wave 1/2: n1") && out.contains("wave 2/2: n2, n3"),
+        "{out}"
+    );
+    for (i, (_, _, port)) in f.nodes.iter().enumerate() {
+        assert_eq!(
+            f.versions(i),
+            "Installed versions:\n* 4.4.16\tpermanent\n* 4.4.15\told\n"
+        );
+        wait_status(*port, "4.4.16");
+    }
+    // The summary table and the history.
+    assert!(out.contains("n3      4.4.15  4.4.16  upgraded"), "{out}");
+    let hist = fleetup()
+        .args(["history", "--state"])
+        .arg(f.dir.path().join("state"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&hist.stdout).contains("succeeded"));
+    // Again: nothing to do.
+    let (code, out, _) = f.apply(&plan, &["--yes", "--format", "json"]);
+    assert_eq!(code, Some(0));
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        doc["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["outcome"] == "unchanged"),
+        "{doc}"
+    );
+}
+
+#[test]
+fn a_broken_canary_is_rolled_back_and_nobody_else_is_touched() {
+    let f = fleet(3, true);
+    let plan = f.plan("  waves: [1, \"100%\"]\n", &|i| {
+        if i == 0 {
+            ", tags: [canary]".into()
+        } else {
+            String::new()
+        }
+    });
+    let before: Vec<_> = (1..3).map(|i| snapshot(&f.nodes[i].1)).collect();
+    let (code, out, err) = f.apply(&plan, &["--yes", "--format", "json"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let outcomes: Vec<&str> = doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, vec!["rolled-back", "skipped", "skipped"]);
+    assert_eq!(
+        f.versions(0),
+        "Installed versions:\n* 4.4.16\tunpacked\n* 4.4.15\tpermanent\n"
+    );
+    wait_status(f.nodes[0].2, "4.4.15");
+    let after: Vec<_> = (1..3).map(|i| snapshot(&f.nodes[i].1)).collect();
+    assert_eq!(before, after, "a node outside the canary wave was touched");
+}
+
+#[test]
+fn rollback_all_undoes_the_earlier_waves_newest_first() {
+    let f = fleet(3, false);
+    served_release(&f.dir.path().join("repo"), "4.4.17", false);
+    // n3 goes to a broken 4.4.17 in the last wave, after n1 and n2 are done.
+    let plan = f.plan("  waves: [1]\n  on_failure: rollback-all\n", &|i| {
+        if i == 2 {
+            ", to: 4.4.17".into()
+        } else {
+            String::new()
+        }
+    });
+    let (code, out, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    for i in 0..3 {
+        let v = f.versions(i);
+        assert!(v.contains("* 4.4.15\tpermanent"), "node {i}: {v}");
+        wait_status(f.nodes[i].2, "4.4.15");
+    }
+    // Newest first: n2 was rolled back before n1.
+    let (p2, p1) = (
+        out.find("n2: rollback: rollback-all").unwrap(),
+        out.find("n1: rollback: rollback-all").unwrap(),
+    );
+    assert!(p2 < p1, "{out}");
+
+    // When even the previous release is not healthy after a rollback, the node needs
+    // attention: exit 4. (n1's check looks at a port nobody serves.)
+    let dead = free_port();
+    let text = std::fs::read_to_string(f.plan("  waves: [1]\n", &|_| String::new())).unwrap();
+    let text = text.replace(
+        &format!("port: {} }}", f.nodes[0].2),
+        &format!("port: {dead} }}"),
+    );
+    std::fs::write(&plan, text).unwrap();
+    let (code, out, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(4), "{out}{err}");
+    assert!(out.contains("needs attention"), "{out}");
+}
+
+#[test]
+fn pins_locks_windows_and_confirmation_refuse_to_start() {
+    let f = fleet(2, false);
+    let before: Vec<_> = (0..2).map(|i| snapshot(&f.nodes[i].1)).collect();
+    let unchanged =
+        |f: &Fleet| (0..2).map(|i| snapshot(&f.nodes[i].1)).collect::<Vec<_>>() == before;
+
+    // A pin that does not match: exit 5.
+    let plan = f.plan("  waves: [1]\n", &|i| {
+        if i == 1 {
+            ", from: 4.4.14".into()
+        } else {
+            String::new()
+        }
+    });
+    let (code, _, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("fleetup::plan::from-mismatch") && err.contains("runs 4.4.15"),
+        "{err}"
+    );
+    assert!(unchanged(&f));
+
+    // Another run holds a node: exit 5 naming it.
+    let plan = f.plan("  waves: [1]\n", &|_| String::new());
+    let lock = fleetup::store::lock::acquire(
+        &f.nodes[1].1.join("releases"),
+        "the store",
+        Some("other-run"),
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    let (code, _, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("fleetup::store::locked") && err.contains("other-run"),
+        "{err}"
+    );
+    drop(lock);
+    assert!(unchanged(&f));
+
+    // Outside the window: exit 5 naming the next opening.
+    let hour = jiff::Timestamp::now()
+        .to_zoned_datetime(jiff::tz::TimeZone::UTC)
+        .hour();
+    let (from, to) = ((hour + 2) % 24, (hour + 3) % 24);
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "health:",
+        &format!("window:\n  from: \"{from:02}:00\"\n  to: \"{to:02}:00\"\nhealth:"),
+    );
+    std::fs::write(&plan, text).unwrap();
+    let (code, _, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("fleetup::run::window-closed") && err.contains("next opens"),
+        "{err}"
+    );
+    assert!(unchanged(&f));
+
+    // No terminal and no --yes: a usage error, nothing done.
+    let plan = f.plan("  waves: [1]\n", &|_| String::new());
+    let (code, _, err) = f.apply(&plan, &[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(unchanged(&f));
+}
