@@ -58,6 +58,24 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
+    /// Continue an interrupted or window-paused run (the latest one by default).
+    Resume {
+        run: Option<String>,
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        #[arg(long, value_name = "DURATION")]
+        wait_for_lock: Option<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Undo what a run changed: every node it upgraded goes back to its previous release.
+    Rollback {
+        run: String,
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
     /// List runs, or show one run's outcome per target.
     History {
         /// A run id (as `fleetup history` lists them).

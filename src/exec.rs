@@ -19,9 +19,9 @@ use crate::diagnostics::{Code, Problem};
 use crate::health::{Probe, Timing};
 use crate::plan::{Amount, Check, Health, NodeTarget, OnFailure, Plan};
 use crate::schedule::{Schedule, Target};
-use crate::store::{self, Activation, Ctx, Outcome as StoreOutcome, Store};
+use crate::store::{self, Activation, Ctx, Store};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     Upgraded,
@@ -60,15 +60,18 @@ pub enum Event {
     Done {
         target: String,
         outcome: Outcome,
+        from: Option<String>,
+        to: String,
         detail: String,
         millis: u64,
+        attention: bool,
     },
     Note {
         detail: String,
     },
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct TargetResult {
     pub target: String,
     pub from: Option<String>,
@@ -77,12 +80,22 @@ pub struct TargetResult {
     pub detail: String,
     pub millis: u64,
     /// The failure could not be undone: the target needs attention (exit 4).
+    #[serde(default)]
     pub attention: bool,
 }
 
 pub struct RunOptions {
     pub run_id: String,
     pub lock_wait: Duration,
+    /// Targets an interrupted run already finished (`resume`): not run again.
+    pub finished: BTreeMap<String, TargetResult>,
+}
+
+/// How a run ended.
+pub struct RunEnd {
+    pub results: Vec<TargetResult>,
+    /// The maintenance window closed: targets not started wait for `resume`.
+    pub paused: bool,
 }
 
 /// Everything a run needs to fill a node's templates.
@@ -227,10 +240,33 @@ impl Run<'_> {
             Ok(s) => s,
             Err(p) => return self.failed(done(None, Outcome::Failed, p.message, false)),
         };
-        let from = match store.state() {
-            Ok(st) => st.and_then(|s| s.running().map(|r| r.version.clone())),
+        let st = match store.state() {
+            Ok(st) => st,
             Err(p) => return self.failed(done(None, Outcome::Failed, p.message, false)),
         };
+        let permanent = self.plan.rollout.permanent;
+        // What the node runs for good, and what a rollback returns to.
+        let from = st
+            .as_ref()
+            .and_then(|s| s.permanent())
+            .map(|r| r.version.clone());
+        let running = st
+            .as_ref()
+            .and_then(|s| s.running())
+            .map(|r| r.version.clone());
+        let reached = if permanent {
+            from.as_ref() == Some(&to)
+        } else {
+            running.as_ref() == Some(&to)
+        };
+        if reached {
+            return done(
+                from.as_ref(),
+                Outcome::Unchanged,
+                format!("already runs {to}"),
+                false,
+            );
+        }
         if let Some(pin) = &node.from
             && from.as_ref() != Some(&pin.value)
         {
@@ -242,26 +278,17 @@ impl Run<'_> {
                 false,
             ));
         }
-        let permanent = self.plan.rollout.permanent;
-        self.step(
-            &name,
-            "install",
-            format!(
-                "{} → {to}",
-                from.as_ref().map_or("(fresh)".into(), |v| v.to_string())
-            ),
-        );
-        match store.upgrade(&to, false, &mut ctx) {
-            Ok(StoreOutcome::Unchanged) if from.as_ref() == Some(&to) => {
-                return done(
-                    from.as_ref(),
-                    Outcome::Unchanged,
-                    format!("already runs {to}"),
-                    false,
-                );
-            }
-            Ok(_) => {}
-            Err(p) => {
+        let from_text = from.as_ref().map_or("(fresh)".into(), |v| v.to_string());
+        if running.as_ref() == Some(&to) {
+            // A run killed after installing: the release is current, not yet permanent.
+            self.step(
+                &name,
+                "install",
+                format!("{to} is already current (an earlier run installed it)"),
+            );
+        } else {
+            self.step(&name, "install", format!("{from_text} → {to}"));
+            if let Err(p) = store.upgrade(&to, false, &mut ctx) {
                 // A failed activation was already switched back by the store.
                 let attention = p.code == Code::RollbackFailed;
                 let outcome = if p.code == Code::ActivationFailed {
@@ -349,6 +376,14 @@ impl Run<'_> {
     }
 
     fn target(&self, t: Target) -> TargetResult {
+        if let Some(r) = self.opts.finished.get(t.name(self.plan)) {
+            if r.outcome == Outcome::Upgraded
+                && let (Ok(mut u), Target::Node(_)) = (self.upgraded.lock(), t)
+            {
+                u.push((t, r.from.as_deref().and_then(|v| Version::parse(v).ok())));
+            }
+            return r.clone();
+        }
         let r = match t {
             Target::Node(i) => self.node(t, &self.plan.nodes[i]),
             Target::Group(i) => TargetResult {
@@ -361,13 +396,36 @@ impl Run<'_> {
                 attention: false,
             },
         };
+        self.done(&r);
+        r
+    }
+
+    fn done(&self, r: &TargetResult) {
         (self.emit)(Event::Done {
             target: r.target.clone(),
             outcome: r.outcome,
+            from: r.from.clone(),
+            to: r.to.clone(),
             detail: r.detail.clone(),
             millis: r.millis,
+            attention: r.attention,
         });
-        r
+    }
+
+    /// Puts a node the run upgraded back on `from`, and checks it is healthy there.
+    fn roll_back_node(&self, node: &NodeTarget, from: Option<&Version>) -> Result<(), String> {
+        let name = node.name.value.clone();
+        let mut say = |l: String| self.step(&name, "store", l);
+        let mut ctx = self.ctx(node, &mut say);
+        match from {
+            Some(prev) => Store::new(&node.root.value)
+                .roll_back_to(prev, &node.to.value, &mut ctx)
+                .map_err(|p| p.message)
+                .and_then(|_| self.health(node, prev, Some(&node.to.value), true)),
+            None => Store::new(&node.root.value)
+                .revert(&node.to.value, &mut ctx)
+                .map_err(|p| p.message),
+        }
     }
 
     /// `rollback-all`: every target this run upgraded goes back, newest first.
@@ -379,20 +437,8 @@ impl Run<'_> {
             let Some(r) = results.iter_mut().find(|r| r.target == node.name.value) else {
                 continue;
             };
-            let name = node.name.value.clone();
-            let mut say = |l: String| self.step(&name, "store", l);
-            let mut ctx = self.ctx(node, &mut say);
             self.step(&node.name.value, "rollback", "rollback-all");
-            let res = match &from {
-                Some(prev) => Store::new(&node.root.value)
-                    .roll_back_to(prev, &node.to.value, &mut ctx)
-                    .map_err(|p| p.message)
-                    .and_then(|_| self.health(node, prev, Some(&node.to.value), true)),
-                None => Store::new(&node.root.value)
-                    .revert(&node.to.value, &mut ctx)
-                    .map_err(|p| p.message),
-            };
-            match res {
+            match self.roll_back_node(node, from.as_ref()) {
                 Ok(()) => {
                     r.outcome = Outcome::RolledBack;
                     r.detail =
@@ -404,12 +450,7 @@ impl Run<'_> {
                     r.attention = true;
                 }
             }
-            (self.emit)(Event::Done {
-                target: r.target.clone(),
-                outcome: r.outcome,
-                detail: r.detail.clone(),
-                millis: r.millis,
-            });
+            self.done(r);
         }
     }
 }
@@ -427,28 +468,40 @@ pub fn execute(
     schedule: &Schedule,
     opts: &RunOptions,
     emit: &(dyn Fn(Event) + Sync),
-) -> Result<Vec<TargetResult>, Problem> {
+) -> Result<RunEnd, Problem> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(plan.rollout.max_parallel.min(schedule.len().max(1)))
         .build()
         .map_err(|e| Problem::new(Code::Io, format!("cannot start the worker pool: {e}")))?;
+    // On resume, what already failed counts against max_failures as before.
+    let failed_before = opts
+        .finished
+        .values()
+        .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::RolledBack))
+        .count();
     let run = Run {
         plan,
         opts,
         emit,
-        failures: AtomicUsize::new(0),
+        failures: AtomicUsize::new(failed_before),
         allowed: allowed_failures(plan.rollout.max_failures, schedule.len()),
         stop: AtomicBool::new(false),
         upgraded: Mutex::new(Vec::new()),
     };
     let mut results = Vec::with_capacity(schedule.len());
     let of = schedule.waves.len();
+    let mut paused = false;
     for (index, wave) in schedule.waves.iter().enumerate() {
-        if run.stop.load(Ordering::SeqCst) {
-            results.extend(wave.iter().map(|t| run.target(*t)));
-            continue;
-        }
-        if index > 0 && !plan.rollout.pause.is_zero() {
+        let all_finished = wave
+            .iter()
+            .all(|t| opts.finished.contains_key(t.name(plan)));
+        // The pause comes before the window check: a window may close during it.
+        if index > 0
+            && !all_finished
+            && !paused
+            && !run.stop.load(Ordering::SeqCst)
+            && !plan.rollout.pause.is_zero()
+        {
             (emit)(Event::Note {
                 detail: format!(
                     "pausing {}s before the next wave",
@@ -457,6 +510,44 @@ pub fn execute(
             });
             std::thread::sleep(plan.rollout.pause);
         }
+        if !paused
+            && !all_finished
+            && index > 0
+            && let Some(w) = &plan.window
+            && !crate::window::is_open(w, jiff::Timestamp::now())
+        {
+            paused = true;
+            (emit)(Event::Note {
+                detail: format!(
+                    "the maintenance window {} closed: no new wave starts; `fleetup resume` continues",
+                    crate::window::describe(w)
+                ),
+            });
+        }
+        if paused {
+            for t in wave {
+                results.push(opts.finished.get(t.name(plan)).cloned().unwrap_or_else(|| {
+                    TargetResult {
+                        target: t.name(plan).to_owned(),
+                        from: None,
+                        to: match *t {
+                            Target::Node(i) => plan.nodes[i].to.value.to_string(),
+                            Target::Group(_) => String::new(),
+                        },
+                        outcome: Outcome::Skipped,
+                        detail: "paused: the maintenance window closed".into(),
+                        millis: 0,
+                        attention: false,
+                    }
+                }));
+            }
+            continue;
+        }
+        if run.stop.load(Ordering::SeqCst) {
+            results.extend(wave.iter().map(|t| run.target(*t)));
+            continue;
+        }
+
         (emit)(Event::Wave {
             index: index + 1,
             of,
@@ -481,11 +572,12 @@ pub fn execute(
     if run.stop.load(Ordering::SeqCst) && plan.rollout.on_failure == OnFailure::RollbackAll {
         run.roll_back_all(&mut results);
     }
-    Ok(results)
+    Ok(RunEnd { results, paused })
 }
 
 /// The exit code of a finished run (SPEC §5.6).
-pub fn exit_code(results: &[TargetResult]) -> u8 {
+pub fn exit_code(end: &RunEnd) -> u8 {
+    let results = &end.results;
     if results.iter().any(|r| r.attention) {
         4
     } else if results
@@ -493,6 +585,8 @@ pub fn exit_code(results: &[TargetResult]) -> u8 {
         .any(|r| matches!(r.outcome, Outcome::Failed | Outcome::RolledBack))
     {
         3
+    } else if end.paused {
+        6
     } else {
         0
     }
@@ -520,4 +614,56 @@ pub fn locks_held(plan: &Plan, schedule: &Schedule) -> Vec<Problem> {
             Target::Group(_) => None,
         })
         .collect()
+}
+
+/// `fleetup rollback RUN`: every node the run upgraded goes back to the release it came
+/// from, newest first, each checked healthy there.
+pub fn roll_back_run(
+    plan: &Plan,
+    upgraded: &[TargetResult],
+    opts: &RunOptions,
+    emit: &(dyn Fn(Event) + Sync),
+) -> Vec<TargetResult> {
+    let run = Run {
+        plan,
+        opts,
+        emit,
+        failures: AtomicUsize::new(0),
+        allowed: 0,
+        stop: AtomicBool::new(false),
+        upgraded: Mutex::new(Vec::new()),
+    };
+    let mut out = Vec::new();
+    for r in upgraded.iter().rev() {
+        let Some(node) = plan.nodes.iter().find(|n| n.name.value == r.target) else {
+            continue;
+        };
+        let from = r.from.as_deref().and_then(|v| Version::parse(v).ok());
+        let started = Instant::now();
+        run.step(
+            &r.target,
+            "rollback",
+            format!("back to {}", r.from.as_deref().unwrap_or("nothing")),
+        );
+        let (outcome, detail, attention) = match run.roll_back_node(node, from.as_ref()) {
+            Ok(()) => (
+                Outcome::RolledBack,
+                format!("back on {}", r.from.as_deref().unwrap_or("no release")),
+                false,
+            ),
+            Err(e) => (Outcome::Failed, format!("rollback failed: {e}"), true),
+        };
+        let res = TargetResult {
+            target: r.target.clone(),
+            from: Some(r.to.clone()),
+            to: r.from.clone().unwrap_or_default(),
+            outcome,
+            detail,
+            millis: started.elapsed().as_millis() as u64,
+            attention,
+        };
+        run.done(&res);
+        out.push(res);
+    }
+    out
 }

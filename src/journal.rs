@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::diagnostics::{Code, Problem};
-use crate::exec::Event;
+use crate::exec::{Event, TargetResult};
 
 /// The state directory: --state, the plan's `state`, $FLEETUP_STATE_DIR,
 /// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup.
@@ -46,6 +46,9 @@ pub struct Header {
     pub plan_name: String,
     pub digest: String,
     pub started: String,
+    /// The `--only` selection of the run, so `resume` works on the same targets.
+    #[serde(default)]
+    pub only: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -85,6 +88,7 @@ impl Journal {
         plan_path: &Path,
         plan_name: &str,
         plan_text: &str,
+        only: Option<&str>,
     ) -> Result<Journal, Problem> {
         let io = |e: std::io::Error, p: &Path| {
             Problem::new(
@@ -138,8 +142,26 @@ impl Journal {
             plan_name: plan_name.to_owned(),
             digest,
             started: now(),
+            only: only.map(str::to_owned),
         }));
         Ok(j)
+    }
+
+    /// Opens an existing run's journal to append to it (`resume`, `rollback`).
+    pub fn reopen(dir: &Path) -> Result<Journal, Problem> {
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("journal.jsonl"))
+            .map_err(|e| {
+                Problem::new(
+                    Code::Io,
+                    format!("cannot open the journal in {}: {e}", dir.display()),
+                )
+            })?;
+        Ok(Journal {
+            dir: dir.to_owned(),
+            file: Mutex::new(file),
+        })
     }
 
     pub fn id(&self) -> String {
@@ -179,16 +201,35 @@ impl Journal {
     }
 }
 
-/// A run as `history` shows it.
+/// A run as `history` shows it, read back from its journal.
 #[derive(Debug, Serialize)]
 pub struct RunSummary {
     pub run: String,
     pub plan: String,
     pub started: String,
+    /// `interrupted` until the run writes its end; then what it ended as.
     pub status: String,
     pub exit: Option<u8>,
-    /// Last outcome of each target, in the order they finished.
-    pub targets: Vec<(String, String, String)>,
+    pub only: Option<String>,
+    /// Each target's latest outcome, in the order they finished.
+    pub targets: Vec<TargetResult>,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+impl RunSummary {
+    /// Whether `resume` has anything to do.
+    pub fn resumable(&self) -> bool {
+        matches!(self.status.as_str(), "interrupted" | "paused")
+    }
+
+    /// The plan as the run applied it (the run directory keeps a copy).
+    pub fn plan_copy(&self) -> Option<PathBuf> {
+        ["yaml", "yml", "toml"]
+            .iter()
+            .map(|e| self.dir.join(format!("plan.{e}")))
+            .find(|p| p.is_file())
+    }
 }
 
 pub fn read_run(dir: &Path) -> Option<RunSummary> {
@@ -207,25 +248,21 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
                     started: h.started,
                     status: "interrupted".into(),
                     exit: None,
+                    only: h.only,
                     targets: Vec::new(),
+                    dir: dir.to_owned(),
                 });
             }
             Line::Event { event, .. } => {
-                if let (Some(s), Some("done")) = (
-                    summary.as_mut(),
-                    event.get("event").and_then(|e| e.as_str()),
-                ) {
-                    let get = |k: &str| {
-                        event
-                            .get(k)
-                            .and_then(|v| v.as_str())
-                            .unwrap_or_default()
-                            .to_owned()
-                    };
-                    let target = get("target");
-                    s.targets.retain(|(t, _, _)| *t != target);
-                    s.targets.push((target, get("outcome"), get("detail")));
+                let Some(s) = summary.as_mut() else { continue };
+                if event.get("event").and_then(|e| e.as_str()) != Some("done") {
+                    continue;
                 }
+                let Ok(r) = serde_json::from_value::<TargetResult>(event) else {
+                    continue;
+                };
+                s.targets.retain(|t| t.target != r.target);
+                s.targets.push(r);
             }
             Line::End(f) => {
                 if let Some(s) = summary.as_mut() {

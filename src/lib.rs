@@ -43,6 +43,22 @@ pub fn run(cli: cli::Cli) -> u8 {
                 format,
             },
         ),
+        Command::Resume {
+            run,
+            state,
+            wait_for_lock,
+            format,
+        } => commands::run::resume(
+            run.as_deref(),
+            commands::run::ResumeOpts {
+                state,
+                wait_for_lock,
+                format,
+            },
+        ),
+        Command::Rollback { run, state, format } => {
+            commands::run::rollback(&run, state.as_deref(), format)
+        }
         Command::History { run, state, format } => {
             commands::run::history(run.as_deref(), state.as_deref(), format)
         }

@@ -181,8 +181,10 @@ fn check_node(
             Ok(state) => {
                 finding.state_read = true;
                 let rel = state.as_ref().and_then(|s| s.permanent()).cloned();
+                // A node already on the target is done, whatever it was pinned from.
                 if let (Some(pin), Some(r)) = (&node.from, &rel)
                     && pin.value != r.version
+                    && r.version != node.to.value
                 {
                     col.add(
                         name,

@@ -98,6 +98,7 @@ impl Progress {
                     outcome,
                     detail,
                     millis,
+                    ..
                 },
             ) => {
                 if let Progress::Bars { run, targets, .. } = self {

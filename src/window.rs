@@ -41,7 +41,10 @@ pub fn next_opening(w: &Window, now: Timestamp) -> Option<ZonedDateTime> {
 
 /// `from`–`to` of a window as people write it.
 pub fn describe(w: &Window) -> String {
-    let t = |t: Time| format!("{:02}:{:02}", t.hour(), t.minute());
+    let t = |t: Time| match t.second() {
+        0 => format!("{:02}:{:02}", t.hour(), t.minute()),
+        s => format!("{:02}:{:02}:{s:02}", t.hour(), t.minute()),
+    };
     format!("{}–{} {}", t(w.from), t(w.to), w.tz_name)
 }
 

@@ -332,3 +332,195 @@ fn pins_locks_windows_and_confirmation_refuse_to_start() {
     assert_eq!(code, Some(2), "{err}");
     assert!(unchanged(&f));
 }
+
+fn state_of(f: &Fleet) -> PathBuf {
+    f.dir.path().join("state")
+}
+
+fn latest_run(f: &Fleet) -> String {
+    let mut runs: Vec<String> = std::fs::read_dir(state_of(f).join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    runs.sort();
+    runs.pop().unwrap()
+}
+
+#[test]
+fn a_run_killed_at_any_instant_is_resumed_and_a_run_can_be_rolled_back() {
+    let f = fleet(3, false);
+    let plan = f.plan("  waves: [1]\n", &|_| String::new());
+    let text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace("interval: 100ms", "interval: 100ms\n  healthy_for: 300ms");
+    std::fs::write(&plan, text).unwrap();
+    // How long a whole run takes, then back to 4.4.15 with `rollback RUN`.
+    let started = std::time::Instant::now();
+    let (code, out, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let whole = started.elapsed();
+    let run = latest_run(&f);
+    let out = fleetup()
+        .args(["rollback", &run, "--state"])
+        .arg(state_of(&f))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for i in 0..3 {
+        assert!(
+            f.versions(i).contains("* 4.4.15\tpermanent"),
+            "{}",
+            f.versions(i)
+        );
+        wait_status(f.nodes[i].2, "4.4.15");
+    }
+
+    for k in 1..=5u32 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+            .arg("apply")
+            .arg(&plan)
+            .arg("--yes")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(whole * k / 6);
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = fleetup()
+            .args(["resume", "--state"])
+            .arg(state_of(&f))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "kill {k}: {text}");
+        for i in 0..3 {
+            assert_eq!(
+                f.versions(i),
+                "Installed versions:\n* 4.4.16\tpermanent\n* 4.4.15\told\n",
+                "kill {k}, node {i}: {text}"
+            );
+            wait_status(f.nodes[i].2, "4.4.16");
+        }
+        let hist = fleetup()
+            .args(["history", "--state"])
+            .arg(state_of(&f))
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&hist.stdout)
+                .lines()
+                .last()
+                .unwrap()
+                .contains("succeeded")
+        );
+        // Undo the run for the next round.
+        let run = latest_run(&f);
+        let out = fleetup()
+            .args(["rollback", &run, "--state"])
+            .arg(state_of(&f))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "kill {k}: rollback: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for i in 0..3 {
+            assert!(
+                f.versions(i).contains("* 4.4.15\tpermanent"),
+                "kill {k}: {}",
+                f.versions(i)
+            );
+        }
+    }
+}
+
+#[test]
+fn when_the_window_closes_no_new_wave_starts_and_the_run_pauses() {
+    let f = fleet(2, false);
+    let now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC);
+    let from = now.checked_sub(jiff::Span::new().minutes(1)).unwrap();
+    let to = now.checked_add(jiff::Span::new().seconds(3)).unwrap();
+    let hms =
+        |z: &jiff::ZonedDateTime| format!("{:02}:{:02}:{:02}", z.hour(), z.minute(), z.second());
+    let plan = f.plan("  waves: [1]\n  pause: 4s\n", &|_| String::new());
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "health:",
+        &format!(
+            "window:\n  from: \"{}\"\n  to: \"{}\"\nhealth:",
+            hms(&from),
+            hms(&to)
+        ),
+    );
+    std::fs::write(&plan, text).unwrap();
+    let (code, out, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(6), "{out}{err}");
+    assert!(
+        out.contains("closed: no new wave starts") && out.contains("fleetup resume"),
+        "{out}"
+    );
+    assert!(f.versions(0).contains("* 4.4.16\tpermanent"));
+    assert!(
+        f.versions(1).contains("* 4.4.15\tpermanent"),
+        "the second wave started after the window closed"
+    );
+    let hist = fleetup()
+        .args(["history", "--state"])
+        .arg(state_of(&f))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&hist.stdout).contains("paused"));
+    // Outside the window, resume refuses and names the next opening.
+    let out = fleetup()
+        .args(["resume", "--state"])
+        .arg(state_of(&f))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("next opens"), "{err}");
+}
+
+#[test]
+fn a_second_concurrent_run_is_refused() {
+    let f = fleet(2, false);
+    let plan = f.plan("  waves: [1]\n", &|_| String::new());
+    let text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace("interval: 100ms", "interval: 100ms\n  healthy_for: 2s");
+    std::fs::write(&plan, text).unwrap();
+    let first = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .arg("apply")
+        .arg(&plan)
+        .arg("--yes")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first run holds n1's store.
+    let lock = f.nodes[0].1.join("releases/.lock");
+    for _ in 0..100 {
+        if std::fs::read_to_string(&lock)
+            .unwrap_or_default()
+            .contains("run ")
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+    }
+    let (code, _, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("fleetup::store::locked") && err.contains("held by pid"),
+        "{err}"
+    );
+    let status = first.wait_with_output().unwrap().status;
+    assert!(status.success());
+}

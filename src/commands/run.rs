@@ -192,44 +192,141 @@ fn confirm(plan: &Plan, schedule: &Schedule) -> bool {
     std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
 }
 
+fn lock_wait(flag: Option<&str>) -> Result<Duration, u8> {
+    match flag {
+        None => Ok(Duration::ZERO),
+        Some(d) => crate::plan::validate::parse_duration(d).ok_or_else(|| {
+            fail(Problem::new(
+                Code::BadDuration,
+                format!("--wait-for-lock `{d}` is not a duration"),
+            ))
+        }),
+    }
+}
+
+/// Refuses to start outside the plan's window (exit 5), naming the next opening.
+fn window_open(plan: &Plan) -> Result<(), u8> {
+    let Some(w) = &plan.window else { return Ok(()) };
+    let now = jiff::Timestamp::now();
+    if window::is_open(w, now) {
+        return Ok(());
+    }
+    let next = window::next_opening(w, now).map_or("never (no day is listed)".to_owned(), |z| {
+        z.strftime("%a %Y-%m-%d %H:%M:%S %Z").to_string()
+    });
+    Err(fail(
+        Problem::new(
+            Code::WindowClosed,
+            format!(
+                "outside the maintenance window {}; it next opens {next}",
+                window::describe(w)
+            ),
+        )
+        .help("run it then (a systemd timer or cron entry can), or change the plan's `window`"),
+    ))
+}
+
+fn terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+}
+
+/// Runs the schedule with the journal and progress as consumers, prints the report, and
+/// returns the exit code. Shared by `apply` and `resume`.
+fn execute_and_report(
+    plan: &Plan,
+    schedule: &Schedule,
+    journal: &journal::Journal,
+    finished: std::collections::BTreeMap<String, exec::TargetResult>,
+    lock_wait: Duration,
+    format: OutputFormat,
+) -> u8 {
+    let json = format == OutputFormat::Json;
+    let progress = Progress::new(terminal() && !json, json, schedule.len());
+    let emit = |e: Event| {
+        journal.event(&e);
+        progress.event(&e);
+    };
+    let opts = RunOptions {
+        run_id: journal.id(),
+        lock_wait,
+        finished,
+    };
+    let end = match exec::execute(plan, schedule, &opts, &emit) {
+        Ok(r) => r,
+        Err(p) => {
+            progress.finish();
+            journal.finish("failed", p.code.exit_code());
+            return fail(p);
+        }
+    };
+    progress.finish();
+    let code = exec::exit_code(&end);
+    let status = match code {
+        0 => "succeeded",
+        3 => "failed",
+        6 => "paused",
+        _ => "needs-attention",
+    };
+    journal.finish(status, code);
+    report(&journal.id(), &plan.name, status, code, &end.results, json);
+    code
+}
+
+fn report(
+    run: &str,
+    plan: &str,
+    status: &str,
+    code: u8,
+    results: &[exec::TargetResult],
+    json: bool,
+) {
+    if json {
+        #[derive(Serialize)]
+        struct Doc<'a> {
+            run: &'a str,
+            plan: &'a str,
+            status: &'a str,
+            exit: u8,
+            targets: &'a [exec::TargetResult],
+        }
+        let doc = Doc {
+            run,
+            plan,
+            status,
+            exit: code,
+            targets: results,
+        };
+        if let Ok(s) = serde_json::to_string_pretty(&doc) {
+            println!("{s}");
+        }
+    } else {
+        print!("\n{}", summary_table(results));
+        println!("Run {run}: {status} (exit {code})");
+        if code == 6 {
+            println!("Continue it in the next window with `fleetup resume {run}`.");
+        }
+    }
+}
+
 pub fn apply(path: &Path, o: ApplyOpts) -> u8 {
-    let lock_wait = match &o.wait_for_lock {
-        None => Duration::ZERO,
-        Some(d) => match crate::plan::validate::parse_duration(d) {
-            Some(d) => d,
-            None => {
-                return fail(Problem::new(
-                    Code::BadDuration,
-                    format!("--wait-for-lock `{d}` is not a duration"),
-                ));
-            }
-        },
+    let lock_wait = match lock_wait(o.wait_for_lock.as_deref()) {
+        Ok(d) => d,
+        Err(code) => return code,
     };
     let (plan, _pf, schedule) = match prepare(path, o.only.as_deref()) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if let Some(w) = &plan.window {
-        let now = jiff::Timestamp::now();
-        if !window::is_open(w, now) {
-            let next = window::next_opening(w, now)
-                .map_or("never (no day is listed)".to_owned(), |z| {
-                    z.strftime("%a %Y-%m-%d %H:%M %Z").to_string()
-                });
-            return fail(
-                Problem::new(Code::WindowClosed, format!("outside the maintenance window {}; it next opens {next}", window::describe(w)))
-                    .help("run it then (a systemd timer or cron entry can), or change the plan's `window`"),
-            );
-        }
+    if let Err(code) = window_open(&plan) {
+        return code;
     }
     let held = exec::locks_held(&plan, &schedule);
     if !held.is_empty() && lock_wait.is_zero() {
         eprint!("{}", render_human(&held, None, stderr_color()));
         return 5;
     }
-    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
     if !o.yes {
-        if !terminal {
+        if !terminal() {
             return fail(Problem::new(
                 Code::Usage,
                 "apply changes the fleet: without a terminal to confirm on, pass --yes",
@@ -244,13 +341,17 @@ pub fn apply(path: &Path, o: ApplyOpts) -> u8 {
         Ok(s) => s,
         Err(p) => return fail(p),
     };
-    let journal = match journal::Journal::create(&state, path, &plan.name, &plan.file.text) {
+    let journal = match journal::Journal::create(
+        &state,
+        path,
+        &plan.name,
+        &plan.file.text,
+        o.only.as_deref(),
+    ) {
         Ok(j) => j,
         Err(p) => return fail(p),
     };
-    let json = o.format == OutputFormat::Json;
-    let progress = Progress::new(terminal && !json, json, schedule.len());
-    if !json {
+    if o.format != OutputFormat::Json {
         println!(
             "Run {} of {}: {} targets in {} waves (journal: {})",
             journal.id(),
@@ -260,53 +361,204 @@ pub fn apply(path: &Path, o: ApplyOpts) -> u8 {
             journal.dir.display()
         );
     }
+    execute_and_report(
+        &plan,
+        &schedule,
+        &journal,
+        Default::default(),
+        lock_wait,
+        o.format,
+    )
+}
+
+/// Finds a run by id (or prefix), or the latest one that `pick` accepts.
+fn find_run(
+    state: &Path,
+    id: Option<&str>,
+    pick: impl Fn(&journal::RunSummary) -> bool,
+    what: &str,
+) -> Result<journal::RunSummary, u8> {
+    let mut runs = journal::runs(state);
+    let found = match id {
+        Some(id) => runs
+            .into_iter()
+            .rev()
+            .find(|r| r.run == id || r.run.starts_with(id)),
+        None => {
+            runs.retain(&pick);
+            runs.pop()
+        }
+    };
+    found.ok_or_else(|| {
+        let msg = match id {
+            Some(id) => format!("no run `{id}` in {}", state.display()),
+            None => format!("no run to {what} in {}", state.display()),
+        };
+        fail(Problem::new(Code::Usage, msg).help("`fleetup history --state DIR` lists the runs"))
+    })
+}
+
+/// The plan a run applied, from the copy in its journal, with paths resolved against
+/// where the original plan was.
+fn run_plan(run: &journal::RunSummary) -> Result<Plan, u8> {
+    let Some(copy) = run.plan_copy() else {
+        return Err(fail(Problem::new(
+            Code::Io,
+            format!("run {} has no copy of its plan", run.run),
+        )));
+    };
+    let text = match std::fs::read_to_string(&copy) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(fail(Problem::new(
+                Code::Io,
+                format!("cannot read {}: {e}", copy.display()),
+            )));
+        }
+    };
+    let original = Path::new(&run.plan);
+    let dir = original
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let format = crate::plan::Format::from_path(&copy).unwrap_or(crate::plan::Format::Yaml);
+    let loaded = crate::plan::load_text(
+        crate::diagnostics::SourceFile::new(run.plan.clone(), text),
+        format,
+        dir,
+    );
+    if loaded.has_errors() {
+        eprint!(
+            "{}",
+            render_human(&loaded.problems, loaded.file.as_ref(), stderr_color())
+        );
+        return Err(1);
+    }
+    loaded.plan.ok_or(1)
+}
+
+pub struct ResumeOpts {
+    pub state: Option<PathBuf>,
+    pub wait_for_lock: Option<String>,
+    pub format: OutputFormat,
+}
+
+/// `fleetup resume [RUN]`: finishes an interrupted or paused run. Targets the journal
+/// records as finished stay as they are; every other target is reconciled with its real
+/// state (a node killed mid-install is repaired by its store, one left current is checked
+/// and made permanent) and the run goes on as `on_failure` says.
+pub fn resume(run: Option<&str>, o: ResumeOpts) -> u8 {
+    let lock_wait = match lock_wait(o.wait_for_lock.as_deref()) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let state = match journal::state_dir(o.state.as_deref(), None) {
+        Ok(s) => s,
+        Err(p) => return fail(p),
+    };
+    let r = match find_run(&state, run, journal::RunSummary::resumable, "resume") {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if !r.resumable() {
+        println!(
+            "Run {} ended as {}; there is nothing to resume.",
+            r.run, r.status
+        );
+        return 0;
+    }
+    let plan = match run_plan(&r) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let schedule = match schedule::build(&plan, r.only.as_deref()) {
+        Ok(s) => s,
+        Err(p) => return fail(p),
+    };
+    if let Err(code) = window_open(&plan) {
+        return code;
+    }
+    let finished: std::collections::BTreeMap<String, exec::TargetResult> = r
+        .targets
+        .iter()
+        .filter(|t| t.outcome != exec::Outcome::Skipped)
+        .map(|t| (t.target.clone(), t.clone()))
+        .collect();
+    let journal = match journal::Journal::reopen(&r.dir) {
+        Ok(j) => j,
+        Err(p) => return fail(p),
+    };
+    journal.event(&Event::Note {
+        detail: format!("resumed by pid {}", std::process::id()),
+    });
+    if o.format != OutputFormat::Json {
+        println!(
+            "Resuming run {} of {}: {} of {} targets already finished",
+            r.run,
+            plan.name,
+            finished.len(),
+            schedule.len()
+        );
+    }
+    execute_and_report(&plan, &schedule, &journal, finished, lock_wait, o.format)
+}
+
+/// `fleetup rollback RUN`: every node the run upgraded goes back to where it came from.
+pub fn rollback(run: &str, state: Option<&Path>, format: OutputFormat) -> u8 {
+    let state = match journal::state_dir(state, None) {
+        Ok(s) => s,
+        Err(p) => return fail(p),
+    };
+    let r = match find_run(&state, Some(run), |_| true, "roll back") {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let plan = match run_plan(&r) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let upgraded: Vec<exec::TargetResult> = r
+        .targets
+        .iter()
+        .filter(|t| t.outcome == exec::Outcome::Upgraded)
+        .cloned()
+        .collect();
+    if upgraded.is_empty() {
+        println!(
+            "Run {} upgraded nothing that is still upgraded; nothing to roll back.",
+            r.run
+        );
+        return 0;
+    }
+    let journal = match journal::Journal::reopen(&r.dir) {
+        Ok(j) => j,
+        Err(p) => return fail(p),
+    };
+    let json = format == OutputFormat::Json;
+    let progress = Progress::new(terminal() && !json, json, upgraded.len());
     let emit = |e: Event| {
         journal.event(&e);
         progress.event(&e);
     };
     let opts = RunOptions {
-        run_id: journal.id(),
-        lock_wait,
+        run_id: r.run.clone(),
+        lock_wait: Duration::ZERO,
+        finished: Default::default(),
     };
-    let results = match exec::execute(&plan, &schedule, &opts, &emit) {
-        Ok(r) => r,
-        Err(p) => {
-            progress.finish();
-            journal.finish("failed", p.code.exit_code());
-            return fail(p);
-        }
-    };
+    let results = exec::roll_back_run(&plan, &upgraded, &opts, &emit);
     progress.finish();
-    let code = exec::exit_code(&results);
-    let status = match code {
-        0 => "succeeded",
-        3 => "failed",
-        _ => "needs-attention",
+    let code = if results.iter().any(|x| x.attention) {
+        4
+    } else {
+        0
+    };
+    let status = if code == 0 {
+        "rolled-back"
+    } else {
+        "needs-attention"
     };
     journal.finish(status, code);
-    if json {
-        #[derive(Serialize)]
-        struct Doc<'a> {
-            run: String,
-            plan: &'a str,
-            status: &'a str,
-            exit: u8,
-            targets: &'a [exec::TargetResult],
-        }
-        let doc = Doc {
-            run: journal.id(),
-            plan: &plan.name,
-            status,
-            exit: code,
-            targets: &results,
-        };
-        if let Ok(s) = serde_json::to_string_pretty(&doc) {
-            println!("{s}");
-        }
-    } else {
-        print!("\n{}", summary_table(&results));
-        println!("Run {}: {status} (exit {code})", journal.id());
-    }
+    report(&r.run, &plan.name, status, code, &results, json);
     code
 }
 
@@ -351,8 +603,8 @@ pub fn history(run: Option<&str>, state: Option<&Path>, format: OutputFormat) ->
                     r.started,
                     r.status
                 );
-                for (t, outcome, detail) in &r.targets {
-                    println!("  {t:<20} {outcome:<12} {detail}");
+                for t in &r.targets {
+                    println!("  {:<20} {:<12} {}", t.target, t.outcome.as_str(), t.detail);
                 }
             }
             0

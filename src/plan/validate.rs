@@ -112,14 +112,20 @@ pub fn parse_ssh(s: &str) -> Result<SshAddr, String> {
     })
 }
 
+/// `HH:MM`, or `HH:MM:SS` for windows that must close to the second.
 fn parse_time(s: &str) -> Option<jiff::civil::Time> {
-    let (h, m) = s.split_once(':')?;
-    if h.is_empty() || h.len() > 2 || m.len() != 2 {
+    let mut parts = s.split(':');
+    let (h, m, sec) = (parts.next()?, parts.next()?, parts.next().unwrap_or("00"));
+    if parts.next().is_some() || h.is_empty() || h.len() > 2 || m.len() != 2 || sec.len() != 2 {
         return None;
     }
-    let h: i8 = h.parse().ok()?;
-    let m: i8 = m.parse().ok()?;
-    jiff::civil::Time::new(h, m, 0, 0).ok()
+    let num = |x: &str| {
+        x.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| x.parse::<i8>().ok())
+            .flatten()
+    };
+    jiff::civil::Time::new(num(h)?, num(m)?, num(sec)?, 0).ok()
 }
 
 fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
