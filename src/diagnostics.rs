@@ -87,6 +87,7 @@ codes! {
     RollbackFailed = "store::rollback-failed", exit 4, "the node needs attention: check what runs, then `fleetup node versions` and the activate hook";
     NodeConfig = "store::config", exit 1, "see the README for <root>/node.toml: product, runtime, edition and the activate hook";
     WindowClosed = "run::window-closed", exit 5, "the plan's maintenance window is closed";
+        Unsupported = "unsupported", exit 1, "this part of the plan needs a feature fleetup does not have yet; the README lists what is built";
     Usage = "usage", exit 2, "`fleetup --help` lists the commands and their flags";
     UnknownProduct = "store::product", exit 1, "pass --product, or put `product = \"...\"` into <root>/node.toml";
 }

@@ -69,6 +69,8 @@ pub fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Result
         .spawn()
         .map_err(|e| HookError::Spawn(prog.clone(), e))?;
     let deadline = Instant::now() + timeout;
+    // Polled, capped at 10 ms: a health check that finishes is noticed within 10 ms, and
+    // a wave waits for its slowest member, so late noticing adds up.
     let mut pause = Duration::from_millis(2);
     let status = loop {
         match child.try_wait() {
@@ -76,7 +78,7 @@ pub fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Result
             Ok(None) if Instant::now() >= deadline => break None,
             Ok(None) => {
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
+                pause = (pause * 2).min(Duration::from_millis(10));
             }
             Err(e) => return Err(HookError::Spawn(prog.clone(), e)),
         }

@@ -136,14 +136,17 @@ impl Journal {
             dir,
             file: Mutex::new(file),
         };
-        j.write(&Line::Start(Header {
-            run: id,
-            plan: plan_path.display().to_string(),
-            plan_name: plan_name.to_owned(),
-            digest,
-            started: now(),
-            only: only.map(str::to_owned),
-        }));
+        j.write(
+            &Line::Start(Header {
+                run: id,
+                plan: plan_path.display().to_string(),
+                plan_name: plan_name.to_owned(),
+                digest,
+                started: now(),
+                only: only.map(str::to_owned),
+            }),
+            true,
+        );
         Ok(j)
     }
 
@@ -171,33 +174,51 @@ impl Journal {
             .unwrap_or_default()
     }
 
-    fn write(&self, line: &Line) {
+    /// Appends one line. Every line survives a kill (it is in the page cache once
+    /// written); `durable` lines (start, outcomes, end) are also synced against power loss.
+    /// Step details are not: syncing each under the lock would queue the workers behind
+    /// one another, and `resume` reads the stores' real state anyway.
+    fn write(&self, line: &Line, durable: bool) {
         let Ok(mut text) = serde_json::to_string(line) else {
             return;
         };
         text.push('\n');
-        if let Ok(mut f) = self.file.lock() {
+        let synced = match self.file.lock() {
             // A journal that cannot be written must not stop the upgrade it records;
             // the run's own output still reports every step.
-            let _ = f.write_all(text.as_bytes()).and_then(|_| f.sync_data());
+            Ok(mut f) => f
+                .write_all(text.as_bytes())
+                .ok()
+                .and_then(|_| f.try_clone().ok()),
+            Err(_) => None,
+        };
+        if durable && let Some(f) = synced {
+            let _ = f.sync_data();
         }
     }
 
     pub fn event(&self, e: &Event) {
+        let durable = matches!(e, Event::Done { .. } | Event::Wave { .. });
         if let Ok(v) = serde_json::to_value(e) {
-            self.write(&Line::Event {
-                at: now(),
-                event: v,
-            });
+            self.write(
+                &Line::Event {
+                    at: now(),
+                    event: v,
+                },
+                durable,
+            );
         }
     }
 
     pub fn finish(&self, status: &str, exit: u8) {
-        self.write(&Line::End(Footer {
-            status: status.to_owned(),
-            exit,
-            finished: now(),
-        }));
+        self.write(
+            &Line::End(Footer {
+                status: status.to_owned(),
+                exit,
+                finished: now(),
+            }),
+            true,
+        );
     }
 }
 

@@ -524,3 +524,33 @@ fn a_second_concurrent_run_is_refused() {
     let status = first.wait_with_output().unwrap().status;
     assert!(status.success());
 }
+
+#[test]
+fn remote_nodes_are_refused_before_anything_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("p.yaml");
+    std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+    served_release(&dir.path().join("repo"), "4.4.16", true);
+    std::fs::write(
+        &plan,
+        "plan: 1\nname: r\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\nnodes:\n  - { name: far, ssh: deploy@127.0.0.1, root: ./far }\n",
+    )
+    .unwrap();
+    let out = fleetup()
+        .arg("apply")
+        .arg(&plan)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("fleetup::unsupported") && err.contains("far"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("far").exists(),
+        "a remote node's root was created locally"
+    );
+    assert!(!dir.path().join("state").exists());
+}

@@ -76,7 +76,9 @@ fn dry_targets(plan: &Plan, pf: &Preflight, wave: &[Target]) -> Vec<DryTarget> {
                     (None, _) if f.state_read => (None, "fresh"),
                     _ => (None, "unknown"),
                 };
+                let remote = n.ssh.is_some();
                 let rules = match (&f.running, &f.package) {
+                    _ if remote => "cannot be previewed: remote (ssh:) nodes are not supported yet",
                     (Some(_), Some(_)) => "passed",
                     (None, Some(_)) if f.state_read => "none apply (fresh store)",
                     _ => "checked at apply (state not readable here)",
@@ -226,6 +228,33 @@ fn window_open(plan: &Plan) -> Result<(), u8> {
     ))
 }
 
+/// Remote nodes cannot be reached yet; their `root` is on another machine, so it must
+/// never be mistaken for a local path. Refused before anything is touched.
+fn remote_unsupported(plan: &Plan, schedule: &Schedule) -> Result<(), u8> {
+    let remote: Vec<&str> = schedule
+        .targets()
+        .filter_map(|t| match t {
+            Target::Node(i) if plan.nodes[i].ssh.is_some() => {
+                Some(plan.nodes[i].name.value.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    if remote.is_empty() {
+        return Ok(());
+    }
+    Err(fail(
+        Problem::new(
+            Code::Unsupported,
+            format!(
+                "remote (ssh:) nodes cannot be upgraded by this fleetup yet: {}",
+                remote.join(", ")
+            ),
+        )
+        .help("select the local nodes with --only; remote nodes over SSH are planned"),
+    ))
+}
+
 fn terminal() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
@@ -317,6 +346,9 @@ pub fn apply(path: &Path, o: ApplyOpts) -> u8 {
         Ok(x) => x,
         Err(code) => return code,
     };
+    if let Err(code) = remote_unsupported(&plan, &schedule) {
+        return code;
+    }
     if let Err(code) = window_open(&plan) {
         return code;
     }
@@ -456,6 +488,18 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> u8 {
         Ok(s) => s,
         Err(p) => return fail(p),
     };
+    if run.is_none()
+        && !journal::runs(&state)
+            .iter()
+            .any(journal::RunSummary::resumable)
+    {
+        // Idempotent for schedulers: nothing left to finish is not an error.
+        println!(
+            "No interrupted or paused run in {}; nothing to resume.",
+            state.display()
+        );
+        return 0;
+    }
     let r = match find_run(&state, run, journal::RunSummary::resumable, "resume") {
         Ok(r) => r,
         Err(code) => return code,
@@ -475,6 +519,9 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> u8 {
         Ok(s) => s,
         Err(p) => return fail(p),
     };
+    if let Err(code) = remote_unsupported(&plan, &schedule) {
+        return code;
+    }
     if let Err(code) = window_open(&plan) {
         return code;
     }

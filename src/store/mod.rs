@@ -341,7 +341,7 @@ impl Store {
     /// checksum and unpacks it.
     fn unpack_into(&self, st: &mut StoreState, v: &Version, ctx: &mut Ctx) -> Result<(), Problem> {
         let (dir, pkg) = self.locate(st, v, ctx)?;
-        self.unpack_found(st, v, &dir, &pkg, ctx)
+        self.unpack_found(st, v, &dir, &pkg, ctx, true)
     }
 
     /// The package of `v`: in releases/ first, then in the repository.
@@ -426,6 +426,7 @@ impl Store {
         dir: &Path,
         pkg: &PackageName,
         ctx: &mut Ctx,
+        save: bool,
     ) -> Result<(), Problem> {
         ctx.say(format!(
             "Release {v} not found, attempting to unpack releases/{}",
@@ -484,7 +485,11 @@ impl Store {
             package: pkg.file.clone(),
             state: ReleaseState::Unpacked,
         });
-        self.save(st)?;
+        // An install that follows records the release with its pending change in one
+        // write; until then an unlisted tree is a leftover, unpacked again if needed.
+        if save {
+            self.save(st)?;
+        }
         ctx.say(format!("Unpacked successfully: \"{v}\""));
         Ok(())
     }
@@ -529,7 +534,7 @@ impl Store {
             if !fresh {
                 self.check_rules(&st, &pkg, ctx)?;
             }
-            self.unpack_found(&mut st, v, &dir, &pkg, ctx)?;
+            self.unpack_found(&mut st, v, &dir, &pkg, ctx, false)?;
         }
         let state = st.get(v).map(|r| r.state).unwrap_or(ReleaseState::Unpacked);
         match state {
