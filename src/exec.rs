@@ -11,7 +11,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
 use semver::Version;
 use serde::Serialize;
 
@@ -553,13 +552,29 @@ pub fn execute(
             of,
             targets: wave.iter().map(|t| t.name(plan).to_owned()).collect(),
         });
-        // One task per target: I/O-bound work must not be batched behind a slow target.
-        let wave_results: Vec<TargetResult> = pool.install(|| {
-            wave.par_iter()
-                .with_max_len(1)
-                .map(|t| run.target(*t))
-                .collect()
+        // Exactly max_parallel workers, each taking the next target in file order: targets
+        // start in the order of the plan, and none waits batched behind a slow one.
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<TargetResult>>> =
+            wave.iter().map(|_| Mutex::new(None)).collect();
+        pool.scope(|scope| {
+            for _ in 0..pool.current_num_threads().min(wave.len()) {
+                scope.spawn(|_| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(t) = wave.get(i) else { break };
+                        let r = run.target(*t);
+                        if let Ok(mut slot) = slots[i].lock() {
+                            *slot = Some(r);
+                        }
+                    }
+                });
+            }
         });
+        let wave_results: Vec<TargetResult> = slots
+            .into_iter()
+            .filter_map(|m| m.into_inner().ok().flatten())
+            .collect();
         let wave_failed = wave_results
             .iter()
             .any(|r| matches!(r.outcome, Outcome::Failed | Outcome::RolledBack));

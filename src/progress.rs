@@ -59,7 +59,11 @@ impl Progress {
     pub fn event(&self, e: &Event) {
         match (self, e) {
             (_, Event::Wave { index, of, targets }) => {
-                self.line(format!("wave {index}/{of}: {}", targets.join(", ")))
+                let who = match targets.len() {
+                    n if n > 8 => format!("{n} targets ({} … {})", targets[0], targets[n - 1]),
+                    _ => targets.join(", "),
+                };
+                self.line(format!("wave {index}/{of}: {who}"))
             }
             (_, Event::Note { detail }) => self.line(detail.clone()),
             (

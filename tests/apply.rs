@@ -554,3 +554,32 @@ fn remote_nodes_are_refused_before_anything_is_touched() {
     );
     assert!(!dir.path().join("state").exists());
 }
+
+#[test]
+fn only_selects_by_name_glob_and_tag() {
+    let f = fleet(3, false);
+    let plan = f.plan("  waves: [\"100%\"]\n", &|i| {
+        if i == 2 {
+            ", tags: [edge]".into()
+        } else {
+            String::new()
+        }
+    });
+    let (code, out, err) = f.apply(&plan, &["--yes", "--only", "@edge"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(f.versions(2).contains("* 4.4.16\tpermanent"));
+    assert!(
+        f.versions(0).contains("* 4.4.15\tpermanent")
+            && f.versions(1).contains("* 4.4.15\tpermanent")
+    );
+    let (code, out, err) = f.apply(&plan, &["--yes", "--only", "n1,n*"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!((0..3).all(|i| f.versions(i).contains("* 4.4.16\tpermanent")));
+    // A selector that matches nothing is a usage error, with a suggestion.
+    let (code, _, err) = f.apply(&plan, &["--yes", "--only", "nn1"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("matches no target") && err.contains("did you mean `n1`?"),
+        "{err}"
+    );
+}
