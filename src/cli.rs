@@ -98,6 +98,9 @@ pub enum Command {
     /// Operate one node's release store by hand, the way `emqx` does.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Upgrade app groups built from market apps, and roll back the last upgrade.
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -230,4 +233,95 @@ mod tests {
         use clap::CommandFactory;
         super::Cli::command().debug_assert();
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GroupOpts {
+    /// The group's directory (group.toml, services/, records/, backups/).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Wait up to this long for a lock held by another fleetup (e.g. 30s).
+    #[arg(long, value_name = "DURATION")]
+    pub wait_for_lock: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// The group's apps, their versions, and newer versions in the market (marked ●).
+    Status {
+        #[command(flatten)]
+        opts: GroupOpts,
+        #[arg(long, value_name = "DIR")]
+        market: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// First install of an app from the market into the group.
+    Install {
+        app: String,
+        #[arg(value_name = "VSN")]
+        vsn: String,
+        #[command(flatten)]
+        opts: GroupOpts,
+        #[arg(long, value_name = "DIR")]
+        market: PathBuf,
+    },
+    /// What an upgrade would change, per service; changes nothing.
+    Diff {
+        app: String,
+        #[arg(long, value_name = "VSN")]
+        to: String,
+        #[command(flatten)]
+        opts: GroupOpts,
+        #[arg(long, value_name = "DIR")]
+        market: PathBuf,
+        /// Services to upgrade, comma-separated (default: every upgrade and add).
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<String>>,
+        #[arg(long, value_enum, default_value_t = Policy::Patch)]
+        policy: Policy,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Upgrade an app: back the group up, deploy each chosen service, record it.
+    Upgrade {
+        app: String,
+        #[arg(long, value_name = "VSN")]
+        to: String,
+        #[command(flatten)]
+        opts: GroupOpts,
+        #[arg(long, value_name = "DIR")]
+        market: PathBuf,
+        /// Services to upgrade, comma-separated (default: every upgrade and add).
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<String>>,
+        #[arg(long, value_enum, default_value_t = Policy::Patch)]
+        policy: Policy,
+    },
+    /// The group's upgrade and rollback records.
+    Records {
+        #[command(flatten)]
+        opts: GroupOpts,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// One record in full.
+    Record {
+        id: String,
+        #[command(flatten)]
+        opts: GroupOpts,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Roll back the group's last upgrade (added services are kept).
+    Rollback {
+        #[command(flatten)]
+        opts: GroupOpts,
+        /// The upgrade record to roll back; only the last one can be.
+        #[arg(long, value_name = "ID")]
+        record: Option<String>,
+        /// Services to roll back, comma-separated (default: all the upgrade changed).
+        #[arg(long, value_delimiter = ',')]
+        services: Option<Vec<String>>,
+    },
 }

@@ -86,8 +86,13 @@ codes! {
     ActivationFailed = "store::activation-failed", exit 3, "the previous release was switched back and activated again; fix the hook or the release and retry";
     RollbackFailed = "store::rollback-failed", exit 4, "the node needs attention: check what runs, then `fleetup node versions` and the activate hook";
     NodeConfig = "store::config", exit 1, "see the README for <root>/node.toml: product, runtime, edition and the activate hook";
+        MarketTemplate = "market::template", exit 1, "fix the app template in the market: app, version and services with image, ports, env, volumes";
+    GroupUnreadable = "group::unreadable", exit 1, "the group's group.toml could not be read; only fleetup writes it";
+    GroupState = "group::state", exit 1, "`fleetup group status` shows the group's apps and versions";
+    GroupRollback = "group::rollback", exit 1, "only the last upgrade of a group can be rolled back, once; `fleetup group records` lists them";
     WindowClosed = "run::window-closed", exit 5, "the plan's maintenance window is closed";
-        Unsupported = "unsupported", exit 1, "this part of the plan needs a feature fleetup does not have yet; the README lists what is built";
+            GroupDeploy = "group::deploy-failed", exit 3, "a service's deploy hook or health check failed; its previous spec was written back";
+    Unsupported = "unsupported", exit 1, "this part of the plan needs a feature fleetup does not have yet; the README lists what is built";
     Usage = "usage", exit 2, "`fleetup --help` lists the commands and their flags";
     UnknownProduct = "store::product", exit 1, "pass --product, or put `product = \"...\"` into <root>/node.toml";
 }

@@ -9,6 +9,7 @@ mod commands;
 pub mod diagnostics;
 pub mod exec;
 pub mod fsutil;
+pub mod group;
 pub mod health;
 pub mod hook;
 pub mod journal;
@@ -65,6 +66,7 @@ pub fn run(cli: cli::Cli) -> u8 {
         Command::Schema => commands::schema(),
         Command::Init { file, force } => commands::init(file.as_deref(), force),
         Command::Node(cmd) => commands::node::run(cmd),
+        Command::Group(cmd) => commands::group::run(cmd),
         Command::Completions { shell } => commands::completions(shell),
     }
 }

@@ -2,6 +2,7 @@
 //! They are the only code that writes to stdout or stderr.
 
 pub mod check;
+pub mod group;
 pub mod node;
 pub mod run;
 

@@ -1,0 +1,215 @@
+//! `fleetup group …`: app groups by hand, with the per-service markers of SPEC §3.
+
+use std::path::Path;
+use std::time::Duration;
+
+use semver::Version;
+
+use super::fail;
+use crate::cli::{GroupCommand, GroupOpts, OutputFormat};
+use crate::diagnostics::{Code, Problem};
+use crate::group::{Change, Ctx, Group, HookConfig, Market, Record, ServiceDiff, Status};
+
+fn version(s: &str) -> Result<Version, Problem> {
+    Version::parse(s).map_err(|e| {
+        Problem::new(
+            Code::BadVersion,
+            format!("`{s}` is not a SemVer version: {e}"),
+        )
+    })
+}
+
+fn json<T: serde::Serialize>(v: &T) {
+    if let Ok(s) = serde_json::to_string_pretty(v) {
+        println!("{s}");
+    }
+}
+
+fn with_ctx<T>(
+    opts: &GroupOpts,
+    f: impl FnOnce(&Group, &mut Ctx) -> Result<T, Problem>,
+) -> Result<T, Problem> {
+    let hooks = HookConfig::read(&opts.root)?;
+    let lock_wait = match &opts.wait_for_lock {
+        None => Duration::ZERO,
+        Some(d) => crate::plan::validate::parse_duration(d).ok_or_else(|| {
+            Problem::new(
+                Code::BadDuration,
+                format!("--wait-for-lock `{d}` is not a duration"),
+            )
+        })?,
+    };
+    let mut say = |l: String| println!("{l}");
+    let mut ctx = Ctx {
+        say: &mut say,
+        hooks,
+        lock_wait,
+        run: None,
+    };
+    f(&Group::new(&opts.root), &mut ctx)
+}
+
+pub fn print_diff(app: &str, from: &Version, to: &Version, d: &[ServiceDiff], picked: &[String]) {
+    println!("{app} {from} → {to}");
+    let width = d.iter().map(|s| s.service.len()).max().unwrap_or(0);
+    for s in d {
+        let note = match s.change {
+            Change::Upgrade | Change::Add if !picked.contains(&s.service) => " (not picked)",
+            _ => "",
+        };
+        println!(
+            "{} {:<width$}  {:<9}{}{note}",
+            s.change.marker(),
+            s.service,
+            s.change.as_str(),
+            if s.details.is_empty() {
+                String::new()
+            } else {
+                format!("  {}", s.details.join("; "))
+            }
+        );
+    }
+}
+
+fn status(opts: &GroupOpts, market: &Path, format: OutputFormat) -> Result<(), Problem> {
+    let st = Group::new(&opts.root).state()?;
+    let market = Market::new(market);
+    #[derive(serde::Serialize)]
+    struct App {
+        app: String,
+        version: String,
+        newer: Vec<String>,
+        services: Vec<String>,
+    }
+    let apps: Vec<App> = st
+        .apps
+        .iter()
+        .map(|a| App {
+            app: a.app.clone(),
+            version: a.version.to_string(),
+            newer: market
+                .versions(&a.app)
+                .into_iter()
+                .filter(|v| v > &a.version)
+                .map(|v| v.to_string())
+                .collect(),
+            services: a.services.keys().cloned().collect(),
+        })
+        .collect();
+    if format == OutputFormat::Json {
+        json(&apps);
+        return Ok(());
+    }
+    println!("Group {}", opts.root.display());
+    if apps.is_empty() {
+        println!("  no apps installed");
+    }
+    for a in &apps {
+        let newer = if a.newer.is_empty() {
+            "up to date".to_owned()
+        } else {
+            format!("● newer in the market: {}", a.newer.join(", "))
+        };
+        println!(
+            "  {} {}  {}  (services: {})",
+            a.app,
+            a.version,
+            newer,
+            a.services.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn print_record(r: &Record) {
+    let link = match (&r.undoes, &r.undone_by) {
+        (Some(u), _) => format!(", undoes {u}"),
+        (_, Some(b)) => format!(", rolled back by {b}"),
+        _ => String::new(),
+    };
+    println!(
+        "Record {}: {} of {} {} → {}: {}{link}",
+        r.id,
+        r.kind,
+        r.app,
+        r.from,
+        r.to,
+        r.status.as_str()
+    );
+    println!(
+        "  started {}, finished {}",
+        r.started,
+        r.finished.as_deref().unwrap_or("-")
+    );
+    for s in &r.services {
+        println!(
+            "  {} {:<12} {:<9} {}{}",
+            s.change.marker(),
+            s.service,
+            s.change.as_str(),
+            s.result,
+            if s.details.is_empty() {
+                String::new()
+            } else {
+                format!("  ({})", s.details.join("; "))
+            }
+        );
+    }
+}
+
+pub fn run(cmd: GroupCommand) -> u8 {
+    let result: Result<u8, Problem> = match cmd {
+        GroupCommand::Status { opts, market, format } => status(&opts, &market, format).map(|_| 0),
+        GroupCommand::Install { app, vsn, opts, market } => version(&vsn)
+            .and_then(|v| with_ctx(&opts, |g, c| g.install(&Market::new(&market), &app, &v, c)))
+            .map(|_| 0),
+        GroupCommand::Diff { app, to, opts, market, services, policy, format } => version(&to).and_then(|to| {
+            let (installed, _, d, picked) = Group::new(&opts.root).preview(&Market::new(&market), &app, &to, services.as_deref(), policy.into())?;
+            if format == OutputFormat::Json {
+                json(&serde_json::json!({ "app": app, "from": installed.version.to_string(), "to": to.to_string(), "services": d, "picked": picked }));
+            } else {
+                print_diff(&app, &installed.version, &to, &d, &picked);
+            }
+            Ok(0)
+        }),
+        GroupCommand::Upgrade { app, to, opts, market, services, policy } => version(&to).and_then(|to| {
+            let rec = with_ctx(&opts, |g, c| g.upgrade(&Market::new(&market), &app, &to, services.as_deref(), policy.into(), c))?;
+            Ok(if rec.status == Status::Upgraded { 0 } else { 3 })
+        }),
+        GroupCommand::Records { opts, format } => {
+            let recs = Group::new(&opts.root).records();
+            if format == OutputFormat::Json {
+                json(&recs);
+            } else if recs.is_empty() {
+                println!("No records in {}.", opts.root.display());
+            } else {
+                for r in &recs {
+                    let link = match (&r.undoes, &r.undone_by) {
+                        (Some(u), _) => format!("  (undoes {u})"),
+                        (_, Some(b)) => format!("  (rolled back by {b})"),
+                        _ => String::new(),
+                    };
+                    println!("{}  {:<8}  {} {} → {}  {}  {}{link}", r.id, r.kind, r.app, r.from, r.to, r.status.as_str(), r.started);
+                }
+            }
+            Ok(0)
+        }
+        GroupCommand::Record { id, opts, format } => match Group::new(&opts.root).records().into_iter().find(|r| r.id == id) {
+            None => Err(Problem::new(Code::GroupState, format!("no record `{id}` in {}", opts.root.display())).help("`fleetup group records` lists them")),
+            Some(r) => {
+                if format == OutputFormat::Json {
+                    json(&r);
+                } else {
+                    print_record(&r);
+                }
+                Ok(0)
+            }
+        },
+        GroupCommand::Rollback { opts, record, services } => with_ctx(&opts, |g, c| g.rollback(record.as_deref(), services.as_deref(), c))
+            .map(|r| if r.status == Status::RolledBack || r.status == Status::PartialRollback && !r.services.iter().any(|s| s.result.starts_with("failed")) { 0 } else { 3 }),
+    };
+    match result {
+        Ok(code) => code,
+        Err(p) => fail(p),
+    }
+}

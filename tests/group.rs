@@ -1,0 +1,207 @@
+//! The app-market walkthrough (SPEC §3) against the binary: install, status, diff, a
+//! refused minor jump, an upgrade of chosen services, a second upgrade, records, the
+//! rollback rules (only the last, chosen services, added services kept), and a failing
+//! health check recorded as such.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn market(dir: &Path) {
+    let app = |v: &str, services: &str| {
+        let d = dir.join("mall");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join(format!("{v}.yaml")),
+            format!("app: mall\nversion: {v}\nservices:\n{services}"),
+        )
+        .unwrap();
+    };
+    app(
+        "1.0.0",
+        "  web:\n    image: mall/web:1.0.0\n    ports: [{ port: 80, protocol: http }]\n  api:\n    image: mall/api:1.0.0\n",
+    );
+    app(
+        "1.0.1",
+        "  web:\n    image: mall/web:1.0.1\n    ports: [{ port: 80, protocol: http }]\n    env: { API_URL: \"http://api:8080\" }\n  api:\n    image: mall/api:1.0.0\n  worker:\n    image: mall/worker:1.0.1\n",
+    );
+    app(
+        "1.0.2",
+        "  web:\n    image: mall/web:1.0.2\n    ports: [{ port: 80, protocol: http }]\n    env: { API_URL: \"http://api:8080\" }\n    volumes: [{ path: /data/static }]\n  api:\n    image: mall/api:1.0.2\n  worker:\n    image: mall/worker:1.0.1\n",
+    );
+    app(
+        "1.0.3",
+        "  web:\n    image: mall/web:1.0.3\n  api:\n    image: mall/api:1.0.3\n  worker:\n    image: mall/worker:1.0.1\n",
+    );
+    app(
+        "1.1.0",
+        "  web:\n    image: mall/web:1.1.0\n  api:\n    image: mall/api:1.1.0\n",
+    );
+}
+
+fn group(root: &Path, market: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let mut c = fleetup();
+    c.arg("group")
+        .arg(args[0])
+        .args(&args[1..])
+        .arg("--root")
+        .arg(root);
+    if !matches!(args[0], "records" | "record" | "rollback") {
+        c.arg("--market").arg(market);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(root: &Path, market: &Path, args: &[&str]) -> String {
+    let (code, out, err) = group(root, market, args);
+    assert_eq!(code, Some(0), "group {args:?}:\n{out}{err}");
+    out
+}
+
+fn spec_image(root: &Path, service: &str) -> String {
+    let text = std::fs::read_to_string(root.join(format!("services/{service}.yaml"))).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("image: "))
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn the_app_market_walkthrough() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("group-hooks.toml"),
+        r#"[deploy]
+command = ["/bin/sh", "-c", "cp {spec} {root}/deployed-{service}.yaml && echo {service} {version} >> {root}/deploys.log"]
+timeout = "10s"
+[health]
+command = ["/bin/sh", "-c", "test ! -e {root}/fail-{service}"]
+timeout = "1s"
+interval = "100ms"
+"#,
+    )
+    .unwrap();
+
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    let out = ok(&root, &m, &["status"]);
+    assert!(
+        out.contains("mall 1.0.0  ● newer in the market: 1.0.1, 1.0.2, 1.0.3, 1.1.0"),
+        "{out}"
+    );
+
+    // The per-service diff with its markers.
+    let out = ok(&root, &m, &["diff", "mall", "--to", "1.0.1"]);
+    assert!(out.contains("▲ web"), "{out}");
+    assert!(
+        out.contains("image mall/web:1.0.0 → mall/web:1.0.1; env API_URL added"),
+        "{out}"
+    );
+    assert!(
+        out.contains("+ worker") && out.contains("  api     unchanged"),
+        "{out}"
+    );
+
+    // A minor jump is refused under the default patch policy, and changes nothing.
+    let before = snapshot(&root);
+    let (code, _, err) = group(&root, &m, &["upgrade", "mall", "--to", "1.1.0"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("fleetup::rule::version-rule") && err.contains("1.0.0 → 1.1.0"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&root), before);
+
+    // Upgrade only web; the deploy hook applies the rendered spec.
+    let out = ok(
+        &root,
+        &m,
+        &["upgrade", "mall", "--to", "1.0.1", "--services", "web"],
+    );
+    assert!(
+        out.contains("▲ web: upgraded") && out.contains("Record 0001"),
+        "{out}"
+    );
+    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.1");
+    assert!(
+        std::fs::read_to_string(root.join("deployed-web.yaml"))
+            .unwrap()
+            .contains("mall/web:1.0.1")
+    );
+    assert!(
+        !root.join("services/worker.yaml").exists(),
+        "worker was not picked"
+    );
+
+    // A second upgrade: web and api change, worker is added.
+    let out = ok(&root, &m, &["upgrade", "mall", "--to", "1.0.2"]);
+    assert!(
+        out.contains("+ worker: upgraded") && out.contains("Record 0002"),
+        "{out}"
+    );
+    let out = ok(&root, &m, &["records"]);
+    assert_eq!(out.lines().count(), 2, "{out}");
+
+    // Only the last upgrade can be rolled back.
+    let before = snapshot(&root);
+    let (code, _, err) = group(&root, &m, &["rollback", "--record", "0001"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("only the last upgrade can be rolled back: that is record 0002"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&root), before);
+
+    // Roll back only api; worker, added by that upgrade, is kept.
+    let out = ok(&root, &m, &["rollback", "--services", "api"]);
+    assert!(
+        out.contains("↺ api: done") && out.contains("worker: kept"),
+        "{out}"
+    );
+    assert_eq!(spec_image(&root, "api"), "mall/api:1.0.0");
+    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.2");
+    assert!(root.join("services/worker.yaml").exists());
+    let rec = ok(&root, &m, &["record", "0003"]);
+    assert!(
+        rec.contains("rollback of mall 1.0.2 → 1.0.1: partial-rollback, undoes 0002"),
+        "{rec}"
+    );
+    let rec = ok(&root, &m, &["record", "0002", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
+    assert_eq!(v["undone_by"], "0003");
+
+    // The same upgrade cannot be rolled back twice.
+    let (code, _, err) = group(&root, &m, &["rollback"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("already rolled back by record 0003"), "{err}");
+
+    // A failing health check is recorded; the service keeps its previous spec.
+    std::fs::write(root.join("fail-web"), "").unwrap();
+    let (code, out, err) = group(&root, &m, &["upgrade", "mall", "--to", "1.0.3"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        out.contains("▲ web: failed") && out.contains("partial-upgraded"),
+        "{out}"
+    );
+    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.2");
+    assert_eq!(spec_image(&root, "api"), "mall/api:1.0.3");
+    // ...and the rollback of it restores api, while a rollback with nothing to do is refused.
+    let (code, _, err) = group(&root, &m, &["rollback", "--services", "web"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("nothing to roll back"), "{err}");
+    std::fs::remove_file(root.join("fail-web")).unwrap();
+    let out = ok(&root, &m, &["rollback"]);
+    assert!(out.contains("rolled-back"), "{out}");
+    // api goes back to what it ran before that upgrade: 1.0.0, after the earlier rollback.
+    assert_eq!(spec_image(&root, "api"), "mall/api:1.0.0");
+}
