@@ -15,8 +15,9 @@ use semver::Version;
 use serde::Serialize;
 
 use crate::diagnostics::{Code, Problem};
+use crate::group;
 use crate::health::{Probe, Timing};
-use crate::plan::{Amount, Check, Health, NodeTarget, OnFailure, Plan};
+use crate::plan::{Amount, Check, GroupTarget, Health, NodeTarget, OnFailure, Plan};
 use crate::schedule::{Schedule, Target};
 use crate::store::{self, Activation, Ctx, Store};
 
@@ -385,15 +386,7 @@ impl Run<'_> {
         }
         let r = match t {
             Target::Node(i) => self.node(t, &self.plan.nodes[i]),
-            Target::Group(i) => TargetResult {
-                target: self.plan.groups[i].name.value.clone(),
-                from: None,
-                to: String::new(),
-                outcome: Outcome::Skipped,
-                detail: "app groups are not built yet: this group was left untouched".into(),
-                millis: 0,
-                attention: false,
-            },
+            Target::Group(i) => self.group(t, &self.plan.groups[i]),
         };
         self.done(&r);
         r
@@ -409,6 +402,183 @@ impl Run<'_> {
             millis: r.millis,
             attention: r.attention,
         });
+    }
+
+    fn group_ctx<'s>(&self, g: &GroupTarget, say: &'s mut dyn FnMut(String)) -> group::Ctx<'s> {
+        let env = |k: &str| std::env::var(k).ok();
+        let vars = g
+            .vars
+            .iter()
+            .filter_map(|(k, t)| Some((k.clone(), t.render(|_| None, env).ok()?)))
+            .collect();
+        group::Ctx {
+            say,
+            hooks: group::Hooks {
+                deploy: g
+                    .hooks
+                    .command
+                    .as_ref()
+                    .map(|c| c.iter().map(|t| t.value.clone()).collect()),
+                timeout: g.hooks.timeout,
+                health: g.health.as_ref().map(|h| {
+                    (
+                        h.check.clone(),
+                        Timing {
+                            timeout: h.timeout,
+                            interval: h.interval,
+                            healthy_for: h.healthy_for,
+                        },
+                        h.expect_status,
+                    )
+                }),
+                vars,
+                group: g.name.value.clone(),
+            },
+            lock_wait: self.opts.lock_wait,
+            run: Some(self.opts.run_id.clone()),
+        }
+    }
+
+    /// A group: each app upgraded as `fleetup group upgrade` would, in plan order.
+    fn group(&self, t: Target, g: &GroupTarget) -> TargetResult {
+        let name = g.name.value.clone();
+        let started = Instant::now();
+        let to = g
+            .apps
+            .iter()
+            .map(|a| format!("{} {}", a.app.value, a.to.value))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let done = |outcome, detail: String, attention| TargetResult {
+            target: name.clone(),
+            from: None,
+            to: to.clone(),
+            outcome,
+            detail,
+            millis: started.elapsed().as_millis() as u64,
+            attention,
+        };
+        if self.stop.load(Ordering::SeqCst) {
+            return done(
+                Outcome::Skipped,
+                "not started: the run's failures exceeded max_failures".into(),
+                false,
+            );
+        }
+        let mut say = |l: String| self.step(&name, "group", l);
+        let mut ctx = self.group_ctx(g, &mut say);
+        let grp = group::Group::new(&g.root.value);
+        let market = group::Market::new(&g.market.value);
+        let mut changed = Vec::new();
+        for a in &g.apps {
+            let installed = grp
+                .state()
+                .ok()
+                .and_then(|s| s.app(&a.app.value).map(|x| x.version.clone()));
+            let unfinished = grp
+                .records()
+                .last()
+                .is_some_and(|r| r.status == group::Status::InProgress);
+            if installed.as_ref() == Some(&a.to.value) && !unfinished {
+                continue;
+            }
+            let services: Option<Vec<String>> = a
+                .services
+                .as_ref()
+                .map(|v| v.iter().map(|s| s.value.clone()).collect());
+            self.step(
+                &name,
+                "upgrade",
+                format!(
+                    "{} {} → {}",
+                    a.app.value,
+                    installed.map_or("(not installed)".into(), |v| v.to_string()),
+                    a.to.value
+                ),
+            );
+            let rec = match grp.upgrade(
+                &market,
+                &a.app.value,
+                &a.to.value,
+                services.as_deref(),
+                self.plan.policy,
+                &mut ctx,
+            ) {
+                Ok(r) => r,
+                Err(p) => return self.failed(done(Outcome::Failed, p.message, false)),
+            };
+            if rec.status != group::Status::Upgraded {
+                let what = format!(
+                    "{} {} → {}: {}",
+                    rec.app,
+                    rec.from,
+                    rec.to,
+                    rec.status.as_str()
+                );
+                if self.plan.rollout.on_failure == OnFailure::Stop {
+                    return self.failed(done(
+                        Outcome::Failed,
+                        format!("{what}; left as it is (on_failure: stop)"),
+                        false,
+                    ));
+                }
+                return match grp.rollback(None, None, &mut ctx) {
+                    Ok(rb) if rb.status == group::Status::RolledBack => self.failed(done(
+                        Outcome::RolledBack,
+                        format!("{what}; rolled back by record {}", rb.id),
+                        false,
+                    )),
+                    Ok(rb) => self.failed(done(
+                        Outcome::Failed,
+                        format!("{what}; rollback {}: {}", rb.id, rb.status.as_str()),
+                        true,
+                    )),
+                    // A failed upgrade that changed nothing has nothing to roll back.
+                    Err(p)
+                        if p.code == Code::GroupRollback
+                            && rec.status == group::Status::UpgradeFailed =>
+                    {
+                        self.failed(done(
+                            Outcome::RolledBack,
+                            format!("{what}; nothing had changed"),
+                            false,
+                        ))
+                    }
+                    Err(p) => self.failed(done(
+                        Outcome::Failed,
+                        format!("{what}; rollback failed: {}", p.message),
+                        true,
+                    )),
+                };
+            }
+            changed.push(format!(
+                "{} {} → {} (record {})",
+                rec.app, rec.from, rec.to, rec.id
+            ));
+        }
+        if changed.is_empty() {
+            return done(
+                Outcome::Unchanged,
+                "every app already at its target".into(),
+                false,
+            );
+        }
+        if let Ok(mut u) = self.upgraded.lock() {
+            u.push((t, None));
+        }
+        done(Outcome::Upgraded, changed.join("; "), false)
+    }
+
+    /// Rolls back the group's last upgrade (`rollback-all`, `rollback RUN`).
+    fn roll_back_group(&self, g: &GroupTarget) -> Result<(), String> {
+        let name = g.name.value.clone();
+        let mut say = |l: String| self.step(&name, "group", l);
+        let mut ctx = self.group_ctx(g, &mut say);
+        match group::Group::new(&g.root.value).rollback(None, None, &mut ctx) {
+            Ok(r) if r.status == group::Status::RolledBack => Ok(()),
+            Ok(r) => Err(format!("record {}: {}", r.id, r.status.as_str())),
+            Err(p) => Err(p.message),
+        }
     }
 
     /// Puts a node the run upgraded back on `from`, and checks it is healthy there.
@@ -431,6 +601,28 @@ impl Run<'_> {
     fn roll_back_all(&self, results: &mut [TargetResult]) {
         let upgraded = self.upgraded.lock().map(|u| u.clone()).unwrap_or_default();
         for (t, from) in upgraded.into_iter().rev() {
+            if let Target::Group(i) = t {
+                let g = &self.plan.groups[i];
+                let Some(r) = results.iter_mut().find(|r| r.target == g.name.value) else {
+                    continue;
+                };
+                self.step(&g.name.value, "rollback", "rollback-all");
+                match self.roll_back_group(g) {
+                    Ok(()) => {
+                        r.outcome = Outcome::RolledBack;
+                        r.detail =
+                            "rolled back with the rest of the run (on_failure: rollback-all)"
+                                .into();
+                    }
+                    Err(e) => {
+                        r.outcome = Outcome::Failed;
+                        r.detail = format!("rollback-all failed: {e}");
+                        r.attention = true;
+                    }
+                }
+                self.done(r);
+                continue;
+            }
             let Target::Node(i) = t else { continue };
             let node = &self.plan.nodes[i];
             let Some(r) = results.iter_mut().find(|r| r.target == node.name.value) else {
@@ -626,7 +818,19 @@ pub fn locks_held(plan: &Plan, schedule: &Schedule) -> Vec<Problem> {
                 )
                 .err()
             }
-            Target::Group(_) => None,
+            Target::Group(i) => {
+                let root = &plan.groups[i].root.value;
+                if !root.is_dir() {
+                    return None;
+                }
+                store::lock::acquire(
+                    root,
+                    &format!("the group `{}`", plan.groups[i].name.value),
+                    None,
+                    Duration::ZERO,
+                )
+                .err()
+            }
         })
         .collect()
 }
@@ -650,6 +854,30 @@ pub fn roll_back_run(
     };
     let mut out = Vec::new();
     for r in upgraded.iter().rev() {
+        if let Some(g) = plan.groups.iter().find(|g| g.name.value == r.target) {
+            let started = Instant::now();
+            run.step(&r.target, "rollback", "the group's last upgrade");
+            let (outcome, detail, attention) = match run.roll_back_group(g) {
+                Ok(()) => (
+                    Outcome::RolledBack,
+                    "last upgrade rolled back".to_owned(),
+                    false,
+                ),
+                Err(e) => (Outcome::Failed, format!("rollback failed: {e}"), true),
+            };
+            let res = TargetResult {
+                target: r.target.clone(),
+                from: Some(r.to.clone()),
+                to: String::new(),
+                outcome,
+                detail,
+                millis: started.elapsed().as_millis() as u64,
+                attention,
+            };
+            run.done(&res);
+            out.push(res);
+            continue;
+        }
         let Some(node) = plan.nodes.iter().find(|n| n.name.value == r.target) else {
             continue;
         };

@@ -650,6 +650,8 @@ impl Group {
     }
 
     /// `fleetup group upgrade`: backs the group up, deploys each picked service, records it.
+    /// An unfinished upgrade of the same app to the same version (a killed run) is
+    /// finished instead: its pending services are deployed and its record completed.
     pub fn upgrade(
         &self,
         market: &Market,
@@ -660,98 +662,125 @@ impl Group {
         ctx: &mut Ctx,
     ) -> Result<Record, Problem> {
         let _lock = self.lock(ctx)?;
-        if let Some(last) = self.records().last()
-            && last.status == Status::InProgress
-        {
-            return Err(Problem::new(
-                Code::GroupState,
-                format!(
-                    "record {} ({} of {}) is unfinished",
-                    last.id, last.kind, last.app
-                ),
-            )
-            .help("roll it back with `fleetup group rollback` before a new upgrade"));
-        }
-        let (installed, t, d, picked) = self.preview(market, app, to, services, policy)?;
-        let id = self.next_id();
-        self.backup(&id)?;
-        (ctx.say)(format!("Backed up the group as backups/{id}"));
-        let mut rec = Record {
-            id: id.clone(),
-            kind: "upgrade".into(),
-            app: app.into(),
-            from: installed.version.clone(),
-            to: to.clone(),
-            status: Status::InProgress,
-            services: d
-                .iter()
-                .map(|s| ServiceOutcome {
-                    service: s.service.clone(),
-                    change: s.change,
-                    details: s.details.clone(),
-                    result: match s.change {
-                        Change::Kept => "kept".into(),
-                        Change::Unchanged => "unchanged".into(),
-                        _ if picked.contains(&s.service) => "pending".into(),
-                        _ => "not picked".into(),
-                    },
-                })
-                .collect(),
-            started: now(),
-            finished: None,
-            undoes: None,
-            undone_by: None,
+        let (mut rec, installed, t) = match self.records().pop() {
+            Some(last)
+                if last.status == Status::InProgress
+                    && last.kind == "upgrade"
+                    && last.app == app
+                    && &last.to == to =>
+            {
+                (ctx.say)(format!(
+                    "Finishing the interrupted upgrade {} of {app} to {to}",
+                    last.id
+                ));
+                let before = self.backup_state(&last.id)?;
+                let installed = before.app(app).cloned().ok_or_else(|| {
+                    Problem::new(
+                        Code::GroupState,
+                        format!("the backup of {} does not hold {app}", last.id),
+                    )
+                })?;
+                let t = market.template(app, to)?;
+                (last, installed, t)
+            }
+            Some(last) if last.status == Status::InProgress => {
+                return Err(Problem::new(
+                    Code::GroupState,
+                    format!("record {} ({} of {} to {}) is unfinished", last.id, last.kind, last.app, last.to),
+                )
+                .help("finish it by running the same upgrade again, or roll it back with `fleetup group rollback`"));
+            }
+            _ => {
+                let (installed, t, d, picked) = self.preview(market, app, to, services, policy)?;
+                let id = self.next_id();
+                self.backup(&id)?;
+                (ctx.say)(format!("Backed up the group as backups/{id}"));
+                let rec = Record {
+                    id,
+                    kind: "upgrade".into(),
+                    app: app.into(),
+                    from: installed.version.clone(),
+                    to: to.clone(),
+                    status: Status::InProgress,
+                    services: d
+                        .iter()
+                        .map(|s| ServiceOutcome {
+                            service: s.service.clone(),
+                            change: s.change,
+                            details: s.details.clone(),
+                            result: match s.change {
+                                Change::Kept => "kept".into(),
+                                Change::Unchanged => "unchanged".into(),
+                                _ if picked.contains(&s.service) => "pending".into(),
+                                _ => "not picked".into(),
+                            },
+                        })
+                        .collect(),
+                    started: now(),
+                    finished: None,
+                    undoes: None,
+                    undone_by: None,
+                };
+                self.save_record(&rec)?;
+                (rec, installed, t)
+            }
         };
-        self.save_record(&rec)?;
-        let mut st = self.state()?;
-        let (mut ok, mut failed) = (0, 0);
-        for name in &picked {
-            let Some(spec) = t.services.get(name) else {
+        let pending: Vec<(String, Change)> = rec
+            .services
+            .iter()
+            .filter(|s| s.result == "pending")
+            .map(|s| (s.service.clone(), s.change))
+            .collect();
+        for (name, change) in pending {
+            let Some(spec) = t.services.get(&name) else {
                 continue;
             };
-            let change = d
-                .iter()
-                .find(|x| &x.service == name)
-                .map_or(Change::Upgrade, |x| x.change);
             (ctx.say)(format!(
                 "{} {name}: deploying {}",
                 change.marker(),
                 spec.image
             ));
-            let result = self.deploy(app, name, spec, to, &installed.version, ctx);
-            let slot = rec.services.iter_mut().find(|s| &s.service == name);
-            match result {
+            let result = self.deploy(app, &name, spec, to, &installed.version, ctx);
+            let outcome = match result {
                 Ok(()) => {
-                    ok += 1;
-                    if let Some(a) = st.app_mut(app) {
-                        a.services.insert(name.clone(), spec.clone());
-                    }
-                    if let Some(s) = slot {
-                        s.result = "done".into();
-                    }
                     (ctx.say)(format!("{} {name}: upgraded", change.marker()));
+                    "done".to_owned()
                 }
                 Err(e) => {
-                    failed += 1;
                     (ctx.say)(format!("{} {name}: failed: {e}", change.marker()));
                     // The service keeps its previous spec on disk: what runs is unchanged.
-                    if let Some(prev) = installed.services.get(name) {
-                        let _ = self.write_spec(name, prev);
+                    if let Some(prev) = installed.services.get(&name) {
+                        let _ = self.write_spec(&name, prev);
                     }
-                    if let Some(s) = slot {
-                        s.result = format!("failed: {e}");
-                    }
+                    format!("failed: {e}")
                 }
+            };
+            if let Some(s) = rec.services.iter_mut().find(|s| s.service == name) {
+                s.result = outcome;
             }
             self.save_record(&rec)?;
         }
-        if ok > 0
-            && let Some(a) = st.app_mut(app)
-        {
-            a.version = to.clone();
+        // group.toml follows the record: every service it marks done has the new spec.
+        let mut st = self.state()?;
+        let done: Vec<&ServiceOutcome> =
+            rec.services.iter().filter(|s| s.result == "done").collect();
+        let failed = rec
+            .services
+            .iter()
+            .filter(|s| s.result.starts_with("failed"))
+            .count();
+        if let Some(a) = st.app_mut(app) {
+            for s in &done {
+                if let Some(spec) = t.services.get(&s.service) {
+                    a.services.insert(s.service.clone(), spec.clone());
+                }
+            }
+            if !done.is_empty() {
+                a.version = to.clone();
+            }
         }
         self.save_state(&st)?;
-        rec.status = match (ok, failed) {
+        rec.status = match (done.len(), failed) {
             (_, 0) => Status::Upgraded,
             (0, _) => Status::UpgradeFailed,
             _ => Status::PartialUpgraded,
@@ -759,12 +788,25 @@ impl Group {
         rec.finished = Some(now());
         self.save_record(&rec)?;
         (ctx.say)(format!(
-            "Record {id}: {} {} → {to}: {}",
-            app,
+            "Record {}: {app} {} → {to}: {}",
+            rec.id,
             installed.version,
             rec.status.as_str()
         ));
         Ok(rec)
+    }
+
+    /// The group as it was before upgrade `id`, from its backup.
+    fn backup_state(&self, id: &str) -> Result<GroupState, Problem> {
+        std::fs::read_to_string(self.root.join("backups").join(id).join("group.toml"))
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+            .ok_or_else(|| {
+                Problem::new(
+                    Code::GroupRollback,
+                    format!("the backup of upgrade {id} is missing or damaged"),
+                )
+            })
     }
 
     /// `fleetup group rollback`: undoes the last upgrade, for all or the chosen services.

@@ -205,3 +205,154 @@ interval = "100ms"
     // api goes back to what it ran before that upgrade: 1.0.0, after the earlier rollback.
     assert_eq!(spec_image(&root, "api"), "mall/api:1.0.0");
 }
+
+fn group_plan(dir: &Path, deploy_sleep: &str) -> std::path::PathBuf {
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"plan: 1
+name: shop-upgrade
+product: mall
+state: ./state
+groups:
+  - name: shop
+    root: ./shop
+    market: ./market
+    apps:
+      - app: mall
+        to: 1.0.2
+    hooks:
+      deploy: ["/bin/sh", "-c", "sleep {deploy_sleep}; cp {{spec}} {{root}}/applied-{{service}}.yaml"]
+      timeout: 10s
+    health:
+      command: ["/bin/sh", "-c", "test ! -e {{root}}/fail-{{service}}"]
+      timeout: 1s
+      interval: 100ms
+"#
+        ),
+    )
+    .unwrap();
+    plan
+}
+
+#[test]
+fn a_plan_driven_group_run_rolls_back_a_failed_service_and_records_it() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    let plan = group_plan(t.path(), "0");
+
+    // The dry run shows the per-service changes.
+    let out = fleetup().arg("plan").arg(&plan).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("▲ web upgrade: image mall/web:1.0.0 → mall/web:1.0.2")
+            && text.contains("+ worker add"),
+        "{text}"
+    );
+
+    std::fs::write(root.join("fail-api"), "").unwrap();
+    let out = fleetup()
+        .arg("apply")
+        .arg(&plan)
+        .args(["--yes", "--format", "json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(3), "{doc}");
+    assert_eq!(doc["targets"][0]["outcome"], "rolled-back", "{doc}");
+    // The deploy hook really applied specs; the rollback put web back; worker is kept.
+    assert!(
+        std::fs::read_to_string(root.join("applied-web.yaml"))
+            .unwrap()
+            .contains("mall/web:1.0.0")
+    );
+    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.0");
+    assert_eq!(spec_image(&root, "api"), "mall/api:1.0.0");
+    assert!(
+        root.join("services/worker.yaml").exists(),
+        "an added service was removed by the rollback"
+    );
+    let up = ok(&root, &m, &["record", "0001"]);
+    assert!(
+        up.contains("partial-upgraded, rolled back by 0002")
+            && up.contains("api")
+            && up.contains("failed: health"),
+        "{up}"
+    );
+    let rb = ok(&root, &m, &["record", "0002"]);
+    assert!(
+        rb.contains("rolled-back, undoes 0001") && rb.contains("worker") && rb.contains("kept"),
+        "{rb}"
+    );
+
+    // Fixed, the same plan goes through.
+    std::fs::remove_file(root.join("fail-api")).unwrap();
+    let out = fleetup()
+        .arg("apply")
+        .arg(&plan)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(ok(&root, &m, &["status"]).contains("mall 1.0.2"));
+}
+
+#[test]
+fn a_killed_group_upgrade_leaves_a_readable_group_that_resume_finishes() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    let plan = group_plan(t.path(), "0.4");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .arg("apply")
+        .arg(&plan)
+        .arg("--yes")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it while the second of three services deploys.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let _ = child.kill();
+    let _ = child.wait();
+    let status = ok(&root, &m, &["status"]);
+    assert!(status.contains("mall 1.0.0"), "{status}");
+    assert!(ok(&root, &m, &["records"]).contains("in-progress"));
+    let out = fleetup()
+        .args(["resume", "--state"])
+        .arg(t.path().join("state"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Finishing the interrupted upgrade 0001"),
+        "{text}"
+    );
+    assert!(ok(&root, &m, &["status"]).contains("mall 1.0.2"));
+    let rec = ok(&root, &m, &["record", "0001"]);
+    assert!(
+        rec.contains(": upgraded") && !rec.contains("pending"),
+        "{rec}"
+    );
+    for s in ["web", "api", "worker"] {
+        assert!(
+            root.join(format!("applied-{s}.yaml")).exists(),
+            "{s} was never deployed"
+        );
+    }
+}

@@ -62,7 +62,10 @@ struct DryTarget {
     from_source: &'static str,
     to: String,
     package: Option<String>,
-    rules: &'static str,
+    rules: String,
+    /// Per group service: marker, name, change and details (SPEC §3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    services: Vec<String>,
 }
 
 fn dry_targets(plan: &Plan, pf: &Preflight, wave: &[Target]) -> Vec<DryTarget> {
@@ -90,23 +93,91 @@ fn dry_targets(plan: &Plan, pf: &Preflight, wave: &[Target]) -> Vec<DryTarget> {
                     from_source,
                     to: n.to.value.to_string(),
                     package: f.package.as_ref().map(|p| p.file.clone()),
-                    rules,
+                    rules: rules.to_owned(),
+                    services: Vec::new(),
                 }
             }
-            Target::Group(i) => DryTarget {
-                target: plan.groups[i].name.value.clone(),
-                kind: "group",
-                from: None,
-                from_source: "unknown",
-                to: plan.groups[i]
-                    .apps
-                    .iter()
-                    .map(|a| format!("{} {}", a.app.value, a.to.value))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                package: None,
-                rules: "cannot be previewed yet: app groups are not built",
-            },
+            Target::Group(i) => {
+                let g = &plan.groups[i];
+                let grp = crate::group::Group::new(&g.root.value);
+                let market = crate::group::Market::new(&g.market.value);
+                let installed = grp.state().ok();
+                let mut services = Vec::new();
+                let mut verdicts = Vec::new();
+                let mut from = Vec::new();
+                for a in &g.apps {
+                    let cur = installed
+                        .as_ref()
+                        .and_then(|s| s.app(&a.app.value))
+                        .map(|x| x.version.clone());
+                    from.push(format!(
+                        "{} {}",
+                        a.app.value,
+                        cur.as_ref()
+                            .map_or("(not installed)".into(), |v| v.to_string())
+                    ));
+                    if cur.as_ref() == Some(&a.to.value) {
+                        verdicts.push(format!("{}: already at {}", a.app.value, a.to.value));
+                        continue;
+                    }
+                    let picked: Option<Vec<String>> = a
+                        .services
+                        .as_ref()
+                        .map(|v| v.iter().map(|s| s.value.clone()).collect());
+                    match grp.preview(
+                        &market,
+                        &a.app.value,
+                        &a.to.value,
+                        picked.as_deref(),
+                        plan.policy,
+                    ) {
+                        Ok((_, _, d, picked)) => {
+                            verdicts.push(format!("{}: passed", a.app.value));
+                            for sd in d {
+                                let note = if matches!(
+                                    sd.change,
+                                    crate::group::Change::Upgrade | crate::group::Change::Add
+                                ) && !picked.contains(&sd.service)
+                                {
+                                    " (not picked)"
+                                } else {
+                                    ""
+                                };
+                                services.push(format!(
+                                    "{} {} {}{note}{}",
+                                    sd.change.marker(),
+                                    sd.service,
+                                    sd.change.as_str(),
+                                    if sd.details.is_empty() {
+                                        String::new()
+                                    } else {
+                                        format!(": {}", sd.details.join("; "))
+                                    }
+                                ));
+                            }
+                        }
+                        Err(p) => verdicts.push(format!(
+                            "{}: cannot be previewed: {}",
+                            a.app.value, p.message
+                        )),
+                    }
+                }
+                DryTarget {
+                    target: g.name.value.clone(),
+                    kind: "group",
+                    from: Some(from.join(", ")),
+                    from_source: "live",
+                    to: g
+                        .apps
+                        .iter()
+                        .map(|a| format!("{} {}", a.app.value, a.to.value))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    package: None,
+                    rules: verdicts.join("; "),
+                    services,
+                }
+            }
         })
         .collect()
 }
@@ -170,6 +241,9 @@ pub fn plan(path: &Path, only: Option<&str>, format: OutputFormat) -> u8 {
                 println!("  {:<20} package {p}", "");
             }
             println!("  {:<20} rules: {}", "", t.rules);
+            for line in &t.services {
+                println!("  {:<20}   {line}", "");
+            }
         }
     }
     0
