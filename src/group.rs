@@ -102,7 +102,7 @@ impl Market {
                 .map(|v| v.to_string())
                 .collect::<Vec<_>>();
             let help = if have.is_empty() {
-                format!("the market {} has no app `{app}`", self.dir.display())
+                format!("the market has no app `{app}`")
             } else {
                 format!("the market has {app} {}", have.join(", "))
             };
@@ -842,16 +842,7 @@ impl Group {
                 format!("upgrade {} was already rolled back by record {by}", last.id),
             ));
         }
-        let backup = self.root.join("backups").join(&last.id);
-        let before: GroupState = std::fs::read_to_string(backup.join("group.toml"))
-            .ok()
-            .and_then(|t| toml::from_str(&t).ok())
-            .ok_or_else(|| {
-                Problem::new(
-                    Code::GroupRollback,
-                    format!("the backup of upgrade {} is missing or damaged", last.id),
-                )
-            })?;
+        let before = self.backup_state(&last.id)?;
         let prev_app = before.app(&last.app).cloned();
         // What the upgrade changed: upgraded services go back; added ones are kept.
         let upgraded: Vec<&ServiceOutcome> = last

@@ -398,49 +398,18 @@ fn check_groups(plan: &Plan) -> Vec<Problem> {
             );
             continue;
         }
+        let market = crate::group::Market::new(&g.market.value);
         for a in &g.apps {
-            let dir = g.market.value.join(&a.app.value);
-            let v = a.to.value.to_string();
-            let found = ["yaml", "yml", "toml"]
-                .iter()
-                .any(|ext| dir.join(format!("{v}.{ext}")).is_file());
-            if !found {
-                let have = market_versions(&dir);
-                let help = if have.is_empty() {
-                    format!("the market has no app `{}`", a.app.value)
+            // The template must exist and parse: the same reading `apply` does.
+            if let Err(p) = market.template(&a.app.value, &a.to.value) {
+                let label = if p.code == Code::MarketMissing {
+                    "not in the market"
                 } else {
-                    format!("the market has {} {}", a.app.value, have.join(", "))
+                    "template does not parse"
                 };
-                out.push(
-                    Problem::new(
-                        Code::MarketMissing,
-                        format!("the market has no version {v} of app `{}`", a.app.value),
-                    )
-                    .at(a.to.span)
-                    .label("not in the market")
-                    .help(help),
-                );
+                out.push(p.at(a.to.span).label(label));
             }
         }
     }
     out
-}
-
-/// Versions of one app in a market directory, oldest first.
-fn market_versions(dir: &std::path::Path) -> Vec<String> {
-    let mut versions: Vec<semver::Version> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            let stem = name
-                .strip_suffix(".yaml")
-                .or(name.strip_suffix(".yml"))
-                .or(name.strip_suffix(".toml"))?;
-            semver::Version::parse(stem).ok()
-        })
-        .collect();
-    versions.sort();
-    versions.iter().map(|v| v.to_string()).collect()
 }

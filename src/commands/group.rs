@@ -1,7 +1,6 @@
 //! `fleetup group …`: app groups by hand, with the per-service markers of SPEC §3.
 
 use std::path::Path;
-use std::time::Duration;
 
 use semver::Version;
 
@@ -30,15 +29,7 @@ fn with_ctx<T>(
     f: impl FnOnce(&Group, &mut Ctx) -> Result<T, Problem>,
 ) -> Result<T, Problem> {
     let hooks = HookConfig::read(&opts.root)?;
-    let lock_wait = match &opts.wait_for_lock {
-        None => Duration::ZERO,
-        Some(d) => crate::plan::validate::parse_duration(d).ok_or_else(|| {
-            Problem::new(
-                Code::BadDuration,
-                format!("--wait-for-lock `{d}` is not a duration"),
-            )
-        })?,
-    };
+    let lock_wait = super::lock_wait(opts.wait_for_lock.as_deref())?;
     let mut say = |l: String| println!("{l}");
     let mut ctx = Ctx {
         say: &mut say,

@@ -16,6 +16,19 @@ pub(crate) fn stderr_color() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()
 }
 
+/// `--wait-for-lock DURATION`: how long to wait for another fleetup's lock (none: refuse).
+pub(crate) fn lock_wait(flag: Option<&str>) -> Result<std::time::Duration, Problem> {
+    match flag {
+        None => Ok(std::time::Duration::ZERO),
+        Some(d) => crate::plan::validate::parse_duration(d).ok_or_else(|| {
+            Problem::new(
+                Code::BadDuration,
+                format!("--wait-for-lock `{d}` is not a duration"),
+            )
+        }),
+    }
+}
+
 /// Prints a problem that is not tied to a file and returns its exit code.
 pub(crate) fn fail(p: Problem) -> u8 {
     eprint!(

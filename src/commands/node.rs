@@ -1,7 +1,5 @@
 //! `fleetup node …`: one node's release store by hand, with EMQX's messages.
 
-use std::time::Duration;
-
 use semver::Version;
 use serde::Serialize;
 
@@ -28,15 +26,7 @@ fn with_ctx<T>(
 ) -> Result<T, Problem> {
     let config = NodeConfig::read(&opts.root)?;
     let activation = config.activation(&opts.root)?;
-    let lock_wait = match &opts.wait_for_lock {
-        None => Duration::ZERO,
-        Some(d) => crate::plan::validate::parse_duration(d).ok_or_else(|| {
-            Problem::new(
-                Code::BadDuration,
-                format!("--wait-for-lock `{d}` is not a duration"),
-            )
-        })?,
-    };
+    let lock_wait = super::lock_wait(opts.wait_for_lock.as_deref())?;
     let mut say = |line: String| println!("{line}");
     let mut ctx = Ctx {
         say: &mut say,

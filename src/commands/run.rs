@@ -269,15 +269,7 @@ fn confirm(plan: &Plan, schedule: &Schedule) -> bool {
 }
 
 fn lock_wait(flag: Option<&str>) -> Result<Duration, u8> {
-    match flag {
-        None => Ok(Duration::ZERO),
-        Some(d) => crate::plan::validate::parse_duration(d).ok_or_else(|| {
-            fail(Problem::new(
-                Code::BadDuration,
-                format!("--wait-for-lock `{d}` is not a duration"),
-            ))
-        }),
-    }
+    super::lock_wait(flag).map_err(fail)
 }
 
 /// Refuses to start outside the plan's window (exit 5), naming the next opening.
