@@ -147,7 +147,14 @@ impl PackageName {
         let needle = format!("-{runtime_prefix}");
         let mut split = None;
         if !runtime_prefix.is_empty() {
+            // A runtime carries its version right after the prefix (`otp24…`); this keeps
+            // a pre-release such as `5.0.0-otp.1` a version. A pre-release that itself looks
+            // like a runtime (`5.0.0-otp24`) is read as a runtime: the name cannot tell.
             for (pos, _) in middle.match_indices(&needle) {
+                let after = middle[pos + needle.len()..].chars().next();
+                if !after.is_some_and(|c| c.is_ascii_digit()) {
+                    continue;
+                }
                 if let Ok(v) = Version::parse(&middle[..pos]) {
                     split = Some((v, &middle[pos + 1..]));
                     break;
@@ -450,6 +457,14 @@ mod tests {
         assert_eq!(pre.version, v("5.0.0-beta-2+b7"));
         assert_eq!(pre.runtime, None);
         assert_eq!(pre.arch, "arm64");
+    }
+
+    #[test]
+    fn a_prerelease_that_starts_like_the_runtime_stays_in_the_version() {
+        // Found by the property tests (tests/properties.rs): kept as a regression test.
+        let p = PackageName::parse("aa-0.0.0-otp.1-ubuntu20.04-amd64.zip", "aa", "otp").unwrap();
+        assert_eq!(p.version, v("0.0.0-otp.1"));
+        assert_eq!(p.runtime, None);
     }
 
     #[test]
