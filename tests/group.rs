@@ -320,8 +320,14 @@ fn a_killed_group_upgrade_leaves_a_readable_group_that_resume_finishes() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it while the second of three services deploys.
-    std::thread::sleep(std::time::Duration::from_millis(700));
+    // Kill it while the second of three services (api, web, worker) deploys: once the
+    // first is applied, the next one's deploy hook sleeps 0.4 s.
+    let first = root.join("applied-api.yaml");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !first.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(100));
     let _ = child.kill();
     let _ = child.wait();
     let status = ok(&root, &m, &["status"]);
