@@ -129,6 +129,10 @@ fn main() {
                 black_box(fleetup::preflight::run(l.plan.as_ref().unwrap()));
             })
         });
+        g.bench_function("schedule (waves of 10,000)", |b| {
+            let plan = fleetup::plan::load(path).plan.expect("a valid plan");
+            b.iter(|| black_box(fleetup::schedule::build(&plan, Some("node-1*,@rack-3")).unwrap()))
+        });
         g.finish();
     }
     c.final_summary();

@@ -580,3 +580,40 @@ fn only_selects_by_name_glob_and_tag() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("`@nosuchtag` matches no target"), "{err}");
 }
+
+#[test]
+fn stop_leaves_a_failure_as_it_is_and_permanent_false_leaves_releases_current() {
+    // on_failure: stop — the broken canary stays installed for inspection, unrolled.
+    let f = fleet(2, true);
+    let plan = f.plan("  waves: [1]\n  on_failure: stop\n", &|_| String::new());
+    let (code, out, err) = f.apply(&plan, &["--yes", "--format", "json"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["targets"][0]["outcome"], "failed");
+    assert!(
+        doc["targets"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("on_failure: stop")
+    );
+    assert_eq!(doc["targets"][1]["outcome"], "skipped");
+    assert_eq!(
+        f.versions(0),
+        "Installed versions:\n* 4.4.16\tcurrent\n* 4.4.15\tpermanent\n"
+    );
+
+    // permanent: false — healthy releases become current; a restart goes back.
+    let g = fleet(1, false);
+    let plan = g.plan("  permanent: false\n", &|_| String::new());
+    let (code, out, err) = g.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        g.versions(0),
+        "Installed versions:\n* 4.4.16\tcurrent\n* 4.4.15\tpermanent\n"
+    );
+    wait_status(g.nodes[0].2, "4.4.16");
+    // Applying again is a no-op: the target is reached as the plan defines it.
+    let (code, out, _) = g.apply(&plan, &["--yes", "--format", "json"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("\"unchanged\""), "{out}");
+}
