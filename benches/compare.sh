@@ -71,7 +71,7 @@ YML
   t0=$(now); "$FLEETUP" apply "$D/plan.yaml" --yes >/dev/null; t1=$(now)
   fleet=$(python3 -c "print($t1-$t0)")
   t0=$(now)
-  ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_STDOUT_CALLBACK=null "$ANSIBLE_BIN/ansible-playbook" -f 10 -i "$D/inventory.yaml" "$D/playbook.yaml" >/dev/null
+  ANSIBLE_HOST_KEY_CHECKING=False "$ANSIBLE_BIN/ansible-playbook" -f 10 -i "$D/inventory.yaml" "$D/playbook.yaml" >/dev/null
   t1=$(now); ansible=$(python3 -c "print($t1-$t0)")
   t0=$(now)
   ls -d "$D"/shell/n* | xargs -P10 -I{} sh -c "cp '$PKG' {}/releases/ && unzip -q {}/releases/$(basename "$PKG") -d {}/releases/4.4.16 && ln -sfn releases/4.4.16 {}/current.tmp && mv -T {}/current.tmp {}/current"
@@ -91,7 +91,7 @@ D="$WORK/big"; mkdir -p "$D"
   for i in $(seq 0 9999); do echo "  - { name: node-$i, host: 10.0.$((i/256)).$((i%256)), root: /srv/node-$i, tags: [rack-$((i%20))] }"; done
 } > "$D/plan.yaml"
 {
-  echo "all:"; echo "  vars: { port: 18083 }"; echo "  children:"
+  echo "all:"; echo "  vars: { status_port: 18083 }"; echo "  children:"
   for r in $(seq 0 19); do echo "    rack_$r:"; echo "      hosts:"; for i in $(seq "$r" 20 9999); do echo "        node-$i: { ansible_host: 10.0.$((i/256)).$((i%256)), root: /srv/node-$i }"; done; done
 } > "$D/inventory.yaml"
 t0=$(now); "$FLEETUP" check "$D/plan.yaml" >/dev/null; t1=$(now); fc=$(python3 -c "print($t1-$t0)")
