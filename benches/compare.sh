@@ -6,7 +6,8 @@
 #     - fleetup apply (max_parallel 10; it also locks, checks the rules, keeps state and a journal)
 #     - ansible-playbook (forks 10, local connection): copy + unarchive + file link
 #     - shell: xargs -P10 of cp + unzip + ln/mv
-#   check a 10,000-node plan against `ansible-inventory --list` on the same inventory.
+#   check a 10,000-node plan against `ansible-inventory --list` on the same inventory;
+#   health-wait efficiency against the ideal and plan memory (benches/apply.rs).
 #
 # Targets: fleetup at least 20x faster than Ansible, within 1.5x of the shell loop.
 # Needs python3 (venv, pip), unzip, xargs. Usage: benches/compare.sh
@@ -97,3 +98,7 @@ D="$WORK/big"; mkdir -p "$D"
 t0=$(now); "$FLEETUP" check "$D/plan.yaml" >/dev/null; t1=$(now); fc=$(python3 -c "print($t1-$t0)")
 t0=$(now); "$ANSIBLE_BIN/ansible-inventory" -i "$D/inventory.yaml" --list >/dev/null; t1=$(now); ai=$(python3 -c "print($t1-$t0)")
 printf 'check of 10,000 nodes: fleetup %.2f s | ansible-inventory --list %.2f s (%sx slower than fleetup)\n' "$fc" "$ai" "$(ratio "$ai" "$fc")"
+
+# Health-wait efficiency against the ideal, the shell baseline at 200 nodes with fleetup's
+# own packages, and `plan` memory: the criterion-free benchmark in benches/apply.rs.
+cargo bench -q --bench apply 2>/dev/null | grep -E "^(apply|health|fleetup plan|package)"
