@@ -189,10 +189,11 @@ impl Journal {
             Ok(mut f) => f
                 .write_all(text.as_bytes())
                 .ok()
-                .and_then(|_| f.try_clone().ok()),
+                .and_then(|_| durable.then(|| f.try_clone().ok()).flatten()),
             Err(_) => None,
         };
-        if durable && let Some(f) = synced {
+        // Synced outside the lock, on a duplicate handle, so other workers can write meanwhile.
+        if let Some(f) = synced {
             let _ = f.sync_data();
         }
     }

@@ -105,11 +105,10 @@ fn get_status(port: u16) -> Option<String> {
 }
 
 fn wait_status(port: u16, want: &str) {
-    for _ in 0..100 {
-        if get_status(port).as_deref() == Some(want) {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    if wait_until(std::time::Duration::from_secs(5), || {
+        get_status(port).as_deref() == Some(want)
+    }) {
+        return;
     }
     panic!("port {port} never served {want}");
 }
@@ -135,17 +134,7 @@ impl Fleet {
     }
 
     fn apply(&self, plan: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-        let out = fleetup()
-            .arg("apply")
-            .arg(plan)
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        common::output(fleetup().arg("apply").arg(plan).args(args))
     }
 
     fn versions(&self, i: usize) -> String {
@@ -506,15 +495,11 @@ fn a_second_concurrent_run_is_refused() {
         .unwrap();
     // Wait until the first run holds n1's store.
     let lock = f.nodes[0].1.join("releases/.lock");
-    for _ in 0..100 {
-        if std::fs::read_to_string(&lock)
+    wait_until(std::time::Duration::from_secs(3), || {
+        std::fs::read_to_string(&lock)
             .unwrap_or_default()
             .contains("run ")
-        {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(30));
-    }
+    });
     let (code, _, err) = f.apply(&plan, &["--yes"]);
     assert_eq!(code, Some(5), "{err}");
     assert!(

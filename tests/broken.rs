@@ -4,6 +4,8 @@
 
 use std::path::PathBuf;
 
+mod common;
+
 use assert_cmd::Command;
 
 fn corpus() -> Vec<PathBuf> {
@@ -24,17 +26,12 @@ const FILE_LEVEL: &[&str] = &[
 ];
 
 fn check(file: &str, format: &str) -> (Option<i32>, String, String) {
-    let out = Command::cargo_bin("fleetup")
-        .unwrap()
-        .current_dir("tests/broken")
-        .env("NO_COLOR", "1")
-        .args(["check", "--format", format, file])
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    common::output(
+        Command::cargo_bin("fleetup")
+            .unwrap()
+            .current_dir("tests/broken")
+            .env("NO_COLOR", "1")
+            .args(["check", "--format", format, file]),
     )
 }
 

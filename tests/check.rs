@@ -1,22 +1,19 @@
 //! `fleetup check` behaviour: every problem at its line and column in both formats,
 //! machine-readable output, exit codes, and rules checked against a live store.
 
+mod common;
+
 use assert_cmd::Command;
 use serde_json::Value;
 
 fn check(dir: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::cargo_bin("fleetup")
-        .unwrap()
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .arg("check")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    common::output(
+        Command::cargo_bin("fleetup")
+            .unwrap()
+            .current_dir(dir)
+            .env("NO_COLOR", "1")
+            .arg("check")
+            .args(args),
     )
 }
 

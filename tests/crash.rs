@@ -90,10 +90,7 @@ fn an_upgrade_killed_at_any_instant_leaves_a_sound_store_and_completes_on_rerun(
         if i % 3 == 2 {
             // Deterministically mid-install: wait until the activate hook is running.
             let marker = root.join("activating");
-            let deadline = Instant::now() + std::time::Duration::from_secs(20);
-            while !marker.exists() && Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(2));
-            }
+            wait_until(std::time::Duration::from_secs(20), || marker.exists());
         } else {
             std::thread::sleep(delay);
         }

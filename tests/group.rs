@@ -51,12 +51,7 @@ fn group(root: &Path, market: &Path, args: &[&str]) -> (Option<i32>, String, Str
     if !matches!(args[0], "records" | "record" | "rollback") {
         c.arg("--market").arg(market);
     }
-    let out = c.output().unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    output(&mut c)
 }
 
 fn ok(root: &Path, market: &Path, args: &[&str]) -> String {
@@ -323,10 +318,7 @@ fn a_killed_group_upgrade_leaves_a_readable_group_that_resume_finishes() {
     // Kill it while the second of three services (api, web, worker) deploys: once the
     // first is applied, the next one's deploy hook sleeps 0.4 s.
     let first = root.join("applied-api.yaml");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !first.exists() && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
+    wait_until(std::time::Duration::from_secs(30), || first.exists());
     std::thread::sleep(std::time::Duration::from_millis(100));
     let _ = child.kill();
     let _ = child.wait();

@@ -8,18 +8,7 @@ use std::path::Path;
 use common::*;
 
 fn node(root: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = fleetup()
-        .arg("node")
-        .args(args)
-        .arg("--root")
-        .arg(root)
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::output(fleetup().arg("node").args(args).arg("--root").arg(root))
 }
 
 fn ok(root: &Path, args: &[&str]) -> String {

@@ -256,6 +256,17 @@ pub const GROUP_BUILTINS: &[&str] = &[
     "name", "group", "root", "app", "service", "spec", "version", "previous",
 ];
 
+/// What every node inherits from the plan unless it says otherwise.
+struct Inherited {
+    root: Option<At<PathBuf>>,
+    vars: BTreeMap<String, Template>,
+    tags: Vec<String>,
+    to: Option<At<Version>>,
+    /// The plan's `sha256` pins the package of the plan's `to`.
+    sha256: Option<At<String>>,
+    policy: VersionPolicy,
+}
+
 pub struct Validator {
     pub problems: Vec<Problem>,
     dir: PathBuf,
@@ -292,8 +303,7 @@ impl Validator {
         };
         let mut seen: HashMap<&str, Span> = HashMap::new();
         for (key, value) in entries {
-            if let Some(first) = seen.insert(&key.name, key.span) {
-                let _ = first;
+            if seen.insert(&key.name, key.span).is_some() {
                 self.push(
                     Problem::new(
                         Code::DuplicateKey,
@@ -841,29 +851,25 @@ impl Validator {
         }
 
         let defaults = get(root, "defaults");
-        let default_root = self.path(defaults.and_then(|d| get(d, "root")));
-        let default_vars = self.vars(defaults.and_then(|d| get(d, "vars")));
-        let default_tags = Self::tags(defaults.and_then(|d| get(d, "tags")));
+        let inherited = Inherited {
+            root: self.path(defaults.and_then(|d| get(d, "root"))),
+            vars: self.vars(defaults.and_then(|d| get(d, "vars"))),
+            tags: Self::tags(defaults.and_then(|d| get(d, "tags"))),
+            to: plan_to,
+            sha256: plan_sha,
+            policy,
+        };
 
         let mut names: HashMap<String, Span> = HashMap::new();
         let mut nodes = Vec::new();
         for (i, n) in list(get(root, "nodes")).iter().enumerate() {
-            if let Some(t) = self.node(
-                n,
-                i,
-                &mut names,
-                &default_root,
-                &default_vars,
-                &default_tags,
-                &plan_to,
-                &policy,
-            ) {
+            if let Some(t) = self.node(n, i, &mut names, &inherited) {
                 nodes.push(t);
             }
         }
         let mut groups = Vec::new();
-        for (i, g) in list(get(root, "groups")).iter().enumerate() {
-            if let Some(t) = self.group(g, i, &mut names) {
+        for g in list(get(root, "groups")) {
+            if let Some(t) = self.group(g, &mut names) {
                 groups.push(t);
             }
         }
@@ -919,15 +925,6 @@ impl Validator {
             groups,
         };
         self.placeholders(&plan);
-        let plan_sha_for_nodes = plan_sha;
-        let mut plan = plan;
-        if let Some(sha) = plan_sha_for_nodes {
-            for n in &mut plan.nodes {
-                if n.sha256.is_none() && plan_to.as_ref().is_some_and(|t| t.value == n.to.value) {
-                    n.sha256 = Some(sha.clone());
-                }
-            }
-        }
         Some(plan)
     }
 
@@ -962,17 +959,12 @@ impl Validator {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn node(
         &mut self,
         n: &Node,
         i: usize,
         names: &mut HashMap<String, Span>,
-        default_root: &Option<At<PathBuf>>,
-        default_vars: &BTreeMap<String, Template>,
-        default_tags: &[String],
-        plan_to: &Option<At<Version>>,
-        policy: &VersionPolicy,
+        inherited: &Inherited,
     ) -> Option<NodeTarget> {
         if !matches!(n.kind, Kind::Map(_)) {
             return None;
@@ -980,7 +972,7 @@ impl Validator {
         let name = at_str(get(n, "name")).filter(|a| is_safe_name(&a.value))?;
         let line_of = self.line_fn();
         self.claim_name(names, &name, line_of);
-        let root = match self.path(get(n, "root")).or_else(|| default_root.clone()) {
+        let root = match self.path(get(n, "root")).or_else(|| inherited.root.clone()) {
             Some(r) => r,
             None => {
                 if get(n, "root").is_none() {
@@ -997,7 +989,7 @@ impl Validator {
                 return None;
             }
         };
-        let to = match (get(n, "to"), plan_to) {
+        let to = match (get(n, "to"), &inherited.to) {
             (Some(t), _) => version(Some(t))?,
             (None, Some(t)) => t.clone(),
             (None, None) => {
@@ -1014,7 +1006,7 @@ impl Validator {
         };
         let from = version(get(n, "from"));
         if let Some(f) = &from {
-            for v in package::check_versions(&f.value, &to.value, *policy) {
+            for v in package::check_versions(&f.value, &to.value, inherited.policy) {
                 self.push(
                     Problem::new(v.code, format!("node `{}`: {}", name.value, v.message))
                         .at(to.span)
@@ -1046,13 +1038,18 @@ impl Validator {
             .map(str::to_owned)
             .or_else(|| ssh.as_ref().map(|a| a.value.host.clone()))
             .unwrap_or_else(|| "127.0.0.1".to_owned());
-        let mut vars = default_vars.clone();
+        let mut vars = inherited.vars.clone();
         vars.extend(self.vars(get(n, "vars")));
         let sha256 = at_str(get(n, "sha256"));
         if let Some(sha) = &sha256 {
             self.check_sha(sha);
         }
-        let mut tags = default_tags.to_vec();
+        let plan_pin = inherited
+            .sha256
+            .clone()
+            .filter(|_| inherited.to.as_ref().is_some_and(|t| t.value == to.value));
+        let sha256 = sha256.or(plan_pin);
+        let mut tags = inherited.tags.clone();
         for t in Self::tags(get(n, "tags")) {
             if !tags.contains(&t) {
                 tags.push(t);
@@ -1071,19 +1068,13 @@ impl Validator {
         })
     }
 
-    fn group(
-        &mut self,
-        g: &Node,
-        i: usize,
-        names: &mut HashMap<String, Span>,
-    ) -> Option<GroupTarget> {
+    fn group(&mut self, g: &Node, names: &mut HashMap<String, Span>) -> Option<GroupTarget> {
         if !matches!(g.kind, Kind::Map(_)) {
             return None;
         }
         let name = at_str(get(g, "name")).filter(|a| is_safe_name(&a.value))?;
         let line_of = self.line_fn();
         self.claim_name(names, &name, line_of);
-        let _ = i;
         let mut apps = Vec::new();
         let mut seen_apps: HashMap<String, Span> = HashMap::new();
         for a in list(get(g, "apps")) {

@@ -14,6 +14,30 @@ pub fn fleetup() -> assert_cmd::Command {
     c
 }
 
+/// Runs a command to its end: exit code, stdout, stderr.
+pub fn output(cmd: &mut assert_cmd::Command) -> (Option<i32>, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Polls `cond` until it holds or `limit` passes; whether it held.
+pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 pub const PRODUCT: &str = "emqx";
 
 pub fn package_name(version: &str) -> String {
