@@ -354,3 +354,83 @@ fn a_killed_group_upgrade_leaves_a_readable_group_that_resume_finishes() {
         );
     }
 }
+
+#[test]
+fn a_group_run_previews_as_json_and_can_be_rolled_back_as_a_run() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    // A second install of the same app is refused.
+    let (code, _, err) = group(&root, &m, &["install", "mall", "1.0.1"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("already installed"), "{err}");
+    let plan = group_plan(t.path(), "0");
+
+    let out = fleetup()
+        .arg("plan")
+        .arg(&plan)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let shop = &doc["waves"][0][0];
+    assert_eq!(shop["kind"], "group");
+    assert_eq!(shop["from"], "mall 1.0.0");
+    assert!(
+        shop["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().unwrap().starts_with("+ worker add")),
+        "{doc}"
+    );
+
+    let out = fleetup()
+        .arg("apply")
+        .arg(&plan)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let runs = t.path().join("state/runs");
+    let run = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let run = run.to_str().unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .args(["rollback", run, "--state"])
+            .arg(t.path().join("state")),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(ok(&root, &m, &["status"]).contains("mall 1.0.0"));
+    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.0");
+    assert!(
+        root.join("services/worker.yaml").exists(),
+        "a rollback removed an added service"
+    );
+
+    // The run is finished: resume has nothing to do; an unknown run is a usage error.
+    let (code, out, _) = output(
+        fleetup()
+            .args(["resume", run, "--state"])
+            .arg(t.path().join("state")),
+    );
+    assert_eq!(code, Some(0));
+    assert!(out.contains("nothing to resume"), "{out}");
+    let (code, _, err) = output(
+        fleetup()
+            .args(["resume", "no-such-run", "--state"])
+            .arg(t.path().join("state")),
+    );
+    assert_eq!(code, Some(2), "{err}");
+}

@@ -332,3 +332,25 @@ fn a_checksum_mismatch_refuses_the_package() {
         "a package that failed its checksum stayed"
     );
 }
+
+#[test]
+fn unpack_alone_leaves_the_release_unpacked() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 1);
+    release_zip(&repo, "4.4.16", 1);
+    let r = repo.to_str().unwrap();
+    ok(&root, &["upgrade", "4.4.0", "--repo", r]);
+    let out = ok(&root, &["unpack", "4.4.16", "--repo", r]);
+    assert!(
+        out.ends_with("Unpacked successfully: \"4.4.16\"\n"),
+        "{out}"
+    );
+    assert_eq!(
+        ok(&root, &["versions"]),
+        "Installed versions:\n* 4.4.16\tunpacked\n* 4.4.0\tpermanent\n"
+    );
+    assert_eq!(link(&root, "current").as_deref(), Some("releases/4.4.0"));
+    assert!(ok(&root, &["unpack", "4.4.16"]).contains("already unpacked"));
+}
