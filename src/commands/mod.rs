@@ -73,17 +73,17 @@ pub fn init(file: Option<&Path>, force: bool) -> u8 {
             ));
         }
     };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if force {
-        options.create(true).truncate(true);
+    // Overwriting replaces the old plan atomically: never half an old, half a new plan.
+    let written = if force {
+        crate::fsutil::write_atomic(path, text.as_bytes())
     } else {
-        options.create_new(true);
-    }
-    match options
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-    {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+    };
+    match written {
         Ok(()) => {
             eprintln!(
                 "Wrote a template plan to {}; `fleetup check {}` validates it.",
