@@ -103,6 +103,16 @@ pub enum Command {
     Group(GroupCommand),
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+    /// The store agent a controller starts on a remote host over SSH (internal).
+    #[command(name = "__agent", hide = true)]
+    Agent {
+        /// The host's fleetup work directory (received packages).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Exit 0 when this binary's SHA-256 is the given one (internal: checks a copy).
+    #[command(name = "__self-check", hide = true)]
+    SelfCheck { sha256: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -131,6 +141,15 @@ pub struct NodeOpts {
     /// Wait up to this long for a lock held by another fleetup (e.g. 30s).
     #[arg(long, value_name = "DURATION")]
     pub wait_for_lock: Option<String>,
+    /// Operate the store on a remote host over SSH; ROOT is a path there.
+    #[arg(long, value_name = "[USER@]HOST[:PORT]")]
+    pub ssh: Option<String>,
+    /// ssh_config file passed to ssh as -F.
+    #[arg(long, value_name = "FILE", requires = "ssh")]
+    pub ssh_config: Option<PathBuf>,
+    /// Trust the host key of a host never seen before (ssh's accept-new).
+    #[arg(long, requires = "ssh")]
+    pub accept_new_host_key: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -93,6 +93,12 @@ codes! {
     WindowClosed = "run::window-closed", exit 5, "the plan's maintenance window is closed";
             GroupDeploy = "group::deploy-failed", exit 3, "a service's deploy hook or health check failed; its previous spec was written back";
     Unsupported = "unsupported", exit 1, "this part of the plan needs a feature fleetup does not have yet; the README lists what is built";
+    SshUnreachable = "remote::unreachable", exit 1, "check the address, that sshd runs there and that the network lets you through; jump hosts and ports can live in the plan's `ssh_config`";
+    SshHostKey = "remote::host-key", exit 1, "verify the host's key and add it to known_hosts (ssh-keyscan prints it), or set `ssh_host_keys: accept-new` to trust a first contact";
+    SshAuth = "remote::auth", exit 1, "ssh runs in batch mode and never prompts: load the key into ssh-agent or name it with IdentityFile in the plan's `ssh_config`";
+    SshLost = "remote::connection-lost", exit 4, "the step may have finished on the host: `fleetup node versions --ssh HOST --root ROOT` shows the store, and `fleetup resume` reconciles the run";
+    RemotePlatform = "remote::platform", exit 1, "fleetup copies itself to each host, so a host needs the OS and CPU architecture of the machine fleetup runs on";
+    RemoteProtocol = "remote::protocol", exit 1, "the host answered what fleetup did not expect: a login script that prints to stdout, or another fleetup version";
     Usage = "usage", exit 2, "`fleetup --help` lists the commands and their flags";
     UnknownProduct = "store::product", exit 1, "pass --product, or put `product = \"...\"` into <root>/node.toml";
 }

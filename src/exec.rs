@@ -7,8 +7,8 @@
 //! the consumers the caller passes in.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use semver::Version;
@@ -18,8 +18,9 @@ use crate::diagnostics::{Code, Problem};
 use crate::group;
 use crate::health::{Probe, Timing};
 use crate::plan::{Amount, Check, GroupTarget, Health, NodeTarget, OnFailure, Plan};
+use crate::remote::{Hosts, Location, NodeStore, SshSettings};
 use crate::schedule::{Schedule, Target};
-use crate::store::{self, Activation, Ctx, Store};
+use crate::store::{self, Activation, Ctx};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -140,6 +141,20 @@ struct Run<'a> {
     stop: AtomicBool,
     /// Targets this run upgraded, in completion order, with the release they came from.
     upgraded: Mutex<Vec<(Target, Option<Version>)>>,
+    /// The SSH connections of remote nodes, one per host, closed when the run ends.
+    hosts: Option<Arc<Hosts>>,
+}
+
+/// Connections for the remote nodes among `targets`, if there are any.
+fn hosts_for(
+    plan: &Plan,
+    mut targets: impl Iterator<Item = Target>,
+) -> Result<Option<Arc<Hosts>>, Problem> {
+    let remote = targets.any(|t| matches!(t, Target::Node(i) if plan.nodes[i].ssh.is_some()));
+    if !remote {
+        return Ok(None);
+    }
+    Hosts::new(SshSettings::of_plan(plan)).map(|h| Some(Arc::new(h)))
 }
 
 impl Run<'_> {
@@ -175,12 +190,24 @@ impl Run<'_> {
             lock_wait: self.opts.lock_wait,
             run: Some(self.opts.run_id.clone()),
             limits: Default::default(),
+            env: Default::default(),
+        }
+    }
+
+    fn location<'n>(&'n self, node: &'n NodeTarget) -> Location<'n> {
+        Location {
+            root: &node.root.value,
+            ssh: match (&self.hosts, &node.ssh) {
+                (Some(h), Some(a)) => Some((h, &a.value)),
+                _ => None,
+            },
         }
     }
 
     fn health(
         &self,
         node: &NodeTarget,
+        store: &mut NodeStore,
         version: &Version,
         previous: Option<&Version>,
         rollback: bool,
@@ -189,8 +216,12 @@ impl Run<'_> {
             return Ok(());
         };
         let mut vars = node_vars(node);
-        let root =
-            std::path::absolute(&node.root.value).unwrap_or_else(|_| node.root.value.clone());
+        // A remote root is a path on its host, taken as written.
+        let root = if store.is_remote() {
+            node.root.value.clone()
+        } else {
+            std::path::absolute(&node.root.value).unwrap_or_else(|_| node.root.value.clone())
+        };
         vars.insert("root".into(), root.display().to_string());
         vars.insert("version".into(), version.to_string());
         vars.insert(
@@ -207,7 +238,15 @@ impl Run<'_> {
             interval: h.interval,
             healthy_for: h.healthy_for,
         };
-        probe.wait(timing).map(|_| ())
+        // A command check runs where the node is; http and tcp checks run from here.
+        probe
+            .wait_with(timing, |p, limit| match p {
+                Probe::Command { argv } => store
+                    .check_on_node(argv, limit)
+                    .unwrap_or_else(|| p.once(limit)),
+                _ => p.once(limit),
+            })
+            .map(|_| ())
     }
 
     fn node(&self, t: Target, node: &NodeTarget) -> TargetResult {
@@ -236,7 +275,7 @@ impl Run<'_> {
         let mut say = |l: String| self.step(&name, "store", l);
         let mut ctx = self.ctx(node, &mut say);
         self.step(&name, "lock", node.root.value.display().to_string());
-        let store = match Store::locked(&node.root.value, &ctx) {
+        let mut store = match NodeStore::open(&self.location(node), &ctx, true, false) {
             Ok(s) => s,
             Err(p) => return self.failed(done(None, Outcome::Failed, p.message, false)),
         };
@@ -290,7 +329,7 @@ impl Run<'_> {
             self.step(&name, "install", format!("{from_text} → {to}"));
             if let Err(p) = store.upgrade(&to, false, &mut ctx) {
                 // A failed activation was already switched back by the store.
-                let attention = p.code == Code::RollbackFailed;
+                let attention = matches!(p.code, Code::RollbackFailed | Code::SshLost);
                 let outcome = if p.code == Code::ActivationFailed {
                     Outcome::RolledBack
                 } else {
@@ -300,7 +339,7 @@ impl Run<'_> {
             }
         }
         self.step(&name, "health", "checking");
-        if let Err(e) = self.health(node, &to, from.as_ref(), false) {
+        if let Err(e) = self.health(node, &mut store, &to, from.as_ref(), false) {
             self.step(&name, "health", format!("failed: {e}"));
             if self.plan.rollout.on_failure == OnFailure::Stop {
                 return self.failed(done(
@@ -324,7 +363,7 @@ impl Run<'_> {
                     .map_err(|p| p.message)
                     .and_then(|_| match &from {
                         Some(prev) => self
-                            .health(node, prev, Some(&to), true)
+                            .health(node, &mut store, prev, Some(&to), true)
                             .map_err(|h| format!("{prev} is not healthy again: {h}")),
                         None => Ok(()),
                     });
@@ -586,12 +625,14 @@ impl Run<'_> {
         let name = node.name.value.clone();
         let mut say = |l: String| self.step(&name, "store", l);
         let mut ctx = self.ctx(node, &mut say);
+        let mut store =
+            NodeStore::open(&self.location(node), &ctx, false, false).map_err(|p| p.message)?;
         match from {
-            Some(prev) => Store::new(&node.root.value)
+            Some(prev) => store
                 .roll_back_to(prev, &node.to.value, &mut ctx)
                 .map_err(|p| p.message)
-                .and_then(|_| self.health(node, prev, Some(&node.to.value), true)),
-            None => Store::new(&node.root.value)
+                .and_then(|_| self.health(node, &mut store, prev, Some(&node.to.value), true)),
+            None => store
                 .revert(&node.to.value, &mut ctx)
                 .map_err(|p| p.message),
         }
@@ -678,6 +719,7 @@ pub fn execute(
         allowed: allowed_failures(plan.rollout.max_failures, schedule.len()),
         stop: AtomicBool::new(false),
         upgraded: Mutex::new(Vec::new()),
+        hosts: hosts_for(plan, schedule.targets())?,
     };
     let mut results = Vec::with_capacity(schedule.len());
     let of = schedule.waves.len();
@@ -804,6 +846,8 @@ pub fn locks_held(plan: &Plan, schedule: &Schedule) -> Vec<Problem> {
     schedule
         .targets()
         .filter_map(|t| match t {
+            // A remote store's lock is taken on its host when the node's turn comes.
+            Target::Node(i) if plan.nodes[i].ssh.is_some() => None,
             Target::Node(i) => {
                 let root = &plan.nodes[i].root.value;
                 let dir = root.join("releases");
@@ -851,6 +895,17 @@ pub fn roll_back_run(
         allowed: 0,
         stop: AtomicBool::new(false),
         upgraded: Mutex::new(Vec::new()),
+        hosts: hosts_for(
+            plan,
+            upgraded.iter().filter_map(|r| {
+                plan.nodes
+                    .iter()
+                    .position(|n| n.name.value == r.target)
+                    .map(Target::Node)
+            }),
+        )
+        .ok()
+        .flatten(),
     };
     let mut out = Vec::new();
     for r in upgraded.iter().rev() {

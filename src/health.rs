@@ -62,6 +62,16 @@ impl Probe {
 
     /// Polls until healthy and then healthy for `healthy_for` in a row, or the deadline.
     pub fn wait(&self, t: Timing) -> Result<Duration, String> {
+        self.wait_with(t, |p, limit| p.once(limit))
+    }
+
+    /// [`Probe::wait`] with each attempt made by `once` (a remote node runs a command
+    /// check on its host).
+    pub fn wait_with(
+        &self,
+        t: Timing,
+        mut once: impl FnMut(&Probe, Duration) -> Result<(), String>,
+    ) -> Result<Duration, String> {
         let start = Instant::now();
         let deadline = start + t.timeout;
         let mut healthy_since: Option<Instant> = None;
@@ -81,7 +91,7 @@ impl Probe {
                     ),
                 });
             }
-            match self.once(deadline - now) {
+            match once(self, deadline - now) {
                 Ok(()) => {
                     let since = *healthy_since.get_or_insert_with(Instant::now);
                     if since.elapsed() >= t.healthy_for {

@@ -17,6 +17,7 @@ pub mod package;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
+pub mod remote;
 pub mod schedule;
 pub mod store;
 pub mod window;
@@ -68,5 +69,7 @@ pub fn run(cli: cli::Cli) -> u8 {
         Command::Node(cmd) => commands::node::run(cmd),
         Command::Group(cmd) => commands::group::run(cmd),
         Command::Completions { shell } => commands::completions(shell),
+        Command::Agent { dir } => remote::agent::serve(&dir),
+        Command::SelfCheck { sha256 } => remote::agent::self_check(&sha256),
     }
 }

@@ -23,6 +23,8 @@ pub struct NodeFinding {
     pub running: Option<store::Release>,
     /// Whether the node's live state could be read at all (local, store present or absent).
     pub state_read: bool,
+    /// Why a remote node's state could not be read (its host is unreachable, say).
+    pub unreachable: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -109,7 +111,16 @@ impl Collector {
     }
 }
 
+/// A remote node's state as read over SSH, when it was read.
+pub type RemoteState = Option<Result<Option<store::StoreState>, Problem>>;
+
+/// Checks that read no remote host (`check`, and before `apply`).
 pub fn run(plan: &Plan) -> Preflight {
+    run_with(plan, &[])
+}
+
+/// Checks with `remote[i]` the state of node `i` read over SSH (`plan`).
+pub fn run_with(plan: &Plan, remote: &[RemoteState]) -> Preflight {
     let mut pf = Preflight::default();
     let mut col = Collector::default();
 
@@ -149,8 +160,9 @@ pub fn run(plan: &Plan) -> Preflight {
     // A checksum is computed once per package, however many nodes share it.
     let mut digests: HashMap<PathBuf, Digests> = HashMap::new();
 
-    for node in &plan.nodes {
-        let finding = check_node(plan, node, repo.as_ref(), &mut col, &mut digests);
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let live = remote.get(i).and_then(|r| r.as_ref());
+        let finding = check_node(plan, node, live, repo.as_ref(), &mut col, &mut digests);
         pf.nodes.push(finding);
     }
     pf.problems.extend(col.finish());
@@ -163,6 +175,7 @@ pub fn run(plan: &Plan) -> Preflight {
 fn check_node(
     plan: &Plan,
     node: &NodeTarget,
+    live: Option<&Result<Option<store::StoreState>, Problem>>,
     repo: Option<&Repository>,
     col: &mut Collector,
     digests: &mut HashMap<PathBuf, Digests>,
@@ -172,12 +185,25 @@ fn check_node(
         package: None,
         running: None,
         state_read: false,
+        unreachable: None,
     };
 
     // Live state: local nodes whose root exists on this machine (a plan is often checked
-    // on a CI runner far from its nodes); remote stores are read once SSH support lands.
-    let running_pkg = if node.ssh.is_none() && node.root.value.is_dir() {
-        match store::read_state(&node.root.value) {
+    // on a CI runner far from its nodes), and remote nodes a dry run has read.
+    let read = match live {
+        Some(Ok(st)) => Some(Ok(st.clone())),
+        Some(Err(p)) if p.code == Code::StoreUnreadable => Some(Err(p.message.clone())),
+        Some(Err(p)) => {
+            finding.unreachable = Some(p.message.clone());
+            None
+        }
+        None if node.ssh.is_none() && node.root.value.is_dir() => {
+            Some(store::read_state(&node.root.value))
+        }
+        None => None,
+    };
+    let running_pkg = if let Some(read) = read {
+        match read {
             Ok(state) => {
                 finding.state_read = true;
                 let rel = state.as_ref().and_then(|s| s.permanent()).cloned();

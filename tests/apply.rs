@@ -4,36 +4,9 @@
 
 mod common;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use zip::write::SimpleFileOptions;
-
-const CTL: &str = r#"#!/bin/sh
-root="$FLEETUP_ROOT"
-if [ -f "$root/server.pid" ]; then kill "$(cat "$root/server.pid")" 2>/dev/null; sleep 0.3; fi
-cd "$FLEETUP_RELEASE_DIR/www" || exit 1
-python3 -m http.server --bind 127.0.0.1 "$(cat "$root/port")" >/dev/null 2>&1 &
-echo $! > "$root/server.pid"
-"#;
-
-/// A release whose server answers /status (healthy) or 404 (broken).
-fn served_release(repo: &Path, version: &str, healthy: bool) {
-    let path = repo.join(package_name(version));
-    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let o = SimpleFileOptions::default();
-    z.start_file("VERSION", o).unwrap();
-    writeln!(z, "{version}").unwrap();
-    z.start_file("bin/ctl", o.unix_permissions(0o755)).unwrap();
-    z.write_all(CTL.as_bytes()).unwrap();
-    z.add_directory("www/", o).unwrap();
-    if healthy {
-        z.start_file("www/status", o).unwrap();
-        write!(z, "{version}").unwrap();
-    }
-    z.finish().unwrap();
-}
 
 struct Fleet {
     dir: tempfile::TempDir,
@@ -48,14 +21,6 @@ impl Drop for Fleet {
             }
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `n` nodes on 4.4.15, serving it; releases 4.4.16 (healthy unless `broken16`).
@@ -90,27 +55,6 @@ fn fleet(n: usize, broken16: bool) -> Fleet {
         wait_status(port, "4.4.15");
     }
     f
-}
-
-fn get_status(port: u16) -> Option<String> {
-    use std::io::Read;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-        .ok()?;
-    write!(s, "GET /status HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    out.starts_with("HTTP/1.0 200")
-        .then(|| out.rsplit("\r\n\r\n").next().unwrap_or("").to_owned())
-}
-
-fn wait_status(port: u16, want: &str) {
-    if wait_until(std::time::Duration::from_secs(5), || {
-        get_status(port).as_deref() == Some(want)
-    }) {
-        return;
-    }
-    panic!("port {port} never served {want}");
 }
 
 impl Fleet {
@@ -511,7 +455,7 @@ fn a_second_concurrent_run_is_refused() {
 }
 
 #[test]
-fn remote_nodes_are_refused_before_anything_is_touched() {
+fn a_remote_node_with_a_relative_root_is_refused_before_anything_is_touched() {
     let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("p.yaml");
     std::fs::create_dir_all(dir.path().join("repo")).unwrap();
@@ -530,7 +474,7 @@ fn remote_nodes_are_refused_before_anything_is_touched() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("fleetup::unsupported") && err.contains("far"),
+        err.contains("fleetup::plan::path") && err.contains("must be absolute"),
         "{err}"
     );
     assert!(

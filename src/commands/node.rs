@@ -7,7 +7,13 @@ use super::fail;
 use crate::cli::{NodeCommand, NodeOpts, OutputFormat};
 use crate::diagnostics::{Code, Problem};
 use crate::package::VersionPolicy;
-use crate::store::{Ctx, NodeConfig, Store};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::plan::HostKeys;
+use crate::remote::agent::StoreOp;
+use crate::remote::{Hosts, Location, NodeStore, SshSettings};
+use crate::store::{Ctx, NodeConfig};
 
 fn version(s: &str) -> Result<Version, Problem> {
     Version::parse(s).map_err(|e| {
@@ -18,34 +24,67 @@ fn version(s: &str) -> Result<Version, Problem> {
     })
 }
 
+/// The node's store, here or (with `--ssh`) on its host.
+fn open(opts: &NodeOpts, hosts: &mut Option<Arc<Hosts>>, ctx: &Ctx) -> Result<NodeStore, Problem> {
+    let addr = match &opts.ssh {
+        Some(s) => Some(crate::plan::validate::parse_ssh(s).map_err(|e| {
+            Problem::new(Code::Usage, format!("--ssh {s}: {e}"))
+                .help("write the address as [USER@]HOST[:PORT]")
+        })?),
+        None => None,
+    };
+    if addr.is_some() {
+        *hosts = Some(Arc::new(Hosts::new(SshSettings {
+            config: opts.ssh_config.clone(),
+            host_keys: if opts.accept_new_host_key {
+                HostKeys::AcceptNew
+            } else {
+                HostKeys::Strict
+            },
+            connect_timeout: Duration::from_secs(10),
+        })?));
+    }
+    let at = Location {
+        root: &opts.root,
+        ssh: hosts.as_ref().zip(addr.as_ref()),
+    };
+    NodeStore::open(&at, ctx, false, true)
+}
+
 fn with_ctx<T>(
     opts: &NodeOpts,
     repo: Option<std::path::PathBuf>,
     policy: VersionPolicy,
-    f: impl FnOnce(&Store, &mut Ctx) -> Result<T, Problem>,
+    f: impl FnOnce(&mut NodeStore, &mut Ctx) -> Result<T, Problem>,
 ) -> Result<T, Problem> {
-    let config = NodeConfig::read(&opts.root)?;
-    let activation = config.activation(&opts.root)?;
     let lock_wait = super::lock_wait(opts.wait_for_lock.as_deref())?;
-    let mut say = |line: String| println!("{line}");
-    let mut ctx = Ctx {
-        say: &mut say,
-        product: opts.product.clone().or(config.product),
-        runtime: opts
-            .runtime
-            .clone()
-            .or(config.runtime)
-            .unwrap_or_else(|| "otp".into()),
-        edition: opts.edition.clone().or(config.edition),
-        repo,
-        sha256: None,
-        policy,
-        activation,
-        lock_wait,
-        run: None,
-        limits: Default::default(),
+    // A local node.toml is read first, so a bad one is reported before anything else.
+    let local = match opts.ssh {
+        None => Some(NodeConfig::read(&opts.root)?),
+        Some(_) => None,
     };
-    f(&Store::new(&opts.root), &mut ctx)
+    let activation = match &local {
+        Some(c) => c.activation(&opts.root)?,
+        // A remote node's activate hook is read from its node.toml on the host.
+        None => Default::default(),
+    };
+    let mut say = |line: String| println!("{line}");
+    let mut ctx = Ctx::bare(&mut say);
+    ctx.lock_wait = lock_wait;
+    let mut hosts = None;
+    let mut store = open(opts, &mut hosts, &ctx)?;
+    let config = store.config()?;
+    ctx.product = opts.product.clone().or(config.product);
+    ctx.runtime = opts
+        .runtime
+        .clone()
+        .or(config.runtime)
+        .unwrap_or_else(|| "otp".into());
+    ctx.edition = opts.edition.clone().or(config.edition);
+    ctx.repo = repo;
+    ctx.policy = policy;
+    ctx.activation = activation;
+    f(&mut store, &mut ctx)
 }
 
 #[derive(Serialize)]
@@ -66,7 +105,9 @@ struct JsonVersions<'a> {
 }
 
 fn versions(opts: &NodeOpts, format: OutputFormat) -> Result<(), Problem> {
-    let st = Store::new(&opts.root).state()?;
+    let mut say = |_: String| {};
+    let mut hosts = None;
+    let st = open(opts, &mut hosts, &Ctx::bare(&mut say))?.state()?;
     match format {
         OutputFormat::Json => {
             let doc = JsonVersions {
@@ -124,7 +165,10 @@ pub fn run(cmd: NodeCommand) -> u8 {
     let result = match cmd {
         NodeCommand::Versions { opts, format } => versions(&opts, format),
         NodeCommand::Unpack { vsn: v, opts, repo } => version(&v).and_then(|v| {
-            with_ctx(&opts, repo, VersionPolicy::Patch, |s, c| s.unpack(&v, c)).map(|_| ())
+            with_ctx(&opts, repo, VersionPolicy::Patch, |s, c| {
+                s.op(StoreOp::Unpack, &v, false, None, c)
+            })
+            .map(|_| ())
         }),
         NodeCommand::Upgrade {
             vsn: v,
@@ -150,10 +194,16 @@ pub fn run(cmd: NodeCommand) -> u8 {
             .map(|_| ())
         }),
         NodeCommand::Downgrade { vsn: v, opts } => version(&v).and_then(|v| {
-            with_ctx(&opts, None, VersionPolicy::Patch, |s, c| s.downgrade(&v, c)).map(|_| ())
+            with_ctx(&opts, None, VersionPolicy::Patch, |s, c| {
+                s.op(StoreOp::Downgrade, &v, false, None, c)
+            })
+            .map(|_| ())
         }),
         NodeCommand::Uninstall { vsn: v, opts } => version(&v).and_then(|v| {
-            with_ctx(&opts, None, VersionPolicy::Patch, |s, c| s.uninstall(&v, c)).map(|_| ())
+            with_ctx(&opts, None, VersionPolicy::Patch, |s, c| {
+                s.op(StoreOp::Uninstall, &v, false, None, c)
+            })
+            .map(|_| ())
         }),
     };
     match result {

@@ -18,10 +18,20 @@ use crate::schedule::{self, Schedule, Target};
 use crate::{journal, window};
 
 /// Loads, validates and preflights a plan, printing its problems. `Err` is the exit code.
-fn prepare(path: &Path, only: Option<&str>) -> Result<(Plan, Preflight, Schedule), u8> {
+fn prepare(
+    path: &Path,
+    only: Option<&str>,
+    read_remote: bool,
+) -> Result<(Plan, Preflight, Schedule), u8> {
     let loaded = crate::plan::load(path);
     let mut problems = loaded.problems;
-    let pf = loaded.plan.as_ref().map(preflight::run);
+    let pf = loaded.plan.as_ref().map(|plan| {
+        if read_remote {
+            preflight::run_with(plan, &remote_states(plan, only))
+        } else {
+            preflight::run(plan)
+        }
+    });
     if let Some(pf) = &pf {
         problems.extend(pf.problems.iter().cloned());
     }
@@ -79,12 +89,11 @@ fn dry_targets(plan: &Plan, pf: &Preflight, wave: &[Target]) -> Vec<DryTarget> {
                     (None, _) if f.state_read => (None, "fresh"),
                     _ => (None, "unknown"),
                 };
-                let remote = n.ssh.is_some();
-                let rules = match (&f.running, &f.package) {
-                    _ if remote => "cannot be previewed: remote (ssh:) nodes are not supported yet",
-                    (Some(_), Some(_)) => "passed",
-                    (None, Some(_)) if f.state_read => "none apply (fresh store)",
-                    _ => "checked at apply (state not readable here)",
+                let rules = match (&f.running, &f.package, &f.unreachable) {
+                    (_, _, Some(why)) => format!("cannot be previewed: {why}"),
+                    (Some(_), Some(_), _) => "passed".into(),
+                    (None, Some(_), _) if f.state_read => "none apply (fresh store)".into(),
+                    _ => "checked at apply (state not readable here)".into(),
                 };
                 DryTarget {
                     target: n.name.value.clone(),
@@ -93,7 +102,7 @@ fn dry_targets(plan: &Plan, pf: &Preflight, wave: &[Target]) -> Vec<DryTarget> {
                     from_source,
                     to: n.to.value.to_string(),
                     package: f.package.as_ref().map(|p| p.file.clone()),
-                    rules: rules.to_owned(),
+                    rules,
                     services: Vec::new(),
                 }
             }
@@ -183,7 +192,7 @@ fn dry_targets(plan: &Plan, pf: &Preflight, wave: &[Target]) -> Vec<DryTarget> {
 }
 
 pub fn plan(path: &Path, only: Option<&str>, format: OutputFormat) -> u8 {
-    let (plan, pf, schedule) = match prepare(path, only) {
+    let (plan, pf, schedule) = match prepare(path, only, true) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -294,31 +303,44 @@ fn window_open(plan: &Plan) -> Result<(), u8> {
     ))
 }
 
-/// Remote nodes cannot be reached yet; their `root` is on another machine, so it must
-/// never be mistaken for a local path. Refused before anything is touched.
-fn remote_unsupported(plan: &Plan, schedule: &Schedule) -> Result<(), u8> {
-    let remote: Vec<&str> = schedule
-        .targets()
-        .filter_map(|t| match t {
-            Target::Node(i) if plan.nodes[i].ssh.is_some() => {
-                Some(plan.nodes[i].name.value.as_str())
+/// The stores of the remote nodes `only` selects, read over SSH in parallel with `cat`
+/// (nothing is copied to or changed on a host).
+fn remote_states(plan: &Plan, only: Option<&str>) -> Vec<preflight::RemoteState> {
+    use rayon::prelude::*;
+    let picked: Vec<bool> = match schedule::build(plan, only) {
+        Ok(s) => {
+            let mut p = vec![false; plan.nodes.len()];
+            for t in s.targets() {
+                if let Target::Node(i) = t {
+                    p[i] = true;
+                }
             }
-            _ => None,
-        })
-        .collect();
-    if remote.is_empty() {
-        return Ok(());
+            p
+        }
+        Err(_) => return Vec::new(),
+    };
+    if !plan.nodes.iter().any(|n| n.ssh.is_some()) {
+        return Vec::new();
     }
-    Err(fail(
-        Problem::new(
-            Code::Unsupported,
-            format!(
-                "remote (ssh:) nodes cannot be upgraded by this fleetup yet: {}",
-                remote.join(", ")
-            ),
+    let hosts = match crate::remote::Hosts::new(crate::remote::SshSettings::of_plan(plan)) {
+        Ok(h) => h,
+        Err(_) => return Vec::new(),
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(plan.rollout.max_parallel.clamp(1, 64))
+        .build();
+    let read = |(n, picked): (&crate::plan::NodeTarget, &bool)| {
+        let a = n.ssh.as_ref().filter(|_| *picked)?;
+        Some(
+            hosts
+                .get(&a.value)
+                .and_then(|h| h.read_state(&n.root.value.display().to_string())),
         )
-        .help("select the local nodes with --only; remote nodes over SSH are planned"),
-    ))
+    };
+    match pool {
+        Ok(pool) => pool.install(|| plan.nodes.par_iter().zip(&picked).map(read).collect()),
+        Err(_) => plan.nodes.iter().zip(&picked).map(read).collect(),
+    }
 }
 
 fn terminal() -> bool {
@@ -408,13 +430,10 @@ pub fn apply(path: &Path, o: ApplyOpts) -> u8 {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let (plan, _pf, schedule) = match prepare(path, o.only.as_deref()) {
+    let (plan, _pf, schedule) = match prepare(path, o.only.as_deref(), false) {
         Ok(x) => x,
         Err(code) => return code,
     };
-    if let Err(code) = remote_unsupported(&plan, &schedule) {
-        return code;
-    }
     if let Err(code) = window_open(&plan) {
         return code;
     }
@@ -585,9 +604,6 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> u8 {
         Ok(s) => s,
         Err(p) => return fail(p),
     };
-    if let Err(code) = remote_unsupported(&plan, &schedule) {
-        return code;
-    }
     if let Err(code) = window_open(&plan) {
         return code;
     }

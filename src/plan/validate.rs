@@ -259,6 +259,8 @@ pub const GROUP_BUILTINS: &[&str] = &[
 /// What every node inherits from the plan unless it says otherwise.
 struct Inherited {
     root: Option<At<PathBuf>>,
+    /// `defaults.root` as written: a remote node takes it unresolved.
+    root_raw: Option<String>,
     vars: BTreeMap<String, Template>,
     tags: Vec<String>,
     to: Option<At<Version>>,
@@ -853,6 +855,7 @@ impl Validator {
         let defaults = get(root, "defaults");
         let inherited = Inherited {
             root: self.path(defaults.and_then(|d| get(d, "root"))),
+            root_raw: at_str(defaults.and_then(|d| get(d, "root"))).map(|a| a.value),
             vars: self.vars(defaults.and_then(|d| get(d, "vars"))),
             tags: Self::tags(defaults.and_then(|d| get(d, "tags"))),
             to: plan_to,
@@ -1033,6 +1036,33 @@ impl Validator {
                 }
             },
             None => None,
+        };
+        // A remote root is a path on its host: taken as written, never against the plan.
+        let root = match &ssh {
+            Some(_) => {
+                let raw = at_str(get(n, "root"))
+                    .map(|a| a.value)
+                    .or_else(|| inherited.root_raw.clone())
+                    .unwrap_or_default();
+                if !raw.starts_with('/') {
+                    self.push(
+                        Problem::new(
+                            Code::Path,
+                            format!(
+                                "node `{}` is remote: its `root` `{raw}` is a path on its host and must be absolute",
+                                name.value
+                            ),
+                        )
+                        .at(root.span)
+                        .label("not an absolute path"),
+                    );
+                }
+                At {
+                    value: PathBuf::from(raw),
+                    span: root.span,
+                }
+            }
+            None => root,
         };
         let host = s(get(n, "host"))
             .map(str::to_owned)

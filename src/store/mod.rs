@@ -47,9 +47,30 @@ pub struct Ctx<'a> {
     pub lock_wait: Duration,
     pub run: Option<String>,
     pub limits: unpack::Limits,
+    /// `${VAR}` values that win over this process's environment (a remote node gets the
+    /// controller's).
+    pub env: BTreeMap<String, String>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context with every default: no product, the `otp` runtime, no repository, no hook.
+    pub fn bare(say: &'a mut dyn FnMut(String)) -> Ctx<'a> {
+        Ctx {
+            say,
+            product: None,
+            runtime: "otp".into(),
+            edition: None,
+            repo: None,
+            sha256: None,
+            policy: VersionPolicy::Patch,
+            activation: Activation::default(),
+            lock_wait: Duration::ZERO,
+            run: None,
+            limits: Default::default(),
+            env: BTreeMap::new(),
+        }
+    }
+
     fn say(&mut self, s: impl Into<String>) {
         (self.say)(s.into())
     }
@@ -128,7 +149,8 @@ impl NodeConfig {
 }
 
 /// What a store operation did, for callers that go on (fleet runs, reports).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
 pub enum Outcome {
     /// Nothing needed doing.
     Unchanged,
@@ -151,6 +173,82 @@ pub struct Store {
 
 fn io(what: &Path, e: std::io::Error) -> Problem {
     Problem::new(Code::Io, format!("{}: {e}", what.display()))
+}
+
+/// The edition an upgrade takes: the one asked for, else the node's own, else ce.
+pub fn wanted_edition(st: &StoreState, asked: Option<&str>, runtime: &str) -> String {
+    asked
+        .map(str::to_owned)
+        .or_else(|| {
+            st.permanent()
+                .and_then(|r| PackageName::parse(&r.package, &st.product, runtime).ok())
+                .map(|p| p.edition)
+        })
+        .unwrap_or_else(|| DEFAULT_EDITION.to_owned())
+}
+
+/// The one package of `product` `v` `edition` in the first of `dirs` holding one.
+pub fn locate_package(
+    dirs: &[PathBuf],
+    product: &str,
+    runtime: &str,
+    v: &Version,
+    edition: &str,
+) -> Result<(PathBuf, PackageName), Problem> {
+    let mut package = None;
+    let mut other_editions = Vec::new();
+    for dir in dirs {
+        let repo = match Repository::scan(dir, product, runtime) {
+            Ok(r) => r,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(dir, e)),
+        };
+        match repo.find(v, edition) {
+            Lookup::Found(p) => {
+                package = Some((dir.clone(), p.clone()));
+                break;
+            }
+            Lookup::Ambiguous(ps) => {
+                return Err(Problem::new(
+                    Code::PackageAmbiguous,
+                    format!(
+                        "{} holds {} packages of {product} {v} {edition}: {}",
+                        dir.display(),
+                        ps.len(),
+                        ps.iter()
+                            .map(|p| p.file.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+            Lookup::Missing { other_editions: o } => {
+                other_editions.extend(o.into_iter().map(|p| p.file.clone()))
+            }
+        }
+    }
+    let Some((dir, pkg)) = package else {
+        if !other_editions.is_empty() {
+            return Err(Problem::new(
+                Code::RuleEdition,
+                format!(
+                    "there is no {edition} package of {v}, only another edition: {}",
+                    other_editions.join(", ")
+                ),
+            ));
+        }
+        let where_ = dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" or ");
+        return Err(Problem::new(
+            Code::PackageMissing,
+            format!("Release {v} not found: no {edition} package of {product} {v} in {where_}"),
+        )
+        .help("put the package into releases/ or name a repository with --repo"));
+    };
+    Ok((dir, pkg))
 }
 
 impl Store {
@@ -285,8 +383,10 @@ impl Store {
                 other => ctx.activation.vars.get(other).cloned(),
             };
             argv.push(
-                t.render(val, |e| std::env::var(e).ok())
-                    .map_err(|m| format!("the activate hook cannot be filled: {m:?}"))?,
+                t.render(val, |e| {
+                    ctx.env.get(e).cloned().or_else(|| std::env::var(e).ok())
+                })
+                .map_err(|m| format!("the activate hook cannot be filled: {m:?}"))?,
             );
         }
         let env = [
@@ -351,72 +451,11 @@ impl Store {
         v: &Version,
         ctx: &Ctx,
     ) -> Result<(PathBuf, PackageName), Problem> {
-        let edition = ctx
-            .edition
-            .clone()
-            .or_else(|| {
-                st.permanent()
-                    .and_then(|r| PackageName::parse(&r.package, &st.product, &ctx.runtime).ok())
-                    .map(|p| p.edition)
-            })
-            .unwrap_or_else(|| DEFAULT_EDITION.to_owned());
-        let mut package = None;
-        let mut other_editions = Vec::new();
-        for dir in std::iter::once(self.releases.clone()).chain(ctx.repo.clone()) {
-            let repo = match Repository::scan(&dir, &st.product, &ctx.runtime) {
-                Ok(r) => r,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io(&dir, e)),
-            };
-            match repo.find(v, &edition) {
-                Lookup::Found(p) => {
-                    package = Some((dir.clone(), p.clone()));
-                    break;
-                }
-                Lookup::Ambiguous(ps) => {
-                    return Err(Problem::new(
-                        Code::PackageAmbiguous,
-                        format!(
-                            "{} holds {} packages of {} {v} {edition}: {}",
-                            dir.display(),
-                            ps.len(),
-                            st.product,
-                            ps.iter()
-                                .map(|p| p.file.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        ),
-                    ));
-                }
-                Lookup::Missing { other_editions: o } => {
-                    other_editions.extend(o.into_iter().map(|p| p.file.clone()))
-                }
-            }
-        }
-        let Some((dir, pkg)) = package else {
-            if !other_editions.is_empty() {
-                return Err(Problem::new(
-                    Code::RuleEdition,
-                    format!(
-                        "there is no {edition} package of {v}, only another edition: {}",
-                        other_editions.join(", ")
-                    ),
-                ));
-            }
-            let where_ = match &ctx.repo {
-                Some(r) => format!("{} or {}", self.releases.display(), r.display()),
-                None => self.releases.display().to_string(),
-            };
-            return Err(Problem::new(
-                Code::PackageMissing,
-                format!(
-                    "Release {v} not found: no {edition} package of {} {v} in {where_}",
-                    st.product
-                ),
-            )
-            .help("put the package into releases/ or name a repository with --repo"));
-        };
-        Ok((dir, pkg))
+        let dirs: Vec<PathBuf> = std::iter::once(self.releases.clone())
+            .chain(ctx.repo.clone())
+            .collect();
+        let edition = wanted_edition(st, ctx.edition.as_deref(), &ctx.runtime);
+        locate_package(&dirs, &st.product, &ctx.runtime, v, &edition)
     }
 
     fn unpack_found(

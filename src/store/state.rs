@@ -137,16 +137,20 @@ pub fn read_state(root: &Path) -> Result<Option<StoreState>, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let state: StoreState = toml::from_str(&text)
-        .map_err(|e| format!("{} is damaged: {}", path.display(), e.message()))?;
+    parse_state(&text, &path.display().to_string()).map(Some)
+}
+
+/// A RELEASES file's text; `path` names it in messages.
+pub fn parse_state(text: &str, path: &str) -> Result<StoreState, String> {
+    let state: StoreState =
+        toml::from_str(text).map_err(|e| format!("{path} is damaged: {}", e.message()))?;
     if state.format != FORMAT {
         return Err(format!(
-            "{} has format {}, this fleetup reads format {FORMAT}",
-            path.display(),
+            "{path} has format {}, this fleetup reads format {FORMAT}",
             state.format
         ));
     }
-    Ok(Some(state))
+    Ok(state)
 }
 
 #[cfg(test)]

@@ -136,3 +136,55 @@ pub fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
     walk(dir, dir, &mut out);
     out
 }
+
+/// The activate hook of a served release: (re)starts `python3 -m http.server` on the port
+/// in `<root>/port`, serving the current release's www/.
+pub const CTL: &str = r#"#!/bin/sh
+root="$FLEETUP_ROOT"
+if [ -f "$root/server.pid" ]; then kill "$(cat "$root/server.pid")" 2>/dev/null; sleep 0.3; fi
+cd "$FLEETUP_RELEASE_DIR/www" || exit 1
+python3 -m http.server --bind 127.0.0.1 "$(cat "$root/port")" >/dev/null 2>&1 &
+echo $! > "$root/server.pid"
+"#;
+
+/// A release whose server answers /status (healthy) or 404 (broken).
+pub fn served_release(repo: &Path, version: &str, healthy: bool) {
+    let path = repo.join(package_name(version));
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let o = SimpleFileOptions::default();
+    z.start_file("VERSION", o).unwrap();
+    writeln!(z, "{version}").unwrap();
+    z.start_file("bin/ctl", o.unix_permissions(0o755)).unwrap();
+    z.write_all(CTL.as_bytes()).unwrap();
+    z.add_directory("www/", o).unwrap();
+    if healthy {
+        z.start_file("www/status", o).unwrap();
+        write!(z, "{version}").unwrap();
+    }
+    z.finish().unwrap();
+}
+
+pub fn get_status(port: u16) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(s, "GET /status HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.starts_with("HTTP/1.0 200")
+        .then(|| out.rsplit("\r\n\r\n").next().unwrap_or("").to_owned())
+}
+
+pub fn wait_status(port: u16, want: &str) {
+    if wait_until(std::time::Duration::from_secs(5), || {
+        get_status(port).as_deref() == Some(want)
+    }) {
+        return;
+    }
+    panic!("port {port} never served {want}");
+}
+
+pub mod sshd;
+#[allow(unused_imports)]
+pub use sshd::free_port;

@@ -1,0 +1,397 @@
+//! Remote nodes (SPEC §7) against a real OpenSSH server on 127.0.0.1, started per test
+//! with throwaway keys. Each "remote" node's store lives in the test's directory, and
+//! fleetup reaches it only through ssh: its activate hook starts an HTTP server there,
+//! checked over HTTP from the controller.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::sshd::Sshd;
+use common::*;
+
+struct Remote {
+    sshd: Sshd,
+    dir: tempfile::TempDir,
+    nodes: Vec<(String, PathBuf, u16)>,
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        for (_, root, _) in &self.nodes {
+            if let Ok(pid) = std::fs::read_to_string(root.join("server.pid")) {
+                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+            }
+        }
+    }
+}
+
+/// `n` nodes on 4.4.15 behind one SSH server; releases 4.4.15 and 4.4.16 in ./repo.
+/// The first node is installed over SSH (`fleetup node upgrade --ssh`), the others here.
+fn remote_fleet(n: usize, broken16: bool) -> Remote {
+    let sshd = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    served_release(&repo, "4.4.15", true);
+    served_release(&repo, "4.4.16", !broken16);
+    let mut r = Remote {
+        sshd,
+        dir,
+        nodes: Vec::new(),
+    };
+    for i in 1..=n {
+        let root = r.dir.path().join(format!("n{i}"));
+        std::fs::create_dir_all(&root).unwrap();
+        let port = free_port();
+        std::fs::write(root.join("port"), port.to_string()).unwrap();
+        std::fs::write(
+            root.join("node.toml"),
+            "product = \"emqx\"\n[activate]\ncommand = [\"{root}/current/bin/ctl\"]\ntimeout = \"10s\"\n",
+        )
+        .unwrap();
+        r.nodes.push((format!("n{i}"), root.clone(), port));
+        let mut cmd = fleetup();
+        cmd.args(["node", "upgrade", "4.4.15", "--root"])
+            .arg(&root)
+            .arg("--repo")
+            .arg(&repo);
+        if i == 1 {
+            cmd.args(["--ssh", &r.sshd.addr(), "--ssh-config"])
+                .arg(r.sshd.config());
+        }
+        let (code, out, err) = output(&mut cmd);
+        assert_eq!(code, Some(0), "{out}{err}");
+        wait_status(port, "4.4.15");
+    }
+    r
+}
+
+impl Remote {
+    /// A plan whose nodes are all reached over SSH; `node_ssh(i)` may override an address.
+    fn plan(&self, extra: &str, node_ssh: &dyn Fn(usize) -> String) -> PathBuf {
+        let mut nodes = String::new();
+        for (i, (name, root, port)) in self.nodes.iter().enumerate() {
+            nodes.push_str(&format!(
+                "  - {{ name: {name}, ssh: \"{}\", root: {}, vars: {{ port: {port} }} }}\n",
+                node_ssh(i),
+                root.display()
+            ));
+        }
+        let text = format!(
+            "plan: 1\nname: r\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+             ssh_config: {}\n{extra}\
+             rollout:\n  max_parallel: 4\n  max_failures: 1\n\
+             health:\n  http: \"http://{{host}}:{{port}}/status\"\n  timeout: 3s\n  interval: 100ms\n\
+             hooks:\n  activate: [\"{{root}}/current/bin/ctl\"]\n  timeout: 10s\nnodes:\n{nodes}",
+            self.sshd.config().display()
+        );
+        let p = self.dir.path().join("plan.yaml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn here(&self) -> String {
+        self.sshd.addr()
+    }
+
+    fn versions(&self, i: usize) -> String {
+        let (_, out, _) = output(
+            fleetup()
+                .args(["node", "versions", "--root"])
+                .arg(&self.nodes[i].1),
+        );
+        out
+    }
+}
+
+fn json(out: &str) -> serde_json::Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+fn target<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {doc}"))
+}
+
+#[test]
+fn a_rollout_reaches_several_remote_nodes_over_one_connection() {
+    let r = remote_fleet(3, false);
+    let plan = r.plan("", &|_| r.here());
+
+    // The dry run reads each remote store (with `cat`, copying nothing).
+    let (code, out, err) = output(fleetup().arg("plan").arg(&plan).args(["--format", "json"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc = json(&out);
+    let dry = doc["waves"][0].as_array().unwrap();
+    assert_eq!(dry.len(), 3, "{doc}");
+    for t in dry {
+        assert_eq!(t["from"], "4.4.15", "{t}");
+        assert_eq!(t["from_source"], "live", "{t}");
+        assert_eq!(t["rules"], "passed", "{t}");
+    }
+
+    let (conns, _) = r.sshd.counts();
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc = json(&out);
+    for (i, (name, _, port)) in r.nodes.iter().enumerate() {
+        assert_eq!(target(&doc, name)["outcome"], "upgraded", "{doc}");
+        assert_eq!(
+            r.versions(i),
+            "Installed versions:\n* 4.4.16\tpermanent\n* 4.4.15\told\n"
+        );
+        wait_status(*port, "4.4.16");
+    }
+    // One authenticated connection for the whole run; every step a session on it.
+    let (conns_after, sessions) = r.sshd.counts();
+    assert_eq!(conns_after - conns, 1, "{}", r.sshd.log());
+    assert!(sessions >= 3, "{sessions} sessions");
+    // The package is kept on the host once, under its digest (4.4.15 came with setup).
+    let packages: Vec<_> = std::fs::read_dir(r.sshd.remote_dir().join("packages"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join(package_name("4.4.16")).exists())
+        .collect();
+    assert_eq!(packages.len(), 1);
+    let digest = packages[0].file_name().to_string_lossy().into_owned();
+    let sent = packages[0].path().join(package_name("4.4.16"));
+    assert_eq!(
+        fleetup::package::sha256_file(&sent).unwrap(),
+        digest,
+        "the package kept on the host is not the one sent"
+    );
+    // The master connection was told to exit at the end (not left to ControlPersist).
+    let closed = wait_until(std::time::Duration::from_secs(5), || {
+        let log = r.sshd.log();
+        log.matches("Disconnected from user").count() == log.matches("Accepted publickey").count()
+    });
+    assert!(closed, "a connection is still open:\n{}", r.sshd.log());
+}
+
+#[test]
+fn a_broken_release_on_a_remote_node_is_rolled_back_there() {
+    let r = remote_fleet(2, true);
+    let plan = r.plan("", &|_| r.here());
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc = json(&out);
+    for (i, (name, _, port)) in r.nodes.iter().enumerate() {
+        let t = target(&doc, name);
+        assert_eq!(t["outcome"], "rolled-back", "{doc}");
+        assert!(t["detail"].as_str().unwrap().contains("unhealthy"), "{t}");
+        assert_eq!(
+            r.versions(i),
+            "Installed versions:\n* 4.4.16\tunpacked\n* 4.4.15\tpermanent\n"
+        );
+        wait_status(*port, "4.4.15");
+    }
+}
+
+#[test]
+fn an_unreachable_port_fails_its_node_alone() {
+    let r = remote_fleet(2, false);
+    let closed = free_port();
+    let plan = r.plan("", &|i| {
+        if i == 1 {
+            format!("127.0.0.1:{closed}")
+        } else {
+            r.here()
+        }
+    });
+    let before = snapshot(&r.nodes[1].1);
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc = json(&out);
+    let bad = target(&doc, "n2");
+    assert_eq!(bad["outcome"], "failed", "{doc}");
+    let detail = bad["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("127.0.0.1:{closed}")) && detail.contains("Connection refused"),
+        "{detail}"
+    );
+    assert_eq!(target(&doc, "n1")["outcome"], "upgraded", "{doc}");
+    assert_eq!(
+        snapshot(&r.nodes[1].1),
+        before,
+        "the unreachable node changed"
+    );
+}
+
+#[test]
+fn an_unknown_host_key_is_refused_and_nothing_changes() {
+    let r = remote_fleet(1, false);
+    let plan = r.plan("", &|_| r.here());
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        &r.sshd.config().display().to_string(),
+        &r.sshd.config_unknown().display().to_string(),
+    );
+    std::fs::write(&plan, &text).unwrap();
+    let before = snapshot(&r.nodes[0].1);
+    let bins = || std::fs::read_dir(r.sshd.remote_dir().join("bin")).map_or(0, |d| d.count());
+    let (conns, _) = r.sshd.counts();
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    let t = target(&json(&out), "n1").clone();
+    assert_eq!(t["outcome"], "failed");
+    assert!(
+        t["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the host key is not in known_hosts"),
+        "{t}"
+    );
+    assert_eq!(snapshot(&r.nodes[0].1), before, "the store changed");
+    assert_eq!(
+        r.sshd.counts().0,
+        conns,
+        "ssh authenticated to an unknown host"
+    );
+    assert_eq!(
+        std::fs::read_to_string(r.sshd.config_unknown().with_file_name("empty_known_hosts"))
+            .unwrap(),
+        "",
+        "strict checking must not learn the key"
+    );
+
+    // A first contact the plan chooses to trust: accept-new learns the key and goes on.
+    std::fs::write(
+        &plan,
+        text.replace("ssh_config:", "ssh_host_keys: accept-new\nssh_config:"),
+    )
+    .unwrap();
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(bins() >= 1);
+    assert!(
+        std::fs::read_to_string(r.sshd.dir.path().join("empty_known_hosts"))
+            .unwrap()
+            .contains("127.0.0.1")
+    );
+}
+
+#[test]
+fn a_connection_dropped_mid_step_fails_the_node_with_a_clear_reason() {
+    let r = remote_fleet(1, false);
+    // The activate hook takes a while; the connection is cut while it runs.
+    let plan = r.plan("", &|_| r.here());
+    let text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace(
+            "activate: [\"{root}/current/bin/ctl\"]",
+            "activate: [\"sh\", \"-c\", \"touch {root}/hook-started; sleep 3; exec {root}/current/bin/ctl\"]",
+        );
+    std::fs::write(&plan, text).unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .arg("apply")
+        .arg(&plan)
+        .args(["--yes", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = r.nodes[0].1.join("hook-started");
+    assert!(wait_until(std::time::Duration::from_secs(30), || started.exists()));
+    r.sshd.cut_connections();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = target(&json(&stdout), "n1").clone();
+    assert_eq!(t["outcome"], "failed", "{t}");
+    assert!(
+        t["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the connection was lost during the install"),
+        "{t}"
+    );
+    // The host finishes the step on its own (the store is never left half-changed), and
+    // releases the lock when it cannot report back.
+    let finished = wait_until(std::time::Duration::from_secs(20), || {
+        !r.versions(0).contains("interrupted")
+    });
+    assert!(finished, "{}", r.versions(0));
+    assert_eq!(
+        r.versions(0),
+        "Installed versions:\n* 4.4.16\tcurrent\n* 4.4.15\tpermanent\n"
+    );
+    // A new run picks the node up where the host left it.
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("already current"), "{out}");
+    assert_eq!(
+        r.versions(0),
+        "Installed versions:\n* 4.4.16\tpermanent\n* 4.4.15\told\n"
+    );
+}
+
+#[test]
+fn node_commands_reach_a_store_over_ssh() {
+    let r = remote_fleet(1, false);
+    let root = &r.nodes[0].1;
+    let ssh = |args: &[&str]| {
+        let mut c = fleetup();
+        c.args(["node"])
+            .args(args)
+            .arg("--root")
+            .arg(root)
+            .args(["--ssh", &r.here(), "--ssh-config"])
+            .arg(r.sshd.config());
+        output(&mut c)
+    };
+    let (code, out, _) = ssh(&["versions"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(out, "Installed versions:\n* 4.4.15\tpermanent\n");
+    let repo = r.dir.path().join("repo");
+    let (code, out, err) = ssh(&["upgrade", "4.4.16", "--repo", repo.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        out,
+        format!(
+            "Release 4.4.16 not found, attempting to unpack releases/{p}\nUnpacked successfully: \"4.4.16\"\nInstalled Release: 4.4.16\nMade release permanent: \"4.4.16\"\n",
+            p = package_name("4.4.16")
+        )
+    );
+    // The hook from the host's node.toml ran there.
+    wait_status(r.nodes[0].2, "4.4.16");
+    let (code, out, _) = ssh(&["versions", "--format", "json"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(json(&out)["permanent"], "4.4.16");
+    // Refusals keep their codes across the connection.
+    let (code, _, err) = ssh(&["uninstall", "4.4.16"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("fleetup::store::state"), "{err}");
+    let (code, _, err) =
+        output(fleetup().args(["node", "versions", "--root", "/x", "--ssh=-oProxyCommand=x"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("not a host name"), "{err}");
+}
