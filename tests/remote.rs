@@ -395,3 +395,41 @@ fn node_commands_reach_a_store_over_ssh() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("not a host name"), "{err}");
 }
+
+#[test]
+fn a_refused_key_fails_with_its_own_code_and_changes_nothing() {
+    let s = Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("stranger");
+    let ok = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let config = std::fs::read_to_string(s.config()).unwrap().replace(
+        &format!("{}/client_key", s.dir.path().display()),
+        &key.display().to_string(),
+    );
+    let cfg = dir.path().join("ssh_config");
+    std::fs::write(&cfg, config).unwrap();
+    let (code, _, err) = output(
+        fleetup()
+            .args([
+                "node",
+                "versions",
+                "--root",
+                "/srv/x",
+                "--ssh",
+                &s.addr(),
+                "--ssh-config",
+            ])
+            .arg(&cfg),
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("fleetup::remote::auth") && err.contains("refused our key"),
+        "{err}"
+    );
+    assert!(!s.remote_dir().join("bin").exists());
+}

@@ -504,3 +504,59 @@ impl Host {
             .map_err(|e| Problem::new(Code::StoreUnreadable, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn quoting_keeps_every_string_one_word() {
+        for s in [
+            "plain",
+            "with space",
+            "it's",
+            "$(rm -rf /)",
+            "'",
+            "a\nb",
+            "",
+        ] {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh_quote(s)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s);
+        }
+    }
+
+    #[test]
+    fn addresses_are_described_as_written() {
+        let a = |user: Option<&str>, host: &str, port| SshAddr {
+            user: user.map(str::to_owned),
+            host: host.into(),
+            port,
+        };
+        assert_eq!(describe(&a(Some("deploy"), "h", Some(22))), "deploy@h:22");
+        assert_eq!(describe(&a(None, "::1", None)), "[::1]");
+    }
+
+    #[test]
+    fn ssh_failures_are_told_apart() {
+        let st = Some(ExitStatus::from_raw(255 << 8));
+        let code = |err: &str| classify("h", err, st).code;
+        assert_eq!(code("Host key verification failed.\n"), Code::SshHostKey);
+        assert_eq!(
+            code("root@127.0.0.1: Permission denied (publickey).\n"),
+            Code::SshAuth
+        );
+        let p = classify(
+            "h",
+            "ssh: connect to host 127.0.0.1 port 9: Connection refused\n",
+            st,
+        );
+        assert_eq!(p.code, Code::SshUnreachable);
+        assert!(p.message.ends_with("Connection refused)"), "{}", p.message);
+        assert_eq!(classify("h", "", None).code, Code::SshUnreachable);
+    }
+}
