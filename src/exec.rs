@@ -90,6 +90,8 @@ pub struct RunOptions {
     pub lock_wait: Duration,
     /// Targets an interrupted run already finished (`resume`): not run again.
     pub finished: BTreeMap<String, TargetResult>,
+    /// Connections already made to the plan's hosts (by the preflight), reused by the run.
+    pub hosts: Option<Arc<Hosts>>,
 }
 
 /// How a run ended.
@@ -719,7 +721,10 @@ pub fn execute(
         allowed: allowed_failures(plan.rollout.max_failures, schedule.len()),
         stop: AtomicBool::new(false),
         upgraded: Mutex::new(Vec::new()),
-        hosts: hosts_for(plan, schedule.targets())?,
+        hosts: match &opts.hosts {
+            Some(h) => Some(h.clone()),
+            None => hosts_for(plan, schedule.targets())?,
+        },
     };
     let mut results = Vec::with_capacity(schedule.len());
     let of = schedule.waves.len();

@@ -433,3 +433,22 @@ fn a_refused_key_fails_with_its_own_code_and_changes_nothing() {
     );
     assert!(!s.remote_dir().join("bin").exists());
 }
+
+#[test]
+fn a_from_pin_a_remote_node_does_not_match_refuses_the_run() {
+    let r = remote_fleet(1, false);
+    let plan = r.plan("", &|_| r.here());
+    let text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace("vars: {", "from: 4.4.14, vars: {");
+    std::fs::write(&plan, text).unwrap();
+    let before = snapshot(&r.nodes[0].1);
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(5), "{out}{err}");
+    assert!(
+        err.contains("fleetup::plan::from-mismatch") && err.contains("runs 4.4.15"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&r.nodes[0].1), before);
+    assert!(!r.dir.path().join("state").exists(), "a run was started");
+}

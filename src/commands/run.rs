@@ -3,6 +3,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -14,20 +15,27 @@ use crate::exec::{self, Event, RunOptions};
 use crate::plan::Plan;
 use crate::preflight::{self, Preflight};
 use crate::progress::{Progress, summary_table};
+use crate::remote::{Hosts, SshSettings};
 use crate::schedule::{self, Schedule, Target};
 use crate::{journal, window};
 
 /// Loads, validates and preflights a plan, printing its problems. `Err` is the exit code.
-fn prepare(
-    path: &Path,
-    only: Option<&str>,
-    read_remote: bool,
-) -> Result<(Plan, Preflight, Schedule), u8> {
+/// A plan ready to run: its preflight (remote stores read over `hosts`, whose
+/// connections the run then reuses) and its schedule.
+type Prepared = (Plan, Preflight, Schedule, Option<Arc<Hosts>>);
+
+fn prepare(path: &Path, only: Option<&str>) -> Result<Prepared, u8> {
     let loaded = crate::plan::load(path);
     let mut problems = loaded.problems;
+    let mut hosts = None;
     let pf = loaded.plan.as_ref().map(|plan| {
-        if read_remote {
-            preflight::run_with(plan, &remote_states(plan, only))
+        if plan.nodes.iter().any(|n| n.ssh.is_some())
+            && let Ok(h) = Hosts::new(SshSettings::of_plan(plan))
+        {
+            let h = Arc::new(h);
+            let live = remote_states(plan, only, &h);
+            hosts = Some(h);
+            preflight::run_with(plan, &live)
         } else {
             preflight::run(plan)
         }
@@ -61,7 +69,7 @@ fn prepare(
         fail(p);
         2
     })?;
-    Ok((plan, pf, schedule))
+    Ok((plan, pf, schedule, hosts))
 }
 
 #[derive(Serialize)]
@@ -192,7 +200,7 @@ fn dry_targets(plan: &Plan, pf: &Preflight, wave: &[Target]) -> Vec<DryTarget> {
 }
 
 pub fn plan(path: &Path, only: Option<&str>, format: OutputFormat) -> u8 {
-    let (plan, pf, schedule) = match prepare(path, only, true) {
+    let (plan, pf, schedule, _hosts) = match prepare(path, only) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -305,7 +313,7 @@ fn window_open(plan: &Plan) -> Result<(), u8> {
 
 /// The stores of the remote nodes `only` selects, read over SSH in parallel with `cat`
 /// (nothing is copied to or changed on a host).
-fn remote_states(plan: &Plan, only: Option<&str>) -> Vec<preflight::RemoteState> {
+fn remote_states(plan: &Plan, only: Option<&str>, hosts: &Hosts) -> Vec<preflight::RemoteState> {
     use rayon::prelude::*;
     let picked: Vec<bool> = match schedule::build(plan, only) {
         Ok(s) => {
@@ -317,13 +325,6 @@ fn remote_states(plan: &Plan, only: Option<&str>) -> Vec<preflight::RemoteState>
             }
             p
         }
-        Err(_) => return Vec::new(),
-    };
-    if !plan.nodes.iter().any(|n| n.ssh.is_some()) {
-        return Vec::new();
-    }
-    let hosts = match crate::remote::Hosts::new(crate::remote::SshSettings::of_plan(plan)) {
-        Ok(h) => h,
         Err(_) => return Vec::new(),
     };
     let pool = rayon::ThreadPoolBuilder::new()
@@ -356,6 +357,7 @@ fn execute_and_report(
     finished: std::collections::BTreeMap<String, exec::TargetResult>,
     lock_wait: Duration,
     format: OutputFormat,
+    hosts: Option<Arc<Hosts>>,
 ) -> u8 {
     let json = format == OutputFormat::Json;
     let progress = Progress::new(terminal() && !json, json, schedule.len());
@@ -367,6 +369,7 @@ fn execute_and_report(
         run_id: journal.id(),
         lock_wait,
         finished,
+        hosts,
     };
     let end = match exec::execute(plan, schedule, &opts, &emit) {
         Ok(r) => r,
@@ -430,7 +433,7 @@ pub fn apply(path: &Path, o: ApplyOpts) -> u8 {
         Ok(d) => d,
         Err(code) => return code,
     };
-    let (plan, _pf, schedule) = match prepare(path, o.only.as_deref(), false) {
+    let (plan, _pf, schedule, hosts) = match prepare(path, o.only.as_deref()) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -485,6 +488,7 @@ pub fn apply(path: &Path, o: ApplyOpts) -> u8 {
         Default::default(),
         lock_wait,
         o.format,
+        hosts,
     )
 }
 
@@ -629,7 +633,9 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> u8 {
             schedule.len()
         );
     }
-    execute_and_report(&plan, &schedule, &journal, finished, lock_wait, o.format)
+    execute_and_report(
+        &plan, &schedule, &journal, finished, lock_wait, o.format, None,
+    )
 }
 
 /// `fleetup rollback RUN`: every node the run upgraded goes back to where it came from.
@@ -673,6 +679,7 @@ pub fn rollback(run: &str, state: Option<&Path>, format: OutputFormat) -> u8 {
         run_id: r.run.clone(),
         lock_wait: Duration::ZERO,
         finished: Default::default(),
+        hosts: None,
     };
     let results = exec::roll_back_run(&plan, &upgraded, &opts, &emit);
     progress.finish();
