@@ -176,6 +176,22 @@ fn a_rollout_reaches_several_remote_nodes_over_one_connection() {
         log.matches("Disconnected from user").count() == log.matches("Accepted publickey").count()
     });
     assert!(closed, "a connection is still open:\n{}", r.sshd.log());
+
+    // `rollback RUN` reaches the same hosts: every node back on 4.4.15, healthy there.
+    let run = doc["run"].as_str().unwrap().to_owned();
+    let (code, out, err) = output(
+        fleetup()
+            .args(["rollback", &run, "--state"])
+            .arg(r.dir.path().join("state")),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    for (i, (_, _, port)) in r.nodes.iter().enumerate() {
+        assert_eq!(
+            r.versions(i),
+            "Installed versions:\n* 4.4.16\told\n* 4.4.15\tpermanent\n"
+        );
+        wait_status(*port, "4.4.15");
+    }
 }
 
 #[test]

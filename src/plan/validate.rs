@@ -1054,7 +1054,8 @@ impl Validator {
                             ),
                         )
                         .at(root.span)
-                        .label("not an absolute path"),
+                        .label("not an absolute path")
+                        .help("write the absolute path of the node's directory on its host, such as /opt/emqx"),
                     );
                 }
                 At {
