@@ -9,38 +9,12 @@
 //!
 //! Run: `cargo bench --bench apply` (needs bash, xargs and unzip).
 
-use std::io::Write;
+mod common;
+
 use std::path::{Path, PathBuf};
+
+use common::{fleetup, package, time};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use zip::write::SimpleFileOptions;
-
-fn package(repo: &Path, version: &str, files: usize, bytes: usize) -> PathBuf {
-    let path = repo.join(format!(
-        "emqx-{version}-otp24.3.4.2-1-ubuntu20.04-amd64.zip"
-    ));
-    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let o = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    for i in 0..files {
-        z.start_file(format!("lib/f{i:03}"), o).unwrap();
-        let mut buf = Vec::with_capacity(bytes);
-        while buf.len() < bytes {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            write!(buf, "{} ", seed % 1000).unwrap();
-        }
-        z.write_all(&buf).unwrap();
-    }
-    z.finish().unwrap();
-    path
-}
-
-fn fleetup() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fleetup"))
-}
 
 /// `n` nodes on 4.4.15 and a plan to 4.4.16 with the given extra YAML.
 fn fleet(dir: &Path, n: usize, max_parallel: usize, extra: &str) -> PathBuf {
@@ -68,29 +42,9 @@ fn fleet(dir: &Path, n: usize, max_parallel: usize, extra: &str) -> PathBuf {
     p
 }
 
-fn time(mut c: Command) -> Duration {
-    let start = Instant::now();
-    let st = c
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    let d = start.elapsed();
-    assert!(st.success(), "{c:?} failed");
-    d
-}
-
 fn apply_vs_shell() {
     let t = tempfile::tempdir().unwrap();
-    let repo = t.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    let (files, bytes) = (20, 50_000);
-    package(&repo, "4.4.15", files, bytes);
-    let pkg = package(&repo, "4.4.16", files, bytes);
-    println!(
-        "package: {files} files, {:.1} MB unpacked",
-        (files * bytes) as f64 / 1e6
-    );
+    let pkg = common::two_releases(t.path());
     let plan = fleet(t.path(), 200, 10, "");
     // The baseline: the same nodes' work done by a shell loop with xargs -P10.
     let base = t.path().join("shell");
@@ -176,19 +130,7 @@ fn plan_memory() {
 }
 
 fn main() {
-    for tool in ["unzip", "xargs", "bash"] {
-        if Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .stdout(Stdio::null())
-            .status()
-            .map(|s| !s.success())
-            .unwrap_or(true)
-        {
-            eprintln!("{tool} is not installed: the baselines need it");
-            std::process::exit(1);
-        }
-    }
+    common::require(&["unzip", "xargs", "bash"]);
     apply_vs_shell();
     health_wait();
     plan_memory();

@@ -10,16 +10,16 @@
 //!
 //! Run: `cargo bench --bench remote` (needs /usr/sbin/sshd, ssh, bash, xargs, unzip).
 
+mod common;
 #[path = "../tests/common/sshd.rs"]
 #[allow(dead_code)]
 mod sshd;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use common::{fleetup, time};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-use zip::write::SimpleFileOptions;
 
 const NODES: usize = 50;
 
@@ -33,48 +33,6 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(5));
     }
     false
-}
-
-fn package(repo: &Path, version: &str, files: usize, bytes: usize) -> PathBuf {
-    let path = repo.join(format!(
-        "emqx-{version}-otp24.3.4.2-1-ubuntu20.04-amd64.zip"
-    ));
-    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
-    let o = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-    for i in 0..files {
-        z.start_file(format!("lib/f{i:03}"), o).unwrap();
-        let mut buf = Vec::with_capacity(bytes);
-        while buf.len() < bytes {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            write!(buf, "{} ", seed % 1000).unwrap();
-        }
-        z.write_all(&buf).unwrap();
-    }
-    z.finish().unwrap();
-    path
-}
-
-fn fleetup() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_fleetup"))
-}
-
-fn time(mut c: Command) -> Duration {
-    let start = Instant::now();
-    let out = c
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let d = start.elapsed();
-    assert!(
-        out.status.success(),
-        "{c:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    d
 }
 
 /// `NODES` stores on 4.4.15 under `dir/<set>`, and a plan that reaches them over SSH.
@@ -112,29 +70,11 @@ fn remote_fleet(dir: &Path, set: &str, s: &sshd::Sshd) -> PathBuf {
 }
 
 fn main() {
-    for tool in ["unzip", "xargs", "bash", "ssh"] {
-        let found = Command::new("sh")
-            .arg("-c")
-            .arg(format!("command -v {tool}"))
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            eprintln!("{tool} is not installed: the benchmark needs it");
-            std::process::exit(1);
-        }
-    }
+    common::require(&["unzip", "xargs", "bash", "ssh"]);
     let s = sshd::Sshd::start();
     let t = tempfile::tempdir().unwrap();
-    let repo = t.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    let (files, bytes) = (20, 50_000);
-    package(&repo, "4.4.15", files, bytes);
-    let pkg = package(&repo, "4.4.16", files, bytes);
-    println!(
-        "package: {files} files, {:.1} MB unpacked; {NODES} nodes behind one sshd on 127.0.0.1",
-        (files * bytes) as f64 / 1e6
-    );
+    let pkg = common::two_releases(t.path());
+    println!("{NODES} nodes behind one sshd on 127.0.0.1");
     let cold = remote_fleet(t.path(), "cold", &s);
     let warm = remote_fleet(t.path(), "warm", &s);
 

@@ -276,7 +276,15 @@ impl Run<'_> {
         }
         let mut say = |l: String| self.step(&name, "store", l);
         let mut ctx = self.ctx(node, &mut say);
-        self.step(&name, "lock", node.root.value.display().to_string());
+        let at = match &node.ssh {
+            Some(a) => format!(
+                "{}:{}",
+                crate::remote::ssh::describe(&a.value),
+                node.root.value.display()
+            ),
+            None => node.root.value.display().to_string(),
+        };
+        self.step(&name, "lock", at);
         let mut store = match NodeStore::open(&self.location(node), &ctx, true, false) {
             Ok(s) => s,
             Err(p) => return self.failed(done(None, Outcome::Failed, p.message, false)),

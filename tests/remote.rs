@@ -95,6 +95,23 @@ impl Remote {
         self.sshd.addr()
     }
 
+    /// `apply PLAN --yes --format json`: exit code, the JSON document, stderr.
+    fn apply_json(&self, plan: &std::path::Path) -> (Option<i32>, serde_json::Value, String) {
+        let (code, out, err) = output(
+            fleetup()
+                .arg("apply")
+                .arg(plan)
+                .args(["--yes", "--format", "json"]),
+        );
+        (code, json(&out), err)
+    }
+
+    /// Node `i` lists `listing` and its server answers `serving`.
+    fn expect(&self, i: usize, listing: &str, serving: &str) {
+        assert_eq!(self.versions(i), listing);
+        wait_status(self.nodes[i].2, serving);
+    }
+
     fn versions(&self, i: usize) -> String {
         let (_, out, _) = output(
             fleetup()
@@ -136,21 +153,15 @@ fn a_rollout_reaches_several_remote_nodes_over_one_connection() {
     }
 
     let (conns, _) = r.sshd.counts();
-    let (code, out, err) = output(
-        fleetup()
-            .arg("apply")
-            .arg(&plan)
-            .args(["--yes", "--format", "json"]),
-    );
-    assert_eq!(code, Some(0), "{out}{err}");
-    let doc = json(&out);
-    for (i, (name, _, port)) in r.nodes.iter().enumerate() {
+    let (code, doc, err) = r.apply_json(&plan);
+    assert_eq!(code, Some(0), "{doc}{err}");
+    for (i, (name, _, _)) in r.nodes.iter().enumerate() {
         assert_eq!(target(&doc, name)["outcome"], "upgraded", "{doc}");
-        assert_eq!(
-            r.versions(i),
-            "Installed versions:\n* 4.4.16\tpermanent\n* 4.4.15\told\n"
+        r.expect(
+            i,
+            "Installed versions:\n* 4.4.16\tpermanent\n* 4.4.15\told\n",
+            "4.4.16",
         );
-        wait_status(*port, "4.4.16");
     }
     // One authenticated connection for the whole run; every step a session on it.
     let (conns_after, sessions) = r.sshd.counts();
@@ -185,12 +196,12 @@ fn a_rollout_reaches_several_remote_nodes_over_one_connection() {
             .arg(r.dir.path().join("state")),
     );
     assert_eq!(code, Some(0), "{out}{err}");
-    for (i, (_, _, port)) in r.nodes.iter().enumerate() {
-        assert_eq!(
-            r.versions(i),
-            "Installed versions:\n* 4.4.16\told\n* 4.4.15\tpermanent\n"
+    for i in 0..r.nodes.len() {
+        r.expect(
+            i,
+            "Installed versions:\n* 4.4.16\told\n* 4.4.15\tpermanent\n",
+            "4.4.15",
         );
-        wait_status(*port, "4.4.15");
     }
 }
 
@@ -198,23 +209,17 @@ fn a_rollout_reaches_several_remote_nodes_over_one_connection() {
 fn a_broken_release_on_a_remote_node_is_rolled_back_there() {
     let r = remote_fleet(2, true);
     let plan = r.plan("", &|_| r.here());
-    let (code, out, err) = output(
-        fleetup()
-            .arg("apply")
-            .arg(&plan)
-            .args(["--yes", "--format", "json"]),
-    );
-    assert_eq!(code, Some(3), "{out}{err}");
-    let doc = json(&out);
-    for (i, (name, _, port)) in r.nodes.iter().enumerate() {
+    let (code, doc, err) = r.apply_json(&plan);
+    assert_eq!(code, Some(3), "{doc}{err}");
+    for (i, (name, _, _)) in r.nodes.iter().enumerate() {
         let t = target(&doc, name);
         assert_eq!(t["outcome"], "rolled-back", "{doc}");
         assert!(t["detail"].as_str().unwrap().contains("unhealthy"), "{t}");
-        assert_eq!(
-            r.versions(i),
-            "Installed versions:\n* 4.4.16\tunpacked\n* 4.4.15\tpermanent\n"
+        r.expect(
+            i,
+            "Installed versions:\n* 4.4.16\tunpacked\n* 4.4.15\tpermanent\n",
+            "4.4.15",
         );
-        wait_status(*port, "4.4.15");
     }
 }
 
@@ -230,14 +235,8 @@ fn an_unreachable_port_fails_its_node_alone() {
         }
     });
     let before = snapshot(&r.nodes[1].1);
-    let (code, out, err) = output(
-        fleetup()
-            .arg("apply")
-            .arg(&plan)
-            .args(["--yes", "--format", "json"]),
-    );
-    assert_eq!(code, Some(3), "{out}{err}");
-    let doc = json(&out);
+    let (code, doc, err) = r.apply_json(&plan);
+    assert_eq!(code, Some(3), "{doc}{err}");
     let bad = target(&doc, "n2");
     assert_eq!(bad["outcome"], "failed", "{doc}");
     let detail = bad["detail"].as_str().unwrap();
@@ -265,14 +264,9 @@ fn an_unknown_host_key_is_refused_and_nothing_changes() {
     let before = snapshot(&r.nodes[0].1);
     let bins = || std::fs::read_dir(r.sshd.remote_dir().join("bin")).map_or(0, |d| d.count());
     let (conns, _) = r.sshd.counts();
-    let (code, out, err) = output(
-        fleetup()
-            .arg("apply")
-            .arg(&plan)
-            .args(["--yes", "--format", "json"]),
-    );
-    assert_eq!(code, Some(3), "{out}{err}");
-    let t = target(&json(&out), "n1").clone();
+    let (code, doc, err) = r.apply_json(&plan);
+    assert_eq!(code, Some(3), "{doc}{err}");
+    let t = target(&doc, "n1").clone();
     assert_eq!(t["outcome"], "failed");
     assert!(
         t["detail"]

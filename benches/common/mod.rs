@@ -1,0 +1,84 @@
+//! What the benchmarks share: release packages with incompressible-ish data, the binary
+//! under test, and a timer that fails loudly.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use zip::write::SimpleFileOptions;
+
+/// A package of `files` files of `bytes` each.
+pub fn package(repo: &Path, version: &str, files: usize, bytes: usize) -> PathBuf {
+    let path = repo.join(format!(
+        "emqx-{version}-otp24.3.4.2-1-ubuntu20.04-amd64.zip"
+    ));
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+    let o = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..files {
+        z.start_file(format!("lib/f{i:03}"), o).unwrap();
+        let mut buf = Vec::with_capacity(bytes);
+        while buf.len() < bytes {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            write!(buf, "{} ", seed % 1000).unwrap();
+        }
+        z.write_all(&buf).unwrap();
+    }
+    z.finish().unwrap();
+    path
+}
+
+pub fn fleetup() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fleetup"))
+}
+
+/// How long `c` takes; panics with its stderr when it fails.
+pub fn time(mut c: Command) -> Duration {
+    let start = Instant::now();
+    let out = c
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let d = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d
+}
+
+/// `dir/repo` with 4.4.15 and 4.4.16 (20 files of 50 kB each, 1 MB): the 4.4.16 package.
+pub fn two_releases(dir: &Path) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let (files, bytes) = (20, 50_000);
+    package(&repo, "4.4.15", files, bytes);
+    let pkg = package(&repo, "4.4.16", files, bytes);
+    println!(
+        "package: {files} files, {:.1} MB unpacked",
+        (files * bytes) as f64 / 1e6
+    );
+    pkg
+}
+
+/// Exits when a tool a baseline needs is missing.
+pub fn require(tools: &[&str]) {
+    for tool in tools {
+        let found = Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}"))
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            eprintln!("{tool} is not installed: the baselines need it");
+            std::process::exit(1);
+        }
+    }
+}
