@@ -196,14 +196,26 @@ impl Run<'_> {
         }
     }
 
-    fn location<'n>(&'n self, node: &'n NodeTarget) -> Location<'n> {
-        Location {
+    /// Where the node's store is. A remote node without connections is an error, never
+    /// a local path.
+    fn location<'n>(&'n self, node: &'n NodeTarget) -> Result<Location<'n>, Problem> {
+        let ssh = match (&self.hosts, &node.ssh) {
+            (Some(h), Some(a)) => Some((h, &a.value)),
+            (None, Some(_)) => {
+                return Err(Problem::new(
+                    Code::Io,
+                    format!(
+                        "node `{}` is remote, but no SSH connection could be prepared",
+                        node.name.value
+                    ),
+                ));
+            }
+            (_, None) => None,
+        };
+        Ok(Location {
             root: &node.root.value,
-            ssh: match (&self.hosts, &node.ssh) {
-                (Some(h), Some(a)) => Some((h, &a.value)),
-                _ => None,
-            },
-        }
+            ssh,
+        })
     }
 
     fn health(
@@ -285,7 +297,10 @@ impl Run<'_> {
             None => node.root.value.display().to_string(),
         };
         self.step(&name, "lock", at);
-        let mut store = match NodeStore::open(&self.location(node), &ctx, true, false) {
+        let opened = self
+            .location(node)
+            .and_then(|at| NodeStore::open(&at, &ctx, true, false));
+        let mut store = match opened {
             Ok(s) => s,
             Err(p) => return self.failed(done(None, Outcome::Failed, p.message, false)),
         };
@@ -635,8 +650,13 @@ impl Run<'_> {
         let name = node.name.value.clone();
         let mut say = |l: String| self.step(&name, "store", l);
         let mut ctx = self.ctx(node, &mut say);
-        let mut store =
-            NodeStore::open(&self.location(node), &ctx, false, false).map_err(|p| p.message)?;
+        let mut store = NodeStore::open(
+            &self.location(node).map_err(|p| p.message)?,
+            &ctx,
+            false,
+            false,
+        )
+        .map_err(|p| p.message)?;
         match from {
             Some(prev) => store
                 .roll_back_to(prev, &node.to.value, &mut ctx)

@@ -327,21 +327,48 @@ fn remote_states(plan: &Plan, only: Option<&str>, hosts: &Hosts) -> Vec<prefligh
         }
         Err(_) => return Vec::new(),
     };
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(plan.rollout.max_parallel.clamp(1, 64))
-        .build();
-    let read = |(n, picked): (&crate::plan::NodeTarget, &bool)| {
-        let a = n.ssh.as_ref().filter(|_| *picked)?;
-        Some(
-            hosts
-                .get(&a.value)
-                .and_then(|h| h.read_state(&n.root.value.display().to_string())),
-        )
-    };
-    match pool {
-        Ok(pool) => pool.install(|| plan.nodes.par_iter().zip(&picked).map(read).collect()),
-        Err(_) => plan.nodes.iter().zip(&picked).map(read).collect(),
+    // One session per host (per few hundred nodes) reads all of its nodes' stores.
+    let mut by_host: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
+    for (i, n) in plan.nodes.iter().enumerate() {
+        if let (Some(a), true) = (&n.ssh, picked[i]) {
+            by_host
+                .entry(crate::remote::ssh::describe(&a.value))
+                .or_default()
+                .push(i);
+        }
     }
+    // Hosts are read in parallel (connecting is waiting, not work), max_parallel at once.
+    let Ok(pool) = rayon::ThreadPoolBuilder::new()
+        .num_threads(plan.rollout.max_parallel.clamp(1, 64))
+        .build()
+    else {
+        return Vec::new();
+    };
+    let read: Vec<(usize, preflight::RemoteState)> = pool.install(|| {
+        by_host
+            .into_par_iter()
+            .flat_map_iter(|(_, idx)| {
+                let addr = plan.nodes[idx[0]].ssh.as_ref().map(|a| &a.value);
+                let states = match addr.map(|a| hosts.get(a)) {
+                    Some(Ok(h)) => {
+                        let roots: Vec<String> = idx
+                            .iter()
+                            .map(|&i| plan.nodes[i].root.value.display().to_string())
+                            .collect();
+                        h.read_states(&roots)
+                    }
+                    Some(Err(p)) => idx.iter().map(|_| Err(p.clone())).collect(),
+                    None => Vec::new(),
+                };
+                idx.into_iter().zip(states.into_iter().map(Some))
+            })
+            .collect()
+    });
+    let mut out: Vec<preflight::RemoteState> = plan.nodes.iter().map(|_| None).collect();
+    for (i, s) in read {
+        out[i] = s;
+    }
+    out
 }
 
 fn terminal() -> bool {

@@ -137,7 +137,6 @@ pub enum Reply {
     Opened {
         state: Option<StoreState>,
         config: WireConfig,
-        host: String,
     },
     State {
         state: Option<StoreState>,
@@ -309,7 +308,6 @@ fn open(
             runtime: config.runtime,
             edition: config.edition,
         },
-        host: store::lock::hostname(),
     };
     Ok((store, reply))
 }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{HostKeys, SshAddr};
+use crate::store::StoreState;
 
 /// How long an idle master outlives the last session (and a killed fleetup).
 pub const PERSIST: &str = "60";
@@ -481,27 +482,59 @@ impl Host {
         Ok(dir)
     }
 
-    /// The store state of `root` on the host, read with `cat`: nothing is copied or
-    /// changed (a dry run).
-    pub fn read_state(&self, root: &str) -> Result<Option<crate::store::StoreState>, Problem> {
-        let f = format!("{}/releases/RELEASES", root.trim_end_matches('/'));
-        let script = format!(
-            "if [ -e {q} ]; then printf 'fleetup-state\\n'; cat {q}; else printf 'fleetup-none\\n'; fi",
-            q = sh_quote(&f)
-        );
-        let (status, out) = self.sh(&script, None, Duration::from_secs(60))?;
-        if !status.is_some_and(|s| s.success()) {
-            return Err(self.failure("reading the store state", &out, status));
+    /// The store states of `roots` on the host, read with `cat` in one session per few
+    /// hundred roots: nothing is copied or changed (a dry run, or before a run starts).
+    pub fn read_states(&self, roots: &[String]) -> Vec<Result<Option<StoreState>, Problem>> {
+        let mut out = Vec::with_capacity(roots.len());
+        for chunk in roots.chunks(200) {
+            match self.read_chunk(chunk) {
+                Ok(states) => out.extend(states),
+                Err(p) => out.extend(chunk.iter().map(|_| Err(p.clone()))),
+            }
         }
-        if out.lines().any(|l| l == "fleetup-none") {
-            return Ok(None);
+        out
+    }
+
+    fn read_chunk(
+        &self,
+        roots: &[String],
+    ) -> Result<Vec<Result<Option<StoreState>, Problem>>, Problem> {
+        // A marker no RELEASES file holds: fleetup writes them, as TOML.
+        let mark = format!("fleetup-{}-{}", std::process::id(), roots.len());
+        let files: Vec<String> = roots
+            .iter()
+            .map(|r| format!("{}/releases/RELEASES", r.trim_end_matches('/')))
+            .collect();
+        let mut script = String::new();
+        for f in &files {
+            script.push_str(&format!(
+                "if [ -e {q} ]; then printf '\\n{mark} state\\n'; cat {q}; else printf '\\n{mark} none\\n'; fi; ",
+                q = sh_quote(f)
+            ));
         }
-        let Some((_, text)) = out.split_once("fleetup-state\n") else {
-            return Err(self.failure("reading the store state", &out, status));
-        };
-        crate::store::state::parse_state(text, &format!("{}:{f}", self.label))
-            .map(Some)
-            .map_err(|e| Problem::new(Code::StoreUnreadable, e))
+        script.push_str(&format!("printf '\\n{mark} end\\n'"));
+        let (status, text) = self.sh(&script, None, Duration::from_secs(120))?;
+        let complete = text.contains(&format!("\n{mark} end\n"));
+        if !status.is_some_and(|s| s.success()) || !complete {
+            return Err(self.failure("reading the store states", &text, status));
+        }
+        let sep = format!("\n{mark} ");
+        let mut parts = text.split(sep.as_str()).skip(1);
+        Ok(files
+            .iter()
+            .map(|f| {
+                let part = parts.next().unwrap_or("");
+                match part.split_once('\n') {
+                    Some(("none", _)) => Ok(None),
+                    Some(("state", body)) => {
+                        crate::store::state::parse_state(body, &format!("{}:{f}", self.label))
+                            .map(Some)
+                            .map_err(|e| Problem::new(Code::StoreUnreadable, e))
+                    }
+                    _ => Err(self.failure("reading the store states", &text, status)),
+                }
+            })
+            .collect())
     }
 }
 
