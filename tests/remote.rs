@@ -112,6 +112,28 @@ impl Remote {
         wait_status(self.nodes[i].2, serving);
     }
 
+    /// Starts `apply --format json` with an activate hook that takes 3 s, and returns
+    /// once the hook runs on the (first) node.
+    fn apply_with_slow_hook(&self) -> (PathBuf, std::process::Child) {
+        let plan = self.plan("", &|_| self.here());
+        let text = std::fs::read_to_string(&plan).unwrap().replace(
+            "activate: [\"{root}/current/bin/ctl\"]",
+            "activate: [\"sh\", \"-c\", \"touch {root}/hook-started; sleep 3; exec {root}/current/bin/ctl\"]",
+        );
+        std::fs::write(&plan, text).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = self.nodes[0].1.join("hook-started");
+        assert!(wait_until(std::time::Duration::from_secs(30), || started.exists()));
+        (plan, child)
+    }
+
     fn versions(&self, i: usize) -> String {
         let (_, out, _) = output(
             fleetup()
@@ -308,24 +330,7 @@ fn an_unknown_host_key_is_refused_and_nothing_changes() {
 fn a_connection_dropped_mid_step_fails_the_node_with_a_clear_reason() {
     let r = remote_fleet(1, false);
     // The activate hook takes a while; the connection is cut while it runs.
-    let plan = r.plan("", &|_| r.here());
-    let text = std::fs::read_to_string(&plan)
-        .unwrap()
-        .replace(
-            "activate: [\"{root}/current/bin/ctl\"]",
-            "activate: [\"sh\", \"-c\", \"touch {root}/hook-started; sleep 3; exec {root}/current/bin/ctl\"]",
-        );
-    std::fs::write(&plan, text).unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
-        .arg("apply")
-        .arg(&plan)
-        .args(["--yes", "--format", "json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = r.nodes[0].1.join("hook-started");
-    assert!(wait_until(std::time::Duration::from_secs(30), || started.exists()));
+    let (plan, child) = r.apply_with_slow_hook();
     r.sshd.cut_connections();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -461,4 +466,29 @@ fn a_from_pin_a_remote_node_does_not_match_refuses_the_run() {
     );
     assert_eq!(snapshot(&r.nodes[0].1), before);
     assert!(!r.dir.path().join("state").exists(), "a run was started");
+}
+
+#[test]
+fn a_run_killed_mid_step_is_resumed_over_ssh() {
+    let r = remote_fleet(1, false);
+    let (_, mut child) = r.apply_with_slow_hook();
+    // SIGKILL: no cleanup of any kind; its ssh sessions see their input end.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let settled = wait_until(std::time::Duration::from_secs(20), || {
+        !r.versions(0).contains("interrupted")
+    });
+    assert!(settled, "{}", r.versions(0));
+    // The host's agent finished its step and let go of the lock: resume finishes the run.
+    let (code, out, err) = output(
+        fleetup()
+            .args(["resume", "--state"])
+            .arg(r.dir.path().join("state")),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    r.expect(
+        0,
+        "Installed versions:\n* 4.4.16\tpermanent\n* 4.4.15\told\n",
+        "4.4.16",
+    );
 }
