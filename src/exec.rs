@@ -875,9 +875,8 @@ pub fn exit_code(end: &RunEnd) -> u8 {
 }
 
 /// Nodes whose store is held by someone else right now: a run refuses to start (exit 5).
-pub fn locks_held(plan: &Plan, schedule: &Schedule) -> Vec<Problem> {
-    schedule
-        .targets()
+pub fn locks_held(plan: &Plan, targets: impl Iterator<Item = Target>) -> Vec<Problem> {
+    targets
         .filter_map(|t| match t {
             // A remote store's lock is taken on its host when the node's turn comes.
             Target::Node(i) if plan.nodes[i].ssh.is_some() => None,

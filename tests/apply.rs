@@ -546,3 +546,47 @@ fn stop_leaves_a_failure_as_it_is_and_permanent_false_leaves_releases_current() 
     assert_eq!(code, Some(0));
     assert!(out.contains("\"unchanged\""), "{out}");
 }
+
+#[test]
+fn resume_refuses_while_another_fleetup_holds_a_store_it_still_has_to_change() {
+    let f = fleet(2, false);
+    let plan = f.plan("  waves: [1]\n", &|_| String::new());
+    // Someone holds n2; the run waits for it in its second wave, and is killed there.
+    let lock = fleetup::store::lock::acquire(
+        &f.nodes[1].1.join("releases"),
+        "the store",
+        Some("other"),
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .arg("apply")
+        .arg(&plan)
+        .args(["--yes", "--wait-for-lock", "60s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let n1_done = wait_until(std::time::Duration::from_secs(20), || {
+        f.versions(0).contains("4.4.16\tpermanent")
+    });
+    assert!(n1_done, "{}", f.versions(0));
+    let _ = child.kill();
+    let _ = child.wait();
+    let resume = || common::output(fleetup().args(["resume", "--state"]).arg(state_of(&f)));
+    let (code, _, err) = resume();
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("fleetup::store::locked") && err.contains("run other"),
+        "{err}"
+    );
+    assert!(f.versions(1).contains("4.4.15\tpermanent"));
+    drop(lock);
+    let (code, out, err) = resume();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        f.versions(1).contains("4.4.16\tpermanent"),
+        "{}",
+        f.versions(1)
+    );
+}

@@ -467,7 +467,7 @@ pub fn apply(path: &Path, o: ApplyOpts) -> u8 {
     if let Err(code) = window_open(&plan) {
         return code;
     }
-    let held = exec::locks_held(&plan, &schedule);
+    let held = exec::locks_held(&plan, schedule.targets());
     if !held.is_empty() && lock_wait.is_zero() {
         eprint!("{}", render_human(&held, None, stderr_color()));
         return 5;
@@ -644,6 +644,16 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> u8 {
         .filter(|t| t.outcome != exec::Outcome::Skipped)
         .map(|t| (t.target.clone(), t.clone()))
         .collect();
+    // As `apply` does: a store another fleetup holds refuses the resume (exit 5), unless
+    // asked to wait. Targets the run finished are not touched again, so not checked.
+    let pending = schedule
+        .targets()
+        .filter(|t| !finished.contains_key(t.name(&plan)));
+    let held = exec::locks_held(&plan, pending);
+    if !held.is_empty() && lock_wait.is_zero() {
+        eprint!("{}", render_human(&held, None, stderr_color()));
+        return 5;
+    }
     let journal = match journal::Journal::reopen(&r.dir) {
         Ok(j) => j,
         Err(p) => return fail(p),
