@@ -532,14 +532,30 @@ impl Group {
                 ));
             }
         }
+        let mut deployed: Vec<&str> = Vec::new();
         for (name, spec) in &t.services {
             (ctx.say)(format!("+ {name}: deploying {}", spec.image));
-            self.deploy(app, name, spec, v, v, ctx).map_err(|e| {
-                Problem::new(
+            if let Err(e) = self.deploy(app, name, spec, v, v, ctx) {
+                // A failed install records nothing, so the specs it wrote go too: the
+                // group's files keep saying what group.toml says.
+                for s in deployed.iter().copied().chain([name.as_str()]) {
+                    let _ =
+                        std::fs::remove_file(self.root.join("services").join(format!("{s}.yaml")));
+                }
+                let p = Problem::new(
                     Code::GroupDeploy,
                     format!("installing {app} {v}: service `{name}`: {e}"),
-                )
-            })?;
+                );
+                return Err(if deployed.is_empty() {
+                    p.help("nothing was installed; fix the cause and install again")
+                } else {
+                    p.help(format!(
+                        "nothing was recorded and the specs written were removed, but {} already went through the deploy hook: undo that by hand if it left them running, then install again",
+                        deployed.join(", ")
+                    ))
+                });
+            }
+            deployed.push(name);
         }
         st.format = 1;
         st.apps.push(InstalledApp {

@@ -69,10 +69,10 @@ fn spec_image(root: &Path, service: &str) -> String {
         .to_owned()
 }
 
-#[test]
-fn the_app_market_walkthrough() {
-    let t = tempfile::tempdir().unwrap();
-    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+/// A market and a group whose deploy hook copies the spec beside it and whose health
+/// check fails for a service while `<root>/fail-<service>` exists.
+fn hooked_group(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (m, root) = (dir.join("market"), dir.join("shop"));
     market(&m);
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(
@@ -87,6 +87,13 @@ interval = "100ms"
 "#,
     )
     .unwrap();
+    (m, root)
+}
+
+#[test]
+fn the_app_market_walkthrough() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = hooked_group(t.path());
 
     ok(&root, &m, &["install", "mall", "1.0.0"]);
     let out = ok(&root, &m, &["status"]);
@@ -433,4 +440,32 @@ fn a_group_run_previews_as_json_and_can_be_rolled_back_as_a_run() {
             .arg(t.path().join("state")),
     );
     assert_eq!(code, Some(2), "{err}");
+}
+
+#[test]
+fn a_failed_install_records_nothing_and_leaves_no_spec_behind() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = hooked_group(t.path());
+    // Services deploy in name order: api goes through, web fails its health check.
+    std::fs::write(root.join("fail-web"), "").unwrap();
+    let (code, _, err) = group(&root, &m, &["install", "mall", "1.0.0"]);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("service `web`"), "{err}");
+    let said = err.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        said.contains("but api already went through the deploy hook"),
+        "{err}"
+    );
+    for s in ["api", "web"] {
+        assert!(
+            !root.join(format!("services/{s}.yaml")).exists(),
+            "the spec of {s} was left behind"
+        );
+    }
+    let status = ok(&root, &m, &["status"]);
+    assert!(!status.contains("mall"), "{status}");
+    // Once the cause is gone, the install goes through.
+    std::fs::remove_file(root.join("fail-web")).unwrap();
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.0");
 }
