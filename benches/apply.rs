@@ -14,22 +14,13 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{fleetup, package, time};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// `n` nodes on 4.4.15 and a plan to 4.4.16 with the given extra YAML.
 fn fleet(dir: &Path, n: usize, max_parallel: usize, extra: &str) -> PathBuf {
     let repo = dir.join("repo");
     for i in 0..n {
-        let root = dir.join(format!("n{i}"));
-        let out = fleetup()
-            .args(["node", "upgrade", "4.4.15", "--root"])
-            .arg(&root)
-            .arg("--repo")
-            .arg(&repo)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(out.success());
+        common::node_on_4_4_15(&dir.join(format!("n{i}")), &repo);
     }
     let mut plan = format!(
         "plan: 1\nname: bench\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\nrollout:\n  max_parallel: {max_parallel}\n{extra}nodes:\n"

@@ -18,7 +18,7 @@ mod sshd;
 use std::path::{Path, PathBuf};
 
 use common::{fleetup, time};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 50;
@@ -41,15 +41,7 @@ fn remote_fleet(dir: &Path, set: &str, s: &sshd::Sshd) -> PathBuf {
     let mut nodes = String::new();
     for i in 0..NODES {
         let root = dir.join(set).join(format!("n{i}"));
-        let ok = fleetup()
-            .args(["node", "upgrade", "4.4.15", "--product", "emqx", "--root"])
-            .arg(&root)
-            .arg("--repo")
-            .arg(&repo)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success());
+        common::node_on_4_4_15(&root, &repo);
         nodes.push_str(&format!(
             "  - {{ name: n{i}, ssh: \"{}\", root: {} }}\n",
             s.addr(),

@@ -82,3 +82,16 @@ pub fn require(tools: &[&str]) {
         }
     }
 }
+
+/// A fresh node store at `root` on 4.4.15, from `repo`.
+pub fn node_on_4_4_15(root: &Path, repo: &Path) {
+    let ok = fleetup()
+        .args(["node", "upgrade", "4.4.15", "--product", "emqx", "--root"])
+        .arg(root)
+        .arg("--repo")
+        .arg(repo)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
