@@ -88,10 +88,21 @@ pub struct TargetResult {
 pub struct RunOptions {
     pub run_id: String,
     pub lock_wait: Duration,
-    /// Targets an interrupted run already finished (`resume`): not run again.
-    pub finished: BTreeMap<String, TargetResult>,
+    /// What an interrupted attempt of this run left (`resume`).
+    pub earlier: Earlier,
     /// Connections already made to the plan's hosts (by the preflight), reused by the run.
     pub hosts: Option<Arc<Hosts>>,
+}
+
+/// What an interrupted attempt of a run left behind; empty for a new run.
+#[derive(Default)]
+pub struct Earlier {
+    /// Targets it finished: not run again.
+    pub finished: BTreeMap<String, TargetResult>,
+    /// Targets it began changing, with the release a node came from. One found already
+    /// on its target was upgraded by this run (killed before it could say so), not
+    /// unchanged.
+    pub began: BTreeMap<String, Option<Version>>,
 }
 
 /// How a run ended.
@@ -323,6 +334,18 @@ impl Run<'_> {
         } else {
             running.as_ref() == Some(&to)
         };
+        if reached && let Some(came_from) = self.opts.earlier.began.get(&name) {
+            // The earlier attempt got this far and was stopped before it could record it.
+            if let Ok(mut u) = self.upgraded.lock() {
+                u.push((t, came_from.clone()));
+            }
+            return done(
+                came_from.as_ref(),
+                Outcome::Upgraded,
+                format!("{to} was reached before the run was interrupted"),
+                false,
+            );
+        }
         if reached {
             return done(
                 from.as_ref(),
@@ -351,6 +374,7 @@ impl Run<'_> {
                 format!("{to} is already current (an earlier run installed it)"),
             );
         } else {
+            // `resume` reads this line back (journal::RunSummary::began): keep its form.
             self.step(&name, "install", format!("{from_text} → {to}"));
             if let Err(p) = store.upgrade(&to, false, &mut ctx) {
                 // A failed activation was already switched back by the store.
@@ -440,7 +464,7 @@ impl Run<'_> {
     }
 
     fn target(&self, t: Target) -> TargetResult {
-        if let Some(r) = self.opts.finished.get(t.name(self.plan)) {
+        if let Some(r) = self.opts.earlier.finished.get(t.name(self.plan)) {
             if r.outcome == Outcome::Upgraded
                 && let (Ok(mut u), Target::Node(_)) = (self.upgraded.lock(), t)
             {
@@ -620,6 +644,17 @@ impl Run<'_> {
                 rec.app, rec.from, rec.to, rec.id
             ));
         }
+        if changed.is_empty() && self.opts.earlier.began.contains_key(&name) {
+            // The earlier attempt upgraded it and was stopped before it could record it.
+            if let Ok(mut u) = self.upgraded.lock() {
+                u.push((t, None));
+            }
+            return done(
+                Outcome::Upgraded,
+                "reached before the run was interrupted".into(),
+                false,
+            );
+        }
         if changed.is_empty() {
             return done(
                 Outcome::Unchanged,
@@ -737,6 +772,7 @@ pub fn execute(
         .map_err(|e| Problem::new(Code::Io, format!("cannot start the worker pool: {e}")))?;
     // On resume, what already failed counts against max_failures as before.
     let failed_before = opts
+        .earlier
         .finished
         .values()
         .filter(|r| matches!(r.outcome, Outcome::Failed | Outcome::RolledBack))
@@ -760,7 +796,7 @@ pub fn execute(
     for (index, wave) in schedule.waves.iter().enumerate() {
         let all_finished = wave
             .iter()
-            .all(|t| opts.finished.contains_key(t.name(plan)));
+            .all(|t| opts.earlier.finished.contains_key(t.name(plan)));
         // The pause comes before the window check: a window may close during it.
         if index > 0
             && !all_finished
@@ -792,20 +828,24 @@ pub fn execute(
         }
         if paused {
             for t in wave {
-                results.push(opts.finished.get(t.name(plan)).cloned().unwrap_or_else(|| {
-                    TargetResult {
-                        target: t.name(plan).to_owned(),
-                        from: None,
-                        to: match *t {
-                            Target::Node(i) => plan.nodes[i].to.value.to_string(),
-                            Target::Group(_) => String::new(),
-                        },
-                        outcome: Outcome::Skipped,
-                        detail: "paused: the maintenance window closed".into(),
-                        millis: 0,
-                        attention: false,
-                    }
-                }));
+                results.push(
+                    opts.earlier
+                        .finished
+                        .get(t.name(plan))
+                        .cloned()
+                        .unwrap_or_else(|| TargetResult {
+                            target: t.name(plan).to_owned(),
+                            from: None,
+                            to: match *t {
+                                Target::Node(i) => plan.nodes[i].to.value.to_string(),
+                                Target::Group(_) => String::new(),
+                            },
+                            outcome: Outcome::Skipped,
+                            detail: "paused: the maintenance window closed".into(),
+                            millis: 0,
+                            attention: false,
+                        }),
+                );
             }
             continue;
         }

@@ -235,6 +235,10 @@ pub struct RunSummary {
     pub only: Option<String>,
     /// Each target's latest outcome, in the order they finished.
     pub targets: Vec<TargetResult>,
+    /// Targets the run began changing (a node's `install` step `FROM → TO`, a group's
+    /// `upgrade` step), with FROM (`None` for a fresh node).
+    #[serde(skip)]
+    pub began: std::collections::BTreeMap<String, Option<String>>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -272,12 +276,24 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
                     exit: None,
                     only: h.only,
                     targets: Vec::new(),
+                    began: Default::default(),
                     dir: dir.to_owned(),
                 });
             }
             Line::Event { event, .. } => {
                 let Some(s) = summary.as_mut() else { continue };
-                if event.get("event").and_then(|e| e.as_str()) != Some("done") {
+                let field = |k: &str| event.get(k).and_then(|e| e.as_str());
+                if field("event") == Some("step")
+                    && matches!(field("step"), Some("install" | "upgrade"))
+                    && let (Some(t), Some((from, _))) = (
+                        field("target"),
+                        field("detail").and_then(|d| d.split_once(" → ")),
+                    )
+                {
+                    let from = (from != "(fresh)").then(|| from.to_owned());
+                    s.began.entry(t.to_owned()).or_insert(from);
+                }
+                if field("event") != Some("done") {
                     continue;
                 }
                 let Ok(r) = serde_json::from_value::<TargetResult>(event) else {

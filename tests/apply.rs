@@ -590,3 +590,44 @@ fn resume_refuses_while_another_fleetup_holds_a_store_it_still_has_to_change() {
         f.versions(1)
     );
 }
+
+#[test]
+fn a_node_made_permanent_just_before_a_kill_counts_as_upgraded_by_the_resumed_run() {
+    let f = fleet(2, false);
+    let plan = f.plan("  waves: [\"100%\"]\n", &|_| String::new());
+    let (code, out, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    // The journal as a kill leaves it right after n1 became permanent: n1's outcome and
+    // the run's end were never written.
+    let run = cut_journal(&state_of(&f), "n1");
+
+    let (code, out, err) = common::output(
+        fleetup()
+            .args(["resume", &run, "--format", "json", "--state"])
+            .arg(state_of(&f)),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let n1 = doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "n1")
+        .unwrap();
+    assert_eq!(n1["outcome"], "upgraded", "{doc}");
+    assert_eq!(n1["from"], "4.4.15", "{doc}");
+    // So `rollback RUN` takes it back too.
+    let (code, out, err) = common::output(
+        fleetup()
+            .args(["rollback", &run, "--state"])
+            .arg(state_of(&f)),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    for i in 0..2 {
+        assert!(
+            f.versions(i).contains("* 4.4.15\tpermanent"),
+            "{}",
+            f.versions(i)
+        );
+    }
+}

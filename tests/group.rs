@@ -469,3 +469,27 @@ fn a_failed_install_records_nothing_and_leaves_no_spec_behind() {
     ok(&root, &m, &["install", "mall", "1.0.0"]);
     assert_eq!(spec_image(&root, "web"), "mall/web:1.0.0");
 }
+
+#[test]
+fn a_group_upgraded_just_before_a_kill_counts_as_upgraded_by_the_resumed_run() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    let plan = group_plan(t.path(), "0");
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let state = t.path().join("state");
+    let run = cut_journal(&state, "shop");
+    let (code, out, err) = output(
+        fleetup()
+            .args(["resume", &run, "--format", "json", "--state"])
+            .arg(&state),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["targets"][0]["outcome"], "upgraded", "{doc}");
+    let (code, out, err) = output(fleetup().args(["rollback", &run, "--state"]).arg(&state));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(ok(&root, &m, &["status"]).contains("mall 1.0.0"));
+}

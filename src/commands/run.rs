@@ -381,7 +381,7 @@ fn execute_and_report(
     plan: &Plan,
     schedule: &Schedule,
     journal: &journal::Journal,
-    finished: std::collections::BTreeMap<String, exec::TargetResult>,
+    earlier: exec::Earlier,
     lock_wait: Duration,
     format: OutputFormat,
     hosts: Option<Arc<Hosts>>,
@@ -395,7 +395,7 @@ fn execute_and_report(
     let opts = RunOptions {
         run_id: journal.id(),
         lock_wait,
-        finished,
+        earlier,
         hosts,
     };
     let end = match exec::execute(plan, schedule, &opts, &emit) {
@@ -638,6 +638,14 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> u8 {
     if let Err(code) = window_open(&plan) {
         return code;
     }
+    let began = r
+        .began
+        .iter()
+        .map(|(t, from)| {
+            let v = from.as_deref().and_then(|v| semver::Version::parse(v).ok());
+            (t.clone(), v)
+        })
+        .collect();
     let finished: std::collections::BTreeMap<String, exec::TargetResult> = r
         .targets
         .iter()
@@ -671,7 +679,13 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> u8 {
         );
     }
     execute_and_report(
-        &plan, &schedule, &journal, finished, lock_wait, o.format, None,
+        &plan,
+        &schedule,
+        &journal,
+        exec::Earlier { finished, began },
+        lock_wait,
+        o.format,
+        None,
     )
 }
 
@@ -715,7 +729,7 @@ pub fn rollback(run: &str, state: Option<&Path>, format: OutputFormat) -> u8 {
     let opts = RunOptions {
         run_id: r.run.clone(),
         lock_wait: Duration::ZERO,
-        finished: Default::default(),
+        earlier: Default::default(),
         hosts: None,
     };
     let results = exec::roll_back_run(&plan, &upgraded, &opts, &emit);

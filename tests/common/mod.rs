@@ -185,6 +185,31 @@ pub fn wait_status(port: u16, want: &str) {
     panic!("port {port} never served {want}");
 }
 
+/// Makes a finished run's journal look as a kill leaves it right after `target` was
+/// changed: its outcome and the run's end are gone. Returns the run id.
+pub fn cut_journal(state: &Path, target: &str) -> String {
+    let mut runs: Vec<String> = std::fs::read_dir(state.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    runs.sort();
+    let run = runs.pop().unwrap();
+    let journal = state.join("runs").join(&run).join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let done = format!("\"target\":\"{target}\"");
+    let cut: String = text
+        .lines()
+        .filter(|l| {
+            !(l.contains("\"kind\":\"end\"")
+                || (l.contains("\"event\":\"done\"") && l.contains(&done)))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(cut.lines().count() + 2, text.lines().count());
+    std::fs::write(&journal, cut).unwrap();
+    run
+}
+
 pub mod sshd;
 #[allow(unused_imports)]
 pub use sshd::free_port;
