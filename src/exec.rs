@@ -336,9 +336,7 @@ impl Run<'_> {
         };
         if reached && let Some(came_from) = self.opts.earlier.began.get(&name) {
             // The earlier attempt got this far and was stopped before it could record it.
-            if let Ok(mut u) = self.upgraded.lock() {
-                u.push((t, came_from.clone()));
-            }
+            self.record_upgraded(t, came_from.clone());
             return done(
                 came_from.as_ref(),
                 Outcome::Upgraded,
@@ -437,9 +435,7 @@ impl Run<'_> {
                 return self.failed(done(from.as_ref(), Outcome::Failed, p.message, true));
             }
         }
-        if let Ok(mut u) = self.upgraded.lock() {
-            u.push((t, from.clone()));
-        }
+        self.record_upgraded(t, from.clone());
         done(
             from.as_ref(),
             Outcome::Upgraded,
@@ -455,6 +451,13 @@ impl Run<'_> {
         )
     }
 
+    /// Remembers that this run upgraded `t` (from `from`), for `rollback-all`.
+    fn record_upgraded(&self, t: Target, from: Option<Version>) {
+        if let Ok(mut u) = self.upgraded.lock() {
+            u.push((t, from));
+        }
+    }
+
     fn failed(&self, r: TargetResult) -> TargetResult {
         let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
         if n > self.allowed {
@@ -465,10 +468,8 @@ impl Run<'_> {
 
     fn target(&self, t: Target) -> TargetResult {
         if let Some(r) = self.opts.earlier.finished.get(t.name(self.plan)) {
-            if r.outcome == Outcome::Upgraded
-                && let (Ok(mut u), Target::Node(_)) = (self.upgraded.lock(), t)
-            {
-                u.push((t, r.from.as_deref().and_then(|v| Version::parse(v).ok())));
+            if r.outcome == Outcome::Upgraded && matches!(t, Target::Node(_)) {
+                self.record_upgraded(t, r.from.as_deref().and_then(|v| Version::parse(v).ok()));
             }
             return r.clone();
         }
@@ -646,9 +647,7 @@ impl Run<'_> {
         }
         if changed.is_empty() && self.opts.earlier.began.contains_key(&name) {
             // The earlier attempt upgraded it and was stopped before it could record it.
-            if let Ok(mut u) = self.upgraded.lock() {
-                u.push((t, None));
-            }
+            self.record_upgraded(t, None);
             return done(
                 Outcome::Upgraded,
                 "reached before the run was interrupted".into(),
@@ -662,9 +661,7 @@ impl Run<'_> {
                 false,
             );
         }
-        if let Ok(mut u) = self.upgraded.lock() {
-            u.push((t, None));
-        }
+        self.record_upgraded(t, None);
         done(Outcome::Upgraded, changed.join("; "), false)
     }
 

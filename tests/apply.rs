@@ -270,13 +270,27 @@ fn state_of(f: &Fleet) -> PathBuf {
     f.dir.path().join("state")
 }
 
-fn latest_run(f: &Fleet) -> String {
-    let mut runs: Vec<String> = std::fs::read_dir(state_of(f).join("runs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    runs.sort();
-    runs.pop().unwrap()
+/// `rollback RUN` of the fleet's latest run, and every node back on 4.4.15 permanent.
+fn roll_back_latest(f: &Fleet, n: usize, context: &str) {
+    let run = latest_run(&state_of(f));
+    let out = fleetup()
+        .args(["rollback", &run, "--state"])
+        .arg(state_of(f))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{context}rollback: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for i in 0..n {
+        assert!(
+            f.versions(i).contains("* 4.4.15\tpermanent"),
+            "{context}{}",
+            f.versions(i)
+        );
+    }
 }
 
 #[test]
@@ -292,24 +306,8 @@ fn a_run_killed_at_any_instant_is_resumed_and_a_run_can_be_rolled_back() {
     let (code, out, err) = f.apply(&plan, &["--yes"]);
     assert_eq!(code, Some(0), "{out}{err}");
     let whole = started.elapsed();
-    let run = latest_run(&f);
-    let out = fleetup()
-        .args(["rollback", &run, "--state"])
-        .arg(state_of(&f))
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    roll_back_latest(&f, 3, "");
     for i in 0..3 {
-        assert!(
-            f.versions(i).contains("* 4.4.15\tpermanent"),
-            "{}",
-            f.versions(i)
-        );
         wait_status(f.nodes[i].2, "4.4.15");
     }
 
@@ -354,25 +352,7 @@ fn a_run_killed_at_any_instant_is_resumed_and_a_run_can_be_rolled_back() {
                 .contains("succeeded")
         );
         // Undo the run for the next round.
-        let run = latest_run(&f);
-        let out = fleetup()
-            .args(["rollback", &run, "--state"])
-            .arg(state_of(&f))
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "kill {k}: rollback: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        for i in 0..3 {
-            assert!(
-                f.versions(i).contains("* 4.4.15\tpermanent"),
-                "kill {k}: {}",
-                f.versions(i)
-            );
-        }
+        roll_back_latest(&f, 3, &format!("kill {k}: "));
     }
 }
 

@@ -60,6 +60,22 @@ fn ok(root: &Path, market: &Path, args: &[&str]) -> String {
     out
 }
 
+/// `apply PLAN --yes`, which must succeed.
+fn apply_ok(plan: &Path) {
+    let out = fleetup()
+        .arg("apply")
+        .arg(plan)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 fn spec_image(root: &Path, service: &str) -> String {
     let text = std::fs::read_to_string(root.join(format!("services/{service}.yaml"))).unwrap();
     text.lines()
@@ -293,18 +309,7 @@ fn a_plan_driven_group_run_rolls_back_a_failed_service_and_records_it() {
 
     // Fixed, the same plan goes through.
     std::fs::remove_file(root.join("fail-api")).unwrap();
-    let out = fleetup()
-        .arg("apply")
-        .arg(&plan)
-        .arg("--yes")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    apply_ok(&plan);
     assert!(ok(&root, &m, &["status"]).contains("mall 1.0.2"));
 }
 
@@ -393,26 +398,8 @@ fn a_group_run_previews_as_json_and_can_be_rolled_back_as_a_run() {
         "{doc}"
     );
 
-    let out = fleetup()
-        .arg("apply")
-        .arg(&plan)
-        .arg("--yes")
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let runs = t.path().join("state/runs");
-    let run = std::fs::read_dir(&runs)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .file_name();
-    let run = run.to_str().unwrap();
+    apply_ok(&plan);
+    let run = &latest_run(&t.path().join("state"));
     let (code, out, err) = output(
         fleetup()
             .args(["rollback", run, "--state"])
@@ -477,8 +464,7 @@ fn a_group_upgraded_just_before_a_kill_counts_as_upgraded_by_the_resumed_run() {
     market(&m);
     ok(&root, &m, &["install", "mall", "1.0.0"]);
     let plan = group_plan(t.path(), "0");
-    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
-    assert_eq!(code, Some(0), "{out}{err}");
+    apply_ok(&plan);
     let state = t.path().join("state");
     let run = cut_journal(&state, "shop");
     let (code, out, err) = output(

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::plan::HostKeys;
-use crate::remote::agent::StoreOp;
+use crate::remote::agent::{StoreOp, WireConfig};
 use crate::remote::{Hosts, Location, NodeStore, SshSettings};
 use crate::store::{Ctx, NodeConfig};
 
@@ -73,7 +73,14 @@ fn with_ctx<T>(
     ctx.lock_wait = lock_wait;
     let mut hosts = None;
     let mut store = open(opts, &mut hosts, &ctx)?;
-    let config = store.config()?;
+    let config = match local {
+        Some(c) => WireConfig {
+            product: c.product,
+            runtime: c.runtime,
+            edition: c.edition,
+        },
+        None => store.remote_config().cloned().unwrap_or_default(),
+    };
     ctx.product = opts.product.clone().or(config.product);
     ctx.runtime = opts
         .runtime

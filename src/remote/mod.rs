@@ -318,35 +318,19 @@ impl NodeStore {
     }
 
     /// `<root>/node.toml`'s product, runtime and edition, read where the store is.
-    pub fn config(&self) -> Result<WireConfig, Problem> {
+    /// The values of the host's `<root>/node.toml` a controller needs (`None` for a local
+    /// node, whose node.toml the caller reads itself).
+    pub fn remote_config(&self) -> Option<&WireConfig> {
         match self {
-            NodeStore::Local(s) => {
-                let c = store::NodeConfig::read(&s.root)?;
-                Ok(WireConfig {
-                    product: c.product,
-                    runtime: c.runtime,
-                    edition: c.edition,
-                })
-            }
-            NodeStore::Remote(r) => Ok(r.config.clone()),
+            NodeStore::Local(_) => None,
+            NodeStore::Remote(r) => Some(&r.config),
         }
     }
 
     pub fn state(&mut self) -> Result<Option<StoreState>, Problem> {
         match self {
             NodeStore::Local(s) => s.state(),
-            NodeStore::Remote(r) => {
-                let during = format!("reading the store {}", r.root);
-                match r.session.call(
-                    &Request::State,
-                    &during,
-                    Duration::from_secs(120),
-                    &mut |_| {},
-                )? {
-                    Reply::State { state } => Ok(state),
-                    other => Err(r.session.unexpected(&during, &other)),
-                }
-            }
+            NodeStore::Remote(r) => r.state(),
         }
     }
 
@@ -465,6 +449,18 @@ fn op_name(op: StoreOp) -> &'static str {
 }
 
 impl RemoteStore {
+    fn state(&mut self) -> Result<Option<StoreState>, Problem> {
+        let during = format!("reading the store {}", self.root);
+        let limit = Duration::from_secs(120);
+        match self
+            .session
+            .call(&Request::State, &during, limit, &mut |_| {})?
+        {
+            Reply::State { state } => Ok(state),
+            other => Err(self.session.unexpected(&during, &other)),
+        }
+    }
+
     /// Sends the package of `v` from the local `repo` unless the store has the release:
     /// the directory holding it on the host, and its digest (checked there again).
     fn send_package(
@@ -473,16 +469,7 @@ impl RemoteStore {
         repo: &Path,
         ctx: &Ctx,
     ) -> Result<Option<(String, String)>, Problem> {
-        let during = format!("reading the store {}", self.root);
-        let st = match self.session.call(
-            &Request::State,
-            &during,
-            Duration::from_secs(120),
-            &mut |_| {},
-        )? {
-            Reply::State { state } => state,
-            other => return Err(self.session.unexpected(&during, &other)),
-        };
+        let st = self.state()?;
         if st.as_ref().is_some_and(|s| s.get(v).is_some()) {
             return Ok(None);
         }

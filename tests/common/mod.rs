@@ -185,15 +185,20 @@ pub fn wait_status(port: u16, want: &str) {
     panic!("port {port} never served {want}");
 }
 
-/// Makes a finished run's journal look as a kill leaves it right after `target` was
-/// changed: its outcome and the run's end are gone. Returns the run id.
-pub fn cut_journal(state: &Path, target: &str) -> String {
+/// The id of the newest run in a state directory (run ids sort by their start time).
+pub fn latest_run(state: &Path) -> String {
     let mut runs: Vec<String> = std::fs::read_dir(state.join("runs"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     runs.sort();
-    let run = runs.pop().unwrap();
+    runs.pop().unwrap()
+}
+
+/// Makes a finished run's journal look as a kill leaves it right after `target` was
+/// changed: its outcome and the run's end are gone. Returns the run id.
+pub fn cut_journal(state: &Path, target: &str) -> String {
+    let run = latest_run(state);
     let journal = state.join("runs").join(&run).join("journal.jsonl");
     let text = std::fs::read_to_string(&journal).unwrap();
     let done = format!("\"target\":\"{target}\"");
