@@ -492,3 +492,57 @@ fn a_run_killed_mid_step_is_resumed_over_ssh() {
         "4.4.16",
     );
 }
+
+#[test]
+fn more_nodes_on_one_host_than_its_sshd_allows_sessions_queue_on_one_connection() {
+    // sshd's default: 10 sessions per connection. 14 nodes at once, each holding its
+    // session for a second: the master would refuse 4, and ssh would open a connection of
+    // its own for each, had fleetup not queued them.
+    let sshd = Sshd::with_max_sessions(10);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    served_release(&repo, "4.4.15", true);
+    served_release(&repo, "4.4.16", true);
+    let mut nodes = String::new();
+    for i in 0..14 {
+        let root = dir.path().join(format!("n{i}"));
+        let (code, out, err) = output(
+            fleetup()
+                .args(["node", "upgrade", "4.4.15", "--root"])
+                .arg(&root)
+                .arg("--repo")
+                .arg(&repo),
+        );
+        assert_eq!(code, Some(0), "{out}{err}");
+        nodes.push_str(&format!(
+            "  - {{ name: n{i}, ssh: \"{}\", root: {} }}\n",
+            sshd.addr(),
+            root.display()
+        ));
+    }
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "plan: 1\nname: many\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+             ssh_config: {}\nrollout:\n  max_parallel: 14\n  waves: [\"100%\"]\n\
+             hooks:\n  activate: [\"sleep\", \"1\"]\nnodes:\n{nodes}",
+            sshd.config().display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc = json(&out);
+    for t in doc["targets"].as_array().unwrap() {
+        assert_eq!(t["outcome"], "upgraded", "{t}");
+    }
+    // Still one connection: a session the master refuses would make ssh open a new one.
+    assert_eq!(sshd.counts().0, 1, "{}", sshd.log());
+}

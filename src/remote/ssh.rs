@@ -31,7 +31,8 @@ use crate::store::StoreState;
 pub const PERSIST: &str = "60";
 
 /// Sessions open at once over one host's connection: sshd's default `MaxSessions`. Nodes
-/// beyond it that share a host wait for a session rather than being refused one.
+/// beyond it that share a host wait for a session; a session the master refused would
+/// make ssh fall back to a connection of its own, and multiplexing would be lost.
 pub const SESSIONS_PER_HOST: usize = 10;
 
 /// How `ssh` is run, from the plan or the command line.
@@ -572,6 +573,15 @@ mod tests {
         };
         assert_eq!(describe(&a(Some("deploy"), "h", Some(22))), "deploy@h:22");
         assert_eq!(describe(&a(None, "::1", None)), "[::1]");
+    }
+
+    #[test]
+    fn a_host_runs_this_fleetup_only_on_the_same_architecture() {
+        assert!(same_arch("x86_64", "x86_64"));
+        assert!(same_arch("amd64", "x86_64"));
+        assert!(same_arch("arm64", "aarch64"));
+        assert!(!same_arch("aarch64", "x86_64"));
+        assert!(!same_arch("i686", "x86_64"));
     }
 
     #[test]

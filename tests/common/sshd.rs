@@ -34,6 +34,11 @@ pub fn free_port() -> u16 {
 
 impl Sshd {
     pub fn start() -> Sshd {
+        Sshd::with_max_sessions(64)
+    }
+
+    /// A server allowing `max` sessions per connection (sshd's default is 10).
+    pub fn with_max_sessions(max: usize) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server (apt-get install openssh-server); \
@@ -54,7 +59,7 @@ impl Sshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
                  AuthorizedKeysFile {d}/authorized_keys\nPidFile none\nStrictModes no\n\
                  UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nMaxSessions 64\n\
+                 PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nMaxSessions {max}\n\
                  MaxStartups 200:30:400\nLogLevel DEBUG1\n\
                  SetEnv FLEETUP_REMOTE_DIR={d}/remote\n",
                 d = d.display()
