@@ -10,7 +10,8 @@ use std::sync::Arc;
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceCode};
 use serde::Serialize;
 
-use crate::plan::tree::Span;
+pub use crate::span::SourceFile;
+use crate::span::Span;
 
 macro_rules! codes {
     ($($variant:ident = $code:literal, exit $exit:literal, $help:literal;)*) => {
@@ -157,35 +158,6 @@ impl Problem {
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
-    }
-}
-
-/// A source file that problems point into.
-#[derive(Clone, Debug)]
-pub struct SourceFile {
-    pub name: String,
-    pub text: Arc<String>,
-}
-
-impl SourceFile {
-    pub fn new(name: impl Into<String>, text: String) -> Self {
-        SourceFile {
-            name: name.into(),
-            text: Arc::new(text),
-        }
-    }
-
-    /// 1-based line and column (in characters) of a byte offset.
-    pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let mut offset = offset.min(self.text.len());
-        while !self.text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
-        (line, col)
     }
 }
 

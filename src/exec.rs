@@ -127,7 +127,7 @@ fn node_vars(node: &NodeTarget) -> BTreeMap<String, String> {
 
 fn render_probe(h: &Health, vars: &BTreeMap<String, String>) -> Result<Probe, String> {
     let env = |k: &str| std::env::var(k).ok();
-    let fill = |t: &crate::plan::template::Template| {
+    let fill = |t: &crate::template::Template| {
         t.render(|k| vars.get(k).cloned(), env)
             .map_err(|m| format!("the health check `{t}` cannot be filled: {m:?}"))
     };
@@ -509,17 +509,7 @@ impl Run<'_> {
                     .as_ref()
                     .map(|c| c.iter().map(|t| t.value.clone()).collect()),
                 timeout: g.hooks.timeout,
-                health: g.health.as_ref().map(|h| {
-                    (
-                        h.check.clone(),
-                        Timing {
-                            timeout: h.timeout,
-                            interval: h.interval,
-                            healthy_for: h.healthy_for,
-                        },
-                        h.expect_status,
-                    )
-                }),
+                health: g.health.clone(),
                 vars,
                 group: g.name.value.clone(),
             },

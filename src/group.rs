@@ -15,9 +15,9 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 
 use crate::diagnostics::{Code, Problem};
-use crate::health::{Probe, Timing};
+
 use crate::package::{self, VersionPolicy};
-use crate::plan::template::Template;
+use crate::template::Template;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -339,7 +339,7 @@ pub struct Record {
 pub struct Hooks {
     pub deploy: Option<Vec<Template>>,
     pub timeout: Duration,
-    pub health: Option<(crate::plan::Check, Timing, u16)>,
+    pub health: Option<crate::health::Health>,
     pub vars: BTreeMap<String, String>,
     pub group: String,
 }
@@ -482,20 +482,11 @@ impl Group {
             crate::hook::run(&argv, &[], ctx.hooks.timeout)
                 .map_err(|e| format!("deploy hook `{}` failed: {e}", argv.join(" ")))?;
         }
-        if let Some((check, timing, expect)) = &ctx.hooks.health {
-            let probe = match check {
-                crate::plan::Check::Http(t) => Probe::Http {
-                    url: fill(&t.value)?,
-                    expect: *expect,
-                },
-                crate::plan::Check::Tcp(t) => Probe::Tcp {
-                    addr: fill(&t.value)?,
-                },
-                crate::plan::Check::Command(c) => Probe::Command {
-                    argv: c.iter().map(|t| fill(&t.value)).collect::<Result<_, _>>()?,
-                },
-            };
-            probe.wait(*timing).map_err(|e| format!("health: {e}"))?;
+        if let Some(h) = &ctx.hooks.health {
+            let probe = h.probe(fill)?;
+            probe
+                .wait(h.timing(false))
+                .map_err(|e| format!("health: {e}"))?;
         }
         Ok(())
     }
@@ -1093,7 +1084,7 @@ impl HookConfig {
             Err(e) => return Err(io(&path, e)),
         };
         let dur = |d: &Option<String>, default: u64| match d {
-            Some(s) => crate::plan::validate::parse_duration(s)
+            Some(s) => crate::duration::parse_duration(s)
                 .ok_or_else(|| bad(format!("`{s}` is not a duration"))),
             None => Ok(Duration::from_secs(default)),
         };
@@ -1127,12 +1118,15 @@ impl HookConfig {
                         ));
                     }
                 };
-                let timing = Timing {
-                    timeout: dur(&h.timeout, 60)?,
+                let timeout = dur(&h.timeout, 60)?;
+                Some(crate::health::Health {
+                    check,
+                    expect_status: h.expect_status.unwrap_or(200),
+                    timeout,
                     interval: dur(&h.interval, 1)?,
                     healthy_for: Duration::ZERO,
-                };
-                Some((check, timing, h.expect_status.unwrap_or(200)))
+                    rollback_timeout: timeout,
+                })
             }
         };
         let name = cfg.name.unwrap_or_else(|| {

@@ -5,6 +5,65 @@
 use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
+use crate::span::At;
+use crate::template::Template;
+
+#[derive(Clone, Debug)]
+/// What a health check asks, as a plan or group-hooks.toml writes it (placeholders
+/// still open).
+pub enum Check {
+    Http(At<Template>),
+    Tcp(At<Template>),
+    Command(Vec<At<Template>>),
+}
+
+#[derive(Clone, Debug)]
+/// A health check with its timing: polled every `interval` until healthy or `timeout`
+/// (`rollback_timeout` after a rollback), then held healthy for `healthy_for`.
+pub struct Health {
+    pub check: Check,
+    pub expect_status: u16,
+    pub timeout: Duration,
+    pub interval: Duration,
+    pub healthy_for: Duration,
+    pub rollback_timeout: Duration,
+}
+
+impl Health {
+    /// The timing of a check after an upgrade, or (`rollback`) after a rollback.
+    pub fn timing(&self, rollback: bool) -> Timing {
+        Timing {
+            timeout: if rollback {
+                self.rollback_timeout
+            } else {
+                self.timeout
+            },
+            interval: self.interval,
+            healthy_for: self.healthy_for,
+        }
+    }
+
+    /// The probe with its placeholders filled by `fill` (the only place a check becomes
+    /// a probe).
+    pub fn probe(
+        &self,
+        fill: impl Fn(&Template) -> Result<String, String>,
+    ) -> Result<Probe, String> {
+        Ok(match &self.check {
+            Check::Http(t) => Probe::Http {
+                url: fill(&t.value)?,
+                expect: self.expect_status,
+            },
+            Check::Tcp(t) => Probe::Tcp {
+                addr: fill(&t.value)?,
+            },
+            Check::Command(c) => Probe::Command {
+                argv: c.iter().map(|t| fill(&t.value)).collect::<Result<_, _>>()?,
+            },
+        })
+    }
+}
+
 /// A check with its placeholders already filled.
 #[derive(Clone, Debug)]
 pub enum Probe {

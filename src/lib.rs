@@ -7,6 +7,7 @@
 pub mod cli;
 mod commands;
 pub mod diagnostics;
+pub mod duration;
 pub mod exec;
 pub mod fsutil;
 pub mod group;
@@ -19,7 +20,9 @@ pub mod preflight;
 pub mod progress;
 pub mod remote;
 pub mod schedule;
+pub mod span;
 pub mod store;
+pub mod template;
 pub mod window;
 
 /// Runs one command line and returns the process exit code (SPEC §5.6).

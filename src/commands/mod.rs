@@ -20,7 +20,7 @@ pub(crate) fn stderr_color() -> bool {
 pub(crate) fn lock_wait(flag: Option<&str>) -> Result<std::time::Duration, Problem> {
     match flag {
         None => Ok(std::time::Duration::ZERO),
-        Some(d) => crate::plan::validate::parse_duration(d).ok_or_else(|| {
+        Some(d) => crate::duration::parse_duration(d).ok_or_else(|| {
             Problem::new(
                 Code::BadDuration,
                 format!("--wait-for-lock `{d}` is not a duration"),

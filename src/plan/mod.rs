@@ -3,12 +3,12 @@
 
 pub mod model;
 pub mod schema;
-pub mod template;
 pub mod tree;
 pub mod validate;
 
 use std::path::Path;
 
+pub use crate::template;
 pub use model::*;
 
 use crate::diagnostics::{Code, Problem, SourceFile};

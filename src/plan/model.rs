@@ -7,17 +7,12 @@ use std::time::Duration;
 
 use semver::Version;
 
-use super::template::Template;
-use super::tree::Span;
-use crate::diagnostics::SourceFile;
+use crate::template::Template;
+pub use crate::health::{Check, Health};
+pub use crate::span::At;
+use crate::span::SourceFile;
 use crate::package::VersionPolicy;
 
-/// A value and where it was written.
-#[derive(Clone, Debug, PartialEq)]
-pub struct At<T> {
-    pub value: T,
-    pub span: Span,
-}
 
 #[derive(Debug)]
 pub struct Plan {
@@ -82,23 +77,6 @@ impl Default for Rollout {
             pause: Duration::ZERO,
         }
     }
-}
-
-#[derive(Clone, Debug)]
-pub enum Check {
-    Http(At<Template>),
-    Tcp(At<Template>),
-    Command(Vec<At<Template>>),
-}
-
-#[derive(Clone, Debug)]
-pub struct Health {
-    pub check: Check,
-    pub expect_status: u16,
-    pub timeout: Duration,
-    pub interval: Duration,
-    pub healthy_for: Duration,
-    pub rollback_timeout: Duration,
 }
 
 #[derive(Clone, Debug)]

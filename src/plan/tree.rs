@@ -7,35 +7,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::ops::Range;
 
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
-/// Byte range in the source text.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Span {
-    pub start: usize,
-    pub len: usize,
-}
-
-impl Span {
-    pub fn new(start: usize, len: usize) -> Self {
-        Span { start, len }
-    }
-}
-
-impl From<Range<usize>> for Span {
-    fn from(r: Range<usize>) -> Self {
-        Span::new(r.start, r.end.saturating_sub(r.start))
-    }
-}
-
-impl From<Span> for miette::SourceSpan {
-    fn from(s: Span) -> Self {
-        (s.start, s.len).into()
-    }
-}
+pub use crate::span::Span;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Node {

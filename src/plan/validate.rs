@@ -13,7 +13,8 @@ use semver::Version;
 
 use super::model::*;
 use super::schema::{self, Field, Ty};
-use super::template::Template;
+pub use crate::duration::parse_duration;
+use crate::template::Template;
 use super::tree::{Key, Kind, Node, Span};
 use crate::diagnostics::{Code, Problem};
 use crate::package::{self, VersionPolicy};
@@ -24,38 +25,6 @@ pub fn is_safe_name(s: &str) -> bool {
     matches!(c.next(), Some(ch) if ch.is_ascii_alphanumeric() || ch == '_')
         && s.len() <= 64
         && c.all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
-}
-
-/// Parses `500ms`, `30s`, `5m`, `1h`, and sums like `1m30s`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let part = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.checked_mul(60)?),
-            "h" => Duration::from_secs(n.checked_mul(3600)?),
-            _ => return None,
-        };
-        total = total.checked_add(part)?;
-        rest = &rest[unit_len..];
-    }
-    Some(total)
 }
 
 /// A percentage such as `25%` or `12.5%`.

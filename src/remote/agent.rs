@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 
 use crate::diagnostics::{Code, Problem};
 use crate::package::{self, VersionPolicy};
-use crate::plan::template::Template;
+use crate::template::Template;
 use crate::store::{self, Activation, Ctx, NodeConfig, Store, StoreState};
 
 /// A store operation, with everything the local [`Ctx`] holds but the `say` callback.

@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use crate::diagnostics::{Code, Problem};
 use crate::package::{self, DEFAULT_EDITION, Lookup, PackageName, Repository, VersionPolicy};
-use crate::plan::template::Template;
+use crate::template::Template;
 pub use state::{Pending, Release, ReleaseState, StoreState, read_state, write_state};
 
 /// How the running software is told to pick up a release (SPEC §2.2).
@@ -136,7 +136,7 @@ impl NodeConfig {
             .map(|c| Template::parse(c).map_err(|e| bad(format!("`{c}`: {e}"))))
             .collect::<Result<Vec<_>, _>>()?;
         let timeout = match &a.timeout {
-            Some(t) => crate::plan::validate::parse_duration(t)
+            Some(t) => crate::duration::parse_duration(t)
                 .ok_or_else(|| bad(format!("`{t}` is not a duration")))?,
             None => Duration::from_secs(300),
         };
