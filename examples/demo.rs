@@ -107,7 +107,7 @@ fn free_port() -> u16 {
 fn fleetup(args: &[&str]) -> u8 {
     println!("\n$ fleetup {}", args.join(" "));
     let cli = fleetup::cli::Cli::parse_from(std::iter::once("fleetup").chain(args.iter().copied()));
-    let code = fleetup::run(cli);
+    let code = fleetup::run(cli).code();
     println!("(exit {code})");
     code
 }
@@ -164,7 +164,11 @@ fn main() {
             "--repo",
             &repo.display().to_string(),
         ]));
-        assert_eq!(code, 0, "installing 4.4.15 on node {i} failed");
+        assert_eq!(
+            code,
+            fleetup::diagnostics::Exit::Ok,
+            "installing 4.4.15 on node {i} failed"
+        );
         let tag = if i == 1 { ", tags: [canary]" } else { "" };
         nodes.push_str(&format!(
             "  - {{ name: emqx-{i}, root: ./emqx-{i}, vars: {{ port: {port} }}{tag} }}\n"

@@ -14,7 +14,7 @@ pub use crate::span::SourceFile;
 use crate::span::Span;
 
 macro_rules! codes {
-    ($($variant:ident = $code:literal, exit $exit:literal, $help:literal;)*) => {
+    ($($variant:ident = $code:literal, exit $exit:ident, $help:literal;)*) => {
         /// A stable diagnostic code. The text after `fleetup::` never changes once released.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum Code { $($variant),* }
@@ -32,76 +32,129 @@ macro_rules! codes {
                 match self { $(Code::$variant => $help),* }
             }
 
-            /// The process exit code (SPEC §5.6) when this diagnostic ends a command.
-            pub fn exit_code(self) -> u8 {
-                match self { $(Code::$variant => $exit),* }
+            /// How a command ends when this diagnostic ends it (SPEC §5.6).
+            pub fn exit(self) -> Exit {
+                match self { $(Code::$variant => Exit::$exit),* }
             }
         }
     };
 }
 
+/// How a command ended, and the one place its process exit code is written (SPEC §5.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Exit {
+    /// Done: nothing failed (or nothing was to be done).
+    Ok,
+    /// The input is invalid: a plan, a package, a store, a version.
+    Invalid,
+    /// The command line is wrong.
+    Usage,
+    /// Something failed and was rolled back (or left as `on_failure: stop` says).
+    Failed,
+    /// Something failed and could not be undone: a person has to look.
+    Attention,
+    /// Refused to start: a lock is held, the window is closed, a `from` pin differs.
+    Refused,
+    /// The maintenance window closed: the run waits for `fleetup resume`.
+    Paused,
+}
+
+impl Exit {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Ok => 0,
+            Exit::Invalid => 1,
+            Exit::Usage => 2,
+            Exit::Failed => 3,
+            Exit::Attention => 4,
+            Exit::Refused => 5,
+            Exit::Paused => 6,
+        }
+    }
+}
+
+/// Why a command stopped: problems to render once (with the file they point into),
+/// and how the command ends.
+#[derive(Debug)]
+pub struct Failure {
+    pub problems: Vec<Problem>,
+    pub file: Option<SourceFile>,
+    pub exit: Exit,
+}
+
+impl From<Problem> for Failure {
+    fn from(p: Problem) -> Failure {
+        Failure {
+            exit: p.code.exit(),
+            problems: vec![p],
+            file: None,
+        }
+    }
+}
+
 codes! {
-    Io = "io", exit 1, "check that the path exists and is readable";
-    PlanFormat = "plan::format", exit 1, "name plan files .yaml, .yml or .toml; the extension picks the format";
-    PlanEncoding = "plan::encoding", exit 1, "save the plan as UTF-8 text";
-    PlanEmpty = "plan::empty", exit 1, "start from `fleetup init` for a commented template";
-    PlanSyntax = "plan::syntax", exit 1, "fix the syntax at the marked place; nothing else was checked in this file";
-    PlanLimit = "plan::limit", exit 1, "plans are small documents: remove the deep nesting or the alias expansion";
-    PlanSchemaVersion = "plan::schema-version", exit 1, "this fleetup reads `plan: 1`";
-    UnknownKey = "plan::unknown-key", exit 1, "remove the key or fix its spelling; `fleetup schema` lists every key";
-    MissingKey = "plan::missing-key", exit 1, "add the key; `fleetup init` shows every key with its default";
-    DuplicateKey = "plan::duplicate-key", exit 1, "keep one of the two entries";
-    WrongType = "plan::type", exit 1, "`fleetup schema` gives the type of every key";
-    BadValue = "plan::value", exit 1, "use one of the values the message lists";
-    BadVersion = "plan::version", exit 1, "write a SemVer 2.0 version such as 4.4.16 or 5.0.0-rc.1, quoted in YAML if it looks like a number";
-    BadDuration = "plan::duration", exit 1, "write a duration as a number and a unit: 500ms, 30s, 5m, 1h";
-    BadWave = "plan::wave", exit 1, "a wave is a count of targets (1, 5) or a share of all targets (\"25%\", \"100%\")";
-    DuplicateTarget = "plan::duplicate-target", exit 1, "every node and group needs its own name: names key the journal and `--only`";
-    UnsafeName = "plan::unsafe-name", exit 1, "use letters, digits, '.', '_' and '-' (at most 64, not starting with '.' or '-')";
-    Placeholder = "plan::placeholder", exit 1, "define the value under `vars` (of the target or of `defaults`), or write `{{` for a literal brace";
-    NoTargets = "plan::no-targets", exit 1, "list at least one entry under `nodes` or `groups`";
-    NoTargetVersion = "plan::no-target-version", exit 1, "give the node a `to`, or the plan a top-level `to`";
-    EnvVar = "plan::env", exit 1, "export the variable before running fleetup; its value is never printed";
-    Path = "plan::path", exit 1, "paths in a plan are relative to the plan file";
-    PackageName = "package::name", exit 1, "release packages are named <product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip";
-    PackageMissing = "package::missing", exit 1, "put the release package for that version into the repository";
-    PackageAmbiguous = "package::ambiguous", exit 1, "keep exactly one package per product, edition and version in the repository";
-    Checksum = "package::checksum", exit 1, "the package differs from its checksum: fetch it again and do not install it until they match";
-    RuleVersion = "rule::version-rule", exit 1, "go through the intermediate versions, or relax the version policy (`policy.version` in a plan, `--policy` by hand) if a cold upgrade is intended";
-    RuleNotNewer = "rule::not-newer", exit 1, "an upgrade goes to a newer version; use `fleetup node downgrade` to go back";
-    RuleEdition = "rule::same-edition", exit 1, "an upgrade never crosses editions: pick the package of the node's own edition";
-    RuleRuntime = "rule::same-runtime", exit 1, "pick the package built for the node's runtime major version";
-    RuleOs = "rule::same-os", exit 1, "pick the package built for the node's operating system";
-    RuleArch = "rule::same-arch", exit 1, "pick the package built for the node's CPU architecture";
-    FromMismatch = "plan::from-mismatch", exit 5, "the node runs another version than the plan's `from` pin: update the pin or check the node";
-    StoreUnreadable = "store::unreadable", exit 1, "the node's releases/RELEASES could not be read; only fleetup writes it";
-    MarketMissing = "market::missing-version", exit 1, "add the app template market/<app>/<version>.yaml, or pick a version the market has";
-    PackageUnsafe = "package::unsafe-entry", exit 1, "the package tries to write outside its release tree: do not install it";
-    PackageUnsupported = "package::unsupported", exit 1, "repack the release with stored or deflate compression (plain `zip`)";
-    PackageTooLarge = "package::too-large", exit 1, "the package is larger than fleetup unpacks, or lies about its size";
-    PackageCorrupt = "package::corrupt", exit 1, "the package is damaged or truncated: fetch it again";
-    PackageDuplicate = "package::duplicate-entry", exit 1, "a package must hold each path once: repack it";
-    Locked = "store::locked", exit 5, "another fleetup is changing this store; it is released when that process ends";
-    StoreState = "store::state", exit 1, "`fleetup node versions` shows every release and its state";
-    Downgrade = "store::downgrade", exit 1, "downgrade goes back to an old or unpacked release of the same MAJOR.MINOR";
-    ActivationFailed = "store::activation-failed", exit 3, "the previous release was switched back and activated again; fix the hook or the release and retry";
-    RollbackFailed = "store::rollback-failed", exit 4, "the node needs attention: check what runs, then `fleetup node versions` and the activate hook";
-    NodeConfig = "store::config", exit 1, "see the README for <root>/node.toml: product, runtime, edition and the activate hook";
-        MarketTemplate = "market::template", exit 1, "fix the app template in the market: app, version and services with image, ports, env, volumes";
-    GroupUnreadable = "group::unreadable", exit 1, "the group's group.toml could not be read; only fleetup writes it";
-    GroupState = "group::state", exit 1, "`fleetup group status` shows the group's apps and versions";
-    GroupRollback = "group::rollback", exit 1, "only the last upgrade of a group can be rolled back, once; `fleetup group records` lists them";
-    WindowClosed = "run::window-closed", exit 5, "the plan's maintenance window is closed";
-            GroupDeploy = "group::deploy-failed", exit 3, "a service's deploy hook or health check failed; its previous spec was written back";
-    Unsupported = "unsupported", exit 1, "this part of the plan needs a feature fleetup does not have yet; the README lists what is built";
-    SshUnreachable = "remote::unreachable", exit 1, "check the address, that sshd runs there and that the network lets you through; jump hosts and ports can live in the plan's `ssh_config`";
-    SshHostKey = "remote::host-key", exit 1, "verify the host's key and add it to known_hosts (ssh-keyscan prints it), or set `ssh_host_keys: accept-new` to trust a first contact";
-    SshAuth = "remote::auth", exit 1, "ssh runs in batch mode and never prompts: load the key into ssh-agent or name it with IdentityFile in the plan's `ssh_config`";
-    SshLost = "remote::connection-lost", exit 4, "the step may have finished on the host: `fleetup node versions --ssh HOST --root ROOT` shows the store, and `fleetup resume` reconciles the run";
-    RemotePlatform = "remote::platform", exit 1, "fleetup copies itself to each host, so a host needs the OS and CPU architecture of the machine fleetup runs on";
-    RemoteProtocol = "remote::protocol", exit 1, "the host answered what fleetup did not expect: a login script that prints to stdout, or another fleetup version";
-    Usage = "usage", exit 2, "`fleetup --help` lists the commands and their flags";
-    UnknownProduct = "store::product", exit 1, "pass --product, or put `product = \"...\"` into <root>/node.toml";
+    Io = "io", exit Invalid, "check that the path exists and is readable";
+    PlanFormat = "plan::format", exit Invalid, "name plan files .yaml, .yml or .toml; the extension picks the format";
+    PlanEncoding = "plan::encoding", exit Invalid, "save the plan as UTF-8 text";
+    PlanEmpty = "plan::empty", exit Invalid, "start from `fleetup init` for a commented template";
+    PlanSyntax = "plan::syntax", exit Invalid, "fix the syntax at the marked place; nothing else was checked in this file";
+    PlanLimit = "plan::limit", exit Invalid, "plans are small documents: remove the deep nesting or the alias expansion";
+    PlanSchemaVersion = "plan::schema-version", exit Invalid, "this fleetup reads `plan: 1`";
+    UnknownKey = "plan::unknown-key", exit Invalid, "remove the key or fix its spelling; `fleetup schema` lists every key";
+    MissingKey = "plan::missing-key", exit Invalid, "add the key; `fleetup init` shows every key with its default";
+    DuplicateKey = "plan::duplicate-key", exit Invalid, "keep one of the two entries";
+    WrongType = "plan::type", exit Invalid, "`fleetup schema` gives the type of every key";
+    BadValue = "plan::value", exit Invalid, "use one of the values the message lists";
+    BadVersion = "plan::version", exit Invalid, "write a SemVer 2.0 version such as 4.4.16 or 5.0.0-rc.1, quoted in YAML if it looks like a number";
+    BadDuration = "plan::duration", exit Invalid, "write a duration as a number and a unit: 500ms, 30s, 5m, 1h";
+    BadWave = "plan::wave", exit Invalid, "a wave is a count of targets (1, 5) or a share of all targets (\"25%\", \"100%\")";
+    DuplicateTarget = "plan::duplicate-target", exit Invalid, "every node and group needs its own name: names key the journal and `--only`";
+    UnsafeName = "plan::unsafe-name", exit Invalid, "use letters, digits, '.', '_' and '-' (at most 64, not starting with '.' or '-')";
+    Placeholder = "plan::placeholder", exit Invalid, "define the value under `vars` (of the target or of `defaults`), or write `{{` for a literal brace";
+    NoTargets = "plan::no-targets", exit Invalid, "list at least one entry under `nodes` or `groups`";
+    NoTargetVersion = "plan::no-target-version", exit Invalid, "give the node a `to`, or the plan a top-level `to`";
+    EnvVar = "plan::env", exit Invalid, "export the variable before running fleetup; its value is never printed";
+    Path = "plan::path", exit Invalid, "paths in a plan are relative to the plan file";
+    PackageName = "package::name", exit Invalid, "release packages are named <product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip";
+    PackageMissing = "package::missing", exit Invalid, "put the release package for that version into the repository";
+    PackageAmbiguous = "package::ambiguous", exit Invalid, "keep exactly one package per product, edition and version in the repository";
+    Checksum = "package::checksum", exit Invalid, "the package differs from its checksum: fetch it again and do not install it until they match";
+    RuleVersion = "rule::version-rule", exit Invalid, "go through the intermediate versions, or relax the version policy (`policy.version` in a plan, `--policy` by hand) if a cold upgrade is intended";
+    RuleNotNewer = "rule::not-newer", exit Invalid, "an upgrade goes to a newer version; use `fleetup node downgrade` to go back";
+    RuleEdition = "rule::same-edition", exit Invalid, "an upgrade never crosses editions: pick the package of the node's own edition";
+    RuleRuntime = "rule::same-runtime", exit Invalid, "pick the package built for the node's runtime major version";
+    RuleOs = "rule::same-os", exit Invalid, "pick the package built for the node's operating system";
+    RuleArch = "rule::same-arch", exit Invalid, "pick the package built for the node's CPU architecture";
+    FromMismatch = "plan::from-mismatch", exit Refused, "the node runs another version than the plan's `from` pin: update the pin or check the node";
+    StoreUnreadable = "store::unreadable", exit Invalid, "the node's releases/RELEASES could not be read; only fleetup writes it";
+    MarketMissing = "market::missing-version", exit Invalid, "add the app template market/<app>/<version>.yaml, or pick a version the market has";
+    PackageUnsafe = "package::unsafe-entry", exit Invalid, "the package tries to write outside its release tree: do not install it";
+    PackageUnsupported = "package::unsupported", exit Invalid, "repack the release with stored or deflate compression (plain `zip`)";
+    PackageTooLarge = "package::too-large", exit Invalid, "the package is larger than fleetup unpacks, or lies about its size";
+    PackageCorrupt = "package::corrupt", exit Invalid, "the package is damaged or truncated: fetch it again";
+    PackageDuplicate = "package::duplicate-entry", exit Invalid, "a package must hold each path once: repack it";
+    Locked = "store::locked", exit Refused, "another fleetup is changing this store; it is released when that process ends";
+    StoreState = "store::state", exit Invalid, "`fleetup node versions` shows every release and its state";
+    Downgrade = "store::downgrade", exit Invalid, "downgrade goes back to an old or unpacked release of the same MAJOR.MINOR";
+    ActivationFailed = "store::activation-failed", exit Failed, "the previous release was switched back and activated again; fix the hook or the release and retry";
+    RollbackFailed = "store::rollback-failed", exit Attention, "the node needs attention: check what runs, then `fleetup node versions` and the activate hook";
+    NodeConfig = "store::config", exit Invalid, "see the README for <root>/node.toml: product, runtime, edition and the activate hook";
+        MarketTemplate = "market::template", exit Invalid, "fix the app template in the market: app, version and services with image, ports, env, volumes";
+    GroupUnreadable = "group::unreadable", exit Invalid, "the group's group.toml could not be read; only fleetup writes it";
+    GroupState = "group::state", exit Invalid, "`fleetup group status` shows the group's apps and versions";
+    GroupRollback = "group::rollback", exit Invalid, "only the last upgrade of a group can be rolled back, once; `fleetup group records` lists them";
+    WindowClosed = "run::window-closed", exit Refused, "the plan's maintenance window is closed";
+            GroupDeploy = "group::deploy-failed", exit Failed, "a service's deploy hook or health check failed; its previous spec was written back";
+    Unsupported = "unsupported", exit Invalid, "this part of the plan needs a feature fleetup does not have yet; the README lists what is built";
+    SshUnreachable = "remote::unreachable", exit Invalid, "check the address, that sshd runs there and that the network lets you through; jump hosts and ports can live in the plan's `ssh_config`";
+    SshHostKey = "remote::host-key", exit Invalid, "verify the host's key and add it to known_hosts (ssh-keyscan prints it), or set `ssh_host_keys: accept-new` to trust a first contact";
+    SshAuth = "remote::auth", exit Invalid, "ssh runs in batch mode and never prompts: load the key into ssh-agent or name it with IdentityFile in the plan's `ssh_config`";
+    SshLost = "remote::connection-lost", exit Attention, "the step may have finished on the host: `fleetup node versions --ssh HOST --root ROOT` shows the store, and `fleetup resume` reconciles the run";
+    RemotePlatform = "remote::platform", exit Invalid, "fleetup copies itself to each host, so a host needs the OS and CPU architecture of the machine fleetup runs on";
+    RemoteProtocol = "remote::protocol", exit Invalid, "the host answered what fleetup did not expect: a login script that prints to stdout, or another fleetup version";
+    Usage = "usage", exit Usage, "`fleetup --help` lists the commands and their flags";
+    UnknownProduct = "store::product", exit Invalid, "pass --product, or put `product = \"...\"` into <root>/node.toml";
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -35,4 +35,3 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     }
     Some(total)
 }
-

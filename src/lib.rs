@@ -8,28 +8,28 @@ pub mod cli;
 mod commands;
 pub mod diagnostics;
 pub mod duration;
-pub mod exec;
 pub mod fsutil;
 pub mod group;
 pub mod health;
 pub mod hook;
-pub mod journal;
 pub mod package;
 pub mod plan;
 pub mod preflight;
 pub mod progress;
 pub mod remote;
+pub mod run;
 pub mod schedule;
 pub mod span;
 pub mod store;
 pub mod template;
 pub mod window;
 
-/// Runs one command line and returns the process exit code (SPEC §5.6).
-pub fn run(cli: cli::Cli) -> u8 {
+/// Runs one command line and returns how it ended (`Exit::code` is the process exit
+/// code, SPEC §5.6). A command's failure is rendered here, once.
+pub fn run(cli: cli::Cli) -> diagnostics::Exit {
     use cli::Command;
-    match cli.command {
-        Command::Check { plans, format } => commands::check::run(&plans, format),
+    let done = match cli.command {
+        Command::Check { plans, format } => Ok(commands::check::run(&plans, format)),
         Command::Plan { plan, only, format } => commands::run::plan(&plan, only.as_deref(), format),
         Command::Apply {
             plan,
@@ -72,7 +72,8 @@ pub fn run(cli: cli::Cli) -> u8 {
         Command::Node(cmd) => commands::node::run(cmd),
         Command::Group(cmd) => commands::group::run(cmd),
         Command::Completions { shell } => commands::completions(shell),
-        Command::Agent { dir } => remote::agent::serve(&dir),
-        Command::SelfCheck { sha256 } => remote::agent::self_check(&sha256),
-    }
+        Command::Agent { dir } => Ok(remote::agent::serve(&dir)),
+        Command::SelfCheck { sha256 } => Ok(remote::agent::self_check(&sha256)),
+    };
+    done.unwrap_or_else(commands::render_failure)
 }

@@ -13,5 +13,5 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    ExitCode::from(fleetup::run(cli))
+    ExitCode::from(fleetup::run(cli).code())
 }

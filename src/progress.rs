@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::exec::{Event, Outcome, TargetResult};
+use crate::run::{Event, Outcome, TargetResult};
 
 pub enum Progress {
     Bars {
@@ -22,12 +22,13 @@ pub enum Progress {
 }
 
 impl Progress {
-    pub fn new(terminal: bool, to_stderr: bool, total: usize) -> Progress {
+    /// The run bar's length comes with the run's `Began` event.
+    pub fn new(terminal: bool, to_stderr: bool) -> Progress {
         if !terminal {
             return Progress::Lines { to_stderr };
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let run = multi.add(ProgressBar::new(total as u64));
+        let run = multi.add(ProgressBar::new(0));
         run.set_style(
             ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} targets {msg}",
@@ -58,6 +59,10 @@ impl Progress {
 
     pub fn event(&self, e: &Event) {
         match (self, e) {
+            (Progress::Bars { run, .. }, Event::Began { targets, .. }) => {
+                run.set_length(*targets as u64)
+            }
+            (Progress::Lines { .. }, Event::Began { .. }) => {}
             (_, Event::Wave { index, of, targets }) => {
                 let who = match targets.len() {
                     n if n > 8 => format!("{n} targets ({} … {})", targets[0], targets[n - 1]),
@@ -66,14 +71,7 @@ impl Progress {
                 self.line(format!("wave {index}/{of}: {who}"))
             }
             (_, Event::Note { detail }) => self.line(detail.clone()),
-            (
-                Progress::Bars { multi, targets, .. },
-                Event::Step {
-                    target,
-                    step,
-                    detail,
-                },
-            ) => {
+            (Progress::Bars { multi, targets, .. }, Event::Step { target, step }) => {
                 let Ok(mut map) = targets.lock() else { return };
                 let bar = map.entry(target.clone()).or_insert_with(|| {
                     let b = multi.add(ProgressBar::new_spinner());
@@ -85,25 +83,20 @@ impl Progress {
                     b.enable_steady_tick(Duration::from_millis(120));
                     b
                 });
-                bar.set_message(format!("{step} {detail}"));
+                bar.set_message(format!("{} {step}", step.name()));
+            }
+            (Progress::Lines { .. }, Event::Step { target, step }) => {
+                self.line(format!("{target}: {}: {step}", step.name()))
             }
             (
-                Progress::Lines { .. },
-                Event::Step {
-                    target,
-                    step,
-                    detail,
-                },
-            ) => self.line(format!("{target}: {step}: {detail}")),
-            (
                 _,
-                Event::Done {
+                Event::Done(TargetResult {
                     target,
                     outcome,
                     detail,
                     millis,
                     ..
-                },
+                }),
             ) => {
                 if let Progress::Bars { run, targets, .. } = self {
                     if let Some(b) = targets.lock().ok().and_then(|mut m| m.remove(target)) {

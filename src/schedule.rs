@@ -5,34 +5,43 @@
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{Amount, Plan};
 
+/// A target of the plan by its kind and index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Target {
+pub enum TargetId {
     Node(usize),
     Group(usize),
 }
 
-impl Target {
+impl TargetId {
+    /// Its position among all the plan's targets, nodes first then groups (the order of
+    /// `run::kinds::of_plan`).
+    pub fn index(&self, plan: &Plan) -> usize {
+        match *self {
+            TargetId::Node(i) => i,
+            TargetId::Group(i) => plan.nodes.len() + i,
+        }
+    }
     pub fn name<'a>(&self, plan: &'a Plan) -> &'a str {
         match *self {
-            Target::Node(i) => &plan.nodes[i].name.value,
-            Target::Group(i) => &plan.groups[i].name.value,
+            TargetId::Node(i) => &plan.nodes[i].name.value,
+            TargetId::Group(i) => &plan.groups[i].name.value,
         }
     }
     fn tags<'a>(&self, plan: &'a Plan) -> &'a [String] {
         match *self {
-            Target::Node(i) => &plan.nodes[i].tags,
-            Target::Group(i) => &plan.groups[i].tags,
+            TargetId::Node(i) => &plan.nodes[i].tags,
+            TargetId::Group(i) => &plan.groups[i].tags,
         }
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule {
-    pub waves: Vec<Vec<Target>>,
+    pub waves: Vec<Vec<TargetId>>,
 }
 
 impl Schedule {
-    pub fn targets(&self) -> impl Iterator<Item = Target> + '_ {
+    pub fn targets(&self) -> impl Iterator<Item = TargetId> + '_ {
         self.waves.iter().flatten().copied()
     }
     pub fn len(&self) -> usize {
@@ -68,10 +77,10 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 
 /// The targets `--only` selects (all without it), in plan order. A selector that matches
 /// nothing is an error: a typo must not quietly upgrade nothing.
-pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<Target>, Problem> {
-    let all: Vec<Target> = (0..plan.nodes.len())
-        .map(Target::Node)
-        .chain((0..plan.groups.len()).map(Target::Group))
+pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem> {
+    let all: Vec<TargetId> = (0..plan.nodes.len())
+        .map(TargetId::Node)
+        .chain((0..plan.groups.len()).map(TargetId::Group))
         .collect();
     let Some(only) = only else { return Ok(all) };
     let selectors: Vec<&str> = only
@@ -82,7 +91,7 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<Target>, Problem> {
     if selectors.is_empty() {
         return Err(Problem::new(Code::BadValue, "--only is empty"));
     }
-    let matches = |sel: &str, t: &Target| match sel.strip_prefix('@') {
+    let matches = |sel: &str, t: &TargetId| match sel.strip_prefix('@') {
         Some(tag) => t.tags(plan).iter().any(|x| x == tag),
         None => glob(sel, t.name(plan)),
     };

@@ -261,15 +261,16 @@ fn a_set_environment_variable_is_used_but_never_printed() {
 #[test]
 fn a_closed_stdout_ends_fleetup_quietly_not_with_a_panic() {
     use std::os::unix::process::ExitStatusExt;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+    // The reader is gone before fleetup writes, as after `| head` has read its lines.
+    // (Closed before the spawn: closing it after raced with a fast first write.)
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
         .arg("schema")
-        .stdout(std::process::Stdio::piped())
+        .stdout(writer)
         .stderr(std::process::Stdio::piped())
-        .spawn()
+        .output()
         .unwrap();
-    // The reader goes away before fleetup writes, as `| head` does.
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::stderr_color;
 use crate::cli::CheckFormat;
 use crate::diagnostics::{
-    JsonProblem, Problem, Severity, SourceFile, render_github, render_human, to_json,
+    Exit, JsonProblem, Problem, Severity, SourceFile, render_github, render_human, to_json,
 };
 use crate::{plan, preflight};
 
@@ -76,7 +76,7 @@ fn plural(n: usize, one: &str) -> String {
     }
 }
 
-pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
+pub fn run(paths: &[PathBuf], format: CheckFormat) -> Exit {
     let results: Vec<Checked> = paths.iter().map(|p| check_one(p)).collect();
     let errors: usize = results.iter().map(|r| r.count(Severity::Error)).sum();
     let warnings: usize = results.iter().map(|r| r.count(Severity::Warning)).sum();
@@ -159,5 +159,5 @@ pub fn run(paths: &[PathBuf], format: CheckFormat) -> u8 {
             }
         }
     }
-    u8::from(errors > 0)
+    if errors > 0 { Exit::Invalid } else { Exit::Ok }
 }

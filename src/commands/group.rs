@@ -4,9 +4,8 @@ use std::path::Path;
 
 use semver::Version;
 
-use super::fail;
 use crate::cli::{GroupCommand, GroupOpts, OutputFormat};
-use crate::diagnostics::{Code, Problem};
+use crate::diagnostics::{Code, Exit, Failure, Problem};
 use crate::group::{Change, Ctx, Group, HookConfig, Market, Record, ServiceDiff, Status};
 
 fn version(s: &str) -> Result<Version, Problem> {
@@ -148,12 +147,12 @@ fn print_record(r: &Record) {
     }
 }
 
-pub fn run(cmd: GroupCommand) -> u8 {
-    let result: Result<u8, Problem> = match cmd {
-        GroupCommand::Status { opts, market, format } => status(&opts, &market, format).map(|_| 0),
+pub fn run(cmd: GroupCommand) -> Result<Exit, Failure> {
+    let result: Result<Exit, Problem> = match cmd {
+        GroupCommand::Status { opts, market, format } => status(&opts, &market, format).map(|_| Exit::Ok),
         GroupCommand::Install { app, vsn, opts, market } => version(&vsn)
             .and_then(|v| with_ctx(&opts, |g, c| g.install(&Market::new(&market), &app, &v, c)))
-            .map(|_| 0),
+            .map(|_| Exit::Ok),
         GroupCommand::Diff { app, to, opts, market, services, policy, format } => version(&to).and_then(|to| {
             let (installed, _, d, picked) = Group::new(&opts.root).preview(&Market::new(&market), &app, &to, services.as_deref(), policy.into())?;
             if format == OutputFormat::Json {
@@ -161,11 +160,11 @@ pub fn run(cmd: GroupCommand) -> u8 {
             } else {
                 print_diff(&app, &installed.version, &to, &d, &picked);
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }),
         GroupCommand::Upgrade { app, to, opts, market, services, policy } => version(&to).and_then(|to| {
             let rec = with_ctx(&opts, |g, c| g.upgrade(&Market::new(&market), &app, &to, services.as_deref(), policy.into(), c))?;
-            Ok(if rec.status == Status::Upgraded { 0 } else { 3 })
+            Ok(if rec.status == Status::Upgraded { Exit::Ok } else { Exit::Failed })
         }),
         GroupCommand::Records { opts, format } => {
             let recs = Group::new(&opts.root).records();
@@ -183,7 +182,7 @@ pub fn run(cmd: GroupCommand) -> u8 {
                     println!("{}  {:<8}  {} {} → {}  {}  {}{link}", r.id, r.kind, r.app, r.from, r.to, r.status.as_str(), r.started);
                 }
             }
-            Ok(0)
+            Ok(Exit::Ok)
         }
         GroupCommand::Record { id, opts, format } => match Group::new(&opts.root).records().into_iter().find(|r| r.id == id) {
             None => Err(Problem::new(Code::GroupState, format!("no record `{id}` in {}", opts.root.display())).help("`fleetup group records` lists them")),
@@ -193,14 +192,11 @@ pub fn run(cmd: GroupCommand) -> u8 {
                 } else {
                     print_record(&r);
                 }
-                Ok(0)
+                Ok(Exit::Ok)
             }
         },
         GroupCommand::Rollback { opts, record, services } => with_ctx(&opts, |g, c| g.rollback(record.as_deref(), services.as_deref(), c))
-            .map(|r| if r.status == Status::RolledBack || r.status == Status::PartialRollback && !r.services.iter().any(|s| s.result.starts_with("failed")) { 0 } else { 3 }),
+            .map(|r| if r.status == Status::RolledBack || r.status == Status::PartialRollback && !r.services.iter().any(|s| s.result.starts_with("failed")) { Exit::Ok } else { Exit::Failed }),
     };
-    match result {
-        Ok(code) => code,
-        Err(p) => fail(p),
-    }
+    Ok(result?)
 }

@@ -9,7 +9,7 @@ pub mod run;
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 
-use crate::diagnostics::{Code, Problem, render_human};
+use crate::diagnostics::{Code, Exit, Failure, Problem, SourceFile, render_human};
 
 /// Whether diagnostics on stderr may use colour.
 pub(crate) fn stderr_color() -> bool {
@@ -29,48 +29,48 @@ pub(crate) fn lock_wait(flag: Option<&str>) -> Result<std::time::Duration, Probl
     }
 }
 
-/// Prints a problem that is not tied to a file and returns its exit code.
-pub(crate) fn fail(p: Problem) -> u8 {
-    eprint!(
-        "{}",
-        render_human(std::slice::from_ref(&p), None, stderr_color())
-    );
-    p.code.exit_code()
+/// Prints why a command stopped (the one place failures are rendered) and returns how
+/// it ends.
+pub(crate) fn render_failure(f: Failure) -> Exit {
+    render_warnings(&f.problems, f.file.as_ref());
+    f.exit
 }
 
-pub fn schema() -> u8 {
-    let schema = crate::plan::schema::json_schema();
-    match serde_json::to_string_pretty(&schema) {
-        Ok(s) => {
-            println!("{s}");
-            0
-        }
-        Err(e) => fail(Problem::new(
-            Code::Io,
-            format!("cannot render the schema: {e}"),
-        )),
+/// Prints diagnostics to stderr (nothing when there are none).
+pub(crate) fn render_warnings(problems: &[Problem], file: Option<&SourceFile>) {
+    if !problems.is_empty() {
+        eprint!("{}", render_human(problems, file, stderr_color()));
     }
+}
+
+pub fn schema() -> Result<Exit, Failure> {
+    let schema = crate::plan::schema::json_schema();
+    let s = serde_json::to_string_pretty(&schema)
+        .map_err(|e| Problem::new(Code::Io, format!("cannot render the schema: {e}")))?;
+    println!("{s}");
+    Ok(Exit::Ok)
 }
 
 pub const INIT_YAML: &str = include_str!("../plan/init.yaml");
 pub const INIT_TOML: &str = include_str!("../plan/init.toml");
 
-pub fn init(file: Option<&Path>, force: bool) -> u8 {
+pub fn init(file: Option<&Path>, force: bool) -> Result<Exit, Failure> {
     let Some(path) = file else {
         print!("{INIT_YAML}");
-        return 0;
+        return Ok(Exit::Ok);
     };
     let text = match crate::plan::Format::from_path(path) {
         Some(crate::plan::Format::Yaml) => INIT_YAML,
         Some(crate::plan::Format::Toml) => INIT_TOML,
         None => {
-            return fail(Problem::new(
+            return Err(Problem::new(
                 Code::PlanFormat,
                 format!(
                     "{}: cannot tell which format to write from the name",
                     path.display()
                 ),
-            ));
+            )
+            .into());
         }
     };
     // Overwriting replaces the old plan atomically: never half an old, half a new plan.
@@ -90,22 +90,23 @@ pub fn init(file: Option<&Path>, force: bool) -> u8 {
                 path.display(),
                 path.display()
             );
-            0
+            Ok(Exit::Ok)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => fail(
-            Problem::new(Code::Io, format!("{} already exists", path.display()))
-                .help("pass --force to overwrite it, or choose another file name"),
-        ),
-        Err(e) => fail(Problem::new(
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(Problem::new(
             Code::Io,
-            format!("cannot write {}: {e}", path.display()),
-        )),
+            format!("{} already exists", path.display()),
+        )
+        .help("pass --force to overwrite it, or choose another file name")
+        .into()),
+        Err(e) => {
+            Err(Problem::new(Code::Io, format!("cannot write {}: {e}", path.display())).into())
+        }
     }
 }
 
-pub fn completions(shell: clap_complete::Shell) -> u8 {
+pub fn completions(shell: clap_complete::Shell) -> Result<Exit, Failure> {
     use clap::CommandFactory;
     let mut cmd = crate::cli::Cli::command();
     clap_complete::generate(shell, &mut cmd, "fleetup", &mut std::io::stdout());
-    0
+    Ok(Exit::Ok)
 }

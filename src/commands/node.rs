@@ -3,9 +3,8 @@
 use semver::Version;
 use serde::Serialize;
 
-use super::fail;
 use crate::cli::{NodeCommand, NodeOpts, OutputFormat};
-use crate::diagnostics::{Code, Problem};
+use crate::diagnostics::{Code, Exit, Failure, Problem};
 use crate::package::VersionPolicy;
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,7 +167,7 @@ fn versions(opts: &NodeOpts, format: OutputFormat) -> Result<(), Problem> {
     Ok(())
 }
 
-pub fn run(cmd: NodeCommand) -> u8 {
+pub fn run(cmd: NodeCommand) -> Result<Exit, Failure> {
     let result = match cmd {
         NodeCommand::Versions { opts, format } => versions(&opts, format),
         NodeCommand::Unpack { vsn: v, opts, repo } => version(&v).and_then(|v| {
@@ -213,8 +212,6 @@ pub fn run(cmd: NodeCommand) -> u8 {
             .map(|_| ())
         }),
     };
-    match result {
-        Ok(()) => 0,
-        Err(p) => fail(p),
-    }
+    result?;
+    Ok(Exit::Ok)
 }

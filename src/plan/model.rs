@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use semver::Version;
 
-use crate::template::Template;
 pub use crate::health::{Check, Health};
+use crate::package::VersionPolicy;
 pub use crate::span::At;
 use crate::span::SourceFile;
-use crate::package::VersionPolicy;
-
+use crate::template::Template;
 
 #[derive(Debug)]
 pub struct Plan {

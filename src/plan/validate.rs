@@ -13,11 +13,11 @@ use semver::Version;
 
 use super::model::*;
 use super::schema::{self, Field, Ty};
-pub use crate::duration::parse_duration;
-use crate::template::Template;
 use super::tree::{Key, Kind, Node, Span};
 use crate::diagnostics::{Code, Problem};
+pub use crate::duration::parse_duration;
 use crate::package::{self, VersionPolicy};
+use crate::template::Template;
 
 /// Names of targets, apps, services and tags: safe as file names and in journals.
 pub fn is_safe_name(s: &str) -> bool {

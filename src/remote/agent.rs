@@ -17,10 +17,10 @@ use semver::Version;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::diagnostics::{Code, Problem};
+use crate::diagnostics::{Code, Exit, Problem};
 use crate::package::{self, VersionPolicy};
-use crate::template::Template;
 use crate::store::{self, Activation, Ctx, NodeConfig, Store, StoreState};
+use crate::template::Template;
 
 /// A store operation, with everything the local [`Ctx`] holds but the `say` callback.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -188,7 +188,7 @@ fn send(out: &mut impl Write, r: &Reply) -> std::io::Result<()> {
 }
 
 /// `fleetup __agent --dir DIR`: serves requests until the end of its input.
-pub fn serve(dir: &Path) -> u8 {
+pub fn serve(dir: &Path) -> Exit {
     let mut input = std::io::stdin().lock();
     let mut out = std::io::stdout().lock();
     let mut store: Option<Store> = None;
@@ -196,7 +196,7 @@ pub fn serve(dir: &Path) -> u8 {
     loop {
         line.clear();
         match input.read_line(&mut line) {
-            Ok(0) | Err(_) => return 0,
+            Ok(0) | Err(_) => return Exit::Ok,
             Ok(_) => {}
         }
         let reply = match serde_json::from_str::<Request>(&line) {
@@ -209,7 +209,7 @@ pub fn serve(dir: &Path) -> u8 {
         };
         if send(&mut out, &reply).is_err() {
             // The controller is gone; the lock goes with this process.
-            return 0;
+            return Exit::Ok;
         }
     }
 }
@@ -441,17 +441,17 @@ fn receive(
 
 /// `fleetup __self-check SHA256`: does this binary hash to what the controller sent?
 /// Run on a freshly copied binary before it is renamed into place.
-pub fn self_check(expected: &str) -> u8 {
+pub fn self_check(expected: &str) -> Exit {
     let digest = std::env::current_exe().and_then(|p| package::sha256_file(&p));
     match digest {
-        Ok(d) if d == expected => 0,
+        Ok(d) if d == expected => Exit::Ok,
         Ok(d) => {
             eprintln!("fleetup: this copy hashes to {d}, not {expected}");
-            1
+            Exit::Invalid
         }
         Err(e) => {
             eprintln!("fleetup: cannot hash this copy: {e}");
-            1
+            Exit::Invalid
         }
     }
 }

@@ -43,16 +43,6 @@ pub struct SshSettings {
     pub connect_timeout: Duration,
 }
 
-impl SshSettings {
-    pub fn of_plan(plan: &crate::plan::Plan) -> SshSettings {
-        SshSettings {
-            config: plan.ssh_config.clone(),
-            host_keys: plan.ssh_host_keys,
-            connect_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
 /// `s` as one word of a POSIX shell command line.
 pub fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

@@ -2,6 +2,10 @@
 //! holding the plan exactly as applied and one JSON line per event, each appended and
 //! synced, so a run killed at any moment leaves a journal that can be read (a torn last
 //! line is ignored).
+//!
+//! The line format is versioned (`format` in the first line) and documented in
+//! docs/journal.md. Format 2 writes typed fields beside each step's text; journals of
+//! format 1 (no `format` key) are still read, from the step texts they wrote.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,7 +15,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::diagnostics::{Code, Problem};
-use crate::exec::{Event, TargetResult};
+use semver::Version;
+
+use super::event::{Event, RunStatus, Step, TargetResult};
 
 /// The state directory: --state, the plan's `state`, $FLEETUP_STATE_DIR,
 /// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup.
@@ -39,8 +45,14 @@ pub fn state_dir(flag: Option<&Path>, plan: Option<&Path>) -> Result<PathBuf, Pr
     ))
 }
 
+/// The journal format this fleetup writes.
+pub const FORMAT: u32 = 2;
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Header {
+    /// The line format; journals without it are format 1.
+    #[serde(default = "format_1")]
+    pub format: u32,
     pub run: String,
     pub plan: String,
     pub plan_name: String,
@@ -51,9 +63,13 @@ pub struct Header {
     pub only: Option<String>,
 }
 
+fn format_1() -> u32 {
+    1
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Footer {
-    pub status: String,
+    pub status: RunStatus,
     pub exit: u8,
     pub finished: String,
 }
@@ -138,6 +154,7 @@ impl Journal {
         };
         j.write(
             &Line::Start(Header {
+                format: FORMAT,
                 run: id,
                 plan: plan_path.display().to_string(),
                 plan_name: plan_name.to_owned(),
@@ -198,29 +215,74 @@ impl Journal {
         }
     }
 
+    /// Records one event (`Began` is not recorded: the first line says it all).
     pub fn event(&self, e: &Event) {
-        let durable = matches!(e, Event::Done { .. } | Event::Wave { .. });
-        if let Ok(v) = serde_json::to_value(e) {
-            self.write(
-                &Line::Event {
-                    at: now(),
-                    event: v,
-                },
-                durable,
-            );
-        }
+        let Some(v) = event_json(e) else { return };
+        let durable = matches!(e, Event::Done(_) | Event::Wave { .. });
+        self.write(
+            &Line::Event {
+                at: now(),
+                event: v,
+            },
+            durable,
+        );
     }
 
-    pub fn finish(&self, status: &str, exit: u8) {
+    pub fn finish(&self, status: RunStatus, exit: u8) {
         self.write(
             &Line::End(Footer {
-                status: status.to_owned(),
+                status,
                 exit,
                 finished: now(),
             }),
             true,
         );
     }
+}
+
+/// An event as a format-2 journal line holds it.
+fn event_json(e: &Event) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let v = |v: &Version| v.to_string();
+    Some(match e {
+        Event::Began { .. } => return None,
+        Event::Wave { index, of, targets } => {
+            json!({"event": "wave", "index": index, "of": of, "targets": targets})
+        }
+        Event::Note { detail } => json!({"event": "note", "detail": detail}),
+        Event::Done(r) => {
+            let mut o = serde_json::to_value(r).ok()?;
+            o.as_object_mut()?.insert("event".into(), "done".into());
+            o
+        }
+        Event::Step { target, step } => {
+            let mut o = json!({
+                "event": "step",
+                "target": target,
+                "step": step.name(),
+                "detail": step.to_string(),
+            });
+            let m = o.as_object_mut()?;
+            // The typed fields `resume` reads: `from` is present exactly on the steps
+            // that begin a change (null for a fresh node or an app not installed).
+            match step {
+                Step::Install { from, to } => {
+                    m.insert("from".into(), json!(from.as_ref().map(v)));
+                    m.insert("to".into(), json!(v(to)));
+                }
+                Step::Upgrade { app, from, to } => {
+                    m.insert("app".into(), json!(app));
+                    m.insert("from".into(), json!(from.as_ref().map(v)));
+                    m.insert("to".into(), json!(v(to)));
+                }
+                Step::AlreadyCurrent { to } | Step::Permanent { version: to } => {
+                    m.insert("to".into(), json!(v(to)));
+                }
+                _ => {}
+            }
+            o
+        }
+    })
 }
 
 /// A run as `history` shows it, read back from its journal.
@@ -230,15 +292,15 @@ pub struct RunSummary {
     pub plan: String,
     pub started: String,
     /// `interrupted` until the run writes its end; then what it ended as.
-    pub status: String,
+    pub status: RunStatus,
     pub exit: Option<u8>,
     pub only: Option<String>,
     /// Each target's latest outcome, in the order they finished.
     pub targets: Vec<TargetResult>,
-    /// Targets the run began changing (a node's `install` step `FROM → TO`, a group's
-    /// `upgrade` step), with FROM (`None` for a fresh node).
+    /// Targets the run began changing (a node's install, a group's upgrade), with the
+    /// release a node came from (`None` for a fresh node and for a group).
     #[serde(skip)]
-    pub began: std::collections::BTreeMap<String, Option<String>>,
+    pub began: std::collections::BTreeMap<String, Option<Version>>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -246,7 +308,7 @@ pub struct RunSummary {
 impl RunSummary {
     /// Whether `resume` has anything to do.
     pub fn resumable(&self) -> bool {
-        matches!(self.status.as_str(), "interrupted" | "paused")
+        self.status.resumable()
     }
 
     /// The plan as the run applied it (the run directory keeps a copy).
@@ -261,6 +323,7 @@ impl RunSummary {
 pub fn read_run(dir: &Path) -> Option<RunSummary> {
     let text = std::fs::read_to_string(dir.join("journal.jsonl")).ok()?;
     let mut summary: Option<RunSummary> = None;
+    let mut format = 1;
     for line in text.lines() {
         // A torn last line of a killed run is skipped, never fatal.
         let Ok(l) = serde_json::from_str::<Line>(line) else {
@@ -268,11 +331,12 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
         };
         match l {
             Line::Start(h) => {
+                format = h.format;
                 summary = Some(RunSummary {
                     run: h.run,
                     plan: h.plan,
                     started: h.started,
-                    status: "interrupted".into(),
+                    status: RunStatus::Interrupted,
                     exit: None,
                     only: h.only,
                     targets: Vec::new(),
@@ -284,13 +348,9 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
                 let Some(s) = summary.as_mut() else { continue };
                 let field = |k: &str| event.get(k).and_then(|e| e.as_str());
                 if field("event") == Some("step")
-                    && matches!(field("step"), Some("install" | "upgrade"))
-                    && let (Some(t), Some((from, _))) = (
-                        field("target"),
-                        field("detail").and_then(|d| d.split_once(" → ")),
-                    )
+                    && let Some(t) = field("target")
+                    && let Some(from) = began_from(&event, format)
                 {
-                    let from = (from != "(fresh)").then(|| from.to_owned());
                     s.began.entry(t.to_owned()).or_insert(from);
                 }
                 if field("event") != Some("done") {
@@ -311,6 +371,29 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
         }
     }
     summary
+}
+
+/// For a step line that began changing its target, the release the target came from.
+fn began_from(step: &serde_json::Value, format: u32) -> Option<Option<Version>> {
+    let field = |k: &str| step.get(k).and_then(|e| e.as_str());
+    let name = field("step")?;
+    if format >= 2 {
+        // Format 2: `from` stands exactly on the steps that begin a change.
+        let from = step.get("from")?;
+        return match name {
+            "install" => Some(from.as_str().and_then(|v| Version::parse(v).ok())),
+            "upgrade" => Some(None),
+            _ => None,
+        };
+    }
+    // Format 1 wrote only text: `FROM → TO` (FROM `(fresh)` for a fresh node) on an
+    // install, `APP FROM → TO` on a group's upgrade.
+    let (from, _) = field("detail")?.split_once(" → ")?;
+    match name {
+        "install" => Some(Version::parse(from).ok()),
+        "upgrade" => Some(None),
+        _ => None,
+    }
 }
 
 /// Every run in the state directory, oldest first.

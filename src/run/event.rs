@@ -1,0 +1,333 @@
+//! What a run says as it goes, and what it ends with: typed events, steps, outcomes and
+//! run statuses. Workers only send these; the journal, progress bars, plain lines and
+//! JSON are consumers that render them, and nothing reads a rendered string back.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+
+use crate::diagnostics::Exit;
+
+/// How one target ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Upgraded,
+    Unchanged,
+    RolledBack,
+    Failed,
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Upgraded => "upgraded",
+            Outcome::Unchanged => "unchanged",
+            Outcome::RolledBack => "rolled back",
+            Outcome::Failed => "failed",
+            Outcome::Skipped => "skipped",
+        }
+    }
+
+    /// A failure the run counts against `max_failures` (rolled back or not).
+    pub fn is_failure(self) -> bool {
+        matches!(self, Outcome::Failed | Outcome::RolledBack)
+    }
+}
+
+/// Where a rollback goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Back {
+    /// A node back on a release (`None`: on no release, a fresh node).
+    To(Option<Version>),
+    /// A group's last upgrade undone.
+    LastUpgrade,
+    /// With the rest of the run (`on_failure: rollback-all`).
+    All,
+}
+
+/// One step of one target, as it happens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// The node's lock is taken, at this place (`root` or `host:root`).
+    Lock {
+        at: String,
+    },
+    /// A node's change begins: from its permanent release (`None`: a fresh node) to `to`.
+    Install {
+        from: Option<Version>,
+        to: Version,
+    },
+    /// The release is already current: an earlier attempt installed it.
+    AlreadyCurrent {
+        to: Version,
+    },
+    /// An app of a group begins its upgrade (`from`: `None` when not installed).
+    Upgrade {
+        app: String,
+        from: Option<Version>,
+        to: Version,
+    },
+    HealthChecking,
+    HealthFailed {
+        why: String,
+    },
+    RollBack(Back),
+    Permanent {
+        version: Version,
+    },
+    /// A line a node's store said (EMQX's words).
+    Store(String),
+    /// A line an app group said.
+    Group(String),
+}
+
+fn or_fresh(v: &Option<Version>) -> String {
+    v.as_ref().map_or("(fresh)".into(), Version::to_string)
+}
+
+impl Step {
+    /// The step's name, as lines and the journal show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Lock { .. } => "lock",
+            Step::Install { .. } | Step::AlreadyCurrent { .. } => "install",
+            Step::Upgrade { .. } => "upgrade",
+            Step::HealthChecking | Step::HealthFailed { .. } => "health",
+            Step::RollBack(_) => "rollback",
+            Step::Permanent { .. } => "permanent",
+            Step::Store(_) => "store",
+            Step::Group(_) => "group",
+        }
+    }
+
+    /// Whether this step begins changing its target (what `resume` needs to know).
+    pub fn begins_change(&self) -> Option<Option<&Version>> {
+        match self {
+            Step::Install { from, .. } => Some(from.as_ref()),
+            Step::Upgrade { .. } => Some(None),
+            _ => None,
+        }
+    }
+}
+
+/// The step's detail, as lines and the journal show it.
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Lock { at } => f.write_str(at),
+            Step::Install { from, to } => write!(f, "{} → {to}", or_fresh(from)),
+            Step::AlreadyCurrent { to } => {
+                write!(f, "{to} is already current (an earlier run installed it)")
+            }
+            Step::Upgrade { app, from, to } => write!(
+                f,
+                "{app} {} → {to}",
+                from.as_ref()
+                    .map_or("(not installed)".into(), Version::to_string)
+            ),
+            Step::HealthChecking => f.write_str("checking"),
+            Step::HealthFailed { why } => write!(f, "failed: {why}"),
+            Step::RollBack(Back::To(v)) => write!(
+                f,
+                "back to {}",
+                v.as_ref().map_or("nothing".into(), Version::to_string)
+            ),
+            Step::RollBack(Back::LastUpgrade) => f.write_str("the group's last upgrade"),
+            Step::RollBack(Back::All) => f.write_str("rollback-all"),
+            Step::Permanent { version } => write!(f, "{version}"),
+            Step::Store(line) | Step::Group(line) => f.write_str(line),
+        }
+    }
+}
+
+/// How a command takes up a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Begin {
+    /// `apply`: a new run.
+    New,
+    /// `resume`: the run goes on, with this many targets already finished.
+    Resumed { finished: usize },
+    /// `rollback RUN`: what the run upgraded goes back.
+    RollBack,
+}
+
+/// What happened, as it happens.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A run starts (or `resume` continues one): its id, plan, size and journal.
+    Began {
+        run: String,
+        plan: String,
+        targets: usize,
+        waves: usize,
+        journal: PathBuf,
+        how: Begin,
+    },
+    Wave {
+        index: usize,
+        of: usize,
+        targets: Vec<String>,
+    },
+    Step {
+        target: String,
+        step: Step,
+    },
+    Done(TargetResult),
+    Note {
+        detail: String,
+    },
+}
+
+/// One target's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetResult {
+    pub target: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub outcome: Outcome,
+    pub detail: String,
+    pub millis: u64,
+    /// The failure could not be undone: the target needs attention (exit 4).
+    #[serde(default)]
+    pub attention: bool,
+}
+
+/// How a run stands: what `history` shows and the journal's last line records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunStatus {
+    /// Started and never ended: killed, or still running.
+    Interrupted,
+    Succeeded,
+    Failed,
+    /// The maintenance window closed: `resume` continues it.
+    Paused,
+    NeedsAttention,
+    /// `rollback RUN` put back everything the run had upgraded.
+    RolledBack,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Paused => "paused",
+            RunStatus::NeedsAttention => "needs-attention",
+            RunStatus::RolledBack => "rolled-back",
+        }
+    }
+
+    /// Whether `resume` has anything to do.
+    pub fn resumable(self) -> bool {
+        matches!(self, RunStatus::Interrupted | RunStatus::Paused)
+    }
+
+    /// How the command that ended the run with this status exits.
+    pub fn exit(self) -> Exit {
+        match self {
+            RunStatus::Succeeded | RunStatus::RolledBack => Exit::Ok,
+            RunStatus::Failed => Exit::Failed,
+            RunStatus::Paused => Exit::Paused,
+            RunStatus::NeedsAttention | RunStatus::Interrupted => Exit::Attention,
+        }
+    }
+
+    /// The status of a run whose targets ended as `results` (SPEC §5.6): attention
+    /// first, then failures, then a pause.
+    pub fn of(results: &[TargetResult], paused: bool) -> RunStatus {
+        if results.iter().any(|r| r.attention) {
+            RunStatus::NeedsAttention
+        } else if results.iter().any(|r| r.outcome.is_failure()) {
+            RunStatus::Failed
+        } else if paused {
+            RunStatus::Paused
+        } else {
+            RunStatus::Succeeded
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn steps_read_as_they_always_did() {
+        let install = Step::Install {
+            from: Some(v("4.4.15")),
+            to: v("4.4.16"),
+        };
+        assert_eq!(
+            (install.name(), install.to_string().as_str()),
+            ("install", "4.4.15 → 4.4.16")
+        );
+        let fresh = Step::Install {
+            from: None,
+            to: v("4.4.16"),
+        };
+        assert_eq!(fresh.to_string(), "(fresh) → 4.4.16");
+        let up = Step::Upgrade {
+            app: "mall".into(),
+            from: None,
+            to: v("1.0.1"),
+        };
+        assert_eq!(up.to_string(), "mall (not installed) → 1.0.1");
+        assert_eq!(
+            Step::RollBack(Back::To(None)).to_string(),
+            "back to nothing"
+        );
+        assert_eq!(Step::RollBack(Back::All).to_string(), "rollback-all");
+    }
+
+    #[test]
+    fn a_status_knows_its_exit_and_whether_it_resumes() {
+        let r = |outcome, attention| TargetResult {
+            target: "n".into(),
+            from: None,
+            to: "1.0.1".into(),
+            outcome,
+            detail: String::new(),
+            millis: 0,
+            attention,
+        };
+        assert_eq!(
+            RunStatus::of(&[r(Outcome::Upgraded, false)], false),
+            RunStatus::Succeeded
+        );
+        assert_eq!(
+            RunStatus::of(&[r(Outcome::Upgraded, false)], true),
+            RunStatus::Paused
+        );
+        assert_eq!(
+            RunStatus::of(
+                &[r(Outcome::RolledBack, false), r(Outcome::Failed, true)],
+                true
+            ),
+            RunStatus::NeedsAttention
+        );
+        assert_eq!(
+            RunStatus::of(&[r(Outcome::RolledBack, false)], true),
+            RunStatus::Failed
+        );
+        assert_eq!(RunStatus::Paused.exit().code(), 6);
+        assert_eq!(RunStatus::Failed.exit().code(), 3);
+        assert!(RunStatus::Interrupted.resumable() && RunStatus::Paused.resumable());
+        assert!(!RunStatus::RolledBack.resumable());
+    }
+}

@@ -1,0 +1,411 @@
+//! Executing a schedule: waves one after another, targets of a wave in parallel on a
+//! rayon pool sized to `max_parallel`, each target as one locked sequence (open, change,
+//! check, commit; undo what fails), failures counted across the run and handled as
+//! `on_failure` says. Also `rollback RUN`: every target a run upgraded put back.
+//!
+//! This file drives [`Target`]s and never asks which kind it has. Workers only send
+//! [`Event`]s; what reaches the terminal or the journal is decided by the consumers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use semver::Version;
+
+use super::event::{Back, Event, Outcome, Step, TargetResult};
+use super::target::{ChangeError, Cx, Target};
+use crate::diagnostics::{Code, Problem};
+use crate::plan::{Amount, OnFailure, Plan};
+use crate::remote::Hosts;
+use crate::schedule::Schedule;
+
+/// What an interrupted attempt of a run left behind; empty for a new run.
+#[derive(Default)]
+pub struct Earlier {
+    /// Targets it finished: not run again.
+    pub finished: BTreeMap<String, TargetResult>,
+    /// Targets it began changing, with the release a node came from. One found already
+    /// on its target was upgraded by this run (killed before it could say so), not
+    /// unchanged.
+    pub began: BTreeMap<String, Option<Version>>,
+}
+
+/// How the wave loop ended.
+pub struct RunEnd {
+    pub results: Vec<TargetResult>,
+    /// The maintenance window closed: targets not started wait for `resume`.
+    pub paused: bool,
+}
+
+/// One run (or one `rollback RUN`) in progress.
+pub struct Exec<'a> {
+    plan: &'a Plan,
+    targets: Vec<Box<dyn Target + 'a>>,
+    run_id: &'a str,
+    lock_wait: Duration,
+    hosts: Option<Arc<Hosts>>,
+    emit: &'a (dyn Fn(Event) + Sync),
+    earlier: Earlier,
+    failures: AtomicUsize,
+    allowed: usize,
+    stop: AtomicBool,
+    /// Targets this run upgraded (indexes into `targets`), in completion order, with
+    /// the release they came from.
+    upgraded: Mutex<Vec<(usize, Option<Version>)>>,
+}
+
+fn allowed_failures(a: Amount, total: usize) -> usize {
+    match a {
+        Amount::Count(c) => c as usize,
+        Amount::Percent(p) => (p * total as f64 / 100.0).floor() as usize,
+    }
+}
+
+impl<'a> Exec<'a> {
+    pub fn new(
+        plan: &'a Plan,
+        run_id: &'a str,
+        lock_wait: Duration,
+        hosts: Option<Arc<Hosts>>,
+        emit: &'a (dyn Fn(Event) + Sync),
+    ) -> Exec<'a> {
+        Exec {
+            plan,
+            targets: super::kinds::of_plan(plan),
+            run_id,
+            lock_wait,
+            hosts,
+            emit,
+            earlier: Earlier::default(),
+            failures: AtomicUsize::new(0),
+            allowed: 0,
+            stop: AtomicBool::new(false),
+            upgraded: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn cx(&self) -> Cx<'_> {
+        Cx {
+            plan: self.plan,
+            run_id: self.run_id,
+            lock_wait: self.lock_wait,
+            hosts: self.hosts.as_ref(),
+            emit: self.emit,
+        }
+    }
+
+    fn step(&self, target: &str, step: Step) {
+        self.cx().step(target, step);
+    }
+
+    fn done(&self, r: &TargetResult) {
+        (self.emit)(Event::Done(r.clone()));
+    }
+
+    /// Remembers that this run upgraded target `i` (from `from`), for `rollback-all`.
+    fn record_upgraded(&self, i: usize, from: Option<Version>) {
+        if let Ok(mut u) = self.upgraded.lock() {
+            u.push((i, from));
+        }
+    }
+
+    fn failed(&self, r: TargetResult) -> TargetResult {
+        let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
+        if n > self.allowed {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+
+    /// Target `i`'s turn: its earlier result on resume, else its upgrade.
+    fn target(&self, i: usize) -> TargetResult {
+        let t = &*self.targets[i];
+        if let Some(r) = self.earlier.finished.get(t.name()) {
+            if r.outcome == Outcome::Upgraded {
+                let from = r.from.as_deref().and_then(|v| Version::parse(v).ok());
+                self.record_upgraded(i, from);
+            }
+            return r.clone();
+        }
+        let r = self.upgrade(i, t);
+        self.done(&r);
+        r
+    }
+
+    /// One target's upgrade: open (lock), change, check, commit; what fails is undone
+    /// or left as `on_failure` says.
+    fn upgrade(&self, i: usize, t: &dyn Target) -> TargetResult {
+        let started = Instant::now();
+        let to = t.to();
+        let done = |from: Option<&Version>, outcome, detail: String, attention| TargetResult {
+            target: t.name().to_owned(),
+            from: from.map(Version::to_string),
+            to: to.clone(),
+            outcome,
+            detail,
+            millis: started.elapsed().as_millis() as u64,
+            attention,
+        };
+        if self.stop.load(Ordering::SeqCst) {
+            return done(
+                None,
+                Outcome::Skipped,
+                "not started: the run's failures exceeded max_failures".into(),
+                false,
+            );
+        }
+        let cx = self.cx();
+        let (mut change, standing) = match t.open(&cx) {
+            Ok(x) => x,
+            Err(p) => return self.failed(done(None, Outcome::Failed, p.message, false)),
+        };
+        let from = standing.from.as_ref();
+        if let Some(already) = standing.reached {
+            if let Some(came_from) = self.earlier.began.get(t.name()) {
+                // The earlier attempt got this far and was stopped before it could say so.
+                self.record_upgraded(i, came_from.clone());
+                return done(
+                    came_from.as_ref(),
+                    Outcome::Upgraded,
+                    format!("{to} was reached before the run was interrupted"),
+                    false,
+                );
+            }
+            return done(from, Outcome::Unchanged, already, false);
+        }
+        let unhealthy = match change.change() {
+            Ok(()) => change.check().err(),
+            Err(ChangeError::Undone(d)) => {
+                return self.failed(done(from, Outcome::RolledBack, d, false));
+            }
+            Err(ChangeError::Failed { detail, attention }) => {
+                return self.failed(done(from, Outcome::Failed, detail, attention));
+            }
+            Err(ChangeError::Unhealthy(what)) => Some(what),
+        };
+        if let Some(what) = unhealthy {
+            if self.plan.rollout.on_failure == OnFailure::Stop {
+                return self.failed(done(
+                    from,
+                    Outcome::Failed,
+                    format!("{what}; left as it is (on_failure: stop)"),
+                    false,
+                ));
+            }
+            self.step(t.name(), Step::RollBack(t.back(from)));
+            return match change.undo() {
+                Ok(note) => self.failed(done(
+                    from,
+                    Outcome::RolledBack,
+                    format!("{what}{note}"),
+                    false,
+                )),
+                Err(r) => self.failed(done(
+                    from,
+                    Outcome::Failed,
+                    format!("{what}; rollback failed: {r}"),
+                    true,
+                )),
+            };
+        }
+        match change.commit() {
+            Ok(detail) => {
+                self.record_upgraded(i, standing.from.clone());
+                done(from, Outcome::Upgraded, detail, false)
+            }
+            Err(p) => self.failed(done(from, Outcome::Failed, p.message, true)),
+        }
+    }
+
+    /// `rollback-all`: every target this run upgraded goes back, newest first.
+    fn roll_back_all(&self, results: &mut [TargetResult]) {
+        let upgraded = self.upgraded.lock().map(|u| u.clone()).unwrap_or_default();
+        let cx = self.cx();
+        for (i, from) in upgraded.into_iter().rev() {
+            let t = &*self.targets[i];
+            let Some(r) = results.iter_mut().find(|r| r.target == t.name()) else {
+                continue;
+            };
+            self.step(t.name(), Step::RollBack(Back::All));
+            match t.roll_back(&cx, from.as_ref()) {
+                Ok(_) => {
+                    r.outcome = Outcome::RolledBack;
+                    r.detail =
+                        "rolled back with the rest of the run (on_failure: rollback-all)".into();
+                }
+                Err(e) => {
+                    r.outcome = Outcome::Failed;
+                    r.detail = format!("rollback-all failed: {e}");
+                    r.attention = true;
+                }
+            }
+            self.done(r);
+        }
+    }
+
+    /// Runs every wave of `schedule` and returns each target's result, in schedule order.
+    pub fn execute(mut self, schedule: &Schedule, earlier: Earlier) -> Result<RunEnd, Problem> {
+        let plan = self.plan;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(plan.rollout.max_parallel.min(schedule.len().max(1)))
+            .build()
+            .map_err(|e| Problem::new(Code::Io, format!("cannot start the worker pool: {e}")))?;
+        // On resume, what already failed counts against max_failures as before.
+        let failed_before = earlier
+            .finished
+            .values()
+            .filter(|r| r.outcome.is_failure())
+            .count();
+        self.failures = AtomicUsize::new(failed_before);
+        self.allowed = allowed_failures(plan.rollout.max_failures, schedule.len());
+        self.earlier = earlier;
+        let run = self;
+        let name = |t: &crate::schedule::TargetId| t.name(plan);
+        let mut results = Vec::with_capacity(schedule.len());
+        let of = schedule.waves.len();
+        let mut paused = false;
+        for (index, wave) in schedule.waves.iter().enumerate() {
+            let all_finished = wave
+                .iter()
+                .all(|t| run.earlier.finished.contains_key(name(t)));
+            // The pause comes before the window check: a window may close during it.
+            if index > 0
+                && !all_finished
+                && !paused
+                && !run.stop.load(Ordering::SeqCst)
+                && !plan.rollout.pause.is_zero()
+            {
+                (run.emit)(Event::Note {
+                    detail: format!(
+                        "pausing {}s before the next wave",
+                        plan.rollout.pause.as_secs_f64()
+                    ),
+                });
+                std::thread::sleep(plan.rollout.pause);
+            }
+            if !paused
+                && !all_finished
+                && index > 0
+                && let Some(w) = &plan.window
+                && !crate::window::is_open(w, jiff::Timestamp::now())
+            {
+                paused = true;
+                (run.emit)(Event::Note {
+                    detail: format!(
+                        "the maintenance window {} closed: no new wave starts; `fleetup resume` continues",
+                        crate::window::describe(w)
+                    ),
+                });
+            }
+            if paused {
+                for t in wave {
+                    let target = &run.targets[t.index(plan)];
+                    results.push(
+                        run.earlier
+                            .finished
+                            .get(name(t))
+                            .cloned()
+                            .unwrap_or_else(|| TargetResult {
+                                target: name(t).to_owned(),
+                                from: None,
+                                to: target.to(),
+                                outcome: Outcome::Skipped,
+                                detail: "paused: the maintenance window closed".into(),
+                                millis: 0,
+                                attention: false,
+                            }),
+                    );
+                }
+                continue;
+            }
+            if run.stop.load(Ordering::SeqCst) {
+                results.extend(wave.iter().map(|t| run.target(t.index(plan))));
+                continue;
+            }
+
+            (run.emit)(Event::Wave {
+                index: index + 1,
+                of,
+                targets: wave.iter().map(|t| name(t).to_owned()).collect(),
+            });
+            // Exactly max_parallel workers, each taking the next target in file order:
+            // targets start in the order of the plan, and none waits batched behind a
+            // slow one.
+            let next = AtomicUsize::new(0);
+            let slots: Vec<Mutex<Option<TargetResult>>> =
+                wave.iter().map(|_| Mutex::new(None)).collect();
+            pool.scope(|scope| {
+                for _ in 0..pool.current_num_threads().min(wave.len()) {
+                    scope.spawn(|_| {
+                        loop {
+                            let i = next.fetch_add(1, Ordering::SeqCst);
+                            let Some(t) = wave.get(i) else { break };
+                            let r = run.target(t.index(plan));
+                            if let Ok(mut slot) = slots[i].lock() {
+                                *slot = Some(r);
+                            }
+                        }
+                    });
+                }
+            });
+            let wave_results: Vec<TargetResult> = slots
+                .into_iter()
+                .filter_map(|m| m.into_inner().ok().flatten())
+                .collect();
+            let wave_failed = wave_results.iter().any(|r| r.outcome.is_failure());
+            results.extend(wave_results);
+            // A wave starts only when the previous one is all healthy, within max_failures.
+            if wave_failed && run.failures.load(Ordering::SeqCst) > run.allowed {
+                run.stop.store(true, Ordering::SeqCst);
+            }
+        }
+        if run.stop.load(Ordering::SeqCst) && plan.rollout.on_failure == OnFailure::RollbackAll {
+            run.roll_back_all(&mut results);
+        }
+        Ok(RunEnd { results, paused })
+    }
+
+    /// `fleetup rollback RUN`: every target the run upgraded (`upgraded`, in the order
+    /// they finished) goes back, newest first: a node to the release it came from,
+    /// checked healthy there; a group's last upgrade undone.
+    pub fn roll_back_run(&self, upgraded: &[TargetResult]) -> Vec<TargetResult> {
+        let cx = self.cx();
+        let mut out = Vec::new();
+        for r in upgraded.iter().rev() {
+            let Some(t) = self.targets.iter().find(|t| t.name() == r.target) else {
+                continue;
+            };
+            let from = r.from.as_deref().and_then(|v| Version::parse(v).ok());
+            let started = Instant::now();
+            self.step(&r.target, Step::RollBack(t.back(from.as_ref())));
+            let (outcome, detail, attention) = match t.roll_back(&cx, from.as_ref()) {
+                Ok(words) => (Outcome::RolledBack, words, false),
+                Err(e) => (Outcome::Failed, format!("rollback failed: {e}"), true),
+            };
+            let res = TargetResult {
+                target: r.target.clone(),
+                from: Some(r.to.clone()),
+                to: r.from.clone().unwrap_or_default(),
+                outcome,
+                detail,
+                millis: started.elapsed().as_millis() as u64,
+                attention,
+            };
+            self.done(&res);
+            out.push(res);
+        }
+        out
+    }
+}
+
+/// Targets among `ids` whose lock another fleetup holds right now: a run refuses to
+/// start (exit 5).
+pub fn locks_held(
+    plan: &Plan,
+    ids: impl Iterator<Item = crate::schedule::TargetId>,
+) -> Vec<Problem> {
+    let targets = super::kinds::of_plan(plan);
+    ids.filter_map(|t| targets[t.index(plan)].lock_held())
+        .collect()
+}

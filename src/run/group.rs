@@ -1,0 +1,306 @@
+//! An app group as a target of a run: each of its apps upgraded from the market as
+//! `fleetup group upgrade` would (deploy hook and health check per service, a record per
+//! upgrade), in plan order; undone by rolling back the group's last upgrade.
+
+use semver::Version;
+
+use super::event::{Back, Step};
+use super::preview::Preview;
+use super::target::{Change, ChangeError, Cx, Standing, Target};
+use crate::diagnostics::{Code, Problem};
+use crate::group::{self, Group, Market};
+use crate::plan::{AppTarget, GroupTarget, Plan};
+use crate::preflight::Preflight;
+
+pub struct GroupUnit<'p> {
+    plan: &'p Plan,
+    g: &'p GroupTarget,
+}
+
+impl<'p> GroupUnit<'p> {
+    pub fn new(plan: &'p Plan, g: &'p GroupTarget) -> Self {
+        GroupUnit { plan, g }
+    }
+
+    fn ctx<'s>(&self, cx: &Cx, say: &'s mut dyn FnMut(String)) -> group::Ctx<'s> {
+        let g = self.g;
+        let env = |k: &str| std::env::var(k).ok();
+        let vars = g
+            .vars
+            .iter()
+            .filter_map(|(k, t)| Some((k.clone(), t.render(|_| None, env).ok()?)))
+            .collect();
+        group::Ctx {
+            say,
+            hooks: group::Hooks {
+                deploy: g
+                    .hooks
+                    .command
+                    .as_ref()
+                    .map(|c| c.iter().map(|t| t.value.clone()).collect()),
+                timeout: g.hooks.timeout,
+                health: g.health.clone(),
+                vars,
+                group: g.name.value.clone(),
+            },
+            lock_wait: cx.lock_wait,
+            run: Some(cx.run_id.to_owned()),
+        }
+    }
+
+    fn group(&self) -> Group {
+        Group::new(&self.g.root.value)
+    }
+
+    /// The services an app's entry picks (`None`: all of them).
+    fn picked(a: &AppTarget) -> Option<Vec<String>> {
+        a.services
+            .as_ref()
+            .map(|v| v.iter().map(|s| s.value.clone()).collect())
+    }
+
+    /// An app's installed version when it still needs its upgrade (an unfinished
+    /// record counts as needing it); `None` when it is at its target.
+    fn pending(grp: &Group, a: &AppTarget) -> Option<Option<Version>> {
+        let installed = grp
+            .state()
+            .ok()
+            .and_then(|s| s.app(&a.app.value).map(|x| x.version.clone()));
+        let unfinished = grp
+            .records()
+            .last()
+            .is_some_and(|r| r.status == group::Status::InProgress);
+        (installed.as_ref() != Some(&a.to.value) || unfinished).then_some(installed)
+    }
+}
+
+impl Target for GroupUnit<'_> {
+    fn name(&self) -> &str {
+        &self.g.name.value
+    }
+
+    fn to(&self) -> String {
+        self.g
+            .apps
+            .iter()
+            .map(|a| format!("{} {}", a.app.value, a.to.value))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    fn preview(&self, _: &Preflight) -> Preview {
+        let g = self.g;
+        let grp = self.group();
+        let market = Market::new(&g.market.value);
+        let installed = grp.state().ok();
+        let mut services = Vec::new();
+        let mut verdicts = Vec::new();
+        let mut from = Vec::new();
+        for a in &g.apps {
+            let cur = installed
+                .as_ref()
+                .and_then(|s| s.app(&a.app.value))
+                .map(|x| x.version.clone());
+            from.push(format!(
+                "{} {}",
+                a.app.value,
+                cur.as_ref()
+                    .map_or("(not installed)".into(), |v| v.to_string())
+            ));
+            if cur.as_ref() == Some(&a.to.value) {
+                verdicts.push(format!("{}: already at {}", a.app.value, a.to.value));
+                continue;
+            }
+            let picked = Self::picked(a);
+            match grp.preview(
+                &market,
+                &a.app.value,
+                &a.to.value,
+                picked.as_deref(),
+                self.plan.policy,
+            ) {
+                Ok((_, _, d, picked)) => {
+                    verdicts.push(format!("{}: passed", a.app.value));
+                    for sd in d {
+                        let note =
+                            if matches!(sd.change, group::Change::Upgrade | group::Change::Add)
+                                && !picked.contains(&sd.service)
+                            {
+                                " (not picked)"
+                            } else {
+                                ""
+                            };
+                        services.push(format!(
+                            "{} {} {}{note}{}",
+                            sd.change.marker(),
+                            sd.service,
+                            sd.change.as_str(),
+                            if sd.details.is_empty() {
+                                String::new()
+                            } else {
+                                format!(": {}", sd.details.join("; "))
+                            }
+                        ));
+                    }
+                }
+                Err(p) => verdicts.push(format!(
+                    "{}: cannot be previewed: {}",
+                    a.app.value, p.message
+                )),
+            }
+        }
+        Preview {
+            target: g.name.value.clone(),
+            kind: "group",
+            from: Some(from.join(", ")),
+            from_source: "live",
+            to: self.to(),
+            package: None,
+            rules: verdicts.join("; "),
+            services,
+        }
+    }
+
+    fn lock_held(&self) -> Option<Problem> {
+        let root = &self.g.root.value;
+        if !root.is_dir() {
+            return None;
+        }
+        crate::store::lock::acquire(
+            root,
+            &format!("the group `{}`", self.g.name.value),
+            None,
+            std::time::Duration::ZERO,
+        )
+        .err()
+    }
+
+    fn open<'s>(&'s self, cx: &'s Cx<'s>) -> Result<(Box<dyn Change + 's>, Standing), Problem> {
+        // Each app's upgrade takes the group's lock itself, as `fleetup group upgrade` does.
+        let grp = self.group();
+        let reached = (!self.g.apps.iter().any(|a| Self::pending(&grp, a).is_some()))
+            .then(|| "every app already at its target".to_owned());
+        let change = GroupChange {
+            unit: self,
+            cx,
+            grp,
+            changed: Vec::new(),
+            failed: None,
+        };
+        Ok((
+            Box::new(change),
+            Standing {
+                from: None,
+                reached,
+            },
+        ))
+    }
+
+    fn back(&self, _: Option<&Version>) -> Back {
+        Back::LastUpgrade
+    }
+
+    fn roll_back(&self, cx: &Cx, _: Option<&Version>) -> Result<String, String> {
+        let name = self.name();
+        let mut say = |l: String| cx.step(name, Step::Group(l));
+        let mut ctx = self.ctx(cx, &mut say);
+        match self.group().rollback(None, None, &mut ctx) {
+            Ok(r) if r.status == group::Status::RolledBack => Ok("last upgrade rolled back".into()),
+            Ok(r) => Err(format!("record {}: {}", r.id, r.status.as_str())),
+            Err(p) => Err(p.message),
+        }
+    }
+}
+
+struct GroupChange<'s> {
+    unit: &'s GroupUnit<'s>,
+    cx: &'s Cx<'s>,
+    grp: Group,
+    /// One line per app upgraded, for the report.
+    changed: Vec<String>,
+    /// The status of the app upgrade that failed.
+    failed: Option<group::Status>,
+}
+
+impl Change for GroupChange<'_> {
+    fn change(&mut self) -> Result<(), ChangeError> {
+        let (unit, cx) = (self.unit, self.cx);
+        let name = unit.name();
+        let market = Market::new(&unit.g.market.value);
+        let mut say = |l: String| cx.step(name, Step::Group(l));
+        let mut ctx = unit.ctx(cx, &mut say);
+        for a in &unit.g.apps {
+            let Some(installed) = GroupUnit::pending(&self.grp, a) else {
+                continue;
+            };
+            cx.step(
+                name,
+                Step::Upgrade {
+                    app: a.app.value.clone(),
+                    from: installed,
+                    to: a.to.value.clone(),
+                },
+            );
+            let picked = GroupUnit::picked(a);
+            let rec = self
+                .grp
+                .upgrade(
+                    &market,
+                    &a.app.value,
+                    &a.to.value,
+                    picked.as_deref(),
+                    unit.plan.policy,
+                    &mut ctx,
+                )
+                .map_err(|p| ChangeError::Failed {
+                    detail: p.message,
+                    attention: false,
+                })?;
+            if rec.status != group::Status::Upgraded {
+                self.failed = Some(rec.status);
+                return Err(ChangeError::Unhealthy(format!(
+                    "{} {} → {}: {}",
+                    rec.app,
+                    rec.from,
+                    rec.to,
+                    rec.status.as_str()
+                )));
+            }
+            self.changed.push(format!(
+                "{} {} → {} (record {})",
+                rec.app, rec.from, rec.to, rec.id
+            ));
+        }
+        Ok(())
+    }
+
+    /// Each service was checked as it was deployed (`group upgrade` does it).
+    fn check(&mut self) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn undo(&mut self) -> Result<String, String> {
+        let (unit, cx) = (self.unit, self.cx);
+        let name = unit.name();
+        let mut say = |l: String| cx.step(name, Step::Group(l));
+        let mut ctx = unit.ctx(cx, &mut say);
+        match self.grp.rollback(None, None, &mut ctx) {
+            Ok(rb) if rb.status == group::Status::RolledBack => {
+                Ok(format!("; rolled back by record {}", rb.id))
+            }
+            Ok(rb) => Err(format!("record {}: {}", rb.id, rb.status.as_str())),
+            // A failed upgrade that changed nothing has nothing to roll back.
+            Err(p)
+                if p.code == Code::GroupRollback
+                    && self.failed == Some(group::Status::UpgradeFailed) =>
+            {
+                Ok("; nothing had changed".into())
+            }
+            Err(p) => Err(p.message),
+        }
+    }
+
+    fn commit(&mut self) -> Result<String, Problem> {
+        Ok(self.changed.join("; "))
+    }
+}

@@ -1,0 +1,341 @@
+//! The run use case: a plan prepared (loaded, checked against the world, scheduled),
+//! applied wave by wave, resumed after a kill or a closed window, and rolled back.
+//!
+//! [`Runner`] never prints: it takes an event sink and returns a [`Report`] (or a
+//! [`Failure`] to render). Commands only parse arguments, call it and render.
+//!
+//! - `prepare.rs`: plan → preflight (remote stores read in parallel) → schedule → preview
+//! - `target.rs`: the seam every target kind implements (`node.rs`, `group.rs`),
+//!   listed in `kinds.rs`
+//! - `exec.rs`: the wave loop, failure budget, rollback-all and rollback RUN
+//! - `event.rs`: typed events, steps, outcomes and run statuses
+//! - `journal.rs`: the record of every run, read back by `resume`, `rollback`, `history`
+
+pub mod event;
+pub mod exec;
+mod group;
+pub mod journal;
+mod kinds;
+mod node;
+pub mod prepare;
+pub mod preview;
+pub mod target;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::diagnostics::{Code, Exit, Failure, Problem};
+use crate::plan::Plan;
+pub use event::{Back, Begin, Event, Outcome, RunStatus, Step, TargetResult};
+pub use journal::RunSummary;
+pub use prepare::{Prepared, prepare};
+pub use preview::Preview;
+
+/// How a run command ended.
+pub enum Ended {
+    /// The run went through its targets (or the part it could): its report.
+    Ran(Report),
+    /// The operator declined at the prompt: nothing was changed.
+    Declined,
+    /// Nothing to do, and why.
+    Nothing(String),
+}
+
+/// The outcome of a run, `resume` or `rollback RUN`.
+#[derive(Debug)]
+pub struct Report {
+    pub run: String,
+    pub plan: String,
+    pub status: RunStatus,
+    pub results: Vec<TargetResult>,
+}
+
+impl Report {
+    pub fn exit(&self) -> Exit {
+        self.status.exit()
+    }
+}
+
+/// How a run starts: what the operator confirms before anything changes.
+pub type Confirm<'a> = &'a dyn Fn(&Prepared) -> Result<bool, Problem>;
+
+/// Where runs are kept and how long to wait for another fleetup's lock.
+pub struct Runner {
+    /// `--state`: the state directory (else the plan's `state`, then the environment).
+    pub state: Option<PathBuf>,
+    pub lock_wait: Duration,
+}
+
+/// Refuses to start outside the plan's window (exit 5), naming the next opening.
+fn window_open(plan: &Plan) -> Result<(), Problem> {
+    use crate::window;
+    let Some(w) = &plan.window else { return Ok(()) };
+    let now = jiff::Timestamp::now();
+    if window::is_open(w, now) {
+        return Ok(());
+    }
+    let next = window::next_opening(w, now).map_or("never (no day is listed)".to_owned(), |z| {
+        z.strftime("%a %Y-%m-%d %H:%M:%S %Z").to_string()
+    });
+    Err(Problem::new(
+        Code::WindowClosed,
+        format!(
+            "outside the maintenance window {}; it next opens {next}",
+            window::describe(w)
+        ),
+    )
+    .help("run it then (a systemd timer or cron entry can), or change the plan's `window`"))
+}
+
+/// A store another fleetup holds refuses the run (exit 5), unless asked to wait.
+fn locks_free(
+    plan: &Plan,
+    lock_wait: Duration,
+    ids: impl Iterator<Item = crate::schedule::TargetId>,
+) -> Result<(), Failure> {
+    let held = exec::locks_held(plan, ids);
+    if held.is_empty() || !lock_wait.is_zero() {
+        return Ok(());
+    }
+    Err(Failure {
+        problems: held,
+        file: None,
+        exit: Exit::Refused,
+    })
+}
+
+/// The run's end written to its journal, as a report.
+fn finish(
+    journal: &journal::Journal,
+    plan: &Plan,
+    status: RunStatus,
+    results: Vec<TargetResult>,
+) -> Report {
+    journal.finish(status, status.exit().code());
+    Report {
+        run: journal.id(),
+        plan: plan.name.clone(),
+        status,
+        results,
+    }
+}
+
+impl Runner {
+    fn state_dir(&self, plan: Option<&Path>) -> Result<PathBuf, Problem> {
+        journal::state_dir(self.state.as_deref(), plan)
+    }
+
+    /// Every run in the state directory, oldest first, and that directory.
+    pub fn runs(&self) -> Result<(PathBuf, Vec<RunSummary>), Problem> {
+        let state = self.state_dir(None)?;
+        let runs = journal::runs(&state);
+        Ok((state, runs))
+    }
+
+    /// `fleetup apply`: checks that the run may start, asks `confirm`, journals the run
+    /// and executes it.
+    pub fn apply(
+        &self,
+        path: &Path,
+        p: Prepared,
+        confirm: Confirm,
+        emit: &(dyn Fn(Event) + Sync),
+    ) -> Result<Ended, Failure> {
+        window_open(&p.plan)?;
+        locks_free(&p.plan, self.lock_wait, p.schedule.targets())?;
+        if !confirm(&p)? {
+            return Ok(Ended::Declined);
+        }
+        let state = self.state_dir(p.plan.state.as_deref())?;
+        let journal = journal::Journal::create(
+            &state,
+            path,
+            &p.plan.name,
+            &p.plan.file.text,
+            p.only.as_deref(),
+        )?;
+        emit(Event::Began {
+            run: journal.id(),
+            plan: p.plan.name.clone(),
+            targets: p.schedule.len(),
+            waves: p.schedule.waves.len(),
+            journal: journal.dir.clone(),
+            how: Begin::New,
+        });
+        let tee = |e: Event| {
+            journal.event(&e);
+            emit(e);
+        };
+        let hosts = match p.hosts.clone() {
+            Some(h) => Some(h),
+            None => prepare::hosts_for(&p.plan, p.schedule.targets())
+                .inspect_err(|e| journal.finish(RunStatus::Failed, e.code.exit().code()))?,
+        };
+        let id = journal.id();
+        let exec = exec::Exec::new(&p.plan, &id, self.lock_wait, hosts, &tee);
+        self.execute(exec, &journal, &p.plan, &p.schedule, Default::default())
+    }
+
+    fn execute(
+        &self,
+        exec: exec::Exec,
+        journal: &journal::Journal,
+        plan: &Plan,
+        schedule: &crate::schedule::Schedule,
+        earlier: exec::Earlier,
+    ) -> Result<Ended, Failure> {
+        match exec.execute(schedule, earlier) {
+            Ok(end) => {
+                let status = RunStatus::of(&end.results, end.paused);
+                Ok(Ended::Ran(finish(journal, plan, status, end.results)))
+            }
+            Err(p) => {
+                journal.finish(RunStatus::Failed, p.code.exit().code());
+                Err(p.into())
+            }
+        }
+    }
+
+    /// Finds a run by id (or prefix), or the latest one that `pick` accepts.
+    fn find_run(
+        &self,
+        id: Option<&str>,
+        pick: impl Fn(&RunSummary) -> bool,
+        what: &str,
+    ) -> Result<RunSummary, Problem> {
+        let state = self.state_dir(None)?;
+        let mut runs = journal::runs(&state);
+        let found = match id {
+            Some(id) => runs
+                .into_iter()
+                .rev()
+                .find(|r| r.run == id || r.run.starts_with(id)),
+            None => {
+                runs.retain(&pick);
+                runs.pop()
+            }
+        };
+        found.ok_or_else(|| {
+            let msg = match id {
+                Some(id) => format!("no run `{id}` in {}", state.display()),
+                None => format!("no run to {what} in {}", state.display()),
+            };
+            Problem::new(Code::Usage, msg).help("`fleetup history --state DIR` lists the runs")
+        })
+    }
+
+    /// `fleetup resume [RUN]`: finishes an interrupted or paused run. Targets the
+    /// journal records as finished stay as they are; every other target is reconciled
+    /// with its real state (a node killed mid-install is repaired by its store, one left
+    /// current is checked and made permanent) and the run goes on as `on_failure` says.
+    pub fn resume(
+        &self,
+        run: Option<&str>,
+        emit: &(dyn Fn(Event) + Sync),
+    ) -> Result<Ended, Failure> {
+        let (state, runs) = self.runs()?;
+        if run.is_none() && !runs.iter().any(RunSummary::resumable) {
+            // Idempotent for schedulers: nothing left to finish is not an error.
+            return Ok(Ended::Nothing(format!(
+                "No interrupted or paused run in {}; nothing to resume.",
+                state.display()
+            )));
+        }
+        let r = self.find_run(run, RunSummary::resumable, "resume")?;
+        if !r.resumable() {
+            return Ok(Ended::Nothing(format!(
+                "Run {} ended as {}; there is nothing to resume.",
+                r.run, r.status
+            )));
+        }
+        let plan = prepare::run_plan(&r)?;
+        let schedule = crate::schedule::build(&plan, r.only.as_deref())?;
+        window_open(&plan)?;
+        let finished: BTreeMap<String, TargetResult> = r
+            .targets
+            .iter()
+            .filter(|t| t.outcome != Outcome::Skipped)
+            .map(|t| (t.target.clone(), t.clone()))
+            .collect();
+        // As `apply` does; targets the run finished are not touched again, so not checked.
+        let pending = schedule
+            .targets()
+            .filter(|t| !finished.contains_key(t.name(&plan)));
+        locks_free(&plan, self.lock_wait, pending)?;
+        let journal = journal::Journal::reopen(&r.dir)?;
+        journal.event(&Event::Note {
+            detail: format!("resumed by pid {}", std::process::id()),
+        });
+        emit(Event::Began {
+            run: r.run.clone(),
+            plan: plan.name.clone(),
+            targets: schedule.len(),
+            waves: schedule.waves.len(),
+            journal: r.dir.clone(),
+            how: Begin::Resumed {
+                finished: finished.len(),
+            },
+        });
+        let tee = |e: Event| {
+            journal.event(&e);
+            emit(e);
+        };
+        let hosts = prepare::hosts_for(&plan, schedule.targets())
+            .inspect_err(|e| journal.finish(RunStatus::Failed, e.code.exit().code()))?;
+        let exec = exec::Exec::new(&plan, &r.run, self.lock_wait, hosts, &tee);
+        let earlier = exec::Earlier {
+            finished,
+            began: r.began.clone(),
+        };
+        self.execute(exec, &journal, &plan, &schedule, earlier)
+    }
+
+    /// `fleetup rollback RUN`: every target the run upgraded goes back to where it came
+    /// from, newest first.
+    pub fn roll_back(&self, run: &str, emit: &(dyn Fn(Event) + Sync)) -> Result<Ended, Failure> {
+        let r = self.find_run(Some(run), |_| true, "roll back")?;
+        let plan = prepare::run_plan(&r)?;
+        let upgraded: Vec<TargetResult> = r
+            .targets
+            .iter()
+            .filter(|t| t.outcome == Outcome::Upgraded)
+            .cloned()
+            .collect();
+        if upgraded.is_empty() {
+            return Ok(Ended::Nothing(format!(
+                "Run {} upgraded nothing that is still upgraded; nothing to roll back.",
+                r.run
+            )));
+        }
+        let journal = journal::Journal::reopen(&r.dir)?;
+        emit(Event::Began {
+            run: r.run.clone(),
+            plan: plan.name.clone(),
+            targets: upgraded.len(),
+            waves: 1,
+            journal: r.dir.clone(),
+            how: Begin::RollBack,
+        });
+        let tee = |e: Event| {
+            journal.event(&e);
+            emit(e);
+        };
+        let ids = upgraded.iter().filter_map(|u| {
+            crate::schedule::select(&plan, None)
+                .ok()?
+                .into_iter()
+                .find(|t| t.name(&plan) == u.target)
+        });
+        // A host that cannot be reached fails its nodes' rollbacks, not the command.
+        let hosts = prepare::hosts_for(&plan, ids).ok().flatten();
+        let exec = exec::Exec::new(&plan, &r.run, Duration::ZERO, hosts, &tee);
+        let results = exec.roll_back_run(&upgraded);
+        let status = if results.iter().any(|x| x.attention) {
+            RunStatus::NeedsAttention
+        } else {
+            RunStatus::RolledBack
+        };
+        Ok(Ended::Ran(finish(&journal, &plan, status, results)))
+    }
+}

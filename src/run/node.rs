@@ -1,0 +1,368 @@
+//! A node as a target of a run: its release store (here or on its host, through the
+//! store seam) locked, the target release installed and activated, checked healthy over
+//! the plan's health check, and made permanent; undone by switching back.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use semver::Version;
+
+use super::event::{Back, Step};
+use super::preview::Preview;
+use super::target::{Change, ChangeError, Cx, Standing, Target};
+use crate::diagnostics::{Code, Problem};
+use crate::health::Probe;
+use crate::plan::{NodeTarget, Plan};
+use crate::preflight::Preflight;
+use crate::remote::{Location, NodeStore};
+use crate::store::{self, Activation, Ctx};
+
+pub struct NodeUnit<'p> {
+    plan: &'p Plan,
+    /// The node's index in the plan (and in the preflight's findings).
+    index: usize,
+    node: &'p NodeTarget,
+}
+
+impl<'p> NodeUnit<'p> {
+    pub fn new(plan: &'p Plan, index: usize, node: &'p NodeTarget) -> Self {
+        NodeUnit { plan, index, node }
+    }
+
+    fn to_version(&self) -> &Version {
+        &self.node.to.value
+    }
+
+    /// Everything a run needs to fill the node's templates.
+    fn vars(&self) -> BTreeMap<String, String> {
+        let env = |k: &str| std::env::var(k).ok();
+        let mut vars: BTreeMap<String, String> = self
+            .node
+            .vars
+            .iter()
+            .filter_map(|(k, t)| Some((k.clone(), t.render(|_| None, env).ok()?)))
+            .collect();
+        vars.insert("name".into(), self.node.name.value.clone());
+        vars.insert("host".into(), self.node.host.clone());
+        vars
+    }
+
+    /// The store's context: the plan's product, rules and activate hook for this node.
+    fn ctx<'s>(&self, cx: &Cx, say: &'s mut dyn FnMut(String)) -> Ctx<'s> {
+        let plan = self.plan;
+        let mut vars = self.vars();
+        vars.remove("root");
+        Ctx {
+            say,
+            product: Some(plan.product.clone()),
+            runtime: plan.runtime.clone(),
+            edition: plan.edition.as_ref().map(|e| e.value.clone()),
+            repo: plan.repository.as_ref().map(|r| r.value.clone()),
+            sha256: self.node.sha256.as_ref().map(|s| s.value.clone()),
+            policy: plan.policy,
+            activation: Activation {
+                command: plan
+                    .hooks
+                    .command
+                    .as_ref()
+                    .map(|c| c.iter().map(|t| t.value.clone()).collect()),
+                timeout: plan.hooks.timeout,
+                vars,
+            },
+            lock_wait: cx.lock_wait,
+            run: Some(cx.run_id.to_owned()),
+            limits: Default::default(),
+            env: Default::default(),
+        }
+    }
+
+    /// Where the node's store is. A remote node without connections is an error, never
+    /// a local path.
+    fn location<'n>(&'n self, cx: &'n Cx) -> Result<Location<'n>, Problem> {
+        let ssh = match (cx.hosts, &self.node.ssh) {
+            (Some(h), Some(a)) => Some((h, &a.value)),
+            (None, Some(_)) => {
+                return Err(Problem::new(
+                    Code::Io,
+                    format!(
+                        "node `{}` is remote, but no SSH connection could be prepared",
+                        self.node.name.value
+                    ),
+                ));
+            }
+            (_, None) => None,
+        };
+        Ok(Location {
+            root: &self.node.root.value,
+            ssh,
+        })
+    }
+
+    fn open_store(&self, cx: &Cx, lock: bool) -> Result<NodeStore, Problem> {
+        let mut say = |_: String| {};
+        let ctx = self.ctx(cx, &mut say);
+        NodeStore::open(&self.location(cx)?, &ctx, lock, false)
+    }
+
+    /// The plan's health check on `version` (after a rollback: with `rollback_timeout`).
+    fn health(
+        &self,
+        store: &mut NodeStore,
+        version: &Version,
+        previous: Option<&Version>,
+        rollback: bool,
+    ) -> Result<(), String> {
+        let Some(h) = &self.plan.health else {
+            return Ok(());
+        };
+        let mut vars = self.vars();
+        // A remote root is a path on its host, taken as written.
+        let root = &self.node.root.value;
+        let root = if store.is_remote() {
+            root.clone()
+        } else {
+            std::path::absolute(root).unwrap_or_else(|_| root.clone())
+        };
+        vars.insert("root".into(), root.display().to_string());
+        vars.insert("version".into(), version.to_string());
+        vars.insert(
+            "previous".into(),
+            previous.map(|p| p.to_string()).unwrap_or_default(),
+        );
+        let env = |k: &str| std::env::var(k).ok();
+        let probe = h.probe(|t| {
+            t.render(|k| vars.get(k).cloned(), env)
+                .map_err(|m| format!("the health check `{t}` cannot be filled: {m:?}"))
+        })?;
+        // A command check runs where the node is; http and tcp checks run from here.
+        probe
+            .wait_with(h.timing(rollback), |p, limit: Duration| match p {
+                Probe::Command { argv } => store
+                    .check_on_node(argv, limit)
+                    .unwrap_or_else(|| p.once(limit)),
+                _ => p.once(limit),
+            })
+            .map(|_| ())
+    }
+}
+
+impl Target for NodeUnit<'_> {
+    fn name(&self) -> &str {
+        &self.node.name.value
+    }
+
+    fn to(&self) -> String {
+        self.to_version().to_string()
+    }
+
+    fn preview(&self, pf: &Preflight) -> Preview {
+        let (n, f) = (self.node, &pf.nodes[self.index]);
+        let (from, from_source) = match (&f.running, &n.from) {
+            (Some(r), _) => (Some(r.version.to_string()), "live"),
+            (None, Some(p)) if !f.state_read => (Some(p.value.to_string()), "pinned"),
+            (None, _) if f.state_read => (None, "fresh"),
+            _ => (None, "unknown"),
+        };
+        let rules = match (&f.running, &f.package, &f.unreachable) {
+            (_, _, Some(why)) => format!("cannot be previewed: {why}"),
+            (Some(_), Some(_), _) => "passed".into(),
+            (None, Some(_), _) if f.state_read => "none apply (fresh store)".into(),
+            _ => "checked at apply (state not readable here)".into(),
+        };
+        Preview {
+            target: n.name.value.clone(),
+            kind: "node",
+            from,
+            from_source,
+            to: n.to.value.to_string(),
+            package: f.package.as_ref().map(|p| p.file.clone()),
+            rules,
+            services: Vec::new(),
+        }
+    }
+
+    fn lock_held(&self) -> Option<Problem> {
+        // A remote store's lock is taken on its host when the node's turn comes.
+        if self.node.ssh.is_some() {
+            return None;
+        }
+        let dir = self.node.root.value.join("releases");
+        if !dir.is_dir() {
+            return None;
+        }
+        store::lock::acquire(
+            &dir,
+            &format!("the store of node `{}`", self.node.name.value),
+            None,
+            Duration::ZERO,
+        )
+        .err()
+    }
+
+    fn open<'s>(&'s self, cx: &'s Cx<'s>) -> Result<(Box<dyn Change + 's>, Standing), Problem> {
+        let at = match &self.node.ssh {
+            Some(a) => format!(
+                "{}:{}",
+                crate::remote::ssh::describe(&a.value),
+                self.node.root.value.display()
+            ),
+            None => self.node.root.value.display().to_string(),
+        };
+        cx.step(self.name(), Step::Lock { at });
+        let mut store = self.open_store(cx, true)?;
+        let st = store.state()?;
+        let to = self.to_version();
+        // What the node runs for good, and what a rollback returns to.
+        let from = st
+            .as_ref()
+            .and_then(|s| s.permanent())
+            .map(|r| r.version.clone());
+        let running = st
+            .as_ref()
+            .and_then(|s| s.running())
+            .map(|r| r.version.clone());
+        let reached = if self.plan.rollout.permanent {
+            from.as_ref() == Some(to)
+        } else {
+            running.as_ref() == Some(to)
+        };
+        let standing = Standing {
+            from: from.clone(),
+            reached: reached.then(|| format!("already runs {to}")),
+        };
+        let change = NodeChange {
+            unit: self,
+            cx,
+            store,
+            from,
+            running,
+        };
+        Ok((Box::new(change), standing))
+    }
+
+    fn back(&self, from: Option<&Version>) -> Back {
+        Back::To(from.cloned())
+    }
+
+    fn roll_back(&self, cx: &Cx, from: Option<&Version>) -> Result<String, String> {
+        let name = self.name();
+        let mut say = |l: String| cx.step(name, Step::Store(l));
+        let mut ctx = self.ctx(cx, &mut say);
+        let mut store = self.open_store(cx, false).map_err(|p| p.message)?;
+        let to = self.to_version();
+        match from {
+            Some(prev) => store
+                .roll_back_to(prev, to, &mut ctx)
+                .map_err(|p| p.message)
+                .and_then(|_| self.health(&mut store, prev, Some(to), true))?,
+            None => store.revert(to, &mut ctx).map_err(|p| p.message)?,
+        }
+        Ok(format!(
+            "back on {}",
+            from.map_or("no release".into(), Version::to_string)
+        ))
+    }
+}
+
+/// A node opened for its upgrade: the store's lock is held until this is dropped.
+struct NodeChange<'s> {
+    unit: &'s NodeUnit<'s>,
+    cx: &'s Cx<'s>,
+    store: NodeStore,
+    /// The permanent release before the change.
+    from: Option<Version>,
+    /// The current release before the change.
+    running: Option<Version>,
+}
+
+impl NodeChange<'_> {
+    /// Runs one store operation with its lines reported as the node's steps.
+    fn with_ctx<T>(&mut self, f: impl FnOnce(&mut NodeStore, &mut Ctx) -> T) -> T {
+        let (cx, unit) = (self.cx, self.unit);
+        let mut say = |l: String| cx.step(unit.name(), Step::Store(l));
+        let mut ctx = unit.ctx(cx, &mut say);
+        f(&mut self.store, &mut ctx)
+    }
+}
+
+impl Change for NodeChange<'_> {
+    fn change(&mut self) -> Result<(), ChangeError> {
+        let (name, to) = (self.unit.name(), self.unit.to_version().clone());
+        if let Some(pin) = &self.unit.node.from
+            && self.from.as_ref() != Some(&pin.value)
+        {
+            let runs = self
+                .from
+                .as_ref()
+                .map_or("nothing".into(), |v| v.to_string());
+            return Err(ChangeError::Failed {
+                detail: format!("the plan pins from {} but the node runs {runs}", pin.value),
+                attention: false,
+            });
+        }
+        if self.running.as_ref() == Some(&to) {
+            // A run killed after installing: the release is current, not yet permanent.
+            self.cx.step(name, Step::AlreadyCurrent { to });
+            return Ok(());
+        }
+        self.cx.step(
+            name,
+            Step::Install {
+                from: self.from.clone(),
+                to: to.clone(),
+            },
+        );
+        self.with_ctx(|store, ctx| store.upgrade(&to, false, ctx))
+            .map(|_| ())
+            .map_err(|p| match p.code {
+                // A failed activation was already switched back by the store.
+                Code::ActivationFailed => ChangeError::Undone(p.message),
+                Code::RollbackFailed | Code::SshLost => ChangeError::Failed {
+                    detail: p.message,
+                    attention: true,
+                },
+                _ => ChangeError::Failed {
+                    detail: p.message,
+                    attention: false,
+                },
+            })
+    }
+
+    fn check(&mut self) -> Result<(), String> {
+        let (unit, name) = (self.unit, self.unit.name());
+        self.cx.step(name, Step::HealthChecking);
+        let from = self.from.clone();
+        unit.health(&mut self.store, unit.to_version(), from.as_ref(), false)
+            .map_err(|why| {
+                self.cx.step(name, Step::HealthFailed { why: why.clone() });
+                format!("unhealthy: {why}")
+            })
+    }
+
+    fn undo(&mut self) -> Result<String, String> {
+        let unit = self.unit;
+        let to = unit.to_version().clone();
+        self.with_ctx(|store, ctx| store.revert(&to, ctx))
+            .map_err(|p| p.message)?;
+        if let Some(prev) = self.from.clone() {
+            unit.health(&mut self.store, &prev, Some(&to), true)
+                .map_err(|h| format!("{prev} is not healthy again: {h}"))?;
+        }
+        Ok(String::new())
+    }
+
+    fn commit(&mut self) -> Result<String, Problem> {
+        if !self.unit.plan.rollout.permanent {
+            return Ok("healthy, current (not permanent)".into());
+        }
+        let to = self.unit.to_version().clone();
+        self.cx.step(
+            self.unit.name(),
+            Step::Permanent {
+                version: to.clone(),
+            },
+        );
+        self.with_ctx(|store, ctx| store.upgrade(&to, true, ctx))?;
+        Ok("healthy, permanent".into())
+    }
+}

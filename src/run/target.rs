@@ -1,0 +1,92 @@
+//! The target seam: what a run does to one target, whatever its kind. A node's release
+//! store and an app group each implement [`Target`] once (`node.rs`, `group.rs` beside
+//! this file); the wave loop, the failure budget, `rollback-all` and `rollback RUN`
+//! (`exec.rs`) drive them through it and never ask which kind they have.
+//!
+//! A new kind of target is one new file here implementing [`Target`] and [`Change`],
+//! and one line in `kinds.rs`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use semver::Version;
+
+use super::event::{Back, Event, Step};
+use super::preview::Preview;
+use crate::diagnostics::Problem;
+use crate::plan::Plan;
+use crate::preflight::Preflight;
+use crate::remote::Hosts;
+
+/// What a target needs from the run it is part of.
+pub struct Cx<'a> {
+    pub plan: &'a Plan,
+    pub run_id: &'a str,
+    /// How long to wait for another fleetup's lock.
+    pub lock_wait: Duration,
+    /// Connections to the plan's hosts (for remote nodes), one per host.
+    pub hosts: Option<&'a Arc<Hosts>>,
+    pub emit: &'a (dyn Fn(Event) + Sync),
+}
+
+impl Cx<'_> {
+    pub fn step(&self, target: &str, step: Step) {
+        (self.emit)(Event::Step {
+            target: target.to_owned(),
+            step,
+        });
+    }
+}
+
+/// Where a target stands when its turn comes.
+pub struct Standing {
+    /// What a rollback returns to: a node's permanent release (`None` for a fresh node
+    /// and for a group, whose rollback undoes its last upgrade record).
+    pub from: Option<Version>,
+    /// Already where the plan wants it, with the words that say so.
+    pub reached: Option<String>,
+}
+
+/// How a change failed.
+pub enum ChangeError {
+    /// The target put itself back (a node whose activation failed was switched back).
+    Undone(String),
+    /// The change failed; `attention` when what it left cannot be trusted.
+    Failed { detail: String, attention: bool },
+    /// The change left the target unhealthy: `on_failure` decides whether to undo it.
+    Unhealthy(String),
+}
+
+/// One target of a plan.
+pub trait Target: Sync {
+    /// The name that keys the journal, `--only` and the report.
+    fn name(&self) -> &str;
+    /// What the plan wants the target to reach, as the report shows it.
+    fn to(&self) -> String;
+    /// The dry run's view of the target, from what the preflight read.
+    fn preview(&self, pf: &Preflight) -> Preview;
+    /// Another fleetup holds the target right now: a run refuses to start (exit 5).
+    /// `None` also where the lock can only be taken when the target's turn comes.
+    fn lock_held(&self) -> Option<Problem>;
+    /// Takes the target's lock (held until the [`Change`] is dropped) and reads where
+    /// it stands.
+    fn open<'s>(&'s self, cx: &'s Cx<'s>) -> Result<(Box<dyn Change + 's>, Standing), Problem>;
+    /// How a rollback of this target from `from` is announced.
+    fn back(&self, from: Option<&Version>) -> Back;
+    /// Puts back what a finished run changed (`rollback-all`, `rollback RUN`): a node
+    /// onto `from`, checked healthy there; a group's last upgrade undone. `Ok` says where
+    /// the target is now.
+    fn roll_back(&self, cx: &Cx, from: Option<&Version>) -> Result<String, String>;
+}
+
+/// A target opened for a change, its lock held.
+pub trait Change {
+    /// Makes the change (a node's release installed and activated, a group's apps upgraded).
+    fn change(&mut self) -> Result<(), ChangeError>;
+    /// Checks the changed target is healthy.
+    fn check(&mut self) -> Result<(), String>;
+    /// Undoes the change after a failed check; `Ok` carries words to add to the report.
+    fn undo(&mut self) -> Result<String, String>;
+    /// Makes the change stick (a node's release made permanent); the report's words.
+    fn commit(&mut self) -> Result<String, Problem>;
+}

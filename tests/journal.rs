@@ -1,0 +1,112 @@
+//! Journals written by earlier fleetups still resume and roll back. The fixture under
+//! tests/fixtures/journal-v1 is a real journal written by fleetup 0.1.0 (journal format
+//! 1: steps as text only), cut as a kill leaves it right after n2 became permanent.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/journal-v1");
+
+/// The fleet the fixture's run worked on: n1 and n2 upgraded 4.4.15 → 4.4.16 (permanent).
+fn fleet_of_the_fixture(dir: &Path) -> String {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for v in ["4.4.15", "4.4.16"] {
+        release_zip(&repo, v, 0);
+    }
+    for n in ["n1", "n2"] {
+        for v in ["4.4.15", "4.4.16"] {
+            fleetup()
+                .current_dir(dir)
+                .args(["node", "upgrade", v, "--root", n, "--repo", "repo"])
+                .args(["--product", "emqx"])
+                .assert()
+                .success();
+        }
+    }
+    let run = std::fs::read_to_string(Path::new(FIXTURE).join("RUN")).unwrap();
+    let run = run.trim().to_owned();
+    let plan = std::fs::read_to_string(Path::new(FIXTURE).join("plan.yaml")).unwrap();
+    std::fs::write(dir.join("plan.yaml"), &plan).unwrap();
+    let rundir = dir.join("state/runs").join(&run);
+    std::fs::create_dir_all(&rundir).unwrap();
+    std::fs::write(rundir.join("plan.yaml"), &plan).unwrap();
+    std::fs::copy(
+        Path::new(FIXTURE).join("journal.jsonl"),
+        rundir.join("journal.jsonl"),
+    )
+    .unwrap();
+    run
+}
+
+#[test]
+fn a_format_1_journal_resumes_and_its_run_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = fleet_of_the_fixture(dir.path());
+    let history = |args: &[&str]| {
+        output(
+            fleetup()
+                .current_dir(dir.path())
+                .arg("history")
+                .args(args)
+                .args(["--state", "state"]),
+        )
+    };
+    let (code, out, _) = history(&[]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&run) && out.contains("interrupted"), "{out}");
+
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(dir.path())
+            .args(["resume", &run, "--format", "json", "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["status"], "succeeded", "{doc}");
+    let target = |name: &str| {
+        doc["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["target"] == name)
+            .cloned()
+            .unwrap()
+    };
+    // n1 was finished in the journal; n2 began (`4.4.15 → 4.4.16` in the old text form)
+    // and was found on its target: upgraded by this run, from 4.4.15.
+    assert_eq!(target("n1")["outcome"], "upgraded", "{doc}");
+    assert_eq!(target("n2")["outcome"], "upgraded", "{doc}");
+    assert_eq!(target("n2")["from"], "4.4.15", "{doc}");
+    assert!(
+        target("n2")["detail"]
+            .as_str()
+            .unwrap()
+            .contains("reached before the run was interrupted"),
+        "{doc}"
+    );
+    let (_, out, _) = history(&[&run]);
+    assert!(out.contains("succeeded"), "{out}");
+
+    // Both nodes go back to where the journal says they came from.
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(dir.path())
+            .args(["rollback", &run, "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    for n in ["n1", "n2"] {
+        let v = output(
+            fleetup()
+                .current_dir(dir.path())
+                .args(["node", "versions", "--root", n]),
+        )
+        .1;
+        assert!(v.contains("* 4.4.15\tpermanent"), "{n}: {v}");
+    }
+    let (_, out, _) = history(&[&run]);
+    assert!(out.contains("rolled-back"), "{out}");
+}
