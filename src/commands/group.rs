@@ -196,7 +196,7 @@ pub fn run(cmd: GroupCommand) -> Result<Exit, Failure> {
             }
         },
         GroupCommand::Rollback { opts, record, services } => with_ctx(&opts, |g, c| g.rollback(record.as_deref(), services.as_deref(), c))
-            .map(|r| if r.status == Status::RolledBack || r.status == Status::PartialRollback && !r.services.iter().any(|s| s.result.starts_with("failed")) { Exit::Ok } else { Exit::Failed }),
+            .map(|r| if r.status == Status::RolledBack || r.status == Status::PartialRollback && !r.services.iter().any(|s| s.result.is_failed()) { Exit::Ok } else { Exit::Failed }),
     };
     Ok(result?)
 }

@@ -1,0 +1,121 @@
+//! How a group deploys a service and checks it: from a plan's `groups[]` in runs, or
+//! from `<root>/group-hooks.toml` for `fleetup group` by hand.
+
+use super::*;
+
+/// The deploy hook and health check of a group, with what fills their placeholders.
+#[derive(Clone, Debug, Default)]
+pub struct Hooks {
+    pub deploy: Option<Vec<Template>>,
+    pub timeout: Duration,
+    pub health: Option<crate::health::Health>,
+    pub vars: BTreeMap<String, String>,
+    pub group: String,
+}
+
+pub struct Ctx<'a> {
+    pub say: &'a mut dyn FnMut(String),
+    pub hooks: Hooks,
+    pub lock_wait: Duration,
+    pub run: Option<String>,
+}
+
+/// `<root>/group-hooks.toml`: how a manual `fleetup group` command deploys a service and
+/// checks its health (a plan's `groups[].hooks` and `health` do the same in runs).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    pub name: Option<String>,
+    pub deploy: Option<DeployConfig>,
+    pub health: Option<HealthConfig>,
+    #[serde(default)]
+    pub vars: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    pub command: Vec<String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    pub command: Option<Vec<String>>,
+    pub http: Option<String>,
+    pub tcp: Option<String>,
+    pub expect_status: Option<u16>,
+    pub timeout: Option<String>,
+    pub interval: Option<String>,
+}
+
+impl HookConfig {
+    pub fn read(root: &Path) -> Result<Hooks, Problem> {
+        let path = root.join("group-hooks.toml");
+        let bad = |m: String| Problem::new(Code::NodeConfig, format!("{}: {m}", path.display()));
+        let cfg: HookConfig = match std::fs::read_to_string(&path) {
+            Ok(t) => toml::from_str(&t).map_err(|e| bad(e.message().to_owned()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => HookConfig::default(),
+            Err(e) => return Err(io(&path, e)),
+        };
+        let dur = |d: &Option<String>, default: u64| match d {
+            Some(s) => crate::duration::parse_duration(s)
+                .ok_or_else(|| bad(format!("`{s}` is not a duration"))),
+            None => Ok(Duration::from_secs(default)),
+        };
+        let tpl = |s: &str| Template::parse(s).map_err(|e| bad(format!("`{s}`: {e}")));
+        let at = |t| crate::plan::At {
+            value: t,
+            span: Default::default(),
+        };
+        let deploy = match &cfg.deploy {
+            Some(d) if d.command.is_empty() => return Err(bad("`deploy.command` is empty".into())),
+            Some(d) => Some(
+                d.command
+                    .iter()
+                    .map(|c| tpl(c))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
+        let health = match &cfg.health {
+            None => None,
+            Some(h) => {
+                let check = match (&h.command, &h.http, &h.tcp) {
+                    (Some(c), None, None) if !c.is_empty() => crate::plan::Check::Command(
+                        c.iter().map(|x| tpl(x).map(at)).collect::<Result<_, _>>()?,
+                    ),
+                    (None, Some(u), None) => crate::plan::Check::Http(at(tpl(u)?)),
+                    (None, None, Some(a)) => crate::plan::Check::Tcp(at(tpl(a)?)),
+                    _ => {
+                        return Err(bad(
+                            "`health` needs exactly one of command, http, tcp".into()
+                        ));
+                    }
+                };
+                let timeout = dur(&h.timeout, 60)?;
+                Some(crate::health::Health {
+                    check,
+                    expect_status: h.expect_status.unwrap_or(200),
+                    timeout,
+                    interval: dur(&h.interval, 1)?,
+                    healthy_for: Duration::ZERO,
+                    rollback_timeout: timeout,
+                })
+            }
+        };
+        let name = cfg.name.unwrap_or_else(|| {
+            root.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        Ok(Hooks {
+            deploy,
+            timeout: dur(&cfg.deploy.as_ref().and_then(|d| d.timeout.clone()), 300)?,
+            health,
+            vars: cfg.vars,
+            group: name,
+        })
+    }
+}

@@ -1,0 +1,544 @@
+//! What a group does: install an app, preview and run an upgrade (backup, record,
+//! deploy per service), and roll back the last upgrade.
+
+use super::*;
+
+impl Group {
+    /// Writes a service's spec, runs the deploy hook and the health check.
+    fn deploy(
+        &self,
+        app: &str,
+        service: &str,
+        spec: &ServiceSpec,
+        v: &Version,
+        prev: &Version,
+        ctx: &mut Ctx,
+    ) -> Result<(), String> {
+        let path = self.write_spec(service, spec).map_err(|p| p.message)?;
+        let abs = |p: &Path| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_owned())
+                .display()
+                .to_string()
+        };
+        let mut vars = ctx.hooks.vars.clone();
+        for (k, val) in [
+            ("name", ctx.hooks.group.clone()),
+            ("group", ctx.hooks.group.clone()),
+            ("root", abs(&self.root)),
+            ("app", app.to_owned()),
+            ("service", service.to_owned()),
+            ("spec", abs(&path)),
+            ("version", v.to_string()),
+            ("previous", prev.to_string()),
+        ] {
+            vars.insert(k.into(), val);
+        }
+        let fill = |t: &Template| {
+            t.render(|k| vars.get(k).cloned(), |e| std::env::var(e).ok())
+                .map_err(|m| format!("`{t}` cannot be filled: {m:?}"))
+        };
+        if let Some(cmd) = &ctx.hooks.deploy {
+            let argv = cmd.iter().map(fill).collect::<Result<Vec<_>, _>>()?;
+            crate::hook::run(&argv, &[], ctx.hooks.timeout)
+                .map_err(|e| format!("deploy hook `{}` failed: {e}", argv.join(" ")))?;
+        }
+        if let Some(h) = &ctx.hooks.health {
+            let probe = h.probe(fill)?;
+            probe
+                .wait(h.timing(false))
+                .map_err(|e| format!("health: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// `fleetup group install`: the first install of an app into the group.
+    pub fn install(
+        &self,
+        market: &Market,
+        app: &str,
+        v: &Version,
+        ctx: &mut Ctx,
+    ) -> Result<(), Problem> {
+        std::fs::create_dir_all(&self.root).map_err(|e| io(&self.root, e))?;
+        let _lock = self.lock(ctx)?;
+        let mut st = self.state()?;
+        if let Some(a) = st.app(app) {
+            return Err(Problem::new(
+                Code::GroupState,
+                format!("{app} {} is already installed in this group", a.version),
+            )
+            .help(format!(
+                "upgrade it with `fleetup group upgrade {app} --to VSN`"
+            )));
+        }
+        let t = market.template(app, v)?;
+        for s in t.services.keys() {
+            if let Some(other) = st.apps.iter().find(|a| a.services.contains_key(s)) {
+                return Err(Problem::new(
+                    Code::GroupState,
+                    format!(
+                        "service `{s}` already belongs to app {} in this group",
+                        other.app
+                    ),
+                ));
+            }
+        }
+        let mut deployed: Vec<&str> = Vec::new();
+        for (name, spec) in &t.services {
+            (ctx.say)(format!("+ {name}: deploying {}", spec.image));
+            if let Err(e) = self.deploy(app, name, spec, v, v, ctx) {
+                // A failed install records nothing, so the specs it wrote go too: the
+                // group's files keep saying what group.toml says.
+                for s in deployed.iter().copied().chain([name.as_str()]) {
+                    let _ =
+                        std::fs::remove_file(self.root.join("services").join(format!("{s}.yaml")));
+                }
+                let p = Problem::new(
+                    Code::GroupDeploy,
+                    format!("installing {app} {v}: service `{name}`: {e}"),
+                );
+                return Err(if deployed.is_empty() {
+                    p.help("nothing was installed; fix the cause and install again")
+                } else {
+                    p.help(format!(
+                        "nothing was recorded and the specs written were removed, but {} already went through the deploy hook: undo that by hand if it left them running, then install again",
+                        deployed.join(", ")
+                    ))
+                });
+            }
+            deployed.push(name);
+        }
+        st.format = 1;
+        st.apps.push(InstalledApp {
+            app: app.into(),
+            version: v.clone(),
+            services: t.services.clone(),
+        });
+        self.save_state(&st)?;
+        (ctx.say)(format!(
+            "Installed {app} {v} ({} services)",
+            t.services.len()
+        ));
+        Ok(())
+    }
+
+    /// Works out an upgrade without changing anything: the diff and the services picked.
+    pub fn preview(
+        &self,
+        market: &Market,
+        app: &str,
+        to: &Version,
+        services: Option<&[String]>,
+        policy: VersionPolicy,
+    ) -> Result<(InstalledApp, AppTemplate, Vec<ServiceDiff>, Vec<String>), Problem> {
+        let st = self.state()?;
+        let installed = st.app(app).cloned().ok_or_else(|| {
+            Problem::new(
+                Code::GroupState,
+                format!("app `{app}` is not installed in this group"),
+            )
+            .help("install it first with `fleetup group install`")
+        })?;
+        if let Some(v) = package::check_versions(&installed.version, to, policy)
+            .into_iter()
+            .next()
+        {
+            return Err(Problem::new(v.code, format!("{app}: {}", v.message)));
+        }
+        if &installed.version == to {
+            return Err(Problem::new(
+                Code::GroupState,
+                format!("{app} is already at {to}"),
+            ));
+        }
+        let t = market.template(app, to)?;
+        let d = diff(&installed.services, &t);
+        let candidates: Vec<&ServiceDiff> = d
+            .iter()
+            .filter(|s| matches!(s.change, Change::Upgrade | Change::Add))
+            .collect();
+        let picked: Vec<String> = match services {
+            None => candidates.iter().map(|s| s.service.clone()).collect(),
+            Some(list) => {
+                for s in list {
+                    match d.iter().find(|x| &x.service == s) {
+                        None => {
+                            return Err(Problem::new(
+                                Code::GroupState,
+                                format!("{app} {to} has no service `{s}`"),
+                            ));
+                        }
+                        Some(x) if !matches!(x.change, Change::Upgrade | Change::Add) => {
+                            return Err(Problem::new(
+                                Code::GroupState,
+                                format!(
+                                    "service `{s}` has nothing to upgrade ({})",
+                                    x.change.as_str()
+                                ),
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                list.to_vec()
+            }
+        };
+        if picked.is_empty() {
+            return Err(Problem::new(
+                Code::GroupState,
+                format!(
+                    "{app} {} → {to} changes no service: nothing to upgrade",
+                    installed.version
+                ),
+            ));
+        }
+        Ok((installed, t, d, picked))
+    }
+
+    fn backup(&self, id: &str) -> Result<(), Problem> {
+        let dir = self.root.join("backups").join(id);
+        let tmp = self.root.join("backups").join(format!(".{id}.tmp"));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(tmp.join("services")).map_err(|e| io(&tmp, e))?;
+        let gt = self.root.join("group.toml");
+        if gt.exists() {
+            std::fs::copy(&gt, tmp.join("group.toml")).map_err(|e| io(&gt, e))?;
+        }
+        for e in std::fs::read_dir(self.root.join("services"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            std::fs::copy(e.path(), tmp.join("services").join(e.file_name()))
+                .map_err(|err| io(&e.path(), err))?;
+        }
+        std::fs::rename(&tmp, &dir).map_err(|e| io(&dir, e))?;
+        crate::fsutil::sync_dir(&self.root.join("backups")).map_err(|e| io(&dir, e))
+    }
+
+    /// `fleetup group upgrade`: backs the group up, deploys each picked service, records it.
+    /// An unfinished upgrade of the same app to the same version (a killed run) is
+    /// finished instead: its pending services are deployed and its record completed.
+    pub fn upgrade(
+        &self,
+        market: &Market,
+        app: &str,
+        to: &Version,
+        services: Option<&[String]>,
+        policy: VersionPolicy,
+        ctx: &mut Ctx,
+    ) -> Result<Record, Problem> {
+        let _lock = self.lock(ctx)?;
+        let (mut rec, installed, t) = match self.records().pop() {
+            Some(last)
+                if last.status == Status::InProgress
+                    && last.kind == RecordKind::Upgrade
+                    && last.app == app
+                    && &last.to == to =>
+            {
+                (ctx.say)(format!(
+                    "Finishing the interrupted upgrade {} of {app} to {to}",
+                    last.id
+                ));
+                let before = self.backup_state(&last.id)?;
+                let installed = before.app(app).cloned().ok_or_else(|| {
+                    Problem::new(
+                        Code::GroupState,
+                        format!("the backup of {} does not hold {app}", last.id),
+                    )
+                })?;
+                let t = market.template(app, to)?;
+                (last, installed, t)
+            }
+            Some(last) if last.status == Status::InProgress => {
+                return Err(Problem::new(
+                    Code::GroupState,
+                    format!("record {} ({} of {} to {}) is unfinished", last.id, last.kind, last.app, last.to),
+                )
+                .help("finish it by running the same upgrade again, or roll it back with `fleetup group rollback`"));
+            }
+            _ => {
+                let (installed, t, d, picked) = self.preview(market, app, to, services, policy)?;
+                let id = self.next_id();
+                self.backup(&id)?;
+                (ctx.say)(format!("Backed up the group as backups/{id}"));
+                let rec = Record {
+                    id,
+                    kind: RecordKind::Upgrade,
+                    app: app.into(),
+                    from: installed.version.clone(),
+                    to: to.clone(),
+                    status: Status::InProgress,
+                    services: d
+                        .iter()
+                        .map(|s| ServiceOutcome {
+                            service: s.service.clone(),
+                            change: s.change,
+                            details: s.details.clone(),
+                            result: match s.change {
+                                Change::Kept => ServiceResult::Kept,
+                                Change::Unchanged => ServiceResult::Unchanged,
+                                _ if picked.contains(&s.service) => ServiceResult::Pending,
+                                _ => ServiceResult::NotPicked,
+                            },
+                        })
+                        .collect(),
+                    started: now(),
+                    finished: None,
+                    undoes: None,
+                    undone_by: None,
+                };
+                self.save_record(&rec)?;
+                (rec, installed, t)
+            }
+        };
+        let pending: Vec<(String, Change)> = rec
+            .services
+            .iter()
+            .filter(|s| s.result == ServiceResult::Pending)
+            .map(|s| (s.service.clone(), s.change))
+            .collect();
+        for (name, change) in pending {
+            let Some(spec) = t.services.get(&name) else {
+                continue;
+            };
+            (ctx.say)(format!(
+                "{} {name}: deploying {}",
+                change.marker(),
+                spec.image
+            ));
+            let result = self.deploy(app, &name, spec, to, &installed.version, ctx);
+            let outcome = match result {
+                Ok(()) => {
+                    (ctx.say)(format!("{} {name}: upgraded", change.marker()));
+                    ServiceResult::Done
+                }
+                Err(e) => {
+                    (ctx.say)(format!("{} {name}: failed: {e}", change.marker()));
+                    // The service keeps its previous spec on disk: what runs is unchanged.
+                    if let Some(prev) = installed.services.get(&name) {
+                        let _ = self.write_spec(&name, prev);
+                    }
+                    ServiceResult::Failed(e.to_string())
+                }
+            };
+            if let Some(s) = rec.services.iter_mut().find(|s| s.service == name) {
+                s.result = outcome;
+            }
+            self.save_record(&rec)?;
+        }
+        // group.toml follows the record: every service it marks done has the new spec.
+        let mut st = self.state()?;
+        let done: Vec<&ServiceOutcome> = rec
+            .services
+            .iter()
+            .filter(|s| s.result == ServiceResult::Done)
+            .collect();
+        let failed = rec.services.iter().filter(|s| s.result.is_failed()).count();
+        if let Some(a) = st.app_mut(app) {
+            for s in &done {
+                if let Some(spec) = t.services.get(&s.service) {
+                    a.services.insert(s.service.clone(), spec.clone());
+                }
+            }
+            if !done.is_empty() {
+                a.version = to.clone();
+            }
+        }
+        self.save_state(&st)?;
+        rec.status = match (done.len(), failed) {
+            (_, 0) => Status::Upgraded,
+            (0, _) => Status::UpgradeFailed,
+            _ => Status::PartialUpgraded,
+        };
+        rec.finished = Some(now());
+        self.save_record(&rec)?;
+        (ctx.say)(format!(
+            "Record {}: {app} {} → {to}: {}",
+            rec.id,
+            installed.version,
+            rec.status.as_str()
+        ));
+        Ok(rec)
+    }
+
+    /// The group as it was before upgrade `id`, from its backup.
+    fn backup_state(&self, id: &str) -> Result<GroupState, Problem> {
+        std::fs::read_to_string(self.root.join("backups").join(id).join("group.toml"))
+            .ok()
+            .and_then(|t| toml::from_str(&t).ok())
+            .ok_or_else(|| {
+                Problem::new(
+                    Code::GroupRollback,
+                    format!("the backup of upgrade {id} is missing or damaged"),
+                )
+            })
+    }
+
+    /// `fleetup group rollback`: undoes the last upgrade, for all or the chosen services.
+    /// Services that upgrade added are never removed: they are reported as kept.
+    pub fn rollback(
+        &self,
+        record: Option<&str>,
+        services: Option<&[String]>,
+        ctx: &mut Ctx,
+    ) -> Result<Record, Problem> {
+        let _lock = self.lock(ctx)?;
+        let records = self.records();
+        let Some(last) = records
+            .iter()
+            .rev()
+            .find(|r| r.kind == RecordKind::Upgrade)
+            .cloned()
+        else {
+            return Err(Problem::new(
+                Code::GroupRollback,
+                "this group has no upgrade to roll back",
+            ));
+        };
+        if let Some(id) = record
+            && id != last.id
+        {
+            return Err(Problem::new(
+                Code::GroupRollback,
+                format!(
+                    "only the last upgrade can be rolled back: that is record {} ({} {} → {}), not {id}",
+                    last.id, last.app, last.from, last.to
+                ),
+            ));
+        }
+        if let Some(by) = &last.undone_by {
+            return Err(Problem::new(
+                Code::GroupRollback,
+                format!("upgrade {} was already rolled back by record {by}", last.id),
+            ));
+        }
+        let before = self.backup_state(&last.id)?;
+        let prev_app = before.app(&last.app).cloned();
+        // What the upgrade changed: upgraded services go back; added ones are kept.
+        let upgraded: Vec<&ServiceOutcome> = last
+            .services
+            .iter()
+            .filter(|s| s.result == ServiceResult::Done && s.change == Change::Upgrade)
+            .collect();
+        let added: Vec<&ServiceOutcome> = last
+            .services
+            .iter()
+            .filter(|s| {
+                s.change == Change::Add
+                    && s.result != ServiceResult::NotPicked
+                    && s.result != ServiceResult::Pending
+            })
+            .collect();
+        let chosen: Vec<String> = match services {
+            None => upgraded.iter().map(|s| s.service.clone()).collect(),
+            Some(list) => {
+                for s in list {
+                    if !last.services.iter().any(|x| &x.service == s) {
+                        return Err(Problem::new(
+                            Code::GroupRollback,
+                            format!("upgrade {} did not touch service `{s}`", last.id),
+                        ));
+                    }
+                }
+                list.iter()
+                    .filter(|s| upgraded.iter().any(|u| &u.service == *s))
+                    .cloned()
+                    .collect()
+            }
+        };
+        if chosen.is_empty() {
+            return Err(Problem::new(
+                Code::GroupRollback,
+                format!(
+                    "nothing to roll back: upgrade {} changed none of the chosen services (added services are never removed)",
+                    last.id
+                ),
+            ));
+        }
+        let id = self.next_id();
+        let mut rec = Record {
+            id: id.clone(),
+            kind: RecordKind::Rollback,
+            app: last.app.clone(),
+            from: last.to.clone(),
+            to: last.from.clone(),
+            status: Status::InProgress,
+            services: Vec::new(),
+            started: now(),
+            finished: None,
+            undoes: Some(last.id.clone()),
+            undone_by: None,
+        };
+        self.save_record(&rec)?;
+        let mut st = self.state()?;
+        let (mut ok, mut failed) = (0, 0);
+        for name in &chosen {
+            let Some(spec) = prev_app
+                .as_ref()
+                .and_then(|a| a.services.get(name))
+                .cloned()
+            else {
+                continue;
+            };
+            (ctx.say)(format!("↺ {name}: restoring {}", spec.image));
+            let result = self.deploy(&last.app, name, &spec, &last.from, &last.to, ctx);
+            let outcome = match result {
+                Ok(()) => {
+                    ok += 1;
+                    if let Some(a) = st.app_mut(&last.app) {
+                        a.services.insert(name.clone(), spec.clone());
+                    }
+                    ServiceResult::Done
+                }
+                Err(e) => {
+                    failed += 1;
+                    ServiceResult::Failed(e.to_string())
+                }
+            };
+            (ctx.say)(format!("↺ {name}: {outcome}"));
+            rec.services.push(ServiceOutcome {
+                service: name.clone(),
+                change: Change::Upgrade,
+                details: vec![],
+                result: outcome,
+            });
+            self.save_record(&rec)?;
+        }
+        for a in &added {
+            (ctx.say)(format!(
+                "+ {}: kept (added by the upgrade; a rollback never removes a service)",
+                a.service
+            ));
+            rec.services.push(ServiceOutcome {
+                service: a.service.clone(),
+                change: Change::Kept,
+                details: vec!["added by the upgrade".into()],
+                result: ServiceResult::Kept,
+            });
+        }
+        let all_back = failed == 0 && chosen.len() == upgraded.len();
+        if all_back && let Some(a) = st.app_mut(&last.app) {
+            a.version = last.from.clone();
+        }
+        self.save_state(&st)?;
+        rec.status = match (ok, failed) {
+            (_, 0) if all_back => Status::RolledBack,
+            (_, 0) => Status::PartialRollback,
+            (0, _) => Status::RollbackFailed,
+            _ => Status::PartialRollback,
+        };
+        rec.finished = Some(now());
+        self.save_record(&rec)?;
+        let mut undone = last.clone();
+        undone.undone_by = Some(id.clone());
+        self.save_record(&undone)?;
+        (ctx.say)(format!(
+            "Record {id}: rollback of {}: {}",
+            last.id,
+            rec.status.as_str()
+        ));
+        Ok(rec)
+    }
+}
