@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use crate::plan::HostKeys;
 use crate::remote::agent::{StoreOp, WireConfig};
-use crate::remote::{Hosts, Location, NodeStore, SshSettings};
+use crate::remote::{Hosts, SshSettings};
 use crate::store::{Ctx, NodeConfig};
+use crate::store::{Location, NodeStore};
 
 fn version(s: &str) -> Result<Version, Problem> {
     Version::parse(s).map_err(|e| {

@@ -1,6 +1,6 @@
-//! The transport seam: a node's store is either here ([`Store`]) or on another host,
-//! reached over SSH and served there by the same `Store` code (`fleetup __agent`).
-//! Callers — fleet runs and `fleetup node` — use [`NodeStore`] and never ask which.
+//! Remote stores: a node's store on another host, reached over SSH and served there by
+//! the same `Store` code (`fleetup __agent`). Callers use the store seam
+//! (`store::NodeStore`), which holds either a local `Store` or a [`RemoteStore`].
 
 pub mod agent;
 pub mod ssh;
@@ -16,7 +16,7 @@ use semver::Version;
 
 use crate::diagnostics::{Code, Problem};
 use crate::plan::SshAddr;
-use crate::store::{self, Ctx, Outcome, Store, StoreState};
+use crate::store::{self, Ctx, Outcome, StoreState};
 use agent::{Reply, Request, StoreOp, WireConfig, WireCtx};
 pub use ssh::{Host, Hosts, SshSettings};
 
@@ -251,12 +251,18 @@ impl Drop for Session {
     }
 }
 
-/// A node's store, wherever it is.
-pub enum NodeStore {
-    Local(Store),
-    Remote(Box<RemoteStore>),
+fn op_name(op: StoreOp) -> &'static str {
+    match op {
+        StoreOp::Unpack => "the unpack",
+        StoreOp::Upgrade => "the install",
+        StoreOp::Downgrade => "the downgrade",
+        StoreOp::Uninstall => "the uninstall",
+        StoreOp::Revert => "the switch back",
+        StoreOp::RollBackTo => "the rollback",
+    }
 }
 
+/// A node's store on a host, served by `fleetup __agent` over one session.
 pub struct RemoteStore {
     session: Session,
     host: Arc<Host>,
@@ -267,30 +273,20 @@ pub struct RemoteStore {
     node_config: bool,
 }
 
-/// Where a node's store is: a local root, or a root on a host.
-pub struct Location<'a> {
-    pub root: &'a Path,
-    pub ssh: Option<(&'a Arc<Hosts>, &'a SshAddr)>,
-}
-
-impl NodeStore {
-    /// Opens the store; with `lock`, holds its lock until the `NodeStore` is dropped.
+impl RemoteStore {
+    /// Opens the store `root` on the host at `addr`; with `lock`, the agent holds its
+    /// lock until the session ends.
     pub fn open(
-        at: &Location,
+        hosts: &Arc<Hosts>,
+        addr: &SshAddr,
+        root: &Path,
         ctx: &Ctx,
         lock: bool,
         node_config: bool,
-    ) -> Result<NodeStore, Problem> {
-        let Some((hosts, addr)) = at.ssh else {
-            return Ok(NodeStore::Local(if lock {
-                Store::locked(at.root, ctx)?
-            } else {
-                Store::new(at.root)
-            }));
-        };
+    ) -> Result<RemoteStore, Problem> {
         let host = hosts.get(addr)?;
         let mut session = Session::start(host.clone())?;
-        let root = at.root.display().to_string();
+        let root = root.display().to_string();
         let req = Request::Open {
             root: root.clone(),
             lock,
@@ -303,38 +299,22 @@ impl NodeStore {
             Reply::Opened { config, .. } => config,
             r => return Err(session.unexpected(&during, &r)),
         };
-        Ok(NodeStore::Remote(Box::new(RemoteStore {
+        Ok(RemoteStore {
             session,
             host,
             hosts: hosts.clone(),
             root,
             config,
             node_config,
-        })))
+        })
     }
 
-    pub fn is_remote(&self) -> bool {
-        matches!(self, NodeStore::Remote(_))
+    /// The values of the host's `<root>/node.toml` a controller needs.
+    pub fn config(&self) -> &WireConfig {
+        &self.config
     }
 
-    /// `<root>/node.toml`'s product, runtime and edition, read where the store is.
-    /// The values of the host's `<root>/node.toml` a controller needs (`None` for a local
-    /// node, whose node.toml the caller reads itself).
-    pub fn remote_config(&self) -> Option<&WireConfig> {
-        match self {
-            NodeStore::Local(_) => None,
-            NodeStore::Remote(r) => Some(&r.config),
-        }
-    }
-
-    pub fn state(&mut self) -> Result<Option<StoreState>, Problem> {
-        match self {
-            NodeStore::Local(s) => s.state(),
-            NodeStore::Remote(r) => r.state(),
-        }
-    }
-
-    /// One store operation: `other` is the release a `roll-back-to` leaves.
+    /// One store operation on the host, the package sent first when it needs one.
     pub fn op(
         &mut self,
         op: StoreOp,
@@ -343,23 +323,8 @@ impl NodeStore {
         other: Option<&Version>,
         ctx: &mut Ctx,
     ) -> Result<Outcome, Problem> {
-        let r = match self {
-            NodeStore::Local(s) => {
-                return match op {
-                    StoreOp::Unpack => s.unpack(v, ctx),
-                    StoreOp::Upgrade => s.upgrade(v, permanent, ctx),
-                    StoreOp::Downgrade => s.downgrade(v, ctx),
-                    StoreOp::Uninstall => s.uninstall(v, ctx),
-                    StoreOp::Revert => s.revert(v, ctx).map(|()| Outcome::Unchanged),
-                    StoreOp::RollBackTo => s
-                        .roll_back_to(v, other.unwrap_or(v), ctx)
-                        .map(|()| Outcome::Unchanged),
-                };
-            }
-            NodeStore::Remote(r) => r,
-        };
         let repo = match (op, &ctx.repo) {
-            (StoreOp::Unpack | StoreOp::Upgrade, Some(dir)) => r.send_package(v, dir, ctx)?,
+            (StoreOp::Unpack | StoreOp::Upgrade, Some(dir)) => self.send_package(v, dir, ctx)?,
             _ => None,
         };
         let mut wire = WireCtx::from_ctx(ctx, None);
@@ -372,84 +337,37 @@ impl NodeStore {
             version: v.clone(),
             permanent,
             other: other.cloned(),
-            node_config: r.node_config,
+            node_config: self.node_config,
             ctx: Box::new(wire),
         };
         let during = format!("{} of {v}", op_name(op));
         let limit = ctx.lock_wait + ctx.activation.timeout * 2 + Duration::from_secs(900);
-        match r.session.call(&req, &during, limit, ctx.say)? {
+        match self.session.call(&req, &during, limit, ctx.say)? {
             Reply::Done {
                 outcome: Some(outcome),
             } => Ok(outcome),
-            other => Err(r.session.unexpected(&during, &other)),
+            other => Err(self.session.unexpected(&during, &other)),
         }
     }
 
-    pub fn upgrade(
-        &mut self,
-        v: &Version,
-        permanent: bool,
-        ctx: &mut Ctx,
-    ) -> Result<Outcome, Problem> {
-        self.op(StoreOp::Upgrade, v, permanent, None, ctx)
-    }
-
-    pub fn revert(&mut self, v: &Version, ctx: &mut Ctx) -> Result<(), Problem> {
-        self.op(StoreOp::Revert, v, false, None, ctx).map(|_| ())
-    }
-
-    /// Back on `prev`, leaving `to` (see [`Store::roll_back_to`]).
-    pub fn roll_back_to(
-        &mut self,
-        prev: &Version,
-        to: &Version,
-        ctx: &mut Ctx,
-    ) -> Result<(), Problem> {
-        self.op(StoreOp::RollBackTo, prev, false, Some(to), ctx)
-            .map(|_| ())
-    }
-
-    /// A `command` health check where the node is: `None` for a local node, whose checks
-    /// run here.
-    pub fn check_on_node(
-        &mut self,
-        argv: &[String],
-        limit: Duration,
-    ) -> Option<Result<(), String>> {
-        let NodeStore::Remote(r) = self else {
-            return None;
-        };
+    /// A `command` health check run on the host.
+    pub fn check(&mut self, argv: &[String], limit: Duration) -> Result<(), String> {
         let req = Request::Check {
             argv: argv.to_vec(),
             timeout_ms: limit.as_millis() as u64,
         };
         let during = "a health check";
-        Some(
-            match r
-                .session
-                .call(&req, during, limit + Duration::from_secs(60), &mut |_| {})
-            {
-                Ok(Reply::Done { .. }) => Ok(()),
-                Ok(other) => Err(r.session.unexpected(during, &other).message),
-                Err(p) => Err(p.message),
-            },
-        )
+        match self
+            .session
+            .call(&req, during, limit + Duration::from_secs(60), &mut |_| {})
+        {
+            Ok(Reply::Done { .. }) => Ok(()),
+            Ok(other) => Err(self.session.unexpected(during, &other).message),
+            Err(p) => Err(p.message),
+        }
     }
-}
 
-fn op_name(op: StoreOp) -> &'static str {
-    match op {
-        StoreOp::Unpack => "the unpack",
-        StoreOp::Upgrade => "the install",
-        StoreOp::Downgrade => "the downgrade",
-        StoreOp::Uninstall => "the uninstall",
-        StoreOp::Revert => "the switch back",
-        StoreOp::RollBackTo => "the rollback",
-    }
-}
-
-impl RemoteStore {
-    fn state(&mut self) -> Result<Option<StoreState>, Problem> {
+    pub fn state(&mut self) -> Result<Option<StoreState>, Problem> {
         let during = format!("reading the store {}", self.root);
         let limit = Duration::from_secs(120);
         match self

@@ -14,8 +14,8 @@ use crate::diagnostics::{Code, Problem};
 use crate::health::Probe;
 use crate::plan::{NodeTarget, Plan};
 use crate::preflight::Preflight;
-use crate::remote::{Location, NodeStore};
 use crate::store::{self, Activation, Ctx};
+use crate::store::{Location, NodeStore};
 
 pub struct NodeUnit<'p> {
     plan: &'p Plan,

@@ -7,8 +7,12 @@
 //! next command finds an interrupted change and puts the node back on its previous
 //! release before doing anything else. Messages are handed to the caller's `say`; this
 //! module never prints.
+//!
+//! `seam.rs` is the store seam callers use: [`NodeStore`] holds this `Store` or a store
+//! on another host (`crate::remote`), served there by this same code.
 
 pub mod lock;
+pub mod seam;
 pub mod state;
 pub mod unpack;
 
@@ -22,6 +26,7 @@ use serde::Deserialize;
 use crate::diagnostics::{Code, Problem};
 use crate::package::{self, DEFAULT_EDITION, Lookup, PackageName, Repository, VersionPolicy};
 use crate::template::Template;
+pub use seam::{Location, NodeStore};
 pub use state::{Pending, Release, ReleaseState, StoreState, read_state, write_state};
 
 /// How the running software is told to pick up a release (SPEC §2.2).
