@@ -1,0 +1,86 @@
+//! `groups`: each app group, its market, apps, services, hooks and health.
+
+use super::*;
+
+impl Validator {
+    pub(super) fn group(
+        &mut self,
+        g: &Node,
+        names: &mut HashMap<String, Span>,
+    ) -> Option<GroupTarget> {
+        if !matches!(g.kind, Kind::Map(_)) {
+            return None;
+        }
+        let name = at_str(get(g, "name")).filter(|a| is_safe_name(&a.value))?;
+        let line_of = self.line_fn();
+        self.claim_name(names, &name, line_of);
+        let mut apps = Vec::new();
+        let mut seen_apps: HashMap<String, Span> = HashMap::new();
+        for a in list(get(g, "apps")) {
+            let (Some(app), Some(to)) = (at_str(get(a, "app")), version(get(a, "to"))) else {
+                continue;
+            };
+            if seen_apps.insert(app.value.clone(), app.span).is_some() {
+                self.push(
+                    Problem::new(
+                        Code::DuplicateTarget,
+                        format!(
+                            "app `{}` is listed twice in group `{}`",
+                            app.value, name.value
+                        ),
+                    )
+                    .at(app.span)
+                    .label("second time"),
+                );
+            }
+            let services = get(a, "services").map(|sv| {
+                let mut out: Vec<At<String>> = Vec::new();
+                for item in list(Some(sv)) {
+                    if let Some(x) = at_str(Some(item)) {
+                        if out.iter().any(|o| o.value == x.value) {
+                            self.push(
+                                Problem::new(
+                                    Code::DuplicateKey,
+                                    format!("service `{}` is listed twice", x.value),
+                                )
+                                .at(x.span)
+                                .label("second time"),
+                            );
+                        } else {
+                            out.push(x);
+                        }
+                    }
+                }
+                out
+            });
+            if let Some(sv) = get(a, "services")
+                && list(Some(sv)).is_empty()
+            {
+                self.push(
+                    Problem::new(
+                        Code::BadValue,
+                        "`services` is empty: the app would upgrade nothing",
+                    )
+                    .at(sv.span)
+                    .label("empty")
+                    .help("remove `services` to upgrade every changed service"),
+                );
+            }
+            apps.push(AppTarget { app, to, services });
+        }
+        let health = self.health(
+            get(g, "health"),
+            &format!("the health check of group `{}`", name.value),
+        );
+        Some(GroupTarget {
+            root: self.path(get(g, "root"))?,
+            market: self.path(get(g, "market"))?,
+            apps,
+            hooks: Self::hooks(get(g, "hooks"), "deploy"),
+            health,
+            vars: self.vars(get(g, "vars")),
+            tags: Self::tags(get(g, "tags")),
+            name,
+        })
+    }
+}

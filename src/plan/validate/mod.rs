@@ -1,0 +1,387 @@
+//! From the spanned tree to a typed [`Plan`], collecting every problem on the way.
+//!
+//! Two passes: `shape` checks the whole tree against the schema tables (unknown keys,
+//! types, ranges, versions, durations), then `build` reads the typed values and checks
+//! what needs more than one value at a time (duplicates, placeholders, inheritance).
+//! Reading live state (stores, repositories, markets) is left to `preflight`.
+//!
+//! By plan section: `shape.rs` (pass 1), `nodes.rs`, `groups.rs`, `health.rs` (health
+//! and hooks), `window.rs`, `placeholders.rs` (templates and `${ENV}`), and `values.rs`
+//! (scalars: names, SSH addresses, times). This file holds the validator and `build`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use semver::Version;
+
+use crate::diagnostics::{Code, Problem};
+pub use crate::duration::parse_duration;
+use crate::package::{self, VersionPolicy};
+use crate::plan::model::*;
+use crate::plan::schema::{self, Field, Ty};
+use crate::plan::tree::{Key, Kind, Node, Span};
+use crate::template::Template;
+
+mod groups;
+mod health;
+mod nodes;
+mod placeholders;
+mod shape;
+mod values;
+mod window;
+
+use values::*;
+pub use values::{did_you_mean, is_safe_name, parse_ssh};
+
+fn entries(n: &Node) -> &[(Key, Node)] {
+    match &n.kind {
+        Kind::Map(e) => e,
+        _ => &[],
+    }
+}
+
+fn get<'a>(n: &'a Node, key: &str) -> Option<&'a Node> {
+    entries(n)
+        .iter()
+        .find(|(k, _)| k.name == key)
+        .map(|(_, v)| v)
+}
+
+fn s(n: Option<&Node>) -> Option<&str> {
+    match n.map(|n| &n.kind) {
+        Some(Kind::Str(s)) => Some(s),
+        _ => None,
+    }
+}
+
+fn at_str(n: Option<&Node>) -> Option<At<String>> {
+    let n = n?;
+    s(Some(n)).map(|v| At {
+        value: v.to_owned(),
+        span: n.span,
+    })
+}
+
+fn int(n: Option<&Node>) -> Option<i64> {
+    match n.map(|n| &n.kind) {
+        Some(Kind::Int(i)) => Some(*i),
+        _ => None,
+    }
+}
+
+fn version(n: Option<&Node>) -> Option<At<Version>> {
+    let n = n?;
+    Version::parse(s(Some(n))?).ok().map(|value| At {
+        value,
+        span: n.span,
+    })
+}
+
+fn duration(n: Option<&Node>, default: Duration) -> Duration {
+    s(n).and_then(parse_duration).unwrap_or(default)
+}
+
+fn amount(n: &Node) -> Option<Amount> {
+    match &n.kind {
+        Kind::Int(i) if *i >= 0 => Some(Amount::Count(*i as u64)),
+        Kind::Str(t) => parse_percent(t).map(Amount::Percent),
+        _ => None,
+    }
+}
+
+fn list(n: Option<&Node>) -> &[Node] {
+    match n.map(|n| &n.kind) {
+        Some(Kind::Seq(items)) => items,
+        _ => &[],
+    }
+}
+
+fn scalar_text(n: &Node) -> Option<String> {
+    match &n.kind {
+        Kind::Str(s) => Some(s.clone()),
+        Kind::Int(i) => Some(i.to_string()),
+        Kind::Float(f) => Some(f.to_string()),
+        Kind::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Placeholders every node command or check may use, besides the node's vars.
+pub const NODE_BUILTINS: &[&str] = &["name", "host", "root", "version", "previous"];
+
+/// Placeholders every group hook or check may use, besides the group's vars.
+pub const GROUP_BUILTINS: &[&str] = &[
+    "name", "group", "root", "app", "service", "spec", "version", "previous",
+];
+
+/// What every node inherits from the plan unless it says otherwise.
+struct Inherited {
+    root: Option<At<PathBuf>>,
+    /// `defaults.root` as written: a remote node takes it unresolved.
+    root_raw: Option<String>,
+    vars: BTreeMap<String, Template>,
+    tags: Vec<String>,
+    to: Option<At<Version>>,
+    /// The plan's `sha256` pins the package of the plan's `to`.
+    sha256: Option<At<String>>,
+    policy: VersionPolicy,
+}
+
+pub struct Validator {
+    pub problems: Vec<Problem>,
+    dir: PathBuf,
+    text: std::sync::Arc<String>,
+}
+
+impl Validator {
+    pub fn new(plan_dir: &Path, text: std::sync::Arc<String>) -> Self {
+        Validator {
+            problems: Vec::new(),
+            dir: plan_dir.to_owned(),
+            text,
+        }
+    }
+
+    fn push(&mut self, p: Problem) {
+        self.problems.push(p);
+    }
+
+    // ---- pass 1: shape ------------------------------------------------------------
+
+    pub(super) fn path(&self, n: Option<&Node>) -> Option<At<PathBuf>> {
+        let a = at_str(n)?;
+        if a.value.is_empty() {
+            return None;
+        }
+        // Lexically tidy (`dir/./x` → `dir/x`) so messages show the path a person would write.
+        let joined: PathBuf = self
+            .dir
+            .join(&a.value)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        Some(At {
+            value: joined,
+            span: a.span,
+        })
+    }
+
+    pub(super) fn vars(&self, n: Option<&Node>) -> BTreeMap<String, Template> {
+        let mut out = BTreeMap::new();
+        for (k, v) in n.map(entries).unwrap_or(&[]) {
+            if let Some(t) = scalar_text(v).and_then(|t| Template::parse(&t).ok()) {
+                out.insert(k.name.clone(), t);
+            }
+        }
+        out
+    }
+
+    pub(super) fn templates(n: Option<&Node>) -> Option<Vec<At<Template>>> {
+        let items = list(n);
+        let out: Vec<At<Template>> = items
+            .iter()
+            .filter_map(|i| {
+                Template::parse(s(Some(i))?).ok().map(|value| At {
+                    value,
+                    span: i.span,
+                })
+            })
+            .collect();
+        (!items.is_empty() && out.len() == items.len()).then_some(out)
+    }
+
+    pub(super) fn tags(n: Option<&Node>) -> Vec<String> {
+        list(n)
+            .iter()
+            .filter_map(|t| s(Some(t)).map(str::to_owned))
+            .collect()
+    }
+
+    pub(super) fn line_fn(&self) -> impl Fn(Span) -> usize + use<> {
+        let text = self.text.clone();
+        move |sp: Span| {
+            text.get(..sp.start)
+                .map_or(0, |t| t.matches('\n').count() + 1)
+        }
+    }
+
+    /// Builds the typed plan from a tree that passed (or partly failed) the shape pass.
+    pub fn build(&mut self, root: &Node, file: crate::diagnostics::SourceFile) -> Option<Plan> {
+        let name = s(get(root, "name")).unwrap_or_default().to_owned();
+        let product = s(get(root, "product")).unwrap_or_default().to_owned();
+        let runtime = s(get(root, "runtime")).unwrap_or("otp").to_owned();
+        if let Some(p) = at_str(get(root, "product"))
+            && p.value.contains(|c: char| c.is_whitespace() || c == '/')
+        {
+            self.push(
+                Problem::new(
+                    Code::BadValue,
+                    format!("product `{}` cannot appear in a file name", p.value),
+                )
+                .at(p.span)
+                .label("here"),
+            );
+        }
+        let edition = at_str(get(root, "edition"));
+        if let Some(e) = &edition
+            && !e
+                .value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        {
+            self.push(
+                Problem::new(
+                    Code::BadValue,
+                    format!(
+                        "edition `{}` must be lowercase letters and digits, as in package names",
+                        e.value
+                    ),
+                )
+                .at(e.span)
+                .label("not an edition"),
+            );
+        }
+        let policy = s(get(root, "policy").and_then(|p| get(p, "version")))
+            .and_then(VersionPolicy::parse)
+            .unwrap_or_default();
+        let r = get(root, "rollout");
+        let rg = |k| r.and_then(|r| get(r, k));
+        let mut rollout = Rollout::default();
+        if let Some(i) = int(rg("max_parallel")) {
+            rollout.max_parallel = i.max(1) as usize;
+        }
+        if rg("waves").is_some() {
+            let w: Vec<Amount> = list(rg("waves")).iter().filter_map(amount).collect();
+            if let Some(
+                n @ Node {
+                    kind: Kind::Seq(items),
+                    ..
+                },
+            ) = rg("waves")
+                && items.is_empty()
+            {
+                self.push(
+                    Problem::new(Code::BadWave, "`waves` is empty")
+                        .at(n.span)
+                        .label("no wave"),
+                );
+            } else if !w.is_empty() {
+                rollout.waves = w;
+            }
+        }
+        if let Some(a) = rg("max_failures").and_then(amount) {
+            rollout.max_failures = a;
+        }
+        rollout.on_failure = match s(rg("on_failure")) {
+            Some("rollback-all") => OnFailure::RollbackAll,
+            Some("stop") => OnFailure::Stop,
+            _ => OnFailure::Rollback,
+        };
+        if let Some(Kind::Bool(b)) = rg("permanent").map(|n| &n.kind) {
+            rollout.permanent = *b;
+        }
+        rollout.pause = duration(rg("pause"), Duration::ZERO);
+
+        let health = self.health(get(root, "health"), "`health`");
+        let hooks = Self::hooks(get(root, "hooks"), "activate");
+        let window = self.window(get(root, "window"));
+        let plan_to = version(get(root, "to"));
+        let plan_sha = at_str(get(root, "sha256"));
+        for sha in plan_sha.iter() {
+            self.check_sha(sha);
+        }
+
+        let defaults = get(root, "defaults");
+        let inherited = Inherited {
+            root: self.path(defaults.and_then(|d| get(d, "root"))),
+            root_raw: at_str(defaults.and_then(|d| get(d, "root"))).map(|a| a.value),
+            vars: self.vars(defaults.and_then(|d| get(d, "vars"))),
+            tags: Self::tags(defaults.and_then(|d| get(d, "tags"))),
+            to: plan_to,
+            sha256: plan_sha,
+            policy,
+        };
+
+        let mut names: HashMap<String, Span> = HashMap::new();
+        let mut nodes = Vec::new();
+        for (i, n) in list(get(root, "nodes")).iter().enumerate() {
+            if let Some(t) = self.node(n, i, &mut names, &inherited) {
+                nodes.push(t);
+            }
+        }
+        let mut groups = Vec::new();
+        for g in list(get(root, "groups")) {
+            if let Some(t) = self.group(g, &mut names) {
+                groups.push(t);
+            }
+        }
+
+        let repository = self.path(get(root, "repository"));
+        if !list(get(root, "nodes")).is_empty() && get(root, "repository").is_none() {
+            self.push(
+                Problem::new(
+                    Code::MissingKey,
+                    "the plan has nodes but no `repository` to take their packages from",
+                )
+                .at(get(root, "nodes").map_or(Span::default(), |n| Span::new(n.span.start, 0)))
+                .label("nodes need packages")
+                .help("add `repository: <dir>`, the directory holding the release packages"),
+            );
+        }
+        if get(root, "nodes").is_none() && get(root, "groups").is_none() {
+            self.push(
+                Problem::new(Code::NoTargets, "the plan lists no nodes and no groups")
+                    .at(Span::new(0, 0)),
+            );
+        } else if list(get(root, "nodes")).is_empty() && list(get(root, "groups")).is_empty() {
+            let at = get(root, "nodes")
+                .or(get(root, "groups"))
+                .map_or(Span::default(), |n| n.span);
+            self.push(
+                Problem::new(Code::NoTargets, "the plan's target lists are empty")
+                    .at(at)
+                    .label("empty"),
+            );
+        }
+
+        let plan = Plan {
+            dir: self.dir.clone(),
+            file,
+            name,
+            product,
+            runtime,
+            repository,
+            edition,
+            state: self.path(get(root, "state")).map(|a| a.value),
+            ssh_config: self.path(get(root, "ssh_config")).map(|a| a.value),
+            ssh_host_keys: match s(get(root, "ssh_host_keys")) {
+                Some("accept-new") => HostKeys::AcceptNew,
+                _ => HostKeys::Strict,
+            },
+            policy,
+            rollout,
+            health,
+            hooks,
+            window,
+            nodes,
+            groups,
+        };
+        self.placeholders(&plan);
+        Some(plan)
+    }
+}
+
+fn name_list(names: &[&str]) -> String {
+    const SHOWN: usize = 3;
+    let mut out = names
+        .iter()
+        .take(SHOWN)
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if names.len() > SHOWN {
+        out.push_str(&format!(" and {} more", names.len() - SHOWN));
+    }
+    out
+}

@@ -1,0 +1,174 @@
+//! `nodes`: each node with what it inherits from `defaults` and the plan; names claimed
+//! once across nodes and groups; `sha256` pins.
+
+use super::*;
+
+impl Validator {
+    pub(super) fn check_sha(&mut self, sha: &At<String>) {
+        if !package::is_sha256(&sha.value) {
+            self.push(
+                Problem::new(Code::BadValue, "`sha256` must be 64 hexadecimal digits")
+                    .at(sha.span)
+                    .label("not a SHA-256 digest"),
+            );
+        }
+    }
+
+    pub(super) fn claim_name(
+        &mut self,
+        names: &mut HashMap<String, Span>,
+        name: &At<String>,
+        file_line: impl Fn(Span) -> usize,
+    ) {
+        if let Some(first) = names.get(&name.value) {
+            let line = file_line(*first);
+            self.push(
+                Problem::new(
+                    Code::DuplicateTarget,
+                    format!("target name `{}` is used twice", name.value),
+                )
+                .at(name.span)
+                .label(format!("first used on line {line}")),
+            );
+        } else {
+            names.insert(name.value.clone(), name.span);
+        }
+    }
+
+    pub(super) fn node(
+        &mut self,
+        n: &Node,
+        i: usize,
+        names: &mut HashMap<String, Span>,
+        inherited: &Inherited,
+    ) -> Option<NodeTarget> {
+        if !matches!(n.kind, Kind::Map(_)) {
+            return None;
+        }
+        let name = at_str(get(n, "name")).filter(|a| is_safe_name(&a.value))?;
+        let line_of = self.line_fn();
+        self.claim_name(names, &name, line_of);
+        let root = match self.path(get(n, "root")).or_else(|| inherited.root.clone()) {
+            Some(r) => r,
+            None => {
+                if get(n, "root").is_none() {
+                    self.push(
+                        Problem::new(
+                            Code::MissingKey,
+                            format!("node `{}` has no `root`", name.value),
+                        )
+                        .at(name.span)
+                        .label("no root")
+                        .help("give the node a `root`, or set `defaults.root`"),
+                    );
+                }
+                return None;
+            }
+        };
+        let to = match (get(n, "to"), &inherited.to) {
+            (Some(t), _) => version(Some(t))?,
+            (None, Some(t)) => t.clone(),
+            (None, None) => {
+                self.push(
+                    Problem::new(
+                        Code::NoTargetVersion,
+                        format!("node `{}` has no target version", name.value),
+                    )
+                    .at(name.span)
+                    .label(format!("node #{} has no `to`", i + 1)),
+                );
+                return None;
+            }
+        };
+        let from = version(get(n, "from"));
+        if let Some(f) = &from {
+            for v in package::check_versions(&f.value, &to.value, inherited.policy) {
+                self.push(
+                    Problem::new(v.code, format!("node `{}`: {}", name.value, v.message))
+                        .at(to.span)
+                        .label(format!("from the pin {}", f.value)),
+                );
+            }
+        }
+        let ssh = match at_str(get(n, "ssh")) {
+            Some(a) => match parse_ssh(&a.value) {
+                Ok(value) => Some(At {
+                    value,
+                    span: a.span,
+                }),
+                Err(e) => {
+                    self.push(
+                        Problem::new(
+                            Code::BadValue,
+                            format!("`ssh` of node `{}`: {e}", name.value),
+                        )
+                        .at(a.span)
+                        .label("expected [user@]host[:port]"),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        // A remote root is a path on its host: taken as written, never against the plan.
+        let root = match &ssh {
+            Some(_) => {
+                let raw = at_str(get(n, "root"))
+                    .map(|a| a.value)
+                    .or_else(|| inherited.root_raw.clone())
+                    .unwrap_or_default();
+                if !raw.starts_with('/') {
+                    self.push(
+                        Problem::new(
+                            Code::Path,
+                            format!(
+                                "node `{}` is remote: its `root` `{raw}` is a path on its host and must be absolute",
+                                name.value
+                            ),
+                        )
+                        .at(root.span)
+                        .label("not an absolute path")
+                        .help("write the absolute path of the node's directory on its host, such as /opt/emqx"),
+                    );
+                }
+                At {
+                    value: PathBuf::from(raw),
+                    span: root.span,
+                }
+            }
+            None => root,
+        };
+        let host = s(get(n, "host"))
+            .map(str::to_owned)
+            .or_else(|| ssh.as_ref().map(|a| a.value.host.clone()))
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        let mut vars = inherited.vars.clone();
+        vars.extend(self.vars(get(n, "vars")));
+        let sha256 = at_str(get(n, "sha256"));
+        if let Some(sha) = &sha256 {
+            self.check_sha(sha);
+        }
+        let plan_pin = inherited
+            .sha256
+            .clone()
+            .filter(|_| inherited.to.as_ref().is_some_and(|t| t.value == to.value));
+        let sha256 = sha256.or(plan_pin);
+        let mut tags = inherited.tags.clone();
+        for t in Self::tags(get(n, "tags")) {
+            if !tags.contains(&t) {
+                tags.push(t);
+            }
+        }
+        Some(NodeTarget {
+            name,
+            host,
+            ssh,
+            root,
+            vars,
+            from,
+            to,
+            sha256,
+            tags,
+        })
+    }
+}

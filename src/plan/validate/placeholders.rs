@@ -1,0 +1,130 @@
+//! Templates: every `{placeholder}` a value fills, and every `${ENV}` secret set
+//! (warned about, never printed).
+
+use super::*;
+
+impl Validator {
+    /// `${ENV}` references must be set when the plan runs; `check` often runs where the
+    /// secrets are not (a CI runner), so here an unset one is a warning.
+    pub(super) fn env_refs(&mut self, templates: &[&At<Template>], vars: &[(&str, &Template)]) {
+        let mut seen = std::collections::HashSet::new();
+        for (name, span) in templates
+            .iter()
+            .flat_map(|t| t.value.env_vars().map(move |e| (e, Some(t.span))))
+            .chain(
+                vars.iter()
+                    .flat_map(|(_, t)| t.env_vars().map(|e| (e, None))),
+            )
+        {
+            if std::env::var_os(name).is_none() && seen.insert(name.to_owned()) {
+                let mut p = Problem::new(
+                    Code::EnvVar,
+                    format!("the environment variable `{name}` is not set here"),
+                )
+                .label("read from the environment")
+                .warning();
+                if let Some(s) = span {
+                    p = p.at(s);
+                }
+                self.push(p);
+            }
+        }
+    }
+
+    /// Every placeholder must have a value for every target that uses the template.
+    pub(super) fn placeholders(&mut self, plan: &Plan) {
+        let mut node_templates: Vec<&At<Template>> = Vec::new();
+        if let Some(h) = &plan.health {
+            match &h.check {
+                Check::Http(t) | Check::Tcp(t) => node_templates.push(t),
+                Check::Command(c) => node_templates.extend(c.iter()),
+            }
+        }
+        if let Some(c) = &plan.hooks.command {
+            node_templates.extend(c.iter());
+        }
+        let mut all: Vec<&At<Template>> = node_templates.clone();
+        for g in &plan.groups {
+            if let Some(h) = &g.health {
+                match &h.check {
+                    Check::Http(t) | Check::Tcp(t) => all.push(t),
+                    Check::Command(c) => all.extend(c.iter()),
+                }
+            }
+            all.extend(g.hooks.command.iter().flatten());
+        }
+        let vars: Vec<(&str, &Template)> = plan
+            .nodes
+            .iter()
+            .flat_map(|n| n.vars.iter())
+            .chain(plan.groups.iter().flat_map(|g| g.vars.iter()))
+            .map(|(k, v)| (k.as_str(), v))
+            .collect();
+        self.env_refs(&all, &vars);
+        for t in node_templates {
+            for var in t.value.vars() {
+                if NODE_BUILTINS.contains(&var) {
+                    continue;
+                }
+                let lacking: Vec<&str> = plan
+                    .nodes
+                    .iter()
+                    .filter(|n| !n.vars.contains_key(var))
+                    .map(|n| n.name.value.as_str())
+                    .collect();
+                if !lacking.is_empty() {
+                    self.push(
+                        Problem::new(Code::Placeholder, format!(
+                            "placeholder `{{{var}}}` has no value for {} {}",
+                            if lacking.len() == 1 { "node" } else { "nodes" },
+                            name_list(&lacking)
+                        ))
+                            .at(t.span)
+                            .label(format!("`{{{var}}}` unfilled"))
+                            .help(format!(
+                                "set `{var}` under `defaults.vars` or each node's `vars`; built in are {}",
+                                NODE_BUILTINS.iter().map(|b| format!("{{{b}}}")).collect::<Vec<_>>().join(", ")
+                            )),
+                    );
+                }
+            }
+        }
+        for g in &plan.groups {
+            let mut ts: Vec<&At<Template>> = Vec::new();
+            if let Some(h) = &g.health {
+                match &h.check {
+                    Check::Http(t) | Check::Tcp(t) => ts.push(t),
+                    Check::Command(c) => ts.extend(c.iter()),
+                }
+            }
+            if let Some(c) = &g.hooks.command {
+                ts.extend(c.iter());
+            }
+            for t in ts {
+                for var in t.value.vars() {
+                    if !GROUP_BUILTINS.contains(&var) && !g.vars.contains_key(var) {
+                        self.push(
+                            Problem::new(
+                                Code::Placeholder,
+                                format!(
+                                    "placeholder `{{{var}}}` has no value in group `{}`",
+                                    g.name.value
+                                ),
+                            )
+                            .at(t.span)
+                            .label(format!("`{{{var}}}` unfilled"))
+                            .help(format!(
+                                "set `{var}` under the group's `vars`; built in are {}",
+                                GROUP_BUILTINS
+                                    .iter()
+                                    .map(|b| format!("{{{b}}}"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Pass 1: the whole tree against the schema tables: unknown keys (with "did you
+//! mean"), types, ranges, versions, durations.
+
+use super::*;
+
+pub(super) fn type_name(ty: &Ty) -> String {
+    match ty {
+        Ty::Str | Ty::Path | Ty::Template => "a string".into(),
+        Ty::Name => "a name".into(),
+        Ty::Int { .. } => "a whole number".into(),
+        Ty::Bool => "true or false".into(),
+        Ty::Version => "a version string".into(),
+        Ty::Duration => "a duration string".into(),
+        Ty::Enum(v) => format!("one of {}", v.join(", ")),
+        Ty::Argv => "a command as a list of strings".into(),
+        Ty::Vars => "a table of values".into(),
+        Ty::CountOrPercent { .. } => "a count or a percentage".into(),
+        Ty::List(_) => "a list".into(),
+        Ty::Table(_) => "a table".into(),
+    }
+}
+
+impl Validator {
+    /// Checks a table against its fields; `what` names it in messages ("the plan", "node #2").
+    pub fn shape_table(&mut self, node: &Node, fields: &[Field], what: &str) {
+        let Kind::Map(entries) = &node.kind else {
+            self.push(
+                Problem::new(
+                    Code::WrongType,
+                    format!("{what} must be a table, found {}", node.kind.describe()),
+                )
+                .at(node.span)
+                .label("expected a table"),
+            );
+            return;
+        };
+        let mut seen: HashMap<&str, Span> = HashMap::new();
+        for (key, value) in entries {
+            if seen.insert(&key.name, key.span).is_some() {
+                self.push(
+                    Problem::new(
+                        Code::DuplicateKey,
+                        format!("`{}` is given twice in {what}", key.name),
+                    )
+                    .at(key.span)
+                    .label("second time"),
+                );
+                continue;
+            }
+            match fields.iter().find(|f| f.name == key.name) {
+                Some(f) => self.shape_value(value, &f.ty, &format!("`{}`", key.name)),
+                None => {
+                    let mut p = Problem::new(
+                        Code::UnknownKey,
+                        format!("unknown key `{}` in {what}", key.name),
+                    )
+                    .at(key.span)
+                    .label("not a key of this table");
+                    let names = fields.iter().map(|f| f.name);
+                    p = match did_you_mean(&key.name, names) {
+                        Some(m) => p.help(format!("did you mean `{m}`?")),
+                        None => p.help(format!(
+                            "the keys here are: {}",
+                            fields.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+                        )),
+                    };
+                    self.push(p);
+                }
+            }
+        }
+        for f in fields.iter().filter(|f| f.required) {
+            if !seen.contains_key(f.name) {
+                self.push(
+                    Problem::new(
+                        Code::MissingKey,
+                        format!("{what} lacks the required key `{}`", f.name),
+                    )
+                    .at(Span::new(node.span.start, 0))
+                    .label(format!("`{}` missing here", f.name))
+                    .help(format!("add `{}`: {}", f.name, f.doc)),
+                );
+            }
+        }
+    }
+
+    pub(super) fn wrong(&mut self, n: &Node, ty: &Ty, what: &str) {
+        let mut p = Problem::new(
+            Code::WrongType,
+            format!(
+                "{what} must be {}, found {}",
+                type_name(ty),
+                n.kind.describe()
+            ),
+        )
+        .at(n.span)
+        .label(format!("expected {}", type_name(ty)));
+        if matches!(ty, Ty::Version) && matches!(n.kind, Kind::Float(_) | Kind::Int(_)) {
+            p = p.help("quote the version: YAML reads 4.4 as a number, \"4.4.16\" is a version");
+        }
+        self.push(p);
+    }
+
+    pub fn shape_value(&mut self, n: &Node, ty: &Ty, what: &str) {
+        match ty {
+            Ty::Str | Ty::Path => {
+                if !matches!(n.kind, Kind::Str(_)) {
+                    self.wrong(n, ty, what);
+                } else if s(Some(n)) == Some("") {
+                    self.push(Problem::new(Code::BadValue, format!("{what} is empty")).at(n.span).label("empty"));
+                }
+            }
+            Ty::Template => match &n.kind {
+                Kind::Str(t) => {
+                    if let Err(e) = Template::parse(t) {
+                        self.push(
+                            Problem::new(Code::Placeholder, format!("{what} is not a valid template: {e}"))
+                                .at(n.span)
+                                .label("here"),
+                        );
+                    }
+                }
+                _ => self.wrong(n, ty, what),
+            },
+            Ty::Name => match &n.kind {
+                Kind::Str(t) if is_safe_name(t) => {}
+                Kind::Str(t) => self.push(
+                    Problem::new(Code::UnsafeName, format!("{what} `{t}` is not safe as a file name"))
+                        .at(n.span)
+                        .label("unsafe name"),
+                ),
+                _ => self.wrong(n, ty, what),
+            },
+            Ty::Int { min, max } => match n.kind {
+                Kind::Int(i) if i < *min || i > *max => {
+                    let range = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+                    let code = if what == "`plan`" { Code::PlanSchemaVersion } else { Code::BadValue };
+                    self.push(
+                        Problem::new(code, format!("{what} is {i}, which is out of range ({range})"))
+                            .at(n.span)
+                            .label(format!("expected {range}")),
+                    )
+                }
+                Kind::Int(_) => {}
+                _ => self.wrong(n, ty, what),
+            },
+            Ty::Bool => {
+                if !matches!(n.kind, Kind::Bool(_)) {
+                    self.wrong(n, ty, what)
+                }
+            }
+            Ty::Version => match &n.kind {
+                Kind::Str(t) => {
+                    if let Err(e) = Version::parse(t) {
+                        self.push(
+                            Problem::new(Code::BadVersion, format!("{what} `{t}` is not a SemVer version: {e}"))
+                                .at(n.span)
+                                .label("not MAJOR.MINOR.PATCH"),
+                        );
+                    }
+                }
+                _ => self.wrong(n, ty, what),
+            },
+            Ty::Duration => match &n.kind {
+                Kind::Str(t) if parse_duration(t).is_some() => {}
+                Kind::Str(t) => self.push(
+                    Problem::new(Code::BadDuration, format!("{what} `{t}` is not a duration"))
+                        .at(n.span)
+                        .label("not a duration"),
+                ),
+                Kind::Int(_) | Kind::Float(_) => self.push(
+                    Problem::new(Code::BadDuration, format!("{what} needs a unit, found {}", n.kind.describe()))
+                        .at(n.span)
+                        .label("no unit")
+                        .help("durations carry their unit: \"30s\", \"500ms\", \"5m\""),
+                ),
+                _ => self.wrong(n, ty, what),
+            },
+            Ty::Enum(values) => match &n.kind {
+                Kind::Str(t) if values.contains(&t.as_str()) => {}
+                Kind::Str(t) => {
+                    let mut p = Problem::new(Code::BadValue, format!("{what} `{t}` is not one of {}", values.join(", ")))
+                        .at(n.span)
+                        .label("unknown value");
+                    if let Some(m) = did_you_mean(t, values.iter().copied()) {
+                        p = p.help(format!("did you mean `{m}`?"));
+                    }
+                    self.push(p)
+                }
+                _ => self.wrong(n, ty, what),
+            },
+            Ty::Argv => match &n.kind {
+                Kind::Seq(items) if items.is_empty() => self.push(
+                    Problem::new(Code::BadValue, format!("{what} is an empty command"))
+                        .at(n.span)
+                        .label("empty"),
+                ),
+                Kind::Seq(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        self.shape_value(item, &Ty::Template, &format!("element {} of {what}", i + 1));
+                    }
+                }
+                Kind::Str(_) => self.push(
+                    Problem::new(Code::WrongType, format!("{what} must be a list of arguments, not a shell string"))
+                        .at(n.span)
+                        .label("a string")
+                        .help("write the command as a list, e.g. [\"systemctl\", \"restart\", \"emqx\"]; it never goes through a shell"),
+                ),
+                _ => self.wrong(n, ty, what),
+            },
+            Ty::Vars => match &n.kind {
+                Kind::Map(entries) => {
+                    let mut seen = HashMap::new();
+                    for (k, v) in entries {
+                        if seen.insert(k.name.as_str(), ()).is_some() {
+                            self.push(
+                                Problem::new(Code::DuplicateKey, format!("`{}` is given twice in {what}", k.name))
+                                    .at(k.span)
+                                    .label("second time"),
+                            );
+                        }
+                        if !k.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || k.name.is_empty() {
+                            self.push(
+                                Problem::new(Code::BadValue, format!("`{}` cannot be a placeholder name", k.name))
+                                    .at(k.span)
+                                    .label("letters, digits and _ only")
+                                    .help("name vars with letters, digits and _, as they are written in {placeholders}"),
+                            );
+                        }
+                        if NODE_BUILTINS.contains(&k.name.as_str()) || GROUP_BUILTINS.contains(&k.name.as_str()) {
+                            self.push(
+                                Problem::new(Code::BadValue, format!("`{}` is a built-in placeholder and cannot be set in vars", k.name))
+                                    .at(k.span)
+                                    .label("built in")
+                                    .help(format!("rename it; fleetup fills {} itself", NODE_BUILTINS.iter().chain(GROUP_BUILTINS).map(|b| format!("{{{b}}}")).collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>().join(", "))),
+                            );
+                        }
+                        match scalar_text(v) {
+                            Some(t) => match Template::parse(&t) {
+                                Ok(tpl) if tpl.vars().next().is_some() => self.push(
+                                    Problem::new(Code::Placeholder, format!("the value of `{}` uses a placeholder; vars take literal values and ${{ENV}} only", k.name))
+                                        .at(v.span)
+                                        .label("placeholder in a var"),
+                                ),
+                                Ok(_) => {}
+                                Err(e) => self.push(
+                                    Problem::new(Code::Placeholder, format!("the value of `{}` is not valid: {e}", k.name))
+                                        .at(v.span)
+                                        .label("here"),
+                                ),
+                            },
+                            None => self.push(
+                                Problem::new(Code::WrongType, format!("the value of `{}` must be a string, number or boolean, found {}", k.name, v.kind.describe()))
+                                    .at(v.span)
+                                    .label("not a plain value"),
+                            ),
+                        }
+                    }
+                }
+                _ => self.wrong(n, ty, what),
+            },
+            Ty::CountOrPercent { min } => match &n.kind {
+                Kind::Int(i) if *i >= *min => {}
+                Kind::Int(i) => self.push(
+                    Problem::new(Code::BadWave, format!("{what} is {i}; it must be at least {min}"))
+                        .at(n.span)
+                        .label(format!("at least {min}")),
+                ),
+                Kind::Str(t) => match parse_percent(t) {
+                    Some(p) if (*min == 0 || p > 0.0) && p <= 100.0 => {}
+                    Some(_) => self.push(
+                        Problem::new(Code::BadWave, format!("{what} `{t}` is out of range"))
+                            .at(n.span)
+                            .label(if *min == 0 { "from 0% to 100%" } else { "above 0% and at most 100%" }),
+                    ),
+                    None => self.push(
+                        Problem::new(Code::BadWave, format!("{what} `{t}` is neither a count nor a percentage"))
+                            .at(n.span)
+                            .label("expected e.g. 5 or \"25%\""),
+                    ),
+                },
+                _ => self.wrong(n, ty, what),
+            },
+            Ty::List(item) => match &n.kind {
+                Kind::Seq(items) => {
+                    for (i, it) in items.iter().enumerate() {
+                        let w = match item {
+                            Ty::Table(_) => format!("{} #{}", what.trim_matches('`').trim_end_matches('s'), i + 1),
+                            _ => format!("item {} of {what}", i + 1),
+                        };
+                        self.shape_value(it, item, &w);
+                    }
+                }
+                _ => self.wrong(n, ty, what),
+            },
+            Ty::Table(fields) => self.shape_table(n, fields, what),
+        }
+    }
+
+    // ---- pass 2: build ------------------------------------------------------------
+}
