@@ -12,6 +12,7 @@ pub mod fsutil;
 pub mod group;
 pub mod health;
 pub mod hook;
+pub mod names;
 pub mod package;
 pub mod plan;
 pub mod preflight;

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use crate::diagnostics::{Code, Problem};
 use crate::package::{self, DEFAULT_EDITION, Lookup, PackageName, Repository};
-use crate::plan::tree::Span;
 use crate::plan::{NodeTarget, Plan};
+use crate::span::Span;
 use crate::store;
 
 /// What preflight learned about one node.

@@ -102,7 +102,7 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem>
                 Code::BadValue,
                 format!("--only `{sel}` matches no target of the plan"),
             );
-            if let Some(m) = crate::plan::validate::did_you_mean(sel, names) {
+            if let Some(m) = crate::names::did_you_mean(sel, names) {
                 p = p.help(format!("did you mean `{m}`?"));
             } else {
                 p = p.help("select by name, glob (emqx-*) or tag (@canary), comma-separated");

@@ -65,7 +65,7 @@ impl HookConfig {
             None => Ok(Duration::from_secs(default)),
         };
         let tpl = |s: &str| Template::parse(s).map_err(|e| bad(format!("`{s}`: {e}")));
-        let at = |t| crate::plan::At {
+        let at = |t| crate::span::At {
             value: t,
             span: Default::default(),
         };
@@ -83,11 +83,11 @@ impl HookConfig {
             None => None,
             Some(h) => {
                 let check = match (&h.command, &h.http, &h.tcp) {
-                    (Some(c), None, None) if !c.is_empty() => crate::plan::Check::Command(
+                    (Some(c), None, None) if !c.is_empty() => crate::health::Check::Command(
                         c.iter().map(|x| tpl(x).map(at)).collect::<Result<_, _>>()?,
                     ),
-                    (None, Some(u), None) => crate::plan::Check::Http(at(tpl(u)?)),
-                    (None, None, Some(a)) => crate::plan::Check::Tcp(at(tpl(a)?)),
+                    (None, Some(u), None) => crate::health::Check::Http(at(tpl(u)?)),
+                    (None, None, Some(a)) => crate::health::Check::Tcp(at(tpl(a)?)),
                     _ => {
                         return Err(bad(
                             "`health` needs exactly one of command, http, tcp".into()

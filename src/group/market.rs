@@ -118,7 +118,7 @@ impl Market {
             )));
         }
         for name in t.services.keys() {
-            if !crate::plan::validate::is_safe_name(name) {
+            if !crate::names::is_safe_name(name) {
                 return Err(bad(format!(
                     "service name `{name}` is not safe as a file name"
                 )));

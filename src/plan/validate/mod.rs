@@ -31,8 +31,9 @@ mod shape;
 mod values;
 mod window;
 
+pub use crate::names::{did_you_mean, is_safe_name};
+pub use values::parse_ssh;
 use values::*;
-pub use values::{did_you_mean, is_safe_name, parse_ssh};
 
 fn entries(n: &Node) -> &[(Key, Node)] {
     match &n.kind {

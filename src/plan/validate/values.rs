@@ -1,15 +1,6 @@
-//! Scalars a plan writes: safe names, SSH addresses, percentages, times of day and
-//! weekdays; and "did you mean" for misspelt keys.
+//! Scalars a plan writes: SSH addresses, percentages, times of day and weekdays.
 
 use super::*;
-
-/// Names of targets, apps, services and tags: safe as file names and in journals.
-pub fn is_safe_name(s: &str) -> bool {
-    let mut c = s.chars();
-    matches!(c.next(), Some(ch) if ch.is_ascii_alphanumeric() || ch == '_')
-        && s.len() <= 64
-        && c.all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
-}
 
 /// A percentage such as `25%` or `12.5%`.
 pub(super) fn parse_percent(s: &str) -> Option<f64> {
@@ -93,23 +84,6 @@ pub(super) fn weekday(s: &str) -> Option<jiff::civil::Weekday> {
         "sun" => Sunday,
         _ => return None,
     })
-}
-
-/// The closest of `options` to `given`, if close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    given: &str,
-    options: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    let mut best = None;
-    let mut best_score = 0.0;
-    for o in options {
-        let score = strsim::jaro_winkler(&given.to_ascii_lowercase(), o);
-        if score > best_score {
-            best_score = score;
-            best = Some(o);
-        }
-    }
-    best.filter(|_| best_score >= 0.8)
 }
 
 #[cfg(test)]

@@ -1,0 +1,27 @@
+//! Names: which ones are safe as file names and journal keys, and the "did you mean"
+//! for a name that is almost right. Shared vocabulary of the plan, groups and `--only`.
+
+/// Names of targets, apps, services and tags: safe as file names and in journals.
+pub fn is_safe_name(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphanumeric() || ch == '_')
+        && s.len() <= 64
+        && c.all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '.' | '_' | '-'))
+}
+
+/// The closest of `options` to `given`, if close enough to be a likely typo.
+pub fn did_you_mean<'a>(
+    given: &str,
+    options: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let mut best = None;
+    let mut best_score = 0.0;
+    for o in options {
+        let score = strsim::jaro_winkler(&given.to_ascii_lowercase(), o);
+        if score > best_score {
+            best_score = score;
+            best = Some(o);
+        }
+    }
+    best.filter(|_| best_score >= 0.8)
+}
