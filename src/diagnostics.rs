@@ -144,6 +144,7 @@ codes! {
     GroupUnreadable = "group::unreadable", exit Invalid, "the group's group.toml could not be read; only fleetup writes it";
     GroupState = "group::state", exit Invalid, "`fleetup group status` shows the group's apps and versions";
     GroupRollback = "group::rollback", exit Invalid, "only the last upgrade of a group can be rolled back, once; `fleetup group records` lists them";
+    Unhealthy = "health::unhealthy", exit Failed, "the target did not pass its health check in time; the message has the check's last answer";
     WindowClosed = "run::window-closed", exit Refused, "the plan's maintenance window is closed";
             GroupDeploy = "group::deploy-failed", exit Failed, "a service's deploy hook or health check failed; its previous spec was written back";
     Unsupported = "unsupported", exit Invalid, "this part of the plan needs a feature fleetup does not have yet; the README lists what is built";

@@ -611,3 +611,35 @@ fn a_node_made_permanent_just_before_a_kill_counts_as_upgraded_by_the_resumed_ru
         );
     }
 }
+
+#[test]
+fn a_failed_target_carries_the_code_of_its_problem_in_json_and_history() {
+    let f = fleet(1, true);
+    let plan = f.plan("", &|_| String::new());
+    let (code, out, err) = f.apply(&plan, &["--yes", "--format", "json"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let n1 = &doc["targets"][0];
+    assert_eq!(n1["outcome"], "rolled-back", "{doc}");
+    assert_eq!(n1["code"], "fleetup::health::unhealthy", "{doc}");
+    // The journal keeps it: `history` shows the same code.
+    let (code, out, _) = common::output(
+        fleetup()
+            .args(["history", doc["run"].as_str().unwrap(), "--format", "json"])
+            .arg("--state")
+            .arg(state_of(&f)),
+    );
+    assert_eq!(code, Some(0));
+    let hist: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        hist["targets"][0]["code"], "fleetup::health::unhealthy",
+        "{hist}"
+    );
+    // A target that succeeded carries no code.
+    let f = fleet(1, false);
+    let plan = f.plan("", &|_| String::new());
+    let (code, out, _) = f.apply(&plan, &["--yes", "--format", "json"]);
+    assert_eq!(code, Some(0));
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(doc["targets"][0].get("code").is_none(), "{doc}");
+}

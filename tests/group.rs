@@ -479,3 +479,69 @@ fn a_group_upgraded_just_before_a_kill_counts_as_upgraded_by_the_resumed_run() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(ok(&root, &m, &["status"]).contains("mall 1.0.0"));
 }
+
+#[test]
+fn rollback_all_after_a_resume_takes_back_a_group_the_killed_attempt_upgraded() {
+    let t = tempfile::tempdir().unwrap();
+    let m = t.path().join("market");
+    market(&m);
+    for g in ["shop1", "shop2"] {
+        ok(&t.path().join(g), &m, &["install", "mall", "1.0.0"]);
+    }
+    let plan = t.path().join("plan.yaml");
+    let entry = |name: &str| {
+        format!(
+            r#"  - name: {name}
+    root: ./{name}
+    market: ./market
+    apps:
+      - app: mall
+        to: 1.0.1
+    hooks:
+      deploy: ["/bin/sh", "-c", "cp {{spec}} {{root}}/applied-{{service}}.yaml"]
+      timeout: 10s
+    health:
+      command: ["/bin/sh", "-c", "test ! -e {{root}}/fail-{{service}}"]
+      timeout: 1s
+      interval: 100ms
+"#
+        )
+    };
+    std::fs::write(
+        &plan,
+        format!(
+            "plan: 1\nname: two-shops\nproduct: mall\nstate: ./state\nrollout:\n  waves: [1]\n  on_failure: rollback-all\ngroups:\n{}{}",
+            entry("shop1"),
+            entry("shop2")
+        ),
+    )
+    .unwrap();
+    apply_ok(&plan);
+    // Make the journal and shop2 look as a kill right after shop1 finished leaves them:
+    // nothing of shop2's wave was written, and shop2 is still on 1.0.0.
+    let state = t.path().join("state");
+    let run = latest_run(&state);
+    let journal = state.join("runs").join(&run).join("journal.jsonl");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    let wave2 = text.find("\"index\":2").unwrap();
+    let cut = &text[..text[..wave2].rfind('\n').unwrap() + 1];
+    std::fs::write(&journal, cut).unwrap();
+    let (code, out, err) = group(&t.path().join("shop2"), &m, &["rollback"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(ok(&t.path().join("shop2"), &m, &["status"]).contains("mall 1.0.0"));
+
+    // The resumed run fails shop2, so rollback-all takes back shop1 too: this run
+    // upgraded it, in the attempt that was killed.
+    std::fs::write(t.path().join("shop2/fail-web"), "").unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .args(["resume", &run, "--format", "json", "--state"])
+            .arg(&state),
+    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["targets"][0]["target"], "shop1", "{doc}");
+    assert_eq!(doc["targets"][0]["outcome"], "rolled-back", "{doc}");
+    let status = ok(&t.path().join("shop1"), &m, &["status"]);
+    assert!(status.contains("mall 1.0.0"), "{status}");
+}

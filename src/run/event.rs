@@ -194,6 +194,9 @@ pub struct TargetResult {
     /// The failure could not be undone: the target needs attention (exit 4).
     #[serde(default)]
     pub attention: bool,
+    /// The diagnostic code of what failed (`fleetup::health::unhealthy`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
 }
 
 /// How a run stands: what `history` shows and the journal's last line records.
@@ -305,6 +308,7 @@ mod tests {
             detail: String::new(),
             millis: 0,
             attention,
+            code: None,
         };
         assert_eq!(
             RunStatus::of(&[r(Outcome::Upgraded, false)], false),

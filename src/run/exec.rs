@@ -146,6 +146,12 @@ impl<'a> Exec<'a> {
             detail,
             millis: started.elapsed().as_millis() as u64,
             attention,
+            code: None,
+        };
+        // A result that failed keeps the code of the problem that says why.
+        let with = |mut r: TargetResult, p: &Problem| {
+            r.code = Some(p.code.as_str().to_owned());
+            r
         };
         if self.stop.load(Ordering::SeqCst) {
             return done(
@@ -158,7 +164,12 @@ impl<'a> Exec<'a> {
         let cx = self.cx();
         let (mut change, standing) = match t.open(&cx) {
             Ok(x) => x,
-            Err(p) => return self.failed(done(None, Outcome::Failed, p.message, false)),
+            Err(p) => {
+                return self.failed(with(
+                    done(None, Outcome::Failed, p.message.clone(), false),
+                    &p,
+                ));
+            }
         };
         let from = standing.from.as_ref();
         if let Some(already) = standing.reached {
@@ -176,37 +187,32 @@ impl<'a> Exec<'a> {
         }
         let unhealthy = match change.change() {
             Ok(()) => change.check().err(),
-            Err(ChangeError::Undone(d)) => {
-                return self.failed(done(from, Outcome::RolledBack, d, false));
+            Err(ChangeError::Undone(p)) => {
+                let r = done(from, Outcome::RolledBack, p.message.clone(), false);
+                return self.failed(with(r, &p));
             }
-            Err(ChangeError::Failed { detail, attention }) => {
-                return self.failed(done(from, Outcome::Failed, detail, attention));
+            Err(ChangeError::Failed { problem, attention }) => {
+                let r = done(from, Outcome::Failed, problem.message.clone(), attention);
+                return self.failed(with(r, &problem));
             }
-            Err(ChangeError::Unhealthy(what)) => Some(what),
+            Err(ChangeError::Unhealthy(p)) => Some(p),
         };
-        if let Some(what) = unhealthy {
+        if let Some(p) = unhealthy {
+            let what = &p.message;
             if self.plan.rollout.on_failure == OnFailure::Stop {
-                return self.failed(done(
-                    from,
-                    Outcome::Failed,
-                    format!("{what}; left as it is (on_failure: stop)"),
-                    false,
-                ));
+                let detail = format!("{what}; left as it is (on_failure: stop)");
+                return self.failed(with(done(from, Outcome::Failed, detail, false), &p));
             }
             self.step(t.name(), Step::RollBack(t.back(from)));
             return match change.undo() {
-                Ok(note) => self.failed(done(
-                    from,
-                    Outcome::RolledBack,
-                    format!("{what}{note}"),
-                    false,
-                )),
-                Err(r) => self.failed(done(
-                    from,
-                    Outcome::Failed,
-                    format!("{what}; rollback failed: {r}"),
-                    true,
-                )),
+                Ok(note) => {
+                    let r = done(from, Outcome::RolledBack, format!("{what}{note}"), false);
+                    self.failed(with(r, &p))
+                }
+                Err(e) => {
+                    let detail = format!("{what}; rollback failed: {}", e.message);
+                    self.failed(with(done(from, Outcome::Failed, detail, true), &e))
+                }
             };
         }
         match change.commit() {
@@ -214,7 +220,10 @@ impl<'a> Exec<'a> {
                 self.record_upgraded(i, standing.from.clone());
                 done(from, Outcome::Upgraded, detail, false)
             }
-            Err(p) => self.failed(done(from, Outcome::Failed, p.message, true)),
+            Err(p) => {
+                let r = done(from, Outcome::Failed, p.message.clone(), true);
+                self.failed(with(r, &p))
+            }
         }
     }
 
@@ -236,8 +245,9 @@ impl<'a> Exec<'a> {
                 }
                 Err(e) => {
                     r.outcome = Outcome::Failed;
-                    r.detail = format!("rollback-all failed: {e}");
+                    r.detail = format!("rollback-all failed: {}", e.message);
                     r.attention = true;
+                    r.code = Some(e.code.as_str().to_owned());
                 }
             }
             self.done(r);
@@ -314,6 +324,7 @@ impl<'a> Exec<'a> {
                                 detail: "paused: the maintenance window closed".into(),
                                 millis: 0,
                                 attention: false,
+                                code: None,
                             }),
                     );
                 }
@@ -379,9 +390,14 @@ impl<'a> Exec<'a> {
             let from = r.from.as_deref().and_then(|v| Version::parse(v).ok());
             let started = Instant::now();
             self.step(&r.target, Step::RollBack(t.back(from.as_ref())));
-            let (outcome, detail, attention) = match t.roll_back(&cx, from.as_ref()) {
-                Ok(words) => (Outcome::RolledBack, words, false),
-                Err(e) => (Outcome::Failed, format!("rollback failed: {e}"), true),
+            let (outcome, detail, attention, code) = match t.roll_back(&cx, from.as_ref()) {
+                Ok(words) => (Outcome::RolledBack, words, false, None),
+                Err(e) => (
+                    Outcome::Failed,
+                    format!("rollback failed: {}", e.message),
+                    true,
+                    Some(e.code.as_str().to_owned()),
+                ),
             };
             let res = TargetResult {
                 target: r.target.clone(),
@@ -391,6 +407,7 @@ impl<'a> Exec<'a> {
                 detail,
                 millis: started.elapsed().as_millis() as u64,
                 attention,
+                code,
             };
             self.done(&res);
             out.push(res);

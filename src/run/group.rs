@@ -200,16 +200,24 @@ impl Target for GroupUnit<'_> {
         Back::LastUpgrade
     }
 
-    fn roll_back(&self, cx: &Cx, _: Option<&Version>) -> Result<String, String> {
+    fn roll_back(&self, cx: &Cx, _: Option<&Version>) -> Result<String, Problem> {
         let name = self.name();
         let mut say = |l: String| cx.step(name, Step::Group(l));
         let mut ctx = self.ctx(cx, &mut say);
-        match self.group().rollback(None, None, &mut ctx) {
-            Ok(r) if r.status == group::Status::RolledBack => Ok("last upgrade rolled back".into()),
-            Ok(r) => Err(format!("record {}: {}", r.id, r.status.as_str())),
-            Err(p) => Err(p.message),
+        let r = self.group().rollback(None, None, &mut ctx)?;
+        if r.status != group::Status::RolledBack {
+            return Err(incomplete(&r));
         }
+        Ok("last upgrade rolled back".into())
     }
+}
+
+/// A rollback record that did not put everything back.
+fn incomplete(r: &group::Record) -> Problem {
+    Problem::new(
+        Code::RollbackFailed,
+        format!("record {}: {}", r.id, r.status.as_str()),
+    )
 }
 
 struct GroupChange<'s> {
@@ -253,17 +261,20 @@ impl Change for GroupChange<'_> {
                     &mut ctx,
                 )
                 .map_err(|p| ChangeError::Failed {
-                    detail: p.message,
+                    problem: p,
                     attention: false,
                 })?;
             if rec.status != group::Status::Upgraded {
                 self.failed = Some(rec.status);
-                return Err(ChangeError::Unhealthy(format!(
-                    "{} {} → {}: {}",
-                    rec.app,
-                    rec.from,
-                    rec.to,
-                    rec.status.as_str()
+                return Err(ChangeError::Unhealthy(Problem::new(
+                    Code::GroupDeploy,
+                    format!(
+                        "{} {} → {}: {}",
+                        rec.app,
+                        rec.from,
+                        rec.to,
+                        rec.status.as_str()
+                    ),
                 )));
             }
             self.changed.push(format!(
@@ -275,11 +286,11 @@ impl Change for GroupChange<'_> {
     }
 
     /// Each service was checked as it was deployed (`group upgrade` does it).
-    fn check(&mut self) -> Result<(), String> {
+    fn check(&mut self) -> Result<(), Problem> {
         Ok(())
     }
 
-    fn undo(&mut self) -> Result<String, String> {
+    fn undo(&mut self) -> Result<String, Problem> {
         let (unit, cx) = (self.unit, self.cx);
         let name = unit.name();
         let mut say = |l: String| cx.step(name, Step::Group(l));
@@ -288,7 +299,7 @@ impl Change for GroupChange<'_> {
             Ok(rb) if rb.status == group::Status::RolledBack => {
                 Ok(format!("; rolled back by record {}", rb.id))
             }
-            Ok(rb) => Err(format!("record {}: {}", rb.id, rb.status.as_str())),
+            Ok(rb) => Err(incomplete(&rb)),
             // A failed upgrade that changed nothing has nothing to roll back.
             Err(p)
                 if p.code == Code::GroupRollback
@@ -296,7 +307,7 @@ impl Change for GroupChange<'_> {
             {
                 Ok("; nothing had changed".into())
             }
-            Err(p) => Err(p.message),
+            Err(p) => Err(p),
         }
     }
 

@@ -244,18 +244,19 @@ impl Target for NodeUnit<'_> {
         Back::To(from.cloned())
     }
 
-    fn roll_back(&self, cx: &Cx, from: Option<&Version>) -> Result<String, String> {
+    fn roll_back(&self, cx: &Cx, from: Option<&Version>) -> Result<String, Problem> {
         let name = self.name();
         let mut say = |l: String| cx.step(name, Step::Store(l));
         let mut ctx = self.ctx(cx, &mut say);
-        let mut store = self.open_store(cx, false).map_err(|p| p.message)?;
+        let mut store = self.open_store(cx, false)?;
         let to = self.to_version();
         match from {
-            Some(prev) => store
-                .roll_back_to(prev, to, &mut ctx)
-                .map_err(|p| p.message)
-                .and_then(|_| self.health(&mut store, prev, Some(to), true))?,
-            None => store.revert(to, &mut ctx).map_err(|p| p.message)?,
+            Some(prev) => {
+                store.roll_back_to(prev, to, &mut ctx)?;
+                self.health(&mut store, prev, Some(to), true)
+                    .map_err(|h| Problem::new(Code::RollbackFailed, h))?;
+            }
+            None => store.revert(to, &mut ctx)?,
         }
         Ok(format!(
             "back on {}",
@@ -296,7 +297,10 @@ impl Change for NodeChange<'_> {
                 .as_ref()
                 .map_or("nothing".into(), |v| v.to_string());
             return Err(ChangeError::Failed {
-                detail: format!("the plan pins from {} but the node runs {runs}", pin.value),
+                problem: Problem::new(
+                    Code::FromMismatch,
+                    format!("the plan pins from {} but the node runs {runs}", pin.value),
+                ),
                 attention: false,
             });
         }
@@ -316,37 +320,41 @@ impl Change for NodeChange<'_> {
             .map(|_| ())
             .map_err(|p| match p.code {
                 // A failed activation was already switched back by the store.
-                Code::ActivationFailed => ChangeError::Undone(p.message),
+                Code::ActivationFailed => ChangeError::Undone(p),
                 Code::RollbackFailed | Code::SshLost => ChangeError::Failed {
-                    detail: p.message,
+                    problem: p,
                     attention: true,
                 },
                 _ => ChangeError::Failed {
-                    detail: p.message,
+                    problem: p,
                     attention: false,
                 },
             })
     }
 
-    fn check(&mut self) -> Result<(), String> {
+    fn check(&mut self) -> Result<(), Problem> {
         let (unit, name) = (self.unit, self.unit.name());
         self.cx.step(name, Step::HealthChecking);
         let from = self.from.clone();
         unit.health(&mut self.store, unit.to_version(), from.as_ref(), false)
             .map_err(|why| {
                 self.cx.step(name, Step::HealthFailed { why: why.clone() });
-                format!("unhealthy: {why}")
+                Problem::new(Code::Unhealthy, format!("unhealthy: {why}"))
             })
     }
 
-    fn undo(&mut self) -> Result<String, String> {
+    fn undo(&mut self) -> Result<String, Problem> {
         let unit = self.unit;
         let to = unit.to_version().clone();
-        self.with_ctx(|store, ctx| store.revert(&to, ctx))
-            .map_err(|p| p.message)?;
+        self.with_ctx(|store, ctx| store.revert(&to, ctx))?;
         if let Some(prev) = self.from.clone() {
             unit.health(&mut self.store, &prev, Some(&to), true)
-                .map_err(|h| format!("{prev} is not healthy again: {h}"))?;
+                .map_err(|h| {
+                    Problem::new(
+                        Code::RollbackFailed,
+                        format!("{prev} is not healthy again: {h}"),
+                    )
+                })?;
         }
         Ok(String::new())
     }

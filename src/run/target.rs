@@ -47,14 +47,14 @@ pub struct Standing {
     pub reached: Option<String>,
 }
 
-/// How a change failed.
+/// How a change failed, with the problem that says why.
 pub enum ChangeError {
     /// The target put itself back (a node whose activation failed was switched back).
-    Undone(String),
+    Undone(Problem),
     /// The change failed; `attention` when what it left cannot be trusted.
-    Failed { detail: String, attention: bool },
+    Failed { problem: Problem, attention: bool },
     /// The change left the target unhealthy: `on_failure` decides whether to undo it.
-    Unhealthy(String),
+    Unhealthy(Problem),
 }
 
 /// One target of a plan.
@@ -76,7 +76,7 @@ pub trait Target: Sync {
     /// Puts back what a finished run changed (`rollback-all`, `rollback RUN`): a node
     /// onto `from`, checked healthy there; a group's last upgrade undone. `Ok` says where
     /// the target is now.
-    fn roll_back(&self, cx: &Cx, from: Option<&Version>) -> Result<String, String>;
+    fn roll_back(&self, cx: &Cx, from: Option<&Version>) -> Result<String, Problem>;
 }
 
 /// A target opened for a change, its lock held.
@@ -84,9 +84,9 @@ pub trait Change {
     /// Makes the change (a node's release installed and activated, a group's apps upgraded).
     fn change(&mut self) -> Result<(), ChangeError>;
     /// Checks the changed target is healthy.
-    fn check(&mut self) -> Result<(), String>;
+    fn check(&mut self) -> Result<(), Problem>;
     /// Undoes the change after a failed check; `Ok` carries words to add to the report.
-    fn undo(&mut self) -> Result<String, String>;
+    fn undo(&mut self) -> Result<String, Problem>;
     /// Makes the change stick (a node's release made permanent); the report's words.
     fn commit(&mut self) -> Result<String, Problem>;
 }
