@@ -6,7 +6,7 @@ use semver::Version;
 
 use crate::cli::{GroupCommand, GroupOpts, OutputFormat};
 use crate::diagnostics::{Code, Exit, Failure, Problem};
-use crate::group::{Change, Ctx, Group, HookConfig, Market, Record, ServiceDiff, Status};
+use crate::group::{Ctx, Group, HookConfig, Market, Record, ServiceDiff, Status};
 
 fn version(s: &str) -> Result<Version, Problem> {
     Version::parse(s).map_err(|e| {
@@ -43,20 +43,13 @@ pub fn print_diff(app: &str, from: &Version, to: &Version, d: &[ServiceDiff], pi
     println!("{app} {from} → {to}");
     let width = d.iter().map(|s| s.service.len()).max().unwrap_or(0);
     for s in d {
-        let note = match s.change {
-            Change::Upgrade | Change::Add if !picked.contains(&s.service) => " (not picked)",
-            _ => "",
-        };
         println!(
-            "{} {:<width$}  {:<9}{}{note}",
+            "{} {:<width$}  {:<9}{}{}",
             s.change.marker(),
             s.service,
             s.change.as_str(),
-            if s.details.is_empty() {
-                String::new()
-            } else {
-                format!("  {}", s.details.join("; "))
-            }
+            s.details_after("  "),
+            s.not_picked(picked)
         );
     }
 }

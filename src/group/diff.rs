@@ -38,6 +38,25 @@ pub struct ServiceDiff {
     pub details: Vec<String>,
 }
 
+impl ServiceDiff {
+    /// ` (not picked)` for an upgrade or addition the operator's pick leaves out.
+    pub fn not_picked(&self, picked: &[String]) -> &'static str {
+        match self.change {
+            Change::Upgrade | Change::Add if !picked.contains(&self.service) => " (not picked)",
+            _ => "",
+        }
+    }
+
+    /// The changed fields in one line, after `sep` (empty when nothing changed).
+    pub fn details_after(&self, sep: &str) -> String {
+        if self.details.is_empty() {
+            String::new()
+        } else {
+            format!("{sep}{}", self.details.join("; "))
+        }
+    }
+}
+
 /// The per-service diff of SPEC §3 between what is installed and a target template.
 pub fn diff(installed: &BTreeMap<String, ServiceSpec>, target: &AppTemplate) -> Vec<ServiceDiff> {
     let mut out = Vec::new();

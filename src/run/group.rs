@@ -122,24 +122,13 @@ impl Target for GroupUnit<'_> {
                 Ok((_, _, d, picked)) => {
                     verdicts.push(format!("{}: passed", a.app.value));
                     for sd in d {
-                        let note =
-                            if matches!(sd.change, group::Change::Upgrade | group::Change::Add)
-                                && !picked.contains(&sd.service)
-                            {
-                                " (not picked)"
-                            } else {
-                                ""
-                            };
                         services.push(format!(
-                            "{} {} {}{note}{}",
+                            "{} {} {}{}{}",
                             sd.change.marker(),
                             sd.service,
                             sd.change.as_str(),
-                            if sd.details.is_empty() {
-                                String::new()
-                            } else {
-                                format!(": {}", sd.details.join("; "))
-                            }
+                            sd.not_picked(&picked),
+                            sd.details_after(": ")
                         ));
                     }
                 }
