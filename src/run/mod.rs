@@ -105,6 +105,17 @@ fn locks_free(
     })
 }
 
+/// Every event to the journal first, then to the caller.
+fn tee<'a>(
+    journal: &'a journal::Journal,
+    emit: &'a (dyn Fn(Event) + Sync),
+) -> impl Fn(Event) + Sync + 'a {
+    move |e: Event| {
+        journal.event(&e);
+        emit(e);
+    }
+}
+
 /// The run's end written to its journal, as a report.
 fn finish(
     journal: &journal::Journal,
@@ -163,10 +174,7 @@ impl Runner {
             journal: journal.dir.clone(),
             how: Begin::New,
         });
-        let tee = |e: Event| {
-            journal.event(&e);
-            emit(e);
-        };
+        let tee = tee(&journal, emit);
         let hosts = match p.hosts.clone() {
             Some(h) => Some(h),
             None => prepare::hosts_for(&p.plan, p.schedule.targets())
@@ -277,10 +285,7 @@ impl Runner {
                 finished: finished.len(),
             },
         });
-        let tee = |e: Event| {
-            journal.event(&e);
-            emit(e);
-        };
+        let tee = tee(&journal, emit);
         let hosts = prepare::hosts_for(&plan, schedule.targets())
             .inspect_err(|e| journal.finish(RunStatus::Failed, e.code.exit().code()))?;
         let exec = exec::Exec::new(&plan, &r.run, self.lock_wait, hosts, &tee);
@@ -317,10 +322,7 @@ impl Runner {
             journal: r.dir.clone(),
             how: Begin::RollBack,
         });
-        let tee = |e: Event| {
-            journal.event(&e);
-            emit(e);
-        };
+        let tee = tee(&journal, emit);
         let ids = upgraded.iter().filter_map(|u| {
             crate::schedule::select(&plan, None)
                 .ok()?
