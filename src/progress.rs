@@ -11,24 +11,24 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::run::{Event, Outcome, TargetResult};
 
-pub enum Progress {
-    Bars {
-        multi: MultiProgress,
-        run: ProgressBar,
-        targets: Mutex<HashMap<String, ProgressBar>>,
-    },
-    /// Plain lines to stdout, or to stderr when stdout carries JSON.
-    Lines { to_stderr: bool },
+/// Bars on a terminal (drawn once the run begins, never over a prompt), else plain
+/// lines to stdout, or to stderr when stdout carries JSON.
+pub struct Progress {
+    terminal: bool,
+    to_stderr: bool,
+    bars: Mutex<Option<Bars>>,
 }
 
-impl Progress {
-    /// The run bar's length comes with the run's `Began` event.
-    pub fn new(terminal: bool, to_stderr: bool) -> Progress {
-        if !terminal {
-            return Progress::Lines { to_stderr };
-        }
+struct Bars {
+    multi: MultiProgress,
+    run: ProgressBar,
+    targets: HashMap<String, ProgressBar>,
+}
+
+impl Bars {
+    fn new(total: usize) -> Bars {
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
-        let run = multi.add(ProgressBar::new(0));
+        let run = multi.add(ProgressBar::new(total as u64));
         run.set_style(
             ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} targets {msg}",
@@ -36,73 +36,101 @@ impl Progress {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         run.enable_steady_tick(Duration::from_millis(120));
-        Progress::Bars {
+        Bars {
             multi,
             run,
-            targets: Mutex::new(HashMap::new()),
+            targets: HashMap::new(),
+        }
+    }
+
+    /// A target's spinner showing its current step.
+    fn step(&mut self, target: &str, text: String) {
+        let multi = &self.multi;
+        let bar = self.targets.entry(target.to_owned()).or_insert_with(|| {
+            let b = multi.add(ProgressBar::new_spinner());
+            b.set_style(
+                ProgressStyle::with_template("  {spinner} {prefix}: {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            );
+            b.set_prefix(target.to_owned());
+            b.enable_steady_tick(Duration::from_millis(120));
+            b
+        });
+        bar.set_message(text);
+    }
+
+    fn done(&mut self, target: &str) {
+        if let Some(b) = self.targets.remove(target) {
+            b.finish_and_clear();
+        }
+        self.run.inc(1);
+    }
+}
+
+impl Progress {
+    pub fn new(terminal: bool, to_stderr: bool) -> Progress {
+        Progress {
+            terminal,
+            to_stderr,
+            bars: Mutex::new(None),
         }
     }
 
     fn line(&self, text: String) {
-        match self {
-            Progress::Bars { multi, .. } => {
-                let _ = multi.println(text);
-            }
-            Progress::Lines { to_stderr: true } => eprintln!("{text}"),
-            Progress::Lines { to_stderr: false } => {
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{text}");
-                let _ = out.flush();
-            }
+        if let Ok(guard) = self.bars.lock()
+            && let Some(b) = guard.as_ref()
+        {
+            let _ = b.multi.println(text);
+            return;
+        }
+        if self.to_stderr {
+            eprintln!("{text}");
+        } else {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{text}");
+            let _ = out.flush();
         }
     }
 
     pub fn event(&self, e: &Event) {
-        match (self, e) {
-            (Progress::Bars { run, .. }, Event::Began { targets, .. }) => {
-                run.set_length(*targets as u64)
+        match e {
+            Event::Began { targets, .. } => {
+                if self.terminal
+                    && let Ok(mut b) = self.bars.lock()
+                {
+                    *b = Some(Bars::new(*targets));
+                }
             }
-            (Progress::Lines { .. }, Event::Began { .. }) => {}
-            (_, Event::Wave { index, of, targets }) => {
+            Event::Wave { index, of, targets } => {
                 let who = match targets.len() {
                     n if n > 8 => format!("{n} targets ({} … {})", targets[0], targets[n - 1]),
                     _ => targets.join(", "),
                 };
                 self.line(format!("wave {index}/{of}: {who}"))
             }
-            (_, Event::Note { detail }) => self.line(detail.clone()),
-            (Progress::Bars { multi, targets, .. }, Event::Step { target, step }) => {
-                let Ok(mut map) = targets.lock() else { return };
-                let bar = map.entry(target.clone()).or_insert_with(|| {
-                    let b = multi.add(ProgressBar::new_spinner());
-                    b.set_style(
-                        ProgressStyle::with_template("  {spinner} {prefix}: {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                    );
-                    b.set_prefix(target.clone());
-                    b.enable_steady_tick(Duration::from_millis(120));
-                    b
-                });
-                bar.set_message(format!("{} {step}", step.name()));
-            }
-            (Progress::Lines { .. }, Event::Step { target, step }) => {
+            Event::Note { detail } => self.line(detail.clone()),
+            // Diagnostics are the caller's to render.
+            Event::Warnings { .. } => {}
+            Event::Step { target, step } => {
+                if let Ok(mut guard) = self.bars.lock()
+                    && let Some(b) = guard.as_mut()
+                {
+                    b.step(target, format!("{} {step}", step.name()));
+                    return;
+                }
                 self.line(format!("{target}: {}: {step}", step.name()))
             }
-            (
-                _,
-                Event::Done(TargetResult {
-                    target,
-                    outcome,
-                    detail,
-                    millis,
-                    ..
-                }),
-            ) => {
-                if let Progress::Bars { run, targets, .. } = self {
-                    if let Some(b) = targets.lock().ok().and_then(|mut m| m.remove(target)) {
-                        b.finish_and_clear();
-                    }
-                    run.inc(1);
+            Event::Done(TargetResult {
+                target,
+                outcome,
+                detail,
+                millis,
+                ..
+            }) => {
+                if let Ok(mut guard) = self.bars.lock()
+                    && let Some(b) = guard.as_mut()
+                {
+                    b.done(target);
                 }
                 let mark = match outcome {
                     Outcome::Upgraded | Outcome::Unchanged => "ok",
@@ -120,8 +148,10 @@ impl Progress {
     }
 
     pub fn finish(&self) {
-        if let Progress::Bars { run, .. } = self {
-            run.finish_and_clear();
+        if let Ok(mut guard) = self.bars.lock()
+            && let Some(b) = guard.take()
+        {
+            b.run.finish_and_clear();
         }
     }
 }

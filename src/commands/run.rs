@@ -121,6 +121,9 @@ fn with_progress(
     let json = format == OutputFormat::Json;
     let progress = Progress::new(terminal() && !json, json);
     let sink = |e: Event| {
+        if let Event::Warnings { problems, file } = &e {
+            render_warnings(problems, file.as_ref());
+        }
         if let Event::Began {
             run,
             plan,
@@ -200,10 +203,10 @@ pub fn apply(path: &Path, o: ApplyOpts) -> Done {
         state: o.state,
         lock_wait: super::lock_wait(o.wait_for_lock.as_deref())?,
     };
-    let p = crate::run::prepare(path, o.only.as_deref())?;
-    render_warnings(&p.warnings, p.file.as_ref());
     let confirm = confirm(o.yes);
-    with_progress(o.format, |sink| runner.apply(path, p, &confirm, sink))
+    with_progress(o.format, |sink| {
+        runner.apply(path, o.only.as_deref(), &confirm, sink)
+    })
 }
 
 pub struct ResumeOpts {

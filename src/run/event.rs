@@ -158,6 +158,12 @@ pub enum Begin {
 /// What happened, as it happens.
 #[derive(Clone, Debug)]
 pub enum Event {
+    /// Warnings found while preparing the plan (in the plan file, or about the world it
+    /// names); errors end the command as a `Failure` instead.
+    Warnings {
+        problems: Vec<crate::diagnostics::Problem>,
+        file: Option<crate::span::SourceFile>,
+    },
     /// A run starts (or `resume` continues one): its id, plan, size and journal.
     Began {
         run: String,

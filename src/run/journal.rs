@@ -215,7 +215,8 @@ impl Journal {
         }
     }
 
-    /// Records one event (`Began` is not recorded: the first line says it all).
+    /// Records one event (`Began` and `Warnings` are not: the first line and the plan
+    /// copy say it all).
     pub fn event(&self, e: &Event) {
         let Some(v) = event_json(e) else { return };
         let durable = matches!(e, Event::Done(_) | Event::Wave { .. });
@@ -245,7 +246,7 @@ fn event_json(e: &Event) -> Option<serde_json::Value> {
     use serde_json::json;
     let v = |v: &Version| v.to_string();
     Some(match e {
-        Event::Began { .. } => return None,
+        Event::Began { .. } | Event::Warnings { .. } => return None,
         Event::Wave { index, of, targets } => {
             json!({"event": "wave", "index": index, "of": of, "targets": targets})
         }

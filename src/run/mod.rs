@@ -144,15 +144,22 @@ impl Runner {
         Ok((state, runs))
     }
 
-    /// `fleetup apply`: checks that the run may start, asks `confirm`, journals the run
-    /// and executes it.
+    /// `fleetup apply`: prepares the plan (`only` selects targets), checks that the run
+    /// may start, asks `confirm`, journals the run and executes it.
     pub fn apply(
         &self,
         path: &Path,
-        p: Prepared,
+        only: Option<&str>,
         confirm: Confirm,
         emit: &(dyn Fn(Event) + Sync),
     ) -> Result<Ended, Failure> {
+        let p = prepare(path, only)?;
+        if !p.warnings.is_empty() {
+            emit(Event::Warnings {
+                problems: p.warnings.clone(),
+                file: p.file.clone(),
+            });
+        }
         window_open(&p.plan)?;
         locks_free(&p.plan, self.lock_wait, p.schedule.targets())?;
         if !confirm(&p)? {
