@@ -138,6 +138,10 @@ pub struct NodeOpts {
     /// Edition of the package to take (default: the node's own; ce on a fresh store).
     #[arg(long)]
     pub edition: Option<String>,
+    /// <os>-<arch> of the package to take while the store runs no release (e.g.
+    /// ubuntu20.04-amd64); a store with a release takes its release's.
+    #[arg(long, value_name = "OS-ARCH")]
+    pub platform: Option<String>,
     /// Wait up to this long for a lock held by another fleetup (e.g. 30s).
     #[arg(long, value_name = "DURATION")]
     pub wait_for_lock: Option<String>,

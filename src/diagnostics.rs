@@ -119,6 +119,7 @@ codes! {
     PackageName = "package::name", exit Invalid, "release packages are named <product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip";
     PackageMissing = "package::missing", exit Invalid, "put the release package for that version into the repository";
     PackageAmbiguous = "package::ambiguous", exit Invalid, "keep exactly one package per product, edition and version in the repository";
+    PackagePlatform = "package::platform", exit Invalid, "nothing tells this node's platform: give it `platform: <os>-<arch>` (or `defaults.platform`), or `--platform` by hand";
     Checksum = "package::checksum", exit Invalid, "the package differs from its checksum: fetch it again and do not install it until they match";
     RuleVersion = "rule::version-rule", exit Invalid, "go through the intermediate versions, or relax the version policy (`policy.version` in a plan, `--policy` by hand) if a cold upgrade is intended";
     RuleNotNewer = "rule::not-newer", exit Invalid, "an upgrade goes to a newer version; use `fleetup node downgrade` to go back";

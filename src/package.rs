@@ -49,6 +49,91 @@ pub struct Runtime {
     pub major: Option<u64>,
 }
 
+/// What a release is built for: the OS and CPU architecture tokens of its package name
+/// (`ubuntu20.04-amd64`, `el8-arm64`). A repository holds every platform of a version
+/// side by side; a node takes the package of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Platform {
+    pub os: String,
+    /// Normalised: `x86_64` is `amd64`, `aarch64` is `arm64`.
+    pub arch: String,
+}
+
+impl Platform {
+    /// `<os>-<arch>`, as package names write them.
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        let Some((os, arch)) = s.rsplit_once('-') else {
+            return Err(format!(
+                "`{s}` is not <os>-<arch>, such as ubuntu20.04-amd64"
+            ));
+        };
+        if !is_token(os) || !is_token(arch) {
+            return Err(format!(
+                "`{s}` is not <os>-<arch>, such as ubuntu20.04-amd64"
+            ));
+        }
+        Ok(Platform {
+            os: os.to_owned(),
+            arch: normalise_arch(arch),
+        })
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.os, self.arch)
+    }
+}
+
+/// The platform of the machine this runs on, in EMQX's tokens (as its
+/// `scripts/get-distro.sh` and `pkg-full-vsn.sh` name a build): `None` off Linux or when
+/// `/etc/os-release` cannot be read.
+pub fn this_platform() -> Option<Platform> {
+    if std::env::consts::OS != "linux" {
+        return None;
+    }
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    platform_of(&text, std::env::consts::ARCH)
+}
+
+/// A platform from the text of `/etc/os-release` and the machine name (`uname -m`):
+/// Amazon Linux is `amzn<VERSION_ID>`; Red Hat and its rebuilds (anything whose `ID` or
+/// `ID_LIKE` says rhel) `el<major>`; every other distribution `<ID><VERSION_ID>`
+/// (`ubuntu20.04`, `debian11`). `x86_64` is `amd64`, `aarch64` `arm64`, `arm*` `arm`.
+pub fn platform_of(os_release: &str, machine: &str) -> Option<Platform> {
+    let field = |k: &str| {
+        os_release.lines().find_map(|l| {
+            let v = l.strip_prefix(k)?.strip_prefix('=')?;
+            Some(v.trim().trim_matches('"').trim_matches('\'').to_owned())
+        })
+    };
+    let id = field("ID")?.to_ascii_lowercase();
+    let like = field("ID_LIKE").unwrap_or_default().to_ascii_lowercase();
+    let version = field("VERSION_ID").unwrap_or_default();
+    let os = if id == "amzn" {
+        format!("amzn{version}")
+    } else if id == "rhel" || like.split_whitespace().any(|w| w == "rhel") {
+        format!("el{}", version.split('.').next().unwrap_or(""))
+    } else {
+        format!("{id}{version}")
+    };
+    let arch = match machine {
+        "x86_64" | "amd64" => "amd64".to_owned(),
+        "aarch64" | "arm64" => "arm64".to_owned(),
+        m if m.starts_with("arm") => "arm".to_owned(),
+        m => m.to_owned(),
+    };
+    (is_token(&os) && is_token(&arch)).then_some(Platform { os, arch })
+}
+
+/// Several platforms, as a message lists them.
+pub fn platform_list<'a>(ps: impl IntoIterator<Item = &'a Platform>) -> String {
+    let mut v: Vec<String> = ps.into_iter().map(Platform::to_string).collect();
+    v.sort();
+    v.dedup();
+    v.join(", ")
+}
+
 /// A parsed `<product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackageName {
@@ -197,6 +282,15 @@ impl PackageName {
     }
 }
 
+impl PackageName {
+    pub fn platform(&self) -> Platform {
+        Platform {
+            os: self.os.clone(),
+            arch: self.arch.clone(),
+        }
+    }
+}
+
 /// A broken compatibility rule, worded to name both sides.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
@@ -325,7 +419,48 @@ pub enum Lookup<'a> {
     Missing {
         other_editions: Vec<&'a PackageName>,
     },
+    /// The edition has the version, but not for the wanted platform: these packages.
+    OtherPlatforms(Vec<&'a PackageName>),
+    /// No platform was given and the version is there for several: these.
+    Undecided(Vec<Platform>),
     Ambiguous(Vec<&'a PackageName>),
+}
+
+/// Which package of a version a node wants.
+#[derive(Clone, Debug, Default)]
+pub struct Wanted {
+    pub edition: String,
+    /// The node's platform, when something tells it (its release, its `platform:`).
+    pub platform: Option<Platform>,
+    /// The runtime major of the release the node runs: among builds of one platform for
+    /// several runtimes, the one of the same major.
+    pub runtime_major: Option<u64>,
+    /// The platform of the machine the node is on (a remote host reports it): it decides
+    /// between several platforms when nothing else does.
+    pub host: Option<Platform>,
+}
+
+impl Wanted {
+    /// What a node running `running` wants (edition: `asked`, else the running one's).
+    pub fn of(
+        running: Option<&PackageName>,
+        asked: Option<&str>,
+        platform: Option<&Platform>,
+    ) -> Wanted {
+        Wanted {
+            edition: asked
+                .map(str::to_owned)
+                .or_else(|| running.map(|p| p.edition.clone()))
+                .unwrap_or_else(|| DEFAULT_EDITION.to_owned()),
+            platform: running
+                .map(PackageName::platform)
+                .or_else(|| platform.cloned()),
+            runtime_major: running
+                .and_then(|p| p.runtime.as_ref())
+                .and_then(|r| r.major),
+            host: None,
+        }
+    }
 }
 
 impl Repository {
@@ -352,22 +487,62 @@ impl Repository {
         Ok(repo)
     }
 
-    pub fn find(&self, version: &Version, edition: &str) -> Lookup<'_> {
+    /// The one package of `version` that `want` names.
+    pub fn find(&self, version: &Version, want: &Wanted) -> Lookup<'_> {
         let same_version: Vec<&PackageName> = self
             .packages
             .iter()
             .filter(|p| &p.version == version)
             .collect();
-        let hits: Vec<&PackageName> = same_version
+        let edition: Vec<&PackageName> = same_version
             .iter()
             .copied()
-            .filter(|p| p.edition == edition)
+            .filter(|p| p.edition == want.edition)
             .collect();
-        match hits.len() {
-            0 => Lookup::Missing {
+        if edition.is_empty() {
+            return Lookup::Missing {
                 other_editions: same_version,
-            },
+            };
+        }
+        let mut hits: Vec<&PackageName> = match &want.platform {
+            Some(pf) => edition
+                .iter()
+                .copied()
+                .filter(|p| p.os == pf.os && p.arch == pf.arch)
+                .collect(),
+            None => edition.clone(),
+        };
+        if hits.is_empty() {
+            return Lookup::OtherPlatforms(edition);
+        }
+        // Builds for several runtimes: the node's runtime major, when that narrows it.
+        if hits.len() > 1
+            && let Some(major) = want.runtime_major
+        {
+            let same: Vec<&PackageName> = hits
+                .iter()
+                .copied()
+                .filter(|p| p.runtime.as_ref().and_then(|r| r.major) == Some(major))
+                .collect();
+            if !same.is_empty() {
+                hits = same;
+            }
+        }
+        let mut platforms: Vec<Platform> = hits.iter().map(|p| p.platform()).collect();
+        platforms.sort();
+        platforms.dedup();
+        // Several platforms and nothing named one: the host's, when it is among them.
+        if want.platform.is_none()
+            && platforms.len() > 1
+            && let Some(h) = &want.host
+            && platforms.contains(h)
+        {
+            hits.retain(|p| p.os == h.os && p.arch == h.arch);
+            platforms = vec![h.clone()];
+        }
+        match hits.len() {
             1 => Lookup::Found(hits[0]),
+            _ if want.platform.is_none() && platforms.len() > 1 => Lookup::Undecided(platforms),
             _ => Lookup::Ambiguous(hits),
         }
     }
@@ -424,6 +599,83 @@ mod tests {
     }
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_hosts_platform_is_named_as_emqx_names_its_builds() {
+        let pf = |text: &str, m: &str| platform_of(text, m).map(|p| p.to_string());
+        let ubuntu = "NAME=\"Ubuntu\"\nVERSION_ID=\"20.04\"\nID=ubuntu\nID_LIKE=debian\n";
+        assert_eq!(pf(ubuntu, "x86_64").as_deref(), Some("ubuntu20.04-amd64"));
+        let debian =
+            "PRETTY_NAME=\"Debian GNU/Linux 11 (bullseye)\"\nVERSION_ID=\"11\"\nID=debian\n";
+        assert_eq!(pf(debian, "aarch64").as_deref(), Some("debian11-arm64"));
+        let rocky = "NAME=\"Rocky Linux\"\nID=\"rocky\"\nID_LIKE=\"rhel centos fedora\"\nVERSION_ID=\"8.9\"\n";
+        assert_eq!(pf(rocky, "x86_64").as_deref(), Some("el8-amd64"));
+        let rhel = "ID=\"rhel\"\nVERSION_ID=\"9.3\"\n";
+        assert_eq!(pf(rhel, "aarch64").as_deref(), Some("el9-arm64"));
+        let centos7 = "ID=\"centos\"\nID_LIKE=\"rhel fedora\"\nVERSION_ID=\"7\"\n";
+        assert_eq!(pf(centos7, "x86_64").as_deref(), Some("el7-amd64"));
+        let amzn = "NAME=\"Amazon Linux\"\nID=\"amzn\"\nID_LIKE=\"centos rhel fedora\"\nVERSION_ID=\"2\"\n";
+        assert_eq!(pf(amzn, "x86_64").as_deref(), Some("amzn2-amd64"));
+        let pi = "ID=raspbian\nVERSION_ID=\"10\"\n";
+        assert_eq!(pf(pi, "armv7l").as_deref(), Some("raspbian10-arm"));
+        assert_eq!(pf("NAME=nothing\n", "x86_64"), None);
+    }
+
+    #[test]
+    fn a_repository_of_every_platform_gives_each_node_its_own() {
+        let repo = Repository {
+            dir: PathBuf::from("r"),
+            packages: [
+                "emqx-4.4.17-otp24.3.4.2-1-ubuntu20.04-amd64.zip",
+                "emqx-4.4.17-otp24.3.4.2-1-ubuntu20.04-arm64.zip",
+                "emqx-4.4.17-otp24.3.4.2-1-el8-amd64.zip",
+                "emqx-4.4.17-otp24.3.4.2-1-el8-arm64.zip",
+                "emqx-ee-4.4.17-otp24.3.4.2-1-el8-arm64.zip",
+            ]
+            .iter()
+            .map(|f| p(f))
+            .collect(),
+            unparsed: Vec::new(),
+        };
+        let running = p("emqx-4.4.16-otp24.3.4.2-1-el8-arm64.zip");
+        let want = Wanted::of(Some(&running), None, None);
+        match repo.find(&v("4.4.17"), &want) {
+            Lookup::Found(f) => assert_eq!(f.file, "emqx-4.4.17-otp24.3.4.2-1-el8-arm64.zip"),
+            other => panic!("{other:?}"),
+        }
+        // A fresh node: its `platform:` decides, or nothing does.
+        let el8 = Platform::parse("el8-x86_64").unwrap();
+        assert_eq!(el8.to_string(), "el8-amd64");
+        match repo.find(&v("4.4.17"), &Wanted::of(None, None, Some(&el8))) {
+            Lookup::Found(f) => assert_eq!(f.file, "emqx-4.4.17-otp24.3.4.2-1-el8-amd64.zip"),
+            other => panic!("{other:?}"),
+        }
+        match repo.find(&v("4.4.17"), &Wanted::of(None, None, None)) {
+            Lookup::Undecided(ps) => assert_eq!(
+                platform_list(&ps),
+                "el8-amd64, el8-arm64, ubuntu20.04-amd64, ubuntu20.04-arm64"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let deb = Platform::parse("debian11-amd64").unwrap();
+        match repo.find(&v("4.4.17"), &Wanted::of(None, None, Some(&deb))) {
+            Lookup::OtherPlatforms(ps) => assert_eq!(ps.len(), 4),
+            other => panic!("{other:?}"),
+        }
+        // A remote host's own platform decides for a fresh node, when it is there.
+        let mut want = Wanted::of(None, None, None);
+        want.host = Some(Platform::parse("ubuntu20.04-arm64").unwrap());
+        match repo.find(&v("4.4.17"), &want) {
+            Lookup::Found(f) => assert_eq!(f.os, "ubuntu20.04"),
+            other => panic!("{other:?}"),
+        }
+        want.host = Some(deb.clone());
+        assert!(matches!(
+            repo.find(&v("4.4.17"), &want),
+            Lookup::Undecided(_)
+        ));
+        assert!(Platform::parse("amd64").is_err() && Platform::parse("a b-amd64").is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::diagnostics::{Code, Problem};
-use crate::package::{self, DEFAULT_EDITION, Lookup, PackageName, Repository};
+use crate::package::{self, Lookup, PackageName, Repository};
 use crate::plan::{NodeTarget, Plan};
 use crate::span::Span;
 use crate::store;
@@ -206,9 +206,11 @@ fn check_node(
         match read {
             Ok(state) => {
                 finding.state_read = true;
-                let rel = state.as_ref().and_then(|s| s.permanent()).cloned();
+                let perm = state.as_ref().and_then(|s| s.permanent()).cloned();
+                // The rules compare with what runs: the current release, else the permanent.
+                let rel = state.as_ref().and_then(|s| s.running()).cloned();
                 // A node already on the target is done, whatever it was pinned from.
-                if let (Some(pin), Some(r)) = (&node.from, &rel)
+                if let (Some(pin), Some(r)) = (&node.from, &perm)
                     && pin.value != r.version
                     && r.version != node.to.value
                 {
@@ -260,15 +262,58 @@ fn check_node(
     };
 
     let Some(repo) = repo else { return finding };
-    let edition = plan
-        .edition
-        .as_ref()
-        .map(|e| e.value.clone())
-        .or_else(|| running_pkg.as_ref().map(|p| p.edition.clone()))
-        .unwrap_or_else(|| DEFAULT_EDITION.to_owned());
+    let want = package::Wanted::of(
+        running_pkg.as_ref(),
+        plan.edition.as_ref().map(|e| e.value.as_str()),
+        node.platform.as_ref().map(|p| &p.value),
+    );
+    let edition = &want.edition;
     let to = &node.to;
-    match repo.find(&to.value, &edition) {
+    match repo.find(&to.value, &want) {
         Lookup::Found(p) => finding.package = Some(p.clone()),
+        // A remote node with no release yet takes its host's platform, read at apply.
+        Lookup::Undecided(_) if node.ssh.is_some() => {}
+        Lookup::Undecided(ps) => col.add(
+            name,
+            Code::PackagePlatform,
+            format!(
+                "it runs no release yet, and the repository holds {} {} for {} platforms: {}",
+                plan.product,
+                to.value,
+                ps.len(),
+                package::platform_list(&ps)
+            ),
+            Some(node.name.span),
+            Some("which platform?".into()),
+            Some(format!(
+                "give the node `platform:` (or set `defaults.platform`), one of: {}",
+                package::platform_list(&ps)
+            )),
+        ),
+        // The only package is for another platform: the rules below say what is wrong.
+        Lookup::OtherPlatforms(ps) if ps.len() == 1 && running_pkg.is_some() => {
+            finding.package = Some(ps[0].clone())
+        }
+        Lookup::OtherPlatforms(ps) => {
+            let ps: Vec<package::Platform> = ps.iter().map(|p| p.platform()).collect();
+            let pf = want
+                .platform
+                .as_ref()
+                .map_or(String::new(), |p| p.to_string());
+            col.add(
+                name,
+                Code::PackageMissing,
+                format!(
+                    "the repository has no {edition} package of {} {} for {pf}, only for {}",
+                    plan.product,
+                    to.value,
+                    package::platform_list(&ps)
+                ),
+                Some(to.span),
+                Some(format!("no package for {pf}")),
+                None,
+            )
+        }
         Lookup::Missing { other_editions } if !other_editions.is_empty() => {
             let others: Vec<&str> = other_editions.iter().map(|p| p.file.as_str()).collect();
             col.add(

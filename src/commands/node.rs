@@ -58,6 +58,13 @@ fn with_ctx<T>(
     f: impl FnOnce(&mut NodeStore, &mut Ctx) -> Result<T, Problem>,
 ) -> Result<T, Problem> {
     let lock_wait = super::lock_wait(opts.wait_for_lock.as_deref())?;
+    let platform = match &opts.platform {
+        Some(p) => Some(crate::package::Platform::parse(p).map_err(|e| {
+            Problem::new(Code::Usage, format!("--platform: {e}"))
+                .help("write the platform as package names do: <os>-<arch>, e.g. el8-amd64")
+        })?),
+        None => None,
+    };
     // A local node.toml is read first, so a bad one is reported before anything else.
     let local = match opts.ssh {
         None => Some(NodeConfig::read(&opts.root)?),
@@ -90,6 +97,7 @@ fn with_ctx<T>(
     ctx.edition = opts.edition.clone().or(config.edition);
     ctx.repo = repo;
     ctx.policy = policy;
+    ctx.platform = platform;
     ctx.activation = activation;
     f(&mut store, &mut ctx)
 }

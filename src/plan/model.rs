@@ -120,6 +120,8 @@ pub struct NodeTarget {
     pub to: At<Version>,
     pub sha256: Option<At<String>>,
     pub tags: Vec<String>,
+    /// What the node's release is built for, when it runs none yet (`platform:`).
+    pub platform: Option<At<crate::package::Platform>>,
 }
 
 #[derive(Clone, Debug)]

@@ -147,6 +147,11 @@ pub static DEFAULTS: &[Field] = &[
         "template values of every node (a node's own vars win)"
     ),
     field!("tags", Ty::List(&Ty::Name), "tags of every node"),
+    field!(
+        "platform",
+        Ty::Str,
+        "<os>-<arch> of every node that runs no release yet, e.g. ubuntu20.04-amd64"
+    ),
 ];
 
 pub static NODE: &[Field] = &[
@@ -178,6 +183,11 @@ pub static NODE: &[Field] = &[
         "tags",
         Ty::List(&Ty::Name),
         "tags, selected with --only @tag"
+    ),
+    field!(
+        "platform",
+        Ty::Str,
+        "<os>-<arch> of the node's packages while it runs no release (later: its release's)"
     ),
 ];
 

@@ -41,6 +41,9 @@ pub struct WireCtx {
     pub env: BTreeMap<String, String>,
     pub lock_wait_ms: u64,
     pub run: Option<String>,
+    /// The node's platform when the controller knows it (`platform:`, `--platform`).
+    #[serde(default)]
+    pub platform: Option<String>,
 }
 
 impl WireCtx {
@@ -71,6 +74,7 @@ impl WireCtx {
             env,
             lock_wait_ms: ctx.lock_wait.as_millis() as u64,
             run: ctx.run.clone(),
+            platform: ctx.platform.as_ref().map(|p| p.to_string()),
         }
     }
 }
@@ -137,6 +141,9 @@ pub enum Reply {
     Opened {
         state: Option<StoreState>,
         config: WireConfig,
+        /// The host's platform in package-name tokens (`ubuntu20.04-amd64`).
+        #[serde(default)]
+        platform: Option<String>,
     },
     State {
         state: Option<StoreState>,
@@ -308,6 +315,7 @@ fn open(
             runtime: config.runtime,
             edition: config.edition,
         },
+        platform: crate::package::this_platform().map(|p| p.to_string()),
     };
     Ok((store, reply))
 }
@@ -352,6 +360,13 @@ fn local_ctx<'a>(
     ctx.env = w.env;
     ctx.lock_wait = Duration::from_millis(w.lock_wait_ms);
     ctx.run = w.run;
+    // A store with no release takes the platform the controller names; this host's
+    // decides between several when nothing names one.
+    ctx.platform = match &w.platform {
+        Some(p) => Some(crate::package::Platform::parse(p).map_err(bad)?),
+        None => None,
+    };
+    ctx.host_platform = crate::package::this_platform();
     Ok(ctx)
 }
 

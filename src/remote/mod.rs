@@ -269,6 +269,8 @@ pub struct RemoteStore {
     hosts: Arc<Hosts>,
     root: String,
     config: WireConfig,
+    /// The host's platform, as it reported it (for a store with no release yet).
+    platform: Option<crate::package::Platform>,
     /// Manual commands fill open values from the host's `<root>/node.toml`.
     node_config: bool,
 }
@@ -295,8 +297,10 @@ impl RemoteStore {
         };
         let during = format!("opening the store {root}");
         let limit = ctx.lock_wait + Duration::from_secs(120);
-        let config = match session.call(&req, &during, limit, &mut |_| {})? {
-            Reply::Opened { config, .. } => config,
+        let (config, platform) = match session.call(&req, &during, limit, &mut |_| {})? {
+            Reply::Opened {
+                config, platform, ..
+            } => (config, platform),
             r => return Err(session.unexpected(&during, &r)),
         };
         Ok(RemoteStore {
@@ -305,6 +309,7 @@ impl RemoteStore {
             hosts: hosts.clone(),
             root,
             config,
+            platform: platform.and_then(|p| crate::package::Platform::parse(&p).ok()),
             node_config,
         })
     }
@@ -411,13 +416,15 @@ impl RemoteStore {
                 )
             })?;
         let empty = StoreState::new(&product);
-        let edition = store::wanted_edition(
+        let want = store::wanted(
             st.as_ref().unwrap_or(&empty),
             ctx.edition.as_deref().or(cfg.edition.as_deref()),
+            ctx.platform.as_ref(),
+            self.platform.as_ref(),
             &ctx.runtime,
         );
         let (dir, pkg) =
-            match store::locate_package(&[repo.to_owned()], &product, &ctx.runtime, v, &edition) {
+            match store::locate_package(&[repo.to_owned()], &product, &ctx.runtime, v, &want) {
                 Ok(found) => found,
                 // The host's releases/ may hold it; the store there says if not.
                 Err(p) if p.code == Code::PackageMissing => return Ok(None),

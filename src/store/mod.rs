@@ -24,7 +24,9 @@ use semver::Version;
 use serde::Deserialize;
 
 use crate::diagnostics::{Code, Problem};
-use crate::package::{self, DEFAULT_EDITION, Lookup, PackageName, Repository, VersionPolicy};
+use crate::package::{
+    self, DEFAULT_EDITION, Lookup, PackageName, Platform, Repository, VersionPolicy, Wanted,
+};
 use crate::template::Template;
 pub use seam::{Location, NodeStore};
 pub use state::{Pending, Release, ReleaseState, StoreState, read_state, write_state};
@@ -48,6 +50,12 @@ pub struct Ctx<'a> {
     /// Expected SHA-256 of the package, when the caller pins one.
     pub sha256: Option<String>,
     pub policy: VersionPolicy,
+    /// The node's platform when its store cannot tell (a node with no release yet): the
+    /// plan's `platform:` or `--platform`.
+    pub platform: Option<Platform>,
+    /// The platform of the machine the store is on, when known (a remote agent reads its
+    /// host's): it picks among several platforms when nothing else does.
+    pub host_platform: Option<Platform>,
     pub activation: Activation,
     pub lock_wait: Duration,
     pub run: Option<String>,
@@ -68,6 +76,8 @@ impl<'a> Ctx<'a> {
             repo: None,
             sha256: None,
             policy: VersionPolicy::Patch,
+            platform: None,
+            host_platform: None,
             activation: Activation::default(),
             lock_wait: Duration::ZERO,
             run: None,
@@ -180,26 +190,34 @@ fn io(what: &Path, e: std::io::Error) -> Problem {
     Problem::new(Code::Io, format!("{}: {e}", what.display()))
 }
 
-/// The edition an upgrade takes: the one asked for, else the node's own, else ce.
-pub fn wanted_edition(st: &StoreState, asked: Option<&str>, runtime: &str) -> String {
-    asked
-        .map(str::to_owned)
-        .or_else(|| {
-            st.permanent()
-                .and_then(|r| PackageName::parse(&r.package, &st.product, runtime).ok())
-                .map(|p| p.edition)
-        })
-        .unwrap_or_else(|| DEFAULT_EDITION.to_owned())
+/// The package an upgrade of this store takes: the edition asked for, else the running
+/// release's (else ce); the running release's platform and runtime, else `platform`,
+/// else the host's when it decides.
+pub fn wanted(
+    st: &StoreState,
+    asked: Option<&str>,
+    platform: Option<&Platform>,
+    host: Option<&Platform>,
+    runtime: &str,
+) -> Wanted {
+    let running = st
+        .running()
+        .and_then(|r| PackageName::parse(&r.package, &st.product, runtime).ok());
+    let mut want = Wanted::of(running.as_ref(), asked, platform);
+    want.host = host.cloned();
+    want
 }
 
-/// The one package of `product` `v` `edition` in the first of `dirs` holding one.
+/// The one package of `product` `v` that `want` names, in the first of `dirs` holding one.
 pub fn locate_package(
     dirs: &[PathBuf],
     product: &str,
     runtime: &str,
     v: &Version,
-    edition: &str,
+    want: &Wanted,
 ) -> Result<(PathBuf, PackageName), Problem> {
+    let edition = &want.edition;
+    let mut platforms = Vec::new();
     let mut package = None;
     let mut other_editions = Vec::new();
     for dir in dirs {
@@ -208,11 +226,30 @@ pub fn locate_package(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io(dir, e)),
         };
-        match repo.find(v, edition) {
+        match repo.find(v, want) {
             Lookup::Found(p) => {
                 package = Some((dir.clone(), p.clone()));
                 break;
             }
+            Lookup::Undecided(ps) => {
+                return Err(Problem::new(
+                    Code::PackagePlatform,
+                    format!(
+                        "{} holds {product} {v} {edition} for {} platforms ({}) and this store runs no release to tell which is its own",
+                        dir.display(),
+                        ps.len(),
+                        package::platform_list(&ps)
+                    ),
+                )
+                .help("pass --platform OS-ARCH (one of those listed), or give the node `platform:` in the plan"));
+            }
+            // The only packages are for other platforms: one is taken, so the rules
+            // (same-os, same-arch) say what is wrong, as for another edition.
+            Lookup::OtherPlatforms(ps) if ps.len() == 1 && want.platform.is_some() => {
+                package = Some((dir.clone(), ps[0].clone()));
+                break;
+            }
+            Lookup::OtherPlatforms(ps) => platforms.extend(ps.iter().map(|p| p.platform())),
             Lookup::Ambiguous(ps) => {
                 return Err(Problem::new(
                     Code::PackageAmbiguous,
@@ -233,6 +270,16 @@ pub fn locate_package(
         }
     }
     let Some((dir, pkg)) = package else {
+        if let (false, Some(pf)) = (platforms.is_empty(), &want.platform) {
+            return Err(Problem::new(
+                Code::PackageMissing,
+                format!(
+                    "Release {v} not found for {pf}: the {edition} packages of {product} {v} are built for {}",
+                    package::platform_list(&platforms)
+                ),
+            )
+            .help("put the package built for this node's platform into the repository"));
+        }
         if !other_editions.is_empty() {
             return Err(Problem::new(
                 Code::RuleEdition,
@@ -459,8 +506,14 @@ impl Store {
         let dirs: Vec<PathBuf> = std::iter::once(self.releases.clone())
             .chain(ctx.repo.clone())
             .collect();
-        let edition = wanted_edition(st, ctx.edition.as_deref(), &ctx.runtime);
-        locate_package(&dirs, &st.product, &ctx.runtime, v, &edition)
+        let want = wanted(
+            st,
+            ctx.edition.as_deref(),
+            ctx.platform.as_ref(),
+            ctx.host_platform.as_ref(),
+            &ctx.runtime,
+        );
+        locate_package(&dirs, &st.product, &ctx.runtime, v, &want)
     }
 
     fn unpack_found(
@@ -633,9 +686,10 @@ impl Store {
         })
     }
 
-    /// The rules of SPEC §1.1 between the permanent release and the target package.
+    /// The rules of SPEC §1.1 between what runs (the current release, else the permanent
+    /// one) and the target package.
     fn check_rules(&self, st: &StoreState, target: &PackageName, ctx: &Ctx) -> Result<(), Problem> {
-        let Some(from) = st.permanent() else {
+        let Some(from) = st.running() else {
             return Ok(());
         };
         let v = &target.version;

@@ -127,6 +127,7 @@ struct Inherited {
     /// The plan's `sha256` pins the package of the plan's `to`.
     sha256: Option<At<String>>,
     policy: VersionPolicy,
+    platform: Option<At<crate::package::Platform>>,
 }
 
 pub struct Validator {
@@ -302,6 +303,7 @@ impl Validator {
             to: plan_to,
             sha256: plan_sha,
             policy,
+            platform: self.platform(defaults.and_then(|d| get(d, "platform"))),
         };
 
         let mut names: HashMap<String, Span> = HashMap::new();

@@ -4,6 +4,26 @@
 use super::*;
 
 impl Validator {
+    /// A `platform:` value: `<os>-<arch>` as package names write them.
+    pub(super) fn platform(&mut self, n: Option<&Node>) -> Option<At<crate::package::Platform>> {
+        let a = at_str(n)?;
+        match crate::package::Platform::parse(&a.value) {
+            Ok(value) => Some(At {
+                value,
+                span: a.span,
+            }),
+            Err(e) => {
+                self.push(
+                    Problem::new(Code::BadValue, format!("`platform` {e}"))
+                        .at(a.span)
+                        .label("expected <os>-<arch>")
+                        .help("write the OS and architecture tokens of the package names, such as el8-arm64"),
+                );
+                None
+            }
+        }
+    }
+
     pub(super) fn check_sha(&mut self, sha: &At<String>) {
         if !package::is_sha256(&sha.value) {
             self.push(
@@ -159,6 +179,9 @@ impl Validator {
                 tags.push(t);
             }
         }
+        let platform = self
+            .platform(get(n, "platform"))
+            .or_else(|| inherited.platform.clone());
         Some(NodeTarget {
             name,
             host,
@@ -169,6 +192,7 @@ impl Validator {
             to,
             sha256,
             tags,
+            platform,
         })
     }
 }
