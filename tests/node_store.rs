@@ -77,9 +77,12 @@ fn the_emqx_walkthrough() {
     );
     assert_eq!(link(&root, "permanent").as_deref(), Some("releases/4.4.16"));
 
-    // Permanent: nothing to do.
+    // Permanent and running: nothing to do, in install_upgrade.escript's words.
     let out = ok(&root, &["upgrade", "4.4.16"]);
-    assert!(out.contains("nothing to do"), "{out}");
+    assert_eq!(
+        out,
+        "Release 4.4.16 is already installed, running and set permanent.\n"
+    );
 
     // Not newer: refused, nothing changes.
     let before = snapshot(&root);
@@ -91,11 +94,16 @@ fn the_emqx_walkthrough() {
     );
     assert_eq!(snapshot(&root), before);
 
-    // Downgrade to the old release, with the data warning.
-    let out = ok(&root, &["downgrade", "4.4.0"]);
+    // Downgrade to the old release: EMQX's lines on stdout, the data warning on stderr.
+    let (code, out, err) = node(&root, &["downgrade", "4.4.0"]);
+    assert_eq!(code, Some(0), "{err}");
     assert_eq!(
         out,
-        "Warning: data written by 4.4.16 may not be readable by 4.4.0.\nRelease 4.4.0 is marked old, switching to it.\nInstalled Release: 4.4.0\nMade release permanent: \"4.4.0\"\n"
+        "Release 4.4.0 is marked old, switching to it.\nInstalled Release: 4.4.0\nMade release permanent: \"4.4.0\"\n"
+    );
+    assert_eq!(
+        err,
+        "Warning: data written by 4.4.16 may not be readable by 4.4.0.\n"
     );
     assert_eq!(
         ok(&root, &["versions"]),
@@ -111,7 +119,7 @@ fn the_emqx_walkthrough() {
     let (code, _, err) = node(&root, &["uninstall", "4.4.0"]);
     assert_eq!(code, Some(1));
     assert!(
-        err.contains("Uninstall failed: Release 4.4.0 is marked permanent."),
+        err.contains("Uninstall failed: Release 4.4.0 is running."),
         "{err}"
     );
     ok(&root, &["upgrade", "4.4.16", "--no-permanent"]);
@@ -124,7 +132,7 @@ fn the_emqx_walkthrough() {
     ok(&root, &["install", "4.4.16"]);
     assert_eq!(
         ok(&root, &["uninstall", "4.4.0"]),
-        "Uninstalled Release: 4.4.0\n"
+        "Release 4.4.0 is marked old, uninstalling it.\nUninstalled Release: 4.4.0\n"
     );
     assert!(!root.join("releases/4.4.0").exists());
     assert!(!root.join("releases").join(package_name("4.4.0")).exists());

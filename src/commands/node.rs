@@ -75,7 +75,14 @@ fn with_ctx<T>(
         // A remote node's activate hook is read from its node.toml on the host.
         None => Default::default(),
     };
-    let mut say = |line: String| println!("{line}");
+    // EMQX's lines go to stdout word for word; fleetup's warnings to stderr.
+    let mut say = |line: String| {
+        if line.starts_with(crate::store::WARNING) {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
+    };
     let mut ctx = Ctx::bare(&mut say);
     ctx.lock_wait = lock_wait;
     let mut hosts = None;
@@ -204,7 +211,7 @@ pub fn run(cmd: NodeCommand) -> Result<Exit, Failure> {
             policy,
         } => version(&v).and_then(|v| {
             with_ctx(&opts, None, policy.into(), |s, c| {
-                s.upgrade(&v, !no_permanent, c)
+                s.op(StoreOp::Install, &v, !no_permanent, None, c)
             })
             .map(|_| ())
         }),

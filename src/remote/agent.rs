@@ -84,6 +84,8 @@ impl WireCtx {
 pub enum StoreOp {
     Unpack,
     Upgrade,
+    /// `install`: an upgrade that also switches to a release already in the store.
+    Install,
     Downgrade,
     Uninstall,
     Revert,
@@ -269,6 +271,7 @@ fn handle(
             let outcome = match op {
                 StoreOp::Unpack => s.unpack(v, &mut ctx),
                 StoreOp::Upgrade => s.upgrade(v, permanent, &mut ctx),
+                StoreOp::Install => s.install(v, permanent, &mut ctx),
                 StoreOp::Downgrade => s.downgrade(v, &mut ctx),
                 StoreOp::Uninstall => s.uninstall(v, &mut ctx),
                 StoreOp::Revert => s.revert(v, &mut ctx).map(|()| store::Outcome::Unchanged),

@@ -254,7 +254,7 @@ impl Drop for Session {
 fn op_name(op: StoreOp) -> &'static str {
     match op {
         StoreOp::Unpack => "the unpack",
-        StoreOp::Upgrade => "the install",
+        StoreOp::Upgrade | StoreOp::Install => "the install",
         StoreOp::Downgrade => "the downgrade",
         StoreOp::Uninstall => "the uninstall",
         StoreOp::Revert => "the switch back",
@@ -329,7 +329,9 @@ impl RemoteStore {
         ctx: &mut Ctx,
     ) -> Result<Outcome, Problem> {
         let repo = match (op, &ctx.repo) {
-            (StoreOp::Unpack | StoreOp::Upgrade, Some(dir)) => self.send_package(v, dir, ctx)?,
+            (StoreOp::Unpack | StoreOp::Upgrade | StoreOp::Install, Some(dir)) => {
+                self.send_package(v, dir, ctx)?
+            }
             _ => None,
         };
         let mut wire = WireCtx::from_ctx(ctx, None);

@@ -89,7 +89,16 @@ impl<'a> Ctx<'a> {
     fn say(&mut self, s: impl Into<String>) {
         (self.say)(s.into())
     }
+
+    /// A warning among the store's lines: it starts with [`WARNING`], so a printer can send
+    /// it to stderr (EMQX's own lines stay on stdout, word for word).
+    fn warn(&mut self, s: impl std::fmt::Display) {
+        (self.say)(format!("{WARNING}{s}"))
+    }
 }
+
+/// How a warning line of the store begins.
+pub const WARNING: &str = "Warning: ";
 
 /// `<root>/node.toml`: what a manual `fleetup node` command needs to know about a node.
 #[derive(Debug, Default, Deserialize)]
@@ -609,23 +618,46 @@ impl Store {
         let product = self.product(&st, v, ctx)?;
         let mut st = st.unwrap_or_else(|| StoreState::new(&product));
         if let Some(r) = st.get(v) {
-            ctx.say(format!(
-                "Release {v} is already unpacked (state: {}).",
-                r.state.as_str()
-            ));
+            // install_upgrade.escript's words, by state.
+            ctx.say(match r.state {
+                ReleaseState::Old => format!("Release {v} is marked old."),
+                ReleaseState::Unpacked => format!("Release {v} is already unpacked."),
+                ReleaseState::Current => format!("Release {v} is already installed and current."),
+                ReleaseState::Permanent => {
+                    format!("Release {v} is already installed and set permanent.")
+                }
+            });
             return Ok(Outcome::Unchanged);
         }
         self.unpack_into(&mut st, v, ctx)?;
         Ok(Outcome::Unpacked)
     }
 
-    /// `fleetup node upgrade` and `install`: move the node to `v`, a newer release.
+    /// `fleetup node upgrade`: move the node to `v`, a newer release (the rules).
     pub fn upgrade(&self, v: &Version, permanent: bool, ctx: &mut Ctx) -> Result<Outcome, Problem> {
+        self.move_to(v, permanent, false, ctx)
+    }
+
+    /// `fleetup node install`: as `upgrade`, and a release already in the store is switched
+    /// to as EMQX's install does: back to the permanent release (after `--no-permanent`),
+    /// or to an old one of the running MAJOR.MINOR.
+    pub fn install(&self, v: &Version, permanent: bool, ctx: &mut Ctx) -> Result<Outcome, Problem> {
+        self.move_to(v, permanent, true, ctx)
+    }
+
+    fn move_to(
+        &self,
+        v: &Version,
+        permanent: bool,
+        switch: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Outcome, Problem> {
         let (_lock, st) = self.begin(ctx)?;
         let product = self.product(&st, v, ctx)?;
         let fresh = st.as_ref().is_none_or(|s| s.running().is_none());
         let mut st = st.unwrap_or_else(|| StoreState::new(&product));
-        if st.get(v).is_none() {
+        let in_store = st.get(v).map(|r| r.state);
+        if in_store.is_none() {
             // The rules read package names, so a refused upgrade changes nothing.
             let (dir, pkg) = self.locate(&st, v, ctx)?;
             if !fresh {
@@ -633,18 +665,24 @@ impl Store {
             }
             self.unpack_found(&mut st, v, &dir, &pkg, ctx, false)?;
         }
+        let running = st.running().map(|r| r.version.clone());
         let state = st.get(v).map(|r| r.state).unwrap_or(ReleaseState::Unpacked);
         match state {
-            ReleaseState::Permanent => {
+            ReleaseState::Permanent if running.as_ref() == Some(v) => {
                 ctx.say(format!(
-                    "Release {v} is already installed and permanent; nothing to do."
+                    "Release {v} is already installed, running and set permanent."
                 ));
                 return Ok(Outcome::Unchanged);
             }
+            ReleaseState::Permanent if switch => {
+                // Back from a release installed with --no-permanent.
+                if let Some(r) = &running {
+                    ctx.say(format!("Release {r} is the currently running version."));
+                }
+            }
+            ReleaseState::Permanent => {}
             ReleaseState::Current if !permanent => {
-                ctx.say(format!(
-                    "Release {v} is already installed and current; nothing to do."
-                ));
+                ctx.say(format!("Release {v} is already installed and current."));
                 return Ok(Outcome::Unchanged);
             }
             ReleaseState::Current => {
@@ -659,13 +697,28 @@ impl Store {
         if fresh {
             ctx.say(format!("Fresh install of {v}"));
         } else {
-            let target = self.package_of(&st, v, ctx)?;
-            self.check_rules(&st, &target, ctx)?;
-            if state == ReleaseState::Old {
-                ctx.say(format!("Release {v} is marked old, switching to it."));
+            match (state, &running) {
+                // Going back to the permanent release: what the node would boot anyway.
+                (ReleaseState::Permanent, _) if switch => {}
+                (ReleaseState::Old, Some(r)) if switch && v < r => {
+                    self.check_going_back(r, v, ctx)?
+                }
+                _ => {
+                    let target = self.package_of(&st, v, ctx)?;
+                    self.check_rules(&st, &target, ctx)?;
+                }
+            }
+            match (state, in_store) {
+                (ReleaseState::Old, _) => {
+                    ctx.say(format!("Release {v} is marked old, switching to it."))
+                }
+                (ReleaseState::Unpacked, Some(_)) => {
+                    ctx.say(format!("Release {v} is already unpacked, now installing."))
+                }
+                _ => {}
             }
         }
-        let previous = self.install(&mut st, v, "install", ctx)?;
+        let previous = self.switch_to(&mut st, v, "install", ctx)?;
         if permanent || fresh {
             self.make_permanent(&mut st, v, ctx)?;
         }
@@ -673,6 +726,32 @@ impl Store {
             previous,
             permanent: permanent || fresh,
         })
+    }
+
+    /// An install of an old release older than the running one: allowed within the
+    /// running MAJOR.MINOR (EMQX's install switches to any release in the store), and said.
+    fn check_going_back(
+        &self,
+        running: &Version,
+        v: &Version,
+        ctx: &mut Ctx,
+    ) -> Result<(), Problem> {
+        if (v.major, v.minor) != (running.major, running.minor) {
+            return Err(Problem::new(
+                Code::Downgrade,
+                format!(
+                    "cannot install {v} on {}: {running} runs, and going back leaves {}.{}.x",
+                    self.root.display(),
+                    running.major,
+                    running.minor
+                ),
+            ));
+        }
+        ctx.warn(format_args!(
+            "{v} is older than {running}, which runs now: going back within {}.{}.x.",
+            running.major, running.minor
+        ));
+        Ok(())
     }
 
     /// The parsed package name of a release the store lists.
@@ -716,7 +795,7 @@ impl Store {
 
     /// Switches `current` to `v` and activates it; on failure puts the previous release
     /// back. Returns the release that was current before.
-    fn install(
+    fn switch_to(
         &self,
         st: &mut StoreState,
         v: &Version,
@@ -757,9 +836,12 @@ impl Store {
                 format!("installing {v} failed: {e}; switched back to {back}"),
             ));
         }
-        // A release that was current without being permanent is now merely old.
+        // A release that was current without being permanent is now merely old; the
+        // permanent release switched back to runs as what it is.
         st.demote(ReleaseState::Current, ReleaseState::Old);
-        st.set(v, ReleaseState::Current);
+        if st.get(v).map(|r| r.state) != Some(ReleaseState::Permanent) {
+            st.set(v, ReleaseState::Current);
+        }
         st.pending = None;
         self.save(st)?;
         ctx.say(format!("Installed Release: {v}"));
@@ -829,14 +911,14 @@ impl Store {
                 ),
             ));
         }
-        ctx.say(format!(
-            "Warning: data written by {} may not be readable by {v}.",
+        ctx.warn(format_args!(
+            "data written by {} may not be readable by {v}.",
             from.version
         ));
         if rel.state == ReleaseState::Old {
             ctx.say(format!("Release {v} is marked old, switching to it."));
         }
-        let previous = self.install(&mut st, v, "downgrade", ctx)?;
+        let previous = self.switch_to(&mut st, v, "downgrade", ctx)?;
         self.make_permanent(&mut st, v, ctx)?;
         Ok(Outcome::Installed {
             previous,
@@ -910,35 +992,37 @@ impl Store {
             return Ok(());
         }
         ctx.say(format!("Rolling back {v} to {previous}"));
-        self.install(&mut st, previous, "rollback", ctx)
+        self.switch_to(&mut st, previous, "rollback", ctx)
             .map_err(|e| Problem::new(Code::RollbackFailed, e.message))?;
         self.make_permanent(&mut st, previous, ctx)?;
         Ok(())
     }
 
     /// `fleetup node uninstall`: removes an unpacked or old release, its tree and package.
+    /// A release that is not there is already uninstalled (as EMQX says, not an error).
     pub fn uninstall(&self, v: &Version, ctx: &mut Ctx) -> Result<Outcome, Problem> {
         let (_lock, st) = self.begin(ctx)?;
-        let Some(mut st) = st else {
-            return Err(Problem::new(
-                Code::StoreState,
-                format!("Uninstall failed: Release {v} is not in the store"),
-            ));
+        let Some((mut st, rel)) = st.and_then(|s| Some((s.clone(), s.get(v).cloned()?))) else {
+            ctx.say(format!("Release {v} is already uninstalled."));
+            return Ok(Outcome::Unchanged);
         };
-        let Some(rel) = st.get(v).cloned() else {
-            return Err(Problem::new(
-                Code::StoreState,
-                format!("Uninstall failed: Release {v} is not in the store"),
-            ));
-        };
-        if matches!(rel.state, ReleaseState::Current | ReleaseState::Permanent) {
-            return Err(Problem::new(
-                Code::StoreState,
-                format!(
-                    "Uninstall failed: Release {v} is marked {}.",
-                    rel.state.as_str()
-                ),
-            ));
+        match rel.state {
+            ReleaseState::Current => {
+                return Err(Problem::new(
+                    Code::StoreState,
+                    format!("Uninstall failed: Release {v} is marked current."),
+                ));
+            }
+            ReleaseState::Permanent => {
+                return Err(Problem::new(
+                    Code::StoreState,
+                    format!("Uninstall failed: Release {v} is running."),
+                ));
+            }
+            ReleaseState::Old => ctx.say(format!("Release {v} is marked old, uninstalling it.")),
+            ReleaseState::Unpacked => {
+                ctx.say(format!("Release {v} is marked unpacked, uninstalling it"))
+            }
         }
         // State first: from here on the tree is no release, whatever happens to it.
         st.releases.retain(|r| &r.version != v);

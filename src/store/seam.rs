@@ -84,6 +84,7 @@ impl NodeStore {
         match op {
             StoreOp::Unpack => s.unpack(v, ctx),
             StoreOp::Upgrade => s.upgrade(v, permanent, ctx),
+            StoreOp::Install => s.install(v, permanent, ctx),
             StoreOp::Downgrade => s.downgrade(v, ctx),
             StoreOp::Uninstall => s.uninstall(v, ctx),
             StoreOp::Revert => s.revert(v, ctx).map(|()| Outcome::Unchanged),
