@@ -125,6 +125,7 @@ codes! {
     RuleNotNewer = "rule::not-newer", exit Invalid, "an upgrade goes to a newer version; use `fleetup node downgrade` to go back";
     RuleEdition = "rule::same-edition", exit Invalid, "an upgrade never crosses editions: pick the package of the node's own edition";
     RuleRuntime = "rule::same-runtime", exit Invalid, "pick the package built for the node's runtime major version";
+    RuleFlavour = "rule::same-flavour", exit Invalid, "pick the package of the node's own build flavour (e.g. the -elixir build only replaces an -elixir build)";
     RuleOs = "rule::same-os", exit Invalid, "pick the package built for the node's operating system";
     RuleArch = "rule::same-arch", exit Invalid, "pick the package built for the node's CPU architecture";
     FromMismatch = "plan::from-mismatch", exit Refused, "the node runs another version than the plan's `from` pin: update the pin or check the node";

@@ -41,6 +41,10 @@ impl VersionPolicy {
 
 pub const DEFAULT_EDITION: &str = "ce";
 
+/// Editions EMQX has published besides ce: `emqx-ee-…` (4.x), `emqx-edge-…`,
+/// `emqx-enterprise-…` (5.x). On a fresh store they tell the product from its edition.
+pub const KNOWN_EDITIONS: &[&str] = &["ee", "edge", "enterprise"];
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Runtime {
     /// As written, e.g. `otp24.3.4.2-1`.
@@ -134,13 +138,40 @@ pub fn platform_list<'a>(ps: impl IntoIterator<Item = &'a Platform>) -> String {
     v.join(", ")
 }
 
-/// A parsed `<product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip`.
+/// How a release package is archived: EMQX 4.x publishes zips, 5.x `.tar.gz` on Linux.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Archive {
+    Zip,
+    TarGz,
+}
+
+impl Archive {
+    pub const ENDINGS: [(&'static str, Archive); 2] =
+        [(".zip", Archive::Zip), (".tar.gz", Archive::TarGz)];
+
+    /// The archive a file name ends in, and the name without that ending.
+    pub fn of(file: &str) -> Option<(Archive, &str)> {
+        Self::ENDINGS
+            .iter()
+            .find_map(|(end, a)| file.strip_suffix(end).map(|stem| (*a, stem)))
+    }
+}
+
+/// Build flavours a package name may carry after its version (`emqx-5.1.0-elixir-…`):
+/// they must match like an edition, and are never read as a pre-release.
+pub const FLAVOURS: &[&str] = &["elixir"];
+
+/// A parsed `<product>[-<edition>]-<version>[-<flavour>][-<runtime>]-<os>-<arch>` with
+/// `.zip` or `.tar.gz`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackageName {
     pub file: String,
+    pub archive: Archive,
     pub product: String,
     pub edition: String,
     pub version: Version,
+    /// A build flavour such as `elixir`; `None` for the plain build.
+    pub flavour: Option<String>,
     pub runtime: Option<Runtime>,
     pub os: String,
     /// Normalised: `x86_64` is `amd64`, `aarch64` is `arm64`.
@@ -150,6 +181,7 @@ pub struct PackageName {
 /// Which part of a package name failed to parse, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NameError {
+    pub file: String,
     pub part: &'static str,
     pub message: String,
 }
@@ -176,9 +208,18 @@ fn is_token(s: &str) -> bool {
 
 impl PackageName {
     pub fn parse(file: &str, product: &str, runtime_prefix: &str) -> Result<Self, NameError> {
-        let err = |part, message: String| Err(NameError { part, message });
-        let Some(stem) = file.strip_suffix(".zip") else {
-            return err("extension", format!("`{file}` does not end in .zip"));
+        let err = |part, message: String| {
+            Err(NameError {
+                file: file.to_owned(),
+                part,
+                message,
+            })
+        };
+        let Some((archive, stem)) = Archive::of(file) else {
+            return err(
+                "extension",
+                format!("`{file}` does not end in .zip or .tar.gz"),
+            );
         };
         let Some(rest) = stem.strip_prefix(product).and_then(|r| r.strip_prefix('-')) else {
             return err(
@@ -228,6 +269,28 @@ impl PackageName {
                 format!("`{edition}` in `{file}` is not an edition (lowercase letters and digits)"),
             );
         }
+        // A flavour is a whole token after the version: taken out before the version is read.
+        let mut flavour = None;
+        let owned_middle;
+        let middle = match middle
+            .split('-')
+            .enumerate()
+            .skip(1)
+            .find(|(_, t)| FLAVOURS.contains(t))
+        {
+            Some((i, t)) => {
+                flavour = Some(t.to_owned());
+                owned_middle = middle
+                    .split('-')
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(_, t)| t)
+                    .collect::<Vec<_>>()
+                    .join("-");
+                owned_middle.as_str()
+            }
+            None => middle,
+        };
         // The runtime starts at the first `-<prefix>` after which the text before is a version.
         let needle = format!("-{runtime_prefix}");
         let mut split = None;
@@ -272,9 +335,11 @@ impl PackageName {
         };
         Ok(PackageName {
             file: file.to_owned(),
+            archive,
             product: product.to_owned(),
             edition: edition.to_owned(),
             version,
+            flavour,
             runtime,
             os: os.to_owned(),
             arch: normalise_arch(arch),
@@ -289,6 +354,22 @@ impl PackageName {
             arch: self.arch.clone(),
         }
     }
+
+    /// What the package is built for, as messages name it: `el8-arm64`, `el8-arm64 elixir`.
+    pub fn build(&self) -> String {
+        match &self.flavour {
+            Some(f) => format!("{}-{} {f}", self.os, self.arch),
+            None => format!("{}-{}", self.os, self.arch),
+        }
+    }
+}
+
+/// Several builds, as a message lists them.
+pub fn build_list<'a>(ps: impl IntoIterator<Item = &'a PackageName>) -> String {
+    let mut v: Vec<String> = ps.into_iter().map(PackageName::build).collect();
+    v.sort();
+    v.dedup();
+    v.join(", ")
 }
 
 /// A broken compatibility rule, worded to name both sides.
@@ -350,6 +431,17 @@ pub fn check_upgrade(
             message: format!(
                 "{fv} ({}) → {tv} ({}) crosses editions: the {} edition never upgrades to {}",
                 from.edition, to.edition, from.edition, to.edition
+            ),
+        });
+    }
+    if from.flavour != to.flavour {
+        let fl = |f: &Option<String>| f.clone().unwrap_or_else(|| "the plain build".into());
+        out.push(Violation {
+            code: Code::RuleFlavour,
+            message: format!(
+                "{fv} ({}) → {tv} ({}) changes the build flavour: a release only replaces one of its own flavour",
+                fl(&from.flavour),
+                fl(&to.flavour)
             ),
         });
     }
@@ -419,8 +511,8 @@ pub enum Lookup<'a> {
     Missing {
         other_editions: Vec<&'a PackageName>,
     },
-    /// The edition has the version, but not for the wanted platform: these packages.
-    OtherPlatforms(Vec<&'a PackageName>),
+    /// The edition has the version, but not for the wanted platform or flavour: these.
+    OtherBuilds(Vec<&'a PackageName>),
     /// No platform was given and the version is there for several: these.
     Undecided(Vec<Platform>),
     Ambiguous(Vec<&'a PackageName>),
@@ -438,9 +530,21 @@ pub struct Wanted {
     /// The platform of the machine the node is on (a remote host reports it): it decides
     /// between several platforms when nothing else does.
     pub host: Option<Platform>,
+    /// The build flavour of the release the node runs (`None`: the plain build).
+    pub flavour: Option<String>,
 }
 
 impl Wanted {
+    /// The build a node wants, as messages name it (`el8-arm64`, `elixir`, `this node`).
+    pub fn build(&self) -> String {
+        match (&self.platform, &self.flavour) {
+            (Some(p), Some(f)) => format!("{p} {f}"),
+            (Some(p), None) => p.to_string(),
+            (None, Some(f)) => f.clone(),
+            (None, None) => "this node's build".into(),
+        }
+    }
+
     /// What a node running `running` wants (edition: `asked`, else the running one's).
     pub fn of(
         running: Option<&PackageName>,
@@ -459,6 +563,7 @@ impl Wanted {
                 .and_then(|p| p.runtime.as_ref())
                 .and_then(|r| r.major),
             host: None,
+            flavour: running.and_then(|p| p.flavour.clone()),
         }
     }
 }
@@ -475,7 +580,7 @@ impl Repository {
             let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
-            if !name.ends_with(".zip") || !name.starts_with(&prefix) {
+            if Archive::of(&name).is_none() || !name.starts_with(&prefix) {
                 continue;
             }
             match PackageName::parse(&name, product, runtime_prefix) {
@@ -504,16 +609,18 @@ impl Repository {
                 other_editions: same_version,
             };
         }
-        let mut hits: Vec<&PackageName> = match &want.platform {
-            Some(pf) => edition
-                .iter()
-                .copied()
-                .filter(|p| p.os == pf.os && p.arch == pf.arch)
-                .collect(),
-            None => edition.clone(),
-        };
+        let mut hits: Vec<&PackageName> = edition
+            .iter()
+            .copied()
+            .filter(|p| p.flavour == want.flavour)
+            .filter(|p| {
+                want.platform
+                    .as_ref()
+                    .is_none_or(|pf| p.os == pf.os && p.arch == pf.arch)
+            })
+            .collect();
         if hits.is_empty() {
-            return Lookup::OtherPlatforms(edition);
+            return Lookup::OtherBuilds(edition);
         }
         // Builds for several runtimes: the node's runtime major, when that narrows it.
         if hits.len() > 1
@@ -601,6 +708,248 @@ mod tests {
         Version::parse(s).unwrap()
     }
 
+    /// (file, edition, version, flavour, runtime, os, arch)
+    type Expected = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Option<&'static str>,
+        Option<&'static str>,
+        &'static str,
+        &'static str,
+    );
+
+    /// Package names EMQX has published (4.4 zips, 5.x tarballs; ce, ee, edge,
+    /// enterprise; the OS and arch tokens of its builds), each with what it must read as.
+    const REAL: &[Expected] = &[
+        (
+            "emqx-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip",
+            "ce",
+            "4.4.16",
+            None,
+            Some("otp24.3.4.2-1"),
+            "ubuntu20.04",
+            "amd64",
+        ),
+        (
+            "emqx-4.4.17-otp24.3.4.2-1-el8-arm64.zip",
+            "ce",
+            "4.4.17",
+            None,
+            Some("otp24.3.4.2-1"),
+            "el8",
+            "arm64",
+        ),
+        (
+            "emqx-4.4.19-otp24.3.4.2-1-ubuntu18.04-amd64.zip",
+            "ce",
+            "4.4.19",
+            None,
+            Some("otp24.3.4.2-1"),
+            "ubuntu18.04",
+            "amd64",
+        ),
+        (
+            "emqx-4.4.0-otp24.1.5-3-debian11-arm64.zip",
+            "ce",
+            "4.4.0",
+            None,
+            Some("otp24.1.5-3"),
+            "debian11",
+            "arm64",
+        ),
+        (
+            "emqx-4.4.5-otp24.1.5-3-el7-amd64.zip",
+            "ce",
+            "4.4.5",
+            None,
+            Some("otp24.1.5-3"),
+            "el7",
+            "amd64",
+        ),
+        (
+            "emqx-4.4.10-otp24.3.4.2-1-amzn2-arm64.zip",
+            "ce",
+            "4.4.10",
+            None,
+            Some("otp24.3.4.2-1"),
+            "amzn2",
+            "arm64",
+        ),
+        (
+            "emqx-4.4.11-otp24.3.4.2-1-raspbian10-arm.zip",
+            "ce",
+            "4.4.11",
+            None,
+            Some("otp24.3.4.2-1"),
+            "raspbian10",
+            "arm",
+        ),
+        (
+            "emqx-4.4.12-otp24.3.4.2-1-macos12-amd64.zip",
+            "ce",
+            "4.4.12",
+            None,
+            Some("otp24.3.4.2-1"),
+            "macos12",
+            "amd64",
+        ),
+        (
+            "emqx-ee-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip",
+            "ee",
+            "4.4.16",
+            None,
+            Some("otp24.3.4.2-1"),
+            "ubuntu20.04",
+            "amd64",
+        ),
+        (
+            "emqx-ee-4.4.19-otp24.3.4.2-1-el9-arm64.zip",
+            "ee",
+            "4.4.19",
+            None,
+            Some("otp24.3.4.2-1"),
+            "el9",
+            "arm64",
+        ),
+        (
+            "emqx-edge-4.4.16-otp24.3.4.2-1-debian10-arm64.zip",
+            "edge",
+            "4.4.16",
+            None,
+            Some("otp24.3.4.2-1"),
+            "debian10",
+            "arm64",
+        ),
+        (
+            "emqx-5.0.26-otp24.3.4.2-1-ubuntu22.04-amd64.tar.gz",
+            "ce",
+            "5.0.26",
+            None,
+            Some("otp24.3.4.2-1"),
+            "ubuntu22.04",
+            "amd64",
+        ),
+        (
+            "emqx-5.1.0-ubuntu22.04-amd64.tar.gz",
+            "ce",
+            "5.1.0",
+            None,
+            None,
+            "ubuntu22.04",
+            "amd64",
+        ),
+        (
+            "emqx-5.1.0-elixir-ubuntu22.04-amd64.tar.gz",
+            "ce",
+            "5.1.0",
+            Some("elixir"),
+            None,
+            "ubuntu22.04",
+            "amd64",
+        ),
+        (
+            "emqx-5.1.0-elixir-otp25.3.2-1-el8-arm64.tar.gz",
+            "ce",
+            "5.1.0",
+            Some("elixir"),
+            Some("otp25.3.2-1"),
+            "el8",
+            "arm64",
+        ),
+        (
+            "emqx-enterprise-5.1.0-debian12-arm64.tar.gz",
+            "enterprise",
+            "5.1.0",
+            None,
+            None,
+            "debian12",
+            "arm64",
+        ),
+        (
+            "emqx-5.0.0-rc.1-el8-amd64.tar.gz",
+            "ce",
+            "5.0.0-rc.1",
+            None,
+            None,
+            "el8",
+            "amd64",
+        ),
+        (
+            "emqx-5.2.0-alpha.1-elixir-amzn2023-amd64.tar.gz",
+            "ce",
+            "5.2.0-alpha.1",
+            Some("elixir"),
+            None,
+            "amzn2023",
+            "amd64",
+        ),
+        (
+            "emqx-5.3.0-macos13-arm64.zip",
+            "ce",
+            "5.3.0",
+            None,
+            None,
+            "macos13",
+            "arm64",
+        ),
+    ];
+
+    #[test]
+    fn real_package_names_read_right() {
+        for (file, edition, version, flavour, runtime, os, arch) in REAL {
+            let n =
+                PackageName::parse(file, "emqx", "otp").unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(n.edition, *edition, "{file}");
+            assert_eq!(n.version, v(version), "{file}");
+            assert_eq!(n.flavour.as_deref(), *flavour, "{file}");
+            assert_eq!(
+                n.runtime.as_ref().map(|r| r.full.as_str()),
+                *runtime,
+                "{file}"
+            );
+            assert_eq!((n.os.as_str(), n.arch.as_str()), (*os, *arch), "{file}");
+            let tar = file.ends_with(".tar.gz");
+            assert_eq!(n.archive == Archive::TarGz, tar, "{file}");
+        }
+        // EMQX 4.3 put the OS before the version: not a name this reads, and it says which
+        // part failed, naming the file.
+        let e = PackageName::parse("emqx-ubuntu20.04-4.3.22-amd64.zip", "emqx", "otp").unwrap_err();
+        assert_eq!(e.file, "emqx-ubuntu20.04-4.3.22-amd64.zip");
+        assert_eq!(e.part, "version");
+    }
+
+    #[test]
+    fn a_flavour_must_match_like_an_edition() {
+        let plain = p("emqx-5.1.0-ubuntu22.04-amd64.tar.gz");
+        let elixir = p("emqx-5.1.1-elixir-ubuntu22.04-amd64.tar.gz");
+        let codes: Vec<Code> = check_upgrade(&plain, &elixir, VersionPolicy::Patch)
+            .iter()
+            .map(|x| x.code)
+            .collect();
+        assert_eq!(codes, vec![Code::RuleFlavour]);
+        let repo = Repository {
+            dir: PathBuf::from("r"),
+            packages: vec![
+                p("emqx-5.1.1-ubuntu22.04-amd64.tar.gz"),
+                p("emqx-5.1.1-elixir-ubuntu22.04-amd64.tar.gz"),
+            ],
+            unparsed: Vec::new(),
+        };
+        for (running, want) in [
+            (&plain, "emqx-5.1.1-ubuntu22.04-amd64.tar.gz"),
+            (
+                &p("emqx-5.1.0-elixir-ubuntu22.04-amd64.tar.gz"),
+                "emqx-5.1.1-elixir-ubuntu22.04-amd64.tar.gz",
+            ),
+        ] {
+            match repo.find(&v("5.1.1"), &Wanted::of(Some(running), None, None)) {
+                Lookup::Found(f) => assert_eq!(f.file, want),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
     #[test]
     fn a_hosts_platform_is_named_as_emqx_names_its_builds() {
         let pf = |text: &str, m: &str| platform_of(text, m).map(|p| p.to_string());
@@ -660,7 +1009,7 @@ mod tests {
         }
         let deb = Platform::parse("debian11-amd64").unwrap();
         match repo.find(&v("4.4.17"), &Wanted::of(None, None, Some(&deb))) {
-            Lookup::OtherPlatforms(ps) => assert_eq!(ps.len(), 4),
+            Lookup::OtherBuilds(ps) => assert_eq!(ps.len(), 4),
             other => panic!("{other:?}"),
         }
         // A remote host's own platform decides for a fresh node, when it is there.
@@ -728,7 +1077,7 @@ mod tests {
     #[test]
     fn names_the_part_that_failed() {
         let part = |f: &str| PackageName::parse(f, "emqx", "otp").unwrap_err().part;
-        assert_eq!(part("emqx-4.4.16-el8-amd64.tar.gz"), "extension");
+        assert_eq!(part("emqx-4.4.16-el8-amd64.tar.bz2"), "extension");
         assert_eq!(part("nanomq-4.4.16-el8-amd64.zip"), "product");
         assert_eq!(part("emqx-4.4-otp24-el8-amd64.zip"), "version");
         assert_eq!(part("emqx-ee-el8-amd64.zip"), "version");

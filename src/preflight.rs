@@ -290,27 +290,23 @@ fn check_node(
                 package::platform_list(&ps)
             )),
         ),
-        // The only package is for another platform: the rules below say what is wrong.
-        Lookup::OtherPlatforms(ps) if ps.len() == 1 && running_pkg.is_some() => {
+        // The only package is another build: the rules below say what is wrong.
+        Lookup::OtherBuilds(ps) if ps.len() == 1 && running_pkg.is_some() => {
             finding.package = Some(ps[0].clone())
         }
-        Lookup::OtherPlatforms(ps) => {
-            let ps: Vec<package::Platform> = ps.iter().map(|p| p.platform()).collect();
-            let pf = want
-                .platform
-                .as_ref()
-                .map_or(String::new(), |p| p.to_string());
+        Lookup::OtherBuilds(ps) => {
+            let wants = want.build();
             col.add(
                 name,
                 Code::PackageMissing,
                 format!(
-                    "the repository has no {edition} package of {} {} for {pf}, only for {}",
+                    "the repository has no {edition} package of {} {} for {wants}, only for {}",
                     plan.product,
                     to.value,
-                    package::platform_list(&ps)
+                    package::build_list(ps)
                 ),
                 Some(to.span),
-                Some(format!("no package for {pf}")),
+                Some(format!("no package for {wants}")),
                 None,
             )
         }

@@ -238,3 +238,62 @@ fn the_rules_compare_with_the_release_that_runs_not_the_permanent_one() {
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains("fleetup::rule::not-newer"), "{err}");
 }
+
+#[test]
+fn an_ee_package_on_a_fresh_store_is_emqx_edition_ee() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let plain = build(&repo, "4.4.17", "el8-arm64");
+    std::fs::rename(
+        &plain,
+        repo.join("emqx-ee-4.4.17-otp24.3.4.2-1-el8-arm64.zip"),
+    )
+    .unwrap();
+    let (code, out, err) = node(
+        t.path(),
+        &["upgrade", "4.4.17", "--root", "n1", "--edition", "ee"],
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let releases = std::fs::read_to_string(t.path().join("n1/releases/RELEASES")).unwrap();
+    assert!(releases.contains("product = \"emqx\""), "{releases}");
+    // Without --edition too: the name says ee, and the product stays emqx.
+    let (code, out, err) = node(t.path(), &["unpack", "4.4.17", "--root", "n2"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("only another edition"), "{err}");
+    let releases =
+        std::fs::read_to_string(t.path().join("n2/releases/RELEASES")).unwrap_or_default();
+    assert!(!releases.contains("emqx-ee\""), "{releases}");
+}
+
+#[test]
+fn a_package_whose_name_cannot_be_read_is_named_with_the_part_that_failed() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    // EMQX 4.3 put the OS before the version.
+    let p = build(&repo, "4.3.22", "el8-amd64");
+    std::fs::rename(&p, repo.join("emqx-ubuntu20.04-4.3.22-amd64.zip")).unwrap();
+    let (code, _, err) = node(
+        t.path(),
+        &["upgrade", "4.3.22", "--root", "n1", "--product", "emqx"],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("fleetup::package::missing"), "{err}");
+    // (miette wraps long lines, so the parts are looked for one by one.)
+    assert!(
+        err.contains("ubuntu20.04-4.3.22-amd64.zip cannot be read") && err.contains("(version:"),
+        "{err}"
+    );
+    // check warns about it too.
+    std::fs::write(
+        t.path().join("plan.yaml"),
+        "plan: 1\nname: p\nproduct: emqx\nrepository: ./repo\nto: 4.4.17\nnodes:\n  - { name: n1, root: ./n1, platform: el8-amd64 }\n",
+    )
+    .unwrap();
+    let (_, _, err) = output(fleetup().current_dir(t.path()).args(["check", "plan.yaml"]));
+    assert!(
+        err.contains("emqx-ubuntu20.04-4.3.22-amd64.zip") && err.contains("does not parse"),
+        "{err}"
+    );
+}

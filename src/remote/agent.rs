@@ -387,8 +387,10 @@ fn receive(
     input: &mut impl BufRead,
     out: &mut impl Write,
 ) -> Result<Reply, Problem> {
-    let plain =
-        !file.is_empty() && !file.starts_with('.') && !file.contains('/') && file.ends_with(".zip");
+    let plain = !file.is_empty()
+        && !file.starts_with('.')
+        && !file.contains('/')
+        && crate::package::Archive::of(file).is_some();
     if !package::is_sha256(sha256) || !plain {
         // Nothing is read: the controller does not send bytes without a `ready`.
         return Err(Problem::new(

@@ -24,9 +24,7 @@ use semver::Version;
 use serde::Deserialize;
 
 use crate::diagnostics::{Code, Problem};
-use crate::package::{
-    self, DEFAULT_EDITION, Lookup, PackageName, Platform, Repository, VersionPolicy, Wanted,
-};
+use crate::package::{self, Lookup, PackageName, Platform, Repository, VersionPolicy, Wanted};
 use crate::template::Template;
 pub use seam::{Location, NodeStore};
 pub use state::{Pending, Release, ReleaseState, StoreState, read_state, write_state};
@@ -226,7 +224,10 @@ pub fn locate_package(
     want: &Wanted,
 ) -> Result<(PathBuf, PackageName), Problem> {
     let edition = &want.edition;
-    let mut platforms = Vec::new();
+    let mut builds = Vec::new();
+    // Files that look like a package of `v` but whose names cannot be read: named when
+    // nothing else is found, so "not found" never hides a misnamed package.
+    let mut unreadable = Vec::new();
     let mut package = None;
     let mut other_editions = Vec::new();
     for dir in dirs {
@@ -235,6 +236,13 @@ pub fn locate_package(
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io(dir, e)),
         };
+        let vs = v.to_string();
+        unreadable.extend(
+            repo.unparsed
+                .iter()
+                .filter(|e| e.file.contains(&vs))
+                .map(|e| format!("{} cannot be read ({e})", e.file)),
+        );
         match repo.find(v, want) {
             Lookup::Found(p) => {
                 package = Some((dir.clone(), p.clone()));
@@ -254,11 +262,11 @@ pub fn locate_package(
             }
             // The only packages are for other platforms: one is taken, so the rules
             // (same-os, same-arch) say what is wrong, as for another edition.
-            Lookup::OtherPlatforms(ps) if ps.len() == 1 && want.platform.is_some() => {
+            Lookup::OtherBuilds(ps) if ps.len() == 1 && want.platform.is_some() => {
                 package = Some((dir.clone(), ps[0].clone()));
                 break;
             }
-            Lookup::OtherPlatforms(ps) => platforms.extend(ps.iter().map(|p| p.platform())),
+            Lookup::OtherBuilds(ps) => builds.extend(ps.into_iter().cloned()),
             Lookup::Ambiguous(ps) => {
                 return Err(Problem::new(
                     Code::PackageAmbiguous,
@@ -279,15 +287,16 @@ pub fn locate_package(
         }
     }
     let Some((dir, pkg)) = package else {
-        if let (false, Some(pf)) = (platforms.is_empty(), &want.platform) {
+        if !builds.is_empty() {
             return Err(Problem::new(
                 Code::PackageMissing,
                 format!(
-                    "Release {v} not found for {pf}: the {edition} packages of {product} {v} are built for {}",
-                    package::platform_list(&platforms)
+                    "Release {v} not found for {}: the {edition} packages of {product} {v} are built for {}",
+                    want.build(),
+                    package::build_list(&builds)
                 ),
             )
-            .help("put the package built for this node's platform into the repository"));
+            .help("put the package built for this node's platform and flavour into the repository"));
         }
         if !other_editions.is_empty() {
             return Err(Problem::new(
@@ -303,11 +312,14 @@ pub fn locate_package(
             .map(|d| d.display().to_string())
             .collect::<Vec<_>>()
             .join(" or ");
-        return Err(Problem::new(
-            Code::PackageMissing,
-            format!("Release {v} not found: no {edition} package of {product} {v} in {where_}"),
-        )
-        .help("put the package into releases/ or name a repository with --repo"));
+        let mut msg =
+            format!("Release {v} not found: no {edition} package of {product} {v} in {where_}");
+        if !unreadable.is_empty() {
+            msg.push_str(&format!("; {}", unreadable.join("; ")));
+        }
+        return Err(Problem::new(Code::PackageMissing, msg).help(
+            "put the package into releases/ or name a repository with --repo; names are <product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip (or .tar.gz)",
+        ));
     };
     Ok((dir, pkg))
 }
@@ -467,17 +479,24 @@ impl Store {
         if let Some(p) = &ctx.product {
             return Ok(p.clone());
         }
-        // A fresh store: the product is whatever prefixes this version in the package names.
+        // A fresh store: the product is whatever prefixes this version in the package names
+        // whose names read as a package of it (an edition token is not part of the product:
+        // `emqx-ee-4.4.17-…` is emqx's ee edition).
         let marker = format!("-{v}-");
         let mut found = std::collections::BTreeSet::new();
         for dir in std::iter::once(self.releases.clone()).chain(ctx.repo.clone()) {
             for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                if let (true, Some(at)) = (name.ends_with(".zip"), name.find(&marker)) {
-                    let mut product = &name[..at];
-                    if let Some(ed) = ctx.edition.as_deref().filter(|e| *e != DEFAULT_EDITION) {
-                        product = product.strip_suffix(&format!("-{ed}")).unwrap_or(product);
-                    }
+                let (Some(_), Some(at)) = (package::Archive::of(&name), name.find(&marker)) else {
+                    continue;
+                };
+                let prefix = &name[..at];
+                let product = package::KNOWN_EDITIONS
+                    .iter()
+                    .chain(ctx.edition.as_deref().iter())
+                    .find_map(|ed| prefix.strip_suffix(&format!("-{ed}")))
+                    .unwrap_or(prefix);
+                if PackageName::parse(&name, product, &ctx.runtime).is_ok_and(|p| &p.version == v) {
                     found.insert(product.to_owned());
                 }
             }

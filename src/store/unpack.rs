@@ -1,12 +1,14 @@
-//! Unpacking a release zip safely: nothing is written outside the staging directory, and
-//! the release tree appears under its final name only when complete.
+//! Unpacking a release package (a zip, or a `.tar.gz` as EMQX 5.x publishes them) safely:
+//! nothing is written outside the staging directory, and the release tree appears under its
+//! final name only when complete.
 //!
-//! Every entry is vetted from the central directory before the first byte is written:
-//! names that escape (`..`, absolute), duplicates, compression methods other than stored
-//! and deflate, declared sizes over the limit, symlinks that point out of the tree. While
-//! extracting, sizes are counted for real (a header can lie), files are created with
-//! `create_new` (nothing is overwritten), and symlinks are made last, so no write ever
-//! goes through a link.
+//! Every entry is vetted before the first byte is written (a zip from its central
+//! directory, a tarball in a first pass over its headers): names that escape (`..`,
+//! absolute), duplicates, compression methods other than stored and deflate, declared
+//! sizes over the limit, symlinks that point out of the tree, and in tarballs hard links
+//! and device files. While extracting, sizes are counted for real (a header can lie),
+//! files are created with `create_new` (nothing is overwritten), and symlinks are made
+//! last, so no write ever goes through a link.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -90,6 +92,14 @@ pub fn unpack(
     dest: &Path,
     limits: Limits,
 ) -> Result<Unpacked, Problem> {
+    let name = package
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    if let Some((crate::package::Archive::TarGz, _)) =
+        name.as_deref().and_then(crate::package::Archive::of)
+    {
+        return unpack_tar_gz(package, staging, dest, limits);
+    }
     let file = File::open(package)
         .map_err(|e| Problem::new(Code::Io, format!("cannot open {}: {e}", package.display())))?;
     let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
@@ -233,6 +243,15 @@ pub fn unpack(
     // 2. Extract into staging; on any failure, staging is removed and dest never appears.
     let _ = std::fs::remove_dir_all(staging);
     let result = extract(&mut zip, package, staging, &entries, limits);
+    into_place(result, staging, dest)
+}
+
+/// The staging tree renamed to `dest` when extraction succeeded, else removed.
+fn into_place(
+    result: Result<Unpacked, Problem>,
+    staging: &Path,
+    dest: &Path,
+) -> Result<Unpacked, Problem> {
     match result {
         Ok(stats) => {
             std::fs::rename(staging, dest).map_err(|e| {
@@ -342,6 +361,258 @@ fn extract<R: Read + std::io::Seek>(
             let at = staging.join(path);
             if let Some(parent) = at.parent() {
                 ensure(parent)?;
+            }
+            std::os::unix::fs::symlink(target, &at).map_err(|e| io(&at, e))?;
+        }
+    }
+    Ok(stats)
+}
+
+/// One vetted tarball entry.
+enum TarEntry {
+    Dir(PathBuf),
+    File { path: PathBuf, size: u64, mode: u32 },
+    Symlink { path: PathBuf, target: PathBuf },
+}
+
+fn open_tar_gz(
+    package: &Path,
+) -> Result<tar::Archive<flate2::read::GzDecoder<BufReader<File>>>, Problem> {
+    let file = File::open(package)
+        .map_err(|e| Problem::new(Code::Io, format!("cannot open {}: {e}", package.display())))?;
+    Ok(tar::Archive::new(flate2::read::GzDecoder::new(
+        BufReader::new(file),
+    )))
+}
+
+/// A `.tar.gz` package: vetted header by header, then extracted in a second pass.
+fn unpack_tar_gz(
+    package: &Path,
+    staging: &Path,
+    dest: &Path,
+    limits: Limits,
+) -> Result<Unpacked, Problem> {
+    let corrupt = |why: String| refuse(Code::PackageCorrupt, package, why);
+    // 1. Vet every header before writing anything.
+    let mut vetted = Vec::new();
+    let mut seen = HashSet::new();
+    let mut declared = 0u64;
+    let mut archive = open_tar_gz(package)?;
+    let entries = archive
+        .entries()
+        .map_err(|e| corrupt(format!("not a readable .tar.gz archive ({e})")))?;
+    for entry in entries {
+        let mut entry =
+            entry.map_err(|e| corrupt(format!("not a readable .tar.gz archive ({e})")))?;
+        if vetted.len() >= limits.max_entries {
+            return Err(refuse(
+                Code::PackageTooLarge,
+                package,
+                format!("more entries than the limit of {}", limits.max_entries),
+            ));
+        }
+        let raw = entry
+            .path_bytes()
+            .iter()
+            .map(|b| *b as char)
+            .collect::<String>();
+        let path = entry
+            .path()
+            .map_err(|e| corrupt(format!("entry `{raw}` has an unreadable name ({e})")))?
+            .into_owned();
+        let escapes = path.is_absolute()
+            || path
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+        if escapes {
+            return Err(refuse(
+                Code::PackageUnsafe,
+                package,
+                format!("entry `{raw}` would be written outside the release tree"),
+            ));
+        }
+        let key: PathBuf = path
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
+        if key.as_os_str().is_empty() {
+            continue;
+        }
+        if !seen.insert(key.clone()) {
+            return Err(refuse(
+                Code::PackageDuplicate,
+                package,
+                format!("entry `{raw}` appears twice"),
+            ));
+        }
+        let kind = entry.header().entry_type();
+        match kind {
+            tar::EntryType::Directory => vetted.push(TarEntry::Dir(key)),
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = entry
+                    .header()
+                    .size()
+                    .map_err(|e| corrupt(format!("entry `{raw}` has an unreadable size ({e})")))?;
+                declared = declared.saturating_add(size);
+                if declared > limits.max_bytes {
+                    return Err(refuse(
+                        Code::PackageTooLarge,
+                        package,
+                        format!(
+                            "it unpacks to more than the limit of {} bytes",
+                            limits.max_bytes
+                        ),
+                    ));
+                }
+                let mode = entry
+                    .header()
+                    .mode()
+                    .map_or(0o644, |m| if m & 0o111 != 0 { 0o755 } else { 0o644 });
+                vetted.push(TarEntry::File {
+                    path: key,
+                    size,
+                    mode,
+                });
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name()
+                    .map_err(|e| corrupt(format!("symlink `{raw}` is unreadable ({e})")))?
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                if !link_stays_inside(&key, &target) {
+                    return Err(refuse(
+                        Code::PackageUnsafe,
+                        package,
+                        format!(
+                            "symlink `{raw}` points outside the release tree (to {})",
+                            target.display()
+                        ),
+                    ));
+                }
+                vetted.push(TarEntry::Symlink { path: key, target });
+            }
+            tar::EntryType::Link => {
+                return Err(refuse(
+                    Code::PackageUnsafe,
+                    package,
+                    format!("entry `{raw}` is a hard link, which a release package never needs"),
+                ));
+            }
+            other => {
+                return Err(refuse(
+                    Code::PackageUnsupported,
+                    package,
+                    format!(
+                        "entry `{raw}` is a {other:?} entry; only files, directories and symlinks are unpacked"
+                    ),
+                ));
+            }
+        }
+        // Reading the data through checks that the stream holds what the header says.
+        std::io::copy(&mut entry, &mut std::io::sink())
+            .map_err(|e| corrupt(format!("`{raw}` is damaged ({e})")))?;
+    }
+
+    // 2. Extract into staging, the same entries in the same order.
+    let _ = std::fs::remove_dir_all(staging);
+    let result = extract_tar(package, staging, &vetted, limits);
+    into_place(result, staging, dest)
+}
+
+fn extract_tar(
+    package: &Path,
+    staging: &Path,
+    vetted: &[TarEntry],
+    limits: Limits,
+) -> Result<Unpacked, Problem> {
+    let io = |what: &Path, e: std::io::Error| {
+        Problem::new(Code::Io, format!("cannot write {}: {e}", what.display()))
+    };
+    let corrupt = |why: String| refuse(Code::PackageCorrupt, package, why);
+    std::fs::create_dir_all(staging).map_err(|e| io(staging, e))?;
+    let files: std::collections::HashMap<&Path, (u64, u32)> = vetted
+        .iter()
+        .filter_map(|e| match e {
+            TarEntry::File { path, size, mode } => Some((path.as_path(), (*size, *mode))),
+            _ => None,
+        })
+        .collect();
+    let mut stats = Unpacked::default();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut archive = open_tar_gz(package)?;
+    let entries = archive
+        .entries()
+        .map_err(|e| corrupt(format!("not a readable .tar.gz archive ({e})")))?;
+    for e in vetted {
+        if let TarEntry::Dir(p) = e {
+            let at = staging.join(p);
+            std::fs::create_dir_all(&at).map_err(|e| io(&at, e))?;
+        }
+    }
+    for entry in entries {
+        let mut entry =
+            entry.map_err(|e| corrupt(format!("not a readable .tar.gz archive ({e})")))?;
+        let key: PathBuf = entry
+            .path()
+            .map_err(|e| corrupt(format!("an entry name became unreadable ({e})")))?
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
+        let Some((size, mode)) = files.get(key.as_path()).copied() else {
+            continue;
+        };
+        if !matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
+            return Err(corrupt(format!(
+                "`{}` changed between two reads",
+                key.display()
+            )));
+        }
+        let at = staging.join(&key);
+        if let Some(parent) = at.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&at)
+            .map_err(|e| io(&at, e))?;
+        let mut written = 0u64;
+        loop {
+            let n = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(corrupt(format!("`{}` is damaged ({e})", key.display())));
+                }
+            };
+            written += n as u64;
+            if written > size || stats.bytes + written > limits.max_bytes {
+                return Err(refuse(
+                    Code::PackageTooLarge,
+                    package,
+                    format!(
+                        "`{}` unpacks to more than its declared {size} bytes",
+                        key.display()
+                    ),
+                ));
+            }
+            out.write_all(&buf[..n]).map_err(|e| io(&at, e))?;
+        }
+        stats.files += 1;
+        stats.bytes += written;
+    }
+    // Links last: no file above was written through one.
+    for e in vetted {
+        if let TarEntry::Symlink { path, target } = e {
+            let at = staging.join(path);
+            if let Some(parent) = at.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
             }
             std::os::unix::fs::symlink(target, &at).map_err(|e| io(&at, e))?;
         }
