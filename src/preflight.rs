@@ -188,6 +188,26 @@ fn check_node(
         unreachable: None,
     };
 
+    // A local root that exists must be a directory: a file there fails every install.
+    let root = &node.root.value;
+    if node.ssh.is_none() && root.exists() && !root.is_dir() {
+        col.add(
+            name,
+            Code::Path,
+            format!(
+                "its `root` {} exists and is not a directory",
+                root.display()
+            ),
+            Some(node.root.span),
+            Some("not a directory".into()),
+            Some(
+                "point `root` at the node's directory (holding releases/, current, permanent)"
+                    .into(),
+            ),
+        );
+        return finding;
+    }
+
     // Live state: local nodes whose root exists on this machine (a plan is often checked
     // on a CI runner far from its nodes), and remote nodes a dry run has read.
     let read = match live {

@@ -246,8 +246,7 @@ pub static PLAN: &[Field] = &[
     field!(
         "product",
         Ty::Str,
-        required,
-        "product name at the start of release package names"
+        "product name at the start of release package names (required with nodes)"
     ),
     field!("runtime", Ty::Str, default "otp", "runtime prefix in package names"),
     field!(

@@ -7,6 +7,7 @@ impl Validator {
         &mut self,
         g: &Node,
         names: &mut HashMap<String, Span>,
+        timing: &HealthTiming,
     ) -> Option<GroupTarget> {
         if !matches!(g.kind, Kind::Map(_)) {
             return None;
@@ -71,10 +72,12 @@ impl Validator {
         let health = self.health(
             get(g, "health"),
             &format!("the health check of group `{}`", name.value),
+            timing,
+            true,
         );
         Some(GroupTarget {
-            root: self.path(get(g, "root"))?,
-            market: self.path(get(g, "market"))?,
+            root: self.path(get(g, "root"), "root")?,
+            market: self.path(get(g, "market"), "market")?,
             apps,
             hooks: Self::hooks(get(g, "hooks"), "deploy"),
             health,

@@ -3,8 +3,55 @@
 
 use super::*;
 
+/// The timing keys of a health block, and what they default to.
+#[derive(Clone, Debug)]
+pub(super) struct HealthTiming {
+    expect_status: u16,
+    timeout: Duration,
+    interval: Duration,
+    healthy_for: Duration,
+    rollback_timeout: Option<Duration>,
+}
+
+impl Default for HealthTiming {
+    fn default() -> Self {
+        HealthTiming {
+            expect_status: 200,
+            timeout: Duration::from_secs(60),
+            interval: Duration::from_secs(1),
+            healthy_for: Duration::ZERO,
+            rollback_timeout: None,
+        }
+    }
+}
+
 impl Validator {
-    pub(super) fn health(&mut self, n: Option<&Node>, what: &str) -> Option<Health> {
+    /// The timing a health block sets, each key defaulting to `base`'s.
+    pub(super) fn health_timing(&mut self, n: Option<&Node>, base: &HealthTiming) -> HealthTiming {
+        let Some(n) = n else { return base.clone() };
+        HealthTiming {
+            expect_status: int(get(n, "expect_status"))
+                .and_then(|i| u16::try_from(i).ok())
+                .unwrap_or(base.expect_status),
+            timeout: duration(get(n, "timeout"), base.timeout),
+            interval: duration(get(n, "interval"), base.interval),
+            healthy_for: duration(get(n, "healthy_for"), base.healthy_for),
+            rollback_timeout: get(n, "rollback_timeout")
+                .map(|_| duration(get(n, "rollback_timeout"), base.timeout))
+                .or(base.rollback_timeout),
+        }
+    }
+
+    /// A health block: one check (http, tcp or command) with its timing, whose keys
+    /// default to `inherited`'s. With `needs_check` false, a block of timing only is no
+    /// check and no error (plan-level defaults for the groups' own checks).
+    pub(super) fn health(
+        &mut self,
+        n: Option<&Node>,
+        what: &str,
+        inherited: &HealthTiming,
+        needs_check: bool,
+    ) -> Option<Health> {
         let n = n?;
         let tpl = |key| {
             let a = at_str(get(n, key))?;
@@ -17,6 +64,9 @@ impl Validator {
             .into_iter()
             .filter(|k| get(n, k).is_some())
             .collect();
+        if kinds.is_empty() && !needs_check {
+            return None;
+        }
         if kinds.len() != 1 {
             let msg = if kinds.is_empty() {
                 format!("{what} names no check: give one of http, tcp or command")
@@ -51,8 +101,8 @@ impl Validator {
                 );
             }
         }
-        let timeout = duration(get(n, "timeout"), Duration::from_secs(60));
-        let interval = duration(get(n, "interval"), Duration::from_secs(1));
+        let t = self.health_timing(Some(n), inherited);
+        let (timeout, interval) = (t.timeout, t.interval);
         if interval.is_zero()
             && let Some(i) = get(n, "interval")
         {
@@ -67,13 +117,11 @@ impl Validator {
         }
         Some(Health {
             check,
-            expect_status: int(get(n, "expect_status"))
-                .and_then(|i| u16::try_from(i).ok())
-                .unwrap_or(200),
+            expect_status: t.expect_status,
             timeout,
             interval,
-            healthy_for: duration(get(n, "healthy_for"), Duration::ZERO),
-            rollback_timeout: duration(get(n, "rollback_timeout"), timeout),
+            healthy_for: t.healthy_for,
+            rollback_timeout: t.rollback_timeout.unwrap_or(timeout),
         })
     }
 

@@ -32,6 +32,7 @@ mod values;
 mod window;
 
 pub use crate::names::{did_you_mean, is_safe_name};
+use health::HealthTiming;
 pub use values::parse_ssh;
 use values::*;
 
@@ -118,9 +119,9 @@ pub const GROUP_BUILTINS: &[&str] = &[
 
 /// What every node inherits from the plan unless it says otherwise.
 struct Inherited {
-    root: Option<At<PathBuf>>,
-    /// `defaults.root` as written: a remote node takes it unresolved.
-    root_raw: Option<String>,
+    /// `defaults.root` as written: placeholders are filled per node, and a remote node
+    /// takes it unresolved.
+    root: Option<At<String>>,
     vars: BTreeMap<String, Template>,
     tags: Vec<String>,
     to: Option<At<Version>>,
@@ -151,11 +152,32 @@ impl Validator {
 
     // ---- pass 1: shape ------------------------------------------------------------
 
-    pub(super) fn path(&self, n: Option<&Node>) -> Option<At<PathBuf>> {
+    /// A path key of the plan, relative to the plan file. It names one directory for the
+    /// whole plan, so placeholders are refused at its line, never taken literally.
+    pub(super) fn path(&mut self, n: Option<&Node>, key: &str) -> Option<At<PathBuf>> {
         let a = at_str(n)?;
         if a.value.is_empty() {
             return None;
         }
+        if Template::parse(&a.value)
+            .is_ok_and(|t| t.vars().next().is_some() || t.env_vars().next().is_some())
+        {
+            self.push(
+                Problem::new(
+                    Code::Placeholder,
+                    format!("`{key}` `{}` cannot take placeholders: it names one directory", a.value),
+                )
+                .at(a.span)
+                .label("a placeholder here")
+                .help("write the path out; a node's `root` (and `defaults.root`) can use {name}, {host} and vars"),
+            );
+            return None;
+        }
+        Some(self.relative_to_plan(&a))
+    }
+
+    /// A path as written, relative to the plan file's directory.
+    pub(super) fn relative_to_plan(&self, a: &At<String>) -> At<PathBuf> {
         // Lexically tidy (`dir/./x` → `dir/x`) so messages show the path a person would write.
         let joined: PathBuf = self
             .dir
@@ -163,10 +185,10 @@ impl Validator {
             .components()
             .filter(|c| !matches!(c, std::path::Component::CurDir))
             .collect();
-        Some(At {
+        At {
             value: joined,
             span: a.span,
-        })
+        }
     }
 
     pub(super) fn vars(&self, n: Option<&Node>) -> BTreeMap<String, Template> {
@@ -285,7 +307,11 @@ impl Validator {
         }
         rollout.pause = duration(rg("pause"), Duration::ZERO);
 
-        let health = self.health(get(root, "health"), "`health`");
+        // Plan-level health timing is the default of every check, the groups' included; a
+        // block with timing only is fine when no node would need its check.
+        let timing = self.health_timing(get(root, "health"), &HealthTiming::default());
+        let has_nodes = !list(get(root, "nodes")).is_empty();
+        let health = self.health(get(root, "health"), "`health`", &timing, has_nodes);
         let hooks = Self::hooks(get(root, "hooks"), "activate");
         let window = self.window(get(root, "window"));
         let plan_to = version(get(root, "to"));
@@ -296,8 +322,7 @@ impl Validator {
 
         let defaults = get(root, "defaults");
         let inherited = Inherited {
-            root: self.path(defaults.and_then(|d| get(d, "root"))),
-            root_raw: at_str(defaults.and_then(|d| get(d, "root"))).map(|a| a.value),
+            root: at_str(defaults.and_then(|d| get(d, "root"))).filter(|a| !a.value.is_empty()),
             vars: self.vars(defaults.and_then(|d| get(d, "vars"))),
             tags: Self::tags(defaults.and_then(|d| get(d, "tags"))),
             to: plan_to,
@@ -315,12 +340,23 @@ impl Validator {
         }
         let mut groups = Vec::new();
         for g in list(get(root, "groups")) {
-            if let Some(t) = self.group(g, &mut names) {
+            if let Some(t) = self.group(g, &mut names, &timing) {
                 groups.push(t);
             }
         }
 
-        let repository = self.path(get(root, "repository"));
+        let repository = self.path(get(root, "repository"), "repository");
+        if !list(get(root, "nodes")).is_empty() && get(root, "product").is_none() {
+            self.push(
+                Problem::new(
+                    Code::MissingKey,
+                    "the plan has nodes but no `product` to find their packages by",
+                )
+                .at(get(root, "nodes").map_or(Span::default(), |n| Span::new(n.span.start, 0)))
+                .label("nodes need a product")
+                .help("add `product: <name>`, the name release packages start with (e.g. emqx)"),
+            );
+        }
         if !list(get(root, "nodes")).is_empty() && get(root, "repository").is_none() {
             self.push(
                 Problem::new(
@@ -356,8 +392,10 @@ impl Validator {
             runtime,
             repository,
             edition,
-            state: self.path(get(root, "state")).map(|a| a.value),
-            ssh_config: self.path(get(root, "ssh_config")).map(|a| a.value),
+            state: self.path(get(root, "state"), "state").map(|a| a.value),
+            ssh_config: self
+                .path(get(root, "ssh_config"), "ssh_config")
+                .map(|a| a.value),
             ssh_host_keys: match s(get(root, "ssh_host_keys")) {
                 Some("accept-new") => HostKeys::AcceptNew,
                 _ => HostKeys::Strict,

@@ -4,6 +4,53 @@
 use super::*;
 
 impl Validator {
+    /// A node's root with its placeholders filled: `{name}`, `{host}` and the node's vars
+    /// (`defaults.root: /srv/emqx/{name}` gives every node its own directory). A
+    /// placeholder nothing fills is an error at the root's line, never taken literally.
+    pub(super) fn fill_root(
+        &mut self,
+        src: &At<String>,
+        name: &str,
+        host: &str,
+        vars: &BTreeMap<String, Template>,
+    ) -> Option<String> {
+        let Ok(t) = Template::parse(&src.value) else {
+            // Not a template (a lone brace): a path like any other.
+            return Some(src.value.clone());
+        };
+        if t.vars().next().is_none() && t.env_vars().next().is_none() {
+            return Some(src.value.clone());
+        }
+        let env = |k: &str| std::env::var(k).ok();
+        let filled = t.render(
+            |k| match k {
+                "name" => Some(name.to_owned()),
+                "host" => Some(host.to_owned()),
+                other => vars.get(other)?.render(|_| None, env).ok(),
+            },
+            env,
+        );
+        match filled {
+            Ok(path) => Some(path),
+            Err(missing) => {
+                let what = match missing {
+                    crate::template::Missing::Var(k) => format!("no value fills `{{{k}}}`"),
+                    crate::template::Missing::Env(k) => format!("`${{{k}}}` is not set"),
+                };
+                self.push(
+                    Problem::new(
+                        Code::Placeholder,
+                        format!("the `root` of node `{name}`, `{}`: {what}", src.value),
+                    )
+                    .at(src.span)
+                    .label("cannot be filled")
+                    .help("a root may use {name}, {host} and the node's vars (its own or `defaults.vars`)"),
+                );
+                None
+            }
+        }
+    }
+
     /// A `platform:` value: `<os>-<arch>` as package names write them.
     pub(super) fn platform(&mut self, n: Option<&Node>) -> Option<At<crate::package::Platform>> {
         let a = at_str(n)?;
@@ -68,7 +115,12 @@ impl Validator {
         let name = at_str(get(n, "name")).filter(|a| is_safe_name(&a.value))?;
         let line_of = self.line_fn();
         self.claim_name(names, &name, line_of);
-        let root = match self.path(get(n, "root")).or_else(|| inherited.root.clone()) {
+        // The root as written (the node's own, else `defaults.root`); its placeholders are
+        // filled once the node's vars and host are known.
+        let root_src = match at_str(get(n, "root"))
+            .filter(|a| !a.value.is_empty())
+            .or_else(|| inherited.root.clone())
+        {
             Some(r) => r,
             None => {
                 if get(n, "root").is_none() {
@@ -130,13 +182,16 @@ impl Validator {
             },
             None => None,
         };
+        let host = s(get(n, "host"))
+            .map(str::to_owned)
+            .or_else(|| ssh.as_ref().map(|a| a.value.host.clone()))
+            .unwrap_or_else(|| "127.0.0.1".to_owned());
+        let mut vars = inherited.vars.clone();
+        vars.extend(self.vars(get(n, "vars")));
+        let raw = self.fill_root(&root_src, &name.value, &host, &vars)?;
         // A remote root is a path on its host: taken as written, never against the plan.
         let root = match &ssh {
             Some(_) => {
-                let raw = at_str(get(n, "root"))
-                    .map(|a| a.value)
-                    .or_else(|| inherited.root_raw.clone())
-                    .unwrap_or_default();
                 if !raw.starts_with('/') {
                     self.push(
                         Problem::new(
@@ -146,24 +201,21 @@ impl Validator {
                                 name.value
                             ),
                         )
-                        .at(root.span)
+                        .at(root_src.span)
                         .label("not an absolute path")
                         .help("write the absolute path of the node's directory on its host, such as /opt/emqx"),
                     );
                 }
                 At {
                     value: PathBuf::from(raw),
-                    span: root.span,
+                    span: root_src.span,
                 }
             }
-            None => root,
+            None => self.relative_to_plan(&At {
+                value: raw,
+                span: root_src.span,
+            }),
         };
-        let host = s(get(n, "host"))
-            .map(str::to_owned)
-            .or_else(|| ssh.as_ref().map(|a| a.value.host.clone()))
-            .unwrap_or_else(|| "127.0.0.1".to_owned());
-        let mut vars = inherited.vars.clone();
-        vars.extend(self.vars(get(n, "vars")));
         let sha256 = at_str(get(n, "sha256"));
         if let Some(sha) = &sha256 {
             self.check_sha(sha);

@@ -1,0 +1,168 @@
+//! Plan keys as real plans use them: group-only plans without `product`, plan-level
+//! health timing inherited by the groups' own checks, node roots with placeholders, and
+//! a root that is not a directory.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use fleetup::diagnostics::{Code, Severity, SourceFile};
+use fleetup::plan::{Format, Loaded, load_text};
+
+fn load(text: &str, dir: &Path) -> Loaded {
+    load_text(
+        SourceFile::new("p.yaml", text.to_owned()),
+        Format::Yaml,
+        dir,
+    )
+}
+
+fn errors(l: &Loaded) -> Vec<(Code, String)> {
+    l.problems
+        .iter()
+        .filter(|p| p.severity == Severity::Error)
+        .map(|p| (p.code, p.message.clone()))
+        .collect()
+}
+
+const GROUP: &str = "groups:\n  - name: shop\n    root: ./shop\n    market: ./market\n    apps: [{ app: mall, to: 1.0.1 }]\n    health:\n      command: [\"true\"]\n";
+
+#[test]
+fn a_plan_of_groups_needs_no_product_and_lends_them_its_health_timing() {
+    let dir = Path::new("/tmp");
+    let text = format!(
+        "plan: 1\nname: g\nhealth:\n  timeout: 7s\n  interval: 250ms\n  healthy_for: 2s\n{GROUP}"
+    );
+    let l = load(&text, dir);
+    assert_eq!(errors(&l), vec![], "{:?}", l.problems);
+    let plan = l.plan.unwrap();
+    assert!(plan.health.is_none(), "timing alone is no check of its own");
+    let h = plan.groups[0].health.as_ref().unwrap();
+    assert_eq!(h.timeout, Duration::from_secs(7));
+    assert_eq!(h.interval, Duration::from_millis(250));
+    assert_eq!(h.healthy_for, Duration::from_secs(2));
+    assert_eq!(h.rollback_timeout, Duration::from_secs(7));
+
+    // A group's own timing wins over the plan's.
+    let own = GROUP.replace(
+        "command: [\"true\"]\n",
+        "command: [\"true\"]\n      timeout: 3s\n",
+    );
+    let text = format!("plan: 1\nname: g\nhealth:\n  timeout: 7s\n{own}");
+    let plan = load(&text, dir).plan.unwrap();
+    assert_eq!(
+        plan.groups[0].health.as_ref().unwrap().timeout,
+        Duration::from_secs(3)
+    );
+}
+
+#[test]
+fn nodes_still_need_a_product_and_a_check_in_a_plan_level_health() {
+    let dir = Path::new("/tmp");
+    let text = "plan: 1\nname: n\nrepository: ./repo\nto: 4.4.16\nhealth:\n  timeout: 7s\nnodes:\n  - { name: n1, root: /srv/n1 }\n";
+    let codes: Vec<Code> = errors(&load(text, dir)).into_iter().map(|e| e.0).collect();
+    assert!(codes.contains(&Code::MissingKey), "{codes:?}");
+    assert!(codes.contains(&Code::BadValue), "names no check: {codes:?}");
+}
+
+#[test]
+fn a_root_fills_its_placeholders_per_node_or_says_why_not() {
+    let dir = Path::new("/srv/plans");
+    let text = "plan: 1\nname: r\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\n\
+                defaults:\n  root: ./nodes/{name}-{site}\n  vars: { site: fra }\n\
+                nodes:\n  - { name: n1 }\n  - { name: n2, vars: { site: ams } }\n\
+                \x20 - { name: n3, ssh: n3.example, root: \"/opt/{name}\" }\n";
+    let l = load(text, dir);
+    assert_eq!(errors(&l), vec![], "{:?}", l.problems);
+    let roots: Vec<String> = l
+        .plan
+        .unwrap()
+        .nodes
+        .iter()
+        .map(|n| n.root.value.display().to_string())
+        .collect();
+    assert_eq!(
+        roots,
+        [
+            "/srv/plans/nodes/n1-fra",
+            "/srv/plans/nodes/n2-ams",
+            "/opt/n3"
+        ]
+    );
+
+    // A placeholder nothing fills is an error at the root's line.
+    let text = "plan: 1\nname: r\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nnodes:\n  - { name: n1, root: \"/srv/{rack}/n1\" }\n";
+    let l = load(text, dir);
+    let e = l
+        .problems
+        .iter()
+        .find(|p| p.code == Code::Placeholder)
+        .unwrap();
+    assert!(e.message.contains("{rack}"), "{}", e.message);
+    assert_eq!(l.file.unwrap().line_col(e.span.unwrap().start).0, 7);
+
+    // Keys that name one directory for the plan refuse placeholders.
+    let text = "plan: 1\nname: r\nproduct: emqx\nrepository: ./repo/{name}\nto: 4.4.16\nnodes:\n  - { name: n1, root: /srv/n1 }\n";
+    let l = load(text, dir);
+    let e = l
+        .problems
+        .iter()
+        .find(|p| p.code == Code::Placeholder)
+        .unwrap();
+    assert!(e.message.contains("`repository`"), "{}", e.message);
+}
+
+#[test]
+fn defaults_root_with_name_gives_each_node_its_own_store_in_a_real_run() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.16", 1);
+    std::fs::write(
+        t.path().join("plan.yaml"),
+        "plan: 1\nname: r\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         defaults:\n  root: ./nodes/{name}\nnodes:\n  - { name: a }\n  - { name: b }\n",
+    )
+    .unwrap();
+    let (code, out, err) =
+        output(
+            fleetup()
+                .current_dir(t.path())
+                .args(["apply", "plan.yaml", "--yes"]),
+        );
+    assert_eq!(code, Some(0), "{out}{err}");
+    for n in ["a", "b"] {
+        assert_eq!(
+            std::fs::read_to_string(t.path().join("nodes").join(n).join("current/VERSION"))
+                .unwrap(),
+            "4.4.16\n"
+        );
+    }
+    assert!(!t.path().join("nodes/{name}").exists());
+}
+
+#[test]
+fn a_root_that_is_a_file_is_an_error_of_check_at_its_line() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("repo")).unwrap();
+    release_zip(&t.path().join("repo"), "4.4.16", 1);
+    std::fs::write(t.path().join("not-a-dir"), "x").unwrap();
+    std::fs::write(
+        t.path().join("plan.yaml"),
+        "plan: 1\nname: r\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nnodes:\n  - name: n1\n    root: ./not-a-dir\n",
+    )
+    .unwrap();
+    let (code, out, _) =
+        output(
+            fleetup()
+                .current_dir(t.path())
+                .args(["check", "plan.yaml", "--format", "json"]),
+        );
+    assert_eq!(code, Some(1), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let p = &doc["files"][0]["problems"][0];
+    assert_eq!(p["code"], "fleetup::plan::path", "{doc}");
+    assert_eq!(p["line"], 8, "{doc}");
+}
