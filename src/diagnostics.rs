@@ -116,7 +116,7 @@ codes! {
     NoTargetVersion = "plan::no-target-version", exit Invalid, "give the node a `to`, or the plan a top-level `to`";
     EnvVar = "plan::env", exit Invalid, "export the variable before running fleetup; its value is never printed";
     Path = "plan::path", exit Invalid, "paths in a plan are relative to the plan file";
-    PackageName = "package::name", exit Invalid, "release packages are named <product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip";
+    PackageName = "package::name", exit Invalid, "release packages are named <product>[-<edition>]-<version>[-<flavour>][-<runtime>]-<os>-<arch>.zip (or .tar.gz)";
     PackageMissing = "package::missing", exit Invalid, "put the release package for that version into the repository";
     PackageAmbiguous = "package::ambiguous", exit Invalid, "keep exactly one package per product, edition and version in the repository";
     PackagePlatform = "package::platform", exit Invalid, "nothing tells this node's platform: give it `platform: <os>-<arch>` (or `defaults.platform`), or `--platform` by hand";

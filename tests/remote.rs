@@ -546,3 +546,55 @@ fn more_nodes_on_one_host_than_its_sshd_allows_sessions_queue_on_one_connection(
     // Still one connection: a session the master refuses would make ssh open a new one.
     assert_eq!(sshd.counts().0, 1, "{}", sshd.log());
 }
+
+#[test]
+fn a_fresh_remote_node_takes_the_build_of_its_hosts_platform() {
+    let sshd = common::sshd::Sshd::start();
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    // The host is this machine: its platform as EMQX would name its build.
+    let here = fleetup::package::this_platform()
+        .expect("the test host has /etc/os-release")
+        .to_string();
+    let build = |platform: &str| {
+        use std::io::Write;
+        let path = repo.join(format!("emqx-4.4.16-otp24.3.4.2-1-{platform}.zip"));
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        let o = zip::write::SimpleFileOptions::default();
+        z.start_file("PLATFORM", o).unwrap();
+        write!(z, "{platform}").unwrap();
+        z.finish().unwrap();
+    };
+    let others = ["el7-arm64", "amzn2-arm64"];
+    for p in others {
+        build(p);
+    }
+    let root = t.path().join("fresh");
+    let upgrade = || {
+        output(
+            fleetup()
+                .args(["node", "upgrade", "4.4.16", "--product", "emqx", "--root"])
+                .arg(&root)
+                .args(["--repo", repo.to_str().unwrap()])
+                .args(["--ssh", &sshd.addr(), "--ssh-config"])
+                .arg(sshd.config()),
+        )
+    };
+    // Not the host's platform among them: refused, the candidates listed.
+    let (code, out, err) = upgrade();
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("fleetup::package::platform"), "{err}");
+    assert!(
+        err.contains("amzn2-arm64") && err.contains("el7-arm64"),
+        "{err}"
+    );
+    // With the host's build there, the host's own platform decides.
+    build(&here);
+    let (code, out, err) = upgrade();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("current/PLATFORM")).unwrap(),
+        here
+    );
+}
