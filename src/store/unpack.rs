@@ -308,13 +308,6 @@ fn extract<R: Read + std::io::Seek>(
                 if let Some(parent) = at.parent() {
                     ensure(parent)?;
                 }
-                // The mode is set at creation (the umask applies, as for any installer).
-                let mut out = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(*mode)
-                    .open(&at)
-                    .map_err(|e| io(&at, e))?;
                 let mut f = zip.by_index(*index).map_err(|e| {
                     refuse(
                         Code::PackageCorrupt,
@@ -322,35 +315,9 @@ fn extract<R: Read + std::io::Seek>(
                         format!("`{}` is unreadable ({e})", path.display()),
                     )
                 })?;
-                let mut written = 0u64;
-                loop {
-                    let n = match f.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            return Err(refuse(
-                                Code::PackageCorrupt,
-                                package,
-                                format!("`{}` is damaged ({e})", path.display()),
-                            ));
-                        }
-                    };
-                    written += n as u64;
-                    if written > *size || stats.bytes + written > limits.max_bytes {
-                        return Err(refuse(
-                            Code::PackageTooLarge,
-                            package,
-                            format!(
-                                "`{}` unpacks to more than its declared {size} bytes",
-                                path.display()
-                            ),
-                        ));
-                    }
-                    out.write_all(&buf[..n]).map_err(|e| io(&at, e))?;
-                }
-                stats.files += 1;
-                stats.bytes += written;
+                write_file(
+                    &mut f, &at, path, *size, *mode, &mut stats, limits, package, &mut buf,
+                )?;
             }
             Entry::Symlink { .. } => {}
         }
@@ -366,6 +333,61 @@ fn extract<R: Read + std::io::Seek>(
         }
     }
     Ok(stats)
+}
+
+/// Writes one vetted file of a package: created new (nothing is overwritten) with its
+/// mode, its bytes counted for real against what its header declared and the limit.
+#[allow(clippy::too_many_arguments)]
+fn write_file(
+    from: &mut impl Read,
+    at: &Path,
+    path: &Path,
+    size: u64,
+    mode: u32,
+    stats: &mut Unpacked,
+    limits: Limits,
+    package: &Path,
+    buf: &mut [u8],
+) -> Result<(), Problem> {
+    let io =
+        |e: std::io::Error| Problem::new(Code::Io, format!("cannot write {}: {e}", at.display()));
+    // The mode is set at creation (the umask applies, as for any installer).
+    let mut out = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(at)
+        .map_err(io)?;
+    let mut written = 0u64;
+    loop {
+        let n = match from.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(refuse(
+                    Code::PackageCorrupt,
+                    package,
+                    format!("`{}` is damaged ({e})", path.display()),
+                ));
+            }
+        };
+        written += n as u64;
+        if written > size || stats.bytes + written > limits.max_bytes {
+            return Err(refuse(
+                Code::PackageTooLarge,
+                package,
+                format!(
+                    "`{}` unpacks to more than its declared {size} bytes",
+                    path.display()
+                ),
+            ));
+        }
+        out.write_all(&buf[..n]).map_err(io)?;
+    }
+    stats.files += 1;
+    stats.bytes += written;
+    Ok(())
 }
 
 /// One vetted tarball entry.
@@ -575,37 +597,9 @@ fn extract_tar(
         if let Some(parent) = at.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
         }
-        let mut out = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&at)
-            .map_err(|e| io(&at, e))?;
-        let mut written = 0u64;
-        loop {
-            let n = match entry.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(corrupt(format!("`{}` is damaged ({e})", key.display())));
-                }
-            };
-            written += n as u64;
-            if written > size || stats.bytes + written > limits.max_bytes {
-                return Err(refuse(
-                    Code::PackageTooLarge,
-                    package,
-                    format!(
-                        "`{}` unpacks to more than its declared {size} bytes",
-                        key.display()
-                    ),
-                ));
-            }
-            out.write_all(&buf[..n]).map_err(|e| io(&at, e))?;
-        }
-        stats.files += 1;
-        stats.bytes += written;
+        write_file(
+            &mut entry, &at, &key, size, mode, &mut stats, limits, package, &mut buf,
+        )?;
     }
     // Links last: no file above was written through one.
     for e in vetted {
