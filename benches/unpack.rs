@@ -1,5 +1,7 @@
 //! Unpacking a 50 MB, 2,000-file release package: fleetup against `unzip -q` on the same
-//! package, side by side in one run (target: within 1.2× of unzip).
+//! package, side by side in one run (target: within 1.2× of unzip); and the same files as
+//! a `.tar.gz` (EMQX 5.x), fleetup against `tar -xzf` (fleetup reads a tarball twice:
+//! once to vet every header, once to extract).
 //!
 //! Measured three ways, interleaved so machine noise hits all alike: fleetup's unpack
 //! function in-process (staging, vetting, rename), the whole `fleetup node unpack`
@@ -39,6 +41,28 @@ fn make_package(path: &Path) {
         z.write_all(&buf).unwrap();
     }
     z.finish().unwrap();
+}
+
+/// The same files as a `.tar.gz`, compressed at gzip's default level.
+fn make_tarball(zip_pkg: &Path, path: &Path) {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(zip_pkg).unwrap()).unwrap();
+    let gz = flate2::write::GzEncoder::new(
+        std::fs::File::create(path).unwrap(),
+        flate2::Compression::default(),
+    );
+    let mut b = tar::Builder::new(gz);
+    for i in 0..zip.len() {
+        let mut f = zip.by_index(i).unwrap();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut data).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let name = f.name().unwrap().into_owned();
+        b.append_data(&mut h, name, data.as_slice()).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap();
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -88,6 +112,43 @@ fn main() {
         ms(cli),
         cli.as_secs_f64() / unzip.as_secs_f64()
     );
+
+    // The same files as a .tar.gz, against tar -xzf.
+    let tgz = t.path().join("emqx-5.1.0-ubuntu22.04-amd64.tar.gz");
+    make_tarball(&pkg, &tgz);
+    let (mut lib, mut tar) = (Vec::new(), Vec::new());
+    for run in 0..RUNS {
+        for turn in 0..2 {
+            if (turn + run) % 2 == 0 {
+                lib.push(time_lib(&tgz, &t.path().join(format!("tlib-{run}"))));
+            } else {
+                tar.push(time_tar(&tgz, &t.path().join(format!("tar-{run}"))));
+            }
+        }
+    }
+    let (lib, tar) = (median(lib), median(tar));
+    println!(
+        "tarball, {:.1} MB compressed: tar -xzf {:7.1} ms, fleetup unpack (library) {:7.1} ms  ratio {:.2}",
+        std::fs::metadata(&tgz).unwrap().len() as f64 / 1e6,
+        ms(tar),
+        ms(lib),
+        lib.as_secs_f64() / tar.as_secs_f64()
+    );
+}
+
+fn time_tar(pkg: &Path, d: &Path) -> Duration {
+    std::fs::create_dir_all(d).unwrap();
+    let start = Instant::now();
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(pkg)
+        .arg("-C")
+        .arg(d)
+        .status()
+        .unwrap();
+    let e = start.elapsed();
+    assert!(st.success());
+    e
 }
 
 fn time_lib(pkg: &Path, d: &Path) -> Duration {
