@@ -110,3 +110,54 @@ fn a_format_1_journal_resumes_and_its_run_rolls_back() {
     let (_, out, _) = history(&[&run]);
     assert!(out.contains("rolled-back"), "{out}");
 }
+
+#[test]
+fn a_run_id_is_exact_or_a_unique_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = fleet_of_the_fixture(dir.path());
+    // A second run sharing the first one's prefix.
+    let other = format!("{}-other", &run[..20]);
+    let src = dir.path().join("state/runs").join(&run);
+    let dst = dir.path().join("state/runs").join(&other);
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::copy(src.join("plan.yaml"), dst.join("plan.yaml")).unwrap();
+    let journal = std::fs::read_to_string(src.join("journal.jsonl"))
+        .unwrap()
+        .replace(&run, &other);
+    std::fs::write(dst.join("journal.jsonl"), journal).unwrap();
+    let fl = |args: &[&str]| {
+        output(
+            fleetup()
+                .current_dir(dir.path())
+                .args(args)
+                .args(["--state", "state"]),
+        )
+    };
+    for cmd in [&["history"][..], &["rollback"][..], &["resume"][..]] {
+        // Ambiguous: both are named, nothing is done.
+        let (code, out, err) = fl(&[cmd, &[&run[..20]]].concat());
+        assert_eq!(code, Some(2), "{cmd:?}: {out}{err}");
+        // (miette wraps long lines: compare without the wrapping.)
+        let flat: String = err
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '│')
+            .collect();
+        assert!(
+            flat.contains(&run) && flat.contains(&other),
+            "{cmd:?}: {err}"
+        );
+        // Empty: refused.
+        let (code, out, err) = fl(&[cmd, &[""]].concat());
+        assert_eq!(code, Some(2), "{cmd:?} \"\": {out}{err}");
+    }
+    // Exact, and a unique prefix, both work.
+    let (code, out, _) = fl(&["history", &run]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&run) && !out.contains(&other), "{out}");
+    let (code, out, _) = fl(&["history", &other[..other.len() - 2]]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(&other), "{out}");
+    // Nothing was changed by the refusals: the fixture's run still resumes.
+    let (code, out, err) = fl(&["resume", &run]);
+    assert_eq!(code, Some(0), "{out}{err}");
+}

@@ -253,13 +253,7 @@ pub fn history(run: Option<&str>, state: Option<&Path>, format: OutputFormat) ->
         }
         return Ok(Exit::Ok);
     };
-    let Some(r) = runs.iter().find(|r| r.run == id || r.run.starts_with(id)) else {
-        return Err(
-            Problem::new(Code::Usage, format!("no run `{id}` in {}", state.display()))
-                .help("`fleetup history` lists the runs")
-                .into(),
-        );
-    };
+    let r = &runs[crate::run::journal::lookup(&runs, id, &state)?];
     if json {
         println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
     } else {

@@ -397,6 +397,36 @@ fn began_from(step: &serde_json::Value, format: u32) -> Option<Option<Version>> 
     }
 }
 
+/// The run `id` names among `runs`: the one with exactly that id, else the only one it
+/// is a prefix of. An empty id, or a prefix of several runs, names none (usage, exit 2).
+pub fn lookup(runs: &[RunSummary], id: &str, state: &Path) -> Result<usize, Problem> {
+    let usage = |m: String| {
+        Problem::new(Code::Usage, m)
+            .help("`fleetup history` lists the runs; give an id or a prefix of one")
+    };
+    if id.is_empty() {
+        return Err(usage("the run id is empty".into()));
+    }
+    if let Some(i) = runs.iter().position(|r| r.run == id) {
+        return Ok(i);
+    }
+    let hits: Vec<usize> = (0..runs.len())
+        .filter(|&i| runs[i].run.starts_with(id))
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok(*one),
+        [] => Err(usage(format!("no run `{id}` in {}", state.display()))),
+        many => Err(usage(format!(
+            "`{id}` is the start of {} runs: {}",
+            many.len(),
+            many.iter()
+                .map(|&i| runs[i].run.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
 /// Every run in the state directory, oldest first.
 pub fn runs(state: &Path) -> Vec<RunSummary> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(state.join("runs"))

@@ -221,22 +221,17 @@ impl Runner {
     ) -> Result<RunSummary, Problem> {
         let state = self.state_dir(None)?;
         let mut runs = journal::runs(&state);
-        let found = match id {
-            Some(id) => runs
-                .into_iter()
-                .rev()
-                .find(|r| r.run == id || r.run.starts_with(id)),
-            None => {
-                runs.retain(&pick);
-                runs.pop()
-            }
-        };
-        found.ok_or_else(|| {
-            let msg = match id {
-                Some(id) => format!("no run `{id}` in {}", state.display()),
-                None => format!("no run to {what} in {}", state.display()),
-            };
-            Problem::new(Code::Usage, msg).help("`fleetup history --state DIR` lists the runs")
+        if let Some(id) = id {
+            let i = journal::lookup(&runs, id, &state)?;
+            return Ok(runs.swap_remove(i));
+        }
+        runs.retain(&pick);
+        runs.pop().ok_or_else(|| {
+            Problem::new(
+                Code::Usage,
+                format!("no run to {what} in {}", state.display()),
+            )
+            .help("`fleetup history --state DIR` lists the runs")
         })
     }
 
