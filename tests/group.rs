@@ -545,3 +545,23 @@ fn rollback_all_after_a_resume_takes_back_a_group_the_killed_attempt_upgraded() 
     let status = ok(&t.path().join("shop1"), &m, &["status"]);
     assert!(status.contains("mall 1.0.0"), "{status}");
 }
+
+#[test]
+fn a_missing_record_never_makes_the_next_one_replace_another() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = hooked_group(t.path());
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    ok(&root, &m, &["upgrade", "mall", "--to", "1.0.1"]);
+    ok(&root, &m, &["upgrade", "mall", "--to", "1.0.2"]);
+    let second = std::fs::read(root.join("records/0002.json")).unwrap();
+    // One record goes missing (a person, a disk): the next one still gets a new id.
+    std::fs::remove_file(root.join("records/0001.json")).unwrap();
+    ok(&root, &m, &["upgrade", "mall", "--to", "1.0.3"]);
+    assert_eq!(
+        std::fs::read(root.join("records/0002.json")).unwrap(),
+        second,
+        "record 0002 was replaced"
+    );
+    let third = ok(&root, &m, &["record", "0003"]);
+    assert!(third.contains("1.0.2 → 1.0.3"), "{third}");
+}

@@ -131,8 +131,36 @@ impl Group {
             .map_err(|e| io(&dir, e))
     }
 
-    fn next_id(&self) -> String {
-        format!("{:04}", self.records().len() + 1)
+    /// A new record id, taken for good: one above every id a record or backup has used
+    /// (read or not), its file created exclusively, so no record is ever replaced.
+    fn next_id(&self) -> Result<String, Problem> {
+        let dir = self.root.join("records");
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let used = |d: &Path| -> u32 {
+            std::fs::read_dir(d)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.strip_suffix(".json").unwrap_or(&n).parse::<u32>().ok()
+                })
+                .max()
+                .unwrap_or(0)
+        };
+        let mut next = used(&dir).max(used(&self.root.join("backups"))) + 1;
+        loop {
+            let id = format!("{next:04}");
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dir.join(format!("{id}.json")))
+            {
+                Ok(_) => return Ok(id),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => next += 1,
+                Err(e) => return Err(io(&dir, e)),
+            }
+        }
     }
 
     fn lock(&self, ctx: &Ctx) -> Result<crate::store::lock::Lock, Problem> {

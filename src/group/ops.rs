@@ -260,7 +260,7 @@ impl Group {
             }
             _ => {
                 let (installed, t, d, picked) = self.preview(market, app, to, services, policy)?;
-                let id = self.next_id();
+                let id = self.next_id()?;
                 self.backup(&id)?;
                 (ctx.say)(format!("Backed up the group as backups/{id}"));
                 let rec = Record {
@@ -457,7 +457,7 @@ impl Group {
                 ),
             ));
         }
-        let id = self.next_id();
+        let id = self.next_id()?;
         let mut rec = Record {
             id: id.clone(),
             kind: RecordKind::Rollback,
