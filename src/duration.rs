@@ -4,8 +4,22 @@
 
 use std::time::Duration;
 
-/// Parses `500ms`, `30s`, `5m`, `1h`, and sums like `1m30s`.
+/// The longest any wait may be: 30 days. Every duration a plan, a node.toml, a
+/// group-hooks.toml or a flag gives stays at or below it, so no deadline computed from one
+/// can overflow.
+pub const MAX: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Parses `500ms`, `30s`, `5m`, `1h`, and sums like `1m30s`, up to [`MAX`].
 pub fn parse_duration(s: &str) -> Option<Duration> {
+    parse_any(s).filter(|d| *d <= MAX)
+}
+
+/// Whether `s` is a duration, but longer than [`MAX`].
+pub fn too_long(s: &str) -> bool {
+    parse_any(s).is_some_and(|d| d > MAX)
+}
+
+fn parse_any(s: &str) -> Option<Duration> {
     let mut total = Duration::ZERO;
     let mut rest = s.trim();
     if rest.is_empty() {
@@ -34,4 +48,17 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         rest = &rest[unit_len..];
     }
     Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_stop_at_thirty_days() {
+        assert_eq!(parse_duration("720h"), Some(MAX));
+        assert_eq!(parse_duration("721h"), None);
+        assert!(too_long("721h") && too_long("5000000000000000h"));
+        assert!(!too_long("30s") && !too_long("five minutes"));
+    }
 }

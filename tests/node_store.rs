@@ -362,3 +362,29 @@ fn unpack_alone_leaves_the_release_unpacked() {
     assert_eq!(link(&root, "current").as_deref(), Some("releases/4.4.0"));
     assert!(ok(&root, &["unpack", "4.4.16"]).contains("already unpacked"));
 }
+
+#[test]
+fn a_wait_longer_than_fleetup_ever_waits_is_refused_not_a_panic() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 1);
+    let (code, _, err) = node(
+        &root,
+        &[
+            "upgrade",
+            "4.4.0",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--wait-for-lock",
+            "5000000000000000h",
+        ],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("fleetup::plan::duration") && err.contains("720h"),
+        "{err}"
+    );
+    assert!(!root.join("current").exists());
+}

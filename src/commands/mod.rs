@@ -21,10 +21,12 @@ pub(crate) fn lock_wait(flag: Option<&str>) -> Result<std::time::Duration, Probl
     match flag {
         None => Ok(std::time::Duration::ZERO),
         Some(d) => crate::duration::parse_duration(d).ok_or_else(|| {
-            Problem::new(
-                Code::BadDuration,
-                format!("--wait-for-lock `{d}` is not a duration"),
-            )
+            let why = if crate::duration::too_long(d) {
+                "is longer than fleetup ever waits (720h)"
+            } else {
+                "is not a duration"
+            };
+            Problem::new(Code::BadDuration, format!("--wait-for-lock `{d}` {why}"))
         }),
     }
 }

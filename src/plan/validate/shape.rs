@@ -162,6 +162,15 @@ impl Validator {
             },
             Ty::Duration => match &n.kind {
                 Kind::Str(t) if parse_duration(t).is_some() => {}
+                Kind::Str(t) if crate::duration::too_long(t) => self.push(
+                    Problem::new(
+                        Code::BadDuration,
+                        format!("{what} `{t}` is longer than fleetup ever waits (720h, 30 days)"),
+                    )
+                    .at(n.span)
+                    .label("too long")
+                    .help("give a duration of at most 720h"),
+                ),
                 Kind::Str(t) => self.push(
                     Problem::new(Code::BadDuration, format!("{what} `{t}` is not a duration"))
                         .at(n.span)
