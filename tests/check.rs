@@ -275,3 +275,29 @@ fn a_closed_stdout_ends_fleetup_quietly_not_with_a_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
 }
+
+#[test]
+fn special_files_are_refused_as_plans_without_reading_them() {
+    let t = tempfile::tempdir().unwrap();
+    let zero = t.path().join("zero.yaml");
+    std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+    let environ = t.path().join("environ.yaml");
+    std::os::unix::fs::symlink("/proc/self/environ", &environ).unwrap();
+    let fifo = t.path().join("fifo.yaml");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for plan in [&zero, &environ, &fifo] {
+        let out = common::fleetup()
+            .arg("check")
+            .arg(plan)
+            .env("FLEETUP_PLANTED_SECRET", "s3cr3t-value")
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{}: {err}", plan.display());
+        assert!(err.contains("fleetup::io"), "{}: {err}", plan.display());
+        assert!(!err.contains("s3cr3t-value"), "{}: {err}", plan.display());
+    }
+}

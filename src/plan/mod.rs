@@ -50,6 +50,61 @@ impl Loaded {
 /// Largest plan file read; a 10,000-node plan is a few megabytes.
 pub const MAX_PLAN_BYTES: u64 = 64 << 20;
 
+/// The bytes of a plan file: a regular file (after links), read up to the size limit.
+/// Devices, FIFOs and sockets are refused before a byte is read (a FIFO would block, a
+/// device never end); a file whose size its file system does not know (`/proc`, `/sys`)
+/// is refused too, so nothing but a plan is ever echoed in a diagnostic.
+fn read_plan_file(path: &Path, name: &str) -> Result<Vec<u8>, Problem> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e: std::io::Error| Problem::new(Code::Io, format!("cannot read {name}: {e}"));
+    let not_a_file = |what: &str| {
+        Problem::new(Code::Io, format!("{name} is {what}, not a plan file"))
+            .help("give the path of a .yaml, .yml or .toml file")
+    };
+    match std::fs::metadata(path).map_err(io)? {
+        m if m.is_dir() => return Err(not_a_file("a directory")),
+        m if !m.is_file() => return Err(not_a_file("a device, FIFO or socket")),
+        _ => {}
+    }
+    // Non-blocking, and checked again on the open file: it may have been swapped since.
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    let meta = f.metadata().map_err(io)?;
+    if !meta.is_file() {
+        return Err(not_a_file("a device, FIFO or socket"));
+    }
+    if meta.len() > MAX_PLAN_BYTES {
+        return Err(Problem::new(
+            Code::PlanLimit,
+            format!(
+                "{name} is {} bytes; plans are limited to {MAX_PLAN_BYTES} bytes",
+                meta.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    (&mut f)
+        .take(MAX_PLAN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_PLAN_BYTES {
+        return Err(Problem::new(
+            Code::PlanLimit,
+            format!("{name} is over {MAX_PLAN_BYTES} bytes; that is the limit of a plan"),
+        ));
+    }
+    if meta.len() == 0 && !bytes.is_empty() {
+        return Err(not_a_file(
+            "a file whose size its file system does not know (/proc, /sys)",
+        ));
+    }
+    Ok(bytes)
+}
+
 pub fn load(path: &Path) -> Loaded {
     let fail = |p: Problem| Loaded {
         file: None,
@@ -63,27 +118,9 @@ pub fn load(path: &Path) -> Loaded {
             format!("{name}: cannot tell the format of the plan from its name"),
         ));
     };
-    let bytes = match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            return fail(Problem::new(
-                Code::Io,
-                format!("{name} is a directory, not a plan file"),
-            ));
-        }
-        Ok(m) if m.len() > MAX_PLAN_BYTES => {
-            return fail(Problem::new(
-                Code::PlanLimit,
-                format!(
-                    "{name} is {} bytes; plans are limited to {MAX_PLAN_BYTES} bytes",
-                    m.len()
-                ),
-            ));
-        }
-        Ok(_) => match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => return fail(Problem::new(Code::Io, format!("cannot read {name}: {e}"))),
-        },
-        Err(e) => return fail(Problem::new(Code::Io, format!("cannot read {name}: {e}"))),
+    let bytes = match read_plan_file(path, &name) {
+        Ok(b) => b,
+        Err(p) => return fail(p),
     };
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
