@@ -166,6 +166,7 @@ pub fn run_with(plan: &Plan, remote: &[RemoteState]) -> Preflight {
         pf.nodes.push(finding);
     }
     pf.problems.extend(col.finish());
+    pf.problems.extend(shared_roots(plan));
     pf.problems.extend(check_groups(plan));
     pf.problems
         .sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.start));
@@ -394,6 +395,49 @@ fn check_node(
         }
     }
     finding
+}
+
+/// Two nodes whose roots are one directory (written twice, or through a link) would
+/// share one store: each would undo the other. The second is refused at its `root`.
+fn shared_roots(plan: &Plan) -> Vec<Problem> {
+    let mut seen: HashMap<(Option<String>, PathBuf), &str> = HashMap::new();
+    let mut out = Vec::new();
+    for n in &plan.nodes {
+        let root = &n.root.value;
+        // Locally, the directory itself (links resolved) when it exists; else the path.
+        let key = match &n.ssh {
+            Some(a) => (
+                Some(crate::remote::ssh::describe(&a.value)),
+                root.components().collect(),
+            ),
+            None => (
+                None,
+                std::fs::canonicalize(root)
+                    .or_else(|_| std::path::absolute(root))
+                    .unwrap_or_else(|_| root.clone())
+                    .components()
+                    .collect(),
+            ),
+        };
+        match seen.get(&key) {
+            Some(first) => out.push(
+                Problem::new(
+                    Code::Path,
+                    format!(
+                        "node `{}` has the same root as node `{first}`: two nodes cannot share one store",
+                        n.name.value
+                    ),
+                )
+                .at(n.root.span)
+                .label(format!("the root of `{first}`"))
+                .help("give every node its own directory (`defaults.root: /srv/emqx/{name}` does)"),
+            ),
+            None => {
+                seen.insert(key, &n.name.value);
+            }
+        }
+    }
+    out
 }
 
 /// What a package's checksums say, worked out once per package however many nodes share it.

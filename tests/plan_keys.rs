@@ -166,3 +166,39 @@ fn a_root_that_is_a_file_is_an_error_of_check_at_its_line() {
     assert_eq!(p["code"], "fleetup::plan::path", "{doc}");
     assert_eq!(p["line"], 8, "{doc}");
 }
+
+#[test]
+fn two_nodes_on_one_store_are_refused_by_check() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("repo")).unwrap();
+    release_zip(&t.path().join("repo"), "4.4.16", 1);
+    std::fs::create_dir_all(t.path().join("store")).unwrap();
+    std::os::unix::fs::symlink("store", t.path().join("alias")).unwrap();
+    for second in ["./store/", "./alias"] {
+        std::fs::write(
+            t.path().join("plan.yaml"),
+            format!(
+                "plan: 1\nname: r\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nnodes:\n  - {{ name: a, root: ./store }}\n  - {{ name: b, root: \"{second}\" }}\n"
+            ),
+        )
+        .unwrap();
+        let (code, out, _) = output(fleetup().current_dir(t.path()).args([
+            "check",
+            "plan.yaml",
+            "--format",
+            "json",
+        ]));
+        assert_eq!(code, Some(1), "{second}: {out}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let p = &doc["files"][0]["problems"][0];
+        assert_eq!(p["code"], "fleetup::plan::path", "{doc}");
+        assert_eq!(p["line"], 8, "{doc}");
+        assert!(
+            p["message"]
+                .as_str()
+                .unwrap()
+                .contains("same root as node `a`"),
+            "{doc}"
+        );
+    }
+}
