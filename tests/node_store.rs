@@ -388,3 +388,41 @@ fn a_wait_longer_than_fleetup_ever_waits_is_refused_not_a_panic() {
     );
     assert!(!root.join("current").exists());
 }
+
+#[test]
+fn a_store_cannot_lead_fleetup_to_files_outside_it() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 1);
+    release_zip(&repo, "4.4.1", 1);
+    let repo_arg = repo.to_str().unwrap();
+    ok(
+        &root,
+        &["upgrade", "4.4.0", "--repo", repo_arg, "--product", "emqx"],
+    );
+    ok(&root, &["upgrade", "4.4.1", "--repo", repo_arg]);
+    let victim = t.path().join("victim");
+    std::fs::write(&victim, "keep me").unwrap();
+
+    // A lock that is a link elsewhere is refused, and nothing is written through it.
+    std::fs::remove_file(root.join("releases/.lock")).unwrap();
+    std::os::unix::fs::symlink(&victim, root.join("releases/.lock")).unwrap();
+    let (code, _, err) = node(&root, &["uninstall", "4.4.0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("lock"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+    std::fs::remove_file(root.join("releases/.lock")).unwrap();
+
+    // A RELEASES whose package names a path outside: the store reads as damaged, and
+    // uninstall deletes nothing.
+    let state = root.join("releases/RELEASES");
+    let text = std::fs::read_to_string(&state)
+        .unwrap()
+        .replace(&package_name("4.4.0"), victim.to_str().unwrap());
+    std::fs::write(&state, text).unwrap();
+    let (code, _, err) = node(&root, &["uninstall", "4.4.0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("fleetup::store::unreadable"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+}

@@ -6,6 +6,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -43,18 +44,31 @@ pub fn acquire(dir: &Path, what: &str, run: Option<&str>, wait: Duration) -> Res
     std::fs::create_dir_all(dir)
         .map_err(|e| Problem::new(Code::Io, format!("cannot create {}: {e}", dir.display())))?;
     let path = dir.join(".lock");
+    // Never through a link (a writer of the store could point it at any file this
+    // process may write), and only a regular file.
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&path)
         .map_err(|e| {
             Problem::new(
                 Code::Io,
                 format!("cannot open the lock {}: {e}", path.display()),
             )
+            .help(
+                "the lock must be a plain file fleetup created: remove a link or other file there",
+            )
         })?;
+    if !file.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(Problem::new(
+            Code::Io,
+            format!("the lock {} is not a regular file", path.display()),
+        )
+        .help("remove what is there; fleetup creates the lock itself"));
+    }
     let deadline = Instant::now() + wait;
     loop {
         match file.try_lock() {

@@ -150,6 +150,21 @@ pub fn parse_state(text: &str, path: &str) -> Result<StoreState, String> {
             state.format
         ));
     }
+    // A release's package is a file in releases/, named as packages are: never a path
+    // that would lead an uninstall anywhere else.
+    for r in &state.releases {
+        let p = &r.package;
+        if p.is_empty()
+            || p.contains('/')
+            || p.starts_with('.')
+            || crate::package::Archive::of(p).is_none()
+        {
+            return Err(format!(
+                "{path} is damaged: release {} names `{p}` as its package, which is no package file name",
+                r.version
+            ));
+        }
+    }
     Ok(state)
 }
 
