@@ -161,3 +161,92 @@ fn a_run_id_is_exact_or_a_unique_prefix() {
     let (code, out, err) = fl(&["resume", &run]);
     assert_eq!(code, Some(0), "{out}{err}");
 }
+
+#[test]
+fn a_live_run_has_an_owner_and_cannot_be_joined() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let repo = d.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.15", 0);
+    release_zip(&repo, "4.4.16", 0);
+    for n in ["n1", "n2"] {
+        fleetup()
+            .current_dir(d)
+            .args(["node", "upgrade", "4.4.15", "--root", n, "--repo", "repo"])
+            .args(["--product", "emqx"])
+            .assert()
+            .success();
+    }
+    // A run that pauses between its waves while a marker file exists: long enough to
+    // try to join it, and it ends on its own when the marker goes.
+    std::fs::write(d.join("hold"), "").unwrap();
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: live\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  waves: [1]\n\
+         health:\n  command: [\"/bin/sh\", \"-c\", \"while [ -e hold ]; do sleep 0.05; done\"]\n  timeout: 60s\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    )
+    .unwrap();
+    let mut live = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .current_dir(d)
+        .args(["apply", "plan.yaml", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || d
+            .join("state/runs")
+            .read_dir()
+            .is_ok_and(|mut r| r.next().is_some())),
+        "the run never started"
+    );
+    let run = latest_run(&d.join("state"));
+    let journal = d.join("state/runs").join(&run).join("journal.jsonl");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let before = std::fs::read(&journal).unwrap();
+
+    let (code, out, _) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["history", "--state", "state"]),
+    );
+    assert_eq!(code, Some(0));
+    assert!(out.contains("running"), "{out}");
+    for cmd in ["resume", "rollback"] {
+        let (code, out, err) = output(
+            fleetup()
+                .current_dir(d)
+                .args([cmd, &run, "--state", "state"]),
+        );
+        assert_eq!(code, Some(5), "{cmd}: {out}{err}");
+        assert!(err.contains("held by pid"), "{cmd}: {err}");
+    }
+    // `resume` without a run id finds nothing to take over.
+    let (code, out, _) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["resume", "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("nothing to resume"), "{out}");
+    assert_eq!(
+        std::fs::read(&journal).unwrap(),
+        before,
+        "the journal was touched"
+    );
+
+    std::fs::remove_file(d.join("hold")).unwrap();
+    assert!(live.wait().unwrap().success());
+    let (_, out, _) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["history", "--state", "state"]),
+    );
+    assert!(
+        out.contains("succeeded") && !out.contains("running"),
+        "{out}"
+    );
+}

@@ -209,7 +209,9 @@ pub struct TargetResult {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RunStatus {
-    /// Started and never ended: killed, or still running.
+    /// Its owner is working on it now (it holds the run's lock).
+    Running,
+    /// Started and never ended, and no one holds it: killed.
     Interrupted,
     Succeeded,
     Failed,
@@ -223,6 +225,7 @@ pub enum RunStatus {
 impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Running => "running",
             RunStatus::Interrupted => "interrupted",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
@@ -243,7 +246,9 @@ impl RunStatus {
             RunStatus::Succeeded | RunStatus::RolledBack => Exit::Ok,
             RunStatus::Failed => Exit::Failed,
             RunStatus::Paused => Exit::Paused,
-            RunStatus::NeedsAttention | RunStatus::Interrupted => Exit::Attention,
+            RunStatus::NeedsAttention | RunStatus::Interrupted | RunStatus::Running => {
+                Exit::Attention
+            }
         }
     }
 

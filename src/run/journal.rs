@@ -427,6 +427,24 @@ pub fn lookup(runs: &[RunSummary], id: &str, state: &Path) -> Result<usize, Prob
     }
 }
 
+/// Takes the run's lock for the whole of an apply, resume or rollback: no second
+/// fleetup works on one run at once, and `history` can tell a live run from a killed one.
+pub fn lock_run(dir: &Path, run: &str) -> Result<crate::store::lock::Lock, Problem> {
+    crate::store::lock::acquire(
+        dir,
+        &format!("run {run}"),
+        Some(run),
+        std::time::Duration::ZERO,
+    )
+    .map_err(|p| {
+        if p.code == Code::Locked {
+            p.help("that fleetup is working on this run now: wait for it to end, then `fleetup history` says how it ended")
+        } else {
+            p
+        }
+    })
+}
+
 /// Every run in the state directory, oldest first.
 pub fn runs(state: &Path) -> Vec<RunSummary> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(state.join("runs"))
@@ -436,5 +454,15 @@ pub fn runs(state: &Path) -> Vec<RunSummary> {
         .map(|e| e.path())
         .collect();
     dirs.sort();
-    dirs.iter().filter_map(|d| read_run(d)).collect()
+    dirs.iter()
+        .filter_map(|d| read_run(d))
+        .map(|mut r| {
+            // A run without an end whose lock is held is not interrupted: it runs.
+            if r.status == RunStatus::Interrupted && crate::store::lock::holder_of(&r.dir).is_some()
+            {
+                r.status = RunStatus::Running;
+            }
+            r
+        })
+        .collect()
 }

@@ -173,6 +173,7 @@ impl Runner {
             &p.plan.file.text,
             p.only.as_deref(),
         )?;
+        let _owner = journal::lock_run(&journal.dir, &journal.id())?;
         emit(Event::Began {
             run: journal.id(),
             plan: p.plan.name.clone(),
@@ -253,6 +254,9 @@ impl Runner {
             )));
         }
         let r = self.find_run(run, RunSummary::resumable, "resume")?;
+        // The run is ours from here on; read again what its last owner left.
+        let _owner = journal::lock_run(&r.dir, &r.run)?;
+        let r = journal::read_run(&r.dir).unwrap_or(r);
         if !r.resumable() {
             return Ok(Ended::Nothing(format!(
                 "Run {} ended as {}; there is nothing to resume.",
@@ -302,6 +306,8 @@ impl Runner {
     /// from, newest first.
     pub fn roll_back(&self, run: &str, emit: &(dyn Fn(Event) + Sync)) -> Result<Ended, Failure> {
         let r = self.find_run(Some(run), |_| true, "roll back")?;
+        let _owner = journal::lock_run(&r.dir, &r.run)?;
+        let r = journal::read_run(&r.dir).unwrap_or(r);
         let plan = prepare::run_plan(&r)?;
         let upgraded: Vec<TargetResult> = r
             .targets

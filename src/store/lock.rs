@@ -107,6 +107,24 @@ pub fn acquire(dir: &Path, what: &str, run: Option<&str>, wait: Duration) -> Res
     Ok(Lock { _file: file, path })
 }
 
+/// Who holds the lock of `dir` right now, if anyone does (nothing is taken or changed).
+pub fn holder_of(dir: &Path) -> Option<String> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(dir.join(".lock"))
+        .ok()?;
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            None
+        }
+        Err(TryLockError::WouldBlock) => Some(holder(&mut file)),
+        Err(TryLockError::Error(_)) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
