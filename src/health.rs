@@ -43,6 +43,28 @@ impl Health {
         }
     }
 
+    /// `message` (about `probe`) with the probe's filled text replaced by the check as
+    /// `show` shows it: placeholders filled, `${…}` secrets as written.
+    pub fn hide(&self, probe: &Probe, message: &str, show: impl Fn(&Template) -> String) -> String {
+        let shown = match &self.check {
+            Check::Http(t) | Check::Tcp(t) => show(&t.value),
+            Check::Command(c) => c
+                .iter()
+                .map(|t| show(&t.value))
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        let filled = match probe {
+            Probe::Http { url, .. } => url.clone(),
+            Probe::Tcp { addr } => addr.clone(),
+            Probe::Command { argv } => argv.join(" "),
+        };
+        if filled.is_empty() || filled == shown {
+            return message.to_owned();
+        }
+        message.replace(&filled, &shown)
+    }
+
     /// The probe with its placeholders filled by `fill` (the only place a check becomes
     /// a probe).
     pub fn probe(

@@ -122,6 +122,25 @@ impl Template {
     }
 }
 
+impl Template {
+    /// The template as messages may show it: placeholders filled by `var` (left as
+    /// written where it has none), `${…}` secrets always as written, never their values.
+    pub fn shown(&self, var: impl Fn(&str) -> Option<String>) -> String {
+        let mut out = String::new();
+        for p in &self.pieces {
+            match p {
+                Piece::Lit(s) => out.push_str(s),
+                Piece::Var(v) => match var(v) {
+                    Some(val) => out.push_str(&val),
+                    None => out.push_str(&format!("{{{v}}}")),
+                },
+                Piece::Env(v) => out.push_str(&format!("${{{v}}}")),
+            }
+        }
+        out
+    }
+}
+
 impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.raw)
@@ -131,6 +150,13 @@ impl fmt::Display for Template {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_fills_placeholders_and_never_secrets() {
+        let t = Template::parse("--url=http://{host}/x?t=${TOKEN}&p={port}").unwrap();
+        let shown = t.shown(|k| (k == "host").then(|| "db1".to_owned()));
+        assert_eq!(shown, "--url=http://db1/x?t=${TOKEN}&p={port}");
+    }
 
     #[test]
     fn parses_placeholders_env_and_escapes() {

@@ -38,16 +38,18 @@ impl Group {
             t.render(|k| vars.get(k).cloned(), |e| std::env::var(e).ok())
                 .map_err(|m| format!("`{t}` cannot be filled: {m:?}"))
         };
+        let show = |t: &Template| t.shown(|k| vars.get(k).cloned());
         if let Some(cmd) = &ctx.hooks.deploy {
             let argv = cmd.iter().map(fill).collect::<Result<Vec<_>, _>>()?;
+            let shown: Vec<String> = cmd.iter().map(show).collect();
             crate::hook::run(&argv, &[], ctx.hooks.timeout)
-                .map_err(|e| format!("deploy hook `{}` failed: {e}", argv.join(" ")))?;
+                .map_err(|e| format!("deploy hook `{}` failed: {e}", shown.join(" ")))?;
         }
         if let Some(h) = &ctx.hooks.health {
             let probe = h.probe(fill)?;
             probe
                 .wait(h.timing(false))
-                .map_err(|e| format!("health: {e}"))?;
+                .map_err(|e| format!("health: {}", h.hide(&probe, &e, show)))?;
         }
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! format 1 (no `format` key) are still read, from the step texts they wrote.
 
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -143,9 +144,11 @@ impl Journal {
             .unwrap_or("yaml");
         crate::fsutil::write_atomic(&dir.join(format!("plan.{ext}")), plan_text.as_bytes())
             .map_err(|e| io(e, &dir))?;
+        // Only its owner reads a journal: it may hold what hooks and checks answered.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(dir.join("journal.jsonl"))
             .map_err(|e| io(e, &dir))?;
         let j = Journal {

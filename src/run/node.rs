@@ -145,6 +145,8 @@ impl<'p> NodeUnit<'p> {
                 _ => p.once(limit),
             })
             .map(|_| ())
+            // What is said of the check shows secrets as written, never their values.
+            .map_err(|e| h.hide(&probe, &e, |t| t.shown(|k| vars.get(k).cloned())))
     }
 }
 

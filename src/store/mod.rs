@@ -448,6 +448,8 @@ impl Store {
         let version = v.to_string();
         let prev = previous.map(|p| p.to_string()).unwrap_or_default();
         let mut argv = Vec::with_capacity(cmd.len());
+        // What messages show of the hook: its templates, secrets as written.
+        let mut shown = Vec::with_capacity(cmd.len());
         for t in cmd {
             let val = |k: &str| match k {
                 "root" => Some(root.clone()),
@@ -455,6 +457,7 @@ impl Store {
                 "previous" => Some(prev.clone()),
                 other => ctx.activation.vars.get(other).cloned(),
             };
+            shown.push(t.shown(val));
             argv.push(
                 t.render(val, |e| {
                     ctx.env.get(e).cloned().or_else(|| std::env::var(e).ok())
@@ -469,7 +472,7 @@ impl Store {
             ("FLEETUP_PREVIOUS_VERSION", prev.clone()),
         ];
         crate::hook::run(&argv, &env, ctx.activation.timeout)
-            .map_err(|e| format!("the activate hook `{}` failed: {e}", argv.join(" ")))
+            .map_err(|e| format!("the activate hook `{}` failed: {e}", shown.join(" ")))
     }
 
     fn product(&self, st: &Option<StoreState>, v: &Version, ctx: &Ctx) -> Result<String, Problem> {

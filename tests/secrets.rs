@@ -1,0 +1,159 @@
+//! `${VAR}` secrets are shown as written, never as their values: on stdout and stderr,
+//! in `--format json`, in journals, in `history` and in group records. A value is planted
+//! in the environment and every channel is swept for it.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+const PASSWORD: &str = "pw-0f9e8d7c6b5a";
+const TOKEN: &str = "tok-1a2b3c4d5e6f";
+
+fn with_secrets(c: &mut assert_cmd::Command) -> &mut assert_cmd::Command {
+    c.env("DB_PASSWORD", PASSWORD).env("API_TOKEN", TOKEN)
+}
+
+/// Every file under `dir`, read as text.
+fn files_under(dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(t) = std::fs::read(&p) {
+                out.push((
+                    p.display().to_string(),
+                    String::from_utf8_lossy(&t).into_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn assert_clean(what: &str, text: &str) {
+    assert!(
+        !text.contains(PASSWORD) && !text.contains(TOKEN),
+        "{what} shows a secret:\n{text}"
+    );
+}
+
+#[test]
+fn secrets_never_reach_an_output_a_journal_or_a_record() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let repo = d.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.15", 0);
+    release_zip(&repo, "4.4.16", 0);
+    for n in ["n1", "n2"] {
+        fleetup()
+            .current_dir(d)
+            .args(["node", "upgrade", "4.4.15", "--root", n, "--repo", "repo"])
+            .args(["--product", "emqx"])
+            .assert()
+            .success();
+    }
+    let port = free_port();
+    // n1's activate hook fails, carrying the password; n2's health URL carries the token
+    // and nothing answers it.
+    std::fs::write(
+        d.join("plan.yaml"),
+        format!(
+            "plan: 1\nname: secrets\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+             rollout:\n  max_failures: 5\n\
+             hooks:\n  activate: [\"/bin/sh\", \"-c\", \"test $0 != n1 || test $1 = 4.4.15\", \"{{name}}\", \"{{version}}\", \"--password=${{DB_PASSWORD}}\"]\n\
+             health:\n  http: \"http://127.0.0.1:{port}/status?token=${{API_TOKEN}}\"\n  timeout: 300ms\n  interval: 100ms\n\
+             nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n"
+        ),
+    )
+    .unwrap();
+    for format in ["human", "json"] {
+        let (code, out, err) = output(with_secrets(&mut fleetup()).current_dir(d).args([
+            "apply",
+            "plan.yaml",
+            "--yes",
+            "--format",
+            format,
+        ]));
+        // n2 cannot be healthy again either (nothing answers): it needs attention.
+        assert!(matches!(code, Some(3 | 4)), "{code:?}: {out}{err}");
+        // The failures are explained, with the templates as written.
+        let said = format!("{out}{err}");
+        assert!(said.contains("${DB_PASSWORD}"), "{said}");
+        assert!(said.contains("${API_TOKEN}"), "{said}");
+        assert_clean(&format!("apply --format {format}"), &said);
+    }
+    let run = latest_run(&d.join("state"));
+    for args in [
+        &["history"][..],
+        &["history", "--format", "json"][..],
+        &["history", &run][..],
+        &["history", &run, "--format", "json"][..],
+    ] {
+        let (_, out, err) = output(
+            with_secrets(&mut fleetup())
+                .current_dir(d)
+                .args(args)
+                .args(["--state", "state"]),
+        );
+        assert_clean(&format!("{args:?}"), &format!("{out}{err}"));
+    }
+    for (path, text) in files_under(&d.join("state")) {
+        assert_clean(&path, &text);
+    }
+    for (path, text) in files_under(&d.join("n1")) {
+        assert_clean(&path, &text);
+    }
+}
+
+#[test]
+fn a_group_deploy_with_a_secret_leaves_it_out_of_its_record() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let m = d.join("market/mall");
+    std::fs::create_dir_all(&m).unwrap();
+    for v in ["1.0.0", "1.0.1"] {
+        std::fs::write(
+            m.join(format!("{v}.yaml")),
+            format!("app: mall\nversion: {v}\nservices:\n  web:\n    image: mall/web:{v}\n"),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(d.join("shop")).unwrap();
+    output(fleetup().current_dir(d).args([
+        "group", "install", "mall", "1.0.0", "--root", "shop", "--market", "market",
+    ]));
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: g\nstate: ./state\ngroups:\n  - name: shop\n    root: ./shop\n    market: ./market\n\
+         \x20   apps: [{ app: mall, to: 1.0.1 }]\n\
+         \x20   hooks:\n      deploy: [\"/bin/sh\", \"-c\", \"test $0 != 1.0.1\", \"{version}\", \"--token=${API_TOKEN}\"]\n",
+    )
+    .unwrap();
+    let (code, out, err) =
+        output(
+            with_secrets(&mut fleetup())
+                .current_dir(d)
+                .args(["apply", "plan.yaml", "--yes"]),
+        );
+    assert!(matches!(code, Some(3 | 4)), "{code:?}: {out}{err}");
+    assert!(format!("{out}{err}").contains("${API_TOKEN}"), "{out}{err}");
+    assert_clean("apply", &format!("{out}{err}"));
+    for (path, text) in files_under(&d.join("shop")) {
+        assert_clean(&path, &text);
+    }
+    for (path, text) in files_under(&d.join("state")) {
+        assert_clean(&path, &text);
+    }
+    let (_, out, err) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["group", "records", "--root", "shop"]),
+    );
+    assert_clean("group records", &format!("{out}{err}"));
+}
