@@ -97,6 +97,39 @@ const CASES: &[Case] = &[
         },
     },
     Case {
+        // Each link stays inside on its own text; followed, `up` is `./..`.
+        name: "symlink chain",
+        code: "fleetup::package::unsafe-entry",
+        make: |repo| {
+            hostile(repo, "4.4.1", |z| {
+                z.add_symlink("l1", ".", opts()).unwrap();
+                z.add_symlink("up", "l1/..", opts()).unwrap();
+            })
+        },
+    },
+    Case {
+        name: "symlink chain to /etc",
+        code: "fleetup::package::unsafe-entry",
+        make: |repo| {
+            hostile(repo, "4.4.1", |z| {
+                z.add_directory("a/", opts()).unwrap();
+                z.add_symlink("a/l1", "..", opts()).unwrap();
+                z.add_symlink("etc", "a/l1/a/l1/a/l1/../../../../etc", opts())
+                    .unwrap();
+            })
+        },
+    },
+    Case {
+        name: "symlink loop",
+        code: "fleetup::package::unsafe-entry",
+        make: |repo| {
+            hostile(repo, "4.4.1", |z| {
+                z.add_symlink("a", "b", opts()).unwrap();
+                z.add_symlink("b", "a", opts()).unwrap();
+            })
+        },
+    },
+    Case {
         name: "absolute symlink",
         code: "fleetup::package::unsafe-entry",
         make: |repo| {

@@ -145,6 +145,11 @@ fn hostile_tarballs_are_refused_and_change_nothing() {
             "fleetup::package::unsafe-entry",
         ),
         (
+            "symlink chain",
+            vec![E::Symlink("l1", "."), E::Symlink("up", "l1/..")],
+            "fleetup::package::unsafe-entry",
+        ),
+        (
             "absolute symlink",
             vec![E::Symlink("etc", "/etc")],
             "fleetup::package::unsafe-entry",

@@ -85,6 +85,53 @@ fn link_stays_inside(link: &Path, target: &Path) -> bool {
     true
 }
 
+/// Follows every link of a package through the others, as the kernel will once they
+/// exist: a chain whose links each stay inside on their own text (`l1 -> .`,
+/// `up -> l1/..`) can still lead out, or loop. `Err` names the first such link and why.
+fn links_resolve_inside(links: &[(PathBuf, PathBuf)]) -> Result<(), (PathBuf, &'static str)> {
+    use std::collections::{HashMap, VecDeque};
+    use std::ffi::OsString;
+    let map: HashMap<&Path, &Path> = links
+        .iter()
+        .map(|(l, t)| (l.as_path(), t.as_path()))
+        .collect();
+    for (link, target) in links {
+        let mut at: Vec<OsString> = link
+            .parent()
+            .map(|p| p.components().map(|c| c.as_os_str().to_owned()).collect())
+            .unwrap_or_default();
+        let mut pending: VecDeque<Component> = target.components().collect();
+        let mut hops = 0;
+        while let Some(c) = pending.pop_front() {
+            match c {
+                Component::CurDir => {}
+                Component::ParentDir => {
+                    if at.pop().is_none() {
+                        return Err((link.clone(), "leads out of the release tree"));
+                    }
+                }
+                Component::Normal(n) => {
+                    at.push(n.to_owned());
+                    let here: PathBuf = at.iter().collect();
+                    if let Some(t) = map.get(here.as_path()) {
+                        hops += 1;
+                        if hops > 40 {
+                            return Err((link.clone(), "loops through other links"));
+                        }
+                        // The link is replaced by its target, read from its directory.
+                        at.pop();
+                        for c in t.components().rev() {
+                            pending.push_front(c);
+                        }
+                    }
+                }
+                _ => return Err((link.clone(), "leads out of the release tree")),
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Unpacks `package` into `dest` (which must not exist) by way of `staging`.
 pub fn unpack(
     package: &Path,
@@ -238,6 +285,24 @@ pub fn unpack(
                 mode,
             });
         }
+    }
+
+    let links: Vec<(PathBuf, PathBuf)> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Symlink { path, target } => Some((path.clone(), target.clone())),
+            _ => None,
+        })
+        .collect();
+    if let Err((link, why)) = links_resolve_inside(&links) {
+        return Err(refuse(
+            Code::PackageUnsafe,
+            package,
+            format!(
+                "symlink `{}` {why}, followed through the others",
+                link.display()
+            ),
+        ));
     }
 
     // 2. Extract into staging; on any failure, staging is removed and dest never appears.
@@ -536,6 +601,24 @@ fn unpack_tar_gz(
             .map_err(|e| corrupt(format!("`{raw}` is damaged ({e})")))?;
     }
 
+    let links: Vec<(PathBuf, PathBuf)> = vetted
+        .iter()
+        .filter_map(|e| match e {
+            TarEntry::Symlink { path, target } => Some((path.clone(), target.clone())),
+            _ => None,
+        })
+        .collect();
+    if let Err((link, why)) = links_resolve_inside(&links) {
+        return Err(refuse(
+            Code::PackageUnsafe,
+            package,
+            format!(
+                "symlink `{}` {why}, followed through the others",
+                link.display()
+            ),
+        ));
+    }
+
     // 2. Extract into staging, the same entries in the same order.
     let _ = std::fs::remove_dir_all(staging);
     let result = extract_tar(package, staging, &vetted, limits);
@@ -617,6 +700,22 @@ fn extract_tar(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_chains_are_followed() {
+        let l = |v: &[(&str, &str)]| -> Vec<(PathBuf, PathBuf)> {
+            v.iter()
+                .map(|(a, b)| (PathBuf::from(a), PathBuf::from(b)))
+                .collect()
+        };
+        assert!(
+            links_resolve_inside(&l(&[("bin/run", "../lib/run"), ("lib/run", "real")])).is_ok()
+        );
+        assert!(links_resolve_inside(&l(&[("l1", "."), ("up", "l1/..")])).is_err());
+        assert!(links_resolve_inside(&l(&[("a", "b"), ("b", "a")])).is_err());
+        assert!(links_resolve_inside(&l(&[("x/l", ".."), ("y", "x/l/x/l/../etc")])).is_err());
+        assert!(links_resolve_inside(&l(&[("x/l", ".."), ("y", "x/l/x/l/etc")])).is_ok());
+    }
 
     #[test]
     fn symlink_containment() {
