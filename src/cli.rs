@@ -71,6 +71,10 @@ pub enum Command {
     /// Undo what a run changed: every node it upgraded goes back to its previous release.
     Rollback {
         run: String,
+        /// Targets to take back even though a later run or a hand change moved them on
+        /// (comma-separated); without it such a target refuses the command (exit 5).
+        #[arg(long, value_name = "TARGET", value_delimiter = ',')]
+        force: Vec<String>,
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]

@@ -147,6 +147,7 @@ codes! {
     GroupState = "group::state", exit Invalid, "`fleetup group status` shows the group's apps and versions";
     GroupRollback = "group::rollback", exit Invalid, "only the last upgrade of a group can be rolled back, once; `fleetup group records` lists them";
     Unhealthy = "health::unhealthy", exit Failed, "the target did not pass its health check in time; the message has the check's last answer";
+    RunMovedOn = "run::moved-on", exit Refused, "a later run or a hand change moved the target on; roll that back first, or name the target with --force to take it back to where this run found it anyway";
     WindowClosed = "run::window-closed", exit Refused, "the plan's maintenance window is closed";
             GroupDeploy = "group::deploy-failed", exit Failed, "a service's deploy hook or health check failed; its previous spec was written back";
     Unsupported = "unsupported", exit Invalid, "this part of the plan needs a feature fleetup does not have yet; the README lists what is built";

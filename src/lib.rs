@@ -62,9 +62,12 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
                 format,
             },
         ),
-        Command::Rollback { run, state, format } => {
-            commands::run::rollback(&run, state.as_deref(), format)
-        }
+        Command::Rollback {
+            run,
+            force,
+            state,
+            format,
+        } => commands::run::rollback(&run, &force, state.as_deref(), format),
         Command::History { run, state, format } => {
             commands::run::history(run.as_deref(), state.as_deref(), format)
         }

@@ -565,3 +565,23 @@ fn a_missing_record_never_makes_the_next_one_replace_another() {
     let third = ok(&root, &m, &["record", "0003"]);
     assert!(third.contains("1.0.2 → 1.0.3"), "{third}");
 }
+
+#[test]
+fn rollback_of_a_run_leaves_a_group_upgraded_by_hand_after_it() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    apply_ok(&group_plan(t.path(), "0"));
+    let state = t.path().join("state");
+    let run = latest_run(&state);
+    // By hand, after the run.
+    ok(&root, &m, &["upgrade", "mall", "--to", "1.0.3"]);
+    let (code, out, err) = output(fleetup().args(["rollback", &run, "--state"]).arg(&state));
+    assert_eq!(code, Some(5), "{out}{err}");
+    assert!(
+        err.contains("fleetup::run::moved-on") && err.contains("by hand"),
+        "{err}"
+    );
+    assert!(ok(&root, &m, &["status"]).contains("mall 1.0.3"));
+}

@@ -250,3 +250,87 @@ fn a_live_run_has_an_owner_and_cannot_be_joined() {
         "{out}"
     );
 }
+
+#[test]
+fn rollback_of_a_run_never_undoes_what_came_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let repo = d.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for v in ["4.4.15", "4.4.16", "4.4.17"] {
+        release_zip(&repo, v, 0);
+    }
+    for n in ["n1", "n2"] {
+        fleetup()
+            .current_dir(d)
+            .args(["node", "upgrade", "4.4.15", "--root", n, "--repo", "repo"])
+            .args(["--product", "emqx"])
+            .assert()
+            .success();
+    }
+    let plan = |to: &str, nodes: &str| {
+        std::fs::write(
+            d.join(format!("{to}.yaml")),
+            format!("plan: 1\nname: p{to}\nproduct: emqx\nrepository: ./repo\nto: {to}\nstate: ./state\nnodes:\n{nodes}"),
+        )
+        .unwrap();
+        let (code, out, err) =
+            output(
+                fleetup()
+                    .current_dir(d)
+                    .args(["apply", &format!("{to}.yaml"), "--yes"]),
+            );
+        assert_eq!(code, Some(0), "{out}{err}");
+        latest_run(&d.join("state"))
+    };
+    // Run A takes both nodes to 4.4.16; run B takes n1 on to 4.4.17.
+    let a = plan(
+        "4.4.16",
+        "  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    plan("4.4.17", "  - { name: n1, root: ./n1 }\n");
+    let versions = |n: &str| {
+        output(
+            fleetup()
+                .current_dir(d)
+                .args(["node", "versions", "--root", n]),
+        )
+        .1
+    };
+    // rollback A: n1 has moved on, so nothing is done and the command says why.
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["rollback", &a, "--state", "state"]),
+    );
+    assert_eq!(code, Some(5), "{out}{err}");
+    assert!(err.contains("n1") && err.contains("4.4.17"), "{err}");
+    assert!(
+        versions("n1").contains("* 4.4.17\tpermanent"),
+        "{}",
+        versions("n1")
+    );
+    assert!(
+        versions("n2").contains("* 4.4.16\tpermanent"),
+        "{}",
+        versions("n2")
+    );
+    // --force names it: then it goes back with the rest.
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["rollback", &a, "--force", "n1", "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        versions("n1").contains("* 4.4.15\tpermanent"),
+        "{}",
+        versions("n1")
+    );
+    assert!(
+        versions("n2").contains("* 4.4.15\tpermanent"),
+        "{}",
+        versions("n2")
+    );
+}

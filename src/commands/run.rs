@@ -223,12 +223,12 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> Done {
     with_progress(o.format, |sink| runner.resume(run, sink))
 }
 
-pub fn rollback(run: &str, state: Option<&Path>, format: OutputFormat) -> Done {
+pub fn rollback(run: &str, force: &[String], state: Option<&Path>, format: OutputFormat) -> Done {
     let runner = Runner {
         state: state.map(Path::to_owned),
         lock_wait: std::time::Duration::ZERO,
     };
-    with_progress(format, |sink| runner.roll_back(run, sink))
+    with_progress(format, |sink| runner.roll_back(run, force, sink))
 }
 
 pub fn history(run: Option<&str>, state: Option<&Path>, format: OutputFormat) -> Done {

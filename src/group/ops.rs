@@ -290,6 +290,7 @@ impl Group {
                     finished: None,
                     undoes: None,
                     undone_by: None,
+                    run: ctx.run.clone(),
                 };
                 self.save_record(&rec)?;
                 (rec, installed, t)
@@ -472,6 +473,7 @@ impl Group {
             finished: None,
             undoes: Some(last.id.clone()),
             undone_by: None,
+            run: ctx.run.clone(),
         };
         self.save_record(&rec)?;
         let mut st = self.state()?;

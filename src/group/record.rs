@@ -55,6 +55,9 @@ pub struct Record {
     /// The rollback that undid this upgrade.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undone_by: Option<String>,
+    /// The fleet run that made this record (none by hand, and in records of fleetup 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
 }
 
 /// Whether a record is an upgrade or a rollback.

@@ -377,6 +377,19 @@ impl<'a> Exec<'a> {
         Ok(RunEnd { results, paused })
     }
 
+    /// The targets among `upgraded` that a later run or a hand change has moved on from
+    /// where this run left them, with why: `rollback RUN` must not undo that.
+    pub fn moved_on(&self, upgraded: &[TargetResult]) -> Vec<(String, String)> {
+        let cx = self.cx();
+        upgraded
+            .iter()
+            .filter_map(|r| {
+                let t = self.targets.iter().find(|t| t.name() == r.target)?;
+                t.moved_on(&cx, r).map(|why| (r.target.clone(), why))
+            })
+            .collect()
+    }
+
     /// `fleetup rollback RUN`: every target the run upgraded (`upgraded`, in the order
     /// they finished) goes back, newest first: a node to the release it came from,
     /// checked healthy there; a group's last upgrade undone.

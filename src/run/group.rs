@@ -189,6 +189,35 @@ impl Target for GroupUnit<'_> {
         Back::LastUpgrade
     }
 
+    fn moved_on(&self, cx: &Cx, _: &super::event::TargetResult) -> Option<String> {
+        let records = self.group().records();
+        let last = records
+            .iter()
+            .rev()
+            .find(|r| r.kind == group::RecordKind::Upgrade)?;
+        if let Some(by) = &last.undone_by {
+            return Some(format!(
+                "its last upgrade, record {}, was already rolled back by record {by}",
+                last.id
+            ));
+        }
+        let ours = |r: &group::Record| r.run.as_deref() == Some(cx.run_id);
+        match &last.run {
+            _ if ours(last) => None,
+            Some(run) => Some(format!(
+                "its last upgrade, record {}, was made by run {run}, not this one",
+                last.id
+            )),
+            // By hand, after this run's own upgrade.
+            None if records.iter().any(ours) => Some(format!(
+                "its last upgrade, record {}, was made by hand after this run",
+                last.id
+            )),
+            // Records of fleetup 0.1 do not say which run made them: taken as this one's.
+            None => None,
+        }
+    }
+
     fn roll_back(&self, cx: &Cx, _: Option<&Version>) -> Result<String, Problem> {
         let name = self.name();
         let mut say = |l: String| cx.step(name, Step::Group(l));

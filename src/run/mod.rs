@@ -304,7 +304,14 @@ impl Runner {
 
     /// `fleetup rollback RUN`: every target the run upgraded goes back to where it came
     /// from, newest first.
-    pub fn roll_back(&self, run: &str, emit: &(dyn Fn(Event) + Sync)) -> Result<Ended, Failure> {
+    /// A target a later run or a hand change moved on refuses the whole command (exit 5)
+    /// unless `force` names it.
+    pub fn roll_back(
+        &self,
+        run: &str,
+        force: &[String],
+        emit: &(dyn Fn(Event) + Sync),
+    ) -> Result<Ended, Failure> {
         let r = self.find_run(Some(run), |_| true, "roll back")?;
         let _owner = journal::lock_run(&r.dir, &r.run)?;
         let r = journal::read_run(&r.dir).unwrap_or(r);
@@ -321,6 +328,36 @@ impl Runner {
                 r.run
             )));
         }
+        let ids = upgraded.iter().filter_map(|u| {
+            crate::schedule::select(&plan, None)
+                .ok()?
+                .into_iter()
+                .find(|t| t.name(&plan) == u.target)
+        });
+        // A host that cannot be reached fails its nodes' rollbacks, not the command.
+        let hosts = prepare::hosts_for(&plan, ids).ok().flatten();
+        // Nothing is touched, nor journalled, until every target is known to stand where
+        // this run left it (or is named by --force).
+        let quiet = |_: Event| {};
+        let moved: Vec<Problem> =
+            exec::Exec::new(&plan, &r.run, Duration::ZERO, hosts.clone(), &quiet)
+                .moved_on(&upgraded)
+                .into_iter()
+                .filter(|(t, _)| !force.contains(t))
+                .map(|(t, why)| {
+                    Problem::new(
+                        Code::RunMovedOn,
+                        format!("`{t}` {why}: rolling back run {} would undo that", r.run),
+                    )
+                })
+                .collect();
+        if !moved.is_empty() {
+            return Err(Failure {
+                problems: moved,
+                file: None,
+                exit: Exit::Refused,
+            });
+        }
         let journal = journal::Journal::reopen(&r.dir)?;
         emit(Event::Began {
             run: r.run.clone(),
@@ -331,14 +368,6 @@ impl Runner {
             how: Begin::RollBack,
         });
         let tee = tee(&journal, emit);
-        let ids = upgraded.iter().filter_map(|u| {
-            crate::schedule::select(&plan, None)
-                .ok()?
-                .into_iter()
-                .find(|t| t.name(&plan) == u.target)
-        });
-        // A host that cannot be reached fails its nodes' rollbacks, not the command.
-        let hosts = prepare::hosts_for(&plan, ids).ok().flatten();
         let exec = exec::Exec::new(&plan, &r.run, Duration::ZERO, hosts, &tee);
         let results = exec.roll_back_run(&upgraded);
         let status = if results.iter().any(|x| x.attention) {

@@ -248,6 +248,22 @@ impl Target for NodeUnit<'_> {
         Back::To(from.cloned())
     }
 
+    fn moved_on(&self, cx: &Cx, left: &super::event::TargetResult) -> Option<String> {
+        let state = self.open_store(cx, false).and_then(|mut s| s.state());
+        let now = match state {
+            Ok(st) => st.and_then(|s| s.running().map(|r| r.version.to_string())),
+            Err(p) => return Some(format!("its store cannot be read: {}", p.message)),
+        };
+        match now {
+            Some(v) if v == left.to => None,
+            Some(v) => Some(format!(
+                "runs {v} now, not {} where the run left it",
+                left.to
+            )),
+            None => Some(format!("runs no release now, not {}", left.to)),
+        }
+    }
+
     fn roll_back(&self, cx: &Cx, from: Option<&Version>) -> Result<String, Problem> {
         let name = self.name();
         let mut say = |l: String| cx.step(name, Step::Store(l));

@@ -73,6 +73,10 @@ pub trait Target: Sync {
     fn open<'s>(&'s self, cx: &'s Cx<'s>) -> Result<(Box<dyn Change + 's>, Standing), Problem>;
     /// How a rollback of this target from `from` is announced.
     fn back(&self, from: Option<&Version>) -> Back;
+    /// Why the target no longer stands where a run left it (`left`, its result in that
+    /// run): a later run or a hand change moved it on, so `rollback RUN` must not undo
+    /// that. `None` when it is still there.
+    fn moved_on(&self, cx: &Cx, left: &super::event::TargetResult) -> Option<String>;
     /// Puts back what a finished run changed (`rollback-all`, `rollback RUN`): a node
     /// onto `from`, checked healthy there; a group's last upgrade undone. `Ok` says where
     /// the target is now.
