@@ -311,6 +311,17 @@ pub fn unpack(
     into_place(result, staging, dest)
 }
 
+/// Writes back everything written under `dir` (its whole file system, in one call).
+fn sync_tree(dir: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = File::open(dir)?;
+    // SAFETY: syncfs takes a valid open descriptor, which `d` holds for the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The staging tree renamed to `dest` when extraction succeeded, else removed.
 fn into_place(
     result: Result<Unpacked, Problem>,
@@ -319,6 +330,16 @@ fn into_place(
 ) -> Result<Unpacked, Problem> {
     match result {
         Ok(stats) => {
+            // Power loss: every file and directory of the tree reaches the disk before the
+            // rename publishes it, so RELEASES never names a tree of empty files. One
+            // syncfs(2) of the tree's file system instead of an fsync per file.
+            if let Err(e) = sync_tree(staging) {
+                let _ = std::fs::remove_dir_all(staging);
+                return Err(Problem::new(
+                    Code::Io,
+                    format!("cannot sync the unpacked tree {}: {e}", staging.display()),
+                ));
+            }
             std::fs::rename(staging, dest).map_err(|e| {
                 let _ = std::fs::remove_dir_all(staging);
                 Problem::new(
