@@ -426,3 +426,34 @@ fn a_store_cannot_lead_fleetup_to_files_outside_it() {
     assert!(err.contains("fleetup::store::unreadable"), "{err}");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
 }
+
+#[test]
+fn a_tampered_store_is_noticed_not_followed() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 1);
+    release_zip(&repo, "4.4.1", 1);
+    let repo_arg = repo.to_str().unwrap();
+    ok(
+        &root,
+        &["upgrade", "4.4.0", "--repo", repo_arg, "--product", "emqx"],
+    );
+    ok(&root, &["upgrade", "4.4.1", "--repo", repo_arg]);
+    // The tree of the old release is gone: switching to it is refused, links untouched.
+    std::fs::remove_dir_all(root.join("releases/4.4.0")).unwrap();
+    let (code, _, err) = node(&root, &["install", "4.4.0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("fleetup::store::state") && err.contains("releases/4.4.0"),
+        "{err}"
+    );
+    assert_eq!(link(&root, "current").as_deref(), Some("releases/4.4.1"));
+    // `current` pointed elsewhere by hand: versions says so (and fails).
+    std::fs::remove_file(root.join("current")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("current")).unwrap();
+    let (code, out, err) = node(&root, &["versions"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("* 4.4.1\tpermanent"), "{out}");
+    assert!(err.contains("`current` points at /etc"), "{err}");
+}

@@ -129,7 +129,19 @@ struct JsonVersions<'a> {
 fn versions(opts: &NodeOpts, format: OutputFormat) -> Result<(), Problem> {
     let mut say = |_: String| {};
     let mut hosts = None;
-    let st = open(opts, &mut hosts, &Ctx::bare(&mut say))?.state()?;
+    let store = open(opts, &mut hosts, &Ctx::bare(&mut say))?;
+    let st = {
+        let mut store = store;
+        let st = store.state()?;
+        // A local store's links are checked against RELEASES (a remote one's by its
+        // own commands on the host).
+        let problems = match (&store, &st) {
+            (NodeStore::Local(s), Some(state)) => s.link_problems(state),
+            _ => Vec::new(),
+        };
+        (st, problems)
+    };
+    let (st, link_problems) = st;
     match format {
         OutputFormat::Json => {
             let doc = JsonVersions {
@@ -179,6 +191,19 @@ fn versions(opts: &NodeOpts, format: OutputFormat) -> Result<(), Problem> {
                 }
             }
         }
+    }
+    if !link_problems.is_empty() {
+        return Err(Problem::new(
+            Code::StoreState,
+            format!(
+                "the store {} was changed by hand: {}",
+                opts.root.display(),
+                link_problems.join("; ")
+            ),
+        )
+        .help(
+            "fleetup follows none of these; reinstall the releases concerned, or restore the links",
+        ));
     }
     Ok(())
 }

@@ -824,6 +824,7 @@ impl Store {
         action: &str,
         ctx: &mut Ctx,
     ) -> Result<Option<Version>, Problem> {
+        self.check_tree(v)?;
         let previous = st.running().map(|r| r.version.clone());
         st.pending = Some(Pending {
             action: action.to_owned(),
@@ -868,6 +869,58 @@ impl Store {
         self.save(st)?;
         ctx.say(format!("Installed Release: {v}"));
         Ok(previous)
+    }
+
+    /// The tree of a release about to be switched to must be what fleetup unpacked: a
+    /// directory (not a link), there. A store changed by hand is refused, not followed.
+    fn check_tree(&self, v: &Version) -> Result<(), Problem> {
+        let tree = self.tree(v);
+        match std::fs::symlink_metadata(&tree) {
+            Ok(m) if m.is_dir() => Ok(()),
+            _ => Err(Problem::new(
+                Code::StoreState,
+                format!(
+                    "the tree of release {v} (releases/{v}) is missing or not a directory: the store was changed by hand"
+                ),
+            )
+            .help(format!(
+                "`fleetup node uninstall {v}` and install it again; nothing was switched"
+            ))),
+        }
+    }
+
+    /// What is wrong with the store's links and trees: `current` and `permanent` must
+    /// point at the tree of a release RELEASES lists (which one is repaired by the next
+    /// command after a kill; a link out of the store is tampering, reported, never
+    /// followed), and every installed release's tree must be there.
+    pub fn link_problems(&self, st: &StoreState) -> Vec<String> {
+        let mut out = Vec::new();
+        for name in ["current", "permanent"] {
+            let Ok(is) = std::fs::read_link(self.root.join(name)) else {
+                continue;
+            };
+            let listed = st
+                .releases
+                .iter()
+                .any(|r| is == Path::new("releases").join(r.version.to_string()));
+            if !listed {
+                out.push(format!(
+                    "`{name}` points at {}, which is no release of this store",
+                    is.display()
+                ));
+            }
+        }
+        for r in &st.releases {
+            if r.state != ReleaseState::Unpacked
+                && !std::fs::symlink_metadata(self.tree(&r.version)).is_ok_and(|m| m.is_dir())
+            {
+                out.push(format!(
+                    "the tree of release {} (releases/{}) is missing",
+                    r.version, r.version
+                ));
+            }
+        }
+        out
     }
 
     fn make_permanent(
