@@ -59,13 +59,29 @@ pub fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Result
     let err = log
         .try_clone()
         .map_err(|e| HookError::Spawn(prog.clone(), e))?;
-    let mut child = Command::new(prog)
+    let mut command = Command::new(prog);
+    command
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
-        .process_group(0)
+        .process_group(0);
+    // The hook dies with the fleetup that started it (if that one is killed): it never
+    // runs on without the lock its step holds. Its own children (a server it starts) are
+    // not affected.
+    // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory.
+    #[cfg(target_os = "linux")]
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command
         .spawn()
         .map_err(|e| HookError::Spawn(prog.clone(), e))?;
     let deadline = Instant::now() + timeout;

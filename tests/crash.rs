@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -167,4 +167,64 @@ fn an_upgrade_killed_at_any_instant_leaves_a_sound_store_and_completes_on_rerun(
     if std::env::var_os("FLEETUP_CRASH_VERBOSE").is_some() {
         eprintln!("states seen after kills: {states_seen:#?}");
     }
+}
+
+#[test]
+fn an_activate_hook_dies_with_the_fleetup_that_started_it() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("node"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 0);
+    std::fs::create_dir_all(&root).unwrap();
+    let pidfile = t.path().join("hook.pid");
+    std::fs::write(
+        root.join("node.toml"),
+        format!(
+            "product = \"emqx\"\n[activate]\ncommand = [\"/bin/sh\", \"-c\", \"echo $$ > {}; exec sleep 60\"]\ntimeout = \"2m\"\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .args(["node", "upgrade", "4.4.0", "--root"])
+        .arg(&root)
+        .arg("--repo")
+        .arg(&repo)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
+            &pidfile
+        )
+        .is_ok_and(|s| s.trim().parse::<i32>().is_ok())),
+        "the hook never started"
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = child.kill(); // SIGKILL fleetup
+    let _ = child.wait();
+    // SAFETY: kill(pid, 0) only asks whether the process exists.
+    let alive = || unsafe { libc::kill(pid, 0) } == 0 && !zombie(pid);
+    assert!(
+        wait_until(Duration::from_secs(5), || !alive()),
+        "the hook (pid {pid}) outlived the fleetup that started it"
+    );
+}
+
+/// Whether `pid` is a zombie (dead, not yet reaped by its new parent).
+fn zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(true)
 }

@@ -334,3 +334,96 @@ fn rollback_of_a_run_never_undoes_what_came_after_it() {
         versions("n2")
     );
 }
+
+#[test]
+fn sigint_stops_a_run_between_steps_and_resume_finishes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let repo = d.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.15", 0);
+    release_zip(&repo, "4.4.16", 0);
+    for n in ["n1", "n2"] {
+        fleetup()
+            .current_dir(d)
+            .args(["node", "upgrade", "4.4.15", "--root", n, "--repo", "repo"])
+            .args(["--product", "emqx"])
+            .assert()
+            .success();
+    }
+    std::fs::write(d.join("hold"), "").unwrap();
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: stop\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  waves: [1]\n\
+         health:\n  command: [\"/bin/sh\", \"-c\", \"while [ -e hold ]; do sleep 0.05; done\"]\n  timeout: 60s\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .current_dir(d)
+        .args(["apply", "plan.yaml", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // n1 is in its health check (the hold file): stop the run there.
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || {
+            std::fs::read_to_string(d.join("n1/releases/RELEASES"))
+                .is_ok_and(|t| t.contains("4.4.16"))
+        }),
+        "n1 never started"
+    );
+    // SAFETY: kill(2) of our own child.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::fs::remove_file(d.join("hold")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(6), "{said}");
+    assert!(said.contains("fleetup resume"), "{said}");
+    // n1 finished its step; n2 never started.
+    let versions = |n: &str| {
+        output(
+            fleetup()
+                .current_dir(d)
+                .args(["node", "versions", "--root", n]),
+        )
+        .1
+    };
+    assert!(
+        versions("n1").contains("* 4.4.16\tpermanent"),
+        "{}",
+        versions("n1")
+    );
+    assert!(
+        versions("n2").contains("* 4.4.15\tpermanent"),
+        "{}",
+        versions("n2")
+    );
+    let (_, hist, _) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["history", "--state", "state"]),
+    );
+    assert!(hist.contains("stopped"), "{hist}");
+    // resume (with no id: the stopped run is the one to finish) takes n2 up.
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["resume", "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        versions("n2").contains("* 4.4.16\tpermanent"),
+        "{}",
+        versions("n2")
+    );
+}

@@ -119,6 +119,8 @@ fn with_progress(
     f: impl FnOnce(&(dyn Fn(Event) + Sync)) -> Result<Ended, Failure>,
 ) -> Done {
     let json = format == OutputFormat::Json;
+    // From here on SIGINT/SIGTERM stop the run between steps (a second one at once).
+    crate::run::stop::install();
     let progress = Progress::new(terminal() && !json, json);
     let sink = |e: Event| {
         if let Event::Warnings { problems, file } = &e {
@@ -189,11 +191,15 @@ fn render_report(r: &Report, json: bool) {
     } else {
         print!("\n{}", summary_table(&r.results));
         println!("Run {}: {} (exit {exit})", r.run, r.status);
-        if r.exit() == Exit::Paused {
-            println!(
+        match r.status {
+            crate::run::RunStatus::Stopped => {
+                println!("Continue it with `fleetup resume {}`.", r.run)
+            }
+            crate::run::RunStatus::Paused => println!(
                 "Continue it in the next window with `fleetup resume {}`.",
                 r.run
-            );
+            ),
+            _ => {}
         }
     }
 }

@@ -217,6 +217,8 @@ pub enum RunStatus {
     Failed,
     /// The maintenance window closed: `resume` continues it.
     Paused,
+    /// SIGINT or SIGTERM stopped it between steps: `resume` continues it.
+    Stopped,
     NeedsAttention,
     /// `rollback RUN` put back everything the run had upgraded.
     RolledBack,
@@ -230,6 +232,7 @@ impl RunStatus {
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Paused => "paused",
+            RunStatus::Stopped => "stopped",
             RunStatus::NeedsAttention => "needs-attention",
             RunStatus::RolledBack => "rolled-back",
         }
@@ -237,7 +240,10 @@ impl RunStatus {
 
     /// Whether `resume` has anything to do.
     pub fn resumable(self) -> bool {
-        matches!(self, RunStatus::Interrupted | RunStatus::Paused)
+        matches!(
+            self,
+            RunStatus::Interrupted | RunStatus::Paused | RunStatus::Stopped
+        )
     }
 
     /// How the command that ended the run with this status exits.
@@ -245,7 +251,8 @@ impl RunStatus {
         match self {
             RunStatus::Succeeded | RunStatus::RolledBack => Exit::Ok,
             RunStatus::Failed => Exit::Failed,
-            RunStatus::Paused => Exit::Paused,
+            // Both wait for `fleetup resume` (exit 6).
+            RunStatus::Paused | RunStatus::Stopped => Exit::Paused,
             RunStatus::NeedsAttention | RunStatus::Interrupted | RunStatus::Running => {
                 Exit::Attention
             }
@@ -254,9 +261,11 @@ impl RunStatus {
 
     /// The status of a run whose targets ended as `results` (SPEC §5.6): attention
     /// first, then failures, then a pause.
-    pub fn of(results: &[TargetResult], paused: bool) -> RunStatus {
+    pub fn of(results: &[TargetResult], paused: bool, stopped: bool) -> RunStatus {
         if results.iter().any(|r| r.attention) {
             RunStatus::NeedsAttention
+        } else if stopped {
+            RunStatus::Stopped
         } else if results.iter().any(|r| r.outcome.is_failure()) {
             RunStatus::Failed
         } else if paused {
@@ -322,27 +331,34 @@ mod tests {
             code: None,
         };
         assert_eq!(
-            RunStatus::of(&[r(Outcome::Upgraded, false)], false),
+            RunStatus::of(&[r(Outcome::Upgraded, false)], false, false),
             RunStatus::Succeeded
         );
         assert_eq!(
-            RunStatus::of(&[r(Outcome::Upgraded, false)], true),
+            RunStatus::of(&[r(Outcome::Upgraded, false)], true, false),
             RunStatus::Paused
         );
         assert_eq!(
             RunStatus::of(
                 &[r(Outcome::RolledBack, false), r(Outcome::Failed, true)],
-                true
+                true,
+                false
             ),
             RunStatus::NeedsAttention
         );
         assert_eq!(
-            RunStatus::of(&[r(Outcome::RolledBack, false)], true),
+            RunStatus::of(&[r(Outcome::RolledBack, false)], true, false),
             RunStatus::Failed
         );
         assert_eq!(RunStatus::Paused.exit().code(), 6);
         assert_eq!(RunStatus::Failed.exit().code(), 3);
         assert!(RunStatus::Interrupted.resumable() && RunStatus::Paused.resumable());
         assert!(!RunStatus::RolledBack.resumable());
+        // A stop by a signal waits for resume, as a pause does.
+        assert_eq!(
+            RunStatus::of(&[r(Outcome::Upgraded, false)], false, true),
+            RunStatus::Stopped
+        );
+        assert!(RunStatus::Stopped.resumable() && RunStatus::Stopped.exit().code() == 6);
     }
 }

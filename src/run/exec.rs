@@ -36,6 +36,8 @@ pub struct RunEnd {
     pub results: Vec<TargetResult>,
     /// The maintenance window closed: targets not started wait for `resume`.
     pub paused: bool,
+    /// SIGINT or SIGTERM: targets not started wait for `resume`.
+    pub stopped: bool,
 }
 
 /// One run (or one `rollback RUN`) in progress.
@@ -158,6 +160,15 @@ impl<'a> Exec<'a> {
                 None,
                 Outcome::Skipped,
                 "not started: the run's failures exceeded max_failures".into(),
+                false,
+            );
+        }
+        if super::stop::requested() {
+            return done(
+                None,
+                Outcome::Skipped,
+                "not started: the run was stopped (SIGINT/SIGTERM); `fleetup resume` continues"
+                    .into(),
                 false,
             );
         }
@@ -292,7 +303,11 @@ impl<'a> Exec<'a> {
                         plan.rollout.pause.as_secs_f64()
                     ),
                 });
-                std::thread::sleep(plan.rollout.pause);
+                // In short steps: a stop asked for during the pause ends it.
+                let until = Instant::now() + plan.rollout.pause;
+                while Instant::now() < until && !super::stop::requested() {
+                    std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+                }
             }
             if !paused
                 && !all_finished
@@ -371,10 +386,23 @@ impl<'a> Exec<'a> {
                 run.stop.store(true, Ordering::SeqCst);
             }
         }
-        if run.stop.load(Ordering::SeqCst) && plan.rollout.on_failure == OnFailure::RollbackAll {
+        let stopped = super::stop::requested();
+        if stopped {
+            (run.emit)(Event::Note {
+                detail: "stopped by SIGINT/SIGTERM: targets in progress finished their step, no other started; `fleetup resume` continues".into(),
+            });
+        }
+        if run.stop.load(Ordering::SeqCst)
+            && !stopped
+            && plan.rollout.on_failure == OnFailure::RollbackAll
+        {
             run.roll_back_all(&mut results);
         }
-        Ok(RunEnd { results, paused })
+        Ok(RunEnd {
+            results,
+            paused,
+            stopped,
+        })
     }
 
     /// The targets among `upgraded` that a later run or a hand change has moved on from

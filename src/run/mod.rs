@@ -19,6 +19,7 @@ mod kinds;
 mod node;
 pub mod prepare;
 pub mod preview;
+pub mod stop;
 pub mod target;
 
 use std::collections::BTreeMap;
@@ -203,7 +204,7 @@ impl Runner {
     ) -> Result<Ended, Failure> {
         match exec.execute(schedule, earlier) {
             Ok(end) => {
-                let status = RunStatus::of(&end.results, end.paused);
+                let status = RunStatus::of(&end.results, end.paused, end.stopped);
                 Ok(Ended::Ran(finish(journal, plan, status, end.results)))
             }
             Err(p) => {
