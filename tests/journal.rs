@@ -427,3 +427,26 @@ fn sigint_stops_a_run_between_steps_and_resume_finishes_it() {
         versions("n2")
     );
 }
+
+#[test]
+fn rollback_of_an_interrupted_run_takes_back_a_target_caught_mid_step() {
+    let dir = tempfile::tempdir().unwrap();
+    // The fixture: n1 finished, n2 began (4.4.15 → 4.4.16) and reached 4.4.16 before the
+    // kill; no resume in between.
+    let run = fleet_of_the_fixture(dir.path());
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(dir.path())
+            .args(["rollback", &run, "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    for n in ["n1", "n2"] {
+        let v = output(
+            fleetup()
+                .current_dir(dir.path())
+                .args(["node", "versions", "--root", n]),
+        )
+        .1;
+        assert!(v.contains("* 4.4.15\tpermanent"), "{n}: {v}");
+    }
+}

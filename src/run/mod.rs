@@ -317,12 +317,33 @@ impl Runner {
         let _owner = journal::lock_run(&r.dir, &r.run)?;
         let r = journal::read_run(&r.dir).unwrap_or(r);
         let plan = prepare::run_plan(&r)?;
-        let upgraded: Vec<TargetResult> = r
+        let mut upgraded: Vec<TargetResult> = r
             .targets
             .iter()
             .filter(|t| t.outcome == Outcome::Upgraded)
             .cloned()
             .collect();
+        // An interrupted run may have nodes caught mid-step: begun, never recorded. They
+        // go back too (the store repairs a half-done step first); one that never changed
+        // is already where it came from, and going back to it changes nothing.
+        if r.status.resumable() {
+            for (target, from) in &r.began {
+                let recorded = r.targets.iter().any(|t| &t.target == target);
+                let node = plan.nodes.iter().find(|n| &n.name.value == target);
+                if let (false, Some(n)) = (recorded, node) {
+                    upgraded.push(TargetResult {
+                        target: target.clone(),
+                        from: from.as_ref().map(|v| v.to_string()),
+                        to: n.to.value.to_string(),
+                        outcome: Outcome::Upgraded,
+                        detail: "caught mid-step when the run was interrupted".into(),
+                        millis: 0,
+                        attention: false,
+                        code: None,
+                    });
+                }
+            }
+        }
         if upgraded.is_empty() {
             return Ok(Ended::Nothing(format!(
                 "Run {} upgraded nothing that is still upgraded; nothing to roll back.",

@@ -255,7 +255,9 @@ impl Target for NodeUnit<'_> {
             Err(p) => return Some(format!("its store cannot be read: {}", p.message)),
         };
         match now {
-            Some(v) if v == left.to => None,
+            // Still where the run left it, or already back where it came from (going
+            // back then changes nothing).
+            Some(v) if v == left.to || left.from.as_deref() == Some(v.as_str()) => None,
             Some(v) => Some(format!(
                 "runs {v} now, not {} where the run left it",
                 left.to
