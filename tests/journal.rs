@@ -166,18 +166,7 @@ fn a_run_id_is_exact_or_a_unique_prefix() {
 fn a_live_run_has_an_owner_and_cannot_be_joined() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let repo = d.join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    release_zip(&repo, "4.4.15", 0);
-    release_zip(&repo, "4.4.16", 0);
-    for n in ["n1", "n2"] {
-        fleetup()
-            .current_dir(d)
-            .args(["node", "upgrade", "4.4.15", "--root", n, "--repo", "repo"])
-            .args(["--product", "emqx"])
-            .assert()
-            .success();
-    }
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
     // A run that pauses between its waves while a marker file exists: long enough to
     // try to join it, and it ends on its own when the marker goes.
     std::fs::write(d.join("hold"), "").unwrap();
@@ -255,19 +244,7 @@ fn a_live_run_has_an_owner_and_cannot_be_joined() {
 fn rollback_of_a_run_never_undoes_what_came_after_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let repo = d.join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    for v in ["4.4.15", "4.4.16", "4.4.17"] {
-        release_zip(&repo, v, 0);
-    }
-    for n in ["n1", "n2"] {
-        fleetup()
-            .current_dir(d)
-            .args(["node", "upgrade", "4.4.15", "--root", n, "--repo", "repo"])
-            .args(["--product", "emqx"])
-            .assert()
-            .success();
-    }
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16", "4.4.17"]);
     let plan = |to: &str, nodes: &str| {
         std::fs::write(
             d.join(format!("{to}.yaml")),
@@ -339,18 +316,7 @@ fn rollback_of_a_run_never_undoes_what_came_after_it() {
 fn sigint_stops_a_run_between_steps_and_resume_finishes_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let repo = d.join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    release_zip(&repo, "4.4.15", 0);
-    release_zip(&repo, "4.4.16", 0);
-    for n in ["n1", "n2"] {
-        fleetup()
-            .current_dir(d)
-            .args(["node", "upgrade", "4.4.15", "--root", n, "--repo", "repo"])
-            .args(["--product", "emqx"])
-            .assert()
-            .success();
-    }
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
     std::fs::write(d.join("hold"), "").unwrap();
     std::fs::write(
         d.join("plan.yaml"),

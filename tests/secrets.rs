@@ -46,18 +46,7 @@ fn assert_clean(what: &str, text: &str) {
 fn secrets_never_reach_an_output_a_journal_or_a_record() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let repo = d.join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    release_zip(&repo, "4.4.15", 0);
-    release_zip(&repo, "4.4.16", 0);
-    for n in ["n1", "n2"] {
-        fleetup()
-            .current_dir(d)
-            .args(["node", "upgrade", "4.4.15", "--root", n, "--repo", "repo"])
-            .args(["--product", "emqx"])
-            .assert()
-            .success();
-    }
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
     let port = free_port();
     // n1's activate hook fails, carrying the password; n2's health URL carries the token
     // and nothing answers it.

@@ -132,6 +132,24 @@ fn links_resolve_inside(links: &[(PathBuf, PathBuf)]) -> Result<(), (PathBuf, &'
     Ok(())
 }
 
+/// Refuses `package` when its links, followed through each other, lead out or loop.
+fn check_links(
+    package: &Path,
+    links: impl Iterator<Item = (PathBuf, PathBuf)>,
+) -> Result<(), Problem> {
+    let links: Vec<(PathBuf, PathBuf)> = links.collect();
+    links_resolve_inside(&links).map_err(|(link, why)| {
+        refuse(
+            Code::PackageUnsafe,
+            package,
+            format!(
+                "symlink `{}` {why}, followed through the others",
+                link.display()
+            ),
+        )
+    })
+}
+
 /// Unpacks `package` into `dest` (which must not exist) by way of `staging`.
 pub fn unpack(
     package: &Path,
@@ -287,23 +305,13 @@ pub fn unpack(
         }
     }
 
-    let links: Vec<(PathBuf, PathBuf)> = entries
-        .iter()
-        .filter_map(|e| match e {
+    check_links(
+        package,
+        entries.iter().filter_map(|e| match e {
             Entry::Symlink { path, target } => Some((path.clone(), target.clone())),
             _ => None,
-        })
-        .collect();
-    if let Err((link, why)) = links_resolve_inside(&links) {
-        return Err(refuse(
-            Code::PackageUnsafe,
-            package,
-            format!(
-                "symlink `{}` {why}, followed through the others",
-                link.display()
-            ),
-        ));
-    }
+        }),
+    )?;
 
     // 2. Extract into staging; on any failure, staging is removed and dest never appears.
     let _ = std::fs::remove_dir_all(staging);
@@ -622,23 +630,13 @@ fn unpack_tar_gz(
             .map_err(|e| corrupt(format!("`{raw}` is damaged ({e})")))?;
     }
 
-    let links: Vec<(PathBuf, PathBuf)> = vetted
-        .iter()
-        .filter_map(|e| match e {
+    check_links(
+        package,
+        vetted.iter().filter_map(|e| match e {
             TarEntry::Symlink { path, target } => Some((path.clone(), target.clone())),
             _ => None,
-        })
-        .collect();
-    if let Err((link, why)) = links_resolve_inside(&links) {
-        return Err(refuse(
-            Code::PackageUnsafe,
-            package,
-            format!(
-                "symlink `{}` {why}, followed through the others",
-                link.display()
-            ),
-        ));
-    }
+        }),
+    )?;
 
     // 2. Extract into staging, the same entries in the same order.
     let _ = std::fs::remove_dir_all(staging);

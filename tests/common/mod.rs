@@ -64,6 +64,32 @@ pub fn release_zip(dir: &Path, version: &str, extra: usize) -> PathBuf {
     path
 }
 
+/// Releases `versions` in `dir/repo`, and local nodes `names` under `dir` installed on
+/// the first of them (product emqx), for tests that run plans against real stores.
+pub fn local_fleet(dir: &Path, names: &[&str], versions: &[&str]) {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for v in versions {
+        release_zip(&repo, v, 0);
+    }
+    for n in names {
+        fleetup()
+            .current_dir(dir)
+            .args([
+                "node",
+                "upgrade",
+                versions[0],
+                "--root",
+                n,
+                "--repo",
+                "repo",
+            ])
+            .args(["--product", "emqx"])
+            .assert()
+            .success();
+    }
+}
+
 /// Writes `<path>.sha256` in sha256sum format.
 pub fn sidecar(path: &Path) {
     let digest = fleetup::package::sha256_file(path).unwrap();
