@@ -141,6 +141,7 @@ codes! {
     Downgrade = "store::downgrade", exit Invalid, "downgrade goes back to an old or unpacked release of the same MAJOR.MINOR";
     ActivationFailed = "store::activation-failed", exit Failed, "the previous release was switched back and activated again; fix the hook or the release and retry";
     RollbackFailed = "store::rollback-failed", exit Attention, "the node needs attention: check what runs, then `fleetup node versions` and the activate hook";
+    StateUnrecorded = "store::unrecorded", exit Attention, "the release was activated but RELEASES could not be written: free the disk or fix releases/RELEASES, then run `fleetup node versions`; the next command puts the node back where RELEASES says";
     NodeConfig = "store::config", exit Invalid, "see the README for <root>/node.toml: product, runtime, edition and the activate hook";
         MarketTemplate = "market::template", exit Invalid, "fix the app template in the market: app, version and services with image, ports, env, volumes";
     GroupUnreadable = "group::unreadable", exit Invalid, "the group's group.toml could not be read; only fleetup writes it";

@@ -457,3 +457,27 @@ fn a_tampered_store_is_noticed_not_followed() {
     assert!(out.contains("* 4.4.1\tpermanent"), "{out}");
     assert!(err.contains("`current` points at /etc"), "{err}");
 }
+
+#[test]
+fn a_state_that_cannot_be_written_after_an_activation_needs_attention() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 1);
+    release_zip(&repo, "4.4.1", 1);
+    let repo_arg = repo.to_str().unwrap();
+    ok(
+        &root,
+        &["upgrade", "4.4.0", "--repo", repo_arg, "--product", "emqx"],
+    );
+    // The activation of 4.4.1 succeeds, and leaves RELEASES unwritable (a directory
+    // where the file was; not even root writes over that).
+    std::fs::write(
+        root.join("node.toml"),
+        "[activate]\ncommand = [\"/bin/sh\", \"-c\", \"test $1 != 4.4.1 || (rm $0/releases/RELEASES && mkdir $0/releases/RELEASES)\", \"{root}\", \"{version}\"]\n",
+    )
+    .unwrap();
+    let (code, _, err) = node(&root, &["upgrade", "4.4.1", "--repo", repo_arg]);
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("4.4.1") && err.contains("runs"), "{err}");
+}

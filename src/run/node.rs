@@ -343,10 +343,12 @@ impl Change for NodeChange<'_> {
             .map_err(|p| match p.code {
                 // A failed activation was already switched back by the store.
                 Code::ActivationFailed => ChangeError::Undone(p),
-                Code::RollbackFailed | Code::SshLost => ChangeError::Failed {
-                    problem: p,
-                    attention: true,
-                },
+                Code::RollbackFailed | Code::SshLost | Code::StateUnrecorded => {
+                    ChangeError::Failed {
+                        problem: p,
+                        attention: true,
+                    }
+                }
                 _ => ChangeError::Failed {
                     problem: p,
                     attention: false,

@@ -866,7 +866,17 @@ impl Store {
             st.set(v, ReleaseState::Current);
         }
         st.pending = None;
-        self.save(st)?;
+        // The release runs now: a state that cannot say so is no plain I/O error, the
+        // node needs a person (the next command repairs it from the pending change).
+        self.save(st).map_err(|p| {
+            Problem::new(
+                Code::StateUnrecorded,
+                format!(
+                    "{v} runs, but the store's state could not be written: {}",
+                    p.message
+                ),
+            )
+        })?;
         ctx.say(format!("Installed Release: {v}"));
         Ok(previous)
     }
