@@ -416,3 +416,75 @@ fn rollback_of_an_interrupted_run_takes_back_a_target_caught_mid_step() {
         assert!(v.contains("* 4.4.15\tpermanent"), "{n}: {v}");
     }
 }
+
+#[test]
+fn a_target_found_locked_is_left_for_resume_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    std::fs::write(d.join("hold"), "").unwrap();
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: locked\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  waves: [1]\n  on_failure: rollback-all\n\
+         health:\n  command: [\"/bin/sh\", \"-c\", \"while [ -e hold ]; do sleep 0.05; done\"]\n  timeout: 60s\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .current_dir(d)
+        .args(["apply", "plan.yaml", "--yes", "--format", "json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || {
+            std::fs::read_to_string(d.join("n1/releases/RELEASES"))
+                .is_ok_and(|t| t.contains("4.4.16"))
+        }),
+        "n1 never started"
+    );
+    // Someone takes n2 while n1 is in its health check.
+    let lock = fleetup::store::lock::acquire(
+        &d.join("n2/releases"),
+        "the store",
+        Some("other"),
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    std::fs::remove_file(d.join("hold")).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // n2 was never looked at: not failed, and n1 not rolled back for it.
+    assert_eq!(out.status.code(), Some(6), "{doc}");
+    let n2 = doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "n2")
+        .unwrap();
+    assert_eq!(n2["outcome"], "skipped", "{doc}");
+    assert_eq!(n2["code"], "fleetup::store::locked", "{doc}");
+    let n1 = doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == "n1")
+        .unwrap();
+    assert_eq!(n1["outcome"], "upgraded", "{doc}");
+    drop(lock);
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["resume", "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let v = output(
+        fleetup()
+            .current_dir(d)
+            .args(["node", "versions", "--root", "n2"]),
+    )
+    .1;
+    assert!(v.contains("* 4.4.16\tpermanent"), "{v}");
+}

@@ -217,7 +217,8 @@ pub enum RunStatus {
     Failed,
     /// The maintenance window closed: `resume` continues it.
     Paused,
-    /// SIGINT or SIGTERM stopped it between steps: `resume` continues it.
+    /// Stopped between steps (SIGINT or SIGTERM, or a target found locked by another
+    /// fleetup): `resume` continues it.
     Stopped,
     NeedsAttention,
     /// `rollback RUN` put back everything the run had upgraded.
@@ -264,10 +265,10 @@ impl RunStatus {
     pub fn of(results: &[TargetResult], paused: bool, stopped: bool) -> RunStatus {
         if results.iter().any(|r| r.attention) {
             RunStatus::NeedsAttention
-        } else if stopped {
-            RunStatus::Stopped
         } else if results.iter().any(|r| r.outcome.is_failure()) {
             RunStatus::Failed
+        } else if stopped {
+            RunStatus::Stopped
         } else if paused {
             RunStatus::Paused
         } else {

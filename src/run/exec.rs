@@ -55,6 +55,8 @@ pub struct Exec<'a> {
     /// Targets this run upgraded (indexes into `targets`), in completion order, with
     /// the release they came from.
     upgraded: Mutex<Vec<(usize, Option<Version>)>>,
+    /// A target was found locked by another fleetup: left unexamined for `resume`.
+    left_locked: AtomicBool,
 }
 
 fn allowed_failures(a: Amount, total: usize) -> usize {
@@ -84,6 +86,7 @@ impl<'a> Exec<'a> {
             allowed: 0,
             stop: AtomicBool::new(false),
             upgraded: Mutex::new(Vec::new()),
+            left_locked: AtomicBool::new(false),
         }
     }
 
@@ -175,6 +178,16 @@ impl<'a> Exec<'a> {
         let cx = self.cx();
         let (mut change, standing) = match t.open(&cx) {
             Ok(x) => x,
+            // Another fleetup holds it: not looked at, so neither failed nor done; the run
+            // ends waiting for `resume`, which tries it again.
+            Err(p) if p.code == Code::Locked => {
+                self.left_locked.store(true, Ordering::SeqCst);
+                let detail = format!(
+                    "not examined: {}; `fleetup resume` tries it again",
+                    p.message
+                );
+                return with(done(None, Outcome::Skipped, detail, false), &p);
+            }
             Err(p) => {
                 return self.failed(with(
                     done(None, Outcome::Failed, p.message.clone(), false),
@@ -386,8 +399,9 @@ impl<'a> Exec<'a> {
                 run.stop.store(true, Ordering::SeqCst);
             }
         }
-        let stopped = super::stop::requested();
-        if stopped {
+        let signalled = super::stop::requested();
+        let stopped = signalled || run.left_locked.load(Ordering::SeqCst);
+        if signalled {
             (run.emit)(Event::Note {
                 detail: "stopped by SIGINT/SIGTERM: targets in progress finished their step, no other started; `fleetup resume` continues".into(),
             });
