@@ -585,3 +585,43 @@ fn rollback_of_a_run_leaves_a_group_upgraded_by_hand_after_it() {
     );
     assert!(ok(&root, &m, &["status"]).contains("mall 1.0.3"));
 }
+
+#[test]
+fn a_killed_plan_upgrade_is_not_finished_by_hand_without_its_hooks() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    let plan = group_plan(t.path(), "0.4");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .arg("apply")
+        .arg(&plan)
+        .arg("--yes")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = root.join("applied-api.yaml");
+    wait_until(std::time::Duration::from_secs(30), || first.exists());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let _ = child.kill();
+    let _ = child.wait();
+    // By hand there is no deploy hook (no group-hooks.toml): finishing the plan's
+    // upgrade that way would record services as done that were never deployed.
+    let (code, out, err) = group(&root, &m, &["upgrade", "mall", "--to", "1.0.2"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("fleetup resume"), "{err}");
+    assert!(ok(&root, &m, &["records"]).contains("in-progress"));
+    // resume finishes it with the plan's hooks: every service deployed.
+    let (code, out, err) = output(
+        fleetup()
+            .args(["resume", "--state"])
+            .arg(t.path().join("state")),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    for s in ["web", "api", "worker"] {
+        assert!(
+            root.join(format!("applied-{s}.yaml")).exists(),
+            "{s} was never deployed"
+        );
+    }
+}

@@ -233,6 +233,23 @@ impl Group {
     ) -> Result<Record, Problem> {
         let _lock = self.lock(ctx)?;
         let (mut rec, installed, t) = match self.records().pop() {
+            // A run's upgrade needs that run's deploy hook and health check: by hand (no
+            // run) it is finished by `fleetup resume`, never without them.
+            Some(last)
+                if last.status == Status::InProgress && last.run.is_some() && ctx.run.is_none() =>
+            {
+                let run = last.run.clone().unwrap_or_default();
+                return Err(Problem::new(
+                    Code::GroupState,
+                    format!(
+                        "record {} ({} of {} to {}) was started by run {run} and is unfinished",
+                        last.id, last.kind, last.app, last.to
+                    ),
+                )
+                .help(format!(
+                    "finish it with `fleetup resume {run}`, which deploys with the plan's hooks and checks"
+                )));
+            }
             Some(last)
                 if last.status == Status::InProgress
                     && last.kind == RecordKind::Upgrade
