@@ -8,6 +8,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -42,10 +43,72 @@ impl std::fmt::Display for HookError {
     }
 }
 
+/// Removes the tracking file when the hook is done, however it ended.
+struct Untrack<'a>(&'a Path);
+
+impl Drop for Untrack<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.0);
+    }
+}
+
 /// How much of a hook's output an error message quotes.
 const OUTPUT_TAIL: u64 = 2048;
 
 pub fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Result<(), HookError> {
+    run_tracked(argv, env, timeout, None)
+}
+
+/// The start time of a process (clock ticks since boot, /proc/PID/stat field 22): with
+/// the pid, it names one process even after the pid is reused.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Stops a hook that `track` says is running, with its whole process group: a hook a
+/// killed fleetup left behind must not run on beside the repair. Returns its pid.
+pub fn stop_tracked(track: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(track).ok()?;
+    let _ = std::fs::remove_file(track);
+    let mut it = text.split_whitespace().map(|w| w.parse::<u64>().ok());
+    let (Some(Some(pid)), Some(Some(started))) = (it.next(), it.next()) else {
+        return None;
+    };
+    let pid = u32::try_from(pid).ok()?;
+    // Only the very process that was recorded, never a later one with its pid.
+    let alive = || start_time(pid) == Some(started);
+    if !alive() {
+        return None;
+    }
+    // SAFETY: kill(2) of the recorded process group; no memory is involved.
+    unsafe {
+        libc::kill(-(pid as i32), libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::kill(-(pid as i32), libc::SIGKILL);
+    }
+    Some(pid)
+}
+
+/// [`run`], with the hook's pid and start time written to `track` while it runs (and
+/// the file removed when it ends), so [`stop_tracked`] can find it after a kill.
+pub fn run_tracked(
+    argv: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+    track: Option<&Path>,
+) -> Result<(), HookError> {
     let Some((prog, args)) = argv.split_first() else {
         return Err(HookError::Spawn(
             String::new(),
@@ -84,6 +147,11 @@ pub fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Result
     let mut child = command
         .spawn()
         .map_err(|e| HookError::Spawn(prog.clone(), e))?;
+    let _tracked = track.map(|path| {
+        let started = start_time(child.id()).unwrap_or(0);
+        let _ = std::fs::write(path, format!("{} {started}\n", child.id()));
+        Untrack(path)
+    });
     let deadline = Instant::now() + timeout;
     // Polled, capped at 10 ms: a health check that finishes is noticed within 10 ms, and
     // a wave waits for its slowest member, so late noticing adds up.

@@ -228,3 +228,77 @@ fn zombie(pid: i32) -> bool {
         })
         .unwrap_or(true)
 }
+
+#[test]
+fn what_a_killed_hook_started_is_stopped_before_the_repair() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("node"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 0);
+    release_zip(&repo, "4.4.1", 0);
+    std::fs::create_dir_all(&root).unwrap();
+    let node = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_fleetup"));
+        c.arg("node").args(args).arg("--root").arg(&root);
+        if args[0] == "upgrade" {
+            c.arg("--repo").arg(&repo);
+        }
+        c
+    };
+    assert!(
+        node(&["upgrade", "4.4.0", "--product", "emqx"])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // 4.4.1's hook starts a child in its process group and waits on it.
+    let pidfile = t.path().join("child.pid");
+    std::fs::write(
+        root.join("node.toml"),
+        format!(
+            "[activate]\ncommand = [\"/bin/sh\", \"-c\", \"test $0 = 4.4.1 || exit 0; sleep 60 & echo $! > {}; wait\", \"{{version}}\"]\ntimeout = \"2m\"\n",
+            pidfile.display()
+        ),
+    )
+    .unwrap();
+    let mut child = node(&["upgrade", "4.4.1"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || std::fs::read_to_string(
+            &pidfile
+        )
+        .is_ok_and(|s| s.trim().parse::<i32>().is_ok())),
+        "the hook never started its child"
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _ = child.kill(); // SIGKILL: the hook's shell dies with it, its child does not
+    let _ = child.wait();
+    // SAFETY: kill(pid, 0) only asks whether the process exists.
+    let alive = || unsafe { libc::kill(pid, 0) } == 0 && !zombie(pid);
+    assert!(
+        alive(),
+        "the hook's child should outlive the kill by itself"
+    );
+    // The next change repairs the store, and first stops what the hook left running.
+    let out = node(&["uninstall", "4.4.9"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Stopped the activate hook"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || !alive()),
+        "pid {pid} still runs"
+    );
+}

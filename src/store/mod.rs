@@ -409,6 +409,14 @@ impl Store {
         }
         let Some(s) = st.as_mut() else { return Ok(()) };
         if let Some(p) = s.pending.clone() {
+            // The interrupted change's hook may still run (its own children survive the
+            // death of the fleetup that started it): stopped before anything else runs.
+            if let Some(pid) = crate::hook::stop_tracked(&self.releases.join(".hook")) {
+                ctx.say(format!(
+                    "Stopped the activate hook the interrupted {} left running (pid {pid}).",
+                    p.action
+                ));
+            }
             let back = p
                 .previous
                 .as_ref()
@@ -471,8 +479,13 @@ impl Store {
             ("FLEETUP_VERSION", version.clone()),
             ("FLEETUP_PREVIOUS_VERSION", prev.clone()),
         ];
-        crate::hook::run(&argv, &env, ctx.activation.timeout)
-            .map_err(|e| format!("the activate hook `{}` failed: {e}", shown.join(" ")))
+        crate::hook::run_tracked(
+            &argv,
+            &env,
+            ctx.activation.timeout,
+            Some(&self.releases.join(".hook")),
+        )
+        .map_err(|e| format!("the activate hook `{}` failed: {e}", shown.join(" ")))
     }
 
     fn product(&self, st: &Option<StoreState>, v: &Version, ctx: &Ctx) -> Result<String, Problem> {
