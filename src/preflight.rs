@@ -221,6 +221,8 @@ fn check_node(
         None if node.ssh.is_none() && node.root.value.is_dir() => {
             Some(store::read_state(&node.root.value))
         }
+        // A local root that does not exist yet is a fresh install, not an unknown.
+        None if node.ssh.is_none() && !node.root.value.exists() => Some(Ok(None)),
         None => None,
     };
     let running_pkg = if let Some(read) = read {

@@ -202,3 +202,20 @@ fn two_nodes_on_one_store_are_refused_by_check() {
         );
     }
 }
+
+#[test]
+fn plan_calls_a_root_that_does_not_exist_yet_a_fresh_install() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("repo")).unwrap();
+    release_zip(&t.path().join("repo"), "4.4.0", 1);
+    std::fs::write(
+        t.path().join("plan.yaml"),
+        "plan: 1\nname: r\nproduct: emqx\nrepository: ./repo\nto: 4.4.0\nnodes:\n  - { name: n1, root: ./not-yet }\n",
+    )
+    .unwrap();
+    let (code, out, err) = output(fleetup().current_dir(t.path()).args(["plan", "plan.yaml"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("(fresh install) → 4.4.0"), "{out}");
+    assert!(!out.contains("unknown"), "{out}");
+    assert!(!t.path().join("not-yet").exists(), "plan changed nothing");
+}

@@ -61,6 +61,7 @@ pub fn plan(path: &Path, only: Option<&str>, format: OutputFormat) -> Done {
             let from = match (&t.from, t.from_source) {
                 (Some(v), "live") => v.clone(),
                 (Some(v), src) => format!("{v} ({src})"),
+                (None, "fresh") => "(fresh install)".to_owned(),
                 (None, src) => format!("({src})"),
             };
             println!("  {:<20} {from} → {}", t.target, t.to);
