@@ -55,8 +55,8 @@ pub enum Command {
         /// Wait up to this long for locks held by another fleetup (e.g. 2m).
         #[arg(long, value_name = "DURATION")]
         wait_for_lock: Option<String>,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-        format: OutputFormat,
+        #[arg(long, value_enum, default_value_t = RunFormat::Human)]
+        format: RunFormat,
     },
     /// Continue an interrupted or window-paused run (the latest one by default).
     Resume {
@@ -65,8 +65,8 @@ pub enum Command {
         state: Option<PathBuf>,
         #[arg(long, value_name = "DURATION")]
         wait_for_lock: Option<String>,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-        format: OutputFormat,
+        #[arg(long, value_enum, default_value_t = RunFormat::Human)]
+        format: RunFormat,
     },
     /// Undo what a run changed: every node it upgraded goes back to its previous release.
     Rollback {
@@ -77,8 +77,8 @@ pub enum Command {
         force: Vec<String>,
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-        format: OutputFormat,
+        #[arg(long, value_enum, default_value_t = RunFormat::Human)]
+        format: RunFormat,
     },
     /// List runs, or show one run's outcome per target.
     History {
@@ -234,6 +234,17 @@ pub enum NodeCommand {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+/// How `apply`, `resume` and `rollback` report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RunFormat {
+    /// Progress bars on a terminal, plain lines elsewhere, a table at the end.
+    Human,
+    /// One JSON document at the end (progress lines go to stderr).
+    Json,
+    /// One JSON object per event on stdout, as it happens (docs/events.md).
+    Jsonl,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -488,3 +488,68 @@ fn a_target_found_locked_is_left_for_resume_not_failed() {
     .1;
     assert!(v.contains("* 4.4.16\tpermanent"), "{v}");
 }
+
+#[test]
+fn jsonl_streams_one_event_per_line_as_the_run_goes() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    std::fs::write(d.join("hold"), "").unwrap();
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: stream\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  waves: [1]\n\
+         health:\n  command: [\"/bin/sh\", \"-c\", \"while [ -e hold ]; do sleep 0.05; done\"]\n  timeout: 60s\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .current_dir(d)
+        .args(["apply", "plan.yaml", "--yes", "--format", "jsonl"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = || -> serde_json::Value {
+        let l = lines.next().expect("a line").unwrap();
+        serde_json::from_str(&l).unwrap_or_else(|e| panic!("{l}: {e}"))
+    };
+    // While n1 is held in its health check, the stream has already told the start, the
+    // first wave and n1's steps: it is live, not written at the end.
+    let start = next();
+    assert_eq!(
+        (start["v"].as_u64(), start["event"].as_str()),
+        (Some(1), Some("start")),
+        "{start}"
+    );
+    assert_eq!(start["digest"].as_str().map(str::len), Some(64), "{start}");
+    let wave = next();
+    assert_eq!(wave["event"], "wave", "{wave}");
+    let mut seen = Vec::new();
+    loop {
+        let e = next();
+        seen.push(e.clone());
+        if e["event"] == "step" && e["step"] == "health" {
+            break;
+        }
+    }
+    assert!(d.join("hold").exists(), "the run was still going");
+    std::fs::remove_file(d.join("hold")).unwrap();
+    let mut last = next();
+    while last["event"] != "end" {
+        seen.push(last.clone());
+        last = next();
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(last["status"], "succeeded", "{last}");
+    assert_eq!(last["exit"], 0, "{last}");
+    let done: Vec<&serde_json::Value> = seen.iter().filter(|e| e["event"] == "done").collect();
+    assert_eq!(done.len(), 2, "{seen:?}");
+    assert!(done.iter().all(|e| e["outcome"] == "upgraded"), "{seen:?}");
+    assert!(
+        seen.iter()
+            .any(|e| e["event"] == "step" && e["step"] == "install" && e["from"] == "4.4.15")
+    );
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::render_warnings;
-use crate::cli::OutputFormat;
+use crate::cli::{OutputFormat, RunFormat};
 use crate::diagnostics::{Code, Exit, Failure, Problem};
 use crate::progress::{Progress, summary_table};
 use crate::run::{Begin, Ended, Event, Prepared, Report, Runner};
@@ -82,7 +82,7 @@ pub struct ApplyOpts {
     pub yes: bool,
     pub state: Option<PathBuf>,
     pub wait_for_lock: Option<String>,
-    pub format: OutputFormat,
+    pub format: RunFormat,
 }
 
 fn terminal() -> bool {
@@ -116,10 +116,13 @@ fn confirm(yes: bool) -> impl Fn(&Prepared) -> Result<bool, Problem> {
 /// Runs `f` with the run's events going to progress bars or plain lines, then prints
 /// its report (a table, or one JSON document).
 fn with_progress(
-    format: OutputFormat,
+    format: RunFormat,
     f: impl FnOnce(&(dyn Fn(Event) + Sync)) -> Result<Ended, Failure>,
 ) -> Done {
-    let json = format == OutputFormat::Json;
+    if format == RunFormat::Jsonl {
+        return with_event_stream(f);
+    }
+    let json = format == RunFormat::Json;
     // From here on SIGINT/SIGTERM stop the run between steps (a second one at once).
     crate::run::stop::install();
     let progress = Progress::new(terminal() && !json, json);
@@ -165,6 +168,54 @@ fn with_progress(
             println!("{why}");
             Ok(Exit::Ok)
         }
+    }
+}
+
+/// `--format jsonl`: every event as one JSON line on stdout, flushed as it happens, and
+/// the run's end as the last line (docs/events.md).
+fn with_event_stream(f: impl FnOnce(&(dyn Fn(Event) + Sync)) -> Result<Ended, Failure>) -> Done {
+    use std::io::Write;
+    crate::run::stop::install();
+    let line = |v: serde_json::Value| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+    };
+    let sink = |e: Event| {
+        if let Some(v) = crate::run::journal::event_line(&e) {
+            line(v);
+        }
+    };
+    let ended = f(&sink);
+    let end = match &ended {
+        Ok(Ended::Ran(r)) => serde_json::json!({
+            "v": crate::run::journal::EVENTS_VERSION,
+            "event": "end",
+            "run": r.run,
+            "status": r.status,
+            "exit": r.exit().code(),
+            "targets": r.results,
+        }),
+        Ok(Ended::Declined) => serde_json::json!({
+            "v": crate::run::journal::EVENTS_VERSION, "event": "end", "status": "declined", "exit": 0
+        }),
+        Ok(Ended::Nothing(why)) => serde_json::json!({
+            "v": crate::run::journal::EVENTS_VERSION, "event": "end", "status": "nothing", "exit": 0, "detail": why
+        }),
+        Err(f) => serde_json::json!({
+            "v": crate::run::journal::EVENTS_VERSION,
+            "event": "end",
+            "status": "refused",
+            "exit": f.exit.code(),
+            "problems": f.problems.iter().map(|p| serde_json::json!({
+                "code": p.code.as_str(), "message": p.message
+            })).collect::<Vec<_>>(),
+        }),
+    };
+    line(end);
+    match ended? {
+        Ended::Ran(r) => Ok(r.exit()),
+        Ended::Declined | Ended::Nothing(_) => Ok(Exit::Ok),
     }
 }
 
@@ -219,7 +270,7 @@ pub fn apply(path: &Path, o: ApplyOpts) -> Done {
 pub struct ResumeOpts {
     pub state: Option<PathBuf>,
     pub wait_for_lock: Option<String>,
-    pub format: OutputFormat,
+    pub format: RunFormat,
 }
 
 pub fn resume(run: Option<&str>, o: ResumeOpts) -> Done {
@@ -230,7 +281,7 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> Done {
     with_progress(o.format, |sink| runner.resume(run, sink))
 }
 
-pub fn rollback(run: &str, force: &[String], state: Option<&Path>, format: OutputFormat) -> Done {
+pub fn rollback(run: &str, force: &[String], state: Option<&Path>, format: RunFormat) -> Done {
     let runner = Runner {
         state: state.map(Path::to_owned),
         lock_wait: std::time::Duration::ZERO,

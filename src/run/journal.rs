@@ -244,6 +244,56 @@ impl Journal {
     }
 }
 
+/// The version of the event stream (`--format jsonl`, docs/events.md).
+pub const EVENTS_VERSION: u32 = 1;
+
+/// An event as `--format jsonl` streams it: the journal's line, with `v`, and the run's
+/// start (which the journal keeps in its first line) and warnings too.
+pub fn event_line(e: &Event) -> Option<serde_json::Value> {
+    use serde_json::json;
+    let mut v = match e {
+        Event::Began {
+            run,
+            plan,
+            targets,
+            waves,
+            journal,
+            how,
+        } => json!({
+            "event": "start",
+            "run": run,
+            "plan": plan,
+            "targets": targets,
+            "waves": waves,
+            "journal": journal.display().to_string(),
+            "digest": digest_of_run(journal),
+            "how": match how {
+                super::event::Begin::New => "apply",
+                super::event::Begin::Resumed { .. } => "resume",
+                super::event::Begin::RollBack => "rollback",
+            },
+        }),
+        Event::Warnings { problems, .. } => json!({
+            "event": "warnings",
+            "problems": problems.iter().map(|p| json!({
+                "code": p.code.as_str(), "message": p.message
+            })).collect::<Vec<_>>(),
+        }),
+        other => event_json(other)?,
+    };
+    v.as_object_mut()?.insert("v".into(), EVENTS_VERSION.into());
+    Some(v)
+}
+
+/// The plan digest a run's journal records in its first line.
+fn digest_of_run(dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(dir.join("journal.jsonl")).ok()?;
+    match serde_json::from_str::<Line>(text.lines().next()?).ok()? {
+        Line::Start(h) => Some(h.digest),
+        _ => None,
+    }
+}
+
 /// An event as a format-2 journal line holds it.
 fn event_json(e: &Event) -> Option<serde_json::Value> {
     use serde_json::json;
