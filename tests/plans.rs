@@ -165,3 +165,57 @@ fn completions_are_generated() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("fleetup"));
 }
+
+/// `fleetup schema` as a third-party validator reads it (check-jsonschema, from PyPI;
+/// scripts/test installs it): every shipped plan, YAML and TOML, passes, and a plan with
+/// a misspelt key fails, as `fleetup check` says.
+#[test]
+fn a_third_party_validator_agrees_with_check_on_the_shipped_plans() {
+    let t = tempfile::tempdir().unwrap();
+    let out = fleetup().arg("schema").output().unwrap();
+    assert!(out.status.success());
+    let schema = t.path().join("schema.json");
+    std::fs::write(&schema, &out.stdout).unwrap();
+    let validator = |files: &[std::path::PathBuf]| {
+        std::process::Command::new("check-jsonschema")
+            .arg("--schemafile")
+            .arg(&schema)
+            .args(files)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("check-jsonschema is needed (pip install check-jsonschema; scripts/test installs it): {e}")
+            })
+    };
+    let mut plans: Vec<std::path::PathBuf> = std::fs::read_dir("plans")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "toml"))
+        .collect();
+    plans.sort();
+    assert!(plans.len() >= 6, "{plans:?}");
+    let out = validator(&plans);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = t.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "plan: 1\nname: x\nproduct: emqx\nrepository: ./r\nto: 4.4.16\nnodes:\n  - { name: n1, root: /srv/n1, plarform: el8-amd64 }\n",
+    )
+    .unwrap();
+    let out = validator(std::slice::from_ref(&bad));
+    assert!(
+        !out.status.success(),
+        "the validator accepted a misspelt key"
+    );
+    let out = fleetup().arg("check").arg(&bad).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        err.contains("plan::unknown-key") && err.contains("platform"),
+        "{err}"
+    );
+}
