@@ -115,12 +115,19 @@ impl Collector {
 pub type RemoteState = Option<Result<Option<store::StoreState>, Problem>>;
 
 /// Checks that read no remote host (`check`, and before `apply`).
+/// `check` may run far from the nodes (a CI runner): a local root missing here says
+/// nothing about the node, whose state is then unknown.
 pub fn run(plan: &Plan) -> Preflight {
-    run_with(plan, &[])
+    check_all(plan, &[], false)
 }
 
-/// Checks with `remote[i]` the state of node `i` read over SSH (`plan`).
+/// Checks where the run happens (`plan`, `apply`): a local root missing here is a node
+/// with no release yet; `remote[i]` is the state of node `i` read over SSH.
 pub fn run_with(plan: &Plan, remote: &[RemoteState]) -> Preflight {
+    check_all(plan, remote, true)
+}
+
+fn check_all(plan: &Plan, remote: &[RemoteState], here: bool) -> Preflight {
     let mut pf = Preflight::default();
     let mut col = Collector::default();
 
@@ -162,7 +169,15 @@ pub fn run_with(plan: &Plan, remote: &[RemoteState]) -> Preflight {
 
     for (i, node) in plan.nodes.iter().enumerate() {
         let live = remote.get(i).and_then(|r| r.as_ref());
-        let finding = check_node(plan, node, live, repo.as_ref(), &mut col, &mut digests);
+        let finding = check_node(
+            plan,
+            node,
+            live,
+            here,
+            repo.as_ref(),
+            &mut col,
+            &mut digests,
+        );
         pf.nodes.push(finding);
     }
     pf.problems.extend(col.finish());
@@ -177,6 +192,7 @@ fn check_node(
     plan: &Plan,
     node: &NodeTarget,
     live: Option<&Result<Option<store::StoreState>, Problem>>,
+    here: bool,
     repo: Option<&Repository>,
     col: &mut Collector,
     digests: &mut HashMap<PathBuf, Digests>,
@@ -221,8 +237,8 @@ fn check_node(
         None if node.ssh.is_none() && node.root.value.is_dir() => {
             Some(store::read_state(&node.root.value))
         }
-        // A local root that does not exist yet is a fresh install, not an unknown.
-        None if node.ssh.is_none() && !node.root.value.exists() => Some(Ok(None)),
+        // Where the run happens, a local root that does not exist yet is a fresh install.
+        None if here && node.ssh.is_none() && !node.root.value.exists() => Some(Ok(None)),
         None => None,
     };
     let running_pkg = if let Some(read) = read {
@@ -294,7 +310,9 @@ fn check_node(
     let to = &node.to;
     match repo.find(&to.value, &want) {
         Lookup::Found(p) => finding.package = Some(p.clone()),
-        // A remote node with no release yet takes its host's platform, read at apply.
+        // A remote node with no release yet takes its host's platform, read at apply. A
+        // local node whose store is not readable here (a CI runner) is refused too: its
+        // plan should then say `platform:`, so the check can tell.
         Lookup::Undecided(_) if node.ssh.is_some() => {}
         Lookup::Undecided(ps) => col.add(
             name,

@@ -218,4 +218,13 @@ fn plan_calls_a_root_that_does_not_exist_yet_a_fresh_install() {
     assert!(out.contains("(fresh install) → 4.4.0"), "{out}");
     assert!(!out.contains("unknown"), "{out}");
     assert!(!t.path().join("not-yet").exists(), "plan changed nothing");
+    // `check` may run far from the nodes (a CI runner): there, a missing root is unknown.
+    let (code, out, _) = output(
+        fleetup()
+            .current_dir(t.path())
+            .args(["check", "plan.yaml", "--format", "json"]),
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["files"][0]["states_read"], 0, "{doc}");
 }

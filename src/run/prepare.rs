@@ -88,10 +88,10 @@ pub fn prepare(path: &Path, only: Option<&str>) -> Result<Prepared, Failure> {
                     hosts = Some(h);
                     preflight::run_with(&plan, &live)
                 }
-                Err(_) => preflight::run(&plan),
+                Err(_) => preflight::run_with(&plan, &[]),
             }
         }
-        _ => preflight::run(&plan),
+        _ => preflight::run_with(&plan, &[]),
     };
     problems.extend(pf.problems.iter().cloned());
     problems.sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.start));
