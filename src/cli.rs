@@ -36,8 +36,8 @@ pub enum Command {
         /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated.
         #[arg(long, value_name = "SEL")]
         only: Option<String>,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-        format: OutputFormat,
+        #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
+        format: PlanFormat,
     },
     /// Upgrade the plan's targets: waves, health checks, rollback of what fails.
     Apply {
@@ -234,6 +234,15 @@ pub enum NodeCommand {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+/// How `plan` shows the dry run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Human,
+    Json,
+    /// A summary fit for a pull-request comment.
+    Markdown,
 }
 
 /// How `apply`, `resume` and `rollback` report.

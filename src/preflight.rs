@@ -265,6 +265,20 @@ fn check_node(
                         None,
                     );
                 }
+                // A pinned node with no release at all fails its pin at apply: say so now.
+                if let (Some(pin), None) = (&node.from, &perm) {
+                    col.add(
+                        name,
+                        Code::FromMismatch,
+                        format!(
+                            "the plan pins `from: {}` but the node has no release yet",
+                            pin.value
+                        ),
+                        Some(pin.span),
+                        Some("runs nothing".into()),
+                        None,
+                    );
+                }
                 let pkg = rel.as_ref().and_then(|r| {
                     match PackageName::parse(&r.package, &plan.product, &plan.runtime) {
                         Ok(p) => Some(p),

@@ -219,12 +219,42 @@ fn plan_calls_a_root_that_does_not_exist_yet_a_fresh_install() {
     assert!(!out.contains("unknown"), "{out}");
     assert!(!t.path().join("not-yet").exists(), "plan changed nothing");
     // `check` may run far from the nodes (a CI runner): there, a missing root is unknown.
-    let (code, out, _) = output(
-        fleetup()
-            .current_dir(t.path())
-            .args(["check", "plan.yaml", "--format", "json"]),
-    );
+    let (code, out, _) =
+        output(
+            fleetup()
+                .current_dir(t.path())
+                .args(["check", "plan.yaml", "--format", "json"]),
+        );
     assert_eq!(code, Some(0), "{out}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["files"][0]["states_read"], 0, "{doc}");
+}
+
+#[test]
+fn plan_as_markdown_for_a_pull_request() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    local_fleet(d, &["n1"], &["4.4.15", "4.4.16"]);
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: pr | review\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\n\
+         rollout:\n  waves: [1]\nnodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    )
+    .unwrap();
+    let (code, out, err) =
+        output(
+            fleetup()
+                .current_dir(d)
+                .args(["plan", "plan.yaml", "--format", "markdown"]),
+        );
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "### Dry run of `pr \\| review`\n\n\
+         2 targets in 2 waves, at most 10 at once. Nothing was changed.\n\n\
+         | wave | target | from | to | package | rules |\n\
+         |---|---|---|---|---|---|\n\
+         | 1 | n1 | 4.4.15 | 4.4.16 | `emqx-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip` | passed |\n\
+         | 2 | n2 | fresh install | 4.4.16 | `emqx-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip` | none apply (fresh store) |\n"
+    );
 }

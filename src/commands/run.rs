@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::render_warnings;
-use crate::cli::{OutputFormat, RunFormat};
+use crate::cli::{OutputFormat, PlanFormat, RunFormat};
 use crate::diagnostics::{Code, Exit, Failure, Problem};
 use crate::progress::{Progress, summary_table};
 use crate::run::{Begin, Ended, Event, Prepared, Report, Runner};
@@ -15,12 +15,16 @@ use crate::window;
 
 type Done = Result<Exit, Failure>;
 
-pub fn plan(path: &Path, only: Option<&str>, format: OutputFormat) -> Done {
+pub fn plan(path: &Path, only: Option<&str>, format: PlanFormat) -> Done {
     let p = crate::run::prepare(path, only)?;
     render_warnings(&p.warnings, p.file.as_ref());
     let waves = p.preview();
     let plan = &p.plan;
-    if format == OutputFormat::Json {
+    if format == PlanFormat::Markdown {
+        print!("{}", markdown(&p, &waves));
+        return Ok(Exit::Ok);
+    }
+    if format == PlanFormat::Json {
         #[derive(Serialize)]
         struct Doc<'a> {
             plan: &'a str,
@@ -75,6 +79,68 @@ pub fn plan(path: &Path, only: Option<&str>, format: OutputFormat) -> Done {
         }
     }
     Ok(Exit::Ok)
+}
+
+/// The dry run as Markdown for a pull-request comment: one table row per target, the
+/// group services' changes, and what could not be previewed, said plainly.
+fn markdown(p: &Prepared, waves: &[Vec<crate::run::Preview>]) -> String {
+    // A cell holds no `|` and no line break.
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let plan = &p.plan;
+    let mut out = format!(
+        "### Dry run of `{}`\n\n{} targets in {} waves, at most {} at once. Nothing was changed.\n",
+        cell(&plan.name),
+        p.schedule.len(),
+        waves.len(),
+        plan.rollout.max_parallel
+    );
+    if let Some(w) = &plan.window {
+        out.push_str(&format!("\nMaintenance window: {}.\n", window::describe(w)));
+    }
+    out.push_str("\n| wave | target | from | to | package | rules |\n|---|---|---|---|---|---|\n");
+    let mut open = Vec::new();
+    for (i, wave) in waves.iter().enumerate() {
+        for t in wave {
+            let from = match (&t.from, t.from_source) {
+                (Some(v), "live") => v.clone(),
+                (Some(v), src) => format!("{v} ({src})"),
+                (None, "fresh") => "fresh install".to_owned(),
+                (None, src) => format!("({src})"),
+            };
+            let package = t
+                .package
+                .as_ref()
+                .map_or("-".to_owned(), |p| format!("`{p}`"));
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                i + 1,
+                cell(&t.target),
+                cell(&from),
+                cell(&t.to),
+                cell(&package),
+                cell(&t.rules)
+            ));
+            if t.rules.contains("cannot be previewed") || t.rules.contains("checked at apply") {
+                open.push(format!("- `{}`: {}", t.target, t.rules));
+            }
+        }
+    }
+    for wave in waves {
+        for t in wave.iter().filter(|t| !t.services.is_empty()) {
+            out.push_str(&format!("\n**{}**, per service:\n\n", cell(&t.target)));
+            for s in &t.services {
+                out.push_str(&format!("- {s}\n"));
+            }
+        }
+    }
+    if !open.is_empty() {
+        out.push_str(
+            "\n**Not previewed here** (checked again right before each target is touched):\n\n",
+        );
+        out.push_str(&open.join("\n"));
+        out.push('\n');
+    }
+    out
 }
 
 pub struct ApplyOpts {
