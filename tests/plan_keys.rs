@@ -258,3 +258,27 @@ fn plan_as_markdown_for_a_pull_request() {
          | 2 | n2 | fresh install | 4.4.16 | `emqx-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip` | none apply (fresh store) |\n"
     );
 }
+
+#[test]
+fn a_pinned_node_with_no_release_is_refused_before_the_run() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    local_fleet(d, &[], &["4.4.16"]);
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: pin\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\nnodes:\n  - { name: n1, root: ./n1, from: 4.4.15 }\n",
+    )
+    .unwrap();
+    for cmd in [
+        &["plan", "plan.yaml"][..],
+        &["apply", "plan.yaml", "--yes"][..],
+    ] {
+        let (code, out, err) = output(fleetup().current_dir(d).args(cmd));
+        assert_eq!(code, Some(5), "{cmd:?}: {out}{err}");
+        assert!(err.contains("has no release yet"), "{err}");
+    }
+    assert!(!d.join("state/runs").exists(), "no run was started");
+    // check may run far from the node: it cannot know, and says nothing.
+    let (code, _, err) = output(fleetup().current_dir(d).args(["check", "plan.yaml"]));
+    assert_eq!(code, Some(0), "{err}");
+}
