@@ -162,6 +162,22 @@ fn a_run_id_is_exact_or_a_unique_prefix() {
     assert_eq!(code, Some(0), "{out}{err}");
 }
 
+/// `plan.yaml` for nodes n1 and n2, one per wave, whose health check holds while the
+/// file `hold` exists (created here): a run to look at, or stop, while it goes.
+fn held_plan(d: &Path, name: &str, extra_rollout: &str) {
+    std::fs::write(d.join("hold"), "").unwrap();
+    std::fs::write(
+        d.join("plan.yaml"),
+        format!(
+            "plan: 1\nname: {name}\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+             rollout:\n  waves: [1]\n{extra_rollout}\
+             health:\n  command: [\"/bin/sh\", \"-c\", \"while [ -e hold ]; do sleep 0.05; done\"]\n  timeout: 60s\n\
+             nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n"
+        ),
+    )
+    .unwrap();
+}
+
 #[test]
 fn a_live_run_has_an_owner_and_cannot_be_joined() {
     let dir = tempfile::tempdir().unwrap();
@@ -169,15 +185,7 @@ fn a_live_run_has_an_owner_and_cannot_be_joined() {
     local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
     // A run that pauses between its waves while a marker file exists: long enough to
     // try to join it, and it ends on its own when the marker goes.
-    std::fs::write(d.join("hold"), "").unwrap();
-    std::fs::write(
-        d.join("plan.yaml"),
-        "plan: 1\nname: live\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
-         rollout:\n  waves: [1]\n\
-         health:\n  command: [\"/bin/sh\", \"-c\", \"while [ -e hold ]; do sleep 0.05; done\"]\n  timeout: 60s\n\
-         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
-    )
-    .unwrap();
+    held_plan(d, "live", "");
     let mut live = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
         .current_dir(d)
         .args(["apply", "plan.yaml", "--yes"])
@@ -317,15 +325,7 @@ fn sigint_stops_a_run_between_steps_and_resume_finishes_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
-    std::fs::write(d.join("hold"), "").unwrap();
-    std::fs::write(
-        d.join("plan.yaml"),
-        "plan: 1\nname: stop\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
-         rollout:\n  waves: [1]\n\
-         health:\n  command: [\"/bin/sh\", \"-c\", \"while [ -e hold ]; do sleep 0.05; done\"]\n  timeout: 60s\n\
-         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
-    )
-    .unwrap();
+    held_plan(d, "stop", "");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
         .current_dir(d)
         .args(["apply", "plan.yaml", "--yes"])
@@ -422,15 +422,7 @@ fn a_target_found_locked_is_left_for_resume_not_failed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
-    std::fs::write(d.join("hold"), "").unwrap();
-    std::fs::write(
-        d.join("plan.yaml"),
-        "plan: 1\nname: locked\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
-         rollout:\n  waves: [1]\n  on_failure: rollback-all\n\
-         health:\n  command: [\"/bin/sh\", \"-c\", \"while [ -e hold ]; do sleep 0.05; done\"]\n  timeout: 60s\n\
-         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
-    )
-    .unwrap();
+    held_plan(d, "locked", "  on_failure: rollback-all\n");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
         .current_dir(d)
         .args(["apply", "plan.yaml", "--yes", "--format", "json"])
@@ -495,15 +487,7 @@ fn jsonl_streams_one_event_per_line_as_the_run_goes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
-    std::fs::write(d.join("hold"), "").unwrap();
-    std::fs::write(
-        d.join("plan.yaml"),
-        "plan: 1\nname: stream\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
-         rollout:\n  waves: [1]\n\
-         health:\n  command: [\"/bin/sh\", \"-c\", \"while [ -e hold ]; do sleep 0.05; done\"]\n  timeout: 60s\n\
-         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
-    )
-    .unwrap();
+    held_plan(d, "stream", "");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
         .current_dir(d)
         .args(["apply", "plan.yaml", "--yes", "--format", "jsonl"])
