@@ -313,8 +313,10 @@ fn a_plan_driven_group_run_rolls_back_a_failed_service_and_records_it() {
     assert!(ok(&root, &m, &["status"]).contains("mall 1.0.2"));
 }
 
-#[test]
-fn a_killed_group_upgrade_leaves_a_readable_group_that_resume_finishes() {
+/// A group on mall 1.0.0 whose plan-driven upgrade to 1.0.2 was SIGKILLed while the
+/// second of three services (api, web, worker) deployed: once the first is applied,
+/// the next one's deploy hook sleeps 0.4 s.
+fn killed_mid_upgrade() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let (m, root) = (t.path().join("market"), t.path().join("shop"));
     market(&m);
@@ -327,13 +329,17 @@ fn a_killed_group_upgrade_leaves_a_readable_group_that_resume_finishes() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Kill it while the second of three services (api, web, worker) deploys: once the
-    // first is applied, the next one's deploy hook sleeps 0.4 s.
     let first = root.join("applied-api.yaml");
     wait_until(std::time::Duration::from_secs(30), || first.exists());
     std::thread::sleep(std::time::Duration::from_millis(100));
     let _ = child.kill();
     let _ = child.wait();
+    (t, m, root)
+}
+
+#[test]
+fn a_killed_group_upgrade_leaves_a_readable_group_that_resume_finishes() {
+    let (t, m, root) = killed_mid_upgrade();
     let status = ok(&root, &m, &["status"]);
     assert!(status.contains("mall 1.0.0"), "{status}");
     assert!(ok(&root, &m, &["records"]).contains("in-progress"));
@@ -588,23 +594,7 @@ fn rollback_of_a_run_leaves_a_group_upgraded_by_hand_after_it() {
 
 #[test]
 fn a_killed_plan_upgrade_is_not_finished_by_hand_without_its_hooks() {
-    let t = tempfile::tempdir().unwrap();
-    let (m, root) = (t.path().join("market"), t.path().join("shop"));
-    market(&m);
-    ok(&root, &m, &["install", "mall", "1.0.0"]);
-    let plan = group_plan(t.path(), "0.4");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
-        .arg("apply")
-        .arg(&plan)
-        .arg("--yes")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let first = root.join("applied-api.yaml");
-    wait_until(std::time::Duration::from_secs(30), || first.exists());
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    let _ = child.kill();
-    let _ = child.wait();
+    let (t, m, root) = killed_mid_upgrade();
     // By hand there is no deploy hook (no group-hooks.toml): finishing the plan's
     // upgrade that way would record services as done that were never deployed.
     let (code, out, err) = group(&root, &m, &["upgrade", "mall", "--to", "1.0.2"]);

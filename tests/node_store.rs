@@ -389,18 +389,31 @@ fn a_wait_longer_than_fleetup_ever_waits_is_refused_not_a_panic() {
     assert!(!root.join("current").exists());
 }
 
-#[test]
-fn a_store_cannot_lead_fleetup_to_files_outside_it() {
+/// A store on 4.4.0 (permanent) and a repository that also holds 4.4.1.
+fn store_on_4_4_0() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
     let t = tempfile::tempdir().unwrap();
     let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
     std::fs::create_dir_all(&repo).unwrap();
     release_zip(&repo, "4.4.0", 1);
     release_zip(&repo, "4.4.1", 1);
-    let repo_arg = repo.to_str().unwrap();
     ok(
         &root,
-        &["upgrade", "4.4.0", "--repo", repo_arg, "--product", "emqx"],
+        &[
+            "upgrade",
+            "4.4.0",
+            "--repo",
+            repo.to_str().unwrap(),
+            "--product",
+            "emqx",
+        ],
     );
+    (t, repo, root)
+}
+
+#[test]
+fn a_store_cannot_lead_fleetup_to_files_outside_it() {
+    let (t, repo, root) = store_on_4_4_0();
+    let repo_arg = repo.to_str().unwrap();
     ok(&root, &["upgrade", "4.4.1", "--repo", repo_arg]);
     let victim = t.path().join("victim");
     std::fs::write(&victim, "keep me").unwrap();
@@ -429,16 +442,8 @@ fn a_store_cannot_lead_fleetup_to_files_outside_it() {
 
 #[test]
 fn a_tampered_store_is_noticed_not_followed() {
-    let t = tempfile::tempdir().unwrap();
-    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
-    std::fs::create_dir_all(&repo).unwrap();
-    release_zip(&repo, "4.4.0", 1);
-    release_zip(&repo, "4.4.1", 1);
+    let (t, repo, root) = store_on_4_4_0();
     let repo_arg = repo.to_str().unwrap();
-    ok(
-        &root,
-        &["upgrade", "4.4.0", "--repo", repo_arg, "--product", "emqx"],
-    );
     ok(&root, &["upgrade", "4.4.1", "--repo", repo_arg]);
     // The tree of the old release is gone: switching to it is refused, links untouched.
     std::fs::remove_dir_all(root.join("releases/4.4.0")).unwrap();
@@ -460,16 +465,8 @@ fn a_tampered_store_is_noticed_not_followed() {
 
 #[test]
 fn a_state_that_cannot_be_written_after_an_activation_needs_attention() {
-    let t = tempfile::tempdir().unwrap();
-    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
-    std::fs::create_dir_all(&repo).unwrap();
-    release_zip(&repo, "4.4.0", 1);
-    release_zip(&repo, "4.4.1", 1);
+    let (t, repo, root) = store_on_4_4_0();
     let repo_arg = repo.to_str().unwrap();
-    ok(
-        &root,
-        &["upgrade", "4.4.0", "--repo", repo_arg, "--product", "emqx"],
-    );
     // The activation of 4.4.1 succeeds, and leaves RELEASES unwritable (a directory
     // where the file was; not even root writes over that).
     std::fs::write(
