@@ -442,7 +442,7 @@ fn a_store_cannot_lead_fleetup_to_files_outside_it() {
 
 #[test]
 fn a_tampered_store_is_noticed_not_followed() {
-    let (t, repo, root) = store_on_4_4_0();
+    let (_t, repo, root) = store_on_4_4_0();
     let repo_arg = repo.to_str().unwrap();
     ok(&root, &["upgrade", "4.4.1", "--repo", repo_arg]);
     // The tree of the old release is gone: switching to it is refused, links untouched.
@@ -465,7 +465,7 @@ fn a_tampered_store_is_noticed_not_followed() {
 
 #[test]
 fn a_state_that_cannot_be_written_after_an_activation_needs_attention() {
-    let (t, repo, root) = store_on_4_4_0();
+    let (_t, repo, root) = store_on_4_4_0();
     let repo_arg = repo.to_str().unwrap();
     // The activation of 4.4.1 succeeds, and leaves RELEASES unwritable (a directory
     // where the file was; not even root writes over that).
