@@ -1,14 +1,28 @@
-//! Remote nodes over loopback SSH, against an honest baseline measured in the same run:
+//! Remote fleets in their real shape, one node per host, against honest baselines
+//! measured in the same run, each side first in turn:
 //!
-//! apply to 50 remote nodes (1 MB, 20-file package, `max_parallel: 10`, no health wait,
-//! no hook) against a shell baseline of `xargs -P10` running one `ssh` per node that
-//! streams the package and unpacks it with `unzip` (target: within 1.5×).
+//! - 50 and 200 distinct hosts: loopback addresses 127.0.0.2 … (one OpenSSH server per
+//!   16 addresses, sshd's limit), each address a host with its own work directory;
+//! - a 1 MB, 20-file package, `max_parallel: 10`, no health wait, no hook;
+//! - the upgrade loop: `xargs -P10` of one `ssh` per host streaming the package into
+//!   `unzip` and switching `current` (what a careful shell script does);
+//! - the floor: `xargs -P10` of `ssh HOST true` (a handshake and one session per host);
+//! - for 200 hosts with the default preflight (every store read before any host
+//!   changes): a read loop (`xargs -P10 ssh HOST cat RELEASES`) and then the upgrade loop.
 //!
-//! fleetup is measured twice: on a host that has never seen it (the run copies fleetup
-//! itself and the package there first), and again on a second set of nodes once both
-//! are on the host. The sshd is a real OpenSSH server on 127.0.0.1 with throwaway keys.
+//! Each fleetup run upgrades every node one patch further (4.4.16, 4.4.17, …), so every
+//! run sends a new package to every host, as a real upgrade does. The first run at 50
+//! hosts is "first contact": it also copies fleetup's agent to every host. Also printed:
+//! fleetup's own peak memory (its `ssh` children not counted) and the most `ssh`
+//! processes alive at once.
+//!
+//! Targets: 50 hosts within 1.25× of the upgrade loop; 200 hosts within 1.25× of the
+//! upgrade loop with `preflight: wave`, of the read loop + upgrade loop by default;
+//! `ssh` processes ≤ max_connections + max_parallel.
 //!
 //! Run: `cargo bench --bench remote` (needs /usr/sbin/sshd, ssh, bash, xargs, unzip).
+//! `FLEETUP_BENCH_HOSTS=50` measures one size; `FLEETUP_BENCH_RUNS` sets the runs per
+//! side (default 3).
 
 mod common;
 #[path = "../tests/common/sshd.rs"]
@@ -16,12 +30,10 @@ mod common;
 mod sshd;
 
 use std::path::{Path, PathBuf};
-
-use common::{fleetup, time};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-const NODES: usize = 50;
 
 /// Polls `cond` until it holds or `limit` passes (used by the sshd helper).
 fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -35,106 +47,410 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// `NODES` stores on 4.4.15 under `dir/<set>`, and a plan that reaches them over SSH.
-fn remote_fleet(dir: &Path, set: &str, s: &sshd::Sshd) -> PathBuf {
-    let repo = dir.join("repo");
-    let mut nodes = String::new();
-    for i in 0..NODES {
-        let root = dir.join(set).join(format!("n{i}"));
-        common::node_on_4_4_15(&root, &repo);
-        nodes.push_str(&format!(
-            "  - {{ name: n{i}, ssh: \"{}\", root: {} }}\n",
-            s.addr(),
-            root.display()
-        ));
+/// One host: its address, its sshd's port, and where its node's store is.
+struct Host {
+    addr: String,
+    port: u16,
+}
+
+/// `n` hosts on loopback, their servers, and one client configuration for all of them.
+struct Hosts {
+    servers: Vec<sshd::Sshd>,
+    hosts: Vec<Host>,
+    config: PathBuf,
+}
+
+fn start_hosts(dir: &Path, n: usize) -> Hosts {
+    let addrs: Vec<String> = (0..n).map(|i| format!("127.0.0.{}", i + 2)).collect();
+    let servers: Vec<sshd::Sshd> = addrs.chunks(16).map(sshd::Sshd::hosts).collect();
+    // One client key for every server, and every server's host key known.
+    let key = servers[0].dir.path().join("client_key");
+    let public = std::fs::read(servers[0].dir.path().join("client_key.pub")).unwrap();
+    let mut known = String::new();
+    for s in &servers {
+        std::fs::write(s.dir.path().join("authorized_keys"), &public).unwrap();
+        known.push_str(&std::fs::read_to_string(s.dir.path().join("known_hosts")).unwrap());
     }
-    let plan = dir.join(format!("{set}.yaml"));
+    std::fs::write(dir.join("known_hosts"), known).unwrap();
+    let config = dir.join("ssh_config");
     std::fs::write(
-        &plan,
+        &config,
         format!(
-            "plan: 1\nname: {set}\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
-             ssh_config: {}\nrollout:\n  max_parallel: 10\n  waves: [\"100%\"]\nnodes:\n{nodes}",
-            s.config().display()
+            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  \
+             GlobalKnownHostsFile /dev/null\n  BatchMode yes\n",
+            key.display(),
+            dir.join("known_hosts").display()
         ),
     )
     .unwrap();
-    plan
+    let hosts = servers
+        .iter()
+        .flat_map(|s| {
+            s.addrs.iter().map(|a| Host {
+                addr: a.clone(),
+                port: s.port,
+            })
+        })
+        .collect();
+    Hosts {
+        servers,
+        hosts,
+        config,
+    }
 }
 
-fn main() {
-    common::require(&["unzip", "xargs", "bash", "ssh"]);
-    let s = sshd::Sshd::start();
-    let t = tempfile::tempdir().unwrap();
-    let pkg = common::two_releases(t.path());
-    println!("{NODES} nodes behind one sshd on 127.0.0.1");
-    let cold = remote_fleet(t.path(), "cold", &s);
-    let warm = remote_fleet(t.path(), "warm", &s);
+/// What one measured command did: its wall time, its own peak memory, the most `ssh`
+/// processes alive at once while it ran.
+struct Measured {
+    wall: Duration,
+    peak_kb: i64,
+    most_ssh: usize,
+}
 
-    // The baseline: one ssh per node, ten at a time, streaming the package into unzip.
-    let base = t.path().join("shell");
-    for i in 0..NODES {
-        std::fs::create_dir_all(base.join(format!("n{i}/releases"))).unwrap();
+/// `ssh` processes alive on the machine now (only the measured command starts any).
+fn ssh_alive() -> usize {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "ssh")
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+// The child is reaped by `wait4` below, which also gives its rusage.
+#[allow(clippy::zombie_processes)]
+fn measure(mut c: Command) -> Measured {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s2 = stop.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut most = 0;
+        while !s2.load(Ordering::SeqCst) {
+            most = most.max(ssh_alive());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        most
+    });
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let start = Instant::now();
+    let child = c
+        .stdout(Stdio::null())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let most_ssh = sampler.join().unwrap();
+    assert!(
+        pid > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{c:?} failed: {}",
+        std::fs::read_to_string(err.path()).unwrap_or_default()
+    );
+    Measured {
+        wall,
+        peak_kb: usage.ru_maxrss,
+        most_ssh,
     }
-    let node_sh = t.path().join("node.sh");
+}
+
+fn bash(script: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.arg("-c").arg(script);
+    c
+}
+
+/// The fleet: node i on host i, its store under `dir/fleet/h<i>`, on 4.4.15.
+fn fleet(dir: &Path, h: &Hosts) -> Vec<PathBuf> {
+    let repo = dir.join("repo");
+    (0..h.hosts.len())
+        .map(|i| {
+            let root = dir.join("fleet").join(format!("h{i}"));
+            common::node_on_4_4_15(&root, &repo);
+            root
+        })
+        .collect()
+}
+
+/// A plan taking every node to `to`, with `rollout` lines added.
+fn plan(dir: &Path, h: &Hosts, roots: &[PathBuf], to: &str, rollout: &str) -> PathBuf {
+    let mut nodes = String::new();
+    for (i, (host, root)) in h.hosts.iter().zip(roots).enumerate() {
+        nodes.push_str(&format!(
+            "  - {{ name: h{i}, ssh: \"{}:{}\", root: {} }}\n",
+            host.addr,
+            host.port,
+            root.display()
+        ));
+    }
+    let p = dir.join(format!("plan-{to}.yaml"));
+    std::fs::write(
+        &p,
+        format!(
+            "plan: 1\nname: hosts\nproduct: emqx\nrepository: ./repo\nto: {to}\nstate: ./state\n\
+             ssh_config: {}\nrollout:\n  max_parallel: 10\n{rollout}nodes:\n{nodes}",
+            h.config.display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// `hosts.txt` (`ADDR PORT ROOT` per line) for the shell baselines.
+fn host_list(dir: &Path, h: &Hosts, roots: &[PathBuf]) -> PathBuf {
+    let list = dir.join("hosts.txt");
+    let text: String = h
+        .hosts
+        .iter()
+        .zip(roots)
+        .map(|(host, root)| format!("{} {} {}\n", host.addr, host.port, root.display()))
+        .collect();
+    std::fs::write(&list, text).unwrap();
+    list
+}
+
+/// The upgrade loop: per host one ssh that streams the package into unzip and switches
+/// `current` (in the baseline's own directory beside the node's store).
+fn upgrade_loop(dir: &Path, h: &Hosts, list: &Path, pkg: &Path, version: &str) -> String {
+    let node_sh = dir.join("node.sh");
     std::fs::write(
         &node_sh,
         format!(
-            "#!/bin/sh\nssh -F {cfg} -p {port} -o BatchMode=yes 127.0.0.1 \
-             \"r={base}/n$1/releases; cat > \\$r/p.zip && unzip -q \\$r/p.zip -d \\$r/4.4.16 \
-             && ln -sfn releases/4.4.16 \\$r/../current.tmp && mv -T \\$r/../current.tmp \\$r/../current\" < {pkg}\n",
-            cfg = s.config().display(),
-            port = s.port,
-            base = base.display(),
+            "#!/bin/sh\nb=\"$3-shell\"; ssh -F {cfg} -p \"$2\" \"$1\" \
+             \"mkdir -p $b/releases && cat > $b/releases/p-{version}.zip && unzip -q $b/releases/p-{version}.zip -d $b/releases/{version} \
+             && ln -sfn releases/{version} $b/current.tmp && mv -T $b/current.tmp $b/current\" < {pkg}\n",
+            cfg = h.config.display(),
             pkg = pkg.display(),
         ),
     )
     .unwrap();
-    let script = format!(
-        "seq 0 {} | xargs -P10 -n1 sh {}",
-        NODES - 1,
-        node_sh.display()
+    format!(
+        "xargs -P10 -L1 sh {} < {}",
+        node_sh.display(),
+        list.display()
+    )
+}
+
+fn floor(h: &Hosts, list: &Path) -> String {
+    format!(
+        "xargs -P10 -L1 sh -c 'ssh -F {} -p \"$1\" \"$0\" true' < {}",
+        h.config.display(),
+        list.display()
+    )
+}
+
+fn read_loop(h: &Hosts, list: &Path) -> String {
+    format!(
+        "xargs -P10 -L1 sh -c 'ssh -F {} -p \"$1\" \"$0\" cat \"$2/releases/RELEASES\" >/dev/null' < {}",
+        h.config.display(),
+        list.display()
+    )
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn spread(v: &[f64]) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(0.0, f64::max);
+    format!("{:.2} ({lo:.2}–{hi:.2})", median(v.to_vec()))
+}
+
+/// Runs `a` and `b` alternately, `runs` times each, each first in turn: their wall
+/// times in seconds, and a's measurements.
+fn pair(
+    runs: usize,
+    mut a: impl FnMut(usize) -> Measured,
+    mut b: impl FnMut(usize) -> Measured,
+) -> (Vec<f64>, Vec<f64>, Vec<Measured>) {
+    let (mut ta, mut tb, mut ma) = (Vec::new(), Vec::new(), Vec::new());
+    for k in 0..runs {
+        let (x, y) = if k % 2 == 0 {
+            let x = a(k);
+            (x, b(k))
+        } else {
+            let y = b(k);
+            (a(k), y)
+        };
+        ta.push(x.wall.as_secs_f64());
+        tb.push(y.wall.as_secs_f64());
+        ma.push(x);
+    }
+    (ta, tb, ma)
+}
+
+fn report(what: &str, fleet: &[f64], base: &[f64], m: &[Measured], target: f64) {
+    let ratios: Vec<f64> = fleet.iter().zip(base).map(|(a, b)| a / b).collect();
+    println!(
+        "  {what}: fleetup {} s, baseline {} s, ratio {} (target <= {target:.2}); \
+         fleetup peak {:.1} MB, most ssh alive {}",
+        spread(fleet),
+        spread(base),
+        spread(&ratios),
+        m.iter().map(|m| m.peak_kb).max().unwrap_or(0) as f64 / 1024.0,
+        m.iter().map(|m| m.most_ssh).max().unwrap_or(0),
     );
-    let mut sh = Command::new("bash");
-    sh.arg("-c").arg(&script);
-    let shell = time(sh);
-    for i in 0..NODES {
-        assert!(
-            base.join(format!("n{i}/current/lib/f000")).exists(),
-            "the baseline did not unpack node {i}"
+}
+
+fn apply(plan: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetup"));
+    c.arg("apply").arg(plan).arg("--yes");
+    c
+}
+
+fn size(n: usize, runs: usize) {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let versions: Vec<String> = (15..=16 + 3 * runs).map(|p| format!("4.4.{p}")).collect();
+    let pkgs: Vec<PathBuf> = versions
+        .iter()
+        .map(|v| common::package(&repo, v, 20, 50_000))
+        .collect();
+    let h = start_hosts(dir, n);
+    let roots = fleet(dir, &h);
+    let list = host_list(dir, &h, &roots);
+    println!(
+        "{n} distinct hosts ({} sshd), one node each, 1 MB package, max_parallel 10, {runs} runs a side",
+        h.servers.len()
+    );
+    let mut next = 1; // index into versions: the release the next run goes to
+    let mut version = || {
+        let v = next;
+        next += 1;
+        v
+    };
+    let mut shell_v = 100;
+
+    // First contact: fleetup copies its agent to every host (once, not paired).
+    if n <= 50 {
+        let v = version();
+        let m = measure(apply(&plan(dir, &h, &roots, &versions[v], "")));
+        shell_v += 1;
+        let b = measure(bash(&upgrade_loop(
+            dir,
+            &h,
+            &list,
+            &pkgs[v],
+            &format!("9.9.{shell_v}"),
+        )));
+        println!(
+            "  first contact (copies the agent too): fleetup {:.2} s, upgrade loop {:.2} s, ratio {:.2}",
+            m.wall.as_secs_f64(),
+            b.wall.as_secs_f64(),
+            m.wall.as_secs_f64() / b.wall.as_secs_f64()
         );
+    } else {
+        // Warm the hosts' caches so that every measured run is alike.
+        let v = version();
+        measure(apply(&plan(dir, &h, &roots, &versions[v], "")));
     }
 
-    let run = |plan: &Path| {
-        let mut c = fleetup();
-        c.arg("apply").arg(plan).arg("--yes");
-        time(c)
+    let floor_t: Vec<f64> = (0..runs)
+        .map(|_| measure(bash(&floor(&h, &list))).wall.as_secs_f64())
+        .collect();
+    println!(
+        "  the floor, xargs -P10 ssh HOST true: {} s",
+        spread(&floor_t)
+    );
+
+    let mut default_run = |_k: usize| {
+        let v = version();
+        measure(apply(&plan(dir, &h, &roots, &versions[v], "")))
     };
-    let first = run(&cold);
-    let again = run(&warm);
-    for set in ["cold", "warm"] {
-        let root = t.path().join(set).join("n0");
-        assert_eq!(
-            std::fs::read_link(root.join("permanent")).unwrap(),
-            Path::new("releases/4.4.16")
+    if n <= 64 {
+        let (f, b, m) = pair(runs, &mut default_run, |_| {
+            shell_v += 1;
+            measure(bash(&upgrade_loop(
+                dir,
+                &h,
+                &list,
+                &pkgs[1],
+                &format!("9.9.{shell_v}"),
+            )))
+        });
+        report("apply, default preflight vs upgrade loop", &f, &b, &m, 1.25);
+    } else {
+        let (f, b, m) = pair(runs, &mut default_run, |_| {
+            shell_v += 1;
+            let script = format!(
+                "{} && {}",
+                read_loop(&h, &list),
+                upgrade_loop(dir, &h, &list, &pkgs[1], &format!("9.9.{shell_v}"))
+            );
+            measure(bash(&script))
+        });
+        report(
+            "apply, default preflight vs read loop + upgrade loop",
+            &f,
+            &b,
+            &m,
+            1.25,
+        );
+        let mut wave_run = |_k: usize| {
+            let v = version();
+            measure(apply(&plan(
+                dir,
+                &h,
+                &roots,
+                &versions[v],
+                "  waves: [\"25%\"]\n  preflight: wave\n",
+            )))
+        };
+        let (f, b, m) = pair(runs, &mut wave_run, |_| {
+            shell_v += 1;
+            measure(bash(&upgrade_loop(
+                dir,
+                &h,
+                &list,
+                &pkgs[1],
+                &format!("9.9.{shell_v}"),
+            )))
+        });
+        report(
+            "apply, preflight: wave, waves of 25%, vs upgrade loop",
+            &f,
+            &b,
+            &m,
+            1.25,
         );
     }
-    let (conns, sessions) = s.counts();
-    println!(
-        "apply to {NODES} remote nodes, max_parallel 10: shell xargs -P10 ssh {:.2} s",
-        shell.as_secs_f64()
-    );
-    println!(
-        "  fleetup, first contact (copies itself and the package): {:.2} s, ratio {:.2} (target <= 1.50)",
-        first.as_secs_f64(),
-        first.as_secs_f64() / shell.as_secs_f64()
-    );
-    println!(
-        "  fleetup, host already has both: {:.2} s, ratio {:.2} (target <= 1.50)",
-        again.as_secs_f64(),
-        again.as_secs_f64() / shell.as_secs_f64()
-    );
-    println!(
-        "  sshd saw {conns} authenticated connections and {sessions} sessions in all \
-         (setup and baseline included)"
-    );
+    // Every node ends on the last release fleetup took it to.
+    let last = &versions[next - 1];
+    for root in &roots {
+        assert_eq!(
+            std::fs::read_link(root.join("permanent")).unwrap(),
+            Path::new("releases").join(last)
+        );
+    }
+    let (conns, sessions) = h
+        .servers
+        .iter()
+        .map(|s| s.counts())
+        .fold((0, 0), |(a, b), (c, d)| (a + c, b + d));
+    println!("  the servers saw {conns} authenticated connections and {sessions} sessions in all");
+}
+
+fn main() {
+    common::require(&["unzip", "xargs", "bash", "ssh"]);
+    let runs: usize = std::env::var("FLEETUP_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let sizes: Vec<usize> = match std::env::var("FLEETUP_BENCH_HOSTS") {
+        Ok(v) => v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
+        Err(_) => vec![50, 200],
+    };
+    for n in sizes {
+        size(n, runs);
+    }
 }

@@ -228,6 +228,22 @@ pub enum NodeCommand {
         #[command(flatten)]
         opts: NodeOpts,
     },
+    /// Prune a host's cache of fleetup agents and received packages, keeping the ones in
+    /// use and the newest few (every run does this at the end of each host's session).
+    Gc {
+        /// The host whose cache to prune.
+        #[arg(long, value_name = "[USER@]HOST[:PORT]")]
+        ssh: String,
+        /// ssh_config file passed to ssh as -F.
+        #[arg(long, value_name = "FILE")]
+        ssh_config: Option<PathBuf>,
+        /// Trust the host key of a host never seen before (ssh's accept-new).
+        #[arg(long)]
+        accept_new_host_key: bool,
+        /// Agents and packages kept besides the agent in use.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        keep: usize,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

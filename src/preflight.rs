@@ -127,16 +127,15 @@ pub fn run_with(plan: &Plan, remote: &[RemoteState]) -> Preflight {
     check_all(plan, remote, true)
 }
 
-fn check_all(plan: &Plan, remote: &[RemoteState], here: bool) -> Preflight {
-    let mut pf = Preflight::default();
-    let mut col = Collector::default();
-
+/// The plan's repository, scanned once, with what its scan found wrong.
+fn scan_repository(plan: &Plan) -> (Option<Repository>, Vec<Problem>) {
+    let mut problems = Vec::new();
     let repo = match &plan.repository {
         Some(r) if !plan.nodes.is_empty() => {
             match Repository::scan(&r.value, &plan.product, &plan.runtime) {
                 Ok(repo) => {
                     for e in &repo.unparsed {
-                        pf.problems.push(
+                        problems.push(
                             Problem::new(
                                 Code::PackageName,
                                 format!("a package in the repository does not parse: {e}"),
@@ -149,7 +148,7 @@ fn check_all(plan: &Plan, remote: &[RemoteState], here: bool) -> Preflight {
                     Some(repo)
                 }
                 Err(e) => {
-                    pf.problems.push(
+                    problems.push(
                         Problem::new(
                             Code::Path,
                             format!("cannot read the repository {}: {e}", r.value.display()),
@@ -163,6 +162,44 @@ fn check_all(plan: &Plan, remote: &[RemoteState], here: bool) -> Preflight {
         }
         _ => None,
     };
+    (repo, problems)
+}
+
+/// The checks of nodes `which` alone, where the run happens, each node with its own
+/// problems: the preflight of one wave, its remote nodes just read (`remote`).
+pub fn check_nodes(
+    plan: &Plan,
+    remote: &[RemoteState],
+    which: &[usize],
+) -> Vec<(usize, Vec<Problem>)> {
+    let (repo, scan) = scan_repository(plan);
+    let mut digests: HashMap<PathBuf, Digests> = HashMap::new();
+    which
+        .iter()
+        .map(|&i| {
+            let mut col = Collector::default();
+            let live = remote.get(i).and_then(|r| r.as_ref());
+            check_node(
+                plan,
+                &plan.nodes[i],
+                live,
+                true,
+                repo.as_ref(),
+                &mut col,
+                &mut digests,
+            );
+            let mut problems = scan.clone();
+            problems.extend(col.finish());
+            (i, problems)
+        })
+        .collect()
+}
+
+fn check_all(plan: &Plan, remote: &[RemoteState], here: bool) -> Preflight {
+    let mut pf = Preflight::default();
+    let mut col = Collector::default();
+    let (repo, scan) = scan_repository(plan);
+    pf.problems.extend(scan);
 
     // A checksum is computed once per package, however many nodes share it.
     let mut digests: HashMap<PathBuf, Digests> = HashMap::new();

@@ -7,7 +7,6 @@ use crate::cli::{NodeCommand, NodeOpts, OutputFormat};
 use crate::diagnostics::{Code, Exit, Failure, Problem};
 use crate::package::VersionPolicy;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::plan::HostKeys;
 use crate::remote::agent::{StoreOp, WireConfig};
@@ -34,15 +33,14 @@ fn open(opts: &NodeOpts, hosts: &mut Option<Arc<Hosts>>, ctx: &Ctx) -> Result<No
         None => None,
     };
     if addr.is_some() {
-        *hosts = Some(Arc::new(Hosts::new(SshSettings {
-            config: opts.ssh_config.clone(),
-            host_keys: if opts.accept_new_host_key {
+        *hosts = Some(Arc::new(Hosts::new(SshSettings::new(
+            opts.ssh_config.clone(),
+            if opts.accept_new_host_key {
                 HostKeys::AcceptNew
             } else {
                 HostKeys::Strict
             },
-            connect_timeout: Duration::from_secs(10),
-        })?));
+        ))?));
     }
     let at = Location {
         root: &opts.root,
@@ -208,6 +206,38 @@ fn versions(opts: &NodeOpts, format: OutputFormat) -> Result<(), Problem> {
     Ok(())
 }
 
+/// `fleetup node gc --ssh HOST`: prunes the host's cache, saying what went.
+fn gc(
+    ssh: &str,
+    config: Option<std::path::PathBuf>,
+    accept_new: bool,
+    keep: usize,
+) -> Result<(), Problem> {
+    let addr = crate::plan::validate::parse_ssh(ssh).map_err(|e| {
+        Problem::new(Code::Usage, format!("--ssh {ssh}: {e}"))
+            .help("write the address as [USER@]HOST[:PORT]")
+    })?;
+    let keys = if accept_new {
+        HostKeys::AcceptNew
+    } else {
+        HostKeys::Strict
+    };
+    let hosts = Arc::new(Hosts::new(SshSettings::new(config, keys))?);
+    let (removed, kept) = hosts.gc(&addr, keep)?;
+    for r in &removed {
+        println!("Removed {r}");
+    }
+    println!(
+        "Removed {} and kept {kept} in the cache of {}.",
+        match removed.len() {
+            1 => "1 entry".to_owned(),
+            n => format!("{n} entries"),
+        },
+        crate::remote::ssh::describe(&addr)
+    );
+    Ok(())
+}
+
 pub fn run(cmd: NodeCommand) -> Result<Exit, Failure> {
     let result = match cmd {
         NodeCommand::Versions { opts, format } => versions(&opts, format),
@@ -252,6 +282,12 @@ pub fn run(cmd: NodeCommand) -> Result<Exit, Failure> {
             })
             .map(|_| ())
         }),
+        NodeCommand::Gc {
+            ssh,
+            ssh_config,
+            accept_new_host_key,
+            keep,
+        } => gc(&ssh, ssh_config, accept_new_host_key, keep),
     };
     result?;
     Ok(Exit::Ok)

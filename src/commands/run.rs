@@ -16,7 +16,7 @@ use crate::window;
 type Done = Result<Exit, Failure>;
 
 pub fn plan(path: &Path, only: Option<&str>, format: PlanFormat) -> Done {
-    let p = crate::run::prepare(path, only)?;
+    let p = crate::run::prepare(path, only, false)?;
     render_warnings(&p.warnings, p.file.as_ref());
     let waves = p.preview();
     let plan = &p.plan;

@@ -26,6 +26,8 @@ pub struct Plan {
     pub state: Option<PathBuf>,
     pub ssh_config: Option<PathBuf>,
     pub ssh_host_keys: HostKeys,
+    /// Agent binaries for hosts of other platforms (`fleetup-<os>-<arch>`).
+    pub agents: Option<PathBuf>,
     pub policy: VersionPolicy,
     pub rollout: Rollout,
     pub health: Option<Health>,
@@ -55,6 +57,9 @@ pub enum Amount {
     Percent(f64),
 }
 
+/// SSH connections open at once when the plan does not say (`rollout.max_connections`).
+pub const MAX_CONNECTIONS: usize = 64;
+
 #[derive(Clone, Debug)]
 pub struct Rollout {
     pub max_parallel: usize,
@@ -63,6 +68,18 @@ pub struct Rollout {
     pub on_failure: OnFailure,
     pub permanent: bool,
     pub pause: Duration,
+    /// SSH connections (one `ssh` process each) open at once.
+    pub max_connections: usize,
+    pub preflight: PreflightScope,
+}
+
+/// When remote stores are read before they change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PreflightScope {
+    /// Every store before any host changes.
+    All,
+    /// Each wave's stores right before that wave.
+    Wave,
 }
 
 impl Default for Rollout {
@@ -74,6 +91,8 @@ impl Default for Rollout {
             on_failure: OnFailure::Rollback,
             permanent: true,
             pause: Duration::ZERO,
+            max_connections: MAX_CONNECTIONS,
+            preflight: PreflightScope::All,
         }
     }
 }

@@ -112,6 +112,8 @@ pub static ROLLOUT: &[Field] = &[
     field!("on_failure", Ty::Enum(&["rollback", "rollback-all", "stop"]), default "rollback", "what happens when failures exceed max_failures"),
     field!("permanent", Ty::Bool, default "true", "make new releases permanent; false leaves them current"),
     field!("pause", Ty::Duration, default "0s", "wait between waves"),
+    field!("max_connections", Ty::Int { min: 1, max: 10000 }, default "64", "SSH connections (one ssh process each) open at once; beyond it a host's connection is closed after it is read and opened again for its turn"),
+    field!("preflight", Ty::Enum(&["all", "wave"]), default "all", "when remote stores are read: all before any host changes, or each wave's right before that wave"),
 ];
 
 pub static NODE_HOOKS: &[Field] = &[
@@ -276,6 +278,11 @@ pub static PLAN: &[Field] = &[
         "ssh_config file passed to every ssh as -F"
     ),
     field!("ssh_host_keys", Ty::Enum(&["strict", "accept-new"]), default "strict", "host key checking of ssh"),
+    field!(
+        "agents",
+        Ty::Path,
+        "directory of fleetup agent binaries for hosts of other platforms, named fleetup-<os>-<arch> (default: $FLEETUP_AGENTS)"
+    ),
     field!("policy", Ty::Table(POLICY), "version policy"),
     field!(
         "rollout",

@@ -1,16 +1,21 @@
-//! The remote side of a node store: `fleetup __agent`, started over SSH on the node's
-//! host, runs the very same [`Store`] code a local node runs. It reads one JSON request
-//! per line on stdin and answers with JSON lines on stdout: any number of `say` lines
-//! (the store's messages, as they happen) and then exactly one final reply.
+//! The remote side of node stores: `fleetup __agent`, started over SSH on a host, runs
+//! the very same [`Store`] code a local node runs, for every node of that host, over one
+//! session. Each line on stdin is a request [`Frame`] on a numbered channel; each line
+//! on stdout a reply frame on the channel it answers: any number of `say` lines (the
+//! store's messages, as they happen) and then exactly one final reply. A channel is one
+//! node's store: its requests are served in order, by a thread of its own, while the
+//! other channels go on. The first line the agent writes is its [`Hello`].
 //!
-//! The agent holds the store's lock from `open` (when asked) until it exits, so a fleet
+//! A channel holds its store's lock from `open` (when asked) until `close`, so a fleet
 //! run's lock → unpack → install → health → permanent sequence is one change on the host
-//! too. It exits at the end of its input: when the controller closes the session, or when
-//! the connection drops — the lock is released with the process either way.
+//! too. The agent exits at the end of its input, when the controller closes the session
+//! or the connection drops: each channel finishes the request it is serving, and the
+//! locks are released with the process.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::Duration;
 
 use semver::Version;
@@ -124,6 +129,72 @@ pub enum Request {
         argv: Vec<String>,
         timeout_ms: u64,
     },
+    /// The stores at `roots` as they stand, changing nothing; with `locks`, also which
+    /// of them another fleetup holds right now.
+    Read {
+        roots: Vec<String>,
+        locks: bool,
+    },
+    /// The channel is done: its store (and lock) is let go. No reply.
+    Close,
+    /// Prunes the host's cache: agents and received packages beyond the newest `keep`
+    /// of each (this agent and what this session received are always kept).
+    Gc {
+        keep: usize,
+    },
+}
+
+/// The version of the protocol below: a controller talks only to an agent that speaks
+/// its own.
+pub const PROTOCOL: u32 = 2;
+
+/// One line on the wire: a request or reply `m` on channel `ch`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Frame<T> {
+    pub ch: u32,
+    pub m: T,
+}
+
+/// The agent's first line: which fleetup answers, and which protocol it speaks.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Hello {
+    pub hello: HelloBody,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HelloBody {
+    pub version: String,
+    pub protocol: u32,
+}
+
+/// A problem as it crosses the wire.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WireProblem {
+    pub code: String,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl WireProblem {
+    pub fn of(p: &Problem) -> WireProblem {
+        WireProblem {
+            code: p.code.as_str().to_owned(),
+            message: p.message.clone(),
+            help: p.help.clone(),
+        }
+    }
+
+    pub fn into_problem(self) -> Problem {
+        Reply::into_problem(&self.code, self.message, self.help)
+    }
+}
+
+/// One store as a `read` found it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadStore {
+    pub state: Result<Option<StoreState>, WireProblem>,
+    /// Who holds its lock, as the holder wrote it (asked with `locks`).
+    pub held: Option<String>,
 }
 
 /// The `<root>/node.toml` values a controller needs to find a package.
@@ -158,6 +229,14 @@ pub enum Reply {
     Received {
         path: String,
     },
+    Read {
+        stores: Vec<ReadStore>,
+    },
+    /// What a `gc` removed (paths under the work directory) and what it kept.
+    Cleaned {
+        removed: Vec<String>,
+        kept: usize,
+    },
     Done {
         outcome: Option<store::Outcome>,
     },
@@ -189,47 +268,210 @@ impl Reply {
     }
 }
 
-fn send(out: &mut impl Write, r: &Reply) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
+/// Where replies go: stdout, shared by every channel, one whole line at a time.
+type Out = Arc<Mutex<std::io::Stdout>>;
+
+fn send(out: &Out, ch: u32, r: &Reply) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(&Frame { ch, m: r }).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    out.write_all(&line)?;
-    out.flush()
+    let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+    o.write_all(&line)?;
+    o.flush()
 }
 
 /// `fleetup __agent --dir DIR`: serves requests until the end of its input.
 pub fn serve(dir: &Path) -> Exit {
+    let out: Out = Arc::new(Mutex::new(std::io::stdout()));
+    let hello = Hello {
+        hello: HelloBody {
+            version: env!("CARGO_PKG_VERSION").into(),
+            protocol: PROTOCOL,
+        },
+    };
+    {
+        let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+        let line = serde_json::to_string(&hello).unwrap_or_default();
+        if writeln!(o, "{line}").and_then(|()| o.flush()).is_err() {
+            return Exit::Ok;
+        }
+    }
     let mut input = std::io::stdin().lock();
-    let mut out = std::io::stdout().lock();
-    let mut store: Option<Store> = None;
+    let received: Received = Arc::default();
+    let mut channels: HashMap<u32, mpsc::Sender<Request>> = HashMap::new();
+    let mut workers = Vec::new();
     let mut line = String::new();
     loop {
         line.clear();
         match input.read_line(&mut line) {
-            Ok(0) | Err(_) => return Exit::Ok,
+            Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        let reply = match serde_json::from_str::<Request>(&line) {
-            Ok(req) => handle(req, dir, &mut store, &mut input, &mut out),
-            Err(e) => Reply::Failed {
-                code: Code::RemoteProtocol.as_str().into(),
-                message: format!("the agent cannot read a request: {e}"),
-                help: None,
-            },
+        let frame = match serde_json::from_str::<Frame<serde_json::Value>>(&line) {
+            Ok(f) => f,
+            // Not even a frame: nothing can be answered, the channel is unknown.
+            Err(_) => continue,
         };
-        if send(&mut out, &reply).is_err() {
-            // The controller is gone; the lock goes with this process.
-            return Exit::Ok;
+        let ch = frame.ch;
+        let req = match serde_json::from_value::<Request>(frame.m) {
+            Ok(r) => r,
+            Err(e) => {
+                let p = Problem::new(
+                    Code::RemoteProtocol,
+                    format!("the agent cannot read a request: {e}"),
+                );
+                let _ = send(&out, ch, &Reply::failed(&p));
+                continue;
+            }
+        };
+        match req {
+            // The bytes follow the request on this same input: read here, in order.
+            Request::Receive { sha256, file, size } => {
+                if package::is_sha256(&sha256) {
+                    lock_set(&received).insert(sha256.to_ascii_lowercase());
+                }
+                let r = receive(dir, &sha256, &file, size, &mut input, &out, ch)
+                    .unwrap_or_else(|p| Reply::failed(&p));
+                let _ = send(&out, ch, &r);
+            }
+            Request::Close => {
+                // The channel's thread ends after what it is serving; its lock goes with it.
+                channels.remove(&ch);
+            }
+            req => {
+                let tx = channels.entry(ch).or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel();
+                    let (dir, out, received) = (dir.to_owned(), out.clone(), received.clone());
+                    workers.push(std::thread::spawn(move || {
+                        channel(ch, &dir, &out, &received, rx)
+                    }));
+                    tx
+                });
+                let _ = tx.send(req);
+            }
         }
+    }
+    // The end of input: every channel finishes what it is serving, then lets go.
+    channels.clear();
+    for w in workers {
+        let _ = w.join();
+    }
+    // The host's cache is pruned at the end of every session: it never grows without end.
+    let _ = gc(dir, GC_KEEP, &lock_set(&received));
+    Exit::Ok
+}
+
+/// Agents and received packages a host keeps besides the ones in use.
+pub const GC_KEEP: usize = 3;
+
+/// Digests of the packages this session received: never pruned by it.
+type Received = Arc<Mutex<std::collections::HashSet<String>>>;
+
+fn lock_set(r: &Received) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+    r.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Prunes `dir`: of `bin/fleetup-*`, this agent and the `keep` newest others stay; of
+/// `packages/<sha256>/`, those in `keep_digests` and the `keep` newest others. Leftover
+/// temporary files of a copy or a receive that died an hour or more ago go too. Returns
+/// what was removed, relative to `dir`, and how many entries were kept.
+pub fn gc(
+    dir: &Path,
+    keep: usize,
+    keep_digests: &std::collections::HashSet<String>,
+) -> std::io::Result<(Vec<String>, usize)> {
+    let me = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok());
+    let stale = |m: &std::fs::Metadata| {
+        m.modified()
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > Duration::from_secs(3600))
+    };
+    let mut removed = Vec::new();
+    let mut kept = 0;
+    // Newest first, by modification time.
+    let listed = |sub: &str| -> Vec<(PathBuf, std::fs::Metadata)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir.join(sub))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| Some((e.path(), std::fs::symlink_metadata(e.path()).ok()?)))
+            .collect();
+        v.sort_by_key(|(_, m)| std::cmp::Reverse(m.modified().ok()));
+        v
+    };
+    let name = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut others = 0;
+    for (path, meta) in listed("bin") {
+        let n = name(&path);
+        let temp = n.starts_with(".fleetup-");
+        if !temp && !n.starts_with("fleetup-") {
+            continue;
+        }
+        let mine = me
+            .as_ref()
+            .is_some_and(|m| path.canonicalize().ok().as_ref() == Some(m));
+        let keep_it = mine || (temp && !stale(&meta)) || (!temp && others < keep);
+        if !mine && !temp && others < keep {
+            others += 1;
+        }
+        if keep_it {
+            kept += 1;
+        } else if std::fs::remove_file(&path).is_ok() {
+            removed.push(format!("bin/{n}"));
+        }
+    }
+    let mut others = 0;
+    for (path, meta) in listed("packages") {
+        let n = name(&path);
+        if !meta.is_dir() || !package::is_sha256(&n) {
+            continue;
+        }
+        let receiving = std::fs::read_dir(&path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                name(&e.path()).starts_with(".receiving-") && e.metadata().is_ok_and(|m| !stale(&m))
+            });
+        let keep_it = keep_digests.contains(&n) || receiving || others < keep;
+        if !keep_digests.contains(&n) && !receiving && others < keep {
+            others += 1;
+        }
+        if keep_it {
+            kept += 1;
+        } else if std::fs::remove_dir_all(&path).is_ok() {
+            removed.push(format!("packages/{n}"));
+        }
+    }
+    Ok((removed, kept))
+}
+
+/// One channel: its requests in order, against its own store.
+fn channel(ch: u32, dir: &Path, out: &Out, received: &Received, rx: mpsc::Receiver<Request>) {
+    let mut store: Option<Store> = None;
+    for req in rx {
+        let reply = match req {
+            Request::Gc { keep } => match gc(dir, keep, &lock_set(received)) {
+                Ok((removed, kept)) => Reply::Cleaned { removed, kept },
+                Err(e) => Reply::failed(&Problem::new(
+                    Code::Io,
+                    format!("cannot prune {}: {e}", dir.display()),
+                )),
+            },
+            req => handle(req, &mut store, out, ch),
+        };
+        // A controller that is gone reads nothing; the step itself is done either way.
+        let _ = send(out, ch, &reply);
     }
 }
 
-fn handle(
-    req: Request,
-    dir: &Path,
-    store: &mut Option<Store>,
-    input: &mut impl BufRead,
-    out: &mut impl Write,
-) -> Reply {
+fn handle(req: Request, store: &mut Option<Store>, out: &Out, ch: u32) -> Reply {
     fn opened(store: &Option<Store>) -> Result<&Store, Problem> {
         store.as_ref().ok_or_else(|| {
             Problem::new(
@@ -249,7 +491,13 @@ fn handle(
             reply
         }),
         Request::State => opened(store).and_then(|s| s.state().map(|state| Reply::State { state })),
-        Request::Receive { sha256, file, size } => receive(dir, &sha256, &file, size, input, out),
+        Request::Read { roots, locks } => Ok(Reply::Read {
+            stores: roots.iter().map(|r| read(Path::new(r), locks)).collect(),
+        }),
+        Request::Receive { .. } | Request::Close | Request::Gc { .. } => Err(Problem::new(
+            Code::RemoteProtocol,
+            "a receive, close or gc reached a store",
+        )),
         Request::Check { argv, timeout_ms } => {
             crate::hook::run(&argv, &[], Duration::from_millis(timeout_ms))
                 .map(|()| Reply::Done { outcome: None })
@@ -264,7 +512,7 @@ fn handle(
             ctx,
         } => opened(store).and_then(|s| {
             let mut say = |l: String| {
-                let _ = send(&mut *out, &Reply::Say { line: l });
+                let _ = send(out, ch, &Reply::Say { line: l });
             };
             let mut ctx = local_ctx(*ctx, &s.root, node_config, &mut say)?;
             let v = &version;
@@ -292,6 +540,19 @@ fn handle(
         }),
     };
     result.unwrap_or_else(|p| Reply::failed(&p))
+}
+
+/// A store's state as its RELEASES says, changing nothing (a dry run, or before a run
+/// starts); with `locks`, who holds its lock now, if anyone (nothing is taken).
+fn read(root: &Path, locks: bool) -> ReadStore {
+    let state = store::read_state(root)
+        .map_err(|m| WireProblem::of(&Problem::new(Code::StoreUnreadable, m)));
+    let held = if locks {
+        store::lock::holder_of(&root.join("releases"))
+    } else {
+        None
+    };
+    ReadStore { state, held }
 }
 
 fn open(
@@ -385,7 +646,8 @@ fn receive(
     file: &str,
     size: u64,
     input: &mut impl BufRead,
-    out: &mut impl Write,
+    out: &Out,
+    ch: u32,
 ) -> Result<Reply, Problem> {
     let plain = !file.is_empty()
         && !file.starts_with('.')
@@ -407,7 +669,8 @@ fn receive(
         return Ok(Reply::Ready { send: false, path });
     }
     send(
-        &mut *out,
+        out,
+        ch,
         &Reply::Ready {
             send: true,
             path: path.clone(),

@@ -3,14 +3,12 @@
 //! (`store::NodeStore`), which holds either a local `Store` or a [`RemoteStore`].
 
 pub mod agent;
+pub mod link;
 pub mod ssh;
 
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::process::{Child, ChildStdin, Stdio};
 use std::sync::Arc;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use semver::Version;
 
@@ -18,238 +16,7 @@ use crate::diagnostics::{Code, Problem};
 use crate::plan::SshAddr;
 use crate::store::{self, Ctx, Outcome, StoreState};
 use agent::{Reply, Request, StoreOp, WireConfig, WireCtx};
-pub use ssh::{Host, Hosts, SshSettings};
-
-/// One `fleetup __agent` on a host, over a session of the host's master connection.
-pub struct Session {
-    host: Arc<Host>,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
-    stderr: std::fs::File,
-}
-
-impl Session {
-    pub fn start(host: Arc<Host>) -> Result<Session, Problem> {
-        let bin = host.binary()?;
-        let mut cmd = host.ssh();
-        cmd.arg(format!(
-            "{} __agent --dir {}",
-            ssh::sh_quote(&bin),
-            ssh::sh_quote(&host.dir)
-        ));
-        let stderr = tempfile::tempfile()
-            .map_err(|e| Problem::new(Code::Io, format!("cannot make a temporary file: {e}")))?;
-        let err2 = stderr
-            .try_clone()
-            .map_err(|e| Problem::new(Code::Io, e.to_string()))?;
-        // The slot is held for the session's life and given back in `drop`.
-        host.acquire();
-        let mut child = match cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(err2)
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                host.release();
-                return Err(Problem::new(
-                    Code::SshUnreachable,
-                    format!("cannot start ssh: {e}"),
-                ));
-            }
-        };
-        let out = child.stdout.take().expect("piped stdout");
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(Session {
-            host,
-            stdin: child.stdin.take(),
-            child,
-            lines,
-            stderr,
-        })
-    }
-
-    /// Why the session ended: ssh's last words, or the agent's.
-    fn lost(&mut self, during: &str) -> Problem {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let status = loop {
-            match self.child.try_wait() {
-                Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                _ => break None,
-            }
-        };
-        let mut said = String::new();
-        let _ = self.stderr.seek(SeekFrom::Start(0));
-        let _ = self.stderr.read_to_string(&mut said);
-        let said = said.trim().lines().last().unwrap_or("").to_owned();
-        let why = match (status.and_then(|s| s.code()), said.is_empty()) {
-            (_, false) => said,
-            (Some(c), true) => format!("ssh exited with {c}"),
-            (None, true) => "ssh did not exit".into(),
-        };
-        Problem::new(
-            Code::SshLost,
-            format!(
-                "{}: the connection was lost during {during} ({why})",
-                self.host.label
-            ),
-        )
-    }
-
-    fn write(&mut self, bytes: &[u8], during: &str) -> Result<(), Problem> {
-        let ok = match self.stdin.as_mut() {
-            Some(s) => s.write_all(bytes).and_then(|()| s.flush()).is_ok(),
-            None => false,
-        };
-        if ok { Ok(()) } else { Err(self.lost(during)) }
-    }
-
-    /// Sends `req` and waits up to `limit` for its final reply, handing `say` lines on.
-    fn call(
-        &mut self,
-        req: &Request,
-        during: &str,
-        limit: Duration,
-        say: &mut dyn FnMut(String),
-    ) -> Result<Reply, Problem> {
-        let mut line = serde_json::to_vec(req)
-            .map_err(|e| Problem::new(Code::RemoteProtocol, format!("cannot encode: {e}")))?;
-        line.push(b'\n');
-        self.write(&line, during)?;
-        self.reply(during, limit, say)
-    }
-
-    fn reply(
-        &mut self,
-        during: &str,
-        limit: Duration,
-        say: &mut dyn FnMut(String),
-    ) -> Result<Reply, Problem> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = match self.lines.recv_timeout(left) {
-                Ok(l) => l,
-                Err(RecvTimeoutError::Disconnected) => return Err(self.lost(during)),
-                Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.child.kill();
-                    return Err(Problem::new(
-                        Code::SshLost,
-                        format!(
-                            "{}: no answer during {during} within {}s; the session was closed",
-                            self.host.label,
-                            limit.as_secs()
-                        ),
-                    ));
-                }
-            };
-            match serde_json::from_str::<Reply>(&line) {
-                Ok(Reply::Say { line }) => say(line),
-                Ok(Reply::Failed {
-                    code,
-                    message,
-                    help,
-                }) => return Err(Reply::into_problem(&code, message, help)),
-                Ok(r) => return Ok(r),
-                Err(e) => {
-                    return Err(Problem::new(
-                        Code::RemoteProtocol,
-                        format!(
-                            "{}: unexpected answer during {during}: {e}: {line:.200}",
-                            self.host.label
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-
-    fn unexpected(&self, during: &str, r: &Reply) -> Problem {
-        Problem::new(
-            Code::RemoteProtocol,
-            format!(
-                "{}: unexpected answer during {during}: {r:?}",
-                self.host.label
-            ),
-        )
-    }
-
-    /// Streams a package to the host, which checks its digest before keeping it: the
-    /// directory holding it there.
-    fn receive(&mut self, path: &Path, file: &str, digest: &str) -> Result<String, Problem> {
-        let during = format!("sending {file}");
-        let mut f = std::fs::File::open(path)
-            .map_err(|e| Problem::new(Code::Io, format!("{}: {e}", path.display())))?;
-        let size = f
-            .metadata()
-            .map_err(|e| Problem::new(Code::Io, format!("{}: {e}", path.display())))?
-            .len();
-        let req = Request::Receive {
-            sha256: digest.to_owned(),
-            file: file.to_owned(),
-            size,
-        };
-        let limit = Duration::from_secs(600 + size / 1_000_000);
-        let dir = match self.call(&req, &during, limit, &mut |_| {})? {
-            Reply::Ready { send: false, path } => return Ok(path),
-            Reply::Ready { send: true, path } => path,
-            r => return Err(self.unexpected(&during, &r)),
-        };
-        let copied = match self.stdin.as_mut() {
-            Some(s) => std::io::copy(&mut f, s).and_then(|n| s.flush().map(|()| n)),
-            None => Err(std::io::ErrorKind::BrokenPipe.into()),
-        };
-        match copied {
-            Ok(n) if n == size => {}
-            Ok(n) => {
-                return Err(Problem::new(
-                    Code::Io,
-                    format!(
-                        "{} changed while it was sent ({n} of {size} bytes)",
-                        path.display()
-                    ),
-                ));
-            }
-            Err(_) => return Err(self.lost(&during)),
-        }
-        match self.reply(&during, limit, &mut |_| {})? {
-            Reply::Received { .. } => Ok(dir),
-            r => Err(self.unexpected(&during, &r)),
-        }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        // End of input: the agent exits and its lock goes with it.
-        self.stdin.take();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if !matches!(self.child.try_wait(), Ok(Some(_))) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        self.host.release();
-    }
-}
+pub use ssh::{Hosts, Lease, SshSettings};
 
 fn op_name(op: StoreOp) -> &'static str {
     match op {
@@ -262,10 +29,10 @@ fn op_name(op: StoreOp) -> &'static str {
     }
 }
 
-/// A node's store on a host, served by `fleetup __agent` over one session.
+/// A node's store on a host, served by `fleetup __agent` over a channel of the host's
+/// session.
 pub struct RemoteStore {
-    session: Session,
-    host: Arc<Host>,
+    session: Lease,
     hosts: Arc<Hosts>,
     root: String,
     config: WireConfig,
@@ -286,8 +53,7 @@ impl RemoteStore {
         lock: bool,
         node_config: bool,
     ) -> Result<RemoteStore, Problem> {
-        let host = hosts.get(addr)?;
-        let mut session = Session::start(host.clone())?;
+        let mut session = hosts.channel(addr, lock)?;
         let root = root.display().to_string();
         let req = Request::Open {
             root: root.clone(),
@@ -305,7 +71,6 @@ impl RemoteStore {
         };
         Ok(RemoteStore {
             session,
-            host,
             hosts: hosts.clone(),
             root,
             config,
@@ -413,7 +178,8 @@ impl RemoteStore {
                     Code::UnknownProduct,
                     format!(
                         "{}: the store {} is empty and no product is named",
-                        self.host.label, self.root
+                        self.session.label(),
+                        self.root
                     ),
                 )
             })?;
@@ -450,8 +216,9 @@ impl RemoteStore {
                 format!("{} has SHA-256 {digest}, but {from} says {want}", pkg.file),
             ));
         }
-        let host = self.host.clone();
-        let remote_dir = host.send_package(&mut self.session, &path, &pkg.file, &digest)?;
+        let remote_dir = self
+            .hosts
+            .send_package(&mut self.session, &path, &pkg.file, &digest)?;
         Ok(Some((remote_dir, digest)))
     }
 }

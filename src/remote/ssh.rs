@@ -2,38 +2,30 @@
 //!
 //! Every `ssh` runs in batch mode (never a prompt), with a connect timeout, keepalives
 //! that notice a dead connection, host keys checked, and the plan's `ssh_config` as `-F`.
-//! Each host gets one master connection (ControlMaster) on first use; every later step
-//! is a session multiplexed over it, so a run pays for one TCP and one key exchange per
-//! host. The masters live in a private temporary directory and are told to exit when the
-//! [`Hosts`] is dropped; should fleetup be killed, they exit on their own after
-//! [`PERSIST`] of idleness.
+//! Each host gets one [`Link`]: one `ssh` process, one connection and one session, which
+//! probes the host, starts fleetup's agent there (copying it on first contact) and then
+//! carries every node of the host as a channel of its own: the reads before a run, the
+//! locks, the packages and every step. A host costs one key exchange and one login shell.
 //!
-//! On first use of a host, fleetup copies itself there (content-addressed, checked with
-//! its SHA-256 on the host before it is renamed into place) and runs the store code as
-//! `fleetup __agent`: one implementation of the store serves local and remote nodes. The
-//! host needs an SSH server, a POSIX `sh` with `uname`, `mkdir`, `cat`, `chmod` and `mv`,
-//! and the same OS and CPU architecture as the machine fleetup runs on.
+//! At most `max_connections` links are open at once (one `ssh` process each): beyond it,
+//! the link of a host not in use is closed (the least recently used first) and opened
+//! again when the host is needed. A host whose nodes are all done in a run lets go of its
+//! link at once. The agent is this fleetup, or one for the host's platform from the
+//! `agents` directory; the host needs an SSH server and a POSIX `sh` with `uname`,
+//! `mkdir`, `head -c`, `chmod` and `mv`.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::agent::{ReadStore, Reply, Request};
+use super::link::{AgentBinary, Channel, Link, Probe};
 use crate::diagnostics::{Code, Problem};
-use crate::plan::{HostKeys, SshAddr};
+use crate::plan::{HostKeys, MAX_CONNECTIONS, SshAddr};
 use crate::store::StoreState;
-
-/// How long an idle master outlives the last session (and a killed fleetup).
-pub const PERSIST: &str = "60";
-
-/// Sessions open at once over one host's connection: sshd's default `MaxSessions`. Nodes
-/// beyond it that share a host wait for a session; a session the master refused would
-/// make ssh fall back to a connection of its own, and multiplexing would be lost.
-pub const SESSIONS_PER_HOST: usize = 10;
 
 /// How `ssh` is run, from the plan or the command line.
 #[derive(Clone, Debug)]
@@ -41,6 +33,25 @@ pub struct SshSettings {
     pub config: Option<PathBuf>,
     pub host_keys: HostKeys,
     pub connect_timeout: Duration,
+    /// Connections (`ssh` processes) open at once.
+    pub max_connections: usize,
+    /// Agent binaries for other platforms: `fleetup-<os>-<arch>`.
+    pub agents: Option<PathBuf>,
+}
+
+impl SshSettings {
+    /// The defaults, with `FLEETUP_AGENTS` as the agents directory when it is set.
+    pub fn new(config: Option<PathBuf>, host_keys: HostKeys) -> SshSettings {
+        SshSettings {
+            config,
+            host_keys,
+            connect_timeout: Duration::from_secs(10),
+            max_connections: MAX_CONNECTIONS,
+            agents: std::env::var_os("FLEETUP_AGENTS")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+        }
+    }
 }
 
 /// `s` as one word of a POSIX shell command line.
@@ -59,79 +70,210 @@ pub fn describe(a: &SshAddr) -> String {
     format!("{user}{host}{port}")
 }
 
-/// The hosts of one command, each connected at most once.
+/// The hosts of one command, each connected when needed, at most `max_connections` at
+/// once.
 pub struct Hosts {
     settings: SshSettings,
-    sockets: tempfile::TempDir,
-    hosts: Mutex<HashMap<String, Arc<Connection>>>,
+    pool: Mutex<Pool>,
+    freed: Condvar,
     /// Digests of local packages, computed once however many hosts get them.
     digests: Mutex<HashMap<PathBuf, String>>,
 }
 
-/// A host's connection, made by the first node that needs it; a failure is kept too.
-type Connection = OnceLock<Result<Arc<Host>, Problem>>;
-
-/// One host with its master connection.
-pub struct Host {
-    pub label: String,
-    /// Every `ssh` argument but the remote command.
-    args: Vec<OsString>,
-    /// The host's work directory: fleetup binaries and received packages.
-    pub dir: String,
-    bin: OnceLock<Result<String, Problem>>,
-    /// Packages already on the host, by digest: the directory holding each.
-    packages: Mutex<HashMap<String, Arc<Mutex<Option<String>>>>>,
-    /// Sessions open now, at most [`SESSIONS_PER_HOST`].
-    sessions: Mutex<usize>,
-    freed: Condvar,
+#[derive(Default)]
+struct Pool {
+    slots: HashMap<String, Slot>,
+    /// Links open or being opened.
+    open: usize,
+    tick: u64,
 }
 
-/// A session slot on a host's connection, given back when dropped.
-pub struct Permit<'a>(&'a Host);
+/// A host: its link when open, what it holds, what is left to do there.
+#[derive(Default)]
+struct Slot {
+    link: Option<Arc<Link>>,
+    connecting: bool,
+    /// A failure to connect, kept for the rest of the command: the other nodes of an
+    /// unreachable host fail at once.
+    failed: Option<Problem>,
+    /// Channels in use.
+    users: usize,
+    /// When it was last let go (the pool's clock).
+    last: u64,
+    /// Nodes of this host whose turn in the run has not ended (when the run said).
+    pending: Option<usize>,
+    /// Packages already on the host, by digest: the directory holding each.
+    packages: HashMap<String, Arc<Mutex<Option<String>>>>,
+}
 
-impl Drop for Permit<'_> {
+/// A store as a host's agent read it, and who holds its lock (when asked).
+pub type Read = (Result<Option<StoreState>, Problem>, Option<String>);
+
+/// A channel to one host, given back to the pool when dropped.
+pub struct Lease {
+    hosts: Arc<Hosts>,
+    key: String,
+    /// A node's turn in a run: when it ends, the host has one node less to do.
+    turn: bool,
+    chan: Option<Channel>,
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Channel;
+    fn deref(&self) -> &Channel {
+        self.chan
+            .as_ref()
+            .expect("a lease holds its channel until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lease {
+    fn deref_mut(&mut self) -> &mut Channel {
+        self.chan
+            .as_mut()
+            .expect("a lease holds its channel until dropped")
+    }
+}
+
+impl Drop for Lease {
     fn drop(&mut self) {
-        self.0.release();
+        // The channel first: its store and lock are let go on the host.
+        self.chan.take();
+        let closing = {
+            let mut pool = self.hosts.lock();
+            pool.tick += 1;
+            let tick = pool.tick;
+            let Some(slot) = pool.slots.get_mut(&self.key) else {
+                return;
+            };
+            slot.users = slot.users.saturating_sub(1);
+            slot.last = tick;
+            if self.turn
+                && let Some(p) = &mut slot.pending
+            {
+                *p = p.saturating_sub(1);
+            }
+            let done = slot.users == 0 && slot.pending == Some(0);
+            if done { slot.link.take() } else { None }
+        };
+        // Closing waits for ssh to exit, outside the pool's lock; only then is its place
+        // free for another host.
+        if let Some(link) = closing {
+            drop(link);
+            self.hosts.lock().open -= 1;
+        }
+        self.hosts.freed.notify_all();
     }
 }
 
 impl Hosts {
     pub fn new(settings: SshSettings) -> Result<Hosts, Problem> {
-        // Short: a control socket path must fit in sockaddr_un (108 bytes).
-        let sockets = tempfile::Builder::new()
-            .prefix("fleetup-ssh-")
-            .tempdir_in("/tmp")
-            .map_err(|e| Problem::new(Code::Io, format!("cannot make a socket directory: {e}")))?;
         Ok(Hosts {
             settings,
-            sockets,
-            hosts: Mutex::new(HashMap::new()),
+            pool: Mutex::new(Pool::default()),
+            freed: Condvar::new(),
             digests: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The host of `addr`, connected (once; a failure is remembered for the run, so the
-    /// other nodes of an unreachable host fail at once).
-    pub fn get(&self, addr: &SshAddr) -> Result<Arc<Host>, Problem> {
-        let label = describe(addr);
-        let (cell, index) = {
-            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-            let index = hosts.len();
-            (hosts.entry(label.clone()).or_default().clone(), index)
-        };
-        cell.get_or_init(|| self.connect(addr, label, index).map(Arc::new))
-            .clone()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn connect(&self, addr: &SshAddr, label: String, index: usize) -> Result<Host, Problem> {
+    /// Tells how many nodes of each host a run will work on: a host lets go of its
+    /// connection as soon as its last node's turn has ended.
+    pub fn expect<'a>(&self, addrs: impl Iterator<Item = &'a SshAddr>) {
+        let mut pool = self.lock();
+        for a in addrs {
+            let slot = pool.slots.entry(describe(a)).or_default();
+            *slot.pending.get_or_insert(0) += 1;
+        }
+    }
+
+    /// A channel to the host of `addr`, connecting it first when it has no link (a
+    /// failure to connect is remembered for the command). `turn`: a node's turn in a run.
+    pub fn channel(self: &Arc<Self>, addr: &SshAddr, turn: bool) -> Result<Lease, Problem> {
+        let key = describe(addr);
+        let cap = self.settings.max_connections.max(1);
+        let mut pool = self.lock();
+        loop {
+            let slot = pool.slots.entry(key.clone()).or_default();
+            if let Some(p) = &slot.failed {
+                return Err(p.clone());
+            }
+            if let Some(link) = &slot.link {
+                if link.alive() {
+                    slot.users += 1;
+                    let link = link.clone();
+                    drop(pool);
+                    return Ok(Lease {
+                        hosts: self.clone(),
+                        key,
+                        turn,
+                        chan: Some(link.channel()),
+                    });
+                }
+                // The session ended (the connection was lost): open a new one.
+                let dead = slot.link.take();
+                drop(pool);
+                drop(dead);
+                pool = self.lock();
+                pool.open -= 1;
+                continue;
+            }
+            if slot.connecting {
+                pool = self.freed.wait(pool).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            if pool.open >= cap {
+                // Make room: the link of a host nobody uses now, the longest unused first.
+                let victim = pool
+                    .slots
+                    .iter()
+                    .filter(|(_, s)| s.users == 0 && s.link.is_some())
+                    .min_by_key(|(_, s)| s.last)
+                    .map(|(k, _)| k.clone());
+                match victim {
+                    Some(v) => {
+                        // Its place is free once its ssh has exited, not before.
+                        let link = pool.slots.get_mut(&v).and_then(|s| s.link.take());
+                        drop(pool);
+                        drop(link);
+                        pool = self.lock();
+                        pool.open -= 1;
+                    }
+                    None => pool = self.freed.wait(pool).unwrap_or_else(|e| e.into_inner()),
+                }
+                continue;
+            }
+            let slot = pool.slots.entry(key.clone()).or_default();
+            slot.connecting = true;
+            pool.open += 1;
+            drop(pool);
+            let made = self.connect(addr, &key);
+            pool = self.lock();
+            let slot = pool.slots.entry(key.clone()).or_default();
+            slot.connecting = false;
+            match made {
+                Ok(link) => slot.link = Some(Arc::new(link)),
+                Err(p) => {
+                    slot.failed = Some(p.clone());
+                    pool.open -= 1;
+                    drop(pool);
+                    self.freed.notify_all();
+                    return Err(p);
+                }
+            }
+            self.freed.notify_all();
+        }
+    }
+
+    fn connect(&self, addr: &SshAddr, label: &str) -> Result<Link, Problem> {
         let s = &self.settings;
         let mut args: Vec<OsString> = Vec::new();
         if let Some(c) = &s.config {
             args.extend(["-F".into(), c.into()]);
         }
-        let socket = self.sockets.path().join(index.to_string());
-        let mut control = OsString::from("ControlPath=");
-        control.push(&socket);
         for o in [
             "BatchMode=yes".to_owned(),
             format!("ConnectTimeout={}", s.connect_timeout.as_secs().max(1)),
@@ -145,10 +287,12 @@ impl Hosts {
             "ServerAliveInterval=5".into(),
             "ServerAliveCountMax=3".into(),
             "LogLevel=ERROR".into(),
+            // One connection of its own: never a master's, never a master for others.
+            "ControlMaster=no".into(),
+            "ControlPath=none".into(),
         ] {
             args.extend(["-o".into(), o.into()]);
         }
-        args.extend(["-o".into(), control]);
         args.extend(["-T".into(), "-x".into(), "-a".into()]);
         if let Some(p) = addr.port {
             args.extend(["-p".into(), p.to_string().into()]);
@@ -156,33 +300,13 @@ impl Hosts {
         if let Some(u) = &addr.user {
             args.extend(["-l".into(), u.into()]);
         }
-        let mut master = Command::new("ssh");
-        master
-            .args(&args)
-            .args(["-o", "ControlMaster=yes", "-o"])
-            .arg(format!("ControlPersist={PERSIST}"))
-            .args(["-f", "-N"])
-            .arg(&addr.host);
-        // Connect timeout, key exchange and authentication: bounded all together.
-        let limit = s.connect_timeout * 2 + Duration::from_secs(5);
-        let (status, err) = run(master, None, limit)
-            .map_err(|e| Problem::new(Code::SshUnreachable, format!("{label}: {e}")))?;
-        if !status.is_some_and(|s| s.success()) {
-            return Err(classify(&label, &err, status));
-        }
-        args.extend(["-o".into(), "ControlMaster=no".into()]);
         args.push(addr.host.clone().into());
-        let mut host = Host {
-            label,
-            args,
-            dir: String::new(),
-            bin: OnceLock::new(),
-            packages: Mutex::new(HashMap::new()),
-            sessions: Mutex::new(0),
-            freed: Condvar::new(),
-        };
-        host.dir = host.probe()?;
-        Ok(host)
+        // Connect timeout, key exchange, authentication and the login shell, bounded.
+        let limit = s.connect_timeout * 2 + Duration::from_secs(5);
+        let agents = s.agents.clone();
+        Link::connect(label.to_owned(), &args, limit, &move |p: &Probe| {
+            agent_for(p, agents.as_deref(), label)
+        })
     }
 
     /// The SHA-256 of a local file, computed once per command.
@@ -203,58 +327,146 @@ impl Hosts {
             .insert(path.to_owned(), d.clone());
         Ok(d)
     }
-}
 
-impl Drop for Hosts {
-    fn drop(&mut self) {
-        let hosts = self.hosts.get_mut().unwrap_or_else(|e| e.into_inner());
-        for cell in hosts.values() {
-            if let Some(Ok(h)) = cell.get() {
-                // `-O exit` asks the master to close the connection and its socket.
-                if let Some((host, rest)) = h.args.split_last() {
-                    let mut exit = Command::new("ssh");
-                    exit.args(rest).args(["-O", "exit"]).arg(host);
-                    let _ = run(exit, None, Duration::from_secs(5));
-                }
-            }
+    /// Sends a package over `lease` unless its host has it: the directory holding it on
+    /// the host. One transfer per host and package, however many of its nodes need it.
+    pub fn send_package(
+        &self,
+        lease: &mut Lease,
+        path: &Path,
+        file: &str,
+        digest: &str,
+    ) -> Result<String, Problem> {
+        let slot = {
+            let mut pool = self.lock();
+            pool.slots
+                .entry(lease.key.clone())
+                .or_default()
+                .packages
+                .entry(digest.to_owned())
+                .or_default()
+                .clone()
+        };
+        let mut have = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dir) = &*have {
+            return Ok(dir.clone());
+        }
+        let dir = lease.receive(path, file, digest)?;
+        *have = Some(dir.clone());
+        Ok(dir)
+    }
+
+    /// Prunes the host's cache of agents and packages (see `agent::gc`): what was
+    /// removed, and how many entries were kept.
+    pub fn gc(
+        self: &Arc<Self>,
+        addr: &SshAddr,
+        keep: usize,
+    ) -> Result<(Vec<String>, usize), Problem> {
+        let mut lease = self.channel(addr, false)?;
+        let during = "pruning the host's cache";
+        match lease.call(
+            &Request::Gc { keep },
+            during,
+            Duration::from_secs(120),
+            &mut |_| {},
+        )? {
+            Reply::Cleaned { removed, kept } => Ok((removed, kept)),
+            other => Err(lease.unexpected(during, &other)),
+        }
+    }
+
+    /// The stores at `roots` on the host of `addr`, read by its agent, changing nothing
+    /// (a dry run, or before a run starts); with `locks`, which another fleetup holds.
+    pub fn read(self: &Arc<Self>, addr: &SshAddr, roots: &[String], locks: bool) -> Vec<Read> {
+        let all = |p: Problem| roots.iter().map(|_| (Err(p.clone()), None)).collect();
+        let mut lease = match self.channel(addr, false) {
+            Ok(l) => l,
+            Err(p) => return all(p),
+        };
+        let req = Request::Read {
+            roots: roots.to_vec(),
+            locks,
+        };
+        let during = "reading the store states";
+        let limit = Duration::from_secs(120 + roots.len() as u64 / 10);
+        match lease.call(&req, during, limit, &mut |_| {}) {
+            Ok(Reply::Read { stores }) if stores.len() == roots.len() => stores
+                .into_iter()
+                .map(|ReadStore { state, held }| (state.map_err(|w| w.into_problem()), held))
+                .collect(),
+            Ok(other) => all(lease.unexpected(during, &other)),
+            Err(p) => all(p),
         }
     }
 }
 
-/// Runs `cmd` with `stdin`, waiting at most `limit`: its exit status (`None` when it was
-/// stopped at the limit) and its output. Output goes to a temporary file, not a pipe: a
-/// backgrounded master keeps no pipe of ours open.
-fn run(
-    mut cmd: Command,
-    stdin: Option<File>,
-    limit: Duration,
-) -> Result<(Option<ExitStatus>, String), String> {
-    let mut out = tempfile::tempfile().map_err(|e| format!("cannot make a temporary file: {e}"))?;
-    let out2 = out.try_clone().map_err(|e| e.to_string())?;
-    let out3 = out.try_clone().map_err(|e| e.to_string())?;
-    cmd.stdin(stdin.map_or(Stdio::null(), Stdio::from))
-        .stdout(out2)
-        .stderr(out3);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start ssh (is OpenSSH's client installed?): {e}"))?;
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break Some(s),
-            Ok(None) if Instant::now() >= deadline => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => return Err(format!("cannot wait for ssh: {e}")),
+impl Drop for Hosts {
+    fn drop(&mut self) {
+        // Every session told to end first, then each waited for: hosts close in parallel.
+        let pool = self.pool.get_mut().unwrap_or_else(|e| e.into_inner());
+        let links: Vec<Arc<Link>> = pool
+            .slots
+            .values_mut()
+            .filter_map(|s| s.link.take())
+            .collect();
+        for l in &links {
+            l.close_input();
         }
+        drop(links);
+    }
+}
+
+/// The agent for a host: from the agents directory when it has one for the host's
+/// platform, else this fleetup when the host is of its own platform.
+fn agent_for(p: &Probe, agents: Option<&Path>, label: &str) -> Result<AgentBinary, Problem> {
+    let name = format!(
+        "fleetup-{}-{}",
+        p.os.to_ascii_lowercase(),
+        canonical_arch(&p.arch)
+    );
+    if let Some(dir) = agents {
+        let path = dir.join(&name);
+        if path.is_file() {
+            let sha256 = crate::package::sha256_file(&path)
+                .map_err(|e| Problem::new(Code::Io, format!("{}: {e}", path.display())))?;
+            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            return Ok(AgentBinary { path, sha256, size });
+        }
+    }
+    let (los, larch) = local_platform();
+    if p.os == los && same_arch(&p.arch, larch) {
+        let (path, sha256) = own_binary()?;
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        return Ok(AgentBinary {
+            path: path.clone(),
+            sha256: sha256.clone(),
+            size,
+        });
+    }
+    let looked = match agents {
+        Some(d) => format!("{} has no {name}", d.display()),
+        None => "no `agents` directory is set".to_owned(),
     };
-    let mut text = String::new();
-    let _ = out.seek(SeekFrom::Start(0));
-    let _ = out.read_to_string(&mut text);
-    Ok((status, text))
+    Err(Problem::new(
+        Code::RemotePlatform,
+        format!(
+            "{label}: the host is {} {}, this fleetup is {los} {larch}, and {looked}",
+            p.os, p.arch
+        ),
+    )
+    .help(format!(
+        "build fleetup for the host (cargo build --release --target <its target triple>) and          put it in the plan's `agents:` directory (or FLEETUP_AGENTS) as {name}"
+    )))
+}
+
+/// `uname -m` in one spelling per architecture.
+fn canonical_arch(arch: &str) -> &str {
+    match arch {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        a => a,
+    }
 }
 
 /// The problem an `ssh` that failed to connect reports, in words for an operator.
@@ -325,214 +537,11 @@ fn own_binary() -> Result<&'static (PathBuf, String), Problem> {
     .map_err(|e| Problem::new(Code::Io, e.clone()))
 }
 
-impl Host {
-    /// Waits for a free session slot on the connection; [`Host::release`] gives it back.
-    pub fn acquire(&self) {
-        let mut n = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        while *n >= SESSIONS_PER_HOST {
-            n = self.freed.wait(n).unwrap_or_else(|e| e.into_inner());
-        }
-        *n += 1;
-    }
-
-    pub fn release(&self) {
-        *self.sessions.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        self.freed.notify_one();
-    }
-
-    /// A session slot for as long as the permit lives.
-    pub fn permit(&self) -> Permit<'_> {
-        self.acquire();
-        Permit(self)
-    }
-
-    /// An `ssh` over the master connection; append the remote command.
-    pub fn ssh(&self) -> Command {
-        let mut c = Command::new("ssh");
-        c.args(&self.args);
-        c
-    }
-
-    /// Runs a `sh` script on the host: its status and output.
-    fn sh(
-        &self,
-        script: &str,
-        stdin: Option<File>,
-        limit: Duration,
-    ) -> Result<(Option<ExitStatus>, String), Problem> {
-        let mut c = self.ssh();
-        c.arg(format!("sh -c {}", sh_quote(script)));
-        let _slot = self.permit();
-        run(c, stdin, limit).map_err(|e| Problem::new(Code::SshUnreachable, e))
-    }
-
-    /// Finds the host's work directory (`$FLEETUP_REMOTE_DIR`, else
-    /// `~/.cache/fleetup`) and checks the host can run this fleetup.
-    fn probe(&self) -> Result<String, Problem> {
-        let script = r#"printf 'fleetup-probe %s %s %s\n' "$(uname -s)" "$(uname -m)" "${FLEETUP_REMOTE_DIR:-$HOME/.cache/fleetup}""#;
-        let (status, out) = self.sh(script, None, Duration::from_secs(60))?;
-        let line = out.lines().find_map(|l| l.strip_prefix("fleetup-probe "));
-        let (Some(line), true) = (line, status.is_some_and(|s| s.success())) else {
-            return Err(self.failure("looking at the host", &out, status));
-        };
-        let mut words = line.splitn(3, ' ');
-        let (os, arch, dir) = (
-            words.next().unwrap_or(""),
-            words.next().unwrap_or(""),
-            words.next().unwrap_or("").trim_end(),
-        );
-        let (los, larch) = local_platform();
-        if os != los || !same_arch(arch, larch) {
-            return Err(Problem::new(
-                Code::RemotePlatform,
-                format!(
-                    "{}: the host is {os} {arch}, this fleetup is {los} {larch}; fleetup copies itself to a host to run its store there",
-                    self.label
-                ),
-            ));
-        }
-        if !dir.starts_with('/') {
-            return Err(Problem::new(
-                Code::RemoteProtocol,
-                format!("{}: the work directory `{dir}` is not absolute", self.label),
-            ));
-        }
-        Ok(dir.to_owned())
-    }
-
-    /// The problem of an `ssh` step that did not do its job.
-    fn failure(&self, during: &str, out: &str, status: Option<ExitStatus>) -> Problem {
-        match status.and_then(|s| s.code()) {
-            Some(255) | None => classify(&self.label, out, status),
-            Some(c) => Problem::new(
-                Code::RemoteProtocol,
-                format!(
-                    "{}: {during} failed (exit {c}): {}",
-                    self.label,
-                    out.trim().lines().last().unwrap_or("no output")
-                ),
-            ),
-        }
-    }
-
-    /// The path of this fleetup on the host, copied there on first use.
-    pub fn binary(&self) -> Result<String, Problem> {
-        self.bin.get_or_init(|| self.install_binary()).clone()
-    }
-
-    fn install_binary(&self) -> Result<String, Problem> {
-        let (exe, digest) = own_binary()?;
-        let short = &digest[..16];
-        let bin = format!("{}/bin/fleetup-{short}", self.dir);
-        let check = format!("test -x {}", sh_quote(&bin));
-        if let (Some(s), _) = self.sh(&check, None, Duration::from_secs(60))?
-            && s.success()
-        {
-            return Ok(bin);
-        }
-        let file = File::open(exe)
-            .map_err(|e| Problem::new(Code::Io, format!("{}: {e}", exe.display())))?;
-        let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let d = sh_quote(&format!("{}/bin", self.dir));
-        let script = format!(
-            "set -e; mkdir -p {d}; t={d}/.fleetup-{short}.$$; trap 'rm -f \"$t\"' EXIT; \
-             cat > \"$t\"; chmod 755 \"$t\"; \"$t\" __self-check {digest}; mv -f \"$t\" {}",
-            sh_quote(&bin)
-        );
-        // Generous for slow links: 60 s plus a second per MB.
-        let limit = Duration::from_secs(60 + size / 1_000_000);
-        let (status, out) = self.sh(&script, Some(file), limit)?;
-        if !status.is_some_and(|s| s.success()) {
-            return Err(self.failure("copying fleetup to the host", &out, status));
-        }
-        Ok(bin)
-    }
-
-    /// Sends a package unless the host has it: the directory holding it on the host. One
-    /// transfer per host and package, however many of its nodes need it.
-    pub fn send_package(
-        &self,
-        session: &mut super::Session,
-        path: &Path,
-        file: &str,
-        digest: &str,
-    ) -> Result<String, Problem> {
-        let slot = self
-            .packages
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(digest.to_owned())
-            .or_default()
-            .clone();
-        let mut have = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(dir) = &*have {
-            return Ok(dir.clone());
-        }
-        let dir = session.receive(path, file, digest)?;
-        *have = Some(dir.clone());
-        Ok(dir)
-    }
-
-    /// The store states of `roots` on the host, read with `cat` in one session per few
-    /// hundred roots: nothing is copied or changed (a dry run, or before a run starts).
-    pub fn read_states(&self, roots: &[String]) -> Vec<Result<Option<StoreState>, Problem>> {
-        let mut out = Vec::with_capacity(roots.len());
-        for chunk in roots.chunks(200) {
-            match self.read_chunk(chunk) {
-                Ok(states) => out.extend(states),
-                Err(p) => out.extend(chunk.iter().map(|_| Err(p.clone()))),
-            }
-        }
-        out
-    }
-
-    fn read_chunk(
-        &self,
-        roots: &[String],
-    ) -> Result<Vec<Result<Option<StoreState>, Problem>>, Problem> {
-        // A marker no RELEASES file holds: fleetup writes them, as TOML.
-        let mark = format!("fleetup-{}-{}", std::process::id(), roots.len());
-        let files: Vec<String> = roots
-            .iter()
-            .map(|r| format!("{}/releases/RELEASES", r.trim_end_matches('/')))
-            .collect();
-        let mut script = String::new();
-        for f in &files {
-            script.push_str(&format!(
-                "if [ -e {q} ]; then printf '\\n{mark} state\\n'; cat {q}; else printf '\\n{mark} none\\n'; fi; ",
-                q = sh_quote(f)
-            ));
-        }
-        script.push_str(&format!("printf '\\n{mark} end\\n'"));
-        let (status, text) = self.sh(&script, None, Duration::from_secs(120))?;
-        let complete = text.contains(&format!("\n{mark} end\n"));
-        if !status.is_some_and(|s| s.success()) || !complete {
-            return Err(self.failure("reading the store states", &text, status));
-        }
-        let sep = format!("\n{mark} ");
-        let mut parts = text.split(sep.as_str()).skip(1);
-        Ok(files
-            .iter()
-            .map(|f| {
-                let part = parts.next().unwrap_or("");
-                match part.split_once('\n') {
-                    Some(("none", _)) => Ok(None),
-                    Some(("state", body)) => {
-                        crate::store::state::parse_state(body, &format!("{}:{f}", self.label))
-                            .map(Some)
-                            .map_err(|e| Problem::new(Code::StoreUnreadable, e))
-                    }
-                    _ => Err(self.failure("reading the store states", &text, status)),
-                }
-            })
-            .collect())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::process::ExitStatusExt;
+    use std::process::Command;
 
     #[test]
     fn quoting_keeps_every_string_one_word() {

@@ -18,7 +18,7 @@ use super::target::{ChangeError, Cx, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{Amount, OnFailure, Plan};
 use crate::remote::Hosts;
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, TargetId};
 
 /// What an interrupted attempt of a run left behind; empty for a new run.
 #[derive(Default)]
@@ -30,6 +30,16 @@ pub struct Earlier {
     /// unchanged.
     pub began: BTreeMap<String, Option<Version>>,
 }
+
+/// Why a target of a wave may not start, as the wave's preflight found it.
+pub struct Refusal {
+    pub target: TargetId,
+    pub problem: Problem,
+}
+
+/// The preflight of one wave (`rollout.preflight: wave`): the targets among these that
+/// may not start, read and checked right before the wave.
+pub type WaveCheck<'a> = &'a (dyn Fn(&[TargetId]) -> Vec<Refusal> + Sync);
 
 /// How the wave loop ended.
 pub struct RunEnd {
@@ -57,6 +67,8 @@ pub struct Exec<'a> {
     upgraded: Mutex<Vec<(usize, Option<Version>)>>,
     /// A target was found locked by another fleetup: left unexamined for `resume`.
     left_locked: AtomicBool,
+    /// Each wave's preflight, when the plan reads stores wave by wave.
+    wave_check: Option<WaveCheck<'a>>,
 }
 
 fn allowed_failures(a: Amount, total: usize) -> usize {
@@ -87,7 +99,66 @@ impl<'a> Exec<'a> {
             stop: AtomicBool::new(false),
             upgraded: Mutex::new(Vec::new()),
             left_locked: AtomicBool::new(false),
+            wave_check: None,
         }
+    }
+
+    /// Checks each wave with `check` right before it starts.
+    pub fn check_waves(mut self, check: WaveCheck<'a>) -> Self {
+        self.wave_check = Some(check);
+        self
+    }
+
+    /// A wave whose preflight refused some of its targets does not start: those fail
+    /// with the reason (a store another fleetup holds is left for `resume`, as at its
+    /// turn), the others are not started, and the run stops.
+    fn refuse_wave(
+        &self,
+        index: usize,
+        wave: &[TargetId],
+        refusals: &[Refusal],
+    ) -> Vec<TargetResult> {
+        let plan = self.plan;
+        let mut out = Vec::new();
+        for t in wave {
+            let i = t.index(plan);
+            let target = &self.targets[i];
+            if self.earlier.finished.contains_key(target.name()) {
+                out.push(self.target(i));
+                continue;
+            }
+            let mut r = TargetResult {
+                target: target.name().to_owned(),
+                from: None,
+                to: target.to(),
+                outcome: Outcome::Skipped,
+                detail: format!(
+                    "not started: the preflight of wave {} refused other targets of it",
+                    index + 1
+                ),
+                millis: 0,
+                attention: false,
+                code: None,
+            };
+            if let Some(x) = refusals.iter().find(|x| x.target == *t) {
+                r.code = Some(x.problem.code.as_str().to_owned());
+                if x.problem.code == Code::Locked {
+                    self.left_locked.store(true, Ordering::SeqCst);
+                    r.detail = format!(
+                        "not examined: {}; `fleetup resume` tries it again",
+                        x.problem.message
+                    );
+                } else {
+                    r.outcome = Outcome::Failed;
+                    r.detail = format!("preflight of wave {}: {}", index + 1, x.problem.message);
+                    r = self.failed(r);
+                }
+            }
+            self.done(&r);
+            out.push(r);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+        out
     }
 
     fn cx(&self) -> Cx<'_> {
@@ -295,6 +366,15 @@ impl<'a> Exec<'a> {
         self.allowed = allowed_failures(plan.rollout.max_failures, schedule.len());
         self.earlier = earlier;
         let run = self;
+        // A host lets go of its connection when its last node's turn has ended.
+        if let Some(h) = &run.hosts {
+            h.expect(schedule.targets().filter_map(|t| match t {
+                TargetId::Node(i) if !run.earlier.finished.contains_key(t.name(plan)) => {
+                    plan.nodes[i].ssh.as_ref().map(|a| &a.value)
+                }
+                _ => None,
+            }));
+        }
         let name = |t: &crate::schedule::TargetId| t.name(plan);
         let mut results = Vec::with_capacity(schedule.len());
         let of = schedule.waves.len();
@@ -368,6 +448,18 @@ impl<'a> Exec<'a> {
                 of,
                 targets: wave.iter().map(|t| name(t).to_owned()).collect(),
             });
+            if let Some(check) = run.wave_check {
+                let todo: Vec<TargetId> = wave
+                    .iter()
+                    .filter(|t| !run.earlier.finished.contains_key(name(t)))
+                    .copied()
+                    .collect();
+                let refusals = check(&todo);
+                if !refusals.is_empty() {
+                    results.extend(run.refuse_wave(index, wave, &refusals));
+                    continue;
+                }
+            }
             // Exactly max_parallel workers, each taking the next target in file order:
             // targets start in the order of the plan, and none waits batched behind a
             // slow one.

@@ -89,13 +89,16 @@ fn window_open(plan: &Plan) -> Result<(), Problem> {
     .help("run it then (a systemd timer or cron entry can), or change the plan's `window`"))
 }
 
-/// A store another fleetup holds refuses the run (exit 5), unless asked to wait.
+/// A store another fleetup holds refuses the run (exit 5), unless asked to wait: local
+/// stores tested here, remote ones as their agents found them (`remote`).
 fn locks_free(
     plan: &Plan,
     lock_wait: Duration,
     ids: impl Iterator<Item = crate::schedule::TargetId>,
+    remote: Vec<Problem>,
 ) -> Result<(), Failure> {
-    let held = exec::locks_held(plan, ids);
+    let mut held = exec::locks_held(plan, ids);
+    held.extend(remote);
     if held.is_empty() || !lock_wait.is_zero() {
         return Ok(());
     }
@@ -104,6 +107,21 @@ fn locks_free(
         file: None,
         exit: Exit::Refused,
     })
+}
+
+/// The preflight of each wave, when the plan reads remote stores wave by wave.
+#[allow(clippy::type_complexity)]
+fn wave_check(
+    plan: &Plan,
+    hosts: Option<std::sync::Arc<crate::remote::Hosts>>,
+) -> Option<Box<dyn Fn(&[crate::schedule::TargetId]) -> Vec<exec::Refusal> + Sync + '_>> {
+    let hosts = hosts?;
+    if plan.rollout.preflight != crate::plan::PreflightScope::Wave {
+        return None;
+    }
+    Some(Box::new(move |w: &[crate::schedule::TargetId]| {
+        prepare::wave_preflight(plan, &hosts, w)
+    }))
 }
 
 /// Every event to the journal first, then to the caller.
@@ -154,7 +172,7 @@ impl Runner {
         confirm: Confirm,
         emit: &(dyn Fn(Event) + Sync),
     ) -> Result<Ended, Failure> {
-        let p = prepare(path, only)?;
+        let p = prepare(path, only, true)?;
         if !p.warnings.is_empty() {
             emit(Event::Warnings {
                 problems: p.warnings.clone(),
@@ -162,7 +180,12 @@ impl Runner {
             });
         }
         window_open(&p.plan)?;
-        locks_free(&p.plan, self.lock_wait, p.schedule.targets())?;
+        locks_free(
+            &p.plan,
+            self.lock_wait,
+            p.schedule.targets(),
+            p.held.clone(),
+        )?;
         if !confirm(&p)? {
             return Ok(Ended::Declined);
         }
@@ -190,7 +213,12 @@ impl Runner {
                 .inspect_err(|e| journal.finish(RunStatus::Failed, e.code.exit().code()))?,
         };
         let id = journal.id();
+        let check = wave_check(&p.plan, hosts.clone());
         let exec = exec::Exec::new(&p.plan, &id, self.lock_wait, hosts, &tee);
+        let exec = match &check {
+            Some(c) => exec.check_waves(c),
+            None => exec,
+        };
         self.execute(exec, &journal, &p.plan, &p.schedule, Default::default())
     }
 
@@ -274,10 +302,26 @@ impl Runner {
             .map(|t| (t.target.clone(), t.clone()))
             .collect();
         // As `apply` does; targets the run finished are not touched again, so not checked.
-        let pending = schedule
+        let pending: Vec<_> = schedule
             .targets()
-            .filter(|t| !finished.contains_key(t.name(&plan)));
-        locks_free(&plan, self.lock_wait, pending)?;
+            .filter(|t| !finished.contains_key(t.name(&plan)))
+            .collect();
+        let hosts = prepare::hosts_for(&plan, pending.iter().copied())?;
+        let remote_held = match &hosts {
+            Some(h) => {
+                let nodes: Vec<usize> = pending
+                    .iter()
+                    .filter_map(|t| match t {
+                        crate::schedule::TargetId::Node(i) => Some(*i),
+                        crate::schedule::TargetId::Group(_) => None,
+                    })
+                    .collect();
+                let held = prepare::read_remote(&plan, h, &nodes, true).1;
+                held.into_iter().map(|(_, p)| p).collect()
+            }
+            None => Vec::new(),
+        };
+        locks_free(&plan, self.lock_wait, pending.iter().copied(), remote_held)?;
         let journal = journal::Journal::reopen(&r.dir)?;
         journal.event(&Event::Note {
             detail: format!("resumed by pid {}", std::process::id()),
@@ -293,9 +337,17 @@ impl Runner {
             },
         });
         let tee = tee(&journal, emit);
-        let hosts = prepare::hosts_for(&plan, schedule.targets())
-            .inspect_err(|e| journal.finish(RunStatus::Failed, e.code.exit().code()))?;
+        let hosts = match hosts {
+            Some(h) => Some(h),
+            None => prepare::hosts_for(&plan, schedule.targets())
+                .inspect_err(|e| journal.finish(RunStatus::Failed, e.code.exit().code()))?,
+        };
+        let check = wave_check(&plan, hosts.clone());
         let exec = exec::Exec::new(&plan, &r.run, self.lock_wait, hosts, &tee);
+        let exec = match &check {
+            Some(c) => exec.check_waves(c),
+            None => exec,
+        };
         let earlier = exec::Earlier {
             finished,
             began: r.began.clone(),

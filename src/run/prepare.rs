@@ -4,12 +4,12 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
+use super::exec::Refusal;
 use super::journal::RunSummary;
 use super::preview::Preview;
 use crate::diagnostics::{Code, Exit, Failure, Problem, Severity, SourceFile};
-use crate::plan::Plan;
+use crate::plan::{Plan, PreflightScope};
 use crate::preflight::{self, Preflight};
 use crate::remote::{Hosts, SshSettings};
 use crate::schedule::{self, Schedule, TargetId};
@@ -23,6 +23,8 @@ pub struct Prepared {
     pub only: Option<String>,
     /// Connections made to read remote stores, reused by the run.
     pub hosts: Option<Arc<Hosts>>,
+    /// Remote stores another fleetup holds now (read for a run only).
+    pub held: Vec<Problem>,
     /// Warnings found on the way (errors make a [`Failure`] instead).
     pub warnings: Vec<Problem>,
     pub file: Option<SourceFile>,
@@ -46,11 +48,12 @@ impl Prepared {
 
 /// How a plan's SSH connections are made.
 pub fn ssh_settings(plan: &Plan) -> SshSettings {
-    SshSettings {
-        config: plan.ssh_config.clone(),
-        host_keys: plan.ssh_host_keys,
-        connect_timeout: Duration::from_secs(10),
+    let mut s = SshSettings::new(plan.ssh_config.clone(), plan.ssh_host_keys);
+    s.max_connections = plan.rollout.max_connections;
+    if let Some(a) = &plan.agents {
+        s.agents = Some(a.clone());
     }
+    s
 }
 
 /// Connections for the remote nodes among `targets`, if there are any.
@@ -66,7 +69,10 @@ pub fn hosts_for(
 }
 
 /// Loads, validates, preflights and schedules a plan. The schedule is built once, here.
-pub fn prepare(path: &Path, only: Option<&str>) -> Result<Prepared, Failure> {
+/// For a dry run (`run` false) every remote store is read; for a run, every one with
+/// `rollout.preflight: all` (and which of them another fleetup holds), none with `wave`:
+/// each wave's are read right before it.
+pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, Failure> {
     let loaded = crate::plan::load(path);
     let mut problems = loaded.problems;
     let file = loaded.file;
@@ -79,12 +85,27 @@ pub fn prepare(path: &Path, only: Option<&str>) -> Result<Prepared, Failure> {
     };
     let schedule = schedule::build(&plan, only);
     let mut hosts = None;
+    let mut held = Vec::new();
+    let read_now = !run || plan.rollout.preflight == PreflightScope::All;
     let pf = match &schedule {
         Ok(s) if plan.nodes.iter().any(|n| n.ssh.is_some()) => {
             match Hosts::new(ssh_settings(&plan)) {
                 Ok(h) => {
                     let h = Arc::new(h);
-                    let live = remote_states(&plan, s, &h);
+                    let live = if read_now {
+                        let nodes: Vec<usize> = s
+                            .targets()
+                            .filter_map(|t| match t {
+                                TargetId::Node(i) => Some(i),
+                                TargetId::Group(_) => None,
+                            })
+                            .collect();
+                        let (live, locks) = read_remote(&plan, &h, &nodes, run);
+                        held = locks.into_iter().map(|(_, p)| p).collect();
+                        live
+                    } else {
+                        Vec::new()
+                    };
                     hosts = Some(h);
                     preflight::run_with(&plan, &live)
                 }
@@ -122,61 +143,129 @@ pub fn prepare(path: &Path, only: Option<&str>) -> Result<Prepared, Failure> {
         schedule,
         only: only.map(str::to_owned),
         hosts,
+        held,
         warnings: problems,
         file,
     })
 }
 
-/// The stores of the remote nodes the schedule holds, read over SSH in parallel with
-/// `cat` (nothing is copied to or changed on a host).
-fn remote_states(plan: &Plan, schedule: &Schedule, hosts: &Hosts) -> Vec<preflight::RemoteState> {
-    use rayon::prelude::*;
-    let mut picked = vec![false; plan.nodes.len()];
-    for t in schedule.targets() {
-        if let TargetId::Node(i) = t {
-            picked[i] = true;
+/// The stores of remote nodes `nodes`, read by their hosts' agents, changing nothing:
+/// each node's state (indexed like the plan's nodes) and, with `locks`, the holds other
+/// fleetups have on them. One request per host reads all of its nodes; hosts are read
+/// in parallel, at most `max(max_parallel, 10)` at once and never more than the
+/// connection cap. The hosts the run reaches first are read last, so that with more hosts
+/// than connections, theirs are the ones still open when the run starts.
+pub fn read_remote(
+    plan: &Plan,
+    hosts: &Arc<Hosts>,
+    nodes: &[usize],
+    locks: bool,
+) -> (Vec<preflight::RemoteState>, Vec<(usize, Problem)>) {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_host: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    for &i in nodes {
+        if let Some(a) = &plan.nodes[i].ssh {
+            let key = crate::remote::ssh::describe(&a.value);
+            let e = by_host.entry(key.clone()).or_default();
+            if e.is_empty() {
+                order.push(key);
+            }
+            e.push(i);
         }
     }
-    // One session per host (per few hundred nodes) reads all of its nodes' stores.
-    let mut by_host: std::collections::BTreeMap<String, Vec<usize>> = Default::default();
-    for (i, n) in plan.nodes.iter().enumerate() {
-        if let (Some(a), true) = (&n.ssh, picked[i]) {
-            by_host
-                .entry(crate::remote::ssh::describe(&a.value))
-                .or_default()
-                .push(i);
-        }
-    }
-    // Hosts are read in parallel (connecting is waiting, not work), max_parallel at once.
-    let Ok(pool) = rayon::ThreadPoolBuilder::new()
-        .num_threads(plan.rollout.max_parallel.clamp(1, 64))
-        .build()
-    else {
-        return Vec::new();
-    };
-    let read: Vec<(usize, preflight::RemoteState)> = pool.install(|| {
-        by_host
-            .into_par_iter()
-            .flat_map_iter(|(_, idx)| {
-                let addr = plan.nodes[idx[0]].ssh.as_ref().map(|a| &a.value);
-                let states = match addr.map(|a| hosts.get(a)) {
-                    Some(Ok(h)) => {
-                        let roots: Vec<String> = idx
-                            .iter()
-                            .map(|&i| plan.nodes[i].root.value.display().to_string())
-                            .collect();
-                        h.read_states(&roots)
+    order.reverse();
+    let workers = plan
+        .rollout
+        .max_parallel
+        .max(10)
+        .min(plan.rollout.max_connections)
+        .min(order.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let found: std::sync::Mutex<Vec<(usize, preflight::RemoteState, Option<Problem>)>> =
+        Default::default();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(key) = order.get(k) else { break };
+                    let idx = &by_host[key];
+                    let Some(addr) = plan.nodes[idx[0]].ssh.as_ref().map(|a| &a.value) else {
+                        continue;
+                    };
+                    let roots: Vec<String> = idx
+                        .iter()
+                        .map(|&i| plan.nodes[i].root.value.display().to_string())
+                        .collect();
+                    let read = hosts.read(addr, &roots, locks);
+                    let mut f = found.lock().unwrap_or_else(|e| e.into_inner());
+                    for (&i, (state, who)) in idx.iter().zip(read) {
+                        let n = &plan.nodes[i];
+                        let held = who.map(|who| {
+                            Problem::new(
+                                Code::Locked,
+                                format!(
+                                    "the store of node `{}` ({key}:{}) is locked: {who}",
+                                    n.name.value,
+                                    n.root.value.display()
+                                ),
+                            )
+                            .help(
+                                "wait for that run to finish, or pass --wait-for-lock DURATION \
+                                 to wait for it",
+                            )
+                        });
+                        f.push((i, Some(state), held));
                     }
-                    Some(Err(p)) => idx.iter().map(|_| Err(p.clone())).collect(),
-                    None => Vec::new(),
-                };
-                idx.into_iter().zip(states.into_iter().map(Some))
-            })
-            .collect()
+                }
+            });
+        }
     });
     let mut out: Vec<preflight::RemoteState> = plan.nodes.iter().map(|_| None).collect();
-    for (i, s) in read {
-        out[i] = s;
+    let mut held = Vec::new();
+    for (i, state, h) in found.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        out[i] = state;
+        if let Some(p) = h {
+            held.push((i, p));
+        }
+    }
+    held.sort_by_key(|(i, _)| *i);
+    (out, held)
+}
+
+/// The preflight of one wave (`rollout.preflight: wave`): its remote nodes read, with
+/// their locks, by their hosts' agents, over the connections the wave then works on, and
+/// checked as `apply` checks every node before a run with `preflight: all`.
+pub fn wave_preflight(plan: &Plan, hosts: &Arc<Hosts>, wave: &[TargetId]) -> Vec<Refusal> {
+    let nodes: Vec<usize> = wave
+        .iter()
+        .filter_map(|t| match t {
+            TargetId::Node(i) if plan.nodes[*i].ssh.is_some() => Some(*i),
+            _ => None,
+        })
+        .collect();
+    if nodes.is_empty() {
+        return Vec::new();
+    }
+    let (live, held) = read_remote(plan, hosts, &nodes, true);
+    let mut out: Vec<Refusal> = held
+        .into_iter()
+        .map(|(i, problem)| Refusal {
+            target: TargetId::Node(i),
+            problem,
+        })
+        .collect();
+    for (i, problems) in preflight::check_nodes(plan, &live, &nodes) {
+        if out.iter().any(|r| r.target == TargetId::Node(i)) {
+            continue;
+        }
+        if let Some(p) = problems.into_iter().find(|p| p.severity == Severity::Error) {
+            out.push(Refusal {
+                target: TargetId::Node(i),
+                problem: p,
+            });
+        }
     }
     out
 }

@@ -12,6 +12,8 @@ pub const SSHD: &str = "/usr/sbin/sshd";
 pub struct Sshd {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    /// The loopback addresses it listens on: each one a host of its own.
+    pub addrs: Vec<String>,
     child: Child,
 }
 
@@ -25,7 +27,12 @@ fn keygen(path: &Path) {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+    free_port_on("127.0.0.1")
+}
+
+/// A port free on `addr` now.
+pub fn free_port_on(addr: &str) -> u16 {
+    std::net::TcpListener::bind((addr, 0))
         .unwrap()
         .local_addr()
         .unwrap()
@@ -39,6 +46,18 @@ impl Sshd {
 
     /// A server allowing `max` sessions per connection (sshd's default is 10).
     pub fn with_max_sessions(max: usize) -> Sshd {
+        Sshd::serve(max, &["127.0.0.1".to_owned()])
+    }
+
+    /// One server for several hosts: it listens on each of `addrs` (loopback addresses,
+    /// at most 16, sshd's limit), and each address has a work directory of its own
+    /// (`host_dir`), as distinct hosts do.
+    pub fn hosts(addrs: &[String]) -> Sshd {
+        assert!(addrs.len() <= 16, "sshd listens on at most 16 addresses");
+        Sshd::serve(10, addrs)
+    }
+
+    fn serve(max: usize, addrs: &[String]) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server (apt-get install openssh-server); \
@@ -52,27 +71,41 @@ impl Sshd {
         std::fs::create_dir_all(d.join("remote")).unwrap();
         // Privilege separation needs this directory when sshd runs as root.
         let _ = std::fs::create_dir_all("/run/sshd");
-        let port = free_port();
-        std::fs::write(
-            d.join("sshd_config"),
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\n\
-                 AuthorizedKeysFile {d}/authorized_keys\nPidFile none\nStrictModes no\n\
-                 UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nMaxSessions {max}\n\
-                 MaxStartups 200:30:400\nLogLevel DEBUG1\n\
-                 SetEnv FLEETUP_REMOTE_DIR={d}/remote\n",
-                d = d.display()
-            ),
-        )
-        .unwrap();
+        let port = free_port_on(&addrs[0]);
+        let single = addrs.len() == 1;
+        let mut config = format!(
+            "Port {port}\nHostKey {d}/host_key\n\
+             AuthorizedKeysFile {d}/authorized_keys\nPidFile none\nStrictModes no\n\
+             UsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\nPermitRootLogin prohibit-password\nMaxSessions {max}\n\
+             MaxStartups 200:30:400\nLogLevel DEBUG1\n",
+            d = d.display()
+        );
+        for a in addrs {
+            config.push_str(&format!("ListenAddress {a}\n"));
+        }
+        if single {
+            config.push_str(&format!(
+                "SetEnv FLEETUP_REMOTE_DIR={}/remote\n",
+                d.display()
+            ));
+        } else {
+            for a in addrs {
+                std::fs::create_dir_all(d.join("hosts").join(a)).unwrap();
+                config.push_str(&format!(
+                    "Match LocalAddress {a}\n  SetEnv FLEETUP_REMOTE_DIR={}/hosts/{a}\n",
+                    d.display()
+                ));
+            }
+        }
+        std::fs::write(d.join("sshd_config"), config).unwrap();
         let host_key = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
         let key: Vec<&str> = host_key.split_whitespace().take(2).collect();
-        std::fs::write(
-            d.join("known_hosts"),
-            format!("[127.0.0.1]:{port} {}\n", key.join(" ")),
-        )
-        .unwrap();
+        let known: String = addrs
+            .iter()
+            .map(|a| format!("[{a}]:{port} {}\n", key.join(" ")))
+            .collect();
+        std::fs::write(d.join("known_hosts"), known).unwrap();
         std::fs::write(d.join("empty_known_hosts"), "").unwrap();
         for (name, known) in [
             ("ssh_config", "known_hosts"),
@@ -96,16 +129,36 @@ impl Sshd {
             .stdin(Stdio::null())
             .spawn()
             .expect("cannot start sshd");
-        let s = Sshd { dir, port, child };
+        let s = Sshd {
+            dir,
+            port,
+            addrs: addrs.to_vec(),
+            child,
+        };
         let up = super::wait_until(Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            s.addrs
+                .iter()
+                .all(|a| std::net::TcpStream::connect((a.as_str(), port)).is_ok())
         });
         assert!(up, "sshd did not listen: {}", s.log());
         s
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.addrs[0], self.port)
+    }
+
+    /// The `ssh:` address of each host it serves.
+    pub fn host_addrs(&self) -> Vec<String> {
+        self.addrs
+            .iter()
+            .map(|a| format!("{a}:{}", self.port))
+            .collect()
+    }
+
+    /// fleetup's work directory on host `addr` (served with [`Sshd::hosts`]).
+    pub fn host_dir(&self, addr: &str) -> PathBuf {
+        self.dir.path().join("hosts").join(addr)
     }
 
     /// The client configuration that trusts this server's host key.

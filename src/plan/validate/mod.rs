@@ -306,6 +306,12 @@ impl Validator {
             rollout.permanent = *b;
         }
         rollout.pause = duration(rg("pause"), Duration::ZERO);
+        if let Some(i) = int(rg("max_connections")) {
+            rollout.max_connections = i.max(1) as usize;
+        }
+        if s(rg("preflight")) == Some("wave") {
+            rollout.preflight = crate::plan::PreflightScope::Wave;
+        }
 
         // Plan-level health timing is the default of every check, the groups' included; a
         // block with timing only is fine when no node would need its check.
@@ -400,6 +406,7 @@ impl Validator {
                 Some("accept-new") => HostKeys::AcceptNew,
                 _ => HostKeys::Strict,
             },
+            agents: self.path(get(root, "agents"), "agents").map(|a| a.value),
             policy,
             rollout,
             health,
