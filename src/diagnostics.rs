@@ -156,7 +156,7 @@ codes! {
     SshHostKey = "remote::host-key", exit Invalid, "verify the host's key and add it to known_hosts (ssh-keyscan prints it), or set `ssh_host_keys: accept-new` to trust a first contact";
     SshAuth = "remote::auth", exit Invalid, "ssh runs in batch mode and never prompts: load the key into ssh-agent or name it with IdentityFile in the plan's `ssh_config`";
     SshLost = "remote::connection-lost", exit Attention, "the step may have finished on the host: `fleetup node versions --ssh HOST --root ROOT` shows the store, and `fleetup resume` reconciles the run";
-    RemotePlatform = "remote::platform", exit Invalid, "fleetup copies itself to each host, so a host needs the OS and CPU architecture of the machine fleetup runs on";
+    RemotePlatform = "remote::platform", exit Invalid, "a host runs fleetup's agent: this fleetup on a host of its own OS and CPU, else a build for the host from the plan's `agents:` directory (fleetup-<os>-<arch>)";
     RemoteProtocol = "remote::protocol", exit Invalid, "the host answered what fleetup did not expect: a login script that prints to stdout, or another fleetup version";
     Usage = "usage", exit Usage, "`fleetup --help` lists the commands and their flags";
     UnknownProduct = "store::product", exit Invalid, "pass --product, or put `product = \"...\"` into <root>/node.toml";

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::agent::{Frame, Hello, PROTOCOL, Reply, Request};
-use super::ssh::{self, sh_quote};
 use crate::diagnostics::{Code, Problem};
 
 /// ssh's input: one end of a socket pair, written with `MSG_NOSIGNAL`, so that a session
@@ -199,7 +198,7 @@ impl Link {
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let (status, said) = self.ended();
-                    return Err(ssh::classify(&self.label, &said, status));
+                    return Err(classify(&self.label, &said, status));
                 }
             }
         };
@@ -278,7 +277,7 @@ impl Link {
                     let (status, said) = self.ended();
                     heard.extend(said.lines().map(str::to_owned));
                     return Err(match status.and_then(|s| s.code()) {
-                        Some(255) | None => ssh::classify(&self.label, &said, status),
+                        Some(255) | None => classify(&self.label, &said, status),
                         _ => self.unusable(&bin, &heard),
                     });
                 }
@@ -647,5 +646,95 @@ impl Drop for Channel {
             .remove(&self.ch);
         let mut stdin = self.link.stdin.lock().unwrap_or_else(|e| e.into_inner());
         let _ = self.link.write_frame(&mut stdin, self.ch, &Request::Close);
+    }
+}
+
+/// `s` as one word of a POSIX shell command line.
+pub fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The problem an `ssh` that failed to connect reports, in words for an operator.
+pub fn classify(label: &str, stderr: &str, status: Option<ExitStatus>) -> Problem {
+    let said = stderr
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty())
+        .unwrap_or("")
+        .to_owned();
+    let has = |s: &str| stderr.contains(s);
+    if status.is_none() {
+        return Problem::new(
+            Code::SshUnreachable,
+            format!("{label}: no SSH connection within the connect timeout"),
+        );
+    }
+    if has("Host key verification failed") || has("REMOTE HOST IDENTIFICATION HAS CHANGED") {
+        return Problem::new(
+            Code::SshHostKey,
+            format!("{label}: the host key is not in known_hosts or does not match it ({said})"),
+        );
+    }
+    if has("Permission denied") || has("Too many authentication failures") {
+        return Problem::new(
+            Code::SshAuth,
+            format!("{label}: the host refused our key ({said})"),
+        );
+    }
+    Problem::new(
+        Code::SshUnreachable,
+        format!(
+            "{label}: cannot connect ({})",
+            if said.is_empty() {
+                "ssh failed and said nothing".to_owned()
+            } else {
+                said
+            }
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn quoting_keeps_every_string_one_word() {
+        for s in [
+            "plain",
+            "with space",
+            "it's",
+            "$(rm -rf /)",
+            "'",
+            "a\nb",
+            "",
+        ] {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(format!("printf %s {}", sh_quote(s)))
+                .output()
+                .unwrap();
+            assert_eq!(String::from_utf8_lossy(&out.stdout), s);
+        }
+    }
+
+    #[test]
+    fn ssh_failures_are_told_apart() {
+        let st = Some(ExitStatus::from_raw(255 << 8));
+        let code = |err: &str| classify("h", err, st).code;
+        assert_eq!(code("Host key verification failed.\n"), Code::SshHostKey);
+        assert_eq!(
+            code("root@127.0.0.1: Permission denied (publickey).\n"),
+            Code::SshAuth
+        );
+        let p = classify(
+            "h",
+            "ssh: connect to host 127.0.0.1 port 9: Connection refused\n",
+            st,
+        );
+        assert_eq!(p.code, Code::SshUnreachable);
+        assert!(p.message.ends_with("Connection refused)"), "{}", p.message);
+        assert_eq!(classify("h", "", None).code, Code::SshUnreachable);
     }
 }

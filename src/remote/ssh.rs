@@ -17,7 +17,6 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -52,11 +51,6 @@ impl SshSettings {
                 .map(PathBuf::from),
         }
     }
-}
-
-/// `s` as one word of a POSIX shell command line.
-pub fn sh_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 pub fn describe(a: &SshAddr) -> String {
@@ -469,46 +463,6 @@ fn canonical_arch(arch: &str) -> &str {
     }
 }
 
-/// The problem an `ssh` that failed to connect reports, in words for an operator.
-pub fn classify(label: &str, stderr: &str, status: Option<ExitStatus>) -> Problem {
-    let said = stderr
-        .lines()
-        .map(str::trim)
-        .rfind(|l| !l.is_empty())
-        .unwrap_or("")
-        .to_owned();
-    let has = |s: &str| stderr.contains(s);
-    if status.is_none() {
-        return Problem::new(
-            Code::SshUnreachable,
-            format!("{label}: no SSH connection within the connect timeout"),
-        );
-    }
-    if has("Host key verification failed") || has("REMOTE HOST IDENTIFICATION HAS CHANGED") {
-        return Problem::new(
-            Code::SshHostKey,
-            format!("{label}: the host key is not in known_hosts or does not match it ({said})"),
-        );
-    }
-    if has("Permission denied") || has("Too many authentication failures") {
-        return Problem::new(
-            Code::SshAuth,
-            format!("{label}: the host refused our key ({said})"),
-        );
-    }
-    Problem::new(
-        Code::SshUnreachable,
-        format!(
-            "{label}: cannot connect ({})",
-            if said.is_empty() {
-                "ssh failed and said nothing".to_owned()
-            } else {
-                said
-            }
-        ),
-    )
-}
-
 /// The machine fleetup runs on, in `uname -s`/`uname -m` words.
 fn local_platform() -> (&'static str, &'static str) {
     let os = match std::env::consts::OS {
@@ -540,28 +494,6 @@ fn own_binary() -> Result<&'static (PathBuf, String), Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::process::ExitStatusExt;
-    use std::process::Command;
-
-    #[test]
-    fn quoting_keeps_every_string_one_word() {
-        for s in [
-            "plain",
-            "with space",
-            "it's",
-            "$(rm -rf /)",
-            "'",
-            "a\nb",
-            "",
-        ] {
-            let out = Command::new("sh")
-                .arg("-c")
-                .arg(format!("printf %s {}", sh_quote(s)))
-                .output()
-                .unwrap();
-            assert_eq!(String::from_utf8_lossy(&out.stdout), s);
-        }
-    }
 
     #[test]
     fn addresses_are_described_as_written() {
@@ -581,24 +513,5 @@ mod tests {
         assert!(same_arch("arm64", "aarch64"));
         assert!(!same_arch("aarch64", "x86_64"));
         assert!(!same_arch("i686", "x86_64"));
-    }
-
-    #[test]
-    fn ssh_failures_are_told_apart() {
-        let st = Some(ExitStatus::from_raw(255 << 8));
-        let code = |err: &str| classify("h", err, st).code;
-        assert_eq!(code("Host key verification failed.\n"), Code::SshHostKey);
-        assert_eq!(
-            code("root@127.0.0.1: Permission denied (publickey).\n"),
-            Code::SshAuth
-        );
-        let p = classify(
-            "h",
-            "ssh: connect to host 127.0.0.1 port 9: Connection refused\n",
-            st,
-        );
-        assert_eq!(p.code, Code::SshUnreachable);
-        assert!(p.message.ends_with("Connection refused)"), "{}", p.message);
-        assert_eq!(classify("h", "", None).code, Code::SshUnreachable);
     }
 }

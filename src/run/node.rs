@@ -186,7 +186,8 @@ impl Target for NodeUnit<'_> {
     }
 
     fn lock_held(&self) -> Option<Problem> {
-        // A remote store's lock is taken on its host when the node's turn comes.
+        // A remote store's lock is tested by its host's agent, when the stores are read
+        // before the run (`run::prepare::read_remote`).
         if self.node.ssh.is_some() {
             return None;
         }
