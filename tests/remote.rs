@@ -148,15 +148,6 @@ fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
 }
 
-fn target<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["target"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {doc}"))
-}
-
 #[test]
 fn a_rollout_reaches_several_remote_nodes_over_one_connection() {
     let r = remote_fleet(3, false);

@@ -76,15 +76,6 @@ fn apply_json(plan: &Path) -> (Option<i32>, serde_json::Value, String) {
     (code, doc, err)
 }
 
-fn target<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    doc["targets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["target"] == name)
-        .unwrap_or_else(|| panic!("no {name} in {doc}"))
-}
-
 /// Runs `cmd` while counting the `ssh` processes it has alive at once: the most seen.
 fn most_ssh_alive(cmd: &mut std::process::Command) -> (std::process::Output, usize) {
     let child = cmd
@@ -290,4 +281,202 @@ fn with_preflight_wave_each_wave_is_read_right_before_it_in_the_session_that_upg
         "{}",
         f.sshd.log()
     );
+}
+
+/// This machine's `fleetup-<os>-<arch>`, as the agents directory names builds.
+fn agent_name() -> String {
+    format!(
+        "fleetup-{}-{}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+fn short_digest(path: &Path) -> String {
+    fleetup::package::sha256_file(path).unwrap()[..16].to_owned()
+}
+
+#[test]
+fn an_agent_from_the_agents_directory_is_chosen_by_the_hosts_platform() {
+    let f = fleet(1);
+    // A build of its own for the host: this fleetup with a few bytes more, so that its
+    // digest differs from the controller's.
+    let agents = f.dir.path().join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    let build = agents.join(agent_name());
+    let mut bytes = std::fs::read(env!("CARGO_BIN_EXE_fleetup")).unwrap();
+    bytes.extend_from_slice(b"\nbuilt for the host\n");
+    std::fs::write(&build, bytes).unwrap();
+    let plan = f.plan("", &|_| String::new());
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &plan,
+        text.replace("rollout:", "agents: ./agents\nrollout:"),
+    )
+    .unwrap();
+    let (code, doc, err) = apply_json(&plan);
+    assert_eq!(code, Some(0), "{doc}{err}");
+    let bins: Vec<String> = std::fs::read_dir(f.host_dir(0).join("bin"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(bins, vec![format!("fleetup-{}", short_digest(&build))]);
+}
+
+#[test]
+fn a_build_the_hosts_cannot_run_fails_them_with_what_they_said_and_changes_nothing() {
+    let f = fleet(2);
+    // As a binary linked against a newer C library than the host's fails to start.
+    let agents = f.dir.path().join("agents");
+    std::fs::create_dir_all(&agents).unwrap();
+    let build = agents.join(agent_name());
+    std::fs::write(
+        &build,
+        "#!/bin/sh\necho \"$0: /lib/libc.so.6: version 'GLIBC_2.99' not found\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    let before: Vec<_> = (0..2).map(|i| snapshot(&f.root(i))).collect();
+    // Both hosts are tried: neither failure stops the other.
+    let plan = f.plan("  max_failures: 2\n", &|_| String::new());
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &plan,
+        text.replace("rollout:", "agents: ./agents\nrollout:"),
+    )
+    .unwrap();
+    let (code, doc, err) = apply_json(&plan);
+    assert_eq!(code, Some(3), "{doc}{err}");
+    for (i, was) in before.iter().enumerate() {
+        let t = target(&doc, &format!("n{}", i + 1));
+        assert_eq!(t["outcome"], "failed", "{t}");
+        assert_eq!(t["code"], "fleetup::remote::platform", "{t}");
+        let detail = t["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("cannot run the agent") && detail.contains("GLIBC_2.99"),
+            "{detail}"
+        );
+        assert_eq!(&snapshot(&f.root(i)), was);
+        // Nothing was left installed on the host: the copy that did not run is removed.
+        let left = std::fs::read_dir(f.host_dir(i).join("bin")).map_or(0, |d| d.count());
+        assert_eq!(left, 0, "host {i}");
+    }
+    // `plan` says what to do about it.
+    let (code, out, err) = output(fleetup().arg("plan").arg(&plan));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("cannot run the agent"), "{out}");
+}
+
+#[test]
+fn a_host_whose_agent_does_not_start_fails_alone() {
+    let f = fleet(2);
+    // Host 2 holds a damaged copy of the very agent the controller asks for.
+    let bin = f.host_dir(1).join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let damaged = bin.join(format!(
+        "fleetup-{}",
+        short_digest(Path::new(env!("CARGO_BIN_EXE_fleetup")))
+    ));
+    std::fs::write(&damaged, "#!/nonexistent/interpreter\n").unwrap();
+    std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&damaged)
+        .status()
+        .unwrap();
+    let plan = f.plan("  max_failures: 1\n", &|_| String::new());
+    let (code, doc, err) = apply_json(&plan);
+    assert_eq!(code, Some(3), "{doc}{err}");
+    assert_eq!(target(&doc, "n1")["outcome"], "upgraded", "{doc}");
+    let n2 = target(&doc, "n2");
+    assert_eq!(n2["outcome"], "failed", "{n2}");
+    assert_eq!(n2["code"], "fleetup::remote::platform", "{n2}");
+    assert!(
+        n2["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot run the agent"),
+        "{n2}"
+    );
+    assert_eq!(f.permanent(1).as_deref(), Some("releases/4.4.15"));
+}
+
+/// Makes `n` fake agents and `n` fake packages on a host, each a day older than the one
+/// before.
+fn stale_cache(host: &Path, n: usize) {
+    for k in 0..n {
+        let bin = host.join("bin").join(format!("fleetup-{:016x}", k + 1));
+        let pkg = host.join("packages").join(format!("{:064x}", k + 1));
+        std::fs::create_dir_all(bin.parent().unwrap()).unwrap();
+        std::fs::create_dir_all(&pkg).unwrap();
+        std::fs::write(&bin, "old agent").unwrap();
+        std::fs::write(pkg.join(package_name("4.4.1")), "old package").unwrap();
+        for p in [&bin, &pkg] {
+            let ok = std::process::Command::new("touch")
+                .arg("-d")
+                .arg(format!("{} days ago", k + 1))
+                .arg(p)
+                .status()
+                .unwrap();
+            assert!(ok.success());
+        }
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn host_caches_are_pruned_after_every_session_and_by_node_gc() {
+    let f = fleet(1);
+    let host = f.host_dir(0);
+    stale_cache(&host, 6);
+    let plan = f.plan("", &|_| String::new());
+    let (code, doc, err) = apply_json(&plan);
+    assert_eq!(code, Some(0), "{doc}{err}");
+    // The run's own agent and package, and the three newest of the rest.
+    let own = format!(
+        "fleetup-{}",
+        short_digest(Path::new(env!("CARGO_BIN_EXE_fleetup")))
+    );
+    let agents = names(&host.join("bin"));
+    assert_eq!(agents.len(), 4, "{agents:?}");
+    assert!(agents.contains(&own), "{agents:?}");
+    for k in 1..=3 {
+        assert!(agents.contains(&format!("fleetup-{k:016x}")), "{agents:?}");
+    }
+    let sent =
+        fleetup::package::sha256_file(&f.dir.path().join("repo").join(package_name("4.4.16")))
+            .unwrap();
+    let packages = names(&host.join("packages"));
+    assert_eq!(packages.len(), 4, "{packages:?}");
+    assert!(packages.contains(&sent), "{packages:?}");
+
+    // By hand, keeping one besides the agent that does the pruning.
+    let (code, out, err) = output(
+        fleetup()
+            .args([
+                "node",
+                "gc",
+                "--keep",
+                "1",
+                "--ssh",
+                &f.sshd.host_addrs()[0],
+            ])
+            .arg("--ssh-config")
+            .arg(f.sshd.config()),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("Removed bin/fleetup-0000000000000003"),
+        "{out}"
+    );
+    assert!(out.contains("Removed 5 entries and kept 3"), "{out}");
+    assert_eq!(names(&host.join("bin")).len(), 2);
+    // Of the packages, the newest: the one the run sent.
+    assert_eq!(names(&host.join("packages")), vec![sent]);
 }

@@ -241,6 +241,16 @@ pub fn cut_journal(state: &Path, target: &str) -> String {
     run
 }
 
+/// The result of target `name` in a run's `--format json` document.
+pub fn target<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["target"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {doc}"))
+}
+
 pub mod sshd;
 #[allow(unused_imports)]
 pub use sshd::free_port;

@@ -46,7 +46,7 @@ impl Sshd {
 
     /// A server allowing `max` sessions per connection (sshd's default is 10).
     pub fn with_max_sessions(max: usize) -> Sshd {
-        Sshd::serve(max, &["127.0.0.1".to_owned()])
+        Sshd::serve(max, &["127.0.0.1".to_owned()], false)
     }
 
     /// One server for several hosts: it listens on each of `addrs` (loopback addresses,
@@ -54,10 +54,10 @@ impl Sshd {
     /// (`host_dir`), as distinct hosts do.
     pub fn hosts(addrs: &[String]) -> Sshd {
         assert!(addrs.len() <= 16, "sshd listens on at most 16 addresses");
-        Sshd::serve(10, addrs)
+        Sshd::serve(10, addrs, true)
     }
 
-    fn serve(max: usize, addrs: &[String]) -> Sshd {
+    fn serve(max: usize, addrs: &[String], per_host: bool) -> Sshd {
         assert!(
             Path::new(SSHD).exists(),
             "{SSHD} is missing: install openssh-server (apt-get install openssh-server); \
@@ -72,7 +72,6 @@ impl Sshd {
         // Privilege separation needs this directory when sshd runs as root.
         let _ = std::fs::create_dir_all("/run/sshd");
         let port = free_port_on(&addrs[0]);
-        let single = addrs.len() == 1;
         let mut config = format!(
             "Port {port}\nHostKey {d}/host_key\n\
              AuthorizedKeysFile {d}/authorized_keys\nPidFile none\nStrictModes no\n\
@@ -84,7 +83,7 @@ impl Sshd {
         for a in addrs {
             config.push_str(&format!("ListenAddress {a}\n"));
         }
-        if single {
+        if !per_host {
             config.push_str(&format!(
                 "SetEnv FLEETUP_REMOTE_DIR={}/remote\n",
                 d.display()
