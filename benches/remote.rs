@@ -20,6 +20,10 @@
 //! upgrade loop with `preflight: wave`, of the read loop + upgrade loop by default;
 //! `ssh` processes ≤ max_connections + max_parallel.
 //!
+//! With `FLEETUP_BENCH_ANSIBLE=1`, the 50-host size is also measured against Ansible over
+//! SSH: ansible-core installed into a throwaway virtualenv (PyPI), forks 10, pipelining
+//! on, ControlPersist, the same copy, unpack and link switch (one run: it takes minutes).
+//!
 //! Run: `cargo bench --bench remote` (needs /usr/sbin/sshd, ssh, bash, xargs, unzip).
 //! `FLEETUP_BENCH_HOSTS=50` measures one size; `FLEETUP_BENCH_RUNS` sets the runs per
 //! side (default 3).
@@ -299,6 +303,79 @@ fn report(what: &str, fleet: &[f64], base: &[f64], m: &[Measured], target: f64) 
     );
 }
 
+/// The same upgrade by an Ansible playbook over SSH: ansible-core in a throwaway
+/// virtualenv, forks 10, pipelining, ControlPersist. Its wall time in seconds.
+fn ansible(dir: &Path, h: &Hosts, list: &Path, pkg: &Path) -> f64 {
+    let venv = dir.join("venv");
+    let ok = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .unwrap()
+        .success()
+        && Command::new(venv.join("bin/pip"))
+            .args(["install", "-q", "ansible-core"])
+            .status()
+            .unwrap()
+            .success();
+    assert!(ok, "cannot install ansible-core into a virtualenv");
+    let python = venv.join("bin/python");
+    let hosts: String = std::fs::read_to_string(list)
+        .unwrap()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let w: Vec<&str> = l.split(' ').collect();
+            format!(
+                "    h{i}: {{ ansible_host: {}, ansible_port: {}, root: \"{}-ansible\" }}\n",
+                w[0], w[1], w[2]
+            )
+        })
+        .collect();
+    std::fs::write(
+        dir.join("inventory.yaml"),
+        format!(
+            "all:\n  vars:\n    ansible_user: root\n    ansible_python_interpreter: {}\n  hosts:\n{hosts}",
+            python.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("ansible.cfg"),
+        format!(
+            "[defaults]\nforks = 10\nhost_key_checking = True\n[ssh_connection]\npipelining = True\n\
+             ssh_args = -F {} -o ControlMaster=auto -o ControlPersist=60s\n",
+            h.config.display()
+        ),
+    )
+    .unwrap();
+    let name = pkg.file_name().unwrap().to_string_lossy();
+    std::fs::write(
+        dir.join("playbook.yaml"),
+        format!(
+            "- hosts: all\n  gather_facts: false\n  tasks:\n\
+             \x20   - file: {{ path: \"{{{{ root }}}}/releases/4.4.99\", state: directory }}\n\
+             \x20   - copy: {{ src: \"{pkg}\", dest: \"{{{{ root }}}}/releases/\" }}\n\
+             \x20   - unarchive: {{ src: \"{{{{ root }}}}/releases/{name}\", dest: \"{{{{ root }}}}/releases/4.4.99\", remote_src: true }}\n\
+             \x20   - file: {{ src: \"releases/4.4.99\", dest: \"{{{{ root }}}}/current\", state: link, force: true }}\n",
+            pkg = pkg.display()
+        ),
+    )
+    .unwrap();
+    let mut c = Command::new(venv.join("bin/ansible-playbook"));
+    c.current_dir(dir)
+        .env("ANSIBLE_CONFIG", dir.join("ansible.cfg"))
+        .args(["-i", "inventory.yaml", "playbook.yaml"]);
+    let m = measure(c);
+    let first = std::fs::read_to_string(list).unwrap();
+    let root = first.lines().next().unwrap().split(' ').nth(2).unwrap();
+    assert_eq!(
+        std::fs::read_link(format!("{root}-ansible/current")).unwrap(),
+        Path::new("releases/4.4.99")
+    );
+    m.wall.as_secs_f64()
+}
+
 fn apply(plan: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fleetup"));
     c.arg("apply").arg(plan).arg("--yes");
@@ -328,20 +405,19 @@ fn size(n: usize, runs: usize) {
         next += 1;
         v
     };
-    let mut shell_v = 100;
+    // The baseline unpacks into a directory of its own each run.
+    let shell_v = std::cell::Cell::new(100);
+    let shell_dir = || {
+        shell_v.set(shell_v.get() + 1);
+        format!("9.9.{}", shell_v.get())
+    };
+    let loop_run = |_: usize| measure(bash(&upgrade_loop(dir, &h, &list, &pkgs[1], &shell_dir())));
 
     // First contact: fleetup copies its agent to every host (once, not paired).
     if n <= 50 {
         let v = version();
         let m = measure(apply(&plan(dir, &h, &roots, &versions[v], "")));
-        shell_v += 1;
-        let b = measure(bash(&upgrade_loop(
-            dir,
-            &h,
-            &list,
-            &pkgs[v],
-            &format!("9.9.{shell_v}"),
-        )));
+        let b = loop_run(0);
         println!(
             "  first contact (copies the agent too): fleetup {:.2} s, upgrade loop {:.2} s, ratio {:.2}",
             m.wall.as_secs_f64(),
@@ -367,24 +443,21 @@ fn size(n: usize, runs: usize) {
         measure(apply(&plan(dir, &h, &roots, &versions[v], "")))
     };
     if n <= 64 {
-        let (f, b, m) = pair(runs, &mut default_run, |_| {
-            shell_v += 1;
-            measure(bash(&upgrade_loop(
-                dir,
-                &h,
-                &list,
-                &pkgs[1],
-                &format!("9.9.{shell_v}"),
-            )))
-        });
+        let (f, b, m) = pair(runs, &mut default_run, loop_run);
         report("apply, default preflight vs upgrade loop", &f, &b, &m, 1.25);
+        if std::env::var_os("FLEETUP_BENCH_ANSIBLE").is_some() {
+            let a = ansible(dir, &h, &list, &pkgs[1]);
+            println!(
+                "  Ansible over SSH (forks 10, pipelining): {a:.2} s, {:.1}x fleetup's median (target >= 10)",
+                a / median(f.clone())
+            );
+        }
     } else {
         let (f, b, m) = pair(runs, &mut default_run, |_| {
-            shell_v += 1;
             let script = format!(
                 "{} && {}",
                 read_loop(&h, &list),
-                upgrade_loop(dir, &h, &list, &pkgs[1], &format!("9.9.{shell_v}"))
+                upgrade_loop(dir, &h, &list, &pkgs[1], &shell_dir())
             );
             measure(bash(&script))
         });
@@ -405,16 +478,7 @@ fn size(n: usize, runs: usize) {
                 "  waves: [\"25%\"]\n  preflight: wave\n",
             )))
         };
-        let (f, b, m) = pair(runs, &mut wave_run, |_| {
-            shell_v += 1;
-            measure(bash(&upgrade_loop(
-                dir,
-                &h,
-                &list,
-                &pkgs[1],
-                &format!("9.9.{shell_v}"),
-            )))
-        });
+        let (f, b, m) = pair(runs, &mut wave_run, loop_run);
         report(
             "apply, preflight: wave, waves of 25%, vs upgrade loop",
             &f,
