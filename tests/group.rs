@@ -198,10 +198,17 @@ fn the_app_market_walkthrough() {
     let v: serde_json::Value = serde_json::from_str(&rec).unwrap();
     assert_eq!(v["undone_by"], "0003");
 
-    // The same upgrade cannot be rolled back twice.
+    // A partial rollback is continued (as Rainbond does): web goes back too; then the
+    // same upgrade cannot be rolled back again.
+    let out = ok(&root, &m, &["rollback"]);
+    assert!(
+        out.contains("↺ web: done") && !out.contains("↺ api") && out.contains("rolled-back"),
+        "{out}"
+    );
+    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.1");
     let (code, _, err) = group(&root, &m, &["rollback"]);
     assert_eq!(code, Some(1));
-    assert!(err.contains("already rolled back by record 0003"), "{err}");
+    assert!(err.contains("already rolled back by record 0004"), "{err}");
 
     // A failing health check is recorded; the service keeps its previous spec.
     std::fs::write(root.join("fail-web"), "").unwrap();
@@ -211,7 +218,7 @@ fn the_app_market_walkthrough() {
         out.contains("▲ web: failed") && out.contains("partial-upgraded"),
         "{out}"
     );
-    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.2");
+    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.1");
     assert_eq!(spec_image(&root, "api"), "mall/api:1.0.3");
     // ...and the rollback of it restores api, while a rollback with nothing to do is refused.
     let (code, _, err) = group(&root, &m, &["rollback", "--services", "web"]);
@@ -614,4 +621,94 @@ fn a_killed_plan_upgrade_is_not_finished_by_hand_without_its_hooks() {
             "{s} was never deployed"
         );
     }
+}
+
+#[test]
+fn an_interrupted_upgrade_can_only_be_finished_not_rolled_back() {
+    let (_t, m, root) = killed_mid_upgrade();
+    let before = snapshot(&root);
+    let (code, out, err) = group(&root, &m, &["rollback"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("upgrade 0001 of mall to 1.0.2 is unfinished and cannot be rolled back"),
+        "{err}"
+    );
+    assert!(err.contains("fleetup resume"), "{err}");
+    assert_eq!(
+        snapshot(&root),
+        before,
+        "a refused rollback changed the group"
+    );
+}
+
+#[test]
+fn a_partial_upgrade_is_completed_by_the_same_upgrade_and_a_failed_service_is_deployed_back() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = hooked_group(t.path());
+    // Health fails for one service at one version while `fail-<service>-<version>` exists.
+    let hooks = std::fs::read_to_string(root.join("group-hooks.toml"))
+        .unwrap()
+        .replace("fail-{service}", "fail-{service}-{version}");
+    std::fs::write(root.join("group-hooks.toml"), hooks).unwrap();
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    // api fails its health check at 1.0.2: its previous version is deployed again.
+    std::fs::write(root.join("fail-api-1.0.2"), "").unwrap();
+    let (code, out, err) = group(&root, &m, &["upgrade", "mall", "--to", "1.0.2"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("partial-upgraded"), "{out}");
+    let deployed = std::fs::read_to_string(root.join("deployed-api.yaml")).unwrap();
+    assert!(deployed.contains("mall/api:1.0.0"), "{deployed}");
+    let log = std::fs::read_to_string(root.join("deploys.log")).unwrap();
+    assert!(log.contains("api 1.0.2\napi 1.0.0\n"), "{log}");
+    let rec = ok(&root, &m, &["record", "0001"]);
+    assert!(rec.contains("1.0.0 deployed again"), "{rec}");
+    // Status says what each service runs.
+    let status = ok(&root, &m, &["status"]);
+    assert!(status.contains("not all on 1.0.2: api 1.0.0"), "{status}");
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&root, &m, &["status", "--format", "json"])).unwrap();
+    assert_eq!(json[0]["running"]["api"], "1.0.0", "{json}");
+
+    // The same upgrade again deploys what it left: api only.
+    std::fs::remove_file(root.join("fail-api-1.0.2")).unwrap();
+    let lines = log.lines().count();
+    let out = ok(&root, &m, &["upgrade", "mall", "--to", "1.0.2"]);
+    assert!(
+        out.contains("▲ api: upgraded")
+            && out.contains("Record 0002: mall 1.0.0 → 1.0.2: upgraded"),
+        "{out}"
+    );
+    let log = std::fs::read_to_string(root.join("deploys.log")).unwrap();
+    let new: Vec<&str> = log.lines().skip(lines).collect();
+    assert_eq!(new, vec!["api 1.0.2"], "{log}");
+    let status = ok(&root, &m, &["status"]);
+    assert!(!status.contains("not all on"), "{status}");
+    let (code, _, err) = group(&root, &m, &["upgrade", "mall", "--to", "1.0.2"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("mall is already at 1.0.2"), "{err}");
+}
+
+#[test]
+fn app_names_from_the_command_line_never_lead_out_of_the_market() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = hooked_group(t.path());
+    // A template beside the market, which a path could reach.
+    let evil = t.path().join("evil").join("x");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::fs::write(
+        evil.join("1.0.0.yaml"),
+        "app: ../evil/x\nversion: 1.0.0\nservices:\n  s:\n    image: evil:1\n",
+    )
+    .unwrap();
+    for args in [
+        &["install", "../evil/x", "1.0.0"][..],
+        &["diff", "../evil/x", "--to", "1.0.0"],
+        &["upgrade", "../evil/x", "--to", "1.0.0"],
+    ] {
+        let (code, out, err) = group(&root, &m, args);
+        assert_eq!(code, Some(1), "{args:?}: {out}{err}");
+        assert!(err.contains("`../evil/x` is not an app name"), "{err}");
+    }
+    assert!(!root.join("group.toml").exists());
+    assert!(!root.join("services").exists());
 }

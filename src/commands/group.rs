@@ -63,6 +63,11 @@ fn status(opts: &GroupOpts, market: &Path, format: OutputFormat) -> Result<(), P
         version: String,
         newer: Vec<String>,
         services: Vec<String>,
+        /// Services on another version than the app's, with theirs.
+        #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        running: std::collections::BTreeMap<String, String>,
+        #[serde(skip)]
+        behind: Option<String>,
     }
     let apps: Vec<App> = st
         .apps
@@ -77,6 +82,12 @@ fn status(opts: &GroupOpts, market: &Path, format: OutputFormat) -> Result<(), P
                 .map(|v| v.to_string())
                 .collect(),
             services: a.services.keys().cloned().collect(),
+            running: a
+                .running
+                .iter()
+                .map(|(s, v)| (s.clone(), v.to_string()))
+                .collect(),
+            behind: a.behind(),
         })
         .collect();
     if format == OutputFormat::Json {
@@ -88,10 +99,20 @@ fn status(opts: &GroupOpts, market: &Path, format: OutputFormat) -> Result<(), P
         println!("  no apps installed");
     }
     for a in &apps {
-        let newer = if a.newer.is_empty() {
+        let mut said = Vec::new();
+        if let Some(b) = &a.behind {
+            said.push(format!(
+                "● not all on {}: {b} (`fleetup group upgrade {} --to {}` finishes it)",
+                a.version, a.app, a.version
+            ));
+        }
+        if !a.newer.is_empty() {
+            said.push(format!("● newer in the market: {}", a.newer.join(", ")));
+        }
+        let newer = if said.is_empty() {
             "up to date".to_owned()
         } else {
-            format!("● newer in the market: {}", a.newer.join(", "))
+            said.join("; ")
         };
         println!(
             "  {} {}  {}  (services: {})",

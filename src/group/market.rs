@@ -41,6 +41,18 @@ pub struct AppTemplate {
     pub services: BTreeMap<String, ServiceSpec>,
 }
 
+/// An app name is a safe name, as a plan's are: never a path out of the market.
+pub fn check_app_name(app: &str) -> Result<(), Problem> {
+    if crate::names::is_safe_name(app) {
+        Ok(())
+    } else {
+        Err(Problem::new(
+            Code::UnsafeName,
+            format!("`{app}` is not an app name"),
+        ))
+    }
+}
+
 pub struct Market {
     pub dir: PathBuf,
 }
@@ -52,8 +64,12 @@ impl Market {
         }
     }
 
-    /// Versions of `app` the market has, oldest first.
+    /// Versions of `app` the market has, oldest first (none for a name that is not a
+    /// safe name: it is never looked up outside the market).
     pub fn versions(&self, app: &str) -> Vec<Version> {
+        if !crate::names::is_safe_name(app) {
+            return Vec::new();
+        }
         let mut v: Vec<Version> = std::fs::read_dir(self.dir.join(app))
             .into_iter()
             .flatten()
@@ -73,6 +89,7 @@ impl Market {
     }
 
     pub fn template(&self, app: &str, v: &Version) -> Result<AppTemplate, Problem> {
+        check_app_name(app)?;
         let base = self.dir.join(app);
         let Some(path) = ["yaml", "yml", "toml"]
             .iter()

@@ -34,7 +34,7 @@ mod record;
 
 pub use diff::{Change, ServiceDiff, diff};
 pub use hooks::{Ctx, DeployConfig, HealthConfig, HookConfig, Hooks};
-pub use market::{AppTemplate, Market, Port, ServiceSpec, Volume};
+pub use market::{AppTemplate, Market, Port, ServiceSpec, Volume, check_app_name};
 pub use record::{Record, RecordKind, ServiceOutcome, ServiceResult, Status};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +43,46 @@ pub struct InstalledApp {
     pub app: String,
     pub version: Version,
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Services that run another version than `version` (a partial upgrade, or a partial
+    /// rollback), with the version each runs. Every other service runs `version`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub running: BTreeMap<String, Version>,
+}
+
+impl InstalledApp {
+    /// The version service `s` runs.
+    pub fn version_of(&self, s: &str) -> &Version {
+        self.running.get(s).unwrap_or(&self.version)
+    }
+
+    /// The version of every service.
+    pub fn versions(&self) -> BTreeMap<String, Version> {
+        self.services
+            .keys()
+            .map(|s| (s.clone(), self.version_of(s).clone()))
+            .collect()
+    }
+
+    /// Sets the app's version and each service's, keeping only the services that
+    /// differ from the app's in `running`.
+    pub fn set_versions(&mut self, version: Version, each: BTreeMap<String, Version>) {
+        self.running = each
+            .into_iter()
+            .filter(|(s, v)| *v != version && self.services.contains_key(s))
+            .collect();
+        self.version = version;
+    }
+
+    /// Services not on the app's version, as `api 1.0.0, web 1.0.1`.
+    pub fn behind(&self) -> Option<String> {
+        (!self.running.is_empty()).then(|| {
+            self.running
+                .iter()
+                .map(|(s, v)| format!("{s} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -62,6 +62,7 @@ impl Group {
         v: &Version,
         ctx: &mut Ctx,
     ) -> Result<(), Problem> {
+        check_app_name(app)?;
         std::fs::create_dir_all(&self.root).map_err(|e| io(&self.root, e))?;
         let _lock = self.lock(ctx)?;
         let mut st = self.state()?;
@@ -116,6 +117,7 @@ impl Group {
             app: app.into(),
             version: v.clone(),
             services: t.services.clone(),
+            running: BTreeMap::new(),
         });
         self.save_state(&st)?;
         (ctx.say)(format!(
@@ -134,6 +136,7 @@ impl Group {
         services: Option<&[String]>,
         policy: VersionPolicy,
     ) -> Result<(InstalledApp, AppTemplate, Vec<ServiceDiff>, Vec<String>), Problem> {
+        check_app_name(app)?;
         let st = self.state()?;
         let installed = st.app(app).cloned().ok_or_else(|| {
             Problem::new(
@@ -142,20 +145,28 @@ impl Group {
             )
             .help("install it first with `fleetup group install`")
         })?;
-        if let Some(v) = package::check_versions(&installed.version, to, policy)
-            .into_iter()
-            .next()
+        // The same version again completes a partial upgrade: the services it left behind
+        // (failed, or not picked) are what is left to do.
+        let completing = &installed.version == to;
+        if !completing
+            && let Some(v) = package::check_versions(&installed.version, to, policy)
+                .into_iter()
+                .next()
         {
             return Err(Problem::new(v.code, format!("{app}: {}", v.message)));
         }
-        if &installed.version == to {
+        let t = market.template(app, to)?;
+        let d = diff(&installed.services, &t);
+        if completing
+            && !d
+                .iter()
+                .any(|s| matches!(s.change, Change::Upgrade | Change::Add))
+        {
             return Err(Problem::new(
                 Code::GroupState,
                 format!("{app} is already at {to}"),
             ));
         }
-        let t = market.template(app, to)?;
-        let d = diff(&installed.services, &t);
         let candidates: Vec<&ServiceDiff> = d
             .iter()
             .filter(|s| matches!(s.change, Change::Upgrade | Change::Add))
@@ -279,6 +290,17 @@ impl Group {
             }
             _ => {
                 let (installed, t, d, picked) = self.preview(market, app, to, services, policy)?;
+                // Completing a partial upgrade starts from where the services it deploys are.
+                let from = if &installed.version == to {
+                    picked
+                        .iter()
+                        .map(|s| installed.version_of(s))
+                        .min()
+                        .unwrap_or(&installed.version)
+                        .clone()
+                } else {
+                    installed.version.clone()
+                };
                 let id = self.next_id()?;
                 self.backup(&id)?;
                 (ctx.say)(format!("Backed up the group as backups/{id}"));
@@ -286,7 +308,7 @@ impl Group {
                     id,
                     kind: RecordKind::Upgrade,
                     app: app.into(),
-                    from: installed.version.clone(),
+                    from,
                     to: to.clone(),
                     status: Status::InProgress,
                     services: d
@@ -328,7 +350,8 @@ impl Group {
                 change.marker(),
                 spec.image
             ));
-            let result = self.deploy(app, &name, spec, to, &installed.version, ctx);
+            let was = installed.version_of(&name).clone();
+            let result = self.deploy(app, &name, spec, to, &was, ctx);
             let outcome = match result {
                 Ok(()) => {
                     (ctx.say)(format!("{} {name}: upgraded", change.marker()));
@@ -336,11 +359,7 @@ impl Group {
                 }
                 Err(e) => {
                     (ctx.say)(format!("{} {name}: failed: {e}", change.marker()));
-                    // The service keeps its previous spec on disk: what runs is unchanged.
-                    if let Some(prev) = installed.services.get(&name) {
-                        let _ = self.write_spec(&name, prev);
-                    }
-                    ServiceResult::Failed(e.to_string())
+                    ServiceResult::Failed(self.restore(app, &name, &installed, to, &e, ctx))
                 }
             };
             if let Some(s) = rec.services.iter_mut().find(|s| s.service == name) {
@@ -348,7 +367,8 @@ impl Group {
             }
             self.save_record(&rec)?;
         }
-        // group.toml follows the record: every service it marks done has the new spec.
+        // group.toml follows the record: every service it marks done has the new spec and
+        // runs the new version; the others keep theirs.
         let mut st = self.state()?;
         let done: Vec<&ServiceOutcome> = rec
             .services
@@ -357,14 +377,29 @@ impl Group {
             .collect();
         let failed = rec.services.iter().filter(|s| s.result.is_failed()).count();
         if let Some(a) = st.app_mut(app) {
+            let mut each = a.versions();
             for s in &done {
                 if let Some(spec) = t.services.get(&s.service) {
                     a.services.insert(s.service.clone(), spec.clone());
+                    each.insert(s.service.clone(), to.clone());
                 }
             }
+            // A service whose spec the new version leaves as it is is on it too.
             if !done.is_empty() {
-                a.version = to.clone();
+                for s in rec
+                    .services
+                    .iter()
+                    .filter(|s| s.result == ServiceResult::Unchanged)
+                {
+                    each.insert(s.service.clone(), to.clone());
+                }
             }
+            let version = if done.is_empty() {
+                a.version.clone()
+            } else {
+                to.clone()
+            };
+            a.set_versions(version, each);
         }
         self.save_state(&st)?;
         rec.status = match (done.len(), failed) {
@@ -377,10 +412,41 @@ impl Group {
         (ctx.say)(format!(
             "Record {}: {app} {} → {to}: {}",
             rec.id,
-            installed.version,
+            rec.from,
             rec.status.as_str()
         ));
         Ok(rec)
+    }
+
+    /// After a failed deploy of `name`: its previous spec written back and deployed again
+    /// (the deploy hook and health check run, so the failed version does not stay up);
+    /// the record's words for it. A service the upgrade added has nothing to go back to:
+    /// its spec is removed.
+    fn restore(
+        &self,
+        app: &str,
+        name: &str,
+        installed: &InstalledApp,
+        to: &Version,
+        failure: &str,
+        ctx: &mut Ctx,
+    ) -> String {
+        let Some(prev) = installed.services.get(name) else {
+            let _ = std::fs::remove_file(self.root.join("services").join(format!("{name}.yaml")));
+            return failure.to_owned();
+        };
+        let was = installed.version_of(name).clone();
+        (ctx.say)(format!("↺ {name}: restoring {}", prev.image));
+        match self.deploy(app, name, prev, &was, to, ctx) {
+            Ok(()) => {
+                (ctx.say)(format!("↺ {name}: {was} deployed again"));
+                format!("{failure}; {was} deployed again")
+            }
+            Err(e) => {
+                (ctx.say)(format!("↺ {name}: deploying {was} again failed: {e}"));
+                format!("{failure}; deploying {was} again failed too: {e}")
+            }
+        }
     }
 
     /// The group as it was before upgrade `id`, from its backup.
@@ -428,11 +494,24 @@ impl Group {
                 ),
             ));
         }
-        if let Some(by) = &last.undone_by {
+        // An unfinished upgrade is finished first (or fails): rolling it back halfway
+        // would leave the group saying one thing and its services another.
+        if last.status == Status::InProgress {
+            let how = match &last.run {
+                Some(run) => format!("`fleetup resume {run}` finishes it with the plan's hooks"),
+                None => format!(
+                    "run the same upgrade again (`fleetup group upgrade {} --to {}`) to finish it",
+                    last.app, last.to
+                ),
+            };
             return Err(Problem::new(
                 Code::GroupRollback,
-                format!("upgrade {} was already rolled back by record {by}", last.id),
-            ));
+                format!(
+                    "upgrade {} of {} to {} is unfinished and cannot be rolled back",
+                    last.id, last.app, last.to
+                ),
+            )
+            .help(format!("{how}; then roll it back")));
         }
         let before = self.backup_state(&last.id)?;
         let prev_app = before.app(&last.app).cloned();
@@ -442,6 +521,28 @@ impl Group {
             .iter()
             .filter(|s| s.result == ServiceResult::Done && s.change == Change::Upgrade)
             .collect();
+        // A partial rollback can be continued: what earlier rollbacks of this upgrade
+        // restored is done.
+        let restored: Vec<String> = records
+            .iter()
+            .filter(|r| r.kind == RecordKind::Rollback && r.undoes.as_deref() == Some(&last.id))
+            .flat_map(|r| r.services.iter())
+            .filter(|s| s.result == ServiceResult::Done && s.change == Change::Upgrade)
+            .map(|s| s.service.clone())
+            .collect();
+        let left: Vec<&ServiceOutcome> = upgraded
+            .iter()
+            .copied()
+            .filter(|s| !restored.contains(&s.service))
+            .collect();
+        if let Some(by) = &last.undone_by
+            && left.is_empty()
+        {
+            return Err(Problem::new(
+                Code::GroupRollback,
+                format!("upgrade {} was already rolled back by record {by}", last.id),
+            ));
+        }
         let added: Vec<&ServiceOutcome> = last
             .services
             .iter()
@@ -452,7 +553,7 @@ impl Group {
             })
             .collect();
         let chosen: Vec<String> = match services {
-            None => upgraded.iter().map(|s| s.service.clone()).collect(),
+            None => left.iter().map(|s| s.service.clone()).collect(),
             Some(list) => {
                 for s in list {
                     if !last.services.iter().any(|x| &x.service == s) {
@@ -463,7 +564,7 @@ impl Group {
                     }
                 }
                 list.iter()
-                    .filter(|s| upgraded.iter().any(|u| &u.service == *s))
+                    .filter(|s| left.iter().any(|u| &u.service == *s))
                     .cloned()
                     .collect()
             }
@@ -472,7 +573,7 @@ impl Group {
             return Err(Problem::new(
                 Code::GroupRollback,
                 format!(
-                    "nothing to roll back: upgrade {} changed none of the chosen services (added services are never removed)",
+                    "nothing to roll back: upgrade {} changed none of the chosen services, or they are back already (added services are never removed)",
                     last.id
                 ),
             ));
@@ -503,13 +604,21 @@ impl Group {
             else {
                 continue;
             };
+            let was = prev_app
+                .as_ref()
+                .map_or(&last.from, |a| a.version_of(name))
+                .clone();
             (ctx.say)(format!("↺ {name}: restoring {}", spec.image));
-            let result = self.deploy(&last.app, name, &spec, &last.from, &last.to, ctx);
+            let result = self.deploy(&last.app, name, &spec, &was, &last.to, ctx);
             let outcome = match result {
                 Ok(()) => {
                     ok += 1;
                     if let Some(a) = st.app_mut(&last.app) {
                         a.services.insert(name.clone(), spec.clone());
+                        let mut each = a.versions();
+                        each.insert(name.clone(), was.clone());
+                        let v = a.version.clone();
+                        a.set_versions(v, each);
                     }
                     ServiceResult::Done
                 }
@@ -522,7 +631,7 @@ impl Group {
             rec.services.push(ServiceOutcome {
                 service: name.clone(),
                 change: Change::Upgrade,
-                details: vec![],
+                details: vec![format!("{was} deployed again")],
                 result: outcome,
             });
             self.save_record(&rec)?;
@@ -539,9 +648,15 @@ impl Group {
                 result: ServiceResult::Kept,
             });
         }
-        let all_back = failed == 0 && chosen.len() == upgraded.len();
-        if all_back && let Some(a) = st.app_mut(&last.app) {
-            a.version = last.from.clone();
+        let all_back = failed == 0 && chosen.len() == left.len();
+        // Every service back where it was: the app is on the version it was on, and the
+        // services the upgrade added (kept) run what they were deployed with.
+        if all_back && let (Some(a), Some(prev)) = (st.app_mut(&last.app), prev_app.as_ref()) {
+            let mut each = a.versions();
+            for (s, v) in prev.versions() {
+                each.insert(s, v);
+            }
+            a.set_versions(prev.version.clone(), each);
         }
         self.save_state(&st)?;
         rec.status = match (ok, failed) {
