@@ -712,3 +712,83 @@ fn app_names_from_the_command_line_never_lead_out_of_the_market() {
     assert!(!root.join("group.toml").exists());
     assert!(!root.join("services").exists());
 }
+
+/// A second app in the market: `blog` 1.0.0 and 1.0.1 (one service each).
+fn blog(market: &Path) {
+    let d = market.join("blog");
+    std::fs::create_dir_all(&d).unwrap();
+    for v in ["1.0.0", "1.0.1"] {
+        std::fs::write(
+            d.join(format!("{v}.yaml")),
+            format!("app: blog\nversion: {v}\nservices:\n  pages:\n    image: blog/pages:{v}\n"),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_run_that_upgraded_two_apps_of_a_group_rolls_back_both_newest_first() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    blog(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    ok(&root, &m, &["install", "blog", "1.0.0"]);
+    let plan = group_plan(t.path(), "0");
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "      - app: mall\n        to: 1.0.2\n",
+        "      - app: mall\n        to: 1.0.2\n      - app: blog\n        to: 1.0.1\n",
+    );
+    std::fs::write(&plan, text).unwrap();
+    apply_ok(&plan);
+    let status = ok(&root, &m, &["status"]);
+    assert!(
+        status.contains("mall 1.0.2") && status.contains("blog 1.0.1"),
+        "{status}"
+    );
+
+    let state = t.path().join("state");
+    let run = latest_run(&state);
+    let (code, out, err) = output(fleetup().args(["rollback", &run, "--state"]).arg(&state));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let status = ok(&root, &m, &["status"]);
+    assert!(
+        status.contains("mall 1.0.0") && status.contains("blog 1.0.0"),
+        "{status}"
+    );
+    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.0");
+    assert_eq!(spec_image(&root, "pages"), "blog/pages:1.0.0");
+    // Newest first: blog's upgrade (0002) was undone before mall's (0001).
+    let recs = ok(&root, &m, &["records"]);
+    let undo = |id: &str| {
+        recs.lines()
+            .find(|l| l.contains(&format!("(undoes {id})")))
+            .and_then(|l| l.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no rollback of {id}: {recs}"))
+            .to_owned()
+    };
+    assert!(undo("0002") < undo("0001"), "{recs}");
+
+    // Within a run too: when the second app fails, the first is taken back with it.
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    blog(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    ok(&root, &m, &["install", "blog", "1.0.0"]);
+    let plan = group_plan(t.path(), "0");
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "      - app: mall\n        to: 1.0.2\n",
+        "      - app: mall\n        to: 1.0.2\n      - app: blog\n        to: 1.0.1\n",
+    );
+    std::fs::write(&plan, text).unwrap();
+    std::fs::write(root.join("fail-pages"), "").unwrap();
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(3), "{out}{err}");
+    let status = ok(&root, &m, &["status"]);
+    assert!(
+        status.contains("mall 1.0.0") && status.contains("blog 1.0.0"),
+        "{status}"
+    );
+    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.0");
+}

@@ -462,6 +462,25 @@ impl Group {
             })
     }
 
+    /// Every upgrade fleet run `run` made in this group that has something left to roll
+    /// back, rolled back whole, newest first: the rollback records (none when nothing is
+    /// left). A plan that upgrades several apps of a group is undone app by app.
+    pub fn rollback_run(&self, run: &str, ctx: &mut Ctx) -> Result<Vec<Record>, Problem> {
+        let records = self.records();
+        let ids: Vec<String> = records
+            .iter()
+            .rev()
+            .filter(|r| r.kind == RecordKind::Upgrade && r.run.as_deref() == Some(run))
+            .filter(|r| !left_to_roll_back(&records, r).is_empty())
+            .map(|r| r.id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(self.rollback(Some(&id), None, ctx)?);
+        }
+        Ok(out)
+    }
+
     /// `fleetup group rollback`: undoes the last upgrade, for all or the chosen services.
     /// Services that upgrade added are never removed: they are reported as kept.
     pub fn rollback(
@@ -472,28 +491,58 @@ impl Group {
     ) -> Result<Record, Problem> {
         let _lock = self.lock(ctx)?;
         let records = self.records();
-        let Some(last) = records
+        let upgrades: Vec<&Record> = records
             .iter()
-            .rev()
-            .find(|r| r.kind == RecordKind::Upgrade)
-            .cloned()
-        else {
-            return Err(Problem::new(
-                Code::GroupRollback,
-                "this group has no upgrade to roll back",
-            ));
+            .filter(|r| r.kind == RecordKind::Upgrade)
+            .collect();
+        // Only the last upgrade of an app can be rolled back (apps of one group are
+        // upgraded, and rolled back, each on its own).
+        let newest_of = |app: &str| upgrades.iter().rev().find(|r| r.app == app).copied();
+        let last = match record {
+            Some(id) => {
+                let Some(r) = upgrades.iter().find(|r| r.id == id) else {
+                    return Err(Problem::new(
+                        Code::GroupRollback,
+                        format!("this group has no upgrade record `{id}`"),
+                    )
+                    .help("`fleetup group records` lists them"));
+                };
+                match newest_of(&r.app) {
+                    Some(n) if n.id != r.id => {
+                        return Err(Problem::new(
+                            Code::GroupRollback,
+                            format!(
+                                "only the last upgrade can be rolled back: that is record {} ({} {} → {}), not {id}",
+                                n.id, n.app, n.from, n.to
+                            ),
+                        ));
+                    }
+                    _ => (*r).clone(),
+                }
+            }
+            // The newest last upgrade of an app that has something left to roll back,
+            // else the newest (which then says it was rolled back already).
+            None => {
+                let lasts: Vec<&Record> = upgrades
+                    .iter()
+                    .rev()
+                    .filter(|r| newest_of(&r.app).is_some_and(|n| n.id == r.id))
+                    .copied()
+                    .collect();
+                let open = lasts
+                    .iter()
+                    .find(|r| r.undone_by.is_none() || !left_to_roll_back(&records, r).is_empty());
+                match open.or(lasts.first()) {
+                    Some(r) => (*r).clone(),
+                    None => {
+                        return Err(Problem::new(
+                            Code::GroupRollback,
+                            "this group has no upgrade to roll back",
+                        ));
+                    }
+                }
+            }
         };
-        if let Some(id) = record
-            && id != last.id
-        {
-            return Err(Problem::new(
-                Code::GroupRollback,
-                format!(
-                    "only the last upgrade can be rolled back: that is record {} ({} {} → {}), not {id}",
-                    last.id, last.app, last.from, last.to
-                ),
-            ));
-        }
         // An unfinished upgrade is finished first (or fails): rolling it back halfway
         // would leave the group saying one thing and its services another.
         if last.status == Status::InProgress {
@@ -515,26 +564,9 @@ impl Group {
         }
         let before = self.backup_state(&last.id)?;
         let prev_app = before.app(&last.app).cloned();
-        // What the upgrade changed: upgraded services go back; added ones are kept.
-        let upgraded: Vec<&ServiceOutcome> = last
-            .services
-            .iter()
-            .filter(|s| s.result == ServiceResult::Done && s.change == Change::Upgrade)
-            .collect();
-        // A partial rollback can be continued: what earlier rollbacks of this upgrade
-        // restored is done.
-        let restored: Vec<String> = records
-            .iter()
-            .filter(|r| r.kind == RecordKind::Rollback && r.undoes.as_deref() == Some(&last.id))
-            .flat_map(|r| r.services.iter())
-            .filter(|s| s.result == ServiceResult::Done && s.change == Change::Upgrade)
-            .map(|s| s.service.clone())
-            .collect();
-        let left: Vec<&ServiceOutcome> = upgraded
-            .iter()
-            .copied()
-            .filter(|s| !restored.contains(&s.service))
-            .collect();
+        // What the upgrade changed: upgraded services go back (those an earlier, partial
+        // rollback of it left); added ones are kept.
+        let left = left_to_roll_back(&records, &last);
         if let Some(by) = &last.undone_by
             && left.is_empty()
         {
@@ -677,4 +709,20 @@ impl Group {
         ));
         Ok(rec)
     }
+}
+
+/// The services upgrade `up` changed that no rollback of it has put back yet.
+fn left_to_roll_back<'r>(records: &[Record], up: &'r Record) -> Vec<&'r ServiceOutcome> {
+    let restored: Vec<&str> = records
+        .iter()
+        .filter(|r| r.kind == RecordKind::Rollback && r.undoes.as_deref() == Some(&up.id))
+        .flat_map(|r| r.services.iter())
+        .filter(|s| s.result == ServiceResult::Done && s.change == Change::Upgrade)
+        .map(|s| s.service.as_str())
+        .collect();
+    up.services
+        .iter()
+        .filter(|s| s.result == ServiceResult::Done && s.change == Change::Upgrade)
+        .filter(|s| !restored.contains(&s.service.as_str()))
+        .collect()
 }

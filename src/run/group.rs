@@ -222,11 +222,35 @@ impl Target for GroupUnit<'_> {
         let name = self.name();
         let mut say = |l: String| cx.step(name, Step::Group(l));
         let mut ctx = self.ctx(cx, &mut say);
-        let r = self.group().rollback(None, None, &mut ctx)?;
-        if r.status != group::Status::RolledBack {
-            return Err(incomplete(&r));
+        let grp = self.group();
+        // Every app this run upgraded, newest first; records of fleetup 0.1 name no run:
+        // the group's last upgrade is taken as this run's.
+        let done = if grp
+            .records()
+            .iter()
+            .any(|r| r.run.as_deref() == Some(cx.run_id))
+        {
+            grp.rollback_run(cx.run_id, &mut ctx)?
+        } else {
+            vec![grp.rollback(None, None, &mut ctx)?]
+        };
+        if let Some(r) = done.iter().find(|r| r.status != group::Status::RolledBack) {
+            return Err(incomplete(r));
         }
-        Ok("last upgrade rolled back".into())
+        if done.is_empty() {
+            return Err(Problem::new(
+                Code::GroupRollback,
+                "nothing this run upgraded is left to roll back",
+            ));
+        }
+        Ok(format!(
+            "rolled back by record{} {}",
+            if done.len() == 1 { "" } else { "s" },
+            done.iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     }
 }
 
@@ -313,20 +337,23 @@ impl Change for GroupChange<'_> {
         let name = unit.name();
         let mut say = |l: String| cx.step(name, Step::Group(l));
         let mut ctx = unit.ctx(cx, &mut say);
-        match self.grp.rollback(None, None, &mut ctx) {
-            Ok(rb) if rb.status == group::Status::RolledBack => {
-                Ok(format!("; rolled back by record {}", rb.id))
-            }
-            Ok(rb) => Err(incomplete(&rb)),
-            // A failed upgrade that changed nothing has nothing to roll back.
-            Err(p)
-                if p.code == Code::GroupRollback
-                    && self.failed == Some(group::Status::UpgradeFailed) =>
-            {
-                Ok("; nothing had changed".into())
-            }
-            Err(p) => Err(p),
+        // Every app of the group this run upgraded, the failed one first.
+        let done = self.grp.rollback_run(cx.run_id, &mut ctx)?;
+        if let Some(rb) = done.iter().find(|r| r.status != group::Status::RolledBack) {
+            return Err(incomplete(rb));
         }
+        if done.is_empty() {
+            // A failed upgrade that changed nothing has nothing to roll back.
+            return Ok("; nothing had changed".into());
+        }
+        Ok(format!(
+            "; rolled back by record{} {}",
+            if done.len() == 1 { "" } else { "s" },
+            done.iter()
+                .map(|r| r.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
     }
 
     fn commit(&mut self) -> Result<String, Problem> {
