@@ -11,6 +11,8 @@ pub struct Hooks {
     pub health: Option<crate::health::Health>,
     pub vars: BTreeMap<String, String>,
     pub group: String,
+    /// The format of the specs the deploy hook is given.
+    pub render: Render,
 }
 
 pub struct Ctx<'a> {
@@ -30,6 +32,8 @@ pub struct HookConfig {
     pub health: Option<HealthConfig>,
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
+    /// `spec` (default), `kubernetes` or `compose`.
+    pub render: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,12 +114,21 @@ impl HookConfig {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default()
         });
+        let render = match cfg.render.as_deref() {
+            None => Render::Spec,
+            Some(r) => Render::parse(r).ok_or_else(|| {
+                bad(format!(
+                    "`render = \"{r}\"` is not one of spec, kubernetes, compose"
+                ))
+            })?,
+        };
         Ok(Hooks {
             deploy,
             timeout: dur(&cfg.deploy.as_ref().and_then(|d| d.timeout.clone()), 300)?,
             health,
             vars: cfg.vars,
             group: name,
+            render,
         })
     }
 }

@@ -31,11 +31,13 @@ mod hooks;
 mod market;
 mod ops;
 mod record;
+mod render;
 
 pub use diff::{Change, ServiceDiff, diff};
 pub use hooks::{Ctx, DeployConfig, HealthConfig, HookConfig, Hooks};
 pub use market::{AppTemplate, Market, Port, ServiceSpec, Volume, check_app_name};
 pub use record::{Record, RecordKind, ServiceOutcome, ServiceResult, Status};
+pub use render::{CLAIM_SIZE, Render};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -212,12 +214,17 @@ impl Group {
         )
     }
 
-    fn write_spec(&self, service: &str, spec: &ServiceSpec) -> Result<PathBuf, Problem> {
+    /// Writes `services/<service>.yaml` in the group's `render` format.
+    fn write_spec(
+        &self,
+        service: &str,
+        spec: &ServiceSpec,
+        hooks: &Hooks,
+    ) -> Result<PathBuf, Problem> {
         let dir = self.root.join("services");
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let path = dir.join(format!("{service}.yaml"));
-        let text = serde_saphyr::to_string(spec)
-            .map_err(|e| Problem::new(Code::Io, format!("cannot render {service}: {e}")))?;
+        let text = render::render(hooks.render, &hooks.group, service, spec)?;
         crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| io(&path, e))?;
         Ok(path)
     }

@@ -14,7 +14,9 @@ impl Group {
         prev: &Version,
         ctx: &mut Ctx,
     ) -> Result<(), String> {
-        let path = self.write_spec(service, spec).map_err(|p| p.message)?;
+        let path = self
+            .write_spec(service, spec, &ctx.hooks)
+            .map_err(|p| p.message)?;
         let abs = |p: &Path| {
             std::path::absolute(p)
                 .unwrap_or_else(|_| p.to_owned())

@@ -57,6 +57,16 @@ pub enum Amount {
     Percent(f64),
 }
 
+/// How a group's service specs are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Render {
+    /// fleetup's own format: image, ports, env, volumes.
+    #[default]
+    Spec,
+    Kubernetes,
+    Compose,
+}
+
 /// SSH connections open at once when the plan does not say (`rollout.max_connections`).
 pub const MAX_CONNECTIONS: usize = 64;
 
@@ -160,6 +170,8 @@ pub struct GroupTarget {
     pub health: Option<Health>,
     pub vars: BTreeMap<String, Template>,
     pub tags: Vec<String>,
+    /// The format of the specs its deploy hook is given.
+    pub render: Render,
 }
 
 impl Plan {

@@ -225,6 +225,12 @@ pub static GROUP: &[Field] = &[
     ),
     field!("hooks", Ty::Table(GROUP_HOOKS), "hooks of this group"),
     field!(
+        "render",
+        Ty::Enum(&["spec", "kubernetes", "compose"]),
+        default "spec",
+        "format of services/<svc>.yaml given to the deploy hook: fleetup's spec, Kubernetes manifests (Deployment, Service, PersistentVolumeClaims) or a Compose file"
+    ),
+    field!(
         "health",
         Ty::Table(HEALTH),
         "health check run per upgraded service"

@@ -42,6 +42,7 @@ impl<'p> GroupUnit<'p> {
                 health: g.health.clone(),
                 vars,
                 group: g.name.value.clone(),
+                render: g.render,
             },
             lock_wait: cx.lock_wait,
             run: Some(cx.run_id.to_owned()),

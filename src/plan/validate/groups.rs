@@ -83,6 +83,9 @@ impl Validator {
             health,
             vars: self.vars(get(g, "vars")),
             tags: Self::tags(get(g, "tags")),
+            render: s(get(g, "render"))
+                .and_then(crate::plan::Render::parse)
+                .unwrap_or_default(),
             name,
         })
     }
