@@ -792,3 +792,125 @@ fn a_run_that_upgraded_two_apps_of_a_group_rolls_back_both_newest_first() {
     );
     assert_eq!(spec_image(&root, "web"), "mall/web:1.0.0");
 }
+
+/// A validator from PyPI (kubernetes-validate, check-jsonschema): from the throwaway
+/// virtualenv `scripts/test` makes (`$FLEETUP_VALIDATORS`), else from PATH.
+fn validator(name: &str) -> std::process::Command {
+    let venv = std::env::var_os("FLEETUP_VALIDATORS")
+        .map(|v| Path::new(&v).join("bin").join(name))
+        .filter(|p| p.exists());
+    let cmd = venv.unwrap_or_else(|| name.into());
+    let found = std::process::Command::new(&cmd)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "{name} is needed: scripts/test installs it (pip install kubernetes-validate check-jsonschema)"
+    );
+    std::process::Command::new(cmd)
+}
+
+/// `validator` on `file`: its exit status and what it said.
+fn validate(v: &mut std::process::Command, file: &Path) -> (bool, String) {
+    let out = v.arg(file).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A group whose market's `shop` app has every kind of field, rendered as `render`.
+fn rendered_group(dir: &Path, render: &str) -> std::path::PathBuf {
+    let (m, root) = (dir.join("market"), dir.join("g"));
+    std::fs::create_dir_all(m.join("shop")).unwrap();
+    std::fs::write(
+        m.join("shop/2.0.0.yaml"),
+        "app: shop\nversion: 2.0.0\nservices:\n\
+         \x20 Web_front:\n    image: shop/web:2.0.0\n    ports: [{ port: 80, protocol: http }, { port: 53, protocol: udp }]\n\
+         \x20   env: { API_URL: \"http://api:8080\", EMPTY: \"\" }\n    volumes: [{ path: /data }, { path: /cache }]\n\
+         \x20 worker:\n    image: shop/worker:2.0.0\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("group-hooks.toml"),
+        format!("render = \"{render}\"\n[deploy]\ncommand = [\"cp\", \"{{spec}}\", \"{{root}}/applied-{{service}}.yaml\"]\n"),
+    )
+    .unwrap();
+    ok(&root, &m, &["install", "shop", "2.0.0"]);
+    root
+}
+
+#[test]
+fn kubernetes_manifests_pass_a_kubernetes_schema_validator() {
+    let t = tempfile::tempdir().unwrap();
+    let root = rendered_group(t.path(), "kubernetes");
+    for s in ["Web_front", "worker"] {
+        let file = root.join(format!("services/{s}.yaml"));
+        let (ok, said) = validate(validator("kubernetes-validate").arg("--strict"), &file);
+        assert!(ok, "{s}: {said}");
+        // What the deploy hook was handed is the same file.
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            std::fs::read(root.join(format!("applied-{s}.yaml"))).unwrap()
+        );
+    }
+    let web = std::fs::read_to_string(root.join("services/Web_front.yaml")).unwrap();
+    for want in [
+        "kind: Deployment",
+        "kind: Service",
+        "kind: PersistentVolumeClaim",
+        "name: web-front",
+        "containerPort: 80",
+        "protocol: UDP",
+        "mountPath: /data",
+        "name: API_URL",
+    ] {
+        assert!(web.contains(want), "{want} missing:\n{web}");
+    }
+    // A worker with no ports has no Service.
+    let worker = std::fs::read_to_string(root.join("services/worker.yaml")).unwrap();
+    assert!(!worker.contains("kind: Service"), "{worker}");
+    // The validator is live: a manifest it must refuse is refused.
+    let broken = t.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        web.replace("containerPort: 80", "containerPort: eighty"),
+    )
+    .unwrap();
+    let (ok, said) = validate(validator("kubernetes-validate").arg("--strict"), &broken);
+    assert!(!ok, "a broken manifest passed: {said}");
+}
+
+#[test]
+fn compose_files_pass_the_compose_specifications_schema() {
+    let t = tempfile::tempdir().unwrap();
+    let root = rendered_group(t.path(), "compose");
+    let compose = || {
+        let mut v = validator("check-jsonschema");
+        v.args(["--builtin-schema", "vendor.compose-spec"]);
+        v
+    };
+    for s in ["Web_front", "worker"] {
+        let (ok, said) = validate(&mut compose(), &root.join(format!("services/{s}.yaml")));
+        assert!(ok, "{s}: {said}");
+    }
+    let web = std::fs::read_to_string(root.join("services/Web_front.yaml")).unwrap();
+    for want in [
+        "image: shop/web:2.0.0",
+        "53/udp",
+        "Web_front-data-0:/data",
+        "API_URL",
+    ] {
+        assert!(web.contains(want), "{want} missing:\n{web}");
+    }
+    let broken = t.path().join("broken.yaml");
+    std::fs::write(&broken, web.replace("image:", "imagez:")).unwrap();
+    let (ok, said) = validate(&mut compose(), &broken);
+    assert!(!ok, "a broken compose file passed: {said}");
+}
