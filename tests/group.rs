@@ -914,3 +914,51 @@ fn compose_files_pass_the_compose_specifications_schema() {
     let (ok, said) = validate(&mut compose(), &broken);
     assert!(!ok, "a broken compose file passed: {said}");
 }
+
+#[test]
+fn market_versions_as_real_markets_write_them_policy_marks_and_republished_templates() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("g"));
+    let d = m.join("forum");
+    std::fs::create_dir_all(&d).unwrap();
+    let write = |file: &str, version: &str, image: &str| {
+        std::fs::write(
+            d.join(format!("{file}.yaml")),
+            format!("app: forum\nversion: \"{version}\"\nservices:\n  web:\n    image: {image}\n"),
+        )
+        .unwrap();
+    };
+    write("1.16", "1.16", "forum/web:1.16");
+    write("v1.16.2", "v1.16.2", "forum/web:1.16.2");
+    write("v1.17.1", "v1.17.1", "forum/web:1.17.1");
+    write("2.0", "2.0", "forum/web:2.0");
+    ok(&root, &m, &["install", "forum", "1.16"]);
+    let status = ok(&root, &m, &["status"]);
+    assert!(
+        status.contains(
+            "forum 1.16.0  ● newer in the market: v1.16.2, v1.17.1 (needs --policy minor), 2.0 (needs --policy major)"
+        ),
+        "{status}"
+    );
+    let out = ok(&root, &m, &["upgrade", "forum", "--to", "v1.16.2"]);
+    assert!(out.contains("forum 1.16.0 → 1.16.2: upgraded"), "{out}");
+
+    // The market republishes 1.16.2 with another image: offered, taken, recorded.
+    write("v1.16.2", "v1.16.2", "forum/web:1.16.2-r2");
+    let status = ok(&root, &m, &["status"]);
+    assert!(
+        status.contains("1.16.2 was republished in the market"),
+        "{status}"
+    );
+    let out = ok(&root, &m, &["upgrade", "forum", "--to", "1.16.2"]);
+    assert!(out.contains("▲ web: upgraded"), "{out}");
+    assert_eq!(spec_image(&root, "web"), "forum/web:1.16.2-r2");
+    let rec: serde_json::Value =
+        serde_json::from_str(&ok(&root, &m, &["record", "0002", "--format", "json"])).unwrap();
+    assert_eq!(rec["republished"], true, "{rec}");
+    assert!(!ok(&root, &m, &["status"]).contains("republished"));
+    // A version no market writes is refused with what is accepted.
+    let (code, _, err) = group(&root, &m, &["upgrade", "forum", "--to", "1.x"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("1.2 (read as 1.2.0)"), "{err}");
+}

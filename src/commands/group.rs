@@ -8,12 +8,11 @@ use crate::cli::{GroupCommand, GroupOpts, OutputFormat};
 use crate::diagnostics::{Code, Exit, Failure, Problem};
 use crate::group::{Ctx, Group, HookConfig, Market, Record, ServiceDiff, Status};
 
+/// A version as markets write them: SemVer, `v1.2.3` or `1.2`.
 fn version(s: &str) -> Result<Version, Problem> {
-    Version::parse(s).map_err(|e| {
-        Problem::new(
-            Code::BadVersion,
-            format!("`{s}` is not a SemVer version: {e}"),
-        )
+    crate::group::market_version(s).ok_or_else(|| {
+        Problem::new(Code::BadVersion, format!("`{s}` is not a version"))
+            .help("write it as the market does: 1.2.3, v1.2.3 or 1.2 (read as 1.2.0)")
     })
 }
 
@@ -61,7 +60,15 @@ fn status(opts: &GroupOpts, market: &Path, format: OutputFormat) -> Result<(), P
     struct App {
         app: String,
         version: String,
+        /// Newer versions as the market writes them.
         newer: Vec<String>,
+        /// Of those, the ones the default patch policy refuses, with the `--policy` each
+        /// needs.
+        #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        needs_policy: std::collections::BTreeMap<String, &'static str>,
+        /// The market republished the installed version with another template.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        republished: bool,
         services: Vec<String>,
         /// Services on another version than the app's, with theirs.
         #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -72,15 +79,39 @@ fn status(opts: &GroupOpts, market: &Path, format: OutputFormat) -> Result<(), P
     let apps: Vec<App> = st
         .apps
         .iter()
-        .map(|a| App {
+        .map(|a| {
+            let newer: Vec<(Version, String)> = market
+                .files(&a.app)
+                .into_iter()
+                .filter(|(v, _, _)| v > &a.version)
+                .map(|(v, w, _)| (v, w))
+                .collect();
+            let needs = |v: &Version| {
+                use crate::package::{VersionPolicy, check_versions};
+                if check_versions(&a.version, v, VersionPolicy::Patch).is_empty() {
+                    None
+                } else if check_versions(&a.version, v, VersionPolicy::Minor).is_empty() {
+                    Some("minor")
+                } else {
+                    Some("major")
+                }
+            };
+            let republished = a.digest.as_ref().is_some_and(|d| {
+                market
+                    .template(&a.app, &a.version)
+                    .is_ok_and(|t| t.digest != *d)
+            });
+            (a, newer, needs, republished)
+        })
+        .map(|(a, newer, needs, republished)| App {
             app: a.app.clone(),
             version: a.version.to_string(),
-            newer: market
-                .versions(&a.app)
-                .into_iter()
-                .filter(|v| v > &a.version)
-                .map(|v| v.to_string())
+            needs_policy: newer
+                .iter()
+                .filter_map(|(v, w)| Some((w.clone(), needs(v)?)))
                 .collect(),
+            newer: newer.into_iter().map(|(_, w)| w).collect(),
+            republished,
             services: a.services.keys().cloned().collect(),
             running: a
                 .running
@@ -106,8 +137,22 @@ fn status(opts: &GroupOpts, market: &Path, format: OutputFormat) -> Result<(), P
                 a.version, a.app, a.version
             ));
         }
+        if a.republished {
+            said.push(format!(
+                "● {} was republished in the market with another template (`fleetup group upgrade {} --to {}` takes it)",
+                a.version, a.app, a.version
+            ));
+        }
         if !a.newer.is_empty() {
-            said.push(format!("● newer in the market: {}", a.newer.join(", ")));
+            let shown: Vec<String> = a
+                .newer
+                .iter()
+                .map(|w| match a.needs_policy.get(w) {
+                    Some(p) => format!("{w} (needs --policy {p})"),
+                    None => w.clone(),
+                })
+                .collect();
+            said.push(format!("● newer in the market: {}", shown.join(", ")));
         }
         let newer = if said.is_empty() {
             "up to date".to_owned()

@@ -175,6 +175,7 @@ mod tests {
             app: "mall".into(),
             version: Version::new(1, 1, 0),
             services: new,
+            digest: String::new(),
         };
         let d = diff(&old, &t);
         let by = |n: &str| d.iter().find(|x| x.service == n).unwrap();

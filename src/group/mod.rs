@@ -35,7 +35,7 @@ mod render;
 
 pub use diff::{Change, ServiceDiff, diff};
 pub use hooks::{Ctx, DeployConfig, HealthConfig, HookConfig, Hooks};
-pub use market::{AppTemplate, Market, Port, ServiceSpec, Volume, check_app_name};
+pub use market::{AppTemplate, Market, Port, ServiceSpec, Volume, check_app_name, market_version};
 pub use record::{Record, RecordKind, ServiceOutcome, ServiceResult, Status};
 pub use render::{CLAIM_SIZE, Render};
 
@@ -49,6 +49,10 @@ pub struct InstalledApp {
     /// rollback), with the version each runs. Every other service runs `version`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub running: BTreeMap<String, Version>,
+    /// The SHA-256 of the market template `version` was installed from: the market
+    /// republishing that version with another template is an upgrade.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 impl InstalledApp {

@@ -120,6 +120,7 @@ impl Group {
             version: v.clone(),
             services: t.services.clone(),
             running: BTreeMap::new(),
+            digest: Some(t.digest.clone()),
         });
         self.save_state(&st)?;
         (ctx.say)(format!(
@@ -332,6 +333,8 @@ impl Group {
                     undoes: None,
                     undone_by: None,
                     run: ctx.run.clone(),
+                    republished: &installed.version == to
+                        && installed.digest.as_ref().is_some_and(|d| *d != t.digest),
                 };
                 self.save_record(&rec)?;
                 (rec, installed, t)
@@ -399,6 +402,7 @@ impl Group {
             let version = if done.is_empty() {
                 a.version.clone()
             } else {
+                a.digest = Some(t.digest.clone());
                 to.clone()
             };
             a.set_versions(version, each);
@@ -626,6 +630,7 @@ impl Group {
             undoes: Some(last.id.clone()),
             undone_by: None,
             run: ctx.run.clone(),
+            republished: false,
         };
         self.save_record(&rec)?;
         let mut st = self.state()?;

@@ -58,6 +58,9 @@ pub struct Record {
     /// The fleet run that made this record (none by hand, and in records of fleetup 0.1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run: Option<String>,
+    /// An upgrade to the version the app was on, whose template the market republished.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub republished: bool,
 }
 
 /// Whether a record is an upgrade or a rollback.
