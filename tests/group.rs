@@ -962,3 +962,105 @@ fn market_versions_as_real_markets_write_them_policy_marks_and_republished_templ
     assert_eq!(code, Some(1));
     assert!(err.contains("1.2 (read as 1.2.0)"), "{err}");
 }
+
+#[test]
+fn the_diff_shows_removals_and_local_overrides_survive_upgrades() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("g"));
+    let d = m.join("svc");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("1.0.0.yaml"),
+        "app: svc\nversion: 1.0.0\nservices:\n  api:\n    image: svc/api:1.0.0\n    ports: [{ port: 8080 }]\n    env: { OLD: x, KEEP: k }\n    volumes: [{ path: /old }]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("1.0.1.yaml"),
+        "app: svc\nversion: 1.0.1\nservices:\n  api:\n    image: svc/api:1.0.1\n    ports: [{ port: 8081 }]\n    env: { KEEP: k, LOG: info }\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(
+        root.join("group-hooks.toml"),
+        "[overrides.api]\nenv = { LOG = \"debug\", REGION = \"eu\" }\nports = [{ port = 9090, protocol = \"http\" }]\n",
+    )
+    .unwrap();
+    ok(&root, &m, &["install", "svc", "1.0.0"]);
+    let spec = std::fs::read_to_string(root.join("services/api.yaml")).unwrap();
+    assert!(
+        spec.contains("REGION: eu") && spec.contains("9090"),
+        "{spec}"
+    );
+
+    let out = ok(&root, &m, &["diff", "svc", "--to", "1.0.1"]);
+    for want in [
+        "- image svc/api:1.0.0",
+        "+ image svc/api:1.0.1",
+        "- port 8080/tcp",
+        "+ port 8081/tcp",
+        "- env OLD=x",
+        "+ env LOG=info",
+        "- volume /old",
+        "= env REGION=eu (local override, kept)",
+        "= port 9090/http (local override, kept)",
+    ] {
+        assert!(out.contains(want), "{want} missing:\n{out}");
+    }
+    assert!(out.contains("port 8080/tcp removed"), "{out}");
+
+    ok(&root, &m, &["upgrade", "svc", "--to", "1.0.1"]);
+    let spec = std::fs::read_to_string(root.join("services/api.yaml")).unwrap();
+    assert!(spec.contains("8081") && !spec.contains("8080"), "{spec}");
+    assert!(!spec.contains("OLD"), "{spec}");
+    // The operator's settings survive: their LOG wins over the template's.
+    assert!(
+        spec.contains("REGION: eu") && spec.contains("LOG: debug"),
+        "{spec}"
+    );
+    assert!(spec.contains("9090"), "{spec}");
+}
+
+#[test]
+fn a_plans_group_overrides_are_checked_and_merged_into_what_it_deploys() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    let plan = group_plan(t.path(), "0");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    let with = |overrides: &str| {
+        text.replace(
+            "    apps:\n",
+            &format!("    overrides:\n{overrides}    apps:\n"),
+        )
+    };
+    // A misspelt key and a service name that is a path are refused by `check`.
+    std::fs::write(
+        &plan,
+        with("      web: { envs: { A: \"1\" } }\n      \"../x\": { env: { A: \"1\" } }\n"),
+    )
+    .unwrap();
+    let (code, _, err) = output(fleetup().arg("check").arg(&plan));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("unknown key `envs`"), "{err}");
+    assert!(
+        err.contains("`../x` in `overrides` is not a service name"),
+        "{err}"
+    );
+
+    std::fs::write(
+        &plan,
+        with("      web: { env: { REGION: eu }, volumes: [{ path: /var/log/web }] }\n"),
+    )
+    .unwrap();
+    apply_ok(&plan);
+    let web = std::fs::read_to_string(root.join("services/web.yaml")).unwrap();
+    assert!(
+        web.contains("REGION: eu")
+            && web.contains("/var/log/web")
+            && web.contains("mall/web:1.0.2"),
+        "{web}"
+    );
+    let deployed = std::fs::read_to_string(root.join("applied-web.yaml")).unwrap();
+    assert_eq!(deployed, web);
+}

@@ -99,6 +99,8 @@ fn init_templates_agree_show_every_key_and_validate() {
                     format!("{last} ="),
                     format!("[{last}]"),
                     format!(".{last}]"),
+                    // A table of named tables: `[groups.overrides.web]`.
+                    format!(".{last}."),
                 ]
                 .iter()
                 .any(|s| text.contains(s))
@@ -151,6 +153,8 @@ fn schema_is_json_and_covers_every_key() {
         let mut at = &schema;
         for part in key.split('.') {
             at = match part.strip_suffix("[]") {
+                // A table of named tables: any name, each a table of the same keys.
+                _ if part == "*" => &at["additionalProperties"],
                 Some(list) => &at["properties"][list]["items"],
                 None => &at["properties"][part],
             };

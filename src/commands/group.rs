@@ -50,6 +50,10 @@ pub fn print_diff(app: &str, from: &Version, to: &Version, d: &[ServiceDiff], pi
             s.details_after("  "),
             s.not_picked(picked)
         );
+        // Every field it changes, removals included, and the local overrides it keeps.
+        for l in &s.lines {
+            println!("      {l}");
+        }
     }
 }
 
@@ -213,7 +217,8 @@ pub fn run(cmd: GroupCommand) -> Result<Exit, Failure> {
             .and_then(|v| with_ctx(&opts, |g, c| g.install(&Market::new(&market), &app, &v, c)))
             .map(|_| Exit::Ok),
         GroupCommand::Diff { app, to, opts, market, services, policy, format } => version(&to).and_then(|to| {
-            let (installed, _, d, picked) = Group::new(&opts.root).preview(&Market::new(&market), &app, &to, services.as_deref(), policy.into())?;
+            let overrides = HookConfig::read(&opts.root)?.overrides;
+            let (installed, _, d, picked) = Group::new(&opts.root).preview(&Market::new(&market), &app, &to, services.as_deref(), policy.into(), &overrides)?;
             if format == OutputFormat::Json {
                 json(&serde_json::json!({ "app": app, "from": installed.version.to_string(), "to": to.to_string(), "services": d, "picked": picked }));
             } else {

@@ -1,6 +1,7 @@
 //! What an upgrade does to each service of an app: the per-service diff (SPEC §3).
 
 use super::*;
+use crate::plan::ServiceOverride;
 
 /// What an upgrade does to one service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +37,10 @@ pub struct ServiceDiff {
     pub change: Change,
     /// Each changed field, in words: `image a → b`, `env API_URL added`, …
     pub details: Vec<String>,
+    /// Every field the upgrade changes, as `- old` and `+ new` lines, and `= …` for a
+    /// local override that stays as it is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<String>,
 }
 
 impl ServiceDiff {
@@ -57,60 +62,112 @@ impl ServiceDiff {
     }
 }
 
-/// The per-service diff of SPEC §3 between what is installed and a target template.
-pub fn diff(installed: &BTreeMap<String, ServiceSpec>, target: &AppTemplate) -> Vec<ServiceDiff> {
+fn port(p: &Port) -> String {
+    format!("port {}/{}", p.port, p.protocol)
+}
+
+fn env(k: &str, v: &str) -> String {
+    format!("env {k}={v}")
+}
+
+/// The per-service diff of SPEC §3 between what is installed and a target template:
+/// every field that changes, removals included; the group's local `overrides` are
+/// listed as kept (they are merged into whatever version is rendered).
+pub fn diff(
+    installed: &BTreeMap<String, ServiceSpec>,
+    target: &AppTemplate,
+    overrides: &BTreeMap<String, ServiceOverride>,
+) -> Vec<ServiceDiff> {
     let mut out = Vec::new();
+    let empty = ServiceSpec::default();
     for (name, new) in &target.services {
-        let Some(old) = installed.get(name) else {
-            let mut details = vec![format!("image {}", new.image)];
-            details.extend(
-                new.ports
-                    .iter()
-                    .map(|p| format!("port {}/{}", p.port, p.protocol)),
-            );
-            out.push(ServiceDiff {
-                service: name.clone(),
-                change: Change::Add,
-                details,
-            });
-            continue;
+        let (old, added) = match installed.get(name) {
+            Some(o) => (o, false),
+            None => (&empty, true),
         };
         let mut d = Vec::new();
+        let mut lines = Vec::new();
         if old.image != new.image {
-            d.push(format!("image {} → {}", old.image, new.image));
+            if !added {
+                d.push(format!("image {} → {}", old.image, new.image));
+                lines.push(format!("- image {}", old.image));
+            } else {
+                d.push(format!("image {}", new.image));
+            }
+            lines.push(format!("+ image {}", new.image));
         }
         for p in &new.ports {
             match old.ports.iter().find(|o| o.port == p.port) {
-                None => d.push(format!("port {}/{} added", p.port, p.protocol)),
-                Some(o) if o.protocol != p.protocol => d.push(format!(
-                    "port {} changed: {} → {}",
-                    p.port, o.protocol, p.protocol
-                )),
+                None => {
+                    d.push(if added {
+                        port(p)
+                    } else {
+                        format!("{} added", port(p))
+                    });
+                    lines.push(format!("+ {}", port(p)));
+                }
+                Some(o) if o.protocol != p.protocol => {
+                    d.push(format!(
+                        "port {} changed: {} → {}",
+                        p.port, o.protocol, p.protocol
+                    ));
+                    lines.push(format!("- {}", port(o)));
+                    lines.push(format!("+ {}", port(p)));
+                }
                 _ => {}
             }
+        }
+        for o in old
+            .ports
+            .iter()
+            .filter(|o| !new.ports.iter().any(|p| p.port == o.port))
+        {
+            d.push(format!("{} removed", port(o)));
+            lines.push(format!("- {}", port(o)));
         }
         for (k, v) in &new.env {
             match old.env.get(k) {
-                None => d.push(format!("env {k} added")),
-                Some(o) if o != v => d.push(format!("env {k} changed")),
+                None => {
+                    if !added {
+                        d.push(format!("env {k} added"));
+                    }
+                    lines.push(format!("+ {}", env(k, v)));
+                }
+                Some(o) if o != v => {
+                    d.push(format!("env {k} changed"));
+                    lines.push(format!("- {}", env(k, o)));
+                    lines.push(format!("+ {}", env(k, v)));
+                }
                 _ => {}
             }
         }
-        for k in old.env.keys().filter(|k| !new.env.contains_key(*k)) {
+        for (k, o) in old.env.iter().filter(|(k, _)| !new.env.contains_key(*k)) {
             d.push(format!("env {k} removed"));
+            lines.push(format!("- {}", env(k, o)));
         }
         for v in new.volumes.iter().filter(|v| !old.volumes.contains(v)) {
-            d.push(format!("volume {} added", v.path));
+            if !added {
+                d.push(format!("volume {} added", v.path));
+            }
+            lines.push(format!("+ volume {}", v.path));
         }
-        let change = if d.is_empty() {
-            Change::Unchanged
-        } else {
-            Change::Upgrade
+        for v in old.volumes.iter().filter(|v| !new.volumes.contains(v)) {
+            d.push(format!("volume {} removed", v.path));
+            lines.push(format!("- volume {}", v.path));
+        }
+        let change = match (added, d.is_empty()) {
+            (true, _) => Change::Add,
+            (false, true) => Change::Unchanged,
+            (false, false) => Change::Upgrade,
         };
+        if let Some(ov) = overrides.get(name) {
+            lines.extend(kept(ov));
+        }
         out.push(ServiceDiff {
             service: name.clone(),
             change,
             details: d,
+            lines,
         });
     }
     for name in installed
@@ -124,9 +181,55 @@ pub fn diff(installed: &BTreeMap<String, ServiceSpec>, target: &AppTemplate) -> 
                 "not in {} {}; kept as it is",
                 target.app, target.version
             )],
+            lines: Vec::new(),
         });
     }
     out
+}
+
+/// The `= …` lines of a service's local overrides.
+fn kept(ov: &ServiceOverride) -> Vec<String> {
+    let mut v: Vec<String> = ov
+        .env
+        .iter()
+        .map(|(k, x)| format!("= {} (local override, kept)", env(k, x)))
+        .collect();
+    v.extend(
+        ov.ports
+            .iter()
+            .map(|p| format!("= port {}/{} (local override, kept)", p.port, p.protocol)),
+    );
+    v.extend(
+        ov.volumes
+            .iter()
+            .map(|x| format!("= volume {} (local override, kept)", x.path)),
+    );
+    v
+}
+
+/// `spec` with the service's local overrides merged in: their env wins over the
+/// template's, their ports and volumes are added to the template's.
+pub fn with_overrides(spec: &ServiceSpec, ov: Option<&ServiceOverride>) -> ServiceSpec {
+    let mut s = spec.clone();
+    let Some(ov) = ov else { return s };
+    for (k, v) in &ov.env {
+        s.env.insert(k.clone(), v.clone());
+    }
+    for p in &ov.ports {
+        s.ports.retain(|x| x.port != p.port);
+        s.ports.push(Port {
+            port: p.port,
+            protocol: p.protocol.clone(),
+        });
+    }
+    for v in &ov.volumes {
+        if !s.volumes.iter().any(|x| x.path == v.path) {
+            s.volumes.push(Volume {
+                path: v.path.clone(),
+            });
+        }
+    }
+    s
 }
 
 #[cfg(test)]
@@ -177,7 +280,7 @@ mod tests {
             services: new,
             digest: String::new(),
         };
-        let d = diff(&old, &t);
+        let d = diff(&old, &t, &BTreeMap::new());
         let by = |n: &str| d.iter().find(|x| x.service == n).unwrap();
         assert_eq!(by("web").change, Change::Upgrade);
         assert_eq!(

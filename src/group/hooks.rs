@@ -13,6 +13,8 @@ pub struct Hooks {
     pub group: String,
     /// The format of the specs the deploy hook is given.
     pub render: Render,
+    /// Local settings per service, merged into every spec rendered.
+    pub overrides: BTreeMap<String, crate::plan::ServiceOverride>,
 }
 
 pub struct Ctx<'a> {
@@ -34,6 +36,9 @@ pub struct HookConfig {
     pub vars: BTreeMap<String, String>,
     /// `spec` (default), `kubernetes` or `compose`.
     pub render: Option<String>,
+    /// `[overrides.<service>]`: env, ports, volumes kept across upgrades.
+    #[serde(default)]
+    pub overrides: BTreeMap<String, crate::plan::ServiceOverride>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +134,7 @@ impl HookConfig {
             vars: cfg.vars,
             group: name,
             render,
+            overrides: cfg.overrides,
         })
     }
 }

@@ -228,7 +228,8 @@ impl Group {
         let dir = self.root.join("services");
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let path = dir.join(format!("{service}.yaml"));
-        let text = render::render(hooks.render, &hooks.group, service, spec)?;
+        let spec = diff::with_overrides(spec, hooks.overrides.get(service));
+        let text = render::render(hooks.render, &hooks.group, service, &spec)?;
         crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| io(&path, e))?;
         Ok(path)
     }

@@ -138,6 +138,7 @@ impl Group {
         to: &Version,
         services: Option<&[String]>,
         policy: VersionPolicy,
+        overrides: &BTreeMap<String, crate::plan::ServiceOverride>,
     ) -> Result<(InstalledApp, AppTemplate, Vec<ServiceDiff>, Vec<String>), Problem> {
         check_app_name(app)?;
         let st = self.state()?;
@@ -159,7 +160,7 @@ impl Group {
             return Err(Problem::new(v.code, format!("{app}: {}", v.message)));
         }
         let t = market.template(app, to)?;
-        let d = diff(&installed.services, &t);
+        let d = diff(&installed.services, &t, overrides);
         if completing
             && !d
                 .iter()
@@ -292,7 +293,8 @@ impl Group {
                 .help("finish it by running the same upgrade again, or roll it back with `fleetup group rollback`"));
             }
             _ => {
-                let (installed, t, d, picked) = self.preview(market, app, to, services, policy)?;
+                let (installed, t, d, picked) =
+                    self.preview(market, app, to, services, policy, &ctx.hooks.overrides)?;
                 // Completing a partial upgrade starts from where the services it deploys are.
                 let from = if &installed.version == to {
                     picked

@@ -172,6 +172,40 @@ pub struct GroupTarget {
     pub tags: Vec<String>,
     /// The format of the specs its deploy hook is given.
     pub render: Render,
+    /// Local settings per service, merged into every rendered spec.
+    pub overrides: BTreeMap<String, ServiceOverride>,
+}
+
+/// What an operator set locally for one service of a group: kept across upgrades, merged
+/// into the spec each version renders (env wins over the template's; ports and volumes
+/// are added to the template's).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceOverride {
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub ports: Vec<OverridePort>,
+    #[serde(default)]
+    pub volumes: Vec<OverrideVolume>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverridePort {
+    pub port: u16,
+    #[serde(default = "tcp")]
+    pub protocol: String,
+}
+
+fn tcp() -> String {
+    "tcp".into()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideVolume {
+    pub path: String,
 }
 
 impl Plan {

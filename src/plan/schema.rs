@@ -41,6 +41,8 @@ pub enum Ty {
     },
     List(&'static Ty),
     Table(&'static [Field]),
+    /// A table whose keys are names (services) and whose values are tables of `fields`.
+    Named(&'static [Field]),
 }
 
 macro_rules! field {
@@ -208,6 +210,36 @@ pub static GROUP_HOOKS: &[Field] = &[
     field!("timeout", Ty::Duration, default "5m", "deadline of every hook; a timeout is a failure"),
 ];
 
+pub static OVERRIDE_PORT: &[Field] = &[
+    field!(
+        "port",
+        Ty::Int { min: 1, max: 65535 },
+        required,
+        "container port"
+    ),
+    field!("protocol", Ty::Str, default "tcp", "tcp, udp, http, https, …"),
+];
+
+pub static OVERRIDE_VOLUME: &[Field] = &[field!("path", Ty::Str, required, "mount path")];
+
+pub static OVERRIDE: &[Field] = &[
+    field!(
+        "env",
+        Ty::Vars,
+        "environment values that win over the template's"
+    ),
+    field!(
+        "ports",
+        Ty::List(&Ty::Table(OVERRIDE_PORT)),
+        "ports added to the template's"
+    ),
+    field!(
+        "volumes",
+        Ty::List(&Ty::Table(OVERRIDE_VOLUME)),
+        "volumes added to the template's"
+    ),
+];
+
 pub static GROUP: &[Field] = &[
     field!("name", Ty::Name, required, "unique target name"),
     field!("root", Ty::Path, required, "group directory"),
@@ -229,6 +261,11 @@ pub static GROUP: &[Field] = &[
         Ty::Enum(&["spec", "kubernetes", "compose"]),
         default "spec",
         "format of services/<svc>.yaml given to the deploy hook: fleetup's spec, Kubernetes manifests (Deployment, Service, PersistentVolumeClaims) or a Compose file"
+    ),
+    field!(
+        "overrides",
+        Ty::Named(OVERRIDE),
+        "local settings per service (env, ports, volumes) merged into every rendered spec and kept across upgrades"
     ),
     field!(
         "health",
@@ -386,6 +423,11 @@ fn ty_schema(ty: &Ty) -> Value {
         }),
         Ty::List(item) => json!({ "type": "array", "items": ty_schema(item) }),
         Ty::Table(fields) => table_schema(fields),
+        Ty::Named(fields) => json!({
+            "type": "object",
+            "propertyNames": { "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$" },
+            "additionalProperties": table_schema(fields),
+        }),
     }
 }
 
@@ -403,6 +445,7 @@ pub fn all_key_paths() -> Vec<String> {
             match &f.ty {
                 Ty::Table(sub) => walk(&path, sub, out),
                 Ty::List(Ty::Table(sub)) => walk(&format!("{path}[]"), sub, out),
+                Ty::Named(sub) => walk(&format!("{path}.*"), sub, out),
                 _ => {}
             }
         }

@@ -43,6 +43,7 @@ impl<'p> GroupUnit<'p> {
                 vars,
                 group: g.name.value.clone(),
                 render: g.render,
+                overrides: g.overrides.clone(),
             },
             lock_wait: cx.lock_wait,
             run: Some(cx.run_id.to_owned()),
@@ -119,6 +120,7 @@ impl Target for GroupUnit<'_> {
                 &a.to.value,
                 picked.as_deref(),
                 self.plan.policy,
+                &self.g.overrides,
             ) {
                 Ok((_, _, d, picked)) => {
                     verdicts.push(format!("{}: passed", a.app.value));

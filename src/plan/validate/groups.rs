@@ -86,7 +86,59 @@ impl Validator {
             render: s(get(g, "render"))
                 .and_then(crate::plan::Render::parse)
                 .unwrap_or_default(),
+            overrides: overrides(get(g, "overrides")),
             name,
         })
     }
+}
+
+/// `overrides`, as far as its shape is right (pass 1 reported the rest).
+fn overrides(n: Option<&Node>) -> BTreeMap<String, ServiceOverride> {
+    let Some(Node {
+        kind: Kind::Map(entries),
+        ..
+    }) = n
+    else {
+        return BTreeMap::new();
+    };
+    entries
+        .iter()
+        .map(|(k, v)| {
+            let env = match get(v, "env") {
+                Some(Node {
+                    kind: Kind::Map(vars),
+                    ..
+                }) => vars
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.name.clone(), scalar_text(v)?)))
+                    .collect(),
+                _ => BTreeMap::new(),
+            };
+            let ports = list(get(v, "ports"))
+                .iter()
+                .filter_map(|p| {
+                    Some(OverridePort {
+                        port: u16::try_from(int(get(p, "port"))?).ok()?,
+                        protocol: s(get(p, "protocol")).unwrap_or("tcp").to_owned(),
+                    })
+                })
+                .collect();
+            let volumes = list(get(v, "volumes"))
+                .iter()
+                .filter_map(|p| {
+                    Some(OverrideVolume {
+                        path: s(get(p, "path"))?.to_owned(),
+                    })
+                })
+                .collect();
+            (
+                k.name.clone(),
+                ServiceOverride {
+                    env,
+                    ports,
+                    volumes,
+                },
+            )
+        })
+        .collect()
 }

@@ -17,6 +17,7 @@ pub(super) fn type_name(ty: &Ty) -> String {
         Ty::CountOrPercent { .. } => "a count or a percentage".into(),
         Ty::List(_) => "a list".into(),
         Ty::Table(_) => "a table".into(),
+        Ty::Named(_) => "a table of tables by name".into(),
     }
 }
 
@@ -302,6 +303,30 @@ impl Validator {
                 _ => self.wrong(n, ty, what),
             },
             Ty::Table(fields) => self.shape_table(n, fields, what),
+            Ty::Named(fields) => match &n.kind {
+                Kind::Map(entries) => {
+                    let mut seen = HashMap::new();
+                    for (k, v) in entries {
+                        if seen.insert(k.name.as_str(), ()).is_some() {
+                            self.push(
+                                Problem::new(Code::DuplicateKey, format!("`{}` is given twice in {what}", k.name))
+                                    .at(k.span)
+                                    .label("second time"),
+                            );
+                            continue;
+                        }
+                        if !is_safe_name(&k.name) {
+                            self.push(
+                                Problem::new(Code::UnsafeName, format!("`{}` in {what} is not a service name", k.name))
+                                    .at(k.span)
+                                    .label("not a name"),
+                            );
+                        }
+                        self.shape_table(v, fields, &format!("{what} of `{}`", k.name));
+                    }
+                }
+                _ => self.wrong(n, ty, what),
+            },
         }
     }
 
