@@ -668,6 +668,10 @@ fn a_partial_upgrade_is_completed_by_the_same_upgrade_and_a_failed_service_is_de
     let json: serde_json::Value =
         serde_json::from_str(&ok(&root, &m, &["status", "--format", "json"])).unwrap();
     assert_eq!(json[0]["running"]["api"], "1.0.0", "{json}");
+    // The diff of finishing it names what api runs, and that only api is left.
+    let diff = ok(&root, &m, &["diff", "mall", "--to", "1.0.2"]);
+    assert!(diff.contains("(runs 1.0.0)"), "{diff}");
+    assert!(diff.contains("▲ api") && !diff.contains("▲ web"), "{diff}");
 
     // The same upgrade again deploys what it left: api only.
     std::fs::remove_file(root.join("fail-api-1.0.2")).unwrap();

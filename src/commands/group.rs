@@ -38,12 +38,23 @@ fn with_ctx<T>(
     f(&Group::new(&opts.root), &mut ctx)
 }
 
-pub fn print_diff(app: &str, from: &Version, to: &Version, d: &[ServiceDiff], picked: &[String]) {
+/// The diff of an upgrade; `running` names the services on another version than `from`.
+pub fn print_diff(
+    app: &str,
+    from: &Version,
+    to: &Version,
+    d: &[ServiceDiff],
+    picked: &[String],
+    running: &std::collections::BTreeMap<String, Version>,
+) {
     println!("{app} {from} → {to}");
     let width = d.iter().map(|s| s.service.len()).max().unwrap_or(0);
     for s in d {
+        let runs = running
+            .get(&s.service)
+            .map_or(String::new(), |v| format!(" (runs {v})"));
         println!(
-            "{} {:<width$}  {:<9}{}{}",
+            "{} {:<width$}  {:<9}{}{}{runs}",
             s.change.marker(),
             s.service,
             s.change.as_str(),
@@ -220,9 +231,9 @@ pub fn run(cmd: GroupCommand) -> Result<Exit, Failure> {
             let overrides = HookConfig::read(&opts.root)?.overrides;
             let (installed, _, d, picked) = Group::new(&opts.root).preview(&Market::new(&market), &app, &to, services.as_deref(), policy.into(), &overrides)?;
             if format == OutputFormat::Json {
-                json(&serde_json::json!({ "app": app, "from": installed.version.to_string(), "to": to.to_string(), "services": d, "picked": picked }));
+                json(&serde_json::json!({ "app": app, "from": installed.version.to_string(), "to": to.to_string(), "services": d, "picked": picked, "running": installed.running }));
             } else {
-                print_diff(&app, &installed.version, &to, &d, &picked);
+                print_diff(&app, &installed.version, &to, &d, &picked, &installed.running);
             }
             Ok(Exit::Ok)
         }),
