@@ -1068,3 +1068,32 @@ fn a_plans_group_overrides_are_checked_and_merged_into_what_it_deploys() {
     let deployed = std::fs::read_to_string(root.join("applied-web.yaml")).unwrap();
     assert_eq!(deployed, web);
 }
+
+#[test]
+fn a_plan_completes_a_partial_upgrade_made_by_hand() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    ok(
+        &root,
+        &m,
+        &["upgrade", "mall", "--to", "1.0.2", "--services", "web"],
+    );
+    assert!(ok(&root, &m, &["status"]).contains("not all on 1.0.2: api 1.0.0"));
+    let plan = group_plan(t.path(), "0");
+    let (code, out, err) = output(fleetup().arg("plan").arg(&plan));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!out.contains("already at"), "{out}");
+    apply_ok(&plan);
+    let status = ok(&root, &m, &["status"]);
+    assert!(
+        !status.contains("not all on") && status.contains("mall 1.0.2"),
+        "{status}"
+    );
+    assert!(root.join("applied-api.yaml").exists() && root.join("applied-worker.yaml").exists());
+    assert!(
+        !root.join("applied-web.yaml").exists(),
+        "web was deployed again"
+    );
+}

@@ -61,18 +61,27 @@ impl<'p> GroupUnit<'p> {
             .map(|v| v.iter().map(|s| s.value.clone()).collect())
     }
 
+    /// Whether the app is on the entry's target, every service it picks included (a
+    /// partial upgrade is not: the same upgrade again completes it).
+    fn reached(installed: &group::InstalledApp, a: &AppTarget) -> bool {
+        let picked = Self::picked(a);
+        installed.version == a.to.value
+            && installed
+                .running
+                .iter()
+                .all(|(s, v)| *v == a.to.value || picked.as_ref().is_some_and(|p| !p.contains(s)))
+    }
+
     /// An app's installed version when it still needs its upgrade (an unfinished
     /// record counts as needing it); `None` when it is at its target.
     fn pending(grp: &Group, a: &AppTarget) -> Option<Option<Version>> {
-        let installed = grp
-            .state()
-            .ok()
-            .and_then(|s| s.app(&a.app.value).map(|x| x.version.clone()));
+        let installed = grp.state().ok().and_then(|s| s.app(&a.app.value).cloned());
         let unfinished = grp
             .records()
             .last()
             .is_some_and(|r| r.status == group::Status::InProgress);
-        (installed.as_ref() != Some(&a.to.value) || unfinished).then_some(installed)
+        let reached = installed.as_ref().is_some_and(|i| Self::reached(i, a));
+        (!reached || unfinished).then(|| installed.map(|i| i.version))
     }
 }
 
@@ -99,17 +108,15 @@ impl Target for GroupUnit<'_> {
         let mut verdicts = Vec::new();
         let mut from = Vec::new();
         for a in &g.apps {
-            let cur = installed
-                .as_ref()
-                .and_then(|s| s.app(&a.app.value))
-                .map(|x| x.version.clone());
+            let app = installed.as_ref().and_then(|s| s.app(&a.app.value));
+            let cur = app.map(|x| x.version.clone());
             from.push(format!(
                 "{} {}",
                 a.app.value,
                 cur.as_ref()
                     .map_or("(not installed)".into(), |v| v.to_string())
             ));
-            if cur.as_ref() == Some(&a.to.value) {
+            if app.is_some_and(|x| Self::reached(x, a)) {
                 verdicts.push(format!("{}: already at {}", a.app.value, a.to.value));
                 continue;
             }
