@@ -39,6 +39,23 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
         format: PlanFormat,
     },
+    /// What runs where now: each target's current and permanent release (a group's
+    /// apps and services), lock holder, whether it is mid-change, and the last run that
+    /// touched it. Changes nothing.
+    Status {
+        /// The plan whose targets to show.
+        plan: PathBuf,
+        /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated.
+        #[arg(long, value_name = "SEL")]
+        only: Option<String>,
+        /// Where run journals are read (default: the plan's `state`, $FLEETUP_STATE_DIR,
+        /// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup).
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// human (a table) or json.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
     /// Upgrade the plan's targets: waves, health checks, rollback of what fails.
     Apply {
         plan: PathBuf,

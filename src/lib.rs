@@ -71,6 +71,12 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
         Command::History { run, state, format } => {
             commands::run::history(run.as_deref(), state.as_deref(), format)
         }
+        Command::Status {
+            plan,
+            only,
+            state,
+            format,
+        } => commands::status::run(&plan, only.as_deref(), state.as_deref(), format),
         Command::Schema => commands::schema(),
         Command::Init { file, force } => commands::init(file.as_deref(), force),
         Command::Node(cmd) => commands::node::run(cmd),

@@ -5,6 +5,7 @@ pub mod check;
 pub mod group;
 pub mod node;
 pub mod run;
+pub mod status;
 
 use std::io::{IsTerminal, Write};
 use std::path::Path;

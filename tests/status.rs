@@ -1,0 +1,114 @@
+//! `fleetup status PLAN`: one row per target with what it runs, its lock holder, whether
+//! it is mid-change, and the last run that touched it.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn status_shows_what_runs_where_and_what_needs_a_look() {
+    let t = tempfile::tempdir().unwrap();
+    local_fleet(t.path(), &["n1", "n2", "n3"], &["4.4.15", "4.4.16"]);
+    let plan = t.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "plan: 1\nname: fleet\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n  - { name: n3, root: ./n3 }\n",
+    )
+    .unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--only", "n1,n2"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let run = latest_run(&t.path().join("state"));
+    // n3 by hand: current, not permanent; and another holder of n2's lock.
+    fleetup()
+        .current_dir(t.path())
+        .args([
+            "node",
+            "upgrade",
+            "4.4.16",
+            "--no-permanent",
+            "--root",
+            "n3",
+            "--repo",
+            "repo",
+        ])
+        .assert()
+        .success();
+    let lock = t.path().join("n2/releases/.lock");
+    std::fs::write(&lock, "held by pid 4242 on elsewhere\n").unwrap();
+    let mut holder = std::process::Command::new("flock")
+        .args(["-o"])
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        fleetup::store::lock::holder_of(&t.path().join("n2/releases")).is_some()
+    }));
+
+    let (code, out, err) = output(fleetup().arg("status").arg(&plan));
+    let (jcode, json, _) = output(
+        fleetup()
+            .arg("status")
+            .arg(&plan)
+            .args(["--format", "json"]),
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, Some(0), "{out}{err}");
+    let row = |name: &str| {
+        out.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{out}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert!(out.starts_with("Plan fleet: 3 targets"), "{out}");
+    assert!(
+        row("n1").starts_with(&format!("n1 node 4.4.16 4.4.16 {run} upgraded")),
+        "{out}"
+    );
+    assert!(
+        row("n2").contains("● locked: held by pid 4242 on elsewhere"),
+        "{out}"
+    );
+    assert!(row("n3").starts_with("n3 node 4.4.16 4.4.15 -"), "{out}");
+    assert!(row("n3").contains("● current is not permanent"), "{out}");
+    assert!(!row("n1").contains('●'), "{out}");
+
+    assert_eq!(jcode, Some(0));
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let t3 = &doc["targets"][2];
+    assert_eq!(t3["target"], "n3");
+    assert_eq!(t3["current"], "4.4.16");
+    assert_eq!(t3["permanent"], "4.4.15");
+    assert_eq!(doc["targets"][0]["last_run"]["run"], run.as_str());
+    assert_eq!(doc["targets"][0]["last_run"]["outcome"], "upgraded");
+    assert!(
+        doc["targets"][1]["locked_by"]
+            .as_str()
+            .unwrap()
+            .contains("4242")
+    );
+
+    // A node killed mid-install reads as mid-change: cut the journal as a kill leaves it.
+    let cut = cut_journal(&t.path().join("state"), "n1");
+    assert_eq!(cut, run);
+    let (_, out, _) = output(fleetup().arg("status").arg(&plan).args(["--only", "n1"]));
+    assert!(
+        out.contains(&format!("{run} interrupted")) && out.contains("● mid-change"),
+        "{out}"
+    );
+    // An invalid plan is refused as `check` refuses it.
+    std::fs::write(&plan, "plan: 1\nname: x\n").unwrap();
+    let (code, _, _) = output(fleetup().arg("status").arg(&plan));
+    assert_eq!(code, Some(1));
+}
