@@ -33,7 +33,8 @@ pub enum Command {
     /// nothing.
     Plan {
         plan: PathBuf,
-        /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated.
+        /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated;
+        /// !SEL leaves out what SEL matches (!n3, !@canary).
         #[arg(long, value_name = "SEL")]
         only: Option<String>,
         #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
@@ -45,7 +46,8 @@ pub enum Command {
     Status {
         /// The plan whose targets to show.
         plan: PathBuf,
-        /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated.
+        /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated;
+        /// !SEL leaves out what SEL matches (!n3, !@canary).
         #[arg(long, value_name = "SEL")]
         only: Option<String>,
         /// Where run journals are read (default: the plan's `state`, $FLEETUP_STATE_DIR,
@@ -59,7 +61,8 @@ pub enum Command {
     /// Upgrade the plan's targets: waves, health checks, rollback of what fails.
     Apply {
         plan: PathBuf,
-        /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated.
+        /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated;
+        /// !SEL leaves out what SEL matches (!n3, !@canary).
         #[arg(long, value_name = "SEL")]
         only: Option<String>,
         /// Do not ask for confirmation (required without a terminal).
@@ -387,6 +390,7 @@ pub enum GroupCommand {
     },
     /// One record in full.
     Record {
+        /// A record id as `group records` lists it (0003, or just 3).
         id: String,
         #[command(flatten)]
         opts: GroupOpts,
@@ -397,7 +401,8 @@ pub enum GroupCommand {
     Rollback {
         #[command(flatten)]
         opts: GroupOpts,
-        /// The upgrade record to roll back; only the last one can be.
+        /// The upgrade record to roll back (0003, or just 3); only the last upgrade of an
+        /// app can be.
         #[arg(long, value_name = "ID")]
         record: Option<String>,
         /// Services to roll back, comma-separated (default: all the upgrade changed).

@@ -75,8 +75,10 @@ pub fn glob(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// The targets `--only` selects (all without it), in plan order. A selector that matches
-/// nothing is an error: a typo must not quietly upgrade nothing.
+/// The targets `--only` selects (all without it), in plan order. Selectors are names,
+/// globs (`emqx-*`) or tags (`@canary`); one starting with `!` excludes what it matches
+/// (`!n3`, `!@canary`), and exclusions alone start from every target. A selector that
+/// matches nothing is an error: a typo must not quietly upgrade nothing, or everything.
 pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem> {
     let all: Vec<TargetId> = (0..plan.nodes.len())
         .map(TargetId::Node)
@@ -95,7 +97,16 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem>
         Some(tag) => t.tags(plan).iter().any(|x| x == tag),
         None => glob(sel, t.name(plan)),
     };
-    for sel in &selectors {
+    let (excluded, included): (Vec<&str>, Vec<&str>) =
+        selectors.iter().partition(|s| s.starts_with('!'));
+    let excluded: Vec<&str> = excluded.iter().map(|s| &s[1..]).collect();
+    if excluded.iter().any(|s| s.is_empty()) {
+        return Err(
+            Problem::new(Code::BadValue, "--only `!` names nothing to leave out")
+                .help("write !NAME, !GLOB or !@TAG"),
+        );
+    }
+    for sel in included.iter().chain(&excluded) {
         if !all.iter().any(|t| matches(sel, t)) {
             let names = all.iter().map(|t| t.name(plan));
             let mut p = Problem::new(
@@ -110,10 +121,18 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem>
             return Err(p);
         }
     }
-    Ok(all
+    let picked: Vec<TargetId> = all
         .into_iter()
-        .filter(|t| selectors.iter().any(|s| matches(s, t)))
-        .collect())
+        .filter(|t| included.is_empty() || included.iter().any(|s| matches(s, t)))
+        .filter(|t| !excluded.iter().any(|s| matches(s, t)))
+        .collect();
+    if picked.is_empty() {
+        return Err(Problem::new(
+            Code::BadValue,
+            format!("--only `{only}` leaves no target of the plan"),
+        ));
+    }
+    Ok(picked)
 }
 
 /// Sizes of consecutive waves covering `total` targets.

@@ -189,7 +189,8 @@ fn the_app_market_walkthrough() {
     assert_eq!(spec_image(&root, "api"), "mall/api:1.0.0");
     assert_eq!(spec_image(&root, "web"), "mall/web:1.0.2");
     assert!(root.join("services/worker.yaml").exists());
-    let rec = ok(&root, &m, &["record", "0003"]);
+    // Record ids can be typed without their leading zeros.
+    let rec = ok(&root, &m, &["record", "3"]);
     assert!(
         rec.contains("rollback of mall 1.0.2 → 1.0.1: partial-rollback, undoes 0002"),
         "{rec}"

@@ -112,3 +112,60 @@ fn status_shows_what_runs_where_and_what_needs_a_look() {
     let (code, _, _) = output(fleetup().arg("status").arg(&plan));
     assert_eq!(code, Some(1));
 }
+
+#[test]
+fn only_leaves_out_what_a_bang_names() {
+    let t = tempfile::tempdir().unwrap();
+    local_fleet(t.path(), &["n1", "n2", "n3"], &["4.4.15", "4.4.16"]);
+    let plan = t.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "plan: 1\nname: fleet\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         nodes:\n  - { name: n1, root: ./n1, tags: [canary] }\n  - { name: n2, root: ./n2 }\n  - { name: n3, root: ./n3, tags: [edge] }\n",
+    )
+    .unwrap();
+    let names = |only: &str| {
+        let (code, out, err) = output(
+            fleetup()
+                .arg("status")
+                .arg(&plan)
+                .args(["--format", "json", "--only", only]),
+        );
+        if code != Some(0) {
+            return Err(err);
+        }
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        Ok(doc["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["target"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(","))
+    };
+    assert_eq!(names("!n2").unwrap(), "n1,n3");
+    assert_eq!(names("!@canary").unwrap(), "n2,n3");
+    assert_eq!(names("n*,!@edge").unwrap(), "n1,n2");
+    assert!(
+        names("!nosuch")
+            .unwrap_err()
+            .contains("`nosuch` matches no target")
+    );
+    assert!(names("!n*").unwrap_err().contains("leaves no target"));
+    // apply takes the same selection.
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--only", "!n2"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        link(&t.path().join("n2"), "permanent").as_deref(),
+        Some("releases/4.4.15")
+    );
+    assert_eq!(
+        link(&t.path().join("n3"), "permanent").as_deref(),
+        Some("releases/4.4.16")
+    );
+}

@@ -259,7 +259,7 @@ pub fn run(cmd: GroupCommand) -> Result<Exit, Failure> {
             }
             Ok(Exit::Ok)
         }
-        GroupCommand::Record { id, opts, format } => match Group::new(&opts.root).records().into_iter().find(|r| r.id == id) {
+        GroupCommand::Record { id, opts, format } => match Group::new(&opts.root).records().into_iter().find(|r| r.id == crate::group::record_id(&id)) {
             None => Err(Problem::new(Code::GroupState, format!("no record `{id}` in {}", opts.root.display())).help("`fleetup group records` lists them")),
             Some(r) => {
                 if format == OutputFormat::Json {
@@ -270,7 +270,7 @@ pub fn run(cmd: GroupCommand) -> Result<Exit, Failure> {
                 Ok(Exit::Ok)
             }
         },
-        GroupCommand::Rollback { opts, record, services } => with_ctx(&opts, |g, c| g.rollback(record.as_deref(), services.as_deref(), c))
+        GroupCommand::Rollback { opts, record, services } => with_ctx(&opts, |g, c| g.rollback(record.map(|r| crate::group::record_id(&r)).as_deref(), services.as_deref(), c))
             .map(|r| if r.status == Status::RolledBack || r.status == Status::PartialRollback && !r.services.iter().any(|s| s.result.is_failed()) { Exit::Ok } else { Exit::Failed }),
     };
     Ok(result?)

@@ -36,7 +36,7 @@ mod render;
 pub use diff::{Change, ServiceDiff, diff};
 pub use hooks::{Ctx, DeployConfig, HealthConfig, HookConfig, Hooks};
 pub use market::{AppTemplate, Market, Port, ServiceSpec, Volume, check_app_name, market_version};
-pub use record::{Record, RecordKind, ServiceOutcome, ServiceResult, Status};
+pub use record::{Record, RecordKind, ServiceOutcome, ServiceResult, Status, record_id};
 pub use render::{CLAIM_SIZE, Render};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,6 +63,14 @@ pub struct Record {
     pub republished: bool,
 }
 
+/// A record id as typed: `3` is record `0003`; anything else is taken as written.
+pub fn record_id(typed: &str) -> String {
+    match typed.parse::<u32>() {
+        Ok(n) if typed.bytes().all(|b| b.is_ascii_digit()) => format!("{n:04}"),
+        _ => typed.to_owned(),
+    }
+}
+
 /// Whether a record is an upgrade or a rollback.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
