@@ -80,9 +80,17 @@ pub enum Command {
     },
     /// Continue an interrupted or window-paused run (the latest one by default).
     Resume {
+        /// A run id or a unique prefix of one (`fleetup history` lists them); default:
+        /// the latest run that can be resumed.
         run: Option<String>,
+        /// Where run journals are kept (default: the `state` of --plan, $FLEETUP_STATE_DIR,
+        /// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup).
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// Read the journals where this plan's `state` key says.
+        #[arg(long, value_name = "PLAN", conflicts_with = "state")]
+        plan: Option<PathBuf>,
+        /// Wait up to this long for locks held by another fleetup (e.g. 2m).
         #[arg(long, value_name = "DURATION")]
         wait_for_lock: Option<String>,
         #[arg(long, value_enum, default_value_t = RunFormat::Human)]
@@ -90,22 +98,33 @@ pub enum Command {
     },
     /// Undo what a run changed: every node it upgraded goes back to its previous release.
     Rollback {
+        /// A run id or a unique prefix of one (`fleetup history` lists them).
         run: String,
         /// Targets to take back even though a later run or a hand change moved them on
         /// (comma-separated); without it such a target refuses the command (exit 5).
         #[arg(long, value_name = "TARGET", value_delimiter = ',')]
         force: Vec<String>,
+        /// Where run journals are kept (default: the `state` of --plan, $FLEETUP_STATE_DIR,
+        /// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup).
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// Read the journals where this plan's `state` key says.
+        #[arg(long, value_name = "PLAN", conflicts_with = "state")]
+        plan: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = RunFormat::Human)]
         format: RunFormat,
     },
     /// List runs, or show one run's outcome per target.
     History {
-        /// A run id (as `fleetup history` lists them).
+        /// A run id or a unique prefix of one (as `fleetup history` lists them).
         run: Option<String>,
+        /// Where run journals are kept (default: the `state` of --plan, $FLEETUP_STATE_DIR,
+        /// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup).
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
+        /// Read the journals where this plan's `state` key says.
+        #[arg(long, value_name = "PLAN", conflicts_with = "state")]
+        plan: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },

@@ -52,25 +52,34 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
         Command::Resume {
             run,
             state,
+            plan,
             wait_for_lock,
             format,
-        } => commands::run::resume(
-            run.as_deref(),
-            commands::run::ResumeOpts {
-                state,
-                wait_for_lock,
-                format,
-            },
-        ),
+        } => commands::state_of(state, plan.as_deref()).and_then(|state| {
+            commands::run::resume(
+                run.as_deref(),
+                commands::run::ResumeOpts {
+                    state,
+                    wait_for_lock,
+                    format,
+                },
+            )
+        }),
         Command::Rollback {
             run,
             force,
             state,
+            plan,
             format,
-        } => commands::run::rollback(&run, &force, state.as_deref(), format),
-        Command::History { run, state, format } => {
-            commands::run::history(run.as_deref(), state.as_deref(), format)
-        }
+        } => commands::state_of(state, plan.as_deref())
+            .and_then(|state| commands::run::rollback(&run, &force, state.as_deref(), format)),
+        Command::History {
+            run,
+            state,
+            plan,
+            format,
+        } => commands::state_of(state, plan.as_deref())
+            .and_then(|state| commands::run::history(run.as_deref(), state.as_deref(), format)),
         Command::Status {
             plan,
             only,

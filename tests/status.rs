@@ -169,3 +169,55 @@ fn only_leaves_out_what_a_bang_names() {
         Some("releases/4.4.16")
     );
 }
+
+#[test]
+fn history_reads_the_plans_state_shows_from_to_in_plan_order_and_names_what_set_off_rollback_all() {
+    let t = tempfile::tempdir().unwrap();
+    local_fleet(t.path(), &["n1", "n2", "n3"], &["4.4.15", "4.4.16"]);
+    let plan = t.path().join("plan.yaml");
+    // n2's activation fails: the run stops and rollback-all takes n1 back.
+    std::fs::write(
+        &plan,
+        "plan: 1\nname: fleet\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./journals\n\
+         rollout:\n  max_parallel: 1\n  on_failure: rollback-all\n\
+         hooks:\n  activate: [\"sh\", \"-c\", \"test {name}-{version} != n2-4.4.16\"]\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n  - { name: n3, root: ./n3 }\n",
+    )
+    .unwrap();
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(3), "{out}{err}");
+    // Found through the plan's `state`, wherever fleetup runs.
+    let (code, list, err) = output(fleetup().args(["history", "--plan"]).arg(&plan));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        list.starts_with("Runs in ") && list.contains("journals"),
+        "{list}"
+    );
+    let run = latest_run(&t.path().join("journals"));
+    let (code, shown, err) = output(fleetup().args(["history", &run, "--plan"]).arg(&plan));
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<&str> = shown.lines().filter(|l| l.starts_with("  n")).collect();
+    assert_eq!(rows.len(), 3, "{shown}");
+    assert!(
+        rows[0].contains("n1")
+            && rows[0].contains("rolled back")
+            && rows[0].contains("4.4.15 → 4.4.16"),
+        "{shown}"
+    );
+    assert!(
+        rows[1].contains("n2") && rows[1].contains("4.4.15 → 4.4.16"),
+        "{shown}"
+    );
+    assert!(
+        rows[2].contains("n3") && rows[2].contains("skipped"),
+        "{shown}"
+    );
+    assert!(shown.contains("rollback-all was set off by n2"), "{shown}");
+    // --plan and --state together are a usage error.
+    let (code, _, _) = output(
+        fleetup()
+            .args(["history", "--state", "x", "--plan"])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(2));
+}

@@ -113,3 +113,21 @@ pub fn completions(shell: clap_complete::Shell) -> Result<Exit, Failure> {
     clap_complete::generate(shell, &mut cmd, "fleetup", &mut std::io::stdout());
     Ok(Exit::Ok)
 }
+
+/// The state directory a command reads: `--state`, else the `state` key of `--plan`
+/// (resolved against the plan's directory), else the default (`None`).
+pub fn state_of(
+    state: Option<std::path::PathBuf>,
+    plan: Option<&std::path::Path>,
+) -> Result<Option<std::path::PathBuf>, Failure> {
+    let Some(path) = plan else { return Ok(state) };
+    let loaded = crate::plan::load(path);
+    match (&loaded.plan, loaded.has_errors()) {
+        (Some(p), false) => Ok(p.state.clone().or(state)),
+        _ => Err(Failure {
+            problems: loaded.problems,
+            file: loaded.file,
+            exit: Exit::Invalid,
+        }),
+    }
+}

@@ -371,6 +371,7 @@ pub fn history(run: Option<&str>, state: Option<&Path>, format: OutputFormat) ->
         } else if runs.is_empty() {
             println!("No runs in {}.", state.display());
         } else {
+            println!("Runs in {}:", state.display());
             for r in &runs {
                 println!("{}  {}  {}  {}", r.run, r.started, r.status, r.plan);
             }
@@ -389,9 +390,76 @@ pub fn history(run: Option<&str>, state: Option<&Path>, format: OutputFormat) ->
             r.started,
             r.status
         );
-        for t in &r.targets {
-            println!("  {:<20} {:<12} {}", t.target, t.outcome.as_str(), t.detail);
-        }
+        print!("{}", run_table(r));
     }
     Ok(Exit::Ok)
+}
+
+/// One run's targets in plan order (from the copy of the plan it applied; completion
+/// order when that copy cannot be read), each with FROM → TO, and the target whose
+/// failure made `rollback-all` take the others back.
+fn run_table(r: &crate::run::RunSummary) -> String {
+    let order: Vec<String> = crate::run::prepare::run_plan(r)
+        .map(|p| {
+            p.nodes
+                .iter()
+                .map(|n| n.name.value.clone())
+                .chain(p.groups.iter().map(|g| g.name.value.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut targets: Vec<&crate::run::TargetResult> = r.targets.iter().collect();
+    targets.sort_by_key(|t| {
+        order
+            .iter()
+            .position(|n| *n == t.target)
+            .unwrap_or(usize::MAX)
+    });
+    let width = targets
+        .iter()
+        .map(|t| t.target.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let moves: Vec<String> = targets
+        .iter()
+        .map(|t| format!("{} → {}", t.from.as_deref().unwrap_or("-"), t.to))
+        .collect();
+    let mw = moves
+        .iter()
+        .map(|m| m.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(9);
+    let mut out = format!(
+        "  {:<width$}  {:<12}  {:<mw$}  DETAIL\n",
+        "TARGET", "OUTCOME", "FROM → TO"
+    );
+    for (t, m) in targets.iter().zip(&moves) {
+        let line = format!(
+            "  {:<width$}  {:<12}  {:<mw$}  {}",
+            t.target,
+            t.outcome.as_str(),
+            m,
+            t.detail
+        );
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    // rollback-all: the others went back because of the first target that failed.
+    let with_rest = |t: &&crate::run::TargetResult| t.detail.contains("(on_failure: rollback-all)");
+    if r.targets.iter().any(|t| with_rest(&t))
+        && let Some(cause) = r
+            .targets
+            .iter()
+            .find(|t| t.outcome.is_failure() && !with_rest(t))
+    {
+        out.push_str(&format!(
+            "rollback-all was set off by {} ({}: {})\n",
+            cause.target,
+            cause.outcome.as_str(),
+            cause.detail
+        ));
+    }
+    out
 }
