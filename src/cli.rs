@@ -28,6 +28,10 @@ pub enum Command {
         /// Output format: human (diagnostics), json, or github (workflow annotations).
         #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
         format: CheckFormat,
+        /// Check the plans alone: read no repository, package, store or market (for CI
+        /// where the packages live elsewhere); the summary says what was skipped.
+        #[arg(long)]
+        offline: bool,
     },
     /// Dry run: read every target's live state and show what `apply` would do, changing
     /// nothing.

@@ -30,7 +30,11 @@ pub mod window;
 pub fn run(cli: cli::Cli) -> diagnostics::Exit {
     use cli::Command;
     let done = match cli.command {
-        Command::Check { plans, format } => Ok(commands::check::run(&plans, format)),
+        Command::Check {
+            plans,
+            format,
+            offline,
+        } => Ok(commands::check::run(&plans, format, offline)),
         Command::Plan { plan, only, format } => commands::run::plan(&plan, only.as_deref(), format),
         Command::Apply {
             plan,

@@ -221,3 +221,42 @@ fn history_reads_the_plans_state_shows_from_to_in_plan_order_and_names_what_set_
     );
     assert_eq!(code, Some(2));
 }
+
+#[test]
+fn check_offline_checks_the_plan_alone_and_says_what_it_skipped() {
+    let t = tempfile::tempdir().unwrap();
+    // The repository is not there (as on a CI runner where packages live elsewhere).
+    let plan = t.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "plan: 1\nname: fleet\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\n\
+         nodes:\n  - { name: n1, root: /srv/emqx, platform: ubuntu20.04-amd64 }\n",
+    )
+    .unwrap();
+    let (code, _, err) = output(fleetup().arg("check").arg(&plan));
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot read the repository"), "{err}");
+    let (code, out, err) = output(fleetup().args(["check", "--offline"]).arg(&plan));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("offline: the repository, packages, stores and markets were not read"),
+        "{out}"
+    );
+    let (_, json, _) = output(
+        fleetup()
+            .args(["check", "--offline", "--format", "json"])
+            .arg(&plan),
+    );
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["files"][0]["offline"], true);
+    // What the plan itself says wrong is still found.
+    std::fs::write(
+        &plan,
+        std::fs::read_to_string(&plan)
+            .unwrap()
+            .replace("4.4.16", "4.4"),
+    )
+    .unwrap();
+    let (code, _, err) = output(fleetup().args(["check", "--offline"]).arg(&plan));
+    assert_eq!(code, Some(1), "{err}");
+}

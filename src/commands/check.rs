@@ -28,13 +28,25 @@ impl Checked {
     }
 }
 
-fn check_one(path: &std::path::Path) -> Checked {
+/// Checks one plan; `offline`: the plan alone, with nothing it names read (no
+/// repository, package, store or market).
+fn check_one(path: &std::path::Path, offline: bool) -> Checked {
     let loaded = plan::load(path);
     let mut problems = loaded.problems;
     let (mut nodes, mut groups, mut states_read) = (0, 0, 0);
     if let Some(plan) = &loaded.plan {
         nodes = plan.nodes.len();
         groups = plan.groups.len();
+        if offline {
+            return Checked {
+                name: path.display().to_string(),
+                file: loaded.file,
+                problems,
+                nodes,
+                groups,
+                states_read,
+            };
+        }
         let pf = preflight::run(plan);
         states_read = pf.states_read();
         problems.extend(pf.problems);
@@ -57,6 +69,8 @@ struct JsonFile<'a> {
     nodes: usize,
     groups: usize,
     states_read: usize,
+    /// `--offline`: the repository, packages, stores and markets were not read.
+    offline: bool,
     problems: Vec<JsonProblem<'a>>,
 }
 
@@ -76,8 +90,8 @@ fn plural(n: usize, one: &str) -> String {
     }
 }
 
-pub fn run(paths: &[PathBuf], format: CheckFormat) -> Exit {
-    let results: Vec<Checked> = paths.iter().map(|p| check_one(p)).collect();
+pub fn run(paths: &[PathBuf], format: CheckFormat, offline: bool) -> Exit {
+    let results: Vec<Checked> = paths.iter().map(|p| check_one(p, offline)).collect();
     let errors: usize = results.iter().map(|r| r.count(Severity::Error)).sum();
     let warnings: usize = results.iter().map(|r| r.count(Severity::Warning)).sum();
     match format {
@@ -88,7 +102,10 @@ pub fn run(paths: &[PathBuf], format: CheckFormat) -> Exit {
                 let e = r.count(Severity::Error);
                 let w = r.count(Severity::Warning);
                 if e == 0 {
-                    let live = if r.nodes == 0 {
+                    let live = if offline {
+                        "; offline: the repository, packages, stores and markets were not read"
+                            .to_owned()
+                    } else if r.nodes == 0 {
                         String::new()
                     } else {
                         format!(
@@ -135,6 +152,7 @@ pub fn run(paths: &[PathBuf], format: CheckFormat) -> Exit {
                         nodes: r.nodes,
                         groups: r.groups,
                         states_read: r.states_read,
+                        offline,
                         problems: r
                             .problems
                             .iter()
