@@ -36,11 +36,13 @@ pub enum Command {
     /// Dry run: read every target's live state and show what `apply` would do, changing
     /// nothing.
     Plan {
+        /// The plan file (.yaml, .yml or .toml).
         plan: PathBuf,
         /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated;
         /// !SEL leaves out what SEL matches (!n3, !@canary).
         #[arg(long, value_name = "SEL")]
         only: Option<String>,
+        /// Output format: human, json, or markdown (for a pull-request comment).
         #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
         format: PlanFormat,
     },
@@ -64,6 +66,7 @@ pub enum Command {
     },
     /// Upgrade the plan's targets: waves, health checks, rollback of what fails.
     Apply {
+        /// The plan file (.yaml, .yml or .toml).
         plan: PathBuf,
         /// Targets to include: names, globs (emqx-*) or tags (@canary), comma-separated;
         /// !SEL leaves out what SEL matches (!n3, !@canary).
@@ -79,6 +82,7 @@ pub enum Command {
         /// Wait up to this long for locks held by another fleetup (e.g. 2m).
         #[arg(long, value_name = "DURATION")]
         wait_for_lock: Option<String>,
+        /// Output format: human (progress, then a table), json (one document at the end) or jsonl (one event per line as it happens).
         #[arg(long, value_enum, default_value_t = RunFormat::Human)]
         format: RunFormat,
     },
@@ -97,6 +101,7 @@ pub enum Command {
         /// Wait up to this long for locks held by another fleetup (e.g. 2m).
         #[arg(long, value_name = "DURATION")]
         wait_for_lock: Option<String>,
+        /// Output format: human (progress, then a table), json (one document at the end) or jsonl (one event per line as it happens).
         #[arg(long, value_enum, default_value_t = RunFormat::Human)]
         format: RunFormat,
     },
@@ -115,6 +120,7 @@ pub enum Command {
         /// Read the journals where this plan's `state` key says.
         #[arg(long, value_name = "PLAN", conflicts_with = "state")]
         plan: Option<PathBuf>,
+        /// Output format: human (progress, then a table), json (one document at the end) or jsonl (one event per line as it happens).
         #[arg(long, value_enum, default_value_t = RunFormat::Human)]
         format: RunFormat,
     },
@@ -129,6 +135,7 @@ pub enum Command {
         /// Read the journals where this plan's `state` key says.
         #[arg(long, value_name = "PLAN", conflicts_with = "state")]
         plan: Option<PathBuf>,
+        /// Output format: human or json.
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
@@ -149,7 +156,10 @@ pub enum Command {
     #[command(subcommand)]
     Group(GroupCommand),
     /// Print a shell completion script.
-    Completions { shell: clap_complete::Shell },
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// The store agent a controller starts on a remote host over SSH (internal).
     #[command(name = "__agent", hide = true)]
     Agent {
@@ -209,6 +219,7 @@ pub enum NodeCommand {
     Versions {
         #[command(flatten)]
         opts: NodeOpts,
+        /// Output format: human or json.
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
@@ -357,50 +368,64 @@ pub enum GroupCommand {
     Status {
         #[command(flatten)]
         opts: GroupOpts,
+        /// The market directory: app templates as <app>/<version>.yaml.
         #[arg(long, value_name = "DIR")]
         market: PathBuf,
+        /// Output format: human or json.
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
     /// First install of an app from the market into the group.
     Install {
+        /// The app, as the market names it.
         app: String,
+        /// The version to install (1.2.3, v1.2.3, or 1.2 for 1.2.0).
         #[arg(value_name = "VSN")]
         vsn: String,
         #[command(flatten)]
         opts: GroupOpts,
+        /// The market directory: app templates as <app>/<version>.yaml.
         #[arg(long, value_name = "DIR")]
         market: PathBuf,
     },
     /// What an upgrade would change, per service; changes nothing.
     Diff {
+        /// The app, as the market names it.
         app: String,
+        /// The version to upgrade to (1.2.3, v1.2.3, or 1.2 for 1.2.0).
         #[arg(long, value_name = "VSN")]
         to: String,
         #[command(flatten)]
         opts: GroupOpts,
+        /// The market directory: app templates as <app>/<version>.yaml.
         #[arg(long, value_name = "DIR")]
         market: PathBuf,
         /// Services to upgrade, comma-separated (default: every upgrade and add).
         #[arg(long, value_delimiter = ',')]
         services: Option<Vec<String>>,
+        /// How far the upgrade may jump: patch (default), minor or major.
         #[arg(long, value_enum, default_value_t = Policy::Patch)]
         policy: Policy,
+        /// Output format: human or json.
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
     /// Upgrade an app: back the group up, deploy each chosen service, record it.
     Upgrade {
+        /// The app, as the market names it.
         app: String,
+        /// The version to upgrade to (1.2.3, v1.2.3, or 1.2 for 1.2.0).
         #[arg(long, value_name = "VSN")]
         to: String,
         #[command(flatten)]
         opts: GroupOpts,
+        /// The market directory: app templates as <app>/<version>.yaml.
         #[arg(long, value_name = "DIR")]
         market: PathBuf,
         /// Services to upgrade, comma-separated (default: every upgrade and add).
         #[arg(long, value_delimiter = ',')]
         services: Option<Vec<String>>,
+        /// How far the upgrade may jump: patch (default), minor or major.
         #[arg(long, value_enum, default_value_t = Policy::Patch)]
         policy: Policy,
     },
@@ -408,6 +433,7 @@ pub enum GroupCommand {
     Records {
         #[command(flatten)]
         opts: GroupOpts,
+        /// Output format: human or json.
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
@@ -417,6 +443,7 @@ pub enum GroupCommand {
         id: String,
         #[command(flatten)]
         opts: GroupOpts,
+        /// Output format: human or json.
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
