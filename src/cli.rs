@@ -139,8 +139,13 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
-    /// Print the plan's JSON Schema, for editors and CI.
-    Schema,
+    /// Print the plan's JSON Schema (or, with --market, a market template's), for
+    /// editors and CI.
+    Schema {
+        /// The schema of a market's app templates (<market>/<app>/<version>.yaml).
+        #[arg(long)]
+        market: bool,
+    },
     /// Write a commented template plan showing every key and its default.
     Init {
         /// Where to write it (.yaml, .yml or .toml); standard output when absent.

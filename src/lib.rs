@@ -90,7 +90,7 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
             state,
             format,
         } => commands::status::run(&plan, only.as_deref(), state.as_deref(), format),
-        Command::Schema => commands::schema(),
+        Command::Schema { market } => commands::schema(market),
         Command::Init { file, force } => commands::init(file.as_deref(), force),
         Command::Node(cmd) => commands::node::run(cmd),
         Command::Group(cmd) => commands::group::run(cmd),

@@ -223,3 +223,47 @@ fn a_third_party_validator_agrees_with_check_on_the_shipped_plans() {
         "{err}"
     );
 }
+
+#[test]
+fn market_templates_have_a_schema_a_third_party_validator_uses() {
+    let t = tempfile::tempdir().unwrap();
+    let out = fleetup().args(["schema", "--market"]).output().unwrap();
+    assert!(out.status.success());
+    let schema = t.path().join("market.json");
+    std::fs::write(&schema, &out.stdout).unwrap();
+    let validate = |files: &[std::path::PathBuf]| {
+        std::process::Command::new("check-jsonschema")
+            .arg("--schemafile")
+            .arg(&schema)
+            .args(files)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("check-jsonschema is needed (scripts/test installs it): {e}")
+            })
+    };
+    let mut shipped: Vec<std::path::PathBuf> = std::fs::read_dir("plans/market/mall")
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    shipped.sort();
+    assert!(!shipped.is_empty());
+    let out = validate(&shipped);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // What fleetup refuses, the schema refuses: a misspelt key, and a path for a name.
+    for bad in [
+        "app: mall\nversion: 1.0.0\nservices:\n  web: { imgae: mall/web:1 }\n",
+        "app: mall\nversion: 1.0.0\nservices:\n  ../x: { image: mall/web:1 }\n",
+    ] {
+        let f = t.path().join("bad.yaml");
+        std::fs::write(&f, bad).unwrap();
+        assert!(
+            !validate(&[f]).status.success(),
+            "the schema accepted:\n{bad}"
+        );
+    }
+}

@@ -46,8 +46,12 @@ pub(crate) fn render_warnings(problems: &[Problem], file: Option<&SourceFile>) {
     }
 }
 
-pub fn schema() -> Result<Exit, Failure> {
-    let schema = crate::plan::schema::json_schema();
+pub fn schema(market: bool) -> Result<Exit, Failure> {
+    let schema = if market {
+        crate::plan::schema::market_schema()
+    } else {
+        crate::plan::schema::json_schema()
+    };
     let s = serde_json::to_string_pretty(&schema)
         .map_err(|e| Problem::new(Code::Io, format!("cannot render the schema: {e}")))?;
     println!("{s}");

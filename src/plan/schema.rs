@@ -356,6 +356,65 @@ pub static PLAN: &[Field] = &[
     ),
 ];
 
+/// The JSON Schema (draft 2020-12) of a market's app template, as `fleetup group`
+/// reads it (`group::AppTemplate`): unknown keys are refused there too.
+pub fn market_schema() -> Value {
+    let name = json!({ "type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$" });
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "fleetup market app template",
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["app", "version", "services"],
+        "properties": {
+            "app": { "description": "the app's name, as its directory in the market", "allOf": [name] },
+            "version": {
+                "description": "this template's version: SemVer, v1.2.3, or 1.2 (read as 1.2.0); as its file name says",
+                "type": "string",
+                "pattern": r"^v?(0|[1-9]\d*)\.(0|[1-9]\d*)(\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?)?$"
+            },
+            "services": {
+                "description": "the app's services by name",
+                "type": "object",
+                "propertyNames": name,
+                "additionalProperties": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "required": ["image"],
+                    "properties": {
+                        "image": { "type": "string", "description": "container image" },
+                        "ports": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "required": ["port"],
+                                "properties": {
+                                    "port": { "type": "integer", "minimum": 0, "maximum": 65535 },
+                                    "protocol": { "type": "string", "description": "tcp (default), udp, http, https, …" }
+                                }
+                            }
+                        },
+                        "env": {
+                            "type": "object",
+                            "additionalProperties": { "type": "string" }
+                        },
+                        "volumes": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "required": ["path"],
+                                "properties": { "path": { "type": "string" } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
 /// The plan's JSON Schema (draft 2020-12).
 pub fn json_schema() -> Value {
     let mut root = table_schema(PLAN);
