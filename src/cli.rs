@@ -120,6 +120,9 @@ pub enum Command {
         /// Read the journals where this plan's `state` key says.
         #[arg(long, value_name = "PLAN", conflicts_with = "state")]
         plan: Option<PathBuf>,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
         /// Output format: human (progress, then a table), json (one document at the end) or jsonl (one event per line as it happens).
         #[arg(long, value_enum, default_value_t = RunFormat::Human)]
         format: RunFormat,
@@ -463,5 +466,8 @@ pub enum GroupCommand {
         /// Services to roll back, comma-separated (default: all the upgrade changed).
         #[arg(long, value_delimiter = ',')]
         services: Option<Vec<String>>,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
 }

@@ -74,9 +74,10 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
             force,
             state,
             plan,
+            yes,
             format,
         } => commands::state_of(state, plan.as_deref())
-            .and_then(|state| commands::run::rollback(&run, &force, state.as_deref(), format)),
+            .and_then(|state| commands::run::rollback(&run, &force, state.as_deref(), yes, format)),
         Command::History {
             run,
             state,

@@ -39,13 +39,46 @@ pub fn next_opening(w: &Window, now: Timestamp) -> Option<ZonedDateTime> {
     None
 }
 
-/// `from`–`to` of a window as people write it.
+/// A window as people write it: its days (unless it opens every day), `from`–`to` and
+/// time zone, as in `Sat, Sun 02:00–05:00 UTC`.
 pub fn describe(w: &Window) -> String {
     let t = |t: Time| match t.second() {
         0 => format!("{:02}:{:02}", t.hour(), t.minute()),
         s => format!("{:02}:{:02}:{s:02}", t.hour(), t.minute()),
     };
-    format!("{}–{} {}", t(w.from), t(w.to), w.tz_name)
+    let days = if w.days.len() >= 7 {
+        String::new()
+    } else {
+        let name = |d: &jiff::civil::Weekday| match d {
+            jiff::civil::Weekday::Monday => "Mon",
+            jiff::civil::Weekday::Tuesday => "Tue",
+            jiff::civil::Weekday::Wednesday => "Wed",
+            jiff::civil::Weekday::Thursday => "Thu",
+            jiff::civil::Weekday::Friday => "Fri",
+            jiff::civil::Weekday::Saturday => "Sat",
+            jiff::civil::Weekday::Sunday => "Sun",
+        };
+        format!(
+            "{} ",
+            w.days.iter().map(name).collect::<Vec<_>>().join(", ")
+        )
+    };
+    format!("{days}{}–{} {}", t(w.from), t(w.to), w.tz_name)
+}
+
+/// Where the window stands at `now`, in words: `open now`, or `closed now; next opens
+/// Sat 2026-11-28 02:00 UTC`.
+pub fn standing(w: &Window, now: Timestamp) -> String {
+    if is_open(w, now) {
+        return "open now".into();
+    }
+    match next_opening(w, now) {
+        Some(z) => format!(
+            "closed now; next opens {}",
+            z.strftime("%a %Y-%m-%d %H:%M %Z")
+        ),
+        None => "closed now; it never opens (no day is listed)".into(),
+    }
 }
 
 #[cfg(test)]
@@ -80,6 +113,26 @@ mod tests {
         assert_eq!(next.timestamp(), at("2026-11-28T02:00:00Z"));
         let next = next_opening(&w, at("2026-11-28T03:00:00Z")).unwrap();
         assert_eq!(next.timestamp(), at("2026-11-29T02:00:00Z"));
+    }
+
+    #[test]
+    fn a_window_is_described_with_its_days_and_next_opening() {
+        use Weekday::*;
+        let w = window(&[Saturday, Sunday], (2, 0), (5, 0));
+        assert_eq!(describe(&w), "Sat, Sun 02:00–05:00 UTC");
+        assert_eq!(
+            standing(&w, at("2026-11-23T12:00:00Z")),
+            "closed now; next opens Sat 2026-11-28 02:00 UTC"
+        );
+        assert_eq!(standing(&w, at("2026-11-28T03:00:00Z")), "open now");
+        let every = window(
+            &[
+                Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday,
+            ],
+            (2, 0),
+            (5, 0),
+        );
+        assert_eq!(describe(&every), "02:00–05:00 UTC");
     }
 
     #[test]

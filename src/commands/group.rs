@@ -270,8 +270,22 @@ pub fn run(cmd: GroupCommand) -> Result<Exit, Failure> {
                 Ok(Exit::Ok)
             }
         },
-        GroupCommand::Rollback { opts, record, services } => with_ctx(&opts, |g, c| g.rollback(record.map(|r| crate::group::record_id(&r)).as_deref(), services.as_deref(), c))
-            .map(|r| if r.status == Status::RolledBack || r.status == Status::PartialRollback && !r.services.iter().any(|s| s.result.is_failed()) { Exit::Ok } else { Exit::Failed }),
+        GroupCommand::Rollback { opts, record, services, yes } => {
+            if !yes && super::run::terminal() {
+                let what = match &record {
+                    Some(r) => format!("upgrade record {}", crate::group::record_id(r)),
+                    None => "the last upgrade".to_owned(),
+                };
+                let which = services.as_ref().map_or("every service it changed".to_owned(), |s| s.join(", "));
+                eprintln!("Roll back {what} of the group {} ({which}); services it added are kept.", opts.root.display());
+                if !super::run::ask("Roll back?") {
+                    println!("Nothing was changed.");
+                    return Ok(Exit::Ok);
+                }
+            }
+            with_ctx(&opts, |g, c| g.rollback(record.map(|r| crate::group::record_id(&r)).as_deref(), services.as_deref(), c))
+            .map(|r| if r.status == Status::RolledBack || r.status == Status::PartialRollback && !r.services.iter().any(|s| s.result.is_failed()) { Exit::Ok } else { Exit::Failed })
+        }
     };
     Ok(result?)
 }

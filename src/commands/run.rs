@@ -44,20 +44,19 @@ pub fn plan(path: &Path, only: Option<&str>, format: PlanFormat) -> Done {
         return Ok(Exit::Ok);
     }
     println!(
-        "Plan {} ({}): {} targets in {} waves, at most {} at once; nothing is changed by this command.",
+        "Plan {} ({}): {} in {}, at most {} at once; nothing is changed by this command.",
         plan.name,
         path.display(),
-        p.schedule.len(),
-        waves.len(),
+        plural(p.schedule.len(), "target"),
+        plural(waves.len(), "wave"),
         plan.rollout.max_parallel
     );
     if let Some(w) = &plan.window {
-        let state = if window::is_open(w, jiff::Timestamp::now()) {
-            "open now"
-        } else {
-            "closed now"
-        };
-        println!("Window: {} ({state})", window::describe(w));
+        println!(
+            "Window: {} ({})",
+            window::describe(w),
+            window::standing(w, jiff::Timestamp::now())
+        );
     }
     for (i, wave) in waves.iter().enumerate() {
         println!("Wave {}/{}:", i + 1, waves.len());
@@ -151,11 +150,28 @@ pub struct ApplyOpts {
     pub format: RunFormat,
 }
 
-fn terminal() -> bool {
+pub(super) fn terminal() -> bool {
     std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
 }
 
-/// Asks on the terminal before a run changes anything; `--yes` answers for cron and CI.
+/// What a prompt shows of a list of targets: every one up to 8, then how many more.
+fn some(items: &[String]) -> String {
+    let shown: Vec<&str> = items.iter().take(8).map(String::as_str).collect();
+    match items.len() {
+        n if n > 8 => format!("{}, and {} more", shown.join(", "), n - 8),
+        _ => shown.join(", "),
+    }
+}
+
+/// Asks `question` on the terminal: yes only for `y` or `yes`.
+pub(super) fn ask(question: &str) -> bool {
+    eprint!("{question} [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).is_ok() && matches!(answer.trim(), "y" | "Y" | "yes")
+}
+
+/// Asks before `apply` changes anything, saying what it will do: each wave with its
+/// targets and their versions, and the window; `--yes` answers for cron and CI.
 fn confirm(yes: bool) -> impl Fn(&Prepared) -> Result<bool, Problem> {
     move |p: &Prepared| {
         if yes {
@@ -167,15 +183,43 @@ fn confirm(yes: bool) -> impl Fn(&Prepared) -> Result<bool, Problem> {
                 "apply changes the fleet: without a terminal to confirm on, pass --yes",
             ));
         }
-        eprint!(
-            "Apply {} to {} targets in {} waves? [y/N] ",
+        let waves = p.preview();
+        eprintln!(
+            "Apply {}: {} in {}, at most {} at once.",
             p.plan.name,
-            p.schedule.len(),
-            p.schedule.waves.len()
+            plural(p.schedule.len(), "target"),
+            plural(waves.len(), "wave"),
+            p.plan.rollout.max_parallel
         );
-        let mut answer = String::new();
-        Ok(std::io::stdin().read_line(&mut answer).is_ok()
-            && matches!(answer.trim(), "y" | "Y" | "yes"))
+        for (i, w) in waves.iter().enumerate() {
+            let items: Vec<String> = w
+                .iter()
+                .map(|t| match (&t.from, t.from_source) {
+                    (Some(f), _) if *f != t.to => format!("{} ({f} → {})", t.target, t.to),
+                    (Some(_), _) => format!("{} (at {} already)", t.target, t.to),
+                    (None, "fresh") => format!("{} (fresh install → {})", t.target, t.to),
+                    (None, _) => format!("{} (? → {})", t.target, t.to),
+                })
+                .collect();
+            eprintln!("  wave {}/{}: {}", i + 1, waves.len(), some(&items));
+        }
+        if let Some(w) = &p.plan.window {
+            eprintln!(
+                "  window: {} ({})",
+                window::describe(w),
+                window::standing(w, jiff::Timestamp::now())
+            );
+        }
+        Ok(ask("Apply?"))
+    }
+}
+
+/// `n thing` or `n things`.
+fn plural(n: usize, one: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {one}s")
     }
 }
 
@@ -347,12 +391,41 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> Done {
     with_progress(o.format, |sink| runner.resume(run, sink))
 }
 
-pub fn rollback(run: &str, force: &[String], state: Option<&Path>, format: RunFormat) -> Done {
+/// `fleetup rollback RUN`: on a terminal, asks first (naming what goes back) unless `yes`.
+pub fn rollback(
+    run: &str,
+    force: &[String],
+    state: Option<&Path>,
+    yes: bool,
+    format: RunFormat,
+) -> Done {
     let runner = Runner {
         state: state.map(Path::to_owned),
         lock_wait: std::time::Duration::ZERO,
     };
-    with_progress(format, |sink| runner.roll_back(run, force, sink))
+    let confirm = |id: &str, back: &[crate::run::TargetResult]| -> Result<bool, Problem> {
+        if yes || !terminal() {
+            return Ok(true);
+        }
+        let items: Vec<String> = back
+            .iter()
+            .map(|t| {
+                format!(
+                    "{} ({} → {})",
+                    t.target,
+                    t.to,
+                    t.from.as_deref().unwrap_or("its last upgrade undone")
+                )
+            })
+            .collect();
+        eprintln!(
+            "Roll back run {id}: {}, newest first: {}",
+            plural(back.len(), "target"),
+            some(&items)
+        );
+        Ok(ask("Roll back?"))
+    };
+    with_progress(format, |sink| runner.roll_back(run, force, &confirm, sink))
 }
 
 pub fn history(run: Option<&str>, state: Option<&Path>, format: OutputFormat) -> Done {

@@ -360,10 +360,13 @@ impl Runner {
     /// from, newest first.
     /// A target a later run or a hand change moved on refuses the whole command (exit 5)
     /// unless `force` names it.
+    /// `confirm` is asked (with the targets that would go back, newest first) once
+    /// everything is known and before anything is touched.
     pub fn roll_back(
         &self,
         run: &str,
         force: &[String],
+        confirm: &dyn Fn(&str, &[TargetResult]) -> Result<bool, Problem>,
         emit: &(dyn Fn(Event) + Sync),
     ) -> Result<Ended, Failure> {
         let r = self.find_run(Some(run), |_| true, "roll back")?;
@@ -432,6 +435,10 @@ impl Runner {
                 file: None,
                 exit: Exit::Refused,
             });
+        }
+        let newest_first: Vec<TargetResult> = upgraded.iter().rev().cloned().collect();
+        if !confirm(&r.run, &newest_first)? {
+            return Ok(Ended::Declined);
         }
         let journal = journal::Journal::reopen(&r.dir)?;
         emit(Event::Began {
