@@ -125,6 +125,10 @@ fn wave_check(
     }))
 }
 
+/// Asked before `rollback RUN` touches anything: the run and the targets that would go
+/// back, newest first; `false` declines.
+pub type ConfirmRollback<'a> = &'a dyn Fn(&str, &[TargetResult]) -> Result<bool, Problem>;
+
 /// Every event to the journal first, then to the caller.
 fn tee<'a>(
     journal: &'a journal::Journal,
@@ -366,7 +370,7 @@ impl Runner {
         &self,
         run: &str,
         force: &[String],
-        confirm: &dyn Fn(&str, &[TargetResult]) -> Result<bool, Problem>,
+        confirm: ConfirmRollback,
         emit: &(dyn Fn(Event) + Sync),
     ) -> Result<Ended, Failure> {
         let r = self.find_run(Some(run), |_| true, "roll back")?;
