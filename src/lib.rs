@@ -29,6 +29,7 @@ pub mod window;
 /// code, SPEC §5.6). A command's failure is rendered here, once.
 pub fn run(cli: cli::Cli) -> diagnostics::Exit {
     use cli::Command;
+    progress::set_verbose(cli.verbose);
     let done = match cli.command {
         Command::Check {
             plans,

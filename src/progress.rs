@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::run::{Event, Outcome, TargetResult};
+use crate::run::{Event, Outcome, Step, TargetResult};
 
 /// Bars on a terminal (drawn once the run begins, never over a prompt), else plain
 /// lines to stdout, or to stderr when stdout carries JSON.
@@ -67,6 +67,13 @@ impl Bars {
     }
 }
 
+/// `-v`: plain lines include the store's own words for each step.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 impl Progress {
     pub fn new(terminal: bool, to_stderr: bool) -> Progress {
         Progress {
@@ -118,6 +125,12 @@ impl Progress {
                     b.step(target, format!("{} {step}", step.name()));
                     return;
                 }
+                // The store's own lines repeat what the steps say: only with -v.
+                if matches!(step, Step::Store(_))
+                    && !VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    return;
+                }
                 self.line(format!("{target}: {}: {step}", step.name()))
             }
             Event::Done(TargetResult {
@@ -132,15 +145,15 @@ impl Progress {
                 {
                     b.done(target);
                 }
+                // The outcome once: `ok: upgraded`, `ROLLED BACK`, `FAILED`, `skipped`.
                 let mark = match outcome {
-                    Outcome::Upgraded | Outcome::Unchanged => "ok",
-                    Outcome::RolledBack => "ROLLED BACK",
-                    Outcome::Failed => "FAILED",
-                    Outcome::Skipped => "skipped",
+                    Outcome::Upgraded | Outcome::Unchanged => format!("ok: {}", outcome.as_str()),
+                    Outcome::RolledBack => "ROLLED BACK".into(),
+                    Outcome::Failed => "FAILED".into(),
+                    Outcome::Skipped => "skipped".into(),
                 };
                 self.line(format!(
-                    "{target}: {mark}: {} ({detail}, {:.1}s)",
-                    outcome.as_str(),
+                    "{target}: {mark} ({detail}, {:.1}s)",
                     *millis as f64 / 1000.0
                 ));
             }

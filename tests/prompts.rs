@@ -105,3 +105,42 @@ fn prompts_say_what_will_change_and_no_changes_nothing() {
         Some("releases/4.4.15")
     );
 }
+
+#[test]
+fn group_rollback_asks_on_a_terminal() {
+    let t = tempfile::tempdir().unwrap();
+    let m = t.path().join("market/mall");
+    std::fs::create_dir_all(&m).unwrap();
+    for v in ["1.0.0", "1.0.1"] {
+        std::fs::write(
+            m.join(format!("{v}.yaml")),
+            format!("app: mall\nversion: {v}\nservices:\n  web:\n    image: mall/web:{v}\n"),
+        )
+        .unwrap();
+    }
+    for args in [
+        &["install", "mall", "1.0.0"][..],
+        &["upgrade", "mall", "--to", "1.0.1"],
+    ] {
+        let (code, out, err) = output(
+            fleetup()
+                .current_dir(t.path())
+                .arg("group")
+                .args(args)
+                .args(["--root", "g", "--market", "market"]),
+        );
+        assert_eq!(code, Some(0), "{out}{err}");
+    }
+    let shown = on_terminal(t.path(), "group rollback --root g --services web", "n");
+    assert!(
+        shown.contains(
+            "Roll back the last upgrade of the group g (web); services it added are kept."
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("Nothing was changed."), "{shown}");
+    let spec = std::fs::read_to_string(t.path().join("g/services/web.yaml")).unwrap();
+    assert!(spec.contains("mall/web:1.0.1"), "{spec}");
+    let shown = on_terminal(t.path(), "group rollback --root g --yes", "n");
+    assert!(shown.contains("rolled-back"), "{shown}");
+}

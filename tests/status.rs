@@ -260,3 +260,44 @@ fn check_offline_checks_the_plan_alone_and_says_what_it_skipped() {
     let (code, _, err) = output(fleetup().args(["check", "--offline"]).arg(&plan));
     assert_eq!(code, Some(1), "{err}");
 }
+
+#[test]
+fn plain_lines_say_each_outcome_once_and_keep_the_stores_words_for_verbose() {
+    let t = tempfile::tempdir().unwrap();
+    local_fleet(t.path(), &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    let plan = t.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "plan: 1\nname: fleet\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  max_parallel: 1\n\
+         hooks:\n  activate: [\"sh\", \"-c\", \"test {name}-{version} != n2-4.4.16\"]\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    )
+    .unwrap();
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("n1: ok: upgraded ("), "{out}");
+    assert!(
+        out.contains("n2: ROLLED BACK (installing 4.4.16 failed"),
+        "{out}"
+    );
+    for doubled in [
+        "ROLLED BACK: rolled back",
+        "FAILED: failed",
+        "skipped: skipped",
+    ] {
+        assert!(!out.contains(doubled), "{doubled}:\n{out}");
+    }
+    assert!(
+        !out.contains(": store: "),
+        "the store's own lines without -v:\n{out}"
+    );
+    // -v brings them back.
+    let (_, out, _) = output(
+        fleetup()
+            .args(["rollback", "-v", "--yes", "--state"])
+            .arg(t.path().join("state"))
+            .arg(latest_run(&t.path().join("state"))),
+    );
+    assert!(out.contains(": store: "), "{out}");
+}
