@@ -37,20 +37,12 @@ fn check_one(path: &std::path::Path, offline: bool) -> Checked {
     if let Some(plan) = &loaded.plan {
         nodes = plan.nodes.len();
         groups = plan.groups.len();
-        if offline {
-            return Checked {
-                name: path.display().to_string(),
-                file: loaded.file,
-                problems,
-                nodes,
-                groups,
-                states_read,
-            };
+        if !offline {
+            let pf = preflight::run(plan);
+            states_read = pf.states_read();
+            problems.extend(pf.problems);
+            problems.sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.start));
         }
-        let pf = preflight::run(plan);
-        states_read = pf.states_read();
-        problems.extend(pf.problems);
-        problems.sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.start));
     }
     Checked {
         name: path.display().to_string(),

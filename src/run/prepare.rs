@@ -234,17 +234,22 @@ pub fn read_remote(
     (out, held)
 }
 
-/// The preflight of one wave (`rollout.preflight: wave`): its remote nodes read, with
-/// their locks, by their hosts' agents, over the connections the wave then works on, and
-/// checked as `apply` checks every node before a run with `preflight: all`.
-pub fn wave_preflight(plan: &Plan, hosts: &Arc<Hosts>, wave: &[TargetId]) -> Vec<Refusal> {
-    let nodes: Vec<usize> = wave
+/// The remote nodes among `targets`, as indexes into the plan's nodes.
+pub fn remote_nodes(plan: &Plan, targets: &[TargetId]) -> Vec<usize> {
+    targets
         .iter()
         .filter_map(|t| match t {
             TargetId::Node(i) if plan.nodes[*i].ssh.is_some() => Some(*i),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// The preflight of one wave (`rollout.preflight: wave`): its remote nodes read, with
+/// their locks, by their hosts' agents, over the connections the wave then works on, and
+/// checked as `apply` checks every node before a run with `preflight: all`.
+pub fn wave_preflight(plan: &Plan, hosts: &Arc<Hosts>, wave: &[TargetId]) -> Vec<Refusal> {
+    let nodes = remote_nodes(plan, wave);
     if nodes.is_empty() {
         return Vec::new();
     }

@@ -140,13 +140,7 @@ pub fn fleet_status(
 type Remote = (Vec<crate::preflight::RemoteState>, Vec<(usize, Problem)>);
 
 fn read_remote(plan: &Plan, ids: &[TargetId]) -> Remote {
-    let nodes: Vec<usize> = ids
-        .iter()
-        .filter_map(|t| match t {
-            TargetId::Node(i) if plan.nodes[*i].ssh.is_some() => Some(*i),
-            _ => None,
-        })
-        .collect();
+    let nodes = super::prepare::remote_nodes(plan, ids);
     if nodes.is_empty() {
         return (Vec::new(), Vec::new());
     }
