@@ -101,6 +101,28 @@ pub struct Timing {
     pub healthy_for: Duration,
 }
 
+/// How a health check in progress stands, after an attempt.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Watch<'a> {
+    /// The last probe failed, saying `why`; `left` until the deadline.
+    Failing { why: &'a str, left: Duration },
+    /// Healthy: `left` of `healthy_for` still to hold.
+    Holding { left: Duration },
+}
+
+impl std::fmt::Display for Watch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Watch::Failing { why, left } => {
+                write!(f, "last probe: {why} ({:.0}s left)", left.as_secs_f64())
+            }
+            Watch::Holding { left } => {
+                write!(f, "healthy, holding: {:.0}s to go", left.as_secs_f64())
+            }
+        }
+    }
+}
+
 impl Probe {
     /// One attempt, bounded by `limit`.
     pub fn once(&self, limit: Duration) -> Result<(), String> {
@@ -151,7 +173,19 @@ impl Probe {
     pub fn wait_with(
         &self,
         t: Timing,
+        once: impl FnMut(&Probe, Duration) -> Result<(), String>,
+    ) -> Result<Duration, String> {
+        self.wait_watched(t, once, &mut |_| {})
+    }
+
+    /// [`Probe::wait_with`], telling `watch` after each attempt how the check stands: the
+    /// last probe's failure and the time left, or how long the hold of `healthy_for` has
+    /// still to go.
+    pub fn wait_watched(
+        &self,
+        t: Timing,
         mut once: impl FnMut(&Probe, Duration) -> Result<(), String>,
+        watch: &mut dyn FnMut(Watch),
     ) -> Result<Duration, String> {
         let start = Instant::now();
         let deadline = start + t.timeout;
@@ -178,10 +212,17 @@ impl Probe {
                     if since.elapsed() >= t.healthy_for {
                         return Ok(start.elapsed());
                     }
+                    watch(Watch::Holding {
+                        left: t.healthy_for.saturating_sub(since.elapsed()),
+                    });
                 }
                 Err(e) => {
                     // A relapse while holding healthy starts the hold again.
                     healthy_since = None;
+                    watch(Watch::Failing {
+                        why: &e,
+                        left: deadline.saturating_duration_since(Instant::now()),
+                    });
                     last_error = e;
                 }
             }
@@ -294,5 +335,41 @@ mod tests {
             ..t
         };
         assert!(p.wait(t).is_err());
+    }
+
+    #[test]
+    fn a_watch_hears_each_failing_probe_and_then_the_hold_counting_down() {
+        let p = Probe::Http {
+            url: "http://127.0.0.1:9/status".into(),
+            expect: 200,
+        };
+        let mut n = 0;
+        let mut heard: Vec<String> = Vec::new();
+        let t = Timing {
+            timeout: Duration::from_secs(5),
+            interval: Duration::from_millis(10),
+            healthy_for: Duration::from_millis(60),
+        };
+        // Two failures, then healthy until the hold is over.
+        let r = p.wait_watched(
+            t,
+            |_, _| {
+                n += 1;
+                if n <= 2 {
+                    Err("404 Not Found".into())
+                } else {
+                    Ok(())
+                }
+            },
+            &mut |w| heard.push(w.to_string()),
+        );
+        assert!(r.is_ok(), "{r:?}");
+        assert!(
+            heard[0].starts_with("last probe: 404 Not Found ("),
+            "{heard:?}"
+        );
+        assert!(heard[0].ends_with("s left)"), "{heard:?}");
+        assert!(heard[2].starts_with("healthy, holding: "), "{heard:?}");
+        assert!(heard.len() >= 3, "{heard:?}");
     }
 }

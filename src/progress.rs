@@ -23,6 +23,8 @@ struct Bars {
     multi: MultiProgress,
     run: ProgressBar,
     targets: HashMap<String, ProgressBar>,
+    /// `rollback-all`, counted as a phase of its own once it starts.
+    rollback: Option<ProgressBar>,
 }
 
 impl Bars {
@@ -40,6 +42,30 @@ impl Bars {
             multi,
             run,
             targets: HashMap::new(),
+            rollback: None,
+        }
+    }
+
+    /// `rollback-all` begins: the run's bar says so, and a bar of its own counts it.
+    fn rolling_back(&mut self) {
+        if self.rollback.is_some() {
+            return;
+        }
+        self.run
+            .set_message("done; rolling back (on_failure: rollback-all)");
+        let b = self.multi.add(ProgressBar::new_spinner());
+        b.set_style(
+            ProgressStyle::with_template("{spinner} rollback-all: {pos} rolled back")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        b.enable_steady_tick(Duration::from_millis(120));
+        self.rollback = Some(b);
+    }
+
+    /// A health check's passing word, on the target's spinner.
+    fn probe(&mut self, target: &str, detail: &str) {
+        if let Some(b) = self.targets.get(target) {
+            b.set_message(format!("health: {detail}"));
         }
     }
 
@@ -63,7 +89,10 @@ impl Bars {
         if let Some(b) = self.targets.remove(target) {
             b.finish_and_clear();
         }
-        self.run.inc(1);
+        match &self.rollback {
+            Some(r) => r.inc(1),
+            None => self.run.inc(1),
+        }
     }
 }
 
@@ -118,10 +147,20 @@ impl Progress {
             Event::Note { detail } => self.line(detail.clone()),
             // Diagnostics are the caller's to render.
             Event::Warnings { .. } => {}
+            Event::Probe { target, detail } => {
+                if let Ok(mut guard) = self.bars.lock()
+                    && let Some(b) = guard.as_mut()
+                {
+                    b.probe(target, detail);
+                }
+            }
             Event::Step { target, step } => {
                 if let Ok(mut guard) = self.bars.lock()
                     && let Some(b) = guard.as_mut()
                 {
+                    if matches!(step, Step::RollBack(crate::run::Back::All)) {
+                        b.rolling_back();
+                    }
                     b.step(target, format!("{} {step}", step.name()));
                     return;
                 }
@@ -165,6 +204,9 @@ impl Progress {
             && let Some(b) = guard.take()
         {
             b.run.finish_and_clear();
+            if let Some(r) = b.rollback {
+                r.finish_and_clear();
+            }
         }
     }
 }

@@ -301,3 +301,39 @@ fn special_files_are_refused_as_plans_without_reading_them() {
         assert!(!err.contains("s3cr3t-value"), "{}: {err}", plan.display());
     }
 }
+
+#[test]
+fn a_hold_longer_than_its_deadline_is_refused_at_its_line() {
+    let t = tempfile::tempdir().unwrap();
+    let plan = t.path().join("plan.yaml");
+    for (health, key) in [
+        ("  timeout: 4s\n  healthy_for: 5s\n", "`timeout` (4s)"),
+        (
+            "  timeout: 10s\n  healthy_for: 2s\n  rollback_timeout: 1s\n",
+            "`rollback_timeout` (1s)",
+        ),
+    ] {
+        std::fs::write(
+            &plan,
+            format!(
+                "plan: 1\nname: x\nproduct: emqx\nrepository: ./r\nto: 4.4.16\n\
+                 health:\n  tcp: \"{{host}}:1883\"\n{health}nodes:\n  - {{ name: n1, root: /srv/n1 }}\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::cargo_bin("fleetup")
+            .unwrap()
+            .args(["check", "--offline"])
+            .arg(&plan)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(&format!("`healthy_for` ("))
+                && err.contains(&format!("does not fit in {key}")),
+            "{err}"
+        );
+        assert!(err.contains("plan.yaml:"), "not located: {err}");
+    }
+}

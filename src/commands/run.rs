@@ -87,10 +87,10 @@ fn markdown(p: &Prepared, waves: &[Vec<crate::run::Preview>]) -> String {
     let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
     let plan = &p.plan;
     let mut out = format!(
-        "### Dry run of `{}`\n\n{} targets in {} waves, at most {} at once. Nothing was changed.\n",
+        "### Dry run of `{}`\n\n{} in {}, at most {} at once. Nothing was changed.\n",
         cell(&plan.name),
-        p.schedule.len(),
-        waves.len(),
+        plural(p.schedule.len(), "target"),
+        plural(waves.len(), "wave"),
         plan.rollout.max_parallel
     );
     if let Some(w) = &plan.window {
@@ -252,7 +252,9 @@ fn with_progress(
         {
             match how {
                 Begin::New => println!(
-                    "Run {run} of {plan}: {targets} targets in {waves} waves (journal: {})",
+                    "Run {run} of {plan}: {} in {} (journal: {})",
+                    plural(*targets, "target"),
+                    plural(*waves, "wave"),
                     journal.display()
                 ),
                 Begin::Resumed { finished } => println!(

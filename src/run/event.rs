@@ -186,6 +186,13 @@ pub enum Event {
     Note {
         detail: String,
     },
+    /// How a health check in progress stands: the last probe's result and the time left,
+    /// or the countdown of `healthy_for`. Shown live on a terminal; never journalled nor
+    /// streamed (the step that ends the check is).
+    Probe {
+        target: String,
+        detail: String,
+    },
 }
 
 /// One target's result.

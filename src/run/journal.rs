@@ -299,7 +299,7 @@ fn event_json(e: &Event) -> Option<serde_json::Value> {
     use serde_json::json;
     let v = |v: &Version| v.to_string();
     Some(match e {
-        Event::Began { .. } | Event::Warnings { .. } => return None,
+        Event::Began { .. } | Event::Warnings { .. } | Event::Probe { .. } => return None,
         Event::Wave { index, of, targets } => {
             json!({"event": "wave", "index": index, "of": of, "targets": targets})
         }

@@ -109,6 +109,7 @@ impl<'p> NodeUnit<'p> {
     /// The plan's health check on `version` (after a rollback: with `rollback_timeout`).
     fn health(
         &self,
+        cx: &Cx,
         store: &mut NodeStore,
         version: &Version,
         previous: Option<&Version>,
@@ -137,13 +138,33 @@ impl<'p> NodeUnit<'p> {
                 .map_err(|m| format!("the health check `{t}` cannot be filled: {m:?}"))
         })?;
         // A command check runs where the node is; http and tcp checks run from here.
+        let show = |t: &crate::template::Template| t.shown(|k| vars.get(k).cloned());
+        // Each attempt's word, live on a terminal (secrets shown as written).
+        let mut watch = |w: crate::health::Watch| {
+            let detail = match w {
+                crate::health::Watch::Failing { why, left } => crate::health::Watch::Failing {
+                    why: &h.hide(&probe, why, show),
+                    left,
+                }
+                .to_string(),
+                w => w.to_string(),
+            };
+            (cx.emit)(super::event::Event::Probe {
+                target: self.name().to_owned(),
+                detail,
+            });
+        };
         probe
-            .wait_with(h.timing(rollback), |p, limit: Duration| match p {
-                Probe::Command { argv } => store
-                    .check_on_node(argv, limit)
-                    .unwrap_or_else(|| p.once(limit)),
-                _ => p.once(limit),
-            })
+            .wait_watched(
+                h.timing(rollback),
+                |p, limit: Duration| match p {
+                    Probe::Command { argv } => store
+                        .check_on_node(argv, limit)
+                        .unwrap_or_else(|| p.once(limit)),
+                    _ => p.once(limit),
+                },
+                &mut watch,
+            )
             .map(|_| ())
             // What is said of the check shows secrets as written, never their values.
             .map_err(|e| h.hide(&probe, &e, |t| t.shown(|k| vars.get(k).cloned())))
@@ -276,7 +297,7 @@ impl Target for NodeUnit<'_> {
         match from {
             Some(prev) => {
                 store.roll_back_to(prev, to, &mut ctx)?;
-                self.health(&mut store, prev, Some(to), true)
+                self.health(cx, &mut store, prev, Some(to), true)
                     .map_err(|h| Problem::new(Code::RollbackFailed, h))?;
             }
             None => store.revert(to, &mut ctx)?,
@@ -361,11 +382,17 @@ impl Change for NodeChange<'_> {
         let (unit, name) = (self.unit, self.unit.name());
         self.cx.step(name, Step::HealthChecking);
         let from = self.from.clone();
-        unit.health(&mut self.store, unit.to_version(), from.as_ref(), false)
-            .map_err(|why| {
-                self.cx.step(name, Step::HealthFailed { why: why.clone() });
-                Problem::new(Code::Unhealthy, format!("unhealthy: {why}"))
-            })
+        unit.health(
+            self.cx,
+            &mut self.store,
+            unit.to_version(),
+            from.as_ref(),
+            false,
+        )
+        .map_err(|why| {
+            self.cx.step(name, Step::HealthFailed { why: why.clone() });
+            Problem::new(Code::Unhealthy, format!("unhealthy: {why}"))
+        })
     }
 
     fn undo(&mut self) -> Result<String, Problem> {
@@ -373,7 +400,7 @@ impl Change for NodeChange<'_> {
         let to = unit.to_version().clone();
         self.with_ctx(|store, ctx| store.revert(&to, ctx))?;
         if let Some(prev) = self.from.clone() {
-            unit.health(&mut self.store, &prev, Some(&to), true)
+            unit.health(self.cx, &mut self.store, &prev, Some(&to), true)
                 .map_err(|h| {
                     Problem::new(
                         Code::RollbackFailed,

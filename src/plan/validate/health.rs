@@ -115,13 +115,38 @@ impl Validator {
                 .label("zero"),
             );
         }
+        // A hold that does not fit in its deadline can never pass: every upgrade (or every
+        // rollback) would fail its check.
+        let rollback_timeout = t.rollback_timeout.unwrap_or(timeout);
+        for (deadline, key) in [(timeout, "timeout"), (rollback_timeout, "rollback_timeout")] {
+            if !t.healthy_for.is_zero() && t.healthy_for >= deadline {
+                let at = get(n, "healthy_for").or(get(n, key)).map(|x| x.span);
+                let mut p = Problem::new(
+                    Code::BadDuration,
+                    format!(
+                        "`healthy_for` ({}s) does not fit in `{key}` ({}s): no check could pass",
+                        t.healthy_for.as_secs_f64(),
+                        deadline.as_secs_f64()
+                    ),
+                )
+                .label("longer than its deadline")
+                .help(format!(
+                    "make `{key}` longer than `healthy_for`, or hold for less"
+                ));
+                if let Some(s) = at {
+                    p = p.at(s);
+                }
+                self.push(p);
+                break;
+            }
+        }
         Some(Health {
             check,
             expect_status: t.expect_status,
             timeout,
             interval,
             healthy_for: t.healthy_for,
-            rollback_timeout: t.rollback_timeout.unwrap_or(timeout),
+            rollback_timeout,
         })
     }
 
