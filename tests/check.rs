@@ -330,8 +330,7 @@ fn a_hold_longer_than_its_deadline_is_refused_at_its_line() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{err}");
         assert!(
-            err.contains(&format!("`healthy_for` ("))
-                && err.contains(&format!("does not fit in {key}")),
+            err.contains("`healthy_for` (") && err.contains(&format!("does not fit in {key}")),
             "{err}"
         );
         assert!(err.contains("plan.yaml:"), "not located: {err}");
