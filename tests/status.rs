@@ -301,3 +301,70 @@ fn plain_lines_say_each_outcome_once_and_keep_the_stores_words_for_verbose() {
     );
     assert!(out.contains(": store: "), "{out}");
 }
+
+/// A run's output with what changes between runs (ids, paths, times) made constant.
+fn normalised(out: &str, dir: &std::path::Path, run: &str) -> String {
+    let mut s = out
+        .replace(run, "<RUN>")
+        .replace(&dir.display().to_string(), "<DIR>");
+    // Seconds as the run measured them: `0.0s`, `12.5s` → `<T>s`.
+    let mut out = String::new();
+    let mut rest = s.as_str();
+    while let Some(i) = rest.find('s') {
+        let (head, tail) = rest.split_at(i);
+        let digits = head
+            .rfind(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .map_or(0, |j| j + 1);
+        let num = &head[digits..];
+        if num.contains('.') && num.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+            out.push_str(&head[..digits]);
+            out.push_str("<T>");
+        } else {
+            out.push_str(head);
+        }
+        out.push('s');
+        rest = &tail[1..];
+    }
+    out.push_str(rest);
+    s = out;
+    // When the run started: `started 2026-12-02T05:57:11.904Z` → `started <TIME>`.
+    if let Some(i) = s.find("started 20")
+        && let Some(z) = s[i..].find('Z')
+    {
+        s.replace_range(i + "started ".len()..=i + z, "<TIME>");
+    }
+    s
+}
+
+#[test]
+fn the_human_output_of_a_full_run_reads_as_reviewed() {
+    let t = tempfile::tempdir().unwrap();
+    local_fleet(t.path(), &["n1", "n2", "n3"], &["4.4.15", "4.4.16"]);
+    let plan = t.path().join("plan.yaml");
+    // n1 goes, n2 fails to activate and goes back, rollback-all takes n1 back, n3 never
+    // starts: every kind of line a plain run prints.
+    std::fs::write(
+        &plan,
+        "plan: 1\nname: fleet\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  max_parallel: 1\n  on_failure: rollback-all\n\
+         hooks:\n  activate: [\"sh\", \"-c\", \"test {name}-{version} != n2-4.4.16\"]\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n  - { name: n3, root: ./n3 }\n",
+    )
+    .unwrap();
+    let (code, out, err) =
+        output(
+            fleetup()
+                .current_dir(t.path())
+                .args(["apply", "plan.yaml", "--yes"]),
+        );
+    assert_eq!(code, Some(3), "{out}{err}");
+    let run = latest_run(&t.path().join("state"));
+    insta::assert_snapshot!("plain_run", normalised(&out, t.path(), &run));
+    let (_, shown, _) =
+        output(
+            fleetup()
+                .current_dir(t.path())
+                .args(["history", &run, "--plan", "plan.yaml"]),
+        );
+    insta::assert_snapshot!("history_run", normalised(&shown, t.path(), &run));
+}
