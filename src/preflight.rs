@@ -590,9 +590,9 @@ fn check_groups(plan: &Plan) -> Vec<Problem> {
                 Problem::new(
                     Code::Path,
                     format!(
-                        "the market {} of group `{}` is not a directory",
-                        g.market.value.display(),
-                        g.name.value
+                        "group `{}`: its market directory `{}` is missing or not a directory",
+                        g.name.value,
+                        g.market.value.display()
                     ),
                 )
                 .at(g.market.span)
