@@ -178,6 +178,13 @@ pub enum Command {
         #[arg(long)]
         dir: PathBuf,
     },
+    /// Write the man pages, one per command (fleetup.1, fleetup-apply.1, fleetup-node-
+    /// upgrade.1, …), into DIR (for packagers).
+    #[command(name = "__man", hide = true)]
+    Man {
+        /// Where to write the pages.
+        dir: PathBuf,
+    },
     /// Exit 0 when this binary's SHA-256 is the given one (internal: checks a copy).
     #[command(name = "__self-check", hide = true)]
     SelfCheck { sha256: String },

@@ -97,6 +97,7 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
         Command::Node(cmd) => commands::node::run(cmd),
         Command::Group(cmd) => commands::group::run(cmd),
         Command::Completions { shell } => commands::completions(shell),
+        Command::Man { dir } => commands::man_pages(&dir),
         Command::Agent { dir } => Ok(remote::agent::serve(&dir)),
         Command::SelfCheck { sha256 } => Ok(remote::agent::self_check(&sha256)),
     };

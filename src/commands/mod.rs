@@ -118,6 +118,35 @@ pub fn completions(shell: clap_complete::Shell) -> Result<Exit, Failure> {
     Ok(Exit::Ok)
 }
 
+/// The man pages of every visible command, generated from the command line's own
+/// definitions (so they never drift from `--help`), written into `dir`.
+pub fn man_pages(dir: &std::path::Path) -> Result<Exit, Failure> {
+    use clap::CommandFactory;
+    fn write(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> Result<(), Problem> {
+        let page = cmd.clone().name(name.to_owned());
+        let mut text = Vec::new();
+        clap_mangen::Man::new(page)
+            .render(&mut text)
+            .map_err(|e| Problem::new(Code::Io, format!("cannot render {name}.1: {e}")))?;
+        let path = dir.join(format!("{name}.1"));
+        crate::fsutil::write_atomic(&path, &text)
+            .map_err(|e| Problem::new(Code::Io, format!("{}: {e}", path.display())))?;
+        for sub in cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            write(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+        }
+        Ok(())
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Problem::new(Code::Io, format!("{}: {e}", dir.display())))?;
+    let mut cmd = crate::cli::Cli::command();
+    cmd.build();
+    write(&cmd, "fleetup", dir)?;
+    Ok(Exit::Ok)
+}
+
 /// The state directory a command reads: `--state`, else the `state` key of `--plan`
 /// (resolved against the plan's directory), else the default (`None`).
 pub fn state_of(
