@@ -45,6 +45,13 @@ fn prompts_say_what_will_change_and_no_changes_nothing() {
         ),
     )
     .unwrap();
+    let before = snapshot(t.path());
+    // `snapshot` leaves lock files out: read them as they are.
+    let locks = || {
+        ["n1", "n2"]
+            .map(|n| std::fs::read(t.path().join(n).join("releases/.lock")).unwrap_or_default())
+    };
+    let locks_before = locks();
     let shown = on_terminal(t.path(), "apply plan.yaml", "n");
     assert!(
         shown.contains("Apply fleet: 3 targets in 2 waves, at most 10 at once."),
@@ -60,7 +67,10 @@ fn prompts_say_what_will_change_and_no_changes_nothing() {
         "{shown}"
     );
     assert!(shown.contains("Apply? [y/N]"), "{shown}");
-    // Declining changed no store and journalled nothing.
+    // Declining changed nothing at all: no store, no journal, not even a lock file (the
+    // check of who holds each store takes nothing and writes nothing).
+    assert_eq!(snapshot(t.path()), before, "declining changed a file");
+    assert_eq!(locks(), locks_before, "declining rewrote a lock file");
     for n in ["n1", "n2"] {
         assert_eq!(
             link(&t.path().join(n), "permanent").as_deref(),

@@ -165,13 +165,7 @@ impl Target for GroupUnit<'_> {
         if !root.is_dir() {
             return None;
         }
-        crate::store::lock::acquire(
-            root,
-            &format!("the group `{}`", self.g.name.value),
-            None,
-            std::time::Duration::ZERO,
-        )
-        .err()
+        crate::store::lock::held(root, &format!("the group `{}`", self.g.name.value))
     }
 
     fn open<'s>(&'s self, cx: &'s Cx<'s>) -> Result<(Box<dyn Change + 's>, Standing), Problem> {

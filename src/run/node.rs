@@ -216,13 +216,10 @@ impl Target for NodeUnit<'_> {
         if !dir.is_dir() {
             return None;
         }
-        store::lock::acquire(
+        store::lock::held(
             &dir,
             &format!("the store of node `{}`", self.node.name.value),
-            None,
-            Duration::ZERO,
         )
-        .err()
     }
 
     fn open<'s>(&'s self, cx: &'s Cx<'s>) -> Result<(Box<dyn Change + 's>, Standing), Problem> {

@@ -77,12 +77,7 @@ pub fn acquire(dir: &Path, what: &str, run: Option<&str>, wait: Duration) -> Res
                 std::thread::sleep(Duration::from_millis(50));
             }
             Err(TryLockError::WouldBlock) => {
-                let who = holder(&mut file);
-                return Err(Problem::new(Code::Locked, format!("{what} is locked: {who}")).help(if wait.is_zero() {
-                    "wait for that run to finish, or pass --wait-for-lock DURATION to wait for it".to_owned()
-                } else {
-                    format!("still locked after waiting {}s", wait.as_secs_f64())
-                }));
+                return Err(locked(what, &holder(&mut file), wait));
             }
             Err(TryLockError::Error(e)) => {
                 return Err(Problem::new(
@@ -105,6 +100,21 @@ pub fn acquire(dir: &Path, what: &str, run: Option<&str>, wait: Duration) -> Res
         .and_then(|_| file.seek(SeekFrom::Start(0)))
         .and_then(|_| file.write_all(me.as_bytes()));
     Ok(Lock { _file: file, path })
+}
+
+/// `what` is locked by `who`: the problem a refused writer reports.
+fn locked(what: &str, who: &str, wait: Duration) -> Problem {
+    Problem::new(Code::Locked, format!("{what} is locked: {who}")).help(if wait.is_zero() {
+        "wait for that run to finish, or pass --wait-for-lock DURATION to wait for it".to_owned()
+    } else {
+        format!("still locked after waiting {}s", wait.as_secs_f64())
+    })
+}
+
+/// Whether another holds the lock of `dir` now, as the problem `acquire` would report;
+/// nothing is created, taken or written (a run checking before it asks, a dry run).
+pub fn held(dir: &Path, what: &str) -> Option<Problem> {
+    holder_of(dir).map(|who| locked(what, &who, Duration::ZERO))
 }
 
 /// Who holds the lock of `dir` right now, if anyone does (nothing is taken or changed).
