@@ -731,8 +731,14 @@ fn blog(market: &Path) {
     }
 }
 
-#[test]
-fn a_run_that_upgraded_two_apps_of_a_group_rolls_back_both_newest_first() {
+/// A group with mall 1.0.0 and blog 1.0.0 installed, and a plan taking mall to 1.0.2
+/// and blog to 1.0.1: the directory, the market, the group and the plan.
+fn two_apps() -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
     let t = tempfile::tempdir().unwrap();
     let (m, root) = (t.path().join("market"), t.path().join("shop"));
     market(&m);
@@ -745,6 +751,12 @@ fn a_run_that_upgraded_two_apps_of_a_group_rolls_back_both_newest_first() {
         "      - app: mall\n        to: 1.0.2\n      - app: blog\n        to: 1.0.1\n",
     );
     std::fs::write(&plan, text).unwrap();
+    (t, m, root, plan)
+}
+
+#[test]
+fn a_run_that_upgraded_two_apps_of_a_group_rolls_back_both_newest_first() {
+    let (t, m, root, plan) = two_apps();
     apply_ok(&plan);
     let status = ok(&root, &m, &["status"]);
     assert!(
@@ -775,18 +787,7 @@ fn a_run_that_upgraded_two_apps_of_a_group_rolls_back_both_newest_first() {
     assert!(undo("0002") < undo("0001"), "{recs}");
 
     // Within a run too: when the second app fails, the first is taken back with it.
-    let t = tempfile::tempdir().unwrap();
-    let (m, root) = (t.path().join("market"), t.path().join("shop"));
-    market(&m);
-    blog(&m);
-    ok(&root, &m, &["install", "mall", "1.0.0"]);
-    ok(&root, &m, &["install", "blog", "1.0.0"]);
-    let plan = group_plan(t.path(), "0");
-    let text = std::fs::read_to_string(&plan).unwrap().replace(
-        "      - app: mall\n        to: 1.0.2\n",
-        "      - app: mall\n        to: 1.0.2\n      - app: blog\n        to: 1.0.1\n",
-    );
-    std::fs::write(&plan, text).unwrap();
+    let (_t, m, root, plan) = two_apps();
     std::fs::write(root.join("fail-pages"), "").unwrap();
     let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
     assert_eq!(code, Some(3), "{out}{err}");
