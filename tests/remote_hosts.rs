@@ -283,6 +283,12 @@ fn with_preflight_wave_each_wave_is_read_right_before_it_in_the_session_that_upg
     );
 }
 
+/// Points `plan` at the `agents` directory beside it.
+fn with_agents(plan: &Path) {
+    let text = std::fs::read_to_string(plan).unwrap();
+    std::fs::write(plan, text.replace("rollout:", "agents: ./agents\nrollout:")).unwrap();
+}
+
 /// This machine's `fleetup-<os>-<arch>`, as the agents directory names builds.
 fn agent_name() -> String {
     format!(
@@ -308,12 +314,7 @@ fn an_agent_from_the_agents_directory_is_chosen_by_the_hosts_platform() {
     bytes.extend_from_slice(b"\nbuilt for the host\n");
     std::fs::write(&build, bytes).unwrap();
     let plan = f.plan("", &|_| String::new());
-    let text = std::fs::read_to_string(&plan).unwrap();
-    std::fs::write(
-        &plan,
-        text.replace("rollout:", "agents: ./agents\nrollout:"),
-    )
-    .unwrap();
+    with_agents(&plan);
     let (code, doc, err) = apply_json(&plan);
     assert_eq!(code, Some(0), "{doc}{err}");
     let bins: Vec<String> = std::fs::read_dir(f.host_dir(0).join("bin"))
@@ -338,12 +339,7 @@ fn a_build_the_hosts_cannot_run_fails_them_with_what_they_said_and_changes_nothi
     let before: Vec<_> = (0..2).map(|i| snapshot(&f.root(i))).collect();
     // Both hosts are tried: neither failure stops the other.
     let plan = f.plan("  max_failures: 2\n", &|_| String::new());
-    let text = std::fs::read_to_string(&plan).unwrap();
-    std::fs::write(
-        &plan,
-        text.replace("rollout:", "agents: ./agents\nrollout:"),
-    )
-    .unwrap();
+    with_agents(&plan);
     let (code, doc, err) = apply_json(&plan);
     assert_eq!(code, Some(3), "{doc}{err}");
     for (i, was) in before.iter().enumerate() {

@@ -172,18 +172,8 @@ fn only_leaves_out_what_a_bang_names() {
 
 #[test]
 fn history_reads_the_plans_state_shows_from_to_in_plan_order_and_names_what_set_off_rollback_all() {
-    let t = tempfile::tempdir().unwrap();
-    local_fleet(t.path(), &["n1", "n2", "n3"], &["4.4.15", "4.4.16"]);
-    let plan = t.path().join("plan.yaml");
     // n2's activation fails: the run stops and rollback-all takes n1 back.
-    std::fs::write(
-        &plan,
-        "plan: 1\nname: fleet\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./journals\n\
-         rollout:\n  max_parallel: 1\n  on_failure: rollback-all\n\
-         hooks:\n  activate: [\"sh\", \"-c\", \"test {name}-{version} != n2-4.4.16\"]\n\
-         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n  - { name: n3, root: ./n3 }\n",
-    )
-    .unwrap();
+    let (t, plan) = rollback_all_fleet("journals");
     let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
     assert_eq!(code, Some(3), "{out}{err}");
     // Found through the plan's `state`, wherever fleetup runs.
@@ -338,19 +328,9 @@ fn normalised(out: &str, dir: &std::path::Path, run: &str) -> String {
 
 #[test]
 fn the_human_output_of_a_full_run_reads_as_reviewed() {
-    let t = tempfile::tempdir().unwrap();
-    local_fleet(t.path(), &["n1", "n2", "n3"], &["4.4.15", "4.4.16"]);
-    let plan = t.path().join("plan.yaml");
     // n1 goes, n2 fails to activate and goes back, rollback-all takes n1 back, n3 never
     // starts: every kind of line a plain run prints.
-    std::fs::write(
-        &plan,
-        "plan: 1\nname: fleet\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
-         rollout:\n  max_parallel: 1\n  on_failure: rollback-all\n\
-         hooks:\n  activate: [\"sh\", \"-c\", \"test {name}-{version} != n2-4.4.16\"]\n\
-         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n  - { name: n3, root: ./n3 }\n",
-    )
-    .unwrap();
+    let (t, _) = rollback_all_fleet("state");
     let (code, out, err) =
         output(
             fleetup()
@@ -367,4 +347,24 @@ fn the_human_output_of_a_full_run_reads_as_reviewed() {
                 .args(["history", &run, "--plan", "plan.yaml"]),
         );
     insta::assert_snapshot!("history_run", normalised(&shown, t.path(), &run));
+}
+
+/// Three local nodes on 4.4.15 and a plan to 4.4.16 (journals in `state` under the
+/// directory) whose n2 fails to activate: max_parallel 1, so n1 goes first, and
+/// `on_failure: rollback-all` takes it back; n3 never starts.
+fn rollback_all_fleet(state: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    local_fleet(t.path(), &["n1", "n2", "n3"], &["4.4.15", "4.4.16"]);
+    let plan = t.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "plan: 1\nname: fleet\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./{state}\n\
+             rollout:\n  max_parallel: 1\n  on_failure: rollback-all\n\
+             hooks:\n  activate: [\"sh\", \"-c\", \"test {{name}}-{{version}} != n2-4.4.16\"]\n\
+             nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n  - {{ name: n3, root: ./n3 }}\n"
+        ),
+    )
+    .unwrap();
+    (t, plan)
 }
