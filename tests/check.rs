@@ -212,15 +212,34 @@ fn rules_are_checked_against_the_nodes_live_store() {
     // Asking for ee while the node runs ce.
     let (_, out, _) = run("4.4.17", "edition: ee\n");
     assert!(out.contains("fleetup::rule::same-edition"), "{out}");
-    // A downgrade is never an upgrade.
+    // A downgrade is never an upgrade: a node on 4.4.16 asked for 4.4.0, whose package
+    // the repository has, so only the rule can refuse it.
+    let store = dir.path().join("on-4.4.16/releases");
+    std::fs::create_dir_all(&store).unwrap();
+    std::fs::write(
+        store.join("RELEASES"),
+        "format = 1\nproduct = \"emqx\"\n\n[[release]]\nversion = \"4.4.16\"\n\
+         package = \"emqx-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip\"\nstate = \"permanent\"\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("p.yaml"),
-        live_plan("4.4.16", "").replace("to: 4.4.16", "to: 4.3.0"),
+        live_plan("4.4.0", "").replace("../stores/emqx-1", "./on-4.4.16"),
     )
     .unwrap();
     let (code, out, _) = check(dir.path(), &["--format", "json", "p.yaml"]);
-    assert_eq!(code, Some(1));
-    assert!(out.contains("fleetup::package::missing"), "{out}");
+    assert_eq!(code, Some(1), "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let problems = report["files"][0]["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{out}");
+    assert_eq!(problems[0]["code"], "fleetup::rule::not-newer", "{out}");
+    assert!(
+        problems[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("4.4.16 → 4.4.0 is not an upgrade"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -90,7 +90,10 @@ fn an_upgrade_killed_at_any_instant_leaves_a_sound_store_and_completes_on_rerun(
         if i % 3 == 2 {
             // Deterministically mid-install: wait until the activate hook is running.
             let marker = root.join("activating");
-            wait_until(std::time::Duration::from_secs(20), || marker.exists());
+            assert!(
+                wait_until(std::time::Duration::from_secs(20), || marker.exists()),
+                "kill {i}: the activate hook never started"
+            );
         } else {
             std::thread::sleep(delay);
         }

@@ -338,7 +338,10 @@ fn killed_mid_upgrade() -> (tempfile::TempDir, std::path::PathBuf, std::path::Pa
         .spawn()
         .unwrap();
     let first = root.join("applied-api.yaml");
-    wait_until(std::time::Duration::from_secs(30), || first.exists());
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || first.exists()),
+        "the first service was never applied"
+    );
     std::thread::sleep(std::time::Duration::from_millis(100));
     let _ = child.kill();
     let _ = child.wait();

@@ -294,27 +294,39 @@ fn a_second_writer_is_refused_with_exit_5_naming_the_holder() {
             && err.contains("run-42"),
         "{err}"
     );
-    // Waiting for it works once the holder lets go.
-    let waiter = std::thread::spawn({
-        let root = root.clone();
-        move || {
-            node(
-                &root,
-                &[
-                    "upgrade",
-                    "4.4.0",
-                    "--repo",
-                    repo.to_str().unwrap(),
-                    "--wait-for-lock",
-                    "20s",
-                ],
-            )
-        }
-    });
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Waiting for it works once the holder lets go. The waiter is seen blocked on the
+    // lock (it holds the lock file open, still running, the store unchanged) before the
+    // holder lets go.
+    let mut waiter = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .args(["node", "upgrade", "4.4.0", "--repo"])
+        .arg(&repo)
+        .args(["--wait-for-lock", "60s", "--root"])
+        .arg(&root)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock_file = root.join("releases/.lock");
+    let fds = format!("/proc/{}/fd", waiter.id());
+    let holds_lock_file = || {
+        std::fs::read_dir(&fds).is_ok_and(|d| {
+            d.flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|p| p == lock_file))
+        })
+    };
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), holds_lock_file),
+        "the waiter never opened the lock"
+    );
+    assert!(
+        waiter.try_wait().unwrap().is_none(),
+        "the waiter did not wait"
+    );
+    assert!(!root.join("releases/4.4.0").exists());
     drop(lock);
-    let (code, out, err) = waiter.join().unwrap();
-    assert_eq!(code, Some(0), "{out}{err}");
+    let status = waiter.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(root.join("releases/4.4.0").exists());
 }
 
 #[test]

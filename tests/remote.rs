@@ -532,7 +532,9 @@ fn more_nodes_on_one_host_than_its_sshd_allows_sessions_queue_on_one_connection(
     );
     assert_eq!(code, Some(0), "{out}{err}");
     let doc = json(&out);
-    for t in doc["targets"].as_array().unwrap() {
+    let targets = doc["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 14, "{doc}");
+    for t in targets {
         assert_eq!(t["outcome"], "upgraded", "{t}");
     }
     // Still one connection: a session the master refuses would make ssh open a new one.

@@ -24,7 +24,9 @@ pub fn output(cmd: &mut assert_cmd::Command) -> (Option<i32>, String, String) {
     )
 }
 
-/// Polls `cond` until it holds or `limit` passes; whether it held.
+/// Polls `cond` until it holds or `limit` passes; whether it held. Not using the answer is
+/// a test that goes on as if the condition held: assert it.
+#[must_use]
 pub fn wait_until(limit: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + limit;
     loop {
