@@ -282,6 +282,25 @@ pub fn render_human(problems: &[Problem], file: Option<&SourceFile>, color: bool
         if handler.render_report(&mut one, &located).is_err() {
             one = format!("{}: {}\n", p.code.as_str(), p.message);
         }
+        // miette counts the column in bytes; fleetup's JSON, GitHub and SARIF output count
+        // characters. Say the same column everywhere (they differ on non-ASCII lines).
+        if let (Some(f), Some(s)) = (file, p.span) {
+            let (line, col) = f.line_col(s.start);
+            let start = s.start.min(f.text.len());
+            let before = &f.text.as_bytes()[..start];
+            let bytes = start
+                - before
+                    .iter()
+                    .rposition(|b| matches!(b, b'\n' | b'\r'))
+                    .map_or(0, |i| i + 1);
+            if bytes + 1 != col {
+                one = one.replacen(
+                    &format!("[{}:{line}:{}]", f.name, bytes + 1),
+                    &format!("[{}:{line}:{col}]", f.name),
+                    1,
+                );
+            }
+        }
         // Without a span miette names no file: say which one.
         if p.span.is_none()
             && let Some(f) = file
@@ -355,6 +374,18 @@ pub fn render_github(problems: &[Problem], file: Option<&SourceFile>) -> String 
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn the_terminal_names_the_same_column_as_json_on_a_non_ascii_line() {
+        let text = "name: \"größe\"\nto: x\nnote: é é 4.4\n".to_owned();
+        let at = text.find("4.4").unwrap();
+        let file = SourceFile::new("p.yaml", text);
+        let p = Problem::new(Code::BadValue, "bad").at(Span::new(at, 3));
+        let json = to_json(&p, Some(&file));
+        assert_eq!((json.line, json.column), (Some(3), Some(11)));
+        let shown = render_human(std::slice::from_ref(&p), Some(&file), false);
+        assert!(shown.contains("[p.yaml:3:11]"), "{shown}");
+    }
 
     #[test]
     fn codes_are_unique_and_well_formed() {

@@ -59,9 +59,28 @@ impl SourceFile {
             offset -= 1;
         }
         let before = &self.text[..offset];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        // Line breaks as YAML (and miette's quote of the line) know them: LF, CRLF, or a
+        // lone CR.
+        let line = before.matches('\n').count() + before.matches('\r').count()
+            - before.matches("\r\n").count()
+            + 1;
+        let line_start = before.rfind(['\n', '\r']).map_or(0, |i| i + 1);
         let col = before[line_start..].chars().count() + 1;
         (line, col)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_break_at_lf_crlf_and_a_lone_cr() {
+        let f = SourceFile::new("p", "a: 1\nb: 2\r\nc: 3\rd: é4".to_owned());
+        assert_eq!(f.line_col(0), (1, 1));
+        assert_eq!(f.line_col(f.text.find("b:").unwrap()), (2, 1));
+        assert_eq!(f.line_col(f.text.find("c:").unwrap()), (3, 1));
+        assert_eq!(f.line_col(f.text.find("d:").unwrap()), (4, 1));
+        assert_eq!(f.line_col(f.text.find('4').unwrap()), (4, 5));
     }
 }

@@ -25,6 +25,68 @@ fn amount() -> impl Strategy<Value = Amount> {
     ]
 }
 
+/// The wave sizes worked out the long way, in whole numbers: wave i takes the i-th amount
+/// asked for (the last one repeating), a count as it is, a percentage of the whole fleet
+/// rounded up, never less than one, never more than is left.
+fn oracle_sizes(total: usize, sizes: &[Amount]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut left = total;
+    while left > 0 {
+        let asked = &sizes[out.len().min(sizes.len() - 1)];
+        let size = match asked {
+            Amount::Count(c) => *c as usize,
+            // Percentages are whole numbers here: p% of total, rounded up.
+            Amount::Percent(p) => (*p as usize * total).div_ceil(100),
+        };
+        let size = size.clamp(1, left);
+        out.push(size);
+        left -= size;
+    }
+    out
+}
+
+/// A local plan of `n` nodes, n0 … n{n-1} in that order, with the given waves.
+fn plan_with(n: usize, sizes: &[Amount]) -> fleetup::plan::Plan {
+    let waves: Vec<String> = sizes
+        .iter()
+        .map(|a| match a {
+            Amount::Count(c) => c.to_string(),
+            Amount::Percent(p) => format!("\"{p}%\""),
+        })
+        .collect();
+    let mut text = format!(
+        "plan: 1\nname: p\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nrollout:\n  waves: [{}]\nnodes:\n",
+        waves.join(", ")
+    );
+    for i in 0..n {
+        text.push_str(&format!("  - {{ name: n{i}, root: ./n{i} }}\n"));
+    }
+    let loaded = fleetup::plan::load_text(
+        fleetup::diagnostics::SourceFile::new("p.yaml", text),
+        fleetup::plan::Format::Yaml,
+        std::path::Path::new("."),
+    );
+    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+    loaded.plan.unwrap()
+}
+
+#[test]
+fn wave_sizes_by_hand() {
+    use Amount::{Count, Percent};
+    // The shipped canary shape: one, then a quarter of the fleet, then the rest.
+    assert_eq!(
+        wave_sizes(10, &[Count(1), Percent(25.0), Percent(100.0)]),
+        [1, 3, 6]
+    );
+    assert_eq!(wave_sizes(10, &[Count(3)]), [3, 3, 3, 1]);
+    assert_eq!(wave_sizes(3, &[Percent(1.0)]), [1, 1, 1]);
+    assert_eq!(
+        wave_sizes(200, &[Percent(10.0), Count(50)]),
+        [20, 50, 50, 50, 30]
+    );
+    assert_eq!(wave_sizes(0, &[Count(1)]), Vec::<usize>::new());
+}
+
 fn version() -> impl Strategy<Value = Version> {
     (
         0u64..5,
@@ -47,15 +109,21 @@ proptest! {
     #[test]
     fn waves_cover_every_target_once_in_order(total in 0usize..300, sizes in proptest::collection::vec(amount(), 1..5)) {
         let w = wave_sizes(total, &sizes);
-        prop_assert_eq!(w.iter().sum::<usize>(), total);
-        prop_assert!(w.iter().all(|s| *s >= 1));
-        // Every wave but the last is the size asked for (rounded up, at least 1).
-        for (i, s) in w.iter().enumerate().take(w.len().saturating_sub(1)) {
-            let want = match sizes.get(i).unwrap_or(sizes.last().unwrap()) {
-                Amount::Count(c) => *c as usize,
-                Amount::Percent(p) => ((p * total as f64 / 100.0).ceil() as usize).max(1),
-            };
-            prop_assert_eq!(*s, want);
+        prop_assert_eq!(&w, &oracle_sizes(total, &sizes));
+        // The schedule of a plan with that many nodes: its waves, joined, are the plan's
+        // nodes in the plan's order, each exactly once.
+        if total > 0 {
+            let plan = plan_with(total, &sizes);
+            let schedule = fleetup::schedule::build(&plan, None).unwrap();
+            let waves: Vec<Vec<String>> = schedule
+                .waves
+                .iter()
+                .map(|wave| wave.iter().map(|t| t.name(&plan).to_owned()).collect())
+                .collect();
+            prop_assert_eq!(waves.iter().map(Vec::len).collect::<Vec<_>>(), w);
+            let joined: Vec<String> = waves.into_iter().flatten().collect();
+            let names: Vec<String> = (0..total).map(|i| format!("n{i}")).collect();
+            prop_assert_eq!(joined, names);
         }
     }
 
@@ -153,8 +221,24 @@ proptest! {
         let loaded = fleetup::plan::load_text(fleetup::diagnostics::SourceFile::new("p", text.clone()), format, std::path::Path::new("plans"));
         for p in &loaded.problems {
             if let Some(s) = p.span {
-                prop_assert!(s.start <= text.len(), "{} points past the end: {:?}", p.code.as_str(), s);
+                prop_assert!(s.start + s.len <= text.len(), "{} points past the end: {:?}", p.code.as_str(), s);
+                prop_assert!(text.is_char_boundary(s.start) && text.is_char_boundary(s.start + s.len), "{} cuts a character: {:?}", p.code.as_str(), s);
             }
+            // Rendered as a person sees it: the code, the message, the help, and for a
+            // located problem the file's line and column over a quote of the source.
+            let file = loaded.file.as_ref();
+            let shown = fleetup::diagnostics::render_human(std::slice::from_ref(p), file, false);
+            prop_assert!(shown.contains(p.code.as_str()), "{shown}");
+            // (miette wraps long lines: compare words)
+            let words = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+            prop_assert!(words(&shown).contains(&words(p.help_text())), "{shown}");
+            if let (Some(s), Some(f)) = (p.span, file) {
+                let (line, col) = f.line_col(s.start);
+                prop_assert!(line >= 1 && line <= text.lines().count().max(1) + 1, "{shown}");
+                prop_assert!(shown.contains(&format!("[p:{line}:{col}]")), "{shown}");
+            }
+            let github = fleetup::diagnostics::render_github(std::slice::from_ref(p), file);
+            prop_assert_eq!(github.lines().count(), 1, "{}", github);
         }
         if let Some(plan) = &loaded.plan {
             let _ = fleetup::preflight::run(plan);
