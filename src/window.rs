@@ -29,7 +29,7 @@ pub fn next_opening(w: &Window, now: Timestamp) -> Option<ZonedDateTime> {
     let mut day = z.date();
     for _ in 0..9 {
         if opens_on(w, day)
-            && let Ok(at) = day.to_datetime(w.from).to_zoned_datetime(w.tz.clone())
+            && let Ok(at) = opening_on(w, day)
             && at.timestamp() > now
         {
             return Some(at);
@@ -37,6 +37,22 @@ pub fn next_opening(w: &Window, now: Timestamp) -> Option<ZonedDateTime> {
         day = day.tomorrow().ok()?;
     }
     None
+}
+
+/// When the window opens on `day`: at `from`, or, when the clocks skip over `from` that
+/// day (a daylight-saving gap), at the moment they jump, the first moment whose wall-clock
+/// time is past `from` (which is when `is_open` first holds).
+fn opening_on(w: &Window, day: Date) -> Result<ZonedDateTime, jiff::Error> {
+    let at = day.to_datetime(w.from).to_zoned_datetime(w.tz.clone())?;
+    if at.time() == w.from {
+        return Ok(at);
+    }
+    // In a gap jiff moves the time forward past the jump; the jump is the last transition
+    // before that.
+    match w.tz.preceding(at.timestamp()).next() {
+        Some(jump) => Ok(jump.timestamp().to_zoned_datetime(w.tz.clone())),
+        None => Ok(at),
+    }
 }
 
 /// A window as people write it: its days (unless it opens every day), `from`–`to` and
@@ -133,6 +149,32 @@ mod tests {
             (5, 0),
         );
         assert_eq!(describe(&every), "02:00–05:00 UTC");
+    }
+
+    #[test]
+    fn a_window_whose_opening_the_clocks_skip_opens_when_they_jump() {
+        // 2026-03-29, a Sunday: Berlin goes from 02:00 CET straight to 03:00 CEST
+        // (01:00 UTC). A 02:30–03:30 window is open 03:00–03:30 CEST that day.
+        let w = Window {
+            days: vec![Weekday::Sunday],
+            from: Time::new(2, 30, 0, 0).unwrap(),
+            to: Time::new(3, 30, 0, 0).unwrap(),
+            tz: jiff::tz::TimeZone::get("Europe/Berlin").unwrap(),
+            tz_name: "Europe/Berlin".into(),
+        };
+        assert!(!is_open(&w, at("2026-03-29T00:59:59Z")));
+        assert!(is_open(&w, at("2026-03-29T01:00:00Z")));
+        assert!(!is_open(&w, at("2026-03-29T01:30:00Z")));
+        let next = next_opening(&w, at("2026-03-29T00:30:00Z")).unwrap();
+        assert_eq!(next.timestamp(), at("2026-03-29T01:00:00Z"));
+        assert!(is_open(&w, next.timestamp()));
+        assert_eq!(
+            standing(&w, at("2026-03-29T00:30:00Z")),
+            "closed now; next opens Sun 2026-03-29 03:00 CEST"
+        );
+        // A week later, summer time: 02:30 CEST is 00:30 UTC.
+        let next = next_opening(&w, at("2026-03-29T01:30:00Z")).unwrap();
+        assert_eq!(next.timestamp(), at("2026-04-05T00:30:00Z"));
     }
 
     #[test]
