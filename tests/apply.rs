@@ -674,3 +674,96 @@ fn a_failed_target_carries_the_code_of_its_problem_in_json_and_history() {
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert!(doc["targets"][0].get("code").is_none(), "{doc}");
 }
+
+/// libfaketime's library for threaded programs, as Debian's `libfaketime` installs it.
+fn libfaketime() -> PathBuf {
+    std::fs::read_dir("/usr/lib")
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+        .chain([PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")])
+        .find(|p| p.exists())
+        .expect("libfaketime is installed (scripts/test installs the faketime package)")
+}
+
+/// `fleetup ARGS…` with the wall clock set to `utc` (and running on from there) by
+/// libfaketime, preloaded directly: the `faketime` wrapper would wait for the HTTP
+/// servers the nodes' hooks leave running. The monotonic clock, which timeouts and
+/// pauses use, stays real.
+fn at_time(utc: &str, args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .args(args)
+        .env("LD_PRELOAD", libfaketime())
+        .env("FAKETIME", format!("@{utc}"))
+        .env("TZ", "UTC")
+        .env("DONT_FAKE_MONOTONIC", "1")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_sunday_window_in_berlin_across_the_spring_forward_pauses_a_run_and_resumes_it_a_week_later() {
+    // 2026-03-29 is a Sunday; Berlin's clocks jump from 02:00 CET to 03:00 CEST (01:00
+    // UTC), so the 02:30–03:30 window opens at the jump, 03:00 CEST, and closes at 03:30
+    // CEST (01:30 UTC). A week later it is 00:30–01:30 UTC.
+    let f = fleet(2, false);
+    let plan = f.plan("  waves: [1]\n  pause: 5s\n", &|_| String::new());
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "health:",
+        "window:\n  days: [sun]\n  from: \"02:30\"\n  to: \"03:30\"\n  tz: Europe/Berlin\nhealth:",
+    );
+    std::fs::write(&plan, text).unwrap();
+    let state = state_of(&f);
+    let apply = [plan.as_os_str(), "--yes".as_ref()];
+    let resume = ["resume".as_ref(), "--state".as_ref(), state.as_os_str()];
+    let mut apply_args = vec!["apply".as_ref()];
+    apply_args.extend(apply);
+
+    // 02:50 CET (01:50 in Berlin's winter reckoning): closed, opens at the jump.
+    // (miette wraps long messages behind a `│`: compare words)
+    let words = |t: &str| {
+        t.split_whitespace()
+            .filter(|w| *w != "│")
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let (code, _, err) = at_time("2026-03-29 00:50:00", &apply_args);
+    assert_eq!(code, Some(5), "{err}");
+    let err = words(&err);
+    assert!(
+        err.contains("fleetup::run::window-closed")
+            && err.contains("next opens Sun 2026-03-29 03:00:00 CEST"),
+        "{err}"
+    );
+    assert!(f.versions(0).contains("* 4.4.15\tpermanent"));
+
+    // 03:29:57 CEST: the first wave starts; the window closes during the pause.
+    let (code, out, err) = at_time("2026-03-29 01:29:57", &apply_args);
+    assert_eq!(code, Some(6), "{out}{err}");
+    assert!(out.contains("closed: no new wave starts"), "{out}");
+    assert!(f.versions(0).contains("* 4.4.16\tpermanent"));
+    assert!(f.versions(1).contains("* 4.4.15\tpermanent"));
+
+    // Saturday 2026-04-04, inside the hours but not a listed day: resume refuses.
+    let (code, _, err) = at_time("2026-04-04 00:45:00", &resume);
+    assert_eq!(code, Some(5), "{err}");
+    let err = words(&err);
+    assert!(
+        err.contains("next opens Sun 2026-04-05 02:30:00 CEST"),
+        "{err}"
+    );
+    assert!(f.versions(1).contains("* 4.4.15\tpermanent"));
+
+    // Sunday 2026-04-05 02:45 CEST: the paused run goes on with the wave it did not start.
+    let (code, out, err) = at_time("2026-04-05 00:45:00", &resume);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(f.versions(1).contains("* 4.4.16\tpermanent"), "{out}");
+    wait_status(f.nodes[1].2, "4.4.16");
+    let (_, hist, _) = output(fleetup().args(["history", "--state"]).arg(&state));
+    assert!(hist.lines().last().unwrap().contains("succeeded"), "{hist}");
+}
