@@ -767,3 +767,269 @@ fn a_sunday_window_in_berlin_across_the_spring_forward_pauses_a_run_and_resumes_
     let (_, hist, _) = output(fleetup().args(["history", "--state"]).arg(&state));
     assert!(hist.lines().last().unwrap().contains("succeeded"), "{hist}");
 }
+
+/// The outcome of every target of a `--format json` run document, in schedule order.
+fn outcomes(doc: &serde_json::Value) -> Vec<(String, String)> {
+    doc["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["target"].as_str().unwrap().to_owned(),
+                t["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn max_failures_lets_a_run_go_on_within_it_and_stops_it_beyond() {
+    // Four nodes one at a time; n2 and n3 go to a broken 4.4.17.
+    let broken = |i: usize| {
+        if i == 1 || i == 2 {
+            ", to: 4.4.17".to_owned()
+        } else {
+            String::new()
+        }
+    };
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    // Within: two failures allowed, n4 still goes.
+    let f = fleet(4, false);
+    served_release(&f.dir.path().join("repo"), "4.4.17", false);
+    let plan = f.plan("  waves: [1]\n  max_failures: 2\n", &broken);
+    let (code, out, err) = f.apply(&plan, &["--yes", "--format", "json"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        outcomes(&doc),
+        pairs(&[
+            ("n1", "upgraded"),
+            ("n2", "rolled-back"),
+            ("n3", "rolled-back"),
+            ("n4", "upgraded")
+        ]),
+        "{doc}"
+    );
+    drop(f);
+    // Beyond: one failure allowed (as "25%" of four), so the second one stops the run.
+    let f = fleet(4, false);
+    served_release(&f.dir.path().join("repo"), "4.4.17", false);
+    let plan = f.plan("  waves: [1]\n  max_failures: \"25%\"\n", &broken);
+    let (code, out, err) = f.apply(&plan, &["--yes", "--format", "json"]);
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        outcomes(&doc),
+        pairs(&[
+            ("n1", "upgraded"),
+            ("n2", "rolled-back"),
+            ("n3", "rolled-back"),
+            ("n4", "skipped")
+        ]),
+        "{doc}"
+    );
+    assert!(f.versions(3).contains("* 4.4.15\tpermanent"));
+}
+
+/// The test releases' hook, starting the server a second after it returns.
+fn slow_ctl() -> String {
+    CTL.replace(
+        "python3 -m http.server",
+        "sleep 1; exec python3 -m http.server",
+    )
+    .replace(
+        "cd \"$FLEETUP_RELEASE_DIR/www\" || exit 1\n",
+        "cd \"$FLEETUP_RELEASE_DIR/www\" || exit 1\n(\n",
+    )
+    .replace(" >/dev/null 2>&1 &\n", " >/dev/null 2>&1\n) &\n")
+}
+
+#[test]
+fn the_check_after_a_rollback_is_given_rollback_timeout_not_timeout() {
+    // 4.4.16 is broken; 4.4.15 takes a second to serve again after a rollback. The
+    // plan's `timeout` (3s) would wait for it; a 300ms `rollback_timeout` does not, and
+    // the node needs attention.
+    for (rollback_timeout, code, attention) in [("300ms", 4, true), ("8s", 3, false)] {
+        let f = fleet(1, true);
+        // The release is already unpacked in the store: the rollback starts that copy.
+        std::fs::write(f.nodes[0].1.join("releases/4.4.15/bin/ctl"), slow_ctl()).unwrap();
+        let plan = f.plan("  waves: [1]\n", &|_| String::new());
+        let text = std::fs::read_to_string(&plan).unwrap().replace(
+            "  interval: 100ms\n",
+            &format!("  interval: 100ms\n  rollback_timeout: {rollback_timeout}\n"),
+        );
+        std::fs::write(&plan, text).unwrap();
+        let (got, out, err) = f.apply(&plan, &["--yes", "--format", "json"]);
+        assert_eq!(got, Some(code), "{rollback_timeout}: {out}{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let n1 = target(&doc, "n1");
+        assert_eq!(n1["attention"], attention, "{rollback_timeout}: {n1}");
+        assert!(f.versions(0).contains("* 4.4.15\tpermanent"));
+    }
+}
+
+#[test]
+fn plan_previews_a_local_fleet_and_changes_nothing() {
+    let f = fleet(3, false);
+    let plan = f.plan("  waves: [1, \"100%\"]\n", &|i| {
+        if i == 2 {
+            ", to: 4.4.15".into()
+        } else {
+            String::new()
+        }
+    });
+    let before: Vec<_> = (0..3).map(|i| snapshot(&f.nodes[i].1)).collect();
+    let (code, out, err) = output(fleetup().arg("plan").arg(&plan));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let wave1 = out.find("Wave 1").expect(&out);
+    let wave2 = out.find("Wave 2").expect(&out);
+    let n1 = out.find("n1").unwrap();
+    let n2 = out.find("n2").unwrap();
+    assert!(wave1 < n1 && n1 < wave2 && wave2 < n2, "{out}");
+    assert!(out.contains("4.4.15 → 4.4.16"), "{out}");
+    // n3 is already where the plan wants it.
+    let n3 = &out[out.rfind("n3").unwrap()..];
+    assert!(
+        n3.lines()
+            .next()
+            .unwrap()
+            .contains("at 4.4.15 already: unchanged"),
+        "{out}"
+    );
+    let (code, out, _) = output(fleetup().arg("plan").arg(&plan).args(["--format", "json"]));
+    assert_eq!(code, Some(0), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["waves"].as_array().unwrap().len(), 2, "{doc}");
+    let after: Vec<_> = (0..3).map(|i| snapshot(&f.nodes[i].1)).collect();
+    assert_eq!(before, after);
+    assert!(!f.dir.path().join("state").exists(), "plan wrote a journal");
+}
+
+#[test]
+fn rollback_of_a_run_goes_newest_first_and_exits_4_when_a_node_stays_unhealthy() {
+    let f = fleet(3, false);
+    let plan = f.plan("  waves: [1]\n", &|_| String::new());
+    let (code, out, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let run = latest_run(&state_of(&f));
+    let (code, out, err) = output(
+        fleetup()
+            .args(["rollback", &run, "--yes", "--state"])
+            .arg(state_of(&f)),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let at = |n: &str| {
+        out.find(&format!("{n}: rollback"))
+            .unwrap_or_else(|| panic!("no {n} in {out}"))
+    };
+    assert!(at("n3") < at("n2") && at("n2") < at("n1"), "{out}");
+    for i in 0..3 {
+        assert!(f.versions(i).contains("* 4.4.15\tpermanent"));
+    }
+    // Once more, but n2's 4.4.15 no longer serves after the rollback: exit 4, and n1 is
+    // still rolled back (one node's trouble does not stop the others').
+    let (code, out, err) = f.apply(&plan, &["--yes"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let run = latest_run(&state_of(&f));
+    let www = f.nodes[1].1.join("releases/4.4.15/www/status");
+    std::fs::remove_file(&www).unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .args(["rollback", &run, "--yes", "--state"])
+            .arg(state_of(&f)),
+    );
+    assert_eq!(code, Some(4), "{out}{err}");
+    assert!(out.contains("needs attention"), "{out}");
+    assert!(f.versions(0).contains("* 4.4.15\tpermanent"));
+}
+
+#[test]
+fn a_run_limited_with_only_is_resumed_with_the_same_selection() {
+    let f = fleet(3, false);
+    let plan = f.plan("  waves: [1]\n  pause: 30s\n", &|_| String::new());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .arg("apply")
+        .arg(&plan)
+        .args(["--yes", "--only", "n1,n2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed in the pause after the first wave.
+    assert!(
+        wait_until(std::time::Duration::from_secs(30), || {
+            f.versions(0).contains("* 4.4.16\tpermanent")
+        }),
+        "n1 was never upgraded"
+    );
+    assert!(child.try_wait().unwrap().is_none());
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace("pause: 30s", "pause: 0s");
+    // (the run goes on from its own copy of the plan: its pause stays 30s)
+    std::fs::write(&plan, text).unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .args(["resume", "--format", "json", "--state"])
+            .arg(state_of(&f)),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<String> = outcomes(&doc).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["n1", "n2"], "{doc}");
+    assert!(f.versions(1).contains("* 4.4.16\tpermanent"));
+    assert!(
+        f.versions(2).contains("* 4.4.15\tpermanent"),
+        "resume took n3, which --only left out"
+    );
+}
+
+#[test]
+fn tcp_health_in_a_real_run() {
+    let f = fleet(2, false);
+    let dead = free_port();
+    let plan = f.plan("  waves: [1]\n  max_failures: 1\n", &|i| {
+        if i == 1 {
+            format!(", vars: {{ check: {dead} }}")
+        } else {
+            String::new()
+        }
+    });
+    // n1 checks its own server's port; n2 a port nobody listens on.
+    let text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace(
+            "  http: \"http://127.0.0.1:{port}/status\"\n",
+            "  tcp: \"127.0.0.1:{check}\"\n",
+        )
+        .replace(
+            &format!("vars: {{ port: {} }}", f.nodes[0].2),
+            &format!("vars: {{ port: {p}, check: {p} }}", p = f.nodes[0].2),
+        )
+        .replace(
+            &format!(
+                "vars: {{ port: {} }}, vars: {{ check: {dead} }}",
+                f.nodes[1].2
+            ),
+            &format!("vars: {{ port: {}, check: {dead} }}", f.nodes[1].2),
+        );
+    std::fs::write(&plan, text).unwrap();
+    let (code, out, err) = f.apply(&plan, &["--yes", "--format", "json"]);
+    // n2 fails its check, and its rollback's check too: attention.
+    assert_eq!(code, Some(4), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(target(&doc, "n1")["outcome"], "upgraded", "{doc}");
+    let n2 = target(&doc, "n2");
+    assert_eq!(n2["attention"], true, "{n2}");
+    assert!(
+        n2["detail"].as_str().unwrap().contains(&dead.to_string()),
+        "{n2}"
+    );
+}

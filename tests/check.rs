@@ -355,3 +355,49 @@ fn a_hold_longer_than_its_deadline_is_refused_at_its_line() {
         assert!(err.contains("plan.yaml:"), "not located: {err}");
     }
 }
+
+#[test]
+fn check_never_contacts_a_remote_host_plan_does() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("repo")).unwrap();
+    common::release_zip(&dir.path().join("repo"), "4.4.16", 0);
+    // Every ssh connection to the plan's hosts runs this ProxyCommand first, which leaves
+    // a mark, then reaches a listener that counts who came.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mark = dir.path().join("contacted");
+    std::fs::write(
+        dir.path().join("ssh_config"),
+        format!(
+            "Host edge-*\n  HostName 127.0.0.1\n  Port {port}\n  ConnectTimeout 2\n  \
+             ProxyCommand sh -c 'echo %h >> {}; exec nc 127.0.0.1 {port} 2>/dev/null || sleep 1'\n",
+            mark.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "plan: 1\nname: far\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nssh_config: ./ssh_config\n\
+         nodes:\n  - { name: n1, ssh: \"deploy@edge-1\", root: /opt/emqx }\n  \
+         - { name: n2, ssh: \"deploy@edge-2\", root: /opt/emqx }\n",
+    )
+    .unwrap();
+    let (code, out, err) = check(dir.path(), &["--format", "json", "p.yaml"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["files"][0]["states_read"], 0, "{out}");
+    assert!(!mark.exists(), "check ran ssh");
+    assert!(listener.accept().is_err(), "check connected to a host");
+    // The positive control: `plan` does reach for the hosts.
+    let _ = common::output(
+        Command::cargo_bin("fleetup")
+            .unwrap()
+            .current_dir(dir.path())
+            .args(["plan", "p.yaml"]),
+    );
+    assert!(
+        mark.exists(),
+        "plan never tried the hosts; this test sees nothing"
+    );
+}

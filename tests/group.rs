@@ -1102,3 +1102,56 @@ fn a_plan_completes_a_partial_upgrade_made_by_hand() {
         "web was deployed again"
     );
 }
+
+#[test]
+fn a_group_another_fleetup_holds_is_refused_with_exit_5_and_waited_for_on_request() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    let plan = group_plan(t.path(), "0");
+    let before = common::snapshot(&root);
+    let lock = fleetup::store::lock::acquire(
+        &root,
+        "the group",
+        Some("other-run"),
+        std::time::Duration::ZERO,
+    )
+    .unwrap();
+    // By hand and from a plan: refused, naming the holder, nothing changed.
+    let (code, _, err) = group(&root, &m, &["upgrade", "mall", "--to", "1.0.2"]);
+    assert_eq!(code, Some(5), "{err}");
+    assert!(
+        err.contains("fleetup::store::locked") && err.contains("other-run"),
+        "{err}"
+    );
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(5), "{out}{err}");
+    assert!(
+        err.contains("fleetup::store::locked") && err.contains("other-run"),
+        "{err}"
+    );
+    assert_eq!(common::snapshot(&root), before);
+    // With --wait-for-lock the run waits for the holder, then upgrades.
+    let mut waiter = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .arg("apply")
+        .arg(&plan)
+        .args(["--yes", "--wait-for-lock", "60s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // It is seen waiting on the group's lock, not yet changing anything.
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || holds_open(
+            waiter.id(),
+            &root.join(".lock")
+        )),
+        "the run never reached the group's lock"
+    );
+    assert!(waiter.try_wait().unwrap().is_none(), "it did not wait");
+    assert_eq!(common::snapshot(&root), before);
+    drop(lock);
+    assert!(waiter.wait().unwrap().success());
+    assert!(ok(&root, &m, &["status"]).contains("mall 1.0.2"));
+}

@@ -307,15 +307,11 @@ fn a_second_writer_is_refused_with_exit_5_naming_the_holder() {
         .spawn()
         .unwrap();
     let lock_file = root.join("releases/.lock");
-    let fds = format!("/proc/{}/fd", waiter.id());
-    let holds_lock_file = || {
-        std::fs::read_dir(&fds).is_ok_and(|d| {
-            d.flatten()
-                .any(|e| std::fs::read_link(e.path()).is_ok_and(|p| p == lock_file))
-        })
-    };
     assert!(
-        wait_until(std::time::Duration::from_secs(20), holds_lock_file),
+        wait_until(std::time::Duration::from_secs(20), || holds_open(
+            waiter.id(),
+            &lock_file
+        )),
         "the waiter never opened the lock"
     );
     assert!(

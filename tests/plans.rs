@@ -85,11 +85,19 @@ fn init_templates_agree_show_every_key_and_validate() {
     for ext in ["yaml", "toml"] {
         let f = dir.path().join(format!("plan.{ext}"));
         fleetup().args(["init"]).arg(&f).assert().success();
-        // Refuses to overwrite.
+        // Refuses to overwrite, leaving the file as it was; --force overwrites.
+        let text = std::fs::read_to_string(&f).unwrap();
+        std::fs::write(&f, "# edited by hand\n").unwrap();
         let again = fleetup().args(["init"]).arg(&f).output().unwrap();
         assert_eq!(again.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
-        let text = std::fs::read_to_string(&f).unwrap();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), "# edited by hand\n");
+        fleetup()
+            .args(["init", "--force"])
+            .arg(&f)
+            .assert()
+            .success();
+        assert_eq!(std::fs::read_to_string(&f).unwrap(), text);
         for key in fleetup::plan::schema::all_key_paths() {
             let last = key.rsplit(['.', ']']).next().unwrap();
             let shown = if ext == "yaml" {

@@ -67,7 +67,12 @@ pub fn plan(path: &Path, only: Option<&str>, format: PlanFormat) -> Done {
                 (None, "fresh") => "(fresh install)".to_owned(),
                 (None, src) => format!("({src})"),
             };
-            println!("  {:<20} {from} → {}", t.target, t.to);
+            if t.from.as_deref() == Some(t.to.as_str()) && t.from_source == "live" {
+                // As the confirmation and the run's outcome say it.
+                println!("  {:<20} at {} already: unchanged", t.target, t.to);
+            } else {
+                println!("  {:<20} {from} → {}", t.target, t.to);
+            }
             if let Some(p) = &t.package {
                 println!("  {:<20} package {p}", "");
             }

@@ -213,6 +213,15 @@ pub fn wait_status(port: u16, want: &str) {
     panic!("port {port} never served {want}");
 }
 
+/// Whether process `pid` has `path` open (Linux: its /proc/PID/fd links), e.g. a lock
+/// file it is waiting on.
+pub fn holds_open(pid: u32, path: &Path) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|d| {
+        d.flatten()
+            .any(|e| std::fs::read_link(e.path()).is_ok_and(|p| p == path))
+    })
+}
+
 /// The id of the newest run in a state directory (run ids sort by their start time).
 pub fn latest_run(state: &Path) -> String {
     let mut runs: Vec<String> = std::fs::read_dir(state.join("runs"))
