@@ -99,13 +99,13 @@ codes! {
     PlanEncoding = "plan::encoding", exit Invalid, "save the plan as UTF-8 text";
     PlanEmpty = "plan::empty", exit Invalid, "start from `fleetup init` for a commented template";
     PlanSyntax = "plan::syntax", exit Invalid, "fix the syntax at the marked place; nothing else was checked in this file";
-    PlanLimit = "plan::limit", exit Invalid, "plans are small documents: remove the deep nesting or the alias expansion";
+    PlanLimit = "plan::limit", exit Invalid, "the plan goes beyond a limit fleetup keeps so that no input can exhaust it";
     PlanSchemaVersion = "plan::schema-version", exit Invalid, "this fleetup reads `plan: 1`";
     UnknownKey = "plan::unknown-key", exit Invalid, "remove the key or fix its spelling; `fleetup schema` lists every key";
     MissingKey = "plan::missing-key", exit Invalid, "add the key; `fleetup init` shows every key with its default";
     DuplicateKey = "plan::duplicate-key", exit Invalid, "keep one of the two entries";
     WrongType = "plan::type", exit Invalid, "`fleetup schema` gives the type of every key";
-    BadValue = "plan::value", exit Invalid, "use one of the values the message lists";
+    BadValue = "plan::value", exit Invalid, "`fleetup schema` describes what each key accepts";
     BadVersion = "plan::version", exit Invalid, "write a SemVer 2.0 version such as 4.4.16 or 5.0.0-rc.1, quoted in YAML if it looks like a number";
     BadDuration = "plan::duration", exit Invalid, "write a duration as a number and a unit: 500ms, 30s, 5m, 1h";
     BadWave = "plan::wave", exit Invalid, "a wave is a count of targets (1, 5) or a share of all targets (\"25%\", \"100%\")";
@@ -400,6 +400,16 @@ mod tests {
                 "{s}"
             );
             assert!(!c.help().is_empty());
+        }
+    }
+
+    #[test]
+    fn each_code_has_help_of_its_own() {
+        let mut seen = std::collections::HashMap::new();
+        for c in Code::ALL {
+            if let Some(other) = seen.insert(c.help(), c.as_str()) {
+                panic!("{} and {other} share their help", c.as_str());
+            }
         }
     }
 

@@ -543,9 +543,12 @@ fn check_checksum(
             return;
         }
     };
+    // A pin that is no digest is reported by the plan's checks; comparing it would only
+    // add a second problem for the same value.
     let pinned = node
         .sha256
         .as_ref()
+        .filter(|s| package::is_sha256(&s.value))
         .map(|s| (s.value.to_ascii_lowercase(), s.span));
     if sidecar.is_none() && pinned.is_none() {
         return;
@@ -561,10 +564,13 @@ fn check_checksum(
         Err(e) => return col.add(name, Code::Io, e, Some(node.to.span), None, None),
     };
     let expected = [
-        sidecar.map(|d| (d, "its .sha256 file", node.to.span)),
-        pinned.map(|(d, span)| (d, "the plan's sha256", span)),
+        sidecar.map(|d| (d, "its .sha256 file", node.to.span, None)),
+        pinned.map(|(d, span)| {
+            let help = "the repository's package is not the one the plan pins: fetch the release again, or update `sha256` if it was rebuilt on purpose";
+            (d, "the plan's sha256", span, Some(help.to_owned()))
+        }),
     ];
-    for (want, from, span) in expected.into_iter().flatten() {
+    for (want, from, span, help) in expected.into_iter().flatten() {
         if want != actual {
             col.add(
                 name,
@@ -575,7 +581,7 @@ fn check_checksum(
                 ),
                 Some(span),
                 Some("checksum mismatch".into()),
-                None,
+                help,
             );
         }
     }

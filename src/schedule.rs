@@ -91,7 +91,8 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem>
         .filter(|s| !s.is_empty())
         .collect();
     if selectors.is_empty() {
-        return Err(Problem::new(Code::BadValue, "--only is empty"));
+        return Err(Problem::new(Code::BadValue, "--only is empty")
+            .help("select by name, glob (emqx-*) or tag (@canary), comma-separated"));
     }
     let matches = |sel: &str, t: &TargetId| match sel.strip_prefix('@') {
         Some(tag) => t.tags(plan).iter().any(|x| x == tag),
@@ -130,7 +131,8 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem>
         return Err(Problem::new(
             Code::BadValue,
             format!("--only `{only}` leaves no target of the plan"),
-        ));
+        )
+        .help("the exclusions (`!…`) leave out every target the rest selected"));
     }
     Ok(picked)
 }

@@ -88,3 +88,51 @@ fn every_broken_plan_is_refused_with_located_diagnostics() {
         }
     }
 }
+
+/// Help that fits its problem: no plan-value problem falls back to the code's generic
+/// text, a help that points at "the values the message lists" has a message that lists
+/// them, a problem about one value never brings a second at the same place (only the
+/// compatibility rules, each its own finding, and missing keys, at the table that lacks
+/// them, may share one), and a missing node `to`
+/// is never reported for a plan that has one (however broken).
+#[test]
+fn every_help_is_specific_to_its_problem_and_one_bad_value_is_one_problem() {
+    let generic = "`fleetup schema` describes what each key accepts";
+    for path in corpus() {
+        let file = path.file_name().unwrap().to_str().unwrap().to_owned();
+        let (_, stdout, _) = check(&file, "json");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let problems = report["files"][0]["problems"].as_array().unwrap();
+        let mut places = std::collections::HashMap::new();
+        for p in problems {
+            let (code, help, message) = (
+                p["code"].as_str().unwrap(),
+                p["help"].as_str().unwrap(),
+                p["message"].as_str().unwrap(),
+            );
+            if code == "fleetup::plan::value" {
+                assert_ne!(help, generic, "{file}: {p}");
+            }
+            if help.contains("the message lists") {
+                assert!(message.contains("one of"), "{file}: {p}");
+            }
+            // Missing keys point at the table that lacks them: several may share it.
+            if !code.starts_with("fleetup::rule::")
+                && code != "fleetup::plan::missing-key"
+                && let (Some(line), Some(col)) = (p["line"].as_u64(), p["column"].as_u64())
+                && let Some(other) = places.insert((line, col), p.clone())
+            {
+                panic!("{file}: two problems at {line}:{col}:\n{other}\n{p}");
+            }
+            if code == "fleetup::plan::no-target-version" {
+                let text = std::fs::read_to_string(&path).unwrap();
+                assert!(
+                    !text
+                        .lines()
+                        .any(|l| l.starts_with("to:") || l.starts_with("to =")),
+                    "{file}: the plan has a `to`: {p}"
+                );
+            }
+        }
+    }
+}

@@ -84,7 +84,8 @@ fn read_plan_file(path: &Path, name: &str) -> Result<Vec<u8>, Problem> {
                 "{name} is {} bytes; plans are limited to {MAX_PLAN_BYTES} bytes",
                 meta.len()
             ),
-        ));
+        )
+        .help("check that this is the plan file: plans are a few kilobytes of text"));
     }
     let mut bytes = Vec::new();
     (&mut f)
@@ -95,7 +96,8 @@ fn read_plan_file(path: &Path, name: &str) -> Result<Vec<u8>, Problem> {
         return Err(Problem::new(
             Code::PlanLimit,
             format!("{name} is over {MAX_PLAN_BYTES} bytes; that is the limit of a plan"),
-        ));
+        )
+        .help("check that this is the plan file: plans are a few kilobytes of text"));
     }
     if meta.len() == 0 && !bytes.is_empty() {
         return Err(not_a_file(
@@ -174,6 +176,9 @@ pub fn load_text(file: SourceFile, format: Format, dir: &Path) -> Loaded {
                 Format::Toml => "TOML",
             };
             let mut p = Problem::new(code, format!("invalid {what}: {}", e.message));
+            if let Some(help) = e.help {
+                p = p.help(help);
+            }
             if let Some(span) = e.span {
                 p = p.at(span).label("here");
             }

@@ -88,7 +88,15 @@ pub struct SyntaxError {
     pub span: Option<Span>,
     /// The document exceeded a safety limit (nesting, aliases, documents).
     pub limit: bool,
+    /// What to do about this one, when the code's help does not fit it.
+    pub help: Option<&'static str>,
 }
+
+const NESTING_HELP: &str =
+    "no plan key nests this deep: look for brackets or indentation that never close";
+const ALIAS_HELP: &str = "write the values out, or use `defaults` for what nodes share; plans need no alias expansion this large";
+const DOCUMENTS_HELP: &str =
+    "put each plan into a file of its own (a `---` line starts a second document)";
 
 /// Deepest nesting of lists and tables accepted, in both formats.
 pub const MAX_DEPTH: usize = 32;
@@ -118,6 +126,13 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
         message,
         span: Some(Span::new(at, 0)),
         limit,
+        help: None,
+    };
+    let beyond = |message: String, at: usize, help: &'static str| SyntaxError {
+        message,
+        span: Some(Span::new(at, 0)),
+        limit: true,
+        help: Some(help),
     };
     let mut stack: Vec<Open> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
@@ -128,8 +143,11 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| {
             let info = e.info();
-            let limit = info.contains("recursion limit");
-            err(info, offset(e.marker()), limit)
+            if info.contains("recursion limit") {
+                beyond(info, offset(e.marker()), NESTING_HELP)
+            } else {
+                err(info, offset(e.marker()), false)
+            }
         })?;
         let (start, end) = (offset(&span.start), offset(&span.end));
         let here = Span::new(start, end.saturating_sub(start));
@@ -137,10 +155,10 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
             Event::DocumentStart(..) => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(err(
+                    return Err(beyond(
                         "a plan file holds one YAML document; this one has more (`---`)".into(),
                         start,
-                        true,
+                        DOCUMENTS_HELP,
                     ));
                 }
                 continue;
@@ -155,10 +173,10 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
             }
             Event::SequenceStart(_, anchor, _) | Event::MappingStart(_, anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(err(
+                    return Err(beyond(
                         format!("nesting deeper than {MAX_DEPTH} levels"),
                         start,
-                        true,
+                        NESTING_HELP,
                     ));
                 }
                 let frame = match event {
@@ -195,10 +213,10 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
                 };
                 replayed += target.count();
                 if replayed > MAX_ALIAS_EXPANSION {
-                    return Err(err(
+                    return Err(beyond(
                         format!("aliases expand into more than {MAX_ALIAS_EXPANSION} values"),
                         start,
-                        true,
+                        ALIAS_HELP,
                     ));
                 }
                 let mut node = target.clone();
@@ -409,6 +427,7 @@ pub fn parse_toml(text: &str) -> Result<Option<Node>, SyntaxError> {
             message: format!("nesting deeper than {MAX_DEPTH} levels"),
             span: Some(Span::new(at, 1)),
             limit: true,
+            help: Some(NESTING_HELP),
         });
     }
     match toml::from_str::<toml::Spanned<Raw>>(text) {
@@ -420,11 +439,13 @@ pub fn parse_toml(text: &str) -> Result<Option<Node>, SyntaxError> {
             message: "a TOML date or time is not a plan value: quote it, as in \"02:00\"".into(),
             span: e.span().map(Span::from),
             limit: false,
+            help: None,
         }),
         Err(e) => Err(SyntaxError {
             message: e.message().trim().to_owned(),
             span: e.span().map(Span::from),
             limit: false,
+            help: None,
         }),
     }
 }

@@ -53,6 +53,10 @@ impl Validator {
         needs_check: bool,
     ) -> Option<Health> {
         let n = n?;
+        // Not a table: its type problem is reported already, and nothing in it to check.
+        if !matches!(n.kind, Kind::Map(_)) {
+            return None;
+        }
         let tpl = |key| {
             let a = at_str(get(n, key))?;
             Template::parse(&a.value).ok().map(|value| At {
@@ -79,7 +83,12 @@ impl Validator {
             self.push(
                 Problem::new(Code::BadValue, msg)
                     .at(Span::new(n.span.start, 0))
-                    .label("here"),
+                    .label("here")
+                    .help(if kinds.is_empty() {
+                        "add one check: `http: \"http://{host}:18083/status\"`, `tcp: \"{host}:1883\"` or `command: [...]`"
+                    } else {
+                        "keep one of them: a target is healthy by one check"
+                    }),
             );
             return None;
         }
@@ -97,7 +106,8 @@ impl Validator {
                         format!("the health URL `{raw}` must start with http:// or https://"),
                     )
                     .at(t.span)
-                    .label("not an http URL"),
+                    .label("not an http URL")
+                    .help("write the full URL, e.g. \"http://{host}:18083/status\"; for another protocol use `tcp` or `command`"),
                 );
             }
         }

@@ -125,6 +125,9 @@ struct Inherited {
     vars: BTreeMap<String, Template>,
     tags: Vec<String>,
     to: Option<At<Version>>,
+    /// The plan has a `to`, valid or not: a node without its own is not told to add one
+    /// (the plan's own problem is reported where it is).
+    to_written: bool,
     /// The plan's `sha256` pins the package of the plan's `to`.
     sha256: Option<At<String>>,
     policy: VersionPolicy,
@@ -244,7 +247,10 @@ impl Validator {
                     format!("product `{}` cannot appear in a file name", p.value),
                 )
                 .at(p.span)
-                .label("here"),
+                .label("here")
+                .help(
+                    "write the product as its package names start, e.g. emqx for emqx-4.4.16-….zip",
+                ),
             );
         }
         let edition = at_str(get(root, "edition"));
@@ -263,7 +269,8 @@ impl Validator {
                     ),
                 )
                 .at(e.span)
-                .label("not an edition"),
+                .label("not an edition")
+                .help("write the edition as package names carry it, e.g. ee for emqx-ee-4.4.17-….zip, or leave it out for ce"),
             );
         }
         let policy = s(get(root, "policy").and_then(|p| get(p, "version")))
@@ -332,6 +339,7 @@ impl Validator {
             vars: self.vars(defaults.and_then(|d| get(d, "vars"))),
             tags: Self::tags(defaults.and_then(|d| get(d, "tags"))),
             to: plan_to,
+            to_written: get(root, "to").is_some(),
             sha256: plan_sha,
             policy,
             platform: self.platform(defaults.and_then(|d| get(d, "platform"))),

@@ -76,7 +76,8 @@ impl Validator {
             self.push(
                 Problem::new(Code::BadValue, "`sha256` must be 64 hexadecimal digits")
                     .at(sha.span)
-                    .label("not a SHA-256 digest"),
+                    .label("not a SHA-256 digest")
+                    .help("paste the digest `sha256sum PACKAGE` prints, or remove `sha256` to rely on the package's .sha256 file"),
             );
         }
     }
@@ -140,6 +141,8 @@ impl Validator {
         let to = match (get(n, "to"), &inherited.to) {
             (Some(t), _) => version(Some(t))?,
             (None, Some(t)) => t.clone(),
+            // The plan's `to` is there but invalid: that problem is reported already.
+            (None, None) if inherited.to_written => return None,
             (None, None) => {
                 self.push(
                     Problem::new(
@@ -175,7 +178,8 @@ impl Validator {
                             format!("`ssh` of node `{}`: {e}", name.value),
                         )
                         .at(a.span)
-                        .label("expected [user@]host[:port]"),
+                        .label("expected [user@]host[:port]")
+                        .help("write where ssh logs in as user@host or user@host:port (a Host alias of ssh_config works too)"),
                     );
                     None
                 }

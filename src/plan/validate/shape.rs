@@ -107,7 +107,7 @@ impl Validator {
                 if !matches!(n.kind, Kind::Str(_)) {
                     self.wrong(n, ty, what);
                 } else if s(Some(n)) == Some("") {
-                    self.push(Problem::new(Code::BadValue, format!("{what} is empty")).at(n.span).label("empty"));
+                    self.push(Problem::new(Code::BadValue, format!("{what} is empty")).at(n.span).label("empty").help(format!("give {what} a value, or remove the key")));
                 }
             }
             Ty::Template => match &n.kind {
@@ -138,7 +138,11 @@ impl Validator {
                     self.push(
                         Problem::new(code, format!("{what} is {i}, which is out of range ({range})"))
                             .at(n.span)
-                            .label(format!("expected {range}")),
+                            .label(format!("expected {range}"))
+                            .help(match code {
+                                Code::BadValue => format!("give {what} a number in {range}"),
+                                _ => code.help().to_owned(),
+                            }),
                     )
                 }
                 Kind::Int(_) => {}
@@ -191,9 +195,10 @@ impl Validator {
                     let mut p = Problem::new(Code::BadValue, format!("{what} `{t}` is not one of {}", values.join(", ")))
                         .at(n.span)
                         .label("unknown value");
-                    if let Some(m) = did_you_mean(t, values.iter().copied()) {
-                        p = p.help(format!("did you mean `{m}`?"));
-                    }
+                    p = match did_you_mean(t, values.iter().copied()) {
+                        Some(m) => p.help(format!("did you mean `{m}`?")),
+                        None => p.help("use one of the values the message lists"),
+                    };
                     self.push(p)
                 }
                 _ => self.wrong(n, ty, what),
@@ -202,7 +207,8 @@ impl Validator {
                 Kind::Seq(items) if items.is_empty() => self.push(
                     Problem::new(Code::BadValue, format!("{what} is an empty command"))
                         .at(n.span)
-                        .label("empty"),
+                        .label("empty")
+                        .help("give the program and its arguments, e.g. [\"systemctl\", \"restart\", \"emqx\"], or remove the key"),
                 ),
                 Kind::Seq(items) => {
                     for (i, item) in items.iter().enumerate() {

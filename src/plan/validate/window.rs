@@ -52,7 +52,10 @@ impl Validator {
                         "the window opens and closes at the same time",
                     )
                     .at(t.span)
-                    .label("same as `from`"),
+                    .label("same as `from`")
+                    .help(
+                        "give `to` another time; a window such as 22:00–04:00 runs across midnight",
+                    ),
                 );
             }
             return None;
