@@ -15,11 +15,8 @@ struct Fleet {
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        for (_, root, _) in &self.nodes {
-            if let Ok(pid) = std::fs::read_to_string(root.join("server.pid")) {
-                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-            }
-        }
+        // Every server any of its nodes started, whether its pid file names it or not.
+        kill_processes_under(self.dir.path());
     }
 }
 
@@ -1032,4 +1029,33 @@ fn tcp_health_in_a_real_run() {
         n2["detail"].as_str().unwrap().contains(&dead.to_string()),
         "{n2}"
     );
+}
+
+#[test]
+fn a_dropped_fleet_leaves_no_process_behind_even_one_no_pid_file_names() {
+    let f = fleet(1, false);
+    let dir = f.dir.path().to_owned();
+    let served = processes_under(&dir);
+    assert_eq!(served.len(), 1, "{served:?}");
+    // As a hook killed before it wrote server.pid leaves its server: detached, unnamed.
+    let www = f.nodes[0].1.join("current/www");
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg("python3 -m http.server --bind 127.0.0.1 0 >/dev/null 2>&1 &")
+        .current_dir(&www)
+        .status()
+        .unwrap();
+    assert!(
+        wait_until(std::time::Duration::from_secs(10), || processes_under(&dir)
+            .len()
+            == 2),
+        "{:?}",
+        processes_under(&dir)
+    );
+    drop(f);
+    let left: Vec<_> = processes_under(&dir)
+        .into_iter()
+        .filter(|(pid, _)| !is_zombie(*pid))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -18,11 +18,8 @@ struct Remote {
 
 impl Drop for Remote {
     fn drop(&mut self) {
-        for (_, root, _) in &self.nodes {
-            if let Ok(pid) = std::fs::read_to_string(root.join("server.pid")) {
-                let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-            }
-        }
+        // Every server any of its nodes started, whether its pid file names it or not.
+        kill_processes_under(self.dir.path());
     }
 }
 

@@ -222,6 +222,58 @@ pub fn holds_open(pid: u32, path: &Path) -> bool {
     })
 }
 
+/// Processes (other than this one) working in `dir` or below it, or naming it on their
+/// command line: what a test's nodes and hooks started there (HTTP servers, hooks, an
+/// sshd), even once their directory is deleted.
+pub fn processes_under(dir: &Path) -> Vec<(u32, String)> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    let needle = dir.to_string_lossy().into_owned();
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let cwd = std::fs::read_link(e.path().join("cwd"))
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cmdline = std::fs::read(e.path().join("cmdline"))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default();
+        if cwd.starts_with(&needle) || cmdline.contains(&needle) {
+            found.push((pid, cmdline.trim().to_owned()));
+        }
+    }
+    found
+}
+
+/// Kills every process `processes_under(dir)` finds, and waits (briefly) until they are
+/// gone: the drop guard of test fleets, so that no server outlives its test on any path
+/// (a failed assertion, a killed run that never wrote its server's pid file).
+pub fn kill_processes_under(dir: &Path) {
+    for (pid, _) in processes_under(dir) {
+        // SAFETY: kill(2) on a pid; a pid reused meanwhile by an unrelated process would
+        // have to work in this test's temporary directory to be found.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+    let _ = wait_until(std::time::Duration::from_secs(5), || {
+        processes_under(dir).iter().all(|(pid, _)| is_zombie(*pid))
+    });
+}
+
+/// Whether `pid` is gone or a zombie (dead, not yet reaped).
+pub fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
 /// The id of the newest run in a state directory (run ids sort by their start time).
 pub fn latest_run(state: &Path) -> String {
     let mut runs: Vec<String> = std::fs::read_dir(state.join("runs"))
