@@ -573,3 +573,20 @@ pub fn locks_held(
     ids.filter_map(|t| targets[t.index(plan)].lock_held())
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_failures_as_a_count_or_a_share_rounded_down() {
+        assert_eq!(allowed_failures(Amount::Count(0), 10), 0);
+        assert_eq!(allowed_failures(Amount::Count(3), 10), 3);
+        // A share of the run's targets, rounded down: 25% of 4 is one, of 7 one (1.75).
+        assert_eq!(allowed_failures(Amount::Percent(25.0), 4), 1);
+        assert_eq!(allowed_failures(Amount::Percent(25.0), 7), 1);
+        assert_eq!(allowed_failures(Amount::Percent(25.0), 8), 2);
+        assert_eq!(allowed_failures(Amount::Percent(10.0), 5), 0);
+        assert_eq!(allowed_failures(Amount::Percent(100.0), 5), 5);
+    }
+}
