@@ -1,11 +1,14 @@
 //! Fleet runs against honest baselines, measured side by side in one run:
 //!
-//! 1. apply to 200 local nodes (1 MB, 20-file package, max_parallel 10, no health wait)
-//!    against a shell baseline doing the same copy, unzip and link switch with
-//!    `xargs -P10` (target: within 1.5×);
+//! 1. apply to 200 local nodes (1 MB, 20-file package with its `.sha256`, max_parallel 10,
+//!    no health wait) against a shell baseline doing the same copy, unzip and link switch
+//!    with `xargs -P10` (target: within 1.5×);
 //! 2. waiting on health: 100 nodes whose check takes 0.3 s at max_parallel 20, against
-//!    the ideal ceil(100/20) × 0.3 s (target: within 1.3×);
-//! 3. `fleetup plan` on a 10,000-node plan: peak memory (target: under 64 MB).
+//!    the ideal ceil(100/20) × 0.3 s (target: within 1.3×).
+//!
+//! Every run takes every node one patch further (4.4.16, 4.4.17, …), so each run installs
+//! a new release, as a real rollout does; the sides take turns going first, and every
+//! exit status is checked.
 //!
 //! Run: `cargo bench --bench apply` (needs bash, xargs and unzip).
 
@@ -16,113 +19,140 @@ use std::path::{Path, PathBuf};
 use common::{fleetup, package, time};
 use std::process::Command;
 
-/// `n` nodes on 4.4.15 and a plan to 4.4.16 with the given extra YAML.
-fn fleet(dir: &Path, n: usize, max_parallel: usize, extra: &str) -> PathBuf {
+/// `n` nodes on 4.4.15 under `dir`.
+fn nodes(dir: &Path, n: usize) {
     let repo = dir.join("repo");
     for i in 0..n {
         common::node_on_4_4_15(&dir.join(format!("n{i}")), &repo);
     }
+}
+
+/// A plan taking the `n` nodes to `to`, with the given extra YAML.
+fn plan(dir: &Path, n: usize, max_parallel: usize, to: &str, extra: &str) -> PathBuf {
     let mut plan = format!(
-        "plan: 1\nname: bench\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\nrollout:\n  max_parallel: {max_parallel}\n{extra}nodes:\n"
+        "plan: 1\nname: bench\nproduct: emqx\nrepository: ./repo\nto: {to}\nstate: ./state\nrollout:\n  max_parallel: {max_parallel}\n{extra}nodes:\n"
     );
     for i in 0..n {
         plan.push_str(&format!("  - {{ name: n{i}, root: ./n{i} }}\n"));
     }
-    let p = dir.join("plan.yaml");
+    let p = dir.join(format!("plan-{to}.yaml"));
     std::fs::write(&p, plan).unwrap();
     p
 }
 
-fn apply_vs_shell() {
+/// Writes `<pkg>.sha256`, so that every install verifies the package.
+fn sidecar(pkg: &Path) {
+    let digest = fleetup::package::sha256_file(pkg).unwrap();
+    let name = pkg.file_name().unwrap().to_string_lossy().into_owned();
+    std::fs::write(
+        format!("{}.sha256", pkg.display()),
+        format!("{digest}  {name}\n"),
+    )
+    .unwrap();
+}
+
+fn apply_vs_shell(runs: usize) {
     let t = tempfile::tempdir().unwrap();
-    let pkg = common::two_releases(t.path());
-    let plan = fleet(t.path(), 200, 10, "");
+    let dir = t.path();
+    let first = common::two_releases(dir);
+    sidecar(&first);
+    let repo = dir.join("repo");
+    let pkgs: Vec<PathBuf> = std::iter::once(first)
+        .chain((1..runs).map(|k| package(&repo, &format!("4.4.{}", 16 + k), 20, 50_000)))
+        .collect();
+    for p in &pkgs {
+        sidecar(p);
+    }
+    nodes(dir, 200);
     // The baseline: the same nodes' work done by a shell loop with xargs -P10.
-    let base = t.path().join("shell");
+    let base = dir.join("shell");
     for i in 0..200 {
         std::fs::create_dir_all(base.join(format!("n{i}/releases"))).unwrap();
     }
-    let script = format!(
-        "ls -d {}/n* | xargs -P10 -I{{}} sh -c 'cp {pkg} {{}}/releases/ && unzip -q {{}}/releases/$(basename {pkg}) -d {{}}/releases/4.4.16 && ln -sfn releases/4.4.16 {{}}/current.tmp && mv -T {{}}/current.tmp {{}}/current'",
-        base.display(),
-        pkg = pkg.display()
-    );
-    let mut sh = Command::new("bash");
-    sh.arg("-c").arg(&script);
-    let shell = time(sh);
-    let mut ap = fleetup();
-    ap.arg("apply").arg(&plan).arg("--yes");
-    let fleet = time(ap);
+    let shell = |k: usize| {
+        let script = format!(
+            "ls -d {}/n* | xargs -P10 -I{{}} sh -c 'cp {pkg} {{}}/releases/ && unzip -q {{}}/releases/$(basename {pkg}) -d {{}}/releases/{v} && ln -sfn releases/{v} {{}}/current.tmp && mv -T {{}}/current.tmp {{}}/current'",
+            base.display(),
+            pkg = pkgs[k].display(),
+            v = format!("4.4.{}", 16 + k)
+        );
+        let mut sh = Command::new("bash");
+        sh.arg("-c").arg(&script);
+        time(sh).as_secs_f64()
+    };
+    let fleet = |k: usize| {
+        let to = format!("4.4.{}", 16 + k);
+        let mut ap = fleetup();
+        ap.arg("apply")
+            .arg(plan(dir, 200, 10, &to, ""))
+            .arg("--yes");
+        let d = time(ap).as_secs_f64();
+        let link = std::fs::read_link(dir.join("n199/permanent")).unwrap();
+        assert_eq!(link, Path::new("releases").join(&to));
+        d
+    };
+    let (f, s) = common::pair(runs, fleet, shell);
     println!(
-        "apply to 200 nodes: fleetup {:.2} s, shell xargs -P10 {:.2} s, ratio {:.2} (target <= 1.50)",
-        fleet.as_secs_f64(),
-        shell.as_secs_f64(),
-        fleet.as_secs_f64() / shell.as_secs_f64()
+        "apply to 200 nodes: fleetup {} s, shell xargs -P10 {} s, ratio {} (target <= 1.50)",
+        common::spread(&f, 1.0, 2),
+        common::spread(&s, 1.0, 2),
+        common::ratios(&f, &s)
     );
+    common::row([
+        "`apply` to 200 local nodes (1 MB, 20 files, checksummed; max_parallel 10; no health)",
+        &format!("{} s", common::spread(&f, 1.0, 2)),
+        &format!(
+            "shell: `xargs -P10` of cp + unzip + link switch, {} s",
+            common::spread(&s, 1.0, 2)
+        ),
+        &common::ratios(&f, &s),
+        "≤ 1.5",
+    ]);
 }
 
-fn health_wait() {
+fn health_wait(runs: usize) {
     let t = tempfile::tempdir().unwrap();
-    let repo = t.path().join("repo");
+    let dir = t.path();
+    let repo = dir.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
-    package(&repo, "4.4.15", 1, 100);
-    package(&repo, "4.4.16", 1, 100);
-    let plan = fleet(
-        t.path(),
-        100,
-        20,
-        "health:\n  command: [\"sleep\", \"0.3\"]\n  timeout: 30s\n",
-    );
-    let mut ap = fleetup();
-    ap.arg("apply").arg(&plan).arg("--yes");
-    let d = time(ap);
-    let ideal = 0.3 * (100f64 / 20.0).ceil();
-    println!(
-        "health wait, 100 nodes x 0.3 s at max_parallel 20: {:.2} s, ideal {ideal:.2} s, ratio {:.2} (target <= 1.30)",
-        d.as_secs_f64(),
-        d.as_secs_f64() / ideal
-    );
-}
-
-// The child is reaped by wait4, which also gives its rusage; clippy cannot see that.
-#[allow(clippy::zombie_processes)]
-fn plan_memory() {
-    let t = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(t.path().join("repo")).unwrap();
-    package(&t.path().join("repo"), "4.4.16", 1, 100);
-    let mut plan =
-        String::from("plan: 1\nname: big\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nnodes:\n");
-    for i in 0..10_000 {
-        plan.push_str(&format!(
-            "  - {{ name: node-{i}, root: /srv/fleetup-bench/node-{i}, tags: [rack-{}] }}\n",
-            i % 20
-        ));
+    for p in 15..=15 + runs {
+        package(&repo, &format!("4.4.{p}"), 1, 100);
     }
-    std::fs::write(t.path().join("plan.yaml"), plan).unwrap();
-    // Measured through a small shell so the child's peak is its own, not inherited.
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "{} plan {} >/dev/null & pid=$!; peak=0; while kill -0 $pid 2>/dev/null; do r=$(awk '/VmHWM/ {{print $2}}' /proc/$pid/status 2>/dev/null); [ -n \"$r\" ] && [ \"$r\" -gt \"$peak\" ] && peak=$r; sleep 0.01; done; echo $peak",
-            env!("CARGO_BIN_EXE_fleetup"),
-            t.path().join("plan.yaml").display()
-        ))
-        .output()
-        .unwrap();
-    let kb: f64 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0.0);
+    nodes(dir, 100);
+    let ideal = 0.3 * (100f64 / 20.0).ceil();
+    let d: Vec<f64> = (0..runs)
+        .map(|k| {
+            let mut ap = fleetup();
+            ap.arg("apply")
+                .arg(plan(
+                    dir,
+                    100,
+                    20,
+                    &format!("4.4.{}", 16 + k),
+                    "health:\n  command: [\"sleep\", \"0.3\"]\n  timeout: 30s\n",
+                ))
+                .arg("--yes");
+            time(ap).as_secs_f64()
+        })
+        .collect();
+    let ratio: Vec<f64> = d.iter().map(|x| x / ideal).collect();
     println!(
-        "fleetup plan, 10,000 nodes: peak {:.1} MB (sampled VmHWM; target < 64 MB, ratio {:.2})",
-        kb / 1024.0,
-        kb / 1024.0 / 64.0
+        "health wait, 100 nodes x 0.3 s at max_parallel 20: {} s, ideal {ideal:.2} s, ratio {} (target <= 1.30)",
+        common::spread(&d, 1.0, 2),
+        common::spread(&ratio, 1.0, 2)
     );
+    common::row([
+        "health wait: 100 nodes, 0.3 s check, max_parallel 20",
+        &format!("{} s", common::spread(&d, 1.0, 2)),
+        &format!("ideal ceil(100/20) × 0.3 s = {ideal:.2} s"),
+        &common::spread(&ratio, 1.0, 2),
+        "≤ 1.3",
+    ]);
 }
 
 fn main() {
     common::require(&["unzip", "xargs", "bash"]);
-    apply_vs_shell();
-    health_wait();
-    plan_memory();
+    let runs = common::runs();
+    apply_vs_shell(runs);
+    health_wait(runs);
 }

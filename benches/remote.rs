@@ -26,7 +26,7 @@
 //!
 //! Run: `cargo bench --bench remote` (needs /usr/sbin/sshd, ssh, bash, xargs, unzip).
 //! `FLEETUP_BENCH_HOSTS=50` measures one size; `FLEETUP_BENCH_RUNS` sets the runs per
-//! side (default 3).
+//! side (default 5).
 
 mod common;
 #[path = "../tests/common/sshd.rs"]
@@ -256,51 +256,49 @@ fn read_loop(h: &Hosts, list: &Path) -> String {
     )
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn spread(v: &[f64]) -> String {
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(0.0, f64::max);
-    format!("{:.2} ({lo:.2}–{hi:.2})", median(v.to_vec()))
-}
-
 /// Runs `a` and `b` alternately, `runs` times each, each first in turn: their wall
 /// times in seconds, and a's measurements.
 fn pair(
     runs: usize,
-    mut a: impl FnMut(usize) -> Measured,
-    mut b: impl FnMut(usize) -> Measured,
+    a: impl FnMut(usize) -> Measured,
+    b: impl FnMut(usize) -> Measured,
 ) -> (Vec<f64>, Vec<f64>, Vec<Measured>) {
-    let (mut ta, mut tb, mut ma) = (Vec::new(), Vec::new(), Vec::new());
-    for k in 0..runs {
-        let (x, y) = if k % 2 == 0 {
-            let x = a(k);
-            (x, b(k))
-        } else {
-            let y = b(k);
-            (a(k), y)
-        };
-        ta.push(x.wall.as_secs_f64());
-        tb.push(y.wall.as_secs_f64());
-        ma.push(x);
-    }
-    (ta, tb, ma)
+    let (ma, mb) = common::pair(runs, a, b);
+    let secs = |v: &[Measured]| v.iter().map(|m| m.wall.as_secs_f64()).collect::<Vec<f64>>();
+    (secs(&ma), secs(&mb), ma)
 }
 
-fn report(what: &str, fleet: &[f64], base: &[f64], m: &[Measured], target: f64) {
-    let ratios: Vec<f64> = fleet.iter().zip(base).map(|(a, b)| a / b).collect();
+/// Prints a measurement and its row of the table: `hosts`, what was run, the baseline.
+fn report(
+    hosts: usize,
+    what: &str,
+    baseline: &str,
+    f: &[f64],
+    b: &[f64],
+    m: &[Measured],
+    target: f64,
+) {
+    let peak = m.iter().map(|m| m.peak_kb).max().unwrap_or(0) as f64 / 1024.0;
+    let most = m.iter().map(|m| m.most_ssh).max().unwrap_or(0);
     println!(
         "  {what}: fleetup {} s, baseline {} s, ratio {} (target <= {target:.2}); \
-         fleetup peak {:.1} MB, most ssh alive {}",
-        spread(fleet),
-        spread(base),
-        spread(&ratios),
-        m.iter().map(|m| m.peak_kb).max().unwrap_or(0) as f64 / 1024.0,
-        m.iter().map(|m| m.most_ssh).max().unwrap_or(0),
+         fleetup peak {peak:.1} MB, most ssh alive {most}",
+        common::spread(f, 1.0, 2),
+        common::spread(b, 1.0, 2),
+        common::ratios(f, b),
     );
+    common::row([
+        &format!(
+            "`apply` to {hosts} remote nodes on {hosts} distinct hosts (1 MB, 20 files; max_parallel 10; no health): {what}"
+        ),
+        &format!(
+            "{} s; peak {peak:.1} MB, at most {most} `ssh` alive",
+            common::spread(f, 1.0, 2)
+        ),
+        &format!("{baseline} {} s", common::spread(b, 1.0, 2)),
+        &common::ratios(f, b),
+        &format!("≤ {target}"),
+    ]);
 }
 
 /// The same upgrade by an Ansible playbook over SSH: ansible-core in a throwaway
@@ -435,8 +433,17 @@ fn size(n: usize, runs: usize) {
         .collect();
     println!(
         "  the floor, xargs -P10 ssh HOST true: {} s",
-        spread(&floor_t)
+        common::spread(&floor_t, 1.0, 2)
     );
+    common::row([
+        &format!(
+            "the floor for {n} hosts: `xargs -P10 ssh HOST true` (a handshake and a login per host)"
+        ),
+        "",
+        &format!("{} s", common::spread(&floor_t, 1.0, 2)),
+        "",
+        "",
+    ]);
 
     let mut default_run = |_k: usize| {
         let v = version();
@@ -444,12 +451,20 @@ fn size(n: usize, runs: usize) {
     };
     if n <= 64 {
         let (f, b, m) = pair(runs, &mut default_run, loop_run);
-        report("apply, default preflight vs upgrade loop", &f, &b, &m, 1.25);
+        report(
+            n,
+            "default preflight",
+            "upgrade loop (`xargs -P10` of one `ssh` per host streaming the package into `unzip`, link switch)",
+            &f,
+            &b,
+            &m,
+            1.25,
+        );
         if std::env::var_os("FLEETUP_BENCH_ANSIBLE").is_some() {
             let a = ansible(dir, &h, &list, &pkgs[1]);
             println!(
                 "  Ansible over SSH (forks 10, pipelining): {a:.2} s, {:.1}x fleetup's median (target >= 10)",
-                a / median(f.clone())
+                a / common::median(&f)
             );
         }
     } else {
@@ -462,7 +477,9 @@ fn size(n: usize, runs: usize) {
             measure(bash(&script))
         });
         report(
-            "apply, default preflight vs read loop + upgrade loop",
+            n,
+            "default preflight (`max_connections` 64)",
+            "read loop (`xargs -P10 ssh HOST cat RELEASES`) then the upgrade loop",
             &f,
             &b,
             &m,
@@ -480,7 +497,9 @@ fn size(n: usize, runs: usize) {
         };
         let (f, b, m) = pair(runs, &mut wave_run, loop_run);
         report(
-            "apply, preflight: wave, waves of 25%, vs upgrade loop",
+            n,
+            "`preflight: wave`, waves of 25%",
+            "the upgrade loop",
             &f,
             &b,
             &m,
@@ -505,11 +524,7 @@ fn size(n: usize, runs: usize) {
 
 fn main() {
     common::require(&["unzip", "xargs", "bash", "ssh"]);
-    let runs: usize = std::env::var("FLEETUP_BENCH_RUNS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
-        .max(1);
+    let runs = common::runs();
     let sizes: Vec<usize> = match std::env::var("FLEETUP_BENCH_HOSTS") {
         Ok(v) => v.split(',').filter_map(|s| s.trim().parse().ok()).collect(),
         Err(_) => vec![50, 200],

@@ -10,6 +10,8 @@
 //!
 //! Run: `cargo bench --bench unpack` (needs `unzip`).
 
+mod common;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -65,11 +67,6 @@ fn make_tarball(zip_pkg: &Path, path: &Path) {
     b.into_inner().unwrap().finish().unwrap();
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 fn main() {
     if Command::new("unzip").arg("-v").output().is_err() {
         eprintln!("unzip is not installed (apt-get install unzip): nothing to compare against");
@@ -99,19 +96,41 @@ fn main() {
             }
         }
     }
-    let (lib, cli, unzip) = (median(lib), median(cli), median(unzip));
-    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("unzip -q:                  {:7.1} ms", ms(unzip));
+    let secs = |v: &[Duration]| v.iter().map(Duration::as_secs_f64).collect::<Vec<f64>>();
+    let (lib, cli, unzip) = (secs(&lib), secs(&cli), secs(&unzip));
     println!(
-        "fleetup unpack (library):  {:7.1} ms  ratio {:.2} (target <= 1.20)",
-        ms(lib),
-        lib.as_secs_f64() / unzip.as_secs_f64()
+        "unzip -q:                  {} ms",
+        common::spread(&unzip, 1000.0, 0)
     );
     println!(
-        "fleetup node unpack (CLI): {:7.1} ms  ratio {:.2} (target <= 1.20)",
-        ms(cli),
-        cli.as_secs_f64() / unzip.as_secs_f64()
+        "fleetup unpack (library):  {} ms  ratio {} (target <= 1.20)",
+        common::spread(&lib, 1000.0, 0),
+        common::ratios(&lib, &unzip)
     );
+    println!(
+        "fleetup node unpack (CLI): {} ms  ratio {} (target <= 1.20)",
+        common::spread(&cli, 1000.0, 0),
+        common::ratios(&cli, &unzip)
+    );
+    let what = format!(
+        "a {:.0} MB, {FILES}-file package ({:.0} MB zip)",
+        (FILES * FILE_BYTES) as f64 / 1e6,
+        size as f64 / 1e6
+    );
+    common::row([
+        &format!("unpack {what}: the library function"),
+        &format!("{} ms", common::spread(&lib, 1000.0, 0)),
+        &format!("`unzip -q` {} ms", common::spread(&unzip, 1000.0, 0)),
+        &common::ratios(&lib, &unzip),
+        "≤ 1.2",
+    ]);
+    common::row([
+        &format!("unpack {what}: the whole `fleetup node unpack`"),
+        &format!("{} ms", common::spread(&cli, 1000.0, 0)),
+        &format!("`unzip -q` {} ms", common::spread(&unzip, 1000.0, 0)),
+        &common::ratios(&cli, &unzip),
+        "≤ 1.2",
+    ]);
 
     // The same files as a .tar.gz, against tar -xzf.
     let tgz = t.path().join("emqx-5.1.0-ubuntu22.04-amd64.tar.gz");
@@ -126,14 +145,21 @@ fn main() {
             }
         }
     }
-    let (lib, tar) = (median(lib), median(tar));
+    let (lib, tar) = (secs(&lib), secs(&tar));
+    let mb = std::fs::metadata(&tgz).unwrap().len() as f64 / 1e6;
     println!(
-        "tarball, {:.1} MB compressed: tar -xzf {:7.1} ms, fleetup unpack (library) {:7.1} ms  ratio {:.2}",
-        std::fs::metadata(&tgz).unwrap().len() as f64 / 1e6,
-        ms(tar),
-        ms(lib),
-        lib.as_secs_f64() / tar.as_secs_f64()
+        "tarball, {mb:.1} MB compressed: tar -xzf {} ms, fleetup unpack (library) {} ms  ratio {}",
+        common::spread(&tar, 1000.0, 0),
+        common::spread(&lib, 1000.0, 0),
+        common::ratios(&lib, &tar)
     );
+    common::row([
+        &format!("unpack the same files as a {mb:.0} MB `.tar.gz`: the library function"),
+        &format!("{} ms", common::spread(&lib, 1000.0, 0)),
+        &format!("`tar -xzf` {} ms", common::spread(&tar, 1000.0, 0)),
+        &common::ratios(&lib, &tar),
+        "none set",
+    ]);
 }
 
 fn time_tar(pkg: &Path, d: &Path) -> Duration {

@@ -175,6 +175,89 @@ pub fn build(plan: &Plan, only: Option<&str>) -> Result<Schedule, Problem> {
 mod tests {
     use super::*;
 
+    /// Three nodes and two groups; n2 and the group `shop` carry the tag `canary`.
+    fn plan() -> Plan {
+        let text = "plan: 1\nname: p\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\n\
+            nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2, tags: [canary] }\n  \
+            - { name: n3, root: ./n3, tags: [edge] }\n\
+            groups:\n  - name: shop\n    root: ./shop\n    market: ./market\n    tags: [canary]\n    \
+            apps: [{ app: mall, to: 1.0.2 }]\n  - name: blog\n    root: ./blog\n    market: ./market\n    \
+            apps: [{ app: blog, to: 2.0.0 }]\n";
+        let loaded = crate::plan::load_text(
+            crate::span::SourceFile::new("p.yaml", text.to_owned()),
+            crate::plan::Format::Yaml,
+            std::path::Path::new("."),
+        );
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        loaded.plan.unwrap()
+    }
+
+    fn names(plan: &Plan, ids: &[TargetId]) -> Vec<String> {
+        ids.iter().map(|t| t.name(plan).to_owned()).collect()
+    }
+
+    #[test]
+    fn targets_are_nodes_then_groups_and_indexed_so() {
+        let plan = plan();
+        let all = select(&plan, None).unwrap();
+        assert_eq!(names(&plan, &all), ["n1", "n2", "n3", "shop", "blog"]);
+        let index: Vec<usize> = all.iter().map(|t| t.index(&plan)).collect();
+        assert_eq!(index, [0, 1, 2, 3, 4]);
+        assert_eq!(TargetId::Group(1).index(&plan), 4);
+        assert_eq!(TargetId::Node(2).tags(&plan), ["edge".to_owned()]);
+        assert_eq!(TargetId::Group(0).tags(&plan), ["canary".to_owned()]);
+        assert!(TargetId::Group(1).tags(&plan).is_empty());
+    }
+
+    #[test]
+    fn only_selects_by_name_glob_tag_and_exclusion_in_plan_order() {
+        let plan = plan();
+        let pick = |only: &str| names(&plan, &select(&plan, Some(only)).unwrap());
+        assert_eq!(pick("n3,n1"), ["n1", "n3"]);
+        assert_eq!(pick("n*"), ["n1", "n2", "n3"]);
+        assert_eq!(pick("@canary"), ["n2", "shop"]);
+        assert_eq!(pick("!@canary"), ["n1", "n3", "blog"]);
+        assert_eq!(pick("n*, !n2"), ["n1", "n3"]);
+        assert_eq!(pick(" blog ,"), ["blog"]);
+        let err = |only: &str| select(&plan, Some(only)).unwrap_err().message;
+        assert!(err("@nope").contains("`@nope` matches no target"));
+        assert!(err("n1,!n9").contains("`n9` matches no target"));
+        assert!(err(" , ").contains("--only is empty"));
+        assert!(err("!").contains("names nothing to leave out"));
+        assert!(err("n1,!n1").contains("leaves no target"));
+    }
+
+    #[test]
+    fn a_schedule_counts_and_lists_its_targets_wave_by_wave() {
+        let mut plan = plan();
+        plan.rollout.waves = vec![Amount::Count(1), Amount::Percent(50.0)];
+        let s = build(&plan, None).unwrap();
+        assert_eq!(
+            s.waves,
+            vec![
+                vec![TargetId::Node(0)],
+                vec![TargetId::Node(1), TargetId::Node(2), TargetId::Group(0)],
+                vec![TargetId::Group(1)],
+            ]
+        );
+        assert_eq!(s.len(), 5);
+        assert!(!s.is_empty());
+        assert_eq!(
+            names(&plan, &s.targets().collect::<Vec<_>>()),
+            ["n1", "n2", "n3", "shop", "blog"]
+        );
+        let one = build(&plan, Some("blog")).unwrap();
+        assert_eq!((one.len(), one.is_empty()), (1, false));
+        assert!(Schedule { waves: vec![] }.is_empty());
+        assert_eq!(
+            Schedule {
+                waves: vec![vec![], vec![]]
+            }
+            .len(),
+            0
+        );
+    }
+
     #[test]
     fn globs() {
         assert!(glob("emqx-*", "emqx-12"));

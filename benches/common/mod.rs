@@ -95,3 +95,59 @@ pub fn node_on_4_4_15(root: &Path, repo: &Path) {
         .unwrap();
     assert!(ok.success());
 }
+
+/// Runs per side: `FLEETUP_BENCH_RUNS`, at least 5 unless asked otherwise.
+pub fn runs() -> usize {
+    std::env::var("FLEETUP_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1)
+}
+
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `median (min–max)`, each scaled by `scale` and shown with `digits` decimals.
+pub fn spread(v: &[f64], scale: f64, digits: usize) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min) * scale;
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max) * scale;
+    format!(
+        "{:.digits$} ({lo:.digits$}–{hi:.digits$})",
+        median(v) * scale
+    )
+}
+
+/// The ratio of each run of `a` to the paired run of `b`, as `spread` shows it.
+pub fn ratios(a: &[f64], b: &[f64]) -> String {
+    let r: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    spread(&r, 1.0, 2)
+}
+
+/// Runs `a` and `b` `runs` times each, each side first in turn; their results in order.
+pub fn pair<A, B>(
+    runs: usize,
+    mut a: impl FnMut(usize) -> A,
+    mut b: impl FnMut(usize) -> B,
+) -> (Vec<A>, Vec<B>) {
+    let (mut ra, mut rb) = (Vec::new(), Vec::new());
+    for k in 0..runs {
+        if k % 2 == 0 {
+            ra.push(a(k));
+            rb.push(b(k));
+        } else {
+            rb.push(b(k));
+            ra.push(a(k));
+        }
+    }
+    (ra, rb)
+}
+
+/// One row of BENCHMARKS.md's table, on a line of its own that `scripts/benchmarks`
+/// collects: benchmark | fleetup | baseline | fleetup / baseline | target.
+pub fn row(cells: [&str; 5]) {
+    println!("TABLE | {} |", cells.join(" | "));
+}
