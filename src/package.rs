@@ -704,6 +704,39 @@ mod tests {
     fn p(file: &str) -> PackageName {
         PackageName::parse(file, "emqx", "otp").unwrap()
     }
+
+    #[test]
+    fn version_policies_read_and_write_their_names() {
+        for (name, policy) in [
+            ("patch", VersionPolicy::Patch),
+            ("minor", VersionPolicy::Minor),
+            ("major", VersionPolicy::Major),
+        ] {
+            assert_eq!(VersionPolicy::parse(name), Some(policy));
+            assert_eq!(policy.as_str(), name);
+        }
+        assert_eq!(VersionPolicy::parse("Patch"), None);
+        assert_eq!(VersionPolicy::parse(""), None);
+    }
+
+    #[test]
+    fn this_machine_has_the_platform_its_os_release_names() {
+        // The tests run on Linux with /etc/os-release (CI: Debian).
+        let text = std::fs::read_to_string("/etc/os-release").unwrap();
+        let here = this_platform().expect("a Linux machine with /etc/os-release");
+        assert_eq!(Some(here), platform_of(&text, std::env::consts::ARCH));
+    }
+
+    #[test]
+    fn machine_names_map_to_emqx_arch_tokens() {
+        let deb = "ID=debian\nVERSION_ID=\"12\"\n";
+        let arch = |m: &str| platform_of(deb, m).unwrap().arch;
+        assert_eq!(arch("x86_64"), "amd64");
+        assert_eq!(arch("aarch64"), "arm64");
+        assert_eq!(arch("armv7l"), "arm");
+        assert_eq!(arch("mips64"), "mips64");
+        assert_eq!(arch("riscv64"), "riscv64");
+    }
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()
     }
