@@ -706,6 +706,19 @@ mod tests {
     }
 
     #[test]
+    fn a_build_is_named_by_platform_and_flavour_and_listed_once_each() {
+        let plain = p("emqx-5.1.0-otp25.3.2-2-el8-arm64.zip");
+        let elixir = p("emqx-5.1.0-elixir-otp25.3.2-2-el8-arm64.zip");
+        let ubuntu = p("emqx-5.1.0-otp25.3.2-2-ubuntu22.04-amd64.zip");
+        assert_eq!(plain.build(), "el8-arm64");
+        assert_eq!(elixir.build(), "el8-arm64 elixir");
+        assert_eq!(
+            build_list([&ubuntu, &plain, &elixir, &plain]),
+            "el8-arm64, el8-arm64 elixir, ubuntu22.04-amd64"
+        );
+    }
+
+    #[test]
     fn version_policies_read_and_write_their_names() {
         for (name, policy) in [
             ("patch", VersionPolicy::Patch),
@@ -736,6 +749,9 @@ mod tests {
         assert_eq!(arch("armv7l"), "arm");
         assert_eq!(arch("mips64"), "mips64");
         assert_eq!(arch("riscv64"), "riscv64");
+        // Neither an OS nor a machine name that could not be a package-name token.
+        assert_eq!(platform_of("ID=my/os\nVERSION_ID=1\n", "x86_64"), None);
+        assert_eq!(platform_of(deb, "x86 64"), None);
     }
     fn v(s: &str) -> Version {
         Version::parse(s).unwrap()
