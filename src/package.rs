@@ -719,6 +719,52 @@ mod tests {
     }
 
     #[test]
+    fn the_runtime_rule_compares_majors_and_names_them() {
+        let from = p("emqx-4.4.0-otp24.3.4.2-1-ubuntu20.04-amd64.zip");
+        // Same major, another minor: allowed.
+        let same = p("emqx-4.4.1-otp24.1-ubuntu20.04-amd64.zip");
+        assert!(check_upgrade(&from, &same, VersionPolicy::Patch).is_empty());
+        // Another major: refused, both majors named.
+        let other = p("emqx-4.4.1-otp25.1-ubuntu20.04-amd64.zip");
+        let v = check_upgrade(&from, &other, VersionPolicy::Patch);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].code, Code::RuleRuntime);
+        assert!(v[0].message.contains("(runtime major 24 → 25)"), "{}", v[0].message);
+        // No runtime on one side: refused, without majors to name.
+        let none = p("emqx-4.4.1-ubuntu20.04-amd64.zip");
+        let v = check_upgrade(&from, &none, VersionPolicy::Patch);
+        assert_eq!(v[0].code, Code::RuleRuntime);
+        assert!(v[0].message.contains("no runtime"), "{}", v[0].message);
+        assert!(!v[0].message.contains("(runtime major"), "{}", v[0].message);
+    }
+
+    #[test]
+    fn a_wanted_build_is_named_by_what_is_known_of_it() {
+        let el8 = Platform::parse("el8-arm64").unwrap();
+        let w = |platform: Option<&Platform>, flavour: Option<&str>| Wanted {
+            platform: platform.cloned(),
+            flavour: flavour.map(str::to_owned),
+            ..Wanted::of(None, None, None)
+        };
+        assert_eq!(w(Some(&el8), Some("elixir")).build(), "el8-arm64 elixir");
+        assert_eq!(w(Some(&el8), None).build(), "el8-arm64");
+        assert_eq!(w(None, Some("elixir")).build(), "elixir");
+        assert_eq!(w(None, None).build(), "this node's build");
+    }
+
+    #[test]
+    fn a_scanned_repository_gives_the_paths_of_its_packages() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "emqx-4.4.16-otp24.3.4.2-1-el8-arm64.zip";
+        std::fs::write(dir.path().join(name), b"").unwrap();
+        std::fs::write(dir.path().join("emqx-not-a-version.zip"), b"").unwrap();
+        let repo = Repository::scan(dir.path(), "emqx", "otp").unwrap();
+        assert_eq!(repo.packages.len(), 1);
+        assert_eq!(repo.unparsed.len(), 1);
+        assert_eq!(repo.path_of(&repo.packages[0]), dir.path().join(name));
+    }
+
+    #[test]
     fn version_policies_read_and_write_their_names() {
         for (name, policy) in [
             ("patch", VersionPolicy::Patch),
