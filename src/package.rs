@@ -729,7 +729,11 @@ mod tests {
         let v = check_upgrade(&from, &other, VersionPolicy::Patch);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].code, Code::RuleRuntime);
-        assert!(v[0].message.contains("(runtime major 24 → 25)"), "{}", v[0].message);
+        assert!(
+            v[0].message.contains("(runtime major 24 → 25)"),
+            "{}",
+            v[0].message
+        );
         // No runtime on one side: refused, without majors to name.
         let none = p("emqx-4.4.1-ubuntu20.04-amd64.zip");
         let v = check_upgrade(&from, &none, VersionPolicy::Patch);
@@ -762,6 +766,126 @@ mod tests {
         assert_eq!(repo.packages.len(), 1);
         assert_eq!(repo.unparsed.len(), 1);
         assert_eq!(repo.path_of(&repo.packages[0]), dir.path().join(name));
+    }
+
+    fn repo(files: &[&str]) -> Repository {
+        Repository {
+            dir: PathBuf::from("/repo"),
+            packages: files.iter().map(|f| p(f)).collect(),
+            unparsed: Vec::new(),
+        }
+    }
+
+    fn found(l: Lookup<'_>) -> String {
+        match l {
+            Lookup::Found(p) => p.file.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn find_takes_the_nodes_platform_then_its_runtime_major_then_the_hosts_platform() {
+        let r = repo(&[
+            "emqx-4.4.20-otp24.3-ubuntu20.04-amd64.zip",
+            "emqx-4.4.20-otp25.1-ubuntu20.04-amd64.zip",
+            "emqx-4.4.20-otp24.3-el8-arm64.zip",
+            "emqx-ee-4.4.20-otp24.3-ubuntu20.04-amd64.zip",
+        ]);
+        let v = Version::parse("4.4.20").unwrap();
+        let ubuntu = Platform::parse("ubuntu20.04-amd64").unwrap();
+        let el8 = Platform::parse("el8-arm64").unwrap();
+        let want =
+            |platform: Option<&Platform>, major: Option<u64>, host: Option<&Platform>| Wanted {
+                runtime_major: major,
+                host: host.cloned(),
+                ..Wanted::of(None, None, platform)
+            };
+        // The node's platform and runtime major pick one of two runtimes.
+        let w = want(Some(&ubuntu), Some(24), None);
+        assert_eq!(
+            found(r.find(&v, &w)),
+            "emqx-4.4.20-otp24.3-ubuntu20.04-amd64.zip"
+        );
+        let w = want(Some(&ubuntu), Some(25), None);
+        assert_eq!(
+            found(r.find(&v, &w)),
+            "emqx-4.4.20-otp25.1-ubuntu20.04-amd64.zip"
+        );
+        // A major no build has: both stay, and the lookup says it cannot choose.
+        match r.find(&v, &want(Some(&ubuntu), Some(26), None)) {
+            Lookup::Ambiguous(ps) => assert_eq!(ps.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        // Nothing names a platform: undecided between the two, unless the host is one.
+        match r.find(&v, &want(None, Some(24), None)) {
+            Lookup::Undecided(ps) => assert_eq!(ps, vec![el8.clone(), ubuntu.clone()]),
+            other => panic!("{other:?}"),
+        }
+        let w = want(None, Some(24), Some(&el8));
+        assert_eq!(found(r.find(&v, &w)), "emqx-4.4.20-otp24.3-el8-arm64.zip");
+        let w = want(None, Some(24), Some(&ubuntu));
+        assert_eq!(
+            found(r.find(&v, &w)),
+            "emqx-4.4.20-otp24.3-ubuntu20.04-amd64.zip"
+        );
+        // Another platform only: the builds there are, named.
+        let other = Platform::parse("debian12-amd64").unwrap();
+        match r.find(&v, &want(Some(&other), None, None)) {
+            Lookup::OtherBuilds(ps) => assert_eq!(ps.len(), 3),
+            other => panic!("{other:?}"),
+        }
+        // Another edition: missing, naming the editions there are.
+        let w = Wanted {
+            edition: "enterprise".into(),
+            ..want(Some(&ubuntu), None, None)
+        };
+        match r.find(&v, &w) {
+            Lookup::Missing { other_editions } => assert_eq!(other_editions.len(), 4),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn two_builds_of_one_platform_and_runtime_are_ambiguous_not_undecided() {
+        let r = repo(&[
+            "emqx-4.4.20-otp24.3-ubuntu20.04-amd64.zip",
+            "emqx-4.4.20-otp24.3.4.2-1-ubuntu20.04-amd64.zip",
+        ]);
+        let v = Version::parse("4.4.20").unwrap();
+        for w in [
+            Wanted::of(None, None, None),
+            Wanted::of(
+                None,
+                None,
+                Some(&Platform::parse("ubuntu20.04-amd64").unwrap()),
+            ),
+        ] {
+            match r.find(&v, &w) {
+                Lookup::Ambiguous(ps) => assert_eq!(ps.len(), 2),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_sidecar_gives_its_digest_in_lowercase_or_says_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("emqx-4.4.16-otp24.3-el8-arm64.zip");
+        assert_eq!(sidecar_sha256(&pkg), Ok(None));
+        let digest = "AB".repeat(32);
+        let side = dir.path().join("emqx-4.4.16-otp24.3-el8-arm64.zip.sha256");
+        std::fs::write(
+            &side,
+            format!("{digest}  emqx-4.4.16-otp24.3-el8-arm64.zip\n"),
+        )
+        .unwrap();
+        assert_eq!(sidecar_sha256(&pkg), Ok(Some("ab".repeat(32))));
+        std::fs::write(&side, "not a digest\n").unwrap();
+        assert!(
+            sidecar_sha256(&pkg)
+                .unwrap_err()
+                .contains("does not hold a SHA-256")
+        );
     }
 
     #[test]
