@@ -886,6 +886,10 @@ mod tests {
                 .unwrap_err()
                 .contains("does not hold a SHA-256")
         );
+        // Unreadable is not absent.
+        std::fs::remove_file(&side).unwrap();
+        std::fs::create_dir(&side).unwrap();
+        assert!(sidecar_sha256(&pkg).unwrap_err().contains("cannot read"));
     }
 
     #[test]
