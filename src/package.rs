@@ -886,6 +886,9 @@ mod tests {
                 .unwrap_err()
                 .contains("does not hold a SHA-256")
         );
+        assert!(is_sha256(&"0f".repeat(32)));
+        assert!(!is_sha256(&"0f".repeat(31)));
+        assert!(!is_sha256(&"0g".repeat(32)));
         // Unreadable is not absent.
         std::fs::remove_file(&side).unwrap();
         std::fs::create_dir(&side).unwrap();
