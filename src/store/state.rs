@@ -172,6 +172,85 @@ pub fn parse_state(text: &str, path: &str) -> Result<StoreState, String> {
 mod tests {
     use super::*;
 
+    fn release(v: &str, state: ReleaseState) -> Release {
+        Release {
+            version: Version::parse(v).unwrap(),
+            package: format!("emqx-{v}-el8-amd64.zip"),
+            state,
+        }
+    }
+
+    #[test]
+    fn the_states_of_a_store_move_as_upgrades_make_them() {
+        use ReleaseState::*;
+        let mut s = StoreState::new("emqx");
+        assert_eq!((s.permanent(), s.running()), (None, None));
+        s.releases = vec![
+            release("4.4.0", Old),
+            release("4.4.16", Permanent),
+            release("4.4.17", Unpacked),
+        ];
+        let v = |x: &str| Version::parse(x).unwrap();
+        assert_eq!(s.running().unwrap().version, v("4.4.16"));
+        // 4.4.17 made current: it runs, 4.4.16 stays permanent (a restart goes back).
+        s.set(&v("4.4.17"), Current);
+        assert_eq!(s.running().unwrap().version, v("4.4.17"));
+        assert_eq!(s.permanent().unwrap().version, v("4.4.16"));
+        assert_eq!(s.get(&v("4.4.17")).unwrap().state, Current);
+        assert_eq!(s.get(&v("4.4.0")).unwrap().state, Old);
+        assert!(s.get(&v("4.4.1")).is_none());
+        // Made permanent: the old permanent becomes old, only the one set changes.
+        s.demote(Permanent, Old);
+        s.set(&v("4.4.17"), Permanent);
+        let states: Vec<(String, &str)> = s
+            .sorted()
+            .iter()
+            .map(|r| (r.version.to_string(), r.state.as_str()))
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("4.4.17".to_owned(), "permanent"),
+                ("4.4.16".to_owned(), "old"),
+                ("4.4.0".to_owned(), "old"),
+            ]
+        );
+        assert_eq!(Unpacked.as_str(), "unpacked");
+        assert_eq!(Current.as_str(), "current");
+    }
+
+    #[test]
+    fn a_state_file_of_another_format_or_naming_a_path_is_refused() {
+        let text = |format: u32, package: &str| {
+            format!(
+                "format = {format}\nproduct = \"emqx\"\n[[release]]\nversion = \"4.4.0\"\npackage = \"{package}\"\nstate = \"permanent\"\n"
+            )
+        };
+        assert!(parse_state(&text(1, "emqx-4.4.0-el8-amd64.zip"), "R").is_ok());
+        assert!(
+            parse_state(&text(2, "emqx-4.4.0-el8-amd64.zip"), "R")
+                .unwrap_err()
+                .contains("R has format 2")
+        );
+        for bad in [
+            "",
+            "../emqx-4.4.0-el8-amd64.zip",
+            ".hidden.zip",
+            "emqx-4.4.0.txt",
+        ] {
+            assert!(
+                parse_state(&text(1, bad), "R")
+                    .unwrap_err()
+                    .contains("no package file name"),
+                "{bad}"
+            );
+        }
+        // A RELEASES that cannot be read is an error, not a fresh store.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("releases/RELEASES")).unwrap();
+        assert!(read_state(dir.path()).unwrap_err().contains("cannot read"));
+    }
+
     #[test]
     fn reads_a_store_and_finds_the_permanent_release() {
         let dir = tempfile::tempdir().unwrap();
