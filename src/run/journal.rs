@@ -519,3 +519,147 @@ pub fn runs(state: &Path) -> Vec<RunSummary> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::Outcome;
+
+    const START: &str = r#"{"kind":"start","format":2,"run":"20261201T010000Z-p-aaaaaa-1","plan":"plan.yaml","plan_name":"p","digest":"d1","started":"2026-12-01T01:00:00.000Z","only":"n*"}"#;
+
+    fn run_dir(lines: &[&str]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("journal.jsonl"), lines.join("\n") + "\n").unwrap();
+        d
+    }
+
+    fn ev(body: &str) -> String {
+        format!(r#"{{"kind":"event","at":"2026-12-01T01:00:01.000Z",{body}}}"#)
+    }
+
+    #[test]
+    fn a_killed_run_reads_back_with_what_it_began_and_what_it_finished() {
+        let lines = [
+            START.to_owned(),
+            ev(r#""event":"step","step":"lock","target":"n1","detail":"n1""#),
+            ev(
+                r#""event":"step","step":"install","target":"n1","from":"4.4.15","to":"4.4.16","detail":"4.4.15 → 4.4.16""#,
+            ),
+            ev(
+                r#""event":"step","step":"install","target":"n3","from":null,"to":"4.4.16","detail":"(fresh) → 4.4.16""#,
+            ),
+            ev(
+                r#""event":"step","step":"upgrade","target":"shop","app":"mall","from":"1.0.0","to":"1.0.2","detail":"mall 1.0.0 → 1.0.2""#,
+            ),
+            ev(r#""event":"step","step":"health","target":"n2","detail":"checking""#),
+            ev(
+                r#""event":"done","target":"n2","from":"4.4.15","to":"4.4.16","outcome":"failed","detail":"x","millis":5"#,
+            ),
+            ev(
+                r#""event":"done","target":"n2","from":"4.4.15","to":"4.4.16","outcome":"upgraded","detail":"y","millis":7"#,
+            ),
+            // A torn last line, as a kill leaves it.
+            r#"{"kind":"event","at":"2026-12-01T01:00:02.000Z","event":"do"#.to_owned(),
+        ];
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let d = run_dir(&refs);
+        let r = read_run(d.path()).unwrap();
+        assert_eq!(r.run, "20261201T010000Z-p-aaaaaa-1");
+        assert_eq!(r.only.as_deref(), Some("n*"));
+        assert_eq!(r.status, RunStatus::Interrupted);
+        assert!(r.resumable());
+        assert_eq!(r.exit, None);
+        // Only steps that begin a change count, with the release the node came from.
+        let began: Vec<(String, Option<String>)> = r
+            .began
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_ref().map(Version::to_string)))
+            .collect();
+        assert_eq!(
+            began,
+            [
+                ("n1".to_owned(), Some("4.4.15".to_owned())),
+                ("n3".to_owned(), None),
+                ("shop".to_owned(), None),
+            ]
+        );
+        // A target's latest outcome replaces the earlier one.
+        assert_eq!(r.targets.len(), 1);
+        assert_eq!(r.targets[0].outcome, Outcome::Upgraded);
+        assert_eq!(r.dir, d.path());
+        assert_eq!(r.plan_copy(), None);
+        std::fs::write(d.path().join("plan.toml"), "").unwrap();
+        assert_eq!(r.plan_copy(), Some(d.path().join("plan.toml")));
+    }
+
+    #[test]
+    fn an_ended_run_has_its_status_and_exit() {
+        let end = r#"{"kind":"end","status":"needs-attention","exit":4,"finished":"2026-12-01T01:00:03.000Z"}"#;
+        let d = run_dir(&[START, end]);
+        let r = read_run(d.path()).unwrap();
+        assert_eq!((r.status, r.exit), (RunStatus::NeedsAttention, Some(4)));
+        assert!(!r.resumable());
+        assert_eq!(digest_of_run(d.path()).as_deref(), Some("d1"));
+        // No start line: no run.
+        let d = run_dir(&[end]);
+        assert!(read_run(d.path()).is_none());
+        assert_eq!(digest_of_run(d.path()), None);
+    }
+
+    #[test]
+    fn a_format_1_journal_tells_what_began_from_the_step_text() {
+        let start = START.replace(r#""format":2,"#, "");
+        let lines = [
+            start,
+            ev(r#""event":"step","step":"install","target":"n1","detail":"4.4.15 → 4.4.16""#),
+            ev(r#""event":"step","step":"install","target":"n2","detail":"(fresh) → 4.4.16""#),
+            ev(r#""event":"step","step":"upgrade","target":"shop","detail":"mall 1.0.0 → 1.0.2""#),
+            ev(r#""event":"step","step":"store","target":"n4","detail":"a → b""#),
+        ];
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let r = read_run(run_dir(&refs).path()).unwrap();
+        let began: Vec<(&str, Option<String>)> = r
+            .began
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_ref().map(Version::to_string)))
+            .collect();
+        assert_eq!(
+            began,
+            [
+                ("n1", Some("4.4.15".to_owned())),
+                ("n2", None),
+                ("shop", None)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_run_is_named_by_its_id_or_a_unique_prefix() {
+        let summary = |id: &str| RunSummary {
+            run: id.to_owned(),
+            plan: String::new(),
+            started: String::new(),
+            status: RunStatus::Succeeded,
+            exit: Some(0),
+            only: None,
+            targets: Vec::new(),
+            began: Default::default(),
+            dir: PathBuf::new(),
+        };
+        let runs = [
+            summary("20261201T01-a"),
+            summary("20261201T01-ab"),
+            summary("20261202-c"),
+        ];
+        let state = Path::new("/state");
+        assert_eq!(lookup(&runs, "20261201T01-a", state).unwrap(), 0);
+        assert_eq!(lookup(&runs, "20261202", state).unwrap(), 2);
+        assert_eq!(lookup(&runs, "20261201T01-ab", state).unwrap(), 1);
+        assert_eq!(
+            lookup(&runs, "2026120", state).unwrap_err().code,
+            Code::Usage
+        );
+        assert_eq!(lookup(&runs, "", state).unwrap_err().code, Code::Usage);
+        assert!(lookup(&runs, "nope", state).is_err());
+    }
+}
