@@ -28,7 +28,8 @@ pub enum Command {
         /// Plan files (.yaml, .yml or .toml).
         #[arg(required = true, value_name = "PLAN")]
         plans: Vec<PathBuf>,
-        /// Output format: human (diagnostics), json, or github (workflow annotations).
+        /// Output format: human (diagnostics), json, github (workflow annotations) or sarif
+        /// (SARIF 2.1.0 for code scanning).
         #[arg(long, value_enum, default_value_t = CheckFormat::Human)]
         format: CheckFormat,
         /// Check the plans alone: read no repository, package, store or market (for CI
@@ -195,6 +196,8 @@ pub enum CheckFormat {
     Human,
     Json,
     Github,
+    /// SARIF 2.1.0, for code-scanning tools (GitHub code scanning, GitLab, IDEs)
+    Sarif,
 }
 
 /// Options every `fleetup node` command shares.

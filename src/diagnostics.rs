@@ -339,6 +339,85 @@ pub fn to_json<'a>(p: &'a Problem, file: Option<&'a SourceFile>) -> JsonProblem<
     }
 }
 
+/// A SARIF 2.1.0 log of the problems of several files, for code-scanning tools (GitHub
+/// code scanning, GitLab, IDEs): one run of fleetup, one rule per code that occurs, one
+/// result per problem with its file, line and column (counted in characters, as every
+/// other output counts them).
+pub fn render_sarif(files: &[(&str, Option<&SourceFile>, &[Problem])]) -> serde_json::Value {
+    use serde_json::json;
+    let mut codes: Vec<Code> = files
+        .iter()
+        .flat_map(|(_, _, ps)| ps.iter().map(|p| p.code))
+        .collect();
+    codes.sort_by_key(|c| c.as_str());
+    codes.dedup();
+    let rules: Vec<serde_json::Value> = codes
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.as_str(),
+                "shortDescription": { "text": c.help() },
+                "defaultConfiguration": { "level": "error" },
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for (name, file, problems) in files {
+        for p in problems.iter() {
+            let mut location = json!({
+                "physicalLocation": { "artifactLocation": { "uri": uri_path(name) } }
+            });
+            if let (Some(f), Some(s)) = (file, p.span) {
+                let (line, col) = f.line_col(s.start);
+                let (end_line, end_col) = f.line_col(s.start + s.len);
+                location["physicalLocation"]["region"] = json!({
+                    "startLine": line,
+                    "startColumn": col,
+                    "endLine": end_line,
+                    "endColumn": end_col,
+                });
+            }
+            results.push(json!({
+                "ruleId": p.code.as_str(),
+                "ruleIndex": codes.iter().position(|c| *c == p.code),
+                "level": match p.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                },
+                "message": { "text": format!("{}\nhelp: {}", p.message, p.help_text()) },
+                "locations": [location],
+            }));
+        }
+    }
+    json!({
+        "$schema": "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": { "driver": {
+                "name": "fleetup",
+                "version": env!("CARGO_PKG_VERSION"),
+                "rules": rules,
+            } },
+            "columnKind": "unicodeCodePoints",
+            "results": results,
+        }],
+    })
+}
+
+/// A relative or absolute path as a URI reference: `/` kept, everything but unreserved
+/// characters percent-encoded.
+fn uri_path(path: &str) -> String {
+    let mut out = String::new();
+    for b in path.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// One `::error …::…` workflow command per problem, for GitHub Actions annotations.
 pub fn render_github(problems: &[Problem], file: Option<&SourceFile>) -> String {
     fn data(s: &str) -> String {
@@ -401,6 +480,12 @@ mod tests {
             );
             assert!(!c.help().is_empty());
         }
+    }
+
+    #[test]
+    fn sarif_paths_are_uri_references() {
+        assert_eq!(uri_path("plans/a b.yaml"), "plans/a%20b.yaml");
+        assert_eq!(uri_path("../x/ü.toml"), "../x/%C3%BC.toml");
     }
 
     #[test]

@@ -136,3 +136,89 @@ fn every_help_is_specific_to_its_problem_and_one_bad_value_is_one_problem() {
         }
     }
 }
+
+/// `check --format sarif` over the whole corpus: a SARIF 2.1.0 log that OASIS's published
+/// schema accepts (check-jsonschema, offline; scripts/test installs it), with one result
+/// per problem the JSON report lists, at the same line and column.
+#[test]
+fn sarif_output_passes_the_published_schema_and_carries_every_problem() {
+    let files: Vec<String> = corpus()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_str().unwrap().to_owned())
+        .collect();
+    let mut sarif = Command::cargo_bin("fleetup").unwrap();
+    sarif
+        .current_dir("tests/broken")
+        .args(["check", "--format", "sarif"])
+        .args(&files);
+    let (code, out, err) = common::output(&mut sarif);
+    assert_eq!(code, Some(1), "{err}");
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("check.sarif.json");
+    std::fs::write(&log, &out).unwrap();
+    let schema = std::path::Path::new("tests/fixtures/sarif/sarif-schema-2.1.0.json");
+    let v = std::process::Command::new("check-jsonschema")
+        .arg("--schemafile")
+        .arg(schema)
+        .arg(&log)
+        .output()
+        .unwrap_or_else(|e| panic!("check-jsonschema is needed (scripts/test installs it): {e}"));
+    assert!(
+        v.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    // The same problems as the JSON report, in the same places.
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let run = &doc["runs"][0];
+    let rules: Vec<&str> = run["tool"]["driver"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let seen: Vec<(String, String, u64, u64)> = run["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let at = &r["locations"][0]["physicalLocation"];
+            let rule = r["ruleId"].as_str().unwrap().to_owned();
+            assert_eq!(
+                rules[r["ruleIndex"].as_u64().unwrap() as usize],
+                rule,
+                "{r}"
+            );
+            (
+                at["artifactLocation"]["uri"].as_str().unwrap().to_owned(),
+                rule,
+                at["region"]["startLine"].as_u64().unwrap_or(0),
+                at["region"]["startColumn"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    let mut json = Command::cargo_bin("fleetup").unwrap();
+    json.current_dir("tests/broken")
+        .args(["check", "--format", "json"])
+        .args(&files);
+    let (_, out, _) = common::output(&mut json);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let want: Vec<(String, String, u64, u64)> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| {
+            f["problems"].as_array().unwrap().iter().map(|p| {
+                (
+                    f["file"].as_str().unwrap().to_owned(),
+                    p["code"].as_str().unwrap().to_owned(),
+                    p["line"].as_u64().unwrap_or(0),
+                    p["column"].as_u64().unwrap_or(0),
+                )
+            })
+        })
+        .collect();
+    assert!(want.len() > 100, "{} problems", want.len());
+    assert_eq!(seen, want);
+}

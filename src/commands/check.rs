@@ -1,6 +1,6 @@
 //! `fleetup check PLAN...`: validation and preflight of each plan, reported as
-//! diagnostics (stderr) with a summary line per plan (stdout), as JSON, or as GitHub
-//! workflow annotations. Exit 1 when any plan has an error.
+//! diagnostics (stderr) with a summary line per plan (stdout), as JSON, as GitHub
+//! workflow annotations, or as SARIF 2.1.0 for code-scanning tools. Exit 1 when any plan has an error.
 
 use std::path::PathBuf;
 
@@ -9,7 +9,8 @@ use serde::Serialize;
 use super::stderr_color;
 use crate::cli::CheckFormat;
 use crate::diagnostics::{
-    Exit, JsonProblem, Problem, Severity, SourceFile, render_github, render_human, to_json,
+    Exit, JsonProblem, Problem, Severity, SourceFile, render_github, render_human, render_sarif,
+    to_json,
 };
 use crate::{plan, preflight};
 
@@ -154,6 +155,16 @@ pub fn run(paths: &[PathBuf], format: CheckFormat, offline: bool) -> Exit {
                     .collect(),
             };
             match serde_json::to_string_pretty(&report) {
+                Ok(s) => println!("{s}"),
+                Err(e) => eprintln!("cannot render the report: {e}"),
+            }
+        }
+        CheckFormat::Sarif => {
+            let files: Vec<(&str, Option<&SourceFile>, &[Problem])> = results
+                .iter()
+                .map(|r| (r.name.as_str(), r.file.as_ref(), r.problems.as_slice()))
+                .collect();
+            match serde_json::to_string_pretty(&render_sarif(&files)) {
                 Ok(s) => println!("{s}"),
                 Err(e) => eprintln!("cannot render the report: {e}"),
             }
