@@ -1141,3 +1141,54 @@ impl Store {
         Ok(Outcome::Uninstalled)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_toml_is_optional_but_never_ignored_when_unreadable() {
+        let d = tempfile::tempdir().unwrap();
+        // None: the defaults, a 300 s activation timeout and no command.
+        let c = NodeConfig::read(d.path()).unwrap();
+        assert!(c.product.is_none() && c.activate.is_none());
+        let a = c.activation(d.path()).unwrap();
+        assert!(a.command.is_none());
+        assert_eq!(a.timeout, Duration::from_secs(300));
+        // Written: its command and timeout.
+        std::fs::write(
+            d.path().join("node.toml"),
+            "product = \"emqx\"\n[activate]\ncommand = [\"{root}/bin/ctl\", \"restart\"]\ntimeout = \"7s\"\n",
+        )
+        .unwrap();
+        let c = NodeConfig::read(d.path()).unwrap();
+        assert_eq!(c.product.as_deref(), Some("emqx"));
+        let a = c.activation(d.path()).unwrap();
+        assert_eq!(a.command.map(|c| c.len()), Some(2));
+        assert_eq!(a.timeout, Duration::from_secs(7));
+        // An unknown key, an empty command, a bad duration: refused, naming the file.
+        for (text, says) in [
+            ("produkt = \"emqx\"\n", "unknown field"),
+            ("[activate]\ncommand = []\n", "is empty"),
+            (
+                "[activate]\ncommand = [\"x\"]\ntimeout = \"soon\"\n",
+                "not a duration",
+            ),
+        ] {
+            std::fs::write(d.path().join("node.toml"), text).unwrap();
+            let e = NodeConfig::read(d.path())
+                .and_then(|c| c.activation(d.path()).map(|_| c))
+                .unwrap_err();
+            assert_eq!(e.code, Code::NodeConfig, "{text}");
+            assert!(
+                e.message.contains("node.toml") && e.message.contains(says),
+                "{}",
+                e.message
+            );
+        }
+        // Unreadable is not absent.
+        std::fs::remove_file(d.path().join("node.toml")).unwrap();
+        std::fs::create_dir(d.path().join("node.toml")).unwrap();
+        assert_eq!(NodeConfig::read(d.path()).unwrap_err().code, Code::Io);
+    }
+}
