@@ -1147,6 +1147,65 @@ mod tests {
     use super::*;
 
     #[test]
+    fn locate_package_looks_in_each_directory_and_explains_what_it_did_not_take() {
+        let d = tempfile::tempdir().unwrap();
+        let (empty, repo) = (d.path().join("releases"), d.path().join("repo"));
+        std::fs::create_dir_all(&repo).unwrap();
+        let touch = |name: &str| std::fs::write(repo.join(name), b"").unwrap();
+        touch("emqx-4.4.16-otp24.3-ubuntu20.04-amd64.zip");
+        touch("emqx-4.4.17-otp24.3-ubuntu20.04-amd64.zip");
+        touch("emqx-4.4.17-otp24.3-el8-amd64.zip");
+        touch("emqx-4.4.18-elixir-otp24.3-ubuntu20.04-amd64.zip");
+        touch("emqx-4.4.19-otp24.3-ubuntu20.04-.zip");
+        let v = |s: &str| Version::parse(s).unwrap();
+        let el8 = Platform::parse("el8-arm64").unwrap();
+        let ubuntu = Platform::parse("ubuntu20.04-amd64").unwrap();
+        let want = |p: Option<&Platform>| Wanted::of(None, None, p);
+        let dirs = [empty.clone(), repo.clone()];
+        let find = |version: &str, w: &Wanted| locate_package(&dirs, "emqx", "otp", &v(version), w);
+        // A directory that does not exist is passed over.
+        let (dir, p) = find("4.4.16", &want(Some(&ubuntu))).unwrap();
+        assert_eq!(
+            (dir, p.file.as_str()),
+            (repo.clone(), "emqx-4.4.16-otp24.3-ubuntu20.04-amd64.zip")
+        );
+        // The only build is another platform's: taken, so that the rules say what is wrong.
+        let (_, p) = find("4.4.16", &want(Some(&el8))).unwrap();
+        assert_eq!(p.platform(), ubuntu);
+        // Two other platforms' builds: none is taken, both are named.
+        let e = find(
+            "4.4.17",
+            &want(Some(&Platform::parse("debian12-amd64").unwrap())),
+        )
+        .unwrap_err();
+        assert_eq!(e.code, Code::PackageMissing);
+        assert!(
+            e.message.contains("el8-amd64, ubuntu20.04-amd64"),
+            "{}",
+            e.message
+        );
+        // Only another flavour and no platform named: not taken either.
+        let e = find("4.4.18", &want(None)).unwrap_err();
+        assert_eq!(e.code, Code::PackageMissing);
+        assert!(e.message.contains("elixir"), "{}", e.message);
+        // A file named like the version but unreadable as a package is named.
+        let e = find("4.4.19", &want(None)).unwrap_err();
+        assert!(
+            e.message
+                .contains("emqx-4.4.19-otp24.3-ubuntu20.04-.zip cannot be read"),
+            "{}",
+            e.message
+        );
+        let e = find("4.4.20", &want(None)).unwrap_err();
+        assert!(!e.message.contains(';'), "{}", e.message);
+        // A repository that is not a directory is an error, not an empty one.
+        let file = d.path().join("not-a-dir");
+        std::fs::write(&file, b"").unwrap();
+        let e = locate_package(&[file], "emqx", "otp", &v("4.4.16"), &want(None)).unwrap_err();
+        assert_eq!(e.code, Code::Io);
+    }
+
+    #[test]
     fn node_toml_is_optional_but_never_ignored_when_unreadable() {
         let d = tempfile::tempdir().unwrap();
         // None: the defaults, a 300 s activation timeout and no command.
