@@ -486,3 +486,111 @@ fn a_state_that_cannot_be_written_after_an_activation_needs_attention() {
     assert_eq!(code, Some(4), "{err}");
     assert!(err.contains("4.4.1") && err.contains("runs"), "{err}");
 }
+
+/// Every move of the store's state machine, with EMQX's lines for each: a fresh install
+/// is permanent even when not asked, an install of the permanent release switches back to
+/// it, current-and-asked-again changes nothing, unpacked then installed, old switched to,
+/// going back within MAJOR.MINOR warns and across it is refused, a tree changed by hand
+/// is refused.
+#[test]
+fn the_store_moves_between_its_states_as_emqx_says() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    for v in ["4.3.9", "4.4.0", "4.4.1", "4.4.2"] {
+        release_zip(&repo, v, 0);
+    }
+    let r = repo.to_str().unwrap();
+    let versions = |root: &Path| ok(root, &["versions"]);
+
+    // Fresh, --no-permanent: permanent all the same (there is nothing to go back to).
+    let out = ok(&root, &["upgrade", "4.3.9", "--no-permanent", "--repo", r]);
+    assert!(out.contains("Fresh install of 4.3.9\n"), "{out}");
+    assert_eq!(versions(&root), "Installed versions:\n* 4.3.9\tpermanent\n");
+    // Unpacked first, then installed.
+    ok(&root, &["unpack", "4.4.0", "--repo", r]);
+    let out = ok(&root, &["upgrade", "4.4.0", "--policy", "minor"]);
+    assert_eq!(
+        out,
+        "Release 4.4.0 is already unpacked, now installing.\nInstalled Release: 4.4.0\nMade release permanent: \"4.4.0\"\n"
+    );
+    // Current and asked again without permanent: nothing to do.
+    ok(&root, &["upgrade", "4.4.1", "--no-permanent", "--repo", r]);
+    let before = snapshot(&root);
+    let out = ok(&root, &["upgrade", "4.4.1", "--no-permanent"]);
+    assert_eq!(out, "Release 4.4.1 is already installed and current.\n");
+    assert_eq!(snapshot(&root), before);
+    // Installing the permanent release that does not run: back to it.
+    let out = ok(&root, &["install", "4.4.0"]);
+    assert_eq!(
+        out,
+        "Release 4.4.1 is the currently running version.\nInstalled Release: 4.4.0\nMade release permanent: \"4.4.0\"\n"
+    );
+    assert_eq!(
+        versions(&root),
+        "Installed versions:\n* 4.4.1\told\n* 4.4.0\tpermanent\n* 4.3.9\told\n"
+    );
+    let out = ok(&root, &["install", "4.4.0"]);
+    assert_eq!(
+        out,
+        "Release 4.4.0 is already installed, running and set permanent.\n"
+    );
+    // An old release within 4.4.x: switched to, with a warning.
+    ok(&root, &["upgrade", "4.4.2", "--repo", r]);
+    let (code, out, err) = node(&root, &["install", "4.4.1"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        "Release 4.4.1 is marked old, switching to it.\nInstalled Release: 4.4.1\nMade release permanent: \"4.4.1\"\n"
+    );
+    assert_eq!(
+        err,
+        "Warning: 4.4.1 is older than 4.4.2, which runs now: going back within 4.4.x.\n"
+    );
+    // Across 4.4.x: refused, nothing changes.
+    let before = snapshot(&root);
+    let (code, _, err) = node(&root, &["install", "4.3.9"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("fleetup::store::downgrade") && err.contains("going back leaves 4.4.x"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&root), before);
+    // A release tree swapped for a link to a directory by hand: refused, not followed.
+    let tree = root.join("releases/4.4.0");
+    std::fs::remove_dir_all(&tree).unwrap();
+    std::os::unix::fs::symlink(t.path(), &tree).unwrap();
+    let (code, _, err) = node(&root, &["install", "4.4.0"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("fleetup::store::state"), "{err}");
+    assert_eq!(link(&root, "current").as_deref(), Some("releases/4.4.1"));
+}
+
+#[test]
+fn a_refused_package_is_removed_from_the_store_unless_the_operator_put_it_there() {
+    let t = tempfile::tempdir().unwrap();
+    let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
+    std::fs::create_dir_all(&repo).unwrap();
+    release_zip(&repo, "4.4.0", 0);
+    let r = repo.to_str().unwrap();
+    ok(&root, &["upgrade", "4.4.0", "--repo", r]);
+    // Not a zip at all, from the repository: refused, and its copy in the store goes.
+    let name = package_name("4.4.1");
+    std::fs::write(repo.join(&name), b"not a zip").unwrap();
+    let (code, _, err) = node(&root, &["upgrade", "4.4.1", "--repo", r]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(!root.join("releases").join(&name).exists());
+    // The same file dropped into releases/ by the operator: refused, and left there.
+    std::fs::write(root.join("releases").join(&name), b"not a zip").unwrap();
+    let (code, _, err) = node(&root, &["upgrade", "4.4.1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(root.join("releases").join(&name).exists());
+    // No package of the version anywhere and no product known: said so.
+    let fresh = t.path().join("fresh");
+    let (code, _, err) = node(&fresh, &["upgrade", "9.9.9", "--repo", r]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("fleetup::store::product") && err.contains("no package of version 9.9.9"),
+        "{err}"
+    );
+}
