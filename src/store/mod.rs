@@ -1205,6 +1205,180 @@ mod tests {
         assert_eq!(e.code, Code::Io);
     }
 
+    /// A store at `root` with releases `versions` in its repository (empty zips).
+    fn repo_of(dir: &Path, versions: &[&str]) -> PathBuf {
+        let repo = dir.join("repo");
+        std::fs::create_dir_all(&repo).unwrap();
+        for v in versions {
+            let f =
+                std::fs::File::create(repo.join(format!("emqx-{v}-otp24.3-ubuntu20.04-amd64.zip")))
+                    .unwrap();
+            zip::ZipWriter::new(f).finish().unwrap();
+        }
+        repo
+    }
+
+    /// Runs `f` on the store at `root` with a context taking its packages from `repo`;
+    /// what it did and the lines it said.
+    fn with_store<T>(
+        root: &Path,
+        repo: &Path,
+        f: impl FnOnce(&Store, &mut Ctx) -> T,
+    ) -> (T, Vec<String>) {
+        let mut lines = Vec::new();
+        let mut say = |l: String| lines.push(l);
+        let mut ctx = Ctx::bare(&mut say);
+        ctx.product = Some("emqx".into());
+        ctx.repo = Some(repo.to_owned());
+        let out = f(&Store::new(root), &mut ctx);
+        (out, lines)
+    }
+
+    fn states(root: &Path) -> Vec<(String, &'static str)> {
+        let st = Store::new(root).state().unwrap().unwrap();
+        st.sorted()
+            .iter()
+            .map(|r| (r.version.to_string(), r.state.as_str()))
+            .collect()
+    }
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    #[test]
+    fn revert_takes_a_current_release_back_to_the_permanent_one_or_withdraws_a_first_one() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = repo_of(d.path(), &["4.4.0", "4.4.1"]);
+        let root = d.path().join("n");
+        // The first release of a fresh store, reverted: withdrawn, nothing runs.
+        with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.0"), true, c))
+            .0
+            .unwrap();
+        let (r, said) = with_store(&root, &repo, |s, c| s.revert(&v("4.4.0"), c));
+        r.unwrap();
+        assert_eq!(said, ["Withdrew 4.4.0; the store has no other release"]);
+        assert_eq!(states(&root), [("4.4.0".to_owned(), "unpacked")]);
+        assert!(std::fs::symlink_metadata(root.join("current")).is_err());
+        // Installed again, then 4.4.1 current but not permanent, reverted: back to 4.4.0.
+        with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.0"), true, c))
+            .0
+            .unwrap();
+        with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.1"), false, c))
+            .0
+            .unwrap();
+        let (r, said) = with_store(&root, &repo, |s, c| s.revert(&v("4.4.1"), c));
+        r.unwrap();
+        assert_eq!(said, ["Switched back to 4.4.0"]);
+        assert_eq!(
+            states(&root),
+            [
+                ("4.4.1".to_owned(), "unpacked"),
+                ("4.4.0".to_owned(), "permanent")
+            ]
+        );
+        assert_eq!(
+            std::fs::read_link(root.join("current")).unwrap(),
+            Path::new("releases/4.4.0")
+        );
+        // A permanent release with another one installed is not withdrawn.
+        with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.1"), true, c))
+            .0
+            .unwrap();
+        let (r, said) = with_store(&root, &repo, |s, c| s.revert(&v("4.4.1"), c));
+        r.unwrap();
+        assert!(said.is_empty(), "{said:?}");
+        assert_eq!(
+            states(&root),
+            [
+                ("4.4.1".to_owned(), "permanent"),
+                ("4.4.0".to_owned(), "old")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_tree_is_a_problem_only_for_a_release_that_was_installed() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = repo_of(d.path(), &["4.4.0", "4.4.1"]);
+        let root = d.path().join("n");
+        with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.0"), true, c))
+            .0
+            .unwrap();
+        with_store(&root, &repo, |s, c| s.unpack(&v("4.4.1"), c))
+            .0
+            .unwrap();
+        let store = Store::new(&root);
+        let st = store.state().unwrap().unwrap();
+        assert!(store.link_problems(&st).is_empty());
+        std::fs::remove_dir_all(root.join("releases/4.4.1")).unwrap();
+        assert!(
+            store.link_problems(&st).is_empty(),
+            "an unpacked tree may go"
+        );
+        std::fs::remove_dir_all(root.join("releases/4.4.0")).unwrap();
+        let problems = store.link_problems(&st);
+        assert_eq!(
+            problems,
+            ["the tree of release 4.4.0 (releases/4.4.0) is missing"]
+        );
+    }
+
+    #[test]
+    fn roll_back_to_puts_the_previous_release_back_permanent_and_running() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = repo_of(d.path(), &["4.4.0", "4.4.1"]);
+        let root = d.path().join("n");
+        with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.0"), true, c))
+            .0
+            .unwrap();
+        with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.1"), true, c))
+            .0
+            .unwrap();
+        let (r, said) = with_store(&root, &repo, |s, c| {
+            s.roll_back_to(&v("4.4.0"), &v("4.4.1"), c)
+        });
+        r.unwrap();
+        assert_eq!(said[0], "Rolling back 4.4.1 to 4.4.0");
+        assert_eq!(
+            states(&root),
+            [
+                ("4.4.1".to_owned(), "old"),
+                ("4.4.0".to_owned(), "permanent")
+            ]
+        );
+        // Already there: nothing said, nothing done.
+        let (r, said) = with_store(&root, &repo, |s, c| {
+            s.roll_back_to(&v("4.4.0"), &v("4.4.1"), c)
+        });
+        r.unwrap();
+        assert!(said.is_empty(), "{said:?}");
+        // Current but not permanent is not "already there".
+        with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.1"), false, c))
+            .0
+            .unwrap();
+        let (r, said) = with_store(&root, &repo, |s, c| {
+            s.roll_back_to(&v("4.4.0"), &v("4.4.1"), c)
+        });
+        r.unwrap();
+        assert_eq!(said[0], "Rolling back 4.4.1 to 4.4.0");
+        assert_eq!(
+            std::fs::read_link(root.join("current")).unwrap(),
+            Path::new("releases/4.4.0")
+        );
+        // Gone from the store: the rollback fails and says why.
+        let (r, _) = with_store(&root, &repo, |s, c| {
+            s.roll_back_to(&v("4.3.0"), &v("4.4.1"), c)
+        });
+        let e = r.unwrap_err();
+        assert_eq!(e.code, Code::RollbackFailed);
+        assert!(
+            e.message.contains("4.3.0 is no longer in the store"),
+            "{}",
+            e.message
+        );
+    }
+
     #[test]
     fn node_toml_is_optional_but_never_ignored_when_unreadable() {
         let d = tempfile::tempdir().unwrap();
