@@ -634,6 +634,114 @@ mod tests {
     }
 
     #[test]
+    fn a_journal_written_by_a_run_reads_back_as_that_run() {
+        let state = tempfile::tempdir().unwrap();
+        let j = Journal::create(
+            state.path(),
+            Path::new("plans/p.toml"),
+            "emqx-4.4 patch/1 é",
+            "plan = 1\n",
+            Some("n1,n2"),
+        )
+        .unwrap();
+        let id = j.id();
+        // <stamp>-<safe name>-<digest>-<pid>: a name that is safe as a file name.
+        assert!(id.contains("-emqx-4.4_patch_1__-"), "{id}");
+        assert_eq!(j.dir, state.path().join("runs").join(&id));
+        assert_eq!(
+            std::fs::read_to_string(j.dir.join("plan.toml")).unwrap(),
+            "plan = 1\n"
+        );
+        let ver = |s: &str| Version::parse(s).unwrap();
+        let step = |target: &str, step: Step| Event::Step {
+            target: target.into(),
+            step,
+        };
+        j.event(&step(
+            "n1",
+            Step::Install {
+                from: Some(ver("4.4.15")),
+                to: ver("4.4.16"),
+            },
+        ));
+        j.event(&step(
+            "n2",
+            Step::Install {
+                from: None,
+                to: ver("4.4.16"),
+            },
+        ));
+        j.event(&step(
+            "shop",
+            Step::Upgrade {
+                app: "mall".into(),
+                from: Some(ver("1.0.0")),
+                to: ver("1.0.2"),
+            },
+        ));
+        j.event(&step(
+            "n1",
+            Step::Permanent {
+                version: ver("4.4.16"),
+            },
+        ));
+        j.event(&step("n3", Step::AlreadyCurrent { to: ver("4.4.16") }));
+        let text = std::fs::read_to_string(j.dir.join("journal.jsonl")).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 6);
+        assert_eq!(lines[0]["format"], FORMAT);
+        assert_eq!(lines[0]["only"], "n1,n2");
+        assert_eq!(lines[0]["plan"], "plans/p.toml");
+        // Times as the journal writes them: 2026-12-01T01:00:00.000Z.
+        let started = lines[0]["started"].as_str().unwrap();
+        assert!(
+            started.parse::<jiff::Timestamp>().is_ok() && started.ends_with('Z'),
+            "{started}"
+        );
+        assert!(
+            lines[1]["at"]
+                .as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .is_ok()
+        );
+        assert_eq!(
+            (&lines[1]["from"], &lines[1]["to"]),
+            (&serde_json::json!("4.4.15"), &serde_json::json!("4.4.16"))
+        );
+        assert!(lines[2]["from"].is_null() && lines[2].get("from").is_some());
+        assert_eq!(
+            (&lines[3]["app"], &lines[3]["from"]),
+            (&serde_json::json!("mall"), &serde_json::json!("1.0.0"))
+        );
+        assert_eq!(lines[4]["to"], "4.4.16");
+        assert!(
+            lines[4].get("from").is_none(),
+            "only a change's first step has `from`"
+        );
+        assert_eq!(lines[5]["to"], "4.4.16");
+        let r = read_run(&j.dir).unwrap();
+        assert_eq!(
+            (r.run.as_str(), r.only.as_deref()),
+            (id.as_str(), Some("n1,n2"))
+        );
+        assert_eq!(r.began.len(), 3);
+        j.finish(RunStatus::Succeeded, 0);
+        let r = read_run(&j.dir).unwrap();
+        assert_eq!((r.status, r.exit), (RunStatus::Succeeded, Some(0)));
+    }
+
+    #[test]
+    fn the_state_directory_comes_from_the_flag_the_plan_or_the_environment() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(state_dir(Some(&p("/a")), Some(&p("/b"))).unwrap(), p("/a"));
+        assert_eq!(state_dir(None, Some(&p("/b"))).unwrap(), p("/b"));
+    }
+
+    #[test]
     fn a_run_is_named_by_its_id_or_a_unique_prefix() {
         let summary = |id: &str| RunSummary {
             run: id.to_owned(),
