@@ -743,6 +743,23 @@ mod tests {
     }
 
     #[test]
+    fn runtimes_without_a_major_must_be_the_same_runtime() {
+        let with = |full: &str| {
+            let mut p = p("emqx-4.4.1-otp24.3-ubuntu20.04-amd64.zip");
+            p.runtime = Some(Runtime {
+                full: full.into(),
+                major: None,
+            });
+            p
+        };
+        let from = with("otp-custom");
+        assert!(check_upgrade(&from, &with("otp-custom"), VersionPolicy::Patch).is_empty());
+        let v = check_upgrade(&from, &with("otp-other"), VersionPolicy::Patch);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].code, Code::RuleRuntime);
+    }
+
+    #[test]
     fn a_wanted_build_is_named_by_what_is_known_of_it() {
         let el8 = Platform::parse("el8-arm64").unwrap();
         let w = |platform: Option<&Platform>, flavour: Option<&str>| Wanted {
