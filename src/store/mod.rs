@@ -1298,6 +1298,33 @@ mod tests {
     }
 
     #[test]
+    fn an_install_reports_what_it_did_a_fresh_one_permanent_even_unasked() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = repo_of(d.path(), &["4.4.0", "4.4.1"]);
+        let root = d.path().join("n");
+        let (out, _) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.0"), false, c));
+        assert_eq!(
+            out.unwrap(),
+            Outcome::Installed {
+                previous: None,
+                permanent: true
+            }
+        );
+        let (out, _) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.1"), false, c));
+        assert_eq!(
+            out.unwrap(),
+            Outcome::Installed {
+                previous: Some(v("4.4.0")),
+                permanent: false
+            }
+        );
+        let (out, _) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.1"), true, c));
+        assert_eq!(out.unwrap(), Outcome::MadePermanent);
+        let (out, _) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.1"), true, c));
+        assert_eq!(out.unwrap(), Outcome::Unchanged);
+    }
+
+    #[test]
     fn a_missing_tree_is_a_problem_only_for_a_release_that_was_installed() {
         let d = tempfile::tempdir().unwrap();
         let repo = repo_of(d.path(), &["4.4.0", "4.4.1"]);
