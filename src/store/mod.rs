@@ -1318,6 +1318,10 @@ mod tests {
                 permanent: false
             }
         );
+        // `upgrade` to the permanent release below the current one is no upgrade (`install`
+        // would switch back to it).
+        let (out, _) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.0"), true, c));
+        assert_eq!(out.unwrap_err().code, Code::RuleNotNewer);
         let (out, _) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.1"), true, c));
         assert_eq!(out.unwrap(), Outcome::MadePermanent);
         let (out, _) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.1"), true, c));
