@@ -1320,12 +1320,32 @@ mod tests {
         );
         // `upgrade` to the permanent release below the current one is no upgrade (`install`
         // would switch back to it).
-        let (out, _) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.0"), true, c));
+        let (out, said) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.0"), true, c));
         assert_eq!(out.unwrap_err().code, Code::RuleNotNewer);
+        assert!(said.is_empty(), "{said:?}");
         let (out, _) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.1"), true, c));
         assert_eq!(out.unwrap(), Outcome::MadePermanent);
         let (out, _) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.1"), true, c));
         assert_eq!(out.unwrap(), Outcome::Unchanged);
+    }
+
+    #[test]
+    fn the_next_command_clears_what_a_killed_one_left_in_releases() {
+        let d = tempfile::tempdir().unwrap();
+        let repo = repo_of(d.path(), &["4.4.0"]);
+        let root = d.path().join("n");
+        with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.0"), true, c))
+            .0
+            .unwrap();
+        let rel = root.join("releases");
+        std::fs::create_dir_all(rel.join(".staging-4.4.1-77/lib")).unwrap();
+        std::fs::create_dir_all(rel.join(".trash-4.4.1-77")).unwrap();
+        std::fs::write(rel.join(".tmp-RELEASES-77"), b"x").unwrap();
+        let (out, _) = with_store(&root, &repo, |s, c| s.upgrade(&v("4.4.0"), true, c));
+        assert_eq!(out.unwrap(), Outcome::Unchanged);
+        for left in [".staging-4.4.1-77", ".trash-4.4.1-77", ".tmp-RELEASES-77"] {
+            assert!(!rel.join(left).exists(), "{left} is still there");
+        }
     }
 
     #[test]
