@@ -537,3 +537,35 @@ fn jsonl_streams_one_event_per_line_as_the_run_goes() {
             .any(|e| e["event"] == "step" && e["step"] == "install" && e["from"] == "4.4.15")
     );
 }
+
+/// Without --state or a plan's `state`: $FLEETUP_STATE_DIR, else $XDG_STATE_HOME/fleetup,
+/// else ~/.local/state/fleetup; a variable set but empty counts as unset.
+#[test]
+fn the_state_directory_follows_the_environment_and_an_empty_variable_is_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = fleet_of_the_fixture(dir.path());
+    let xdg = dir.path().join("xdg");
+    std::fs::create_dir_all(&xdg).unwrap();
+    std::fs::rename(dir.path().join("state"), xdg.join("fleetup")).unwrap();
+    let history = |env: &[(&str, &std::path::Path)]| {
+        let mut c = fleetup();
+        c.arg("history")
+            .env_remove("FLEETUP_STATE_DIR")
+            .env_remove("XDG_STATE_HOME");
+        c.env("HOME", dir.path().join("home"));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        output(&mut c)
+    };
+    let empty = std::path::Path::new("");
+    let (code, out, err) = history(&[("FLEETUP_STATE_DIR", empty), ("XDG_STATE_HOME", &xdg)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&run), "{out}");
+    let (code, out, err) = history(&[("FLEETUP_STATE_DIR", &xdg.join("fleetup"))]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(&run), "{out}");
+    // Neither: the home directory's, where there is no run.
+    let (_, out, err) = history(&[]);
+    assert!(!out.contains(&run), "{out}{err}");
+}

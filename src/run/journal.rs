@@ -735,6 +735,21 @@ mod tests {
     }
 
     #[test]
+    fn a_run_has_one_owner_at_a_time() {
+        let d = tempfile::tempdir().unwrap();
+        let held = lock_run(d.path(), "r1").unwrap();
+        let e = lock_run(d.path(), "r1").unwrap_err();
+        assert_eq!(e.code, Code::Locked);
+        assert!(
+            e.help_text().contains("working on this run now"),
+            "{}",
+            e.help_text()
+        );
+        drop(held);
+        assert!(lock_run(d.path(), "r1").is_ok());
+    }
+
+    #[test]
     fn the_state_directory_comes_from_the_flag_the_plan_or_the_environment() {
         let p = |s: &str| PathBuf::from(s);
         assert_eq!(state_dir(Some(&p("/a")), Some(&p("/b"))).unwrap(), p("/a"));
