@@ -735,3 +735,51 @@ fn left_to_roll_back<'r>(records: &[Record], up: &'r Record) -> Vec<&'r ServiceO
         .filter(|s| !restored.contains(&s.service.as_str()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group::hooks::{Ctx, Hooks};
+
+    fn with_ctx<T>(run: Option<&str>, f: impl FnOnce(&mut Ctx) -> T) -> T {
+        let mut say = |_: String| {};
+        let mut ctx = Ctx {
+            say: &mut say,
+            hooks: Hooks::default(),
+            lock_wait: std::time::Duration::ZERO,
+            run: run.map(str::to_owned),
+        };
+        f(&mut ctx)
+    }
+
+    #[test]
+    fn the_rollback_of_a_run_takes_back_only_that_runs_upgrades() {
+        let d = tempfile::tempdir().unwrap();
+        let g = Group::new(&d.path().join("shop"));
+        let market = Market::new(std::path::Path::new("tests/fixtures/market"));
+        let v = |s: &str| Version::parse(s).unwrap();
+        with_ctx(None, |c| g.install(&market, "mall", &v("1.0.0"), c)).unwrap();
+        // Upgraded by hand, not by run A: A has nothing here to take back.
+        with_ctx(None, |c| {
+            g.upgrade(&market, "mall", &v("1.1.0"), None, VersionPolicy::Minor, c)
+        })
+        .unwrap();
+        let undone = with_ctx(None, |c| g.rollback_run("run-a", c)).unwrap();
+        assert!(undone.is_empty(), "{undone:?}");
+        let running = |g: &Group| g.state().unwrap().app("mall").unwrap().version.clone();
+        assert_eq!(running(&g), v("1.1.0"));
+        // Taken back by hand, then upgraded by run A: A's rollback takes back A's.
+        with_ctx(None, |c| g.rollback(None, None, c)).unwrap();
+        assert_eq!(running(&g), v("1.0.0"));
+        with_ctx(Some("run-a"), |c| {
+            g.upgrade(&market, "mall", &v("1.1.0"), None, VersionPolicy::Minor, c)
+        })
+        .unwrap();
+        let undone = with_ctx(None, |c| g.rollback_run("run-a", c)).unwrap();
+        assert_eq!(undone.len(), 1);
+        assert_eq!(running(&g), v("1.0.0"));
+        // Once taken back, nothing is left for a second rollback of the run.
+        let undone = with_ctx(None, |c| g.rollback_run("run-a", c)).unwrap();
+        assert!(undone.is_empty(), "{undone:?}");
+    }
+}
