@@ -742,14 +742,134 @@ mod tests {
     use crate::group::hooks::{Ctx, Hooks};
 
     fn with_ctx<T>(run: Option<&str>, f: impl FnOnce(&mut Ctx) -> T) -> T {
+        with_hooks(run, Hooks::default(), f)
+    }
+
+    fn with_hooks<T>(run: Option<&str>, hooks: Hooks, f: impl FnOnce(&mut Ctx) -> T) -> T {
         let mut say = |_: String| {};
         let mut ctx = Ctx {
             say: &mut say,
-            hooks: Hooks::default(),
+            hooks,
             lock_wait: std::time::Duration::ZERO,
             run: run.map(str::to_owned),
         };
         f(&mut ctx)
+    }
+
+    fn v(s: &str) -> Version {
+        Version::parse(s).unwrap()
+    }
+
+    /// The services of a record: (service, result) as records write them.
+    fn results(r: &Record) -> Vec<(String, String)> {
+        r.services
+            .iter()
+            .map(|s| (s.service.clone(), String::from(s.result.clone())))
+            .collect()
+    }
+
+    /// mall 1.0.0 installed and upgraded to 1.1.0 (web and api upgraded, worker added).
+    fn upgraded_mall(dir: &Path) -> (Group, Market) {
+        let g = Group::new(&dir.join("shop"));
+        let market = Market::new(Path::new("tests/fixtures/market"));
+        with_ctx(None, |c| g.install(&market, "mall", &v("1.0.0"), c)).unwrap();
+        with_ctx(None, |c| {
+            g.upgrade(&market, "mall", &v("1.1.0"), None, VersionPolicy::Minor, c)
+        })
+        .unwrap();
+        (g, market)
+    }
+
+    #[test]
+    fn a_rollback_puts_upgraded_services_back_keeps_added_ones_and_counts_failures() {
+        let d = tempfile::tempdir().unwrap();
+        let (g, _) = upgraded_mall(d.path());
+        // A service the upgrade did not touch cannot be chosen.
+        let e = with_ctx(None, |c| g.rollback(None, Some(&["nope".to_owned()]), c)).unwrap_err();
+        assert!(
+            e.message.contains("did not touch service `nope`"),
+            "{}",
+            e.message
+        );
+        // Every deploy fails: nothing is back, the added service is kept all the same.
+        let failing = Hooks {
+            deploy: Some(vec![crate::template::Template::parse("false").unwrap()]),
+            timeout: std::time::Duration::from_secs(10),
+            ..Hooks::default()
+        };
+        let rec = with_hooks(None, failing, |c| g.rollback(None, None, c)).unwrap();
+        assert_eq!(rec.status, Status::RollbackFailed);
+        let kinds: Vec<String> = results(&rec)
+            .into_iter()
+            .map(|(s, r)| format!("{s} {}", r.split(':').next().unwrap()))
+            .collect();
+        assert_eq!(kinds, ["api failed", "web failed", "worker kept"]);
+        assert_eq!(g.state().unwrap().app("mall").unwrap().version, v("1.1.0"));
+        // web alone: a partial rollback; then the rest.
+        let rec = with_ctx(None, |c| g.rollback(None, Some(&["web".to_owned()]), c)).unwrap();
+        assert_eq!(rec.status, Status::PartialRollback);
+        assert_eq!(
+            results(&rec),
+            [
+                ("web".to_owned(), "done".to_owned()),
+                ("worker".to_owned(), "kept".to_owned())
+            ]
+        );
+        let rec = with_ctx(None, |c| g.rollback(None, None, c)).unwrap();
+        assert_eq!(rec.status, Status::RolledBack);
+        assert_eq!(
+            results(&rec),
+            [
+                ("api".to_owned(), "done".to_owned()),
+                ("worker".to_owned(), "kept".to_owned())
+            ]
+        );
+        assert_eq!(g.state().unwrap().app("mall").unwrap().version, v("1.0.0"));
+    }
+
+    #[test]
+    fn a_rollback_without_a_record_continues_the_newest_upgrade_left_half_undone() {
+        let d = tempfile::tempdir().unwrap();
+        // A market with a second app, blog, of two services.
+        let m = d.path().join("market");
+        std::fs::create_dir_all(m.join("mall")).unwrap();
+        for f in ["1.0.0.yaml", "1.1.0.yaml"] {
+            std::fs::copy(
+                Path::new("tests/fixtures/market/mall").join(f),
+                m.join("mall").join(f),
+            )
+            .unwrap();
+        }
+        std::fs::create_dir_all(m.join("blog")).unwrap();
+        for ver in ["1.0.0", "1.0.1"] {
+            std::fs::write(
+                m.join("blog").join(format!("{ver}.yaml")),
+                format!("app: blog\nversion: {ver}\nservices:\n  front:\n    image: blog/front:{ver}\n  db:\n    image: blog/db:{ver}\n"),
+            )
+            .unwrap();
+        }
+        let market = Market::new(&m);
+        let g = Group::new(&d.path().join("shop"));
+        with_ctx(None, |c| g.install(&market, "mall", &v("1.0.0"), c)).unwrap();
+        with_ctx(None, |c| g.install(&market, "blog", &v("1.0.0"), c)).unwrap();
+        with_ctx(None, |c| {
+            g.upgrade(&market, "mall", &v("1.1.0"), None, VersionPolicy::Minor, c)
+        })
+        .unwrap();
+        with_ctx(None, |c| {
+            g.upgrade(&market, "blog", &v("1.0.1"), None, VersionPolicy::Patch, c)
+        })
+        .unwrap();
+        // blog, the newest, partly; then, unasked, the rest of blog before mall.
+        let rec = with_ctx(None, |c| g.rollback(None, Some(&["front".to_owned()]), c)).unwrap();
+        assert_eq!(
+            (rec.app.as_str(), rec.status),
+            ("blog", Status::PartialRollback)
+        );
+        let rec = with_ctx(None, |c| g.rollback(None, None, c)).unwrap();
+        assert_eq!((rec.app.as_str(), rec.status), ("blog", Status::RolledBack));
+        let rec = with_ctx(None, |c| g.rollback(None, None, c)).unwrap();
+        assert_eq!(rec.app, "mall");
     }
 
     #[test]
