@@ -805,6 +805,21 @@ mod tests {
             .collect();
         assert_eq!(kinds, ["api failed", "web failed", "worker kept"]);
         assert_eq!(g.state().unwrap().app("mall").unwrap().version, v("1.1.0"));
+        // One deploy fails, the other works: partly rolled back.
+        let api_fails = Hooks {
+            deploy: Some(vec![
+                crate::template::Template::parse("test").unwrap(),
+                crate::template::Template::parse("{service}").unwrap(),
+                crate::template::Template::parse("!=").unwrap(),
+                crate::template::Template::parse("api").unwrap(),
+            ]),
+            timeout: std::time::Duration::from_secs(10),
+            ..Hooks::default()
+        };
+        let d2 = tempfile::tempdir().unwrap();
+        let (g2, _) = upgraded_mall(d2.path());
+        let rec = with_hooks(None, api_fails, |c| g2.rollback(None, None, c)).unwrap();
+        assert_eq!(rec.status, Status::PartialRollback);
         // web alone: a partial rollback; then the rest.
         let rec = with_ctx(None, |c| g.rollback(None, Some(&["web".to_owned()]), c)).unwrap();
         assert_eq!(rec.status, Status::PartialRollback);
