@@ -469,7 +469,7 @@ fn size(n: usize, runs: usize) {
             &m,
             1.25,
         );
-        if std::env::var_os("FLEETUP_BENCH_ANSIBLE").is_some() {
+        if std::env::var("FLEETUP_BENCH_ANSIBLE").is_ok_and(|v| v != "0") {
             let a = ansible(dir, &h, &list, &pkgs[1]);
             println!(
                 "  Ansible over SSH (forks 10, pipelining): {a:.2} s, {:.1}x fleetup's median (target >= 10)",

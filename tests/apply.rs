@@ -795,41 +795,38 @@ fn max_failures_lets_a_run_go_on_within_it_and_stops_it_beyond() {
             .map(|(a, b)| (a.to_string(), b.to_string()))
             .collect()
     };
+    // A fresh fleet of four run with `max_failures`: each target's outcome, and the fleet.
+    let run = |max_failures: &str| {
+        let f = fleet(4, false);
+        served_release(&f.dir.path().join("repo"), "4.4.17", false);
+        let plan = f.plan(
+            &format!("  waves: [1]\n  max_failures: {max_failures}\n"),
+            &broken,
+        );
+        let (code, out, err) = f.apply(&plan, &["--yes", "--format", "json"]);
+        assert_eq!(code, Some(3), "{out}{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (outcomes(&doc), f)
+    };
     // Within: two failures allowed, n4 still goes.
-    let f = fleet(4, false);
-    served_release(&f.dir.path().join("repo"), "4.4.17", false);
-    let plan = f.plan("  waves: [1]\n  max_failures: 2\n", &broken);
-    let (code, out, err) = f.apply(&plan, &["--yes", "--format", "json"]);
-    assert_eq!(code, Some(3), "{out}{err}");
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(
-        outcomes(&doc),
-        pairs(&[
-            ("n1", "upgraded"),
-            ("n2", "rolled-back"),
-            ("n3", "rolled-back"),
-            ("n4", "upgraded")
-        ]),
-        "{doc}"
-    );
+    let (got, f) = run("2");
+    let want = pairs(&[
+        ("n1", "upgraded"),
+        ("n2", "rolled-back"),
+        ("n3", "rolled-back"),
+        ("n4", "upgraded"),
+    ]);
+    assert_eq!(got, want);
     drop(f);
     // Beyond: one failure allowed (as "25%" of four), so the second one stops the run.
-    let f = fleet(4, false);
-    served_release(&f.dir.path().join("repo"), "4.4.17", false);
-    let plan = f.plan("  waves: [1]\n  max_failures: \"25%\"\n", &broken);
-    let (code, out, err) = f.apply(&plan, &["--yes", "--format", "json"]);
-    assert_eq!(code, Some(3), "{out}{err}");
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(
-        outcomes(&doc),
-        pairs(&[
-            ("n1", "upgraded"),
-            ("n2", "rolled-back"),
-            ("n3", "rolled-back"),
-            ("n4", "skipped")
-        ]),
-        "{doc}"
-    );
+    let (got, f) = run("\"25%\"");
+    let want = pairs(&[
+        ("n1", "upgraded"),
+        ("n2", "rolled-back"),
+        ("n3", "rolled-back"),
+        ("n4", "skipped"),
+    ]);
+    assert_eq!(got, want);
     assert!(f.versions(3).contains("* 4.4.15\tpermanent"));
 }
 
