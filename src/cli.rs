@@ -49,6 +49,10 @@ pub enum Command {
         /// Output format: human, json, or markdown (for a pull-request comment).
         #[arg(long, value_enum, default_value_t = PlanFormat::Human)]
         format: PlanFormat,
+        /// Say why each wave holds what it does: selectors, failure domains, sizes,
+        /// the limits that cut it, and its failure budget.
+        #[arg(long)]
+        explain: bool,
     },
     /// What runs where now: each target's current and permanent release (a group's
     /// apps and services), lock holder, whether it is mid-change, and the last run that
@@ -105,7 +109,44 @@ pub enum Command {
         /// Wait up to this long for locks held by another fleetup (e.g. 2m).
         #[arg(long, value_name = "DURATION")]
         wait_for_lock: Option<String>,
+        /// Go on under the maintenance window the plan file has now (re-read from where
+        /// the run was started), not the one the run started with.
+        #[arg(long)]
+        current_window: bool,
         /// Output format: human (progress, then a table), json (one document at the end) or jsonl (one event per line as it happens).
+        #[arg(long, value_enum, default_value_t = RunFormat::Human)]
+        format: RunFormat,
+    },
+    /// Approve the manual gate a paused run waits at (records who and when); then
+    /// `fleetup resume RUN` goes on.
+    Approve {
+        /// A run id or a unique prefix of one (`fleetup history` lists them).
+        run: String,
+        /// Where run journals are kept (as for `resume`).
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Read the journals where this plan's `state` key says.
+        #[arg(long, value_name = "PLAN", conflicts_with = "state")]
+        plan: Option<PathBuf>,
+    },
+    /// End a paused, stopped or interrupted run for good; with --rollback, everything
+    /// it upgraded goes back first (as `fleetup rollback RUN`).
+    Abort {
+        /// A run id or a unique prefix of one (`fleetup history` lists them).
+        run: String,
+        /// Roll back what the run upgraded, newest first.
+        #[arg(long)]
+        rollback: bool,
+        /// Where run journals are kept (as for `resume`).
+        #[arg(long, value_name = "DIR")]
+        state: Option<PathBuf>,
+        /// Read the journals where this plan's `state` key says.
+        #[arg(long, value_name = "PLAN", conflicts_with = "state")]
+        plan: Option<PathBuf>,
+        /// Do not ask for confirmation on a terminal.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Output format (of the rollback): human, json or jsonl.
         #[arg(long, value_enum, default_value_t = RunFormat::Human)]
         format: RunFormat,
     },

@@ -108,7 +108,8 @@ codes! {
     BadValue = "plan::value", exit Invalid, "`fleetup schema` describes what each key accepts";
     BadVersion = "plan::version", exit Invalid, "write a SemVer 2.0 version such as 4.4.16 or 5.0.0-rc.1, quoted in YAML if it looks like a number";
     BadDuration = "plan::duration", exit Invalid, "write a duration as a number and a unit: 500ms, 30s, 5m, 1h";
-    BadWave = "plan::wave", exit Invalid, "a wave is a count of targets (1, 5) or a share of all targets (\"25%\", \"100%\")";
+    BadWave = "plan::wave", exit Invalid, "a wave is a count of targets (1, 5), a share of all targets (\"25%\", \"100%\") or a selector (\"@canary\")";
+    BadRollout = "plan::rollout", exit Invalid, "see docs/rollout.md: domains need every target labelled, gates name waves the plan has, min_available must leave a target to change";
     DuplicateTarget = "plan::duplicate-target", exit Invalid, "every node and group needs its own name: names key the journal and `--only`";
     UnsafeName = "plan::unsafe-name", exit Invalid, "use letters, digits, '.', '_' and '-' (at most 64, not starting with '.' or '-')";
     Placeholder = "plan::placeholder", exit Invalid, "define the value under `vars` (of the target or of `defaults`), or write `{{` for a literal brace";
@@ -150,6 +151,10 @@ codes! {
     Unhealthy = "health::unhealthy", exit Failed, "the target did not pass its health check in time; the message has the check's last answer";
     RunMovedOn = "run::moved-on", exit Refused, "a later run or a hand change moved the target on; roll that back first, or name the target with --force to take it back to where this run found it anyway";
     WindowClosed = "run::window-closed", exit Refused, "the plan's maintenance window is closed";
+    HookFailed = "run::hook-failed", exit Failed, "a lifecycle hook (before, after, on_rollback) failed on the node's host; the message ends with its output";
+    GateWaiting = "run::gate", exit Paused, "the run waits at a manual gate: `fleetup approve RUN` then `fleetup resume RUN` continue it, `fleetup abort RUN` ends it";
+    AnalysisFailed = "analysis::failed", exit Failed, "a metric went out of its bounds after the wave: the wave failed and the rollout policy applied";
+    AnalysisInconclusive = "analysis::inconclusive", exit Paused, "Prometheus could not be asked or had no data: the run paused; `fleetup resume` asks again, `fleetup abort` ends it";
             GroupDeploy = "group::deploy-failed", exit Failed, "a service's deploy hook or health check failed; its previous spec was written back";
     Unsupported = "unsupported", exit Invalid, "this part of the plan needs a feature fleetup does not have yet; the README lists what is built";
     SshUnreachable = "remote::unreachable", exit Invalid, "check the address, that sshd runs there and that the network lets you through; jump hosts and ports can live in the plan's `ssh_config`";

@@ -4,6 +4,7 @@
 //! [`plan::Plan`] (`plan`), then checked against the world it names (`preflight`:
 //! repository, node stores, markets). Commands live in `commands`; only they print.
 
+pub mod analysis;
 pub mod cli;
 mod commands;
 pub mod diagnostics;
@@ -13,6 +14,7 @@ pub mod group;
 pub mod health;
 pub mod hook;
 pub mod names;
+pub mod notify;
 pub mod package;
 pub mod plan;
 pub mod preflight;
@@ -36,7 +38,12 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
             format,
             offline,
         } => Ok(commands::check::run(&plans, format, offline)),
-        Command::Plan { plan, only, format } => commands::run::plan(&plan, only.as_deref(), format),
+        Command::Plan {
+            plan,
+            only,
+            format,
+            explain,
+        } => commands::run::plan(&plan, only.as_deref(), format, explain),
         Command::Apply {
             plan,
             only,
@@ -59,6 +66,7 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
             state,
             plan,
             wait_for_lock,
+            current_window,
             format,
         } => commands::state_of(state, plan.as_deref()).and_then(|state| {
             commands::run::resume(
@@ -66,9 +74,22 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
                 commands::run::ResumeOpts {
                     state,
                     wait_for_lock,
+                    current_window,
                     format,
                 },
             )
+        }),
+        Command::Approve { run, state, plan } => commands::state_of(state, plan.as_deref())
+            .and_then(|state| commands::run::approve(&run, state.as_deref())),
+        Command::Abort {
+            run,
+            rollback,
+            state,
+            plan,
+            yes,
+            format,
+        } => commands::state_of(state, plan.as_deref()).and_then(|state| {
+            commands::run::abort(&run, rollback, state.as_deref(), yes, format)
         }),
         Command::Rollback {
             run,

@@ -145,6 +145,32 @@ impl Progress {
                 self.line(format!("wave {index}/{of}: {who}"))
             }
             Event::Note { detail } => self.line(detail.clone()),
+            // `plan` shows the waves; a run shows each as it starts.
+            Event::Schedule { .. } | Event::WaveDone { .. } => {}
+            Event::Gate { after_wave, state } => self.line(match state {
+                crate::run::GateState::Waiting => format!(
+                    "gate after wave {after_wave}: waiting for an approval (`fleetup approve`, then `fleetup resume`)"
+                ),
+                crate::run::GateState::Approved { by } => {
+                    format!("gate after wave {after_wave}: approved by {by}")
+                }
+                crate::run::GateState::Waited { secs } => {
+                    format!("gate after wave {after_wave}: waited {secs}s")
+                }
+            }),
+            Event::Analysis {
+                wave,
+                name,
+                verdict,
+                detail,
+            } => {
+                let word = match verdict {
+                    crate::run::Verdict::Passed => "passed",
+                    crate::run::Verdict::Failed => "FAILED",
+                    crate::run::Verdict::Inconclusive => "inconclusive",
+                };
+                self.line(format!("analysis `{name}` after wave {wave}: {word}: {detail}"))
+            }
             // Diagnostics are the caller's to render.
             Event::Warnings { .. } => {}
             Event::Probe { target, detail } => {

@@ -1,9 +1,18 @@
 //! A plan's targets, selected and cut into waves, all worked out before anything is
 //! touched. Waves follow file order (nodes, then groups); a wave size is a count or a
 //! percentage of the selected targets, rounded up, at least 1; the last size repeats.
+//!
+//! Built from the targets that will change: one already where the plan wants it joins
+//! the first wave (it is only looked at) and takes no place in any wave's size, so a
+//! re-applied plan whose canary is done starts with the next real canary. Selector
+//! waves (`"@canary"`) come first, in their order; then, with `rollout.domains`, one
+//! failure domain at a time, the sizes starting again in each; no wave takes more of a
+//! domain than `max_unavailable`, nor more of a `min_available` group than it can spare.
+
+use std::collections::BTreeMap;
 
 use crate::diagnostics::{Code, Problem};
-use crate::plan::{Amount, Plan};
+use crate::plan::{Amount, BudgetScope, DomainOrder, Plan, WaveSize};
 
 /// A target of the plan by its kind and index.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -33,14 +42,67 @@ impl TargetId {
             TargetId::Group(i) => &plan.groups[i].tags,
         }
     }
+    pub fn labels<'a>(&self, plan: &'a Plan) -> &'a BTreeMap<String, String> {
+        match *self {
+            TargetId::Node(i) => &plan.nodes[i].labels,
+            TargetId::Group(i) => &plan.groups[i].labels,
+        }
+    }
+    /// Where the target's name is written in the plan.
+    pub fn name_span(&self, plan: &Plan) -> crate::span::Span {
+        match *self {
+            TargetId::Node(i) => plan.nodes[i].name.span,
+            TargetId::Group(i) => plan.groups[i].name.span,
+        }
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Schedule {
     pub waves: Vec<Vec<TargetId>>,
+    /// Why each wave holds what it does (`plan --explain`).
+    pub why: Vec<String>,
+    /// The failure domain of each wave, with `rollout.domains`.
+    pub domain: Vec<Option<String>>,
 }
 
 impl Schedule {
+    /// A schedule of these waves, with no reasons given.
+    pub fn of(waves: Vec<Vec<TargetId>>) -> Schedule {
+        let n = waves.len();
+        Schedule {
+            waves,
+            why: vec![String::new(); n],
+            domain: vec![None; n],
+        }
+    }
+
+    /// Failures wave `index` tolerates before the run stops, by `max_failures` and its
+    /// scope: the run's (the same number for every wave), the wave's own, or its
+    /// domain's.
+    pub fn budget(&self, plan: &Plan, index: usize) -> usize {
+        let a = plan.rollout.max_failures;
+        let of = |n: usize| match a {
+            Amount::Count(c) => c as usize,
+            Amount::Percent(p) => (p * n as f64 / 100.0).floor() as usize,
+        };
+        match plan.rollout.budget_scope {
+            BudgetScope::Run => of(self.len()),
+            BudgetScope::Wave => of(self.waves.get(index).map_or(0, Vec::len)),
+            BudgetScope::Domain => {
+                let d = self.domain.get(index).cloned().flatten();
+                let n = self
+                    .waves
+                    .iter()
+                    .zip(&self.domain)
+                    .filter(|(_, x)| **x == d)
+                    .map(|(w, _)| w.len())
+                    .sum();
+                of(n)
+            }
+        }
+    }
+
     pub fn targets(&self) -> impl Iterator<Item = TargetId> + '_ {
         self.waves.iter().flatten().copied()
     }
@@ -94,10 +156,7 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem>
         return Err(Problem::new(Code::BadValue, "--only is empty")
             .help("select by name, glob (emqx-*) or tag (@canary), comma-separated"));
     }
-    let matches = |sel: &str, t: &TargetId| match sel.strip_prefix('@') {
-        Some(tag) => t.tags(plan).iter().any(|x| x == tag),
-        None => glob(sel, t.name(plan)),
-    };
+    let matches = |sel: &str, t: &TargetId| matches(plan, sel, *t);
     let (excluded, included): (Vec<&str>, Vec<&str>) =
         selectors.iter().partition(|s| s.starts_with('!'));
     let excluded: Vec<&str> = excluded.iter().map(|s| &s[1..]).collect();
@@ -137,6 +196,44 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem>
     Ok(picked)
 }
 
+/// Whether selector `sel` picks target `t`: `@tag`, `@label=value`, a name or a glob.
+pub fn matches(plan: &Plan, sel: &str, t: TargetId) -> bool {
+    match sel.strip_prefix('@') {
+        Some(l) => match l.split_once('=') {
+            Some((k, v)) => t.labels(plan).get(k.trim()).is_some_and(|x| x == v.trim()),
+            None => t.tags(plan).iter().any(|x| x == l),
+        },
+        None => glob(sel, t.name(plan)),
+    }
+}
+
+/// Every target of the plan `sel` picks, in plan order.
+pub fn matching(plan: &Plan, sel: &str) -> Vec<TargetId> {
+    select(plan, None)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| matches(plan, sel, *t))
+        .collect()
+}
+
+/// How many of `members` targets `count` keeps up: a count, or a share rounded up.
+pub fn keep_up(count: Amount, members: usize) -> usize {
+    match count {
+        Amount::Count(c) => c as usize,
+        Amount::Percent(p) => (p * members as f64 / 100.0).ceil() as usize,
+    }
+}
+
+/// How many targets of a domain of `members` may change at once: a count, or a share
+/// rounded down; at least 1.
+pub fn unavailable(a: Amount, members: usize) -> usize {
+    match a {
+        Amount::Count(c) => c as usize,
+        Amount::Percent(p) => (p * members as f64 / 100.0).floor() as usize,
+    }
+    .max(1)
+}
+
 /// Sizes of consecutive waves covering `total` targets.
 pub fn wave_sizes(total: usize, sizes: &[Amount]) -> Vec<usize> {
     let size_of = |a: &Amount| match *a {
@@ -160,15 +257,191 @@ pub fn wave_sizes(total: usize, sizes: &[Amount]) -> Vec<usize> {
 }
 
 pub fn build(plan: &Plan, only: Option<&str>) -> Result<Schedule, Problem> {
-    let targets = select(plan, only)?;
-    let mut waves = Vec::new();
-    let mut rest = targets.as_slice();
-    for size in wave_sizes(targets.len(), &plan.rollout.waves) {
-        let (wave, tail) = rest.split_at(size);
-        waves.push(wave.to_vec());
-        rest = tail;
+    build_with(plan, only, &|_| false)
+}
+
+/// A limit on how many of some targets one wave may take.
+struct Cap {
+    members: Vec<TargetId>,
+    most: usize,
+    why: String,
+}
+
+/// Cuts `members` (in order) into waves of `sizes` (of `members.len()`, the last
+/// repeating), none taking more of a cap's members than it allows. Each wave's reason.
+fn cut(
+    plan: &Plan,
+    members: Vec<TargetId>,
+    sizes: &[Amount],
+    caps: &[Cap],
+) -> Vec<(Vec<TargetId>, String)> {
+    let total = members.len();
+    let size_of = |a: &Amount| match *a {
+        Amount::Count(c) => (c as usize).max(1),
+        Amount::Percent(p) => ((p * total as f64 / 100.0).ceil() as usize).max(1),
+    };
+    let mut pending = members;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while !pending.is_empty() {
+        let want = sizes.get(i).or(sizes.last()).map_or(pending.len(), size_of);
+        let mut wave: Vec<TargetId> = Vec::new();
+        let mut capped: Vec<&str> = Vec::new();
+        for t in &pending {
+            if wave.len() >= want {
+                break;
+            }
+            let full = caps.iter().find(|c| {
+                c.members.contains(t)
+                    && wave.iter().filter(|w| c.members.contains(w)).count() >= c.most
+            });
+            match full {
+                Some(c) => {
+                    if !capped.contains(&c.why.as_str()) {
+                        capped.push(&c.why);
+                    }
+                }
+                None => wave.push(*t),
+            }
+        }
+        if wave.is_empty() {
+            // Only a cap of 0 could leave nothing; `check` refuses that, so never here.
+            wave.push(pending[0]);
+        }
+        pending.retain(|t| !wave.contains(t));
+        let mut why = match sizes.get(i).or(sizes.last()) {
+            Some(Amount::Count(c)) => format!("size {c}"),
+            Some(Amount::Percent(p)) => format!("size {p}% of {total} = {}", size_of(&Amount::Percent(*p))),
+            None => "all".into(),
+        };
+        if wave.len() < want.min(wave.len() + pending.len()) && !capped.is_empty() {
+            why.push_str(&format!(", cut to {} by {}", wave.len(), capped.join(" and ")));
+        }
+        let _ = plan;
+        out.push((wave, why));
+        i += 1;
     }
-    Ok(Schedule { waves })
+    out
+}
+
+/// [`build`], knowing which targets are already where the plan wants them (`settled`):
+/// those join the first wave and count in no wave's size.
+pub fn build_with(
+    plan: &Plan,
+    only: Option<&str>,
+    settled: &dyn Fn(TargetId) -> bool,
+) -> Result<Schedule, Problem> {
+    let targets = select(plan, only)?;
+    let r = &plan.rollout;
+    let (done, mut rest): (Vec<TargetId>, Vec<TargetId>) =
+        targets.iter().copied().partition(|t| settled(*t));
+    // Limits that hold in every wave: min_available groups over the whole plan, and each
+    // domain's max_unavailable.
+    let mut caps: Vec<Cap> = r
+        .min_available
+        .iter()
+        .map(|m| {
+            let members = matching(plan, &m.select.value);
+            let keep = keep_up(m.count, members.len());
+            Cap {
+                most: members.len().saturating_sub(keep).max(1),
+                why: format!("min_available {} (keeps {keep} of {} up)", m.select.value, members.len()),
+                members,
+            }
+        })
+        .collect();
+    let domain_of = |t: &TargetId| {
+        r.domains
+            .as_ref()
+            .and_then(|d| t.labels(plan).get(&d.by.value).cloned())
+    };
+    let mut domains: Vec<(String, Vec<TargetId>)> = Vec::new();
+    if let Some(d) = &r.domains {
+        for t in &targets {
+            let v = domain_of(t).unwrap_or_default();
+            match domains.iter_mut().find(|(k, _)| *k == v) {
+                Some((_, m)) => m.push(*t),
+                None => domains.push((v, vec![*t])),
+            }
+        }
+        for (v, members) in &domains {
+            let most = unavailable(d.max_unavailable, members.len());
+            caps.push(Cap {
+                members: members.clone(),
+                most,
+                why: format!("max_unavailable {most} of {}={v}", d.by.value),
+            });
+        }
+        match &d.order {
+            DomainOrder::Plan => {}
+            DomainOrder::SmallestFirst => domains.sort_by_key(|(_, m)| m.len()),
+            DomainOrder::Listed(order) => {
+                let rank = |v: &str| {
+                    order
+                        .iter()
+                        .position(|o| o.value == v)
+                        .unwrap_or(order.len())
+                };
+                domains.sort_by_key(|(v, _)| rank(v));
+            }
+        }
+    }
+    let mut sizes: Vec<Amount> = Vec::new();
+    let mut cuts: Vec<(Vec<TargetId>, String, Option<String>)> = Vec::new();
+    for w in &r.waves {
+        match w {
+            WaveSize::Size(a) => sizes.push(*a),
+            WaveSize::Select(sel) => {
+                let picked: Vec<TargetId> = rest
+                    .iter()
+                    .copied()
+                    .filter(|t| matches(plan, &sel.value, *t))
+                    .collect();
+                rest.retain(|t| !picked.contains(t));
+                for (wave, why) in cut(plan, picked, &[], &caps) {
+                    let why = format!("selected by {}{}", sel.value, why.strip_prefix("all").unwrap_or(""));
+                    cuts.push((wave, why, None));
+                }
+            }
+        }
+    }
+    if sizes.is_empty() {
+        sizes.push(Amount::Percent(100.0));
+    }
+    if r.domains.is_some() {
+        for (v, members) in &domains {
+            let todo: Vec<TargetId> = rest.iter().copied().filter(|t| members.contains(t)).collect();
+            for (wave, why) in cut(plan, todo, &sizes, &caps) {
+                let by = &r.domains.as_ref().map_or(String::new(), |d| d.by.value.clone());
+                cuts.push((wave, format!("domain {by}={v}: {why}"), Some(v.clone())));
+            }
+        }
+    } else {
+        for (wave, why) in cut(plan, rest, &sizes, &caps) {
+            cuts.push((wave, why, None));
+        }
+    }
+    let mut s = Schedule::default();
+    for (wave, why, dom) in cuts {
+        s.waves.push(wave);
+        s.why.push(why);
+        s.domain.push(dom);
+    }
+    if !done.is_empty() {
+        let names: Vec<&str> = done.iter().map(|t| t.name(plan)).collect();
+        let note = format!("already there, only looked at: {}", names.join(", "));
+        if s.waves.is_empty() {
+            s.waves.push(Vec::new());
+            s.why.push(String::new());
+            s.domain.push(None);
+        }
+        let first = &mut s.waves[0];
+        first.extend(done);
+        // Plan order within the wave, as every wave has.
+        first.sort_by_key(|t| t.index(plan));
+        s.why[0] = if s.why[0].is_empty() { note } else { format!("{}; {note}", s.why[0]) };
+    }
+    Ok(s)
 }
 
 #[cfg(test)]
@@ -230,7 +503,10 @@ mod tests {
     #[test]
     fn a_schedule_counts_and_lists_its_targets_wave_by_wave() {
         let mut plan = plan();
-        plan.rollout.waves = vec![Amount::Count(1), Amount::Percent(50.0)];
+        plan.rollout.waves = vec![
+            WaveSize::Size(Amount::Count(1)),
+            WaveSize::Size(Amount::Percent(50.0)),
+        ];
         let s = build(&plan, None).unwrap();
         assert_eq!(
             s.waves,
@@ -248,12 +524,9 @@ mod tests {
         );
         let one = build(&plan, Some("blog")).unwrap();
         assert_eq!((one.len(), one.is_empty()), (1, false));
-        assert!(Schedule { waves: vec![] }.is_empty());
+        assert!(Schedule::of(vec![]).is_empty());
         assert_eq!(
-            Schedule {
-                waves: vec![vec![], vec![]]
-            }
-            .len(),
+            Schedule::of(vec![vec![], vec![]]).len(),
             0
         );
     }
@@ -292,5 +565,116 @@ mod tests {
                 assert!(w.iter().all(|s| *s >= 1));
             }
         }
+    }
+
+    fn load(text: &str) -> Plan {
+        let loaded = crate::plan::load_text(
+            crate::span::SourceFile::new("p.yaml", text.to_owned()),
+            crate::plan::Format::Yaml,
+            std::path::Path::new("."),
+        );
+        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
+        loaded.plan.unwrap()
+    }
+
+    /// Twelve nodes in three zones of four; n1 is the canary, in zone b.
+    fn zones(rollout: &str) -> Plan {
+        let mut text = format!(
+            "plan: 1\nname: p\nproduct: emqx\nrepository: ./r\nto: 4.4.16\nrollout:\n{rollout}\nnodes:\n"
+        );
+        for i in 1..=12 {
+            let zone = ["a", "b", "c"][i % 3];
+            let canary = if i == 1 { ", tags: [canary]" } else { "" };
+            text.push_str(&format!(
+                "  - {{ name: n{i}, root: ./n{i}, labels: {{ zone: {zone} }}{canary} }}\n"
+            ));
+        }
+        load(&text)
+    }
+
+    fn waves(plan: &Plan, s: &Schedule) -> Vec<Vec<String>> {
+        s.waves.iter().map(|w| names(plan, w)).collect()
+    }
+
+    #[test]
+    fn domains_go_one_at_a_time_never_more_than_max_unavailable_of_one_out() {
+        let plan = zones("  waves: [\"@canary\", \"100%\"]\n  domains: { by: zone, order: [c, a], max_unavailable: 2 }");
+        let s = build(&plan, None).unwrap();
+        let w = waves(&plan, &s);
+        // The canary alone first, then zone c, then a, then b (not listed), 2 at a time.
+        assert_eq!(w[0], ["n1"]);
+        assert_eq!(&w[1..3], [vec!["n2", "n5"], vec!["n8", "n11"]]);
+        assert_eq!(&w[3..5], [vec!["n3", "n6"], vec!["n9", "n12"]]);
+        assert_eq!(&w[5..], [vec!["n4", "n7"], vec!["n10"]]);
+        assert_eq!(s.domain[1].as_deref(), Some("c"));
+        assert!(s.why[0].starts_with("selected by @canary"), "{}", s.why[0]);
+        assert!(s.why[1].contains("domain zone=c"), "{}", s.why[1]);
+        assert!(s.why[1].contains("cut to 2 by max_unavailable 2 of zone=c"), "{}", s.why[1]);
+        // Every target once.
+        let mut all: Vec<String> = w.concat();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 12);
+        let small = zones("  domains: { by: zone, order: smallest_first, max_unavailable: \"50%\" }");
+        let w = waves(&small, &build(&small, None).unwrap());
+        assert_eq!(w.len(), 6);
+        assert!(w.iter().all(|x| x.len() == 2), "{w:?}");
+    }
+
+    #[test]
+    fn min_available_cuts_waves_so_enough_stay_up() {
+        let plan = load(
+            "plan: 1\nname: p\nproduct: emqx\nrepository: ./r\nto: 4.4.16\n\
+             rollout: { min_available: [{ select: \"@core\", count: 2 }] }\n\
+             nodes:\n  - { name: c1, root: ./c1, tags: [core] }\n  - { name: c2, root: ./c2, tags: [core] }\n  \
+             - { name: c3, root: ./c3, tags: [core] }\n  - { name: e1, root: ./e1 }\n",
+        );
+        let s = build(&plan, None).unwrap();
+        assert_eq!(
+            waves(&plan, &s),
+            [vec!["c1", "e1"], vec!["c2"], vec!["c3"]]
+        );
+        assert!(s.why[0].contains("min_available @core (keeps 2 of 3 up)"), "{}", s.why[0]);
+    }
+
+    #[test]
+    fn targets_already_there_join_the_first_wave_and_the_canary_is_the_next_one() {
+        let plan = zones("  waves: [1, \"100%\"]");
+        // n1 is done: the first real canary is n2, and n1 is only looked at with it.
+        let done = |t: TargetId| t == TargetId::Node(0);
+        let s = build_with(&plan, None, &done).unwrap();
+        let w = waves(&plan, &s);
+        assert_eq!(w[0], ["n1", "n2"]);
+        assert_eq!(w[1].len(), 10);
+        assert!(s.why[0].contains("already there, only looked at: n1"), "{}", s.why[0]);
+        // Without knowing, n1 would be the canary.
+        assert_eq!(waves(&plan, &build(&plan, None).unwrap())[0], ["n1"]);
+    }
+
+    #[test]
+    fn budgets_are_per_run_wave_or_domain() {
+        let run = zones("  waves: [4]\n  max_failures: 1");
+        let s = build(&run, None).unwrap();
+        assert_eq!((0..3).map(|i| s.budget(&run, i)).collect::<Vec<_>>(), [1, 1, 1]);
+        let wave = zones("  waves: [4, 8]\n  max_failures: { count: \"50%\", scope: wave }");
+        let s = build(&wave, None).unwrap();
+        assert_eq!((0..2).map(|i| s.budget(&wave, i)).collect::<Vec<_>>(), [2, 4]);
+        let dom = zones("  domains: { by: zone, max_unavailable: 2 }\n  max_failures: { count: \"25%\", scope: domain }");
+        let s = build(&dom, None).unwrap();
+        // Each zone has 4 targets: 25% of 4 is 1, whichever wave of the zone.
+        assert!((0..s.waves.len()).all(|i| s.budget(&dom, i) == 1));
+    }
+
+    #[test]
+    fn selectors_pick_tags_labels_names_and_globs() {
+        let plan = zones("  waves: [\"@zone=a\", \"n1*\", \"100%\"]");
+        let w = waves(&plan, &build(&plan, None).unwrap());
+        assert_eq!(w[0], ["n3", "n6", "n9", "n12"]);
+        // n12 went with zone a already: a target is in one wave.
+        assert_eq!(w[1], ["n1", "n10", "n11"]);
+        assert_eq!(w[2].len(), 5);
+        assert_eq!(names(&plan, &select(&plan, Some("@zone=b")).unwrap()), ["n1", "n4", "n7", "n10"]);
+        assert_eq!(unavailable(Amount::Percent(10.0), 4), 1);
+        assert_eq!(keep_up(Amount::Percent(50.0), 3), 2);
     }
 }

@@ -15,7 +15,7 @@ use crate::window;
 
 type Done = Result<Exit, Failure>;
 
-pub fn plan(path: &Path, only: Option<&str>, format: PlanFormat) -> Done {
+pub fn plan(path: &Path, only: Option<&str>, format: PlanFormat, explain: bool) -> Done {
     let p = crate::run::prepare(path, only, false)?;
     render_warnings(&p.warnings, p.file.as_ref());
     let waves = p.preview();
@@ -31,12 +31,15 @@ pub fn plan(path: &Path, only: Option<&str>, format: PlanFormat) -> Done {
             file: String,
             max_parallel: usize,
             waves: &'a [Vec<crate::run::Preview>],
+            /// Each wave's reason, domain and failure budget.
+            schedule: Vec<crate::run::PlannedWave>,
         }
         let doc = Doc {
             plan: &plan.name,
             file: path.display().to_string(),
             max_parallel: plan.rollout.max_parallel,
             waves: &waves,
+            schedule: crate::run::planned(plan, &p.schedule),
         };
         let s = serde_json::to_string_pretty(&doc)
             .map_err(|e| Problem::new(Code::Io, format!("cannot render JSON: {e}")))?;
@@ -58,8 +61,24 @@ pub fn plan(path: &Path, only: Option<&str>, format: PlanFormat) -> Done {
             window::standing(w, jiff::Timestamp::now())
         );
     }
+    let planned = crate::run::planned(plan, &p.schedule);
     for (i, wave) in waves.iter().enumerate() {
-        println!("Wave {}/{}:", i + 1, waves.len());
+        let budget = planned.get(i).map_or(0, |w| w.budget);
+        let scope = match plan.rollout.budget_scope {
+            crate::plan::BudgetScope::Run => "in the run",
+            crate::plan::BudgetScope::Wave => "in this wave",
+            crate::plan::BudgetScope::Domain => "in its domain",
+        };
+        println!(
+            "Wave {}/{} (tolerates {} {scope}):",
+            i + 1,
+            waves.len(),
+            plural(budget, "failure")
+        );
+        if explain && let Some(w) = planned.get(i) {
+            let why = if w.why.is_empty() { "the plan's wave sizes" } else { &w.why };
+            println!("  why: {why}");
+        }
         for t in wave {
             let from = match (&t.from, t.from_source) {
                 (Some(v), "live") => v.clone(),
@@ -81,6 +100,35 @@ pub fn plan(path: &Path, only: Option<&str>, format: PlanFormat) -> Done {
                 println!("  {:<20}   {line}", "");
             }
         }
+        if i + 1 < waves.len() {
+            for a in &plan.analysis {
+                println!("  then: analysis `{}` ({})", a.name, a.query.value);
+            }
+            for g in plan.rollout.gates.iter().filter(|g| g.after_wave.value == i + 1) {
+                match g.kind {
+                    crate::plan::GateKind::Manual => println!(
+                        "  then: gate: the run pauses until `fleetup approve RUN`"
+                    ),
+                    crate::plan::GateKind::Wait(d) => {
+                        println!("  then: gate: wait {}s", d.as_secs())
+                    }
+                }
+            }
+        } else {
+            for a in &plan.analysis {
+                println!("  then: analysis `{}` ({})", a.name, a.query.value);
+            }
+        }
+    }
+    if explain && let Some(d) = &plan.rollout.domains {
+        println!(
+            "Domains by `{}`: one at a time, at most {} of a domain changing at once.",
+            d.by.value,
+            match d.max_unavailable {
+                crate::plan::Amount::Count(c) => c.to_string(),
+                crate::plan::Amount::Percent(p) => format!("{p}%"),
+            }
+        );
     }
     Ok(Exit::Ok)
 }
@@ -387,6 +435,7 @@ pub fn apply(path: &Path, o: ApplyOpts) -> Done {
 pub struct ResumeOpts {
     pub state: Option<PathBuf>,
     pub wait_for_lock: Option<String>,
+    pub current_window: bool,
     pub format: RunFormat,
 }
 
@@ -395,7 +444,44 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> Done {
         state: o.state,
         lock_wait: super::lock_wait(o.wait_for_lock.as_deref())?,
     };
-    with_progress(o.format, |sink| runner.resume(run, sink))
+    with_progress(o.format, |sink| runner.resume(run, o.current_window, sink))
+}
+
+/// `fleetup approve RUN`: records the approval of the gate the run waits at.
+pub fn approve(run: &str, state: Option<&Path>) -> Done {
+    let runner = Runner {
+        state: state.map(Path::to_owned),
+        lock_wait: std::time::Duration::ZERO,
+    };
+    let said = runner.approve(run)?;
+    println!("{said}");
+    Ok(Exit::Ok)
+}
+
+/// `fleetup abort RUN [--rollback]`: ends a run that waits for `resume`.
+pub fn abort(
+    run: &str,
+    rollback: bool,
+    state: Option<&Path>,
+    yes: bool,
+    format: RunFormat,
+) -> Done {
+    let runner = Runner {
+        state: state.map(Path::to_owned),
+        lock_wait: std::time::Duration::ZERO,
+    };
+    if rollback {
+        runner.abortable(run)?;
+        let done = self::rollback(run, &[], state, yes, format)?;
+        // Declined, or nothing was upgraded: the run still waits; it ends here.
+        if runner.abortable(run).is_ok() && done == Exit::Ok {
+            println!("{}", runner.abort(run)?);
+        }
+        return Ok(done);
+    }
+    let said = runner.abort(run)?;
+    println!("{said}");
+    Ok(Exit::Ok)
 }
 
 /// `fleetup rollback RUN`: on a terminal, asks first (naming what goes back) unless `yes`.

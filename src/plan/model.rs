@@ -33,6 +33,10 @@ pub struct Plan {
     pub health: Option<Health>,
     pub hooks: Hooks,
     pub window: Option<Window>,
+    /// Metric checks after each wave (`analysis:`).
+    pub analysis: Vec<Analysis>,
+    /// Webhooks told how the run goes (`notify:`).
+    pub notify: Vec<Notify>,
     pub nodes: Vec<NodeTarget>,
     pub groups: Vec<GroupTarget>,
 }
@@ -70,11 +74,73 @@ pub enum Render {
 /// SSH connections open at once when the plan does not say (`rollout.max_connections`).
 pub const MAX_CONNECTIONS: usize = 64;
 
+/// One entry of `rollout.waves`: a size, or the targets a selector picks (`"@canary"`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum WaveSize {
+    Size(Amount),
+    Select(At<String>),
+}
+
+/// How domains follow one another (`rollout.domains.order`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum DomainOrder {
+    /// As their first target appears in the plan.
+    Plan,
+    SmallestFirst,
+    /// These first, in this order; any other after them, in plan order.
+    Listed(Vec<At<String>>),
+}
+
+/// `rollout.domains`: waves one failure domain at a time.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Domains {
+    /// The label whose value names a target's domain (`zone`).
+    pub by: At<String>,
+    pub order: DomainOrder,
+    /// Targets of one domain out at once (a count, or a share of the domain rounded
+    /// down, at least 1).
+    pub max_unavailable: Amount,
+}
+
+/// `rollout.min_available`: targets a selector picks that must stay up during any wave.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MinAvailable {
+    pub select: At<String>,
+    pub count: Amount,
+}
+
+/// What `max_failures` counts over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BudgetScope {
+    #[default]
+    Run,
+    Wave,
+    Domain,
+}
+
+/// A pause after a wave: an operator's approval, or a wait.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gate {
+    /// 1-based.
+    pub after_wave: At<usize>,
+    pub kind: GateKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GateKind {
+    Manual,
+    Wait(Duration),
+}
+
 #[derive(Clone, Debug)]
 pub struct Rollout {
     pub max_parallel: usize,
-    pub waves: Vec<Amount>,
+    pub waves: Vec<WaveSize>,
     pub max_failures: Amount,
+    pub budget_scope: BudgetScope,
+    pub domains: Option<Domains>,
+    pub min_available: Vec<MinAvailable>,
+    pub gates: Vec<Gate>,
     pub on_failure: OnFailure,
     pub permanent: bool,
     pub pause: Duration,
@@ -96,8 +162,12 @@ impl Default for Rollout {
     fn default() -> Self {
         Rollout {
             max_parallel: 10,
-            waves: vec![Amount::Percent(100.0)],
+            waves: vec![WaveSize::Size(Amount::Percent(100.0))],
             max_failures: Amount::Count(0),
+            budget_scope: BudgetScope::Run,
+            domains: None,
+            min_available: Vec::new(),
+            gates: Vec::new(),
             on_failure: OnFailure::Rollback,
             permanent: true,
             pause: Duration::ZERO,
@@ -110,13 +180,74 @@ impl Default for Rollout {
 #[derive(Clone, Debug)]
 pub struct Hooks {
     pub command: Option<Vec<At<Template>>>,
+    /// Lifecycle: before a target changes (drain), after it is healthy or back
+    /// (undrain), after a rollback.
+    pub before: Option<Vec<At<Template>>>,
+    pub after: Option<Vec<At<Template>>>,
+    pub on_rollback: Option<Vec<At<Template>>>,
     pub timeout: Duration,
+}
+
+/// A metric check against Prometheus (`analysis:`).
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    pub name: String,
+    /// The Prometheus server (`http://host:9090`).
+    pub url: At<Template>,
+    /// PromQL; with a node's placeholders it is asked once per node of the wave.
+    pub query: At<Template>,
+    pub max: Option<f64>,
+    pub min: Option<f64>,
+    /// How long the check watches.
+    pub watch_for: Duration,
+    pub interval: Duration,
+    /// Measurements out of bounds tolerated before the analysis fails.
+    pub failure_limit: u32,
+}
+
+/// When a webhook is told.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NotifyOn {
+    RunStart,
+    WaveDone,
+    Failed,
+    Paused,
+    Finished,
+}
+
+impl NotifyOn {
+    pub const ALL: [NotifyOn; 5] = [
+        NotifyOn::RunStart,
+        NotifyOn::WaveDone,
+        NotifyOn::Failed,
+        NotifyOn::Paused,
+        NotifyOn::Finished,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyOn::RunStart => "run_start",
+            NotifyOn::WaveDone => "wave_done",
+            NotifyOn::Failed => "failed",
+            NotifyOn::Paused => "paused",
+            NotifyOn::Finished => "finished",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Notify {
+    /// Its URL; `${ENV}` keeps a secret out of the plan and of every message.
+    pub webhook: At<Template>,
+    pub on: Vec<NotifyOn>,
 }
 
 impl Default for Hooks {
     fn default() -> Self {
         Hooks {
             command: None,
+            before: None,
+            after: None,
+            on_rollback: None,
             timeout: Duration::from_secs(300),
         }
     }
@@ -149,6 +280,8 @@ pub struct NodeTarget {
     pub to: At<Version>,
     pub sha256: Option<At<String>>,
     pub tags: Vec<String>,
+    /// Labels (`zone: eu-1a`), for failure domains and `@key=value` selectors.
+    pub labels: BTreeMap<String, String>,
     /// What the node's release is built for, when it runs none yet (`platform:`).
     pub platform: Option<At<crate::package::Platform>>,
 }
@@ -170,6 +303,7 @@ pub struct GroupTarget {
     pub health: Option<Health>,
     pub vars: BTreeMap<String, Template>,
     pub tags: Vec<String>,
+    pub labels: BTreeMap<String, String>,
     /// The format of the specs its deploy hook is given.
     pub render: Render,
     /// Local settings per service, merged into every rendered spec.

@@ -39,6 +39,14 @@ pub enum Ty {
     CountOrPercent {
         min: i64,
     },
+    /// A wave: a count, a percentage, or a selector (`@tag`, `@label=value`, a name).
+    Wave,
+    /// A table of labels: names to plain values (`zone: eu-1a`).
+    Labels,
+    /// A number, whole or not.
+    Number,
+    /// One of two: the first when the value has its shape (a list, a table, …).
+    Either(&'static Ty, &'static Ty),
     List(&'static Ty),
     Table(&'static [Field]),
     /// A table whose keys are names (services) and whose values are tables of `fields`.
@@ -107,10 +115,40 @@ pub static POLICY: &[Field] = &[field!(
     "how far an upgrade may jump: patch (x.y.z → x.y.z+N), minor (same major), major (any newer)"
 )];
 
+pub static DOMAINS: &[Field] = &[
+    field!("by", Ty::Str, required, "the label whose value is a target's failure domain, e.g. zone"),
+    field!(
+        "order",
+        Ty::Either(&Ty::List(&Ty::Str), &Ty::Enum(&["plan", "smallest_first"])),
+        default "plan",
+        "domains in this order (a list of label values; others follow in plan order), smallest_first, or plan (as their first target appears)"
+    ),
+    field!("max_unavailable", Ty::CountOrPercent { min: 1 }, default "1", "targets of one domain changing at once (count, or \"N%\" of the domain rounded down, at least 1)"),
+];
+
+pub static MIN_AVAILABLE: &[Field] = &[
+    field!("select", Ty::Str, required, "the targets: @tag, @label=value, a name or a glob"),
+    field!("count", Ty::CountOrPercent { min: 1 }, required, "how many of them stay up during every wave (count or \"N%\" rounded up)"),
+];
+
+pub static BUDGET: &[Field] = &[
+    field!("count", Ty::CountOrPercent { min: 0 }, required, "failed targets tolerated (count, or \"N%\" of the scope's targets rounded down)"),
+    field!("scope", Ty::Enum(&["run", "wave", "domain"]), default "run", "what the count is of: the whole run, each wave, each failure domain"),
+];
+
+pub static GATE: &[Field] = &[
+    field!("after_wave", Ty::Int { min: 1, max: 100000 }, required, "the wave (1 is the first) after which the gate stands"),
+    field!("approve", Ty::Enum(&["manual"]), "manual: the run pauses (exit 6) until `fleetup approve RUN`, then `fleetup resume`"),
+    field!("wait", Ty::Duration, "wait this long before the next wave"),
+];
+
 pub static ROLLOUT: &[Field] = &[
     field!("max_parallel", Ty::Int { min: 1, max: 1000 }, default "10", "targets worked on at once"),
-    field!("waves", Ty::List(&Ty::CountOrPercent { min: 1 }), default "[\"100%\"]", "batch sizes, a count or a % of all targets; the last size repeats"),
-    field!("max_failures", Ty::CountOrPercent { min: 0 }, default "0", "failed targets tolerated in the whole run (count or \"N%\")"),
+    field!("waves", Ty::List(&Ty::Wave), default "[\"100%\"]", "batch sizes, a count or a % of the targets, or a selector (\"@canary\") for a wave of exactly those; the last size repeats"),
+    field!("max_failures", Ty::Either(&Ty::Table(BUDGET), &Ty::CountOrPercent { min: 0 }), default "0", "failed targets tolerated in the whole run (count or \"N%\"), or { count, scope: run | wave | domain }"),
+    field!("domains", Ty::Table(DOMAINS), "failure domains: waves one domain at a time, at most max_unavailable of a domain changing at once"),
+    field!("min_available", Ty::List(&Ty::Table(MIN_AVAILABLE)), "groups of targets that keep this many up during every wave"),
+    field!("gates", Ty::List(&Ty::Table(GATE)), "pauses after waves: a manual approval or a wait"),
     field!("on_failure", Ty::Enum(&["rollback", "rollback-all", "stop"]), default "rollback", "what happens when failures exceed max_failures"),
     field!("permanent", Ty::Bool, default "true", "make new releases permanent; false leaves them current"),
     field!("pause", Ty::Duration, default "0s", "wait between waves"),
@@ -124,7 +162,30 @@ pub static NODE_HOOKS: &[Field] = &[
         Ty::Argv,
         "command run after `current` is switched, to load the new release"
     ),
+    field!("before", Ty::Argv, "command run on the node's host before it changes (drain it); failing leaves it unchanged and failed"),
+    field!("after", Ty::Argv, "command run on the node's host once it is healthy on its new release, or back on its old one (undrain it)"),
+    field!("on_rollback", Ty::Argv, "command run on the node's host after it was rolled back"),
     field!("timeout", Ty::Duration, default "5m", "deadline of every hook; a timeout is a failure"),
+];
+
+pub static PROMETHEUS: &[Field] = &[
+    field!("url", Ty::Template, required, "the Prometheus server, e.g. http://prometheus:9090"),
+    field!("query", Ty::Template, required, "PromQL; with a node placeholder ({name}, {host}, vars) it is asked once per node of the wave"),
+    field!("max", Ty::Number, "every sample must be at most this"),
+    field!("min", Ty::Number, "every sample must be at least this"),
+    field!("for", Ty::Duration, default "0s", "how long to keep measuring after the wave"),
+    field!("interval", Ty::Duration, default "10s", "time between measurements"),
+    field!("failure_limit", Ty::Int { min: 0, max: 1000 }, default "0", "measurements out of bounds tolerated"),
+];
+
+pub static ANALYSIS: &[Field] = &[
+    field!("name", Ty::Str, required, "what the analysis checks, as messages name it"),
+    field!("prometheus", Ty::Table(PROMETHEUS), required, "the query and its bounds"),
+];
+
+pub static NOTIFY: &[Field] = &[
+    field!("webhook", Ty::Template, required, "URL posted a JSON body (with a Slack-compatible `text`); ${ENV} keeps a secret out of the plan"),
+    field!("on", Ty::List(&Ty::Enum(&["run_start", "wave_done", "failed", "paused", "finished"])), default "[\"failed\", \"paused\", \"finished\"]", "which moments to post"),
 ];
 
 pub static WINDOW: &[Field] = &[
@@ -151,6 +212,7 @@ pub static DEFAULTS: &[Field] = &[
         "template values of every node (a node's own vars win)"
     ),
     field!("tags", Ty::List(&Ty::Name), "tags of every node"),
+    field!("labels", Ty::Labels, "labels of every node (a node's own win)"),
     field!(
         "platform",
         Ty::Str,
@@ -187,6 +249,11 @@ pub static NODE: &[Field] = &[
         "tags",
         Ty::List(&Ty::Name),
         "tags, selected with --only @tag"
+    ),
+    field!(
+        "labels",
+        Ty::Labels,
+        "labels such as zone: eu-1a, for rollout.domains and @label=value selectors"
     ),
     field!(
         "platform",
@@ -278,6 +345,11 @@ pub static GROUP: &[Field] = &[
         Ty::List(&Ty::Name),
         "tags, selected with --only @tag"
     ),
+    field!(
+        "labels",
+        Ty::Labels,
+        "labels such as zone: eu-1a, for rollout.domains and @label=value selectors"
+    ),
 ];
 
 pub static PLAN: &[Field] = &[
@@ -338,6 +410,16 @@ pub static PLAN: &[Field] = &[
         "window",
         Ty::Table(WINDOW),
         "maintenance window outside which apply refuses to start"
+    ),
+    field!(
+        "analysis",
+        Ty::List(&Ty::Table(ANALYSIS)),
+        "metric checks against Prometheus after each wave; a failing one fails the wave"
+    ),
+    field!(
+        "notify",
+        Ty::List(&Ty::Table(NOTIFY)),
+        "webhooks told when the run starts, a wave is done, it fails, pauses or finishes"
     ),
     field!(
         "defaults",
@@ -480,6 +562,20 @@ fn ty_schema(ty: &Ty) -> Value {
                 { "type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?%$" }
             ]
         }),
+        Ty::Wave => json!({
+            "oneOf": [
+                { "type": "integer", "minimum": 1 },
+                { "type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?%$" },
+                { "type": "string", "pattern": r"^[^0-9]" }
+            ]
+        }),
+        Ty::Labels => json!({
+            "type": "object",
+            "propertyNames": { "pattern": "^[A-Za-z0-9_][A-Za-z0-9._/-]{0,63}$" },
+            "additionalProperties": { "type": ["string", "number", "boolean"] }
+        }),
+        Ty::Number => json!({ "type": "number" }),
+        Ty::Either(a, b) => json!({ "oneOf": [ty_schema(a), ty_schema(b)] }),
         Ty::List(item) => json!({ "type": "array", "items": ty_schema(item) }),
         Ty::Table(fields) => table_schema(fields),
         Ty::Named(fields) => json!({
@@ -502,7 +598,7 @@ pub fn all_key_paths() -> Vec<String> {
             };
             out.push(path.clone());
             match &f.ty {
-                Ty::Table(sub) => walk(&path, sub, out),
+                Ty::Table(sub) | Ty::Either(Ty::Table(sub), _) => walk(&path, sub, out),
                 Ty::List(Ty::Table(sub)) => walk(&format!("{path}[]"), sub, out),
                 Ty::Named(sub) => walk(&format!("{path}.*"), sub, out),
                 _ => {}

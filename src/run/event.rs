@@ -79,6 +79,8 @@ pub enum Step {
     Permanent {
         version: Version,
     },
+    /// A lifecycle hook runs (`before`, `after`, `on_rollback`).
+    Hook(&'static str),
     /// A line a node's store said (EMQX's words).
     Store(String),
     /// A line an app group said.
@@ -99,6 +101,7 @@ impl Step {
             Step::HealthChecking | Step::HealthFailed { .. } => "health",
             Step::RollBack(_) => "rollback",
             Step::Permanent { .. } => "permanent",
+            Step::Hook(_) => "hook",
             Step::Store(_) => "store",
             Step::Group(_) => "group",
         }
@@ -139,6 +142,7 @@ impl fmt::Display for Step {
             Step::RollBack(Back::LastUpgrade) => f.write_str("the group's last upgrade"),
             Step::RollBack(Back::All) => f.write_str("rollback-all"),
             Step::Permanent { version } => write!(f, "{version}"),
+            Step::Hook(which) => f.write_str(which),
             Step::Store(line) | Step::Group(line) => f.write_str(line),
         }
     }
@@ -173,10 +177,34 @@ pub enum Event {
         journal: PathBuf,
         how: Begin,
     },
+    /// The run's waves, once, as it starts (`resume` goes on with the same ones).
+    Schedule {
+        waves: Vec<PlannedWave>,
+    },
     Wave {
         index: usize,
         of: usize,
         targets: Vec<String>,
+    },
+    /// A wave is over (after its analyses): how many of it were upgraded and failed.
+    WaveDone {
+        index: usize,
+        of: usize,
+        upgraded: usize,
+        failed: usize,
+    },
+    /// A gate after wave `after_wave` (1-based): waiting for an approval, approved,
+    /// or waited through.
+    Gate {
+        after_wave: usize,
+        state: GateState,
+    },
+    /// A metric analysis after wave `wave` (1-based) and its verdict.
+    Analysis {
+        wave: usize,
+        name: String,
+        verdict: Verdict,
+        detail: String,
     },
     Step {
         target: String,
@@ -193,6 +221,40 @@ pub enum Event {
         target: String,
         detail: String,
     },
+}
+
+/// One wave as the run planned it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedWave {
+    pub targets: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub why: String,
+    /// Failures the wave tolerates (`max_failures` in its scope).
+    #[serde(default)]
+    pub budget: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum GateState {
+    /// A manual gate: the run pauses until `fleetup approve`.
+    Waiting,
+    /// `fleetup approve` by `by` (user@host).
+    Approved { by: String },
+    /// A wait gate waited `secs` seconds.
+    Waited { secs: u64 },
+}
+
+/// What a metric analysis found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Passed,
+    Failed,
+    /// Prometheus could not be asked, or had no data: the run pauses.
+    Inconclusive,
 }
 
 /// One target's result.
@@ -230,6 +292,8 @@ pub enum RunStatus {
     NeedsAttention,
     /// `rollback RUN` put back everything the run had upgraded.
     RolledBack,
+    /// `fleetup abort` ended it while it waited for `resume`.
+    Aborted,
 }
 
 impl RunStatus {
@@ -243,6 +307,7 @@ impl RunStatus {
             RunStatus::Stopped => "stopped",
             RunStatus::NeedsAttention => "needs-attention",
             RunStatus::RolledBack => "rolled-back",
+            RunStatus::Aborted => "aborted",
         }
     }
 
@@ -257,7 +322,7 @@ impl RunStatus {
     /// How the command that ended the run with this status exits.
     pub fn exit(self) -> Exit {
         match self {
-            RunStatus::Succeeded | RunStatus::RolledBack => Exit::Ok,
+            RunStatus::Succeeded | RunStatus::RolledBack | RunStatus::Aborted => Exit::Ok,
             RunStatus::Failed => Exit::Failed,
             // Both wait for `fleetup resume` (exit 6).
             RunStatus::Paused | RunStatus::Stopped => Exit::Paused,

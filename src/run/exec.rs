@@ -6,17 +6,19 @@
 //! This file drives [`Target`]s and never asks which kind it has. Workers only send
 //! [`Event`]s; what reaches the terminal or the journal is decided by the consumers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use semver::Version;
 
-use super::event::{Back, Event, Outcome, Step, TargetResult};
-use super::target::{ChangeError, Cx, Target};
+use super::event::{Back, Event, GateState, Outcome, Step, TargetResult, Verdict};
+use super::target::{Change, ChangeError, Cx, Lifecycle, Target};
 use crate::diagnostics::{Code, Problem};
-use crate::plan::{Amount, OnFailure, Plan};
+use crate::plan::{OnFailure, Plan};
+#[cfg(test)]
+use crate::plan::Amount;
 use crate::remote::Hosts;
 use crate::schedule::{Schedule, TargetId};
 
@@ -29,6 +31,10 @@ pub struct Earlier {
     /// on its target was upgraded by this run (killed before it could say so), not
     /// unchanged.
     pub began: BTreeMap<String, Option<Version>>,
+    /// Gates it passed, by the wave they follow.
+    pub gates: BTreeMap<usize, GateState>,
+    /// Waves (1-based) whose analyses all passed.
+    pub analysed: BTreeSet<usize>,
 }
 
 /// Why a target of a wave may not start, as the wave's preflight found it.
@@ -44,8 +50,9 @@ pub type WaveCheck<'a> = &'a (dyn Fn(&[TargetId]) -> Vec<Refusal> + Sync);
 /// How the wave loop ended.
 pub struct RunEnd {
     pub results: Vec<TargetResult>,
-    /// The maintenance window closed: targets not started wait for `resume`.
-    pub paused: bool,
+    /// Why the run paused (its window closed, a gate waits for an approval, an analysis
+    /// was inconclusive): targets not started wait for `resume`.
+    pub paused: Option<String>,
     /// SIGINT or SIGTERM: targets not started wait for `resume`.
     pub stopped: bool,
 }
@@ -59,8 +66,12 @@ pub struct Exec<'a> {
     hosts: Option<Arc<Hosts>>,
     emit: &'a (dyn Fn(Event) + Sync),
     earlier: Earlier,
-    failures: AtomicUsize,
-    allowed: usize,
+    /// Failures so far, by the scope `max_failures` counts them in.
+    failures: Mutex<BTreeMap<String, usize>>,
+    /// Each wave's scope key and the failures it tolerates.
+    budgets: Vec<(String, usize)>,
+    /// The wave being worked on (0-based).
+    wave: AtomicUsize,
     stop: AtomicBool,
     /// Targets this run upgraded (indexes into `targets`), in completion order, with
     /// the release they came from.
@@ -71,11 +82,33 @@ pub struct Exec<'a> {
     wave_check: Option<WaveCheck<'a>>,
 }
 
+#[cfg(test)]
 fn allowed_failures(a: Amount, total: usize) -> usize {
     match a {
         Amount::Count(c) => c as usize,
         Amount::Percent(p) => (p * total as f64 / 100.0).floor() as usize,
     }
+}
+
+/// The key under which wave `index`'s failures count, by `max_failures`'s scope.
+fn scope_key(plan: &Plan, schedule: &Schedule, index: usize) -> String {
+    match plan.rollout.budget_scope {
+        crate::plan::BudgetScope::Run => "run".into(),
+        crate::plan::BudgetScope::Wave => format!("wave {index}"),
+        crate::plan::BudgetScope::Domain => format!(
+            "domain {}",
+            schedule.domain.get(index).cloned().flatten().unwrap_or_default()
+        ),
+    }
+}
+
+/// Runs lifecycle hooks in turn; what failed, in words.
+fn hooks(change: &mut dyn Change, which: &[Lifecycle]) -> Option<String> {
+    let failed: Vec<String> = which
+        .iter()
+        .filter_map(|w| change.hook(*w).err().map(|p| p.message))
+        .collect();
+    (!failed.is_empty()).then(|| failed.join("; "))
 }
 
 impl<'a> Exec<'a> {
@@ -94,8 +127,9 @@ impl<'a> Exec<'a> {
             hosts,
             emit,
             earlier: Earlier::default(),
-            failures: AtomicUsize::new(0),
-            allowed: 0,
+            failures: Mutex::new(BTreeMap::new()),
+            budgets: Vec::new(),
+            wave: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             upgraded: Mutex::new(Vec::new()),
             left_locked: AtomicBool::new(false),
@@ -187,8 +221,20 @@ impl<'a> Exec<'a> {
     }
 
     fn failed(&self, r: TargetResult) -> TargetResult {
-        let n = self.failures.fetch_add(1, Ordering::SeqCst) + 1;
-        if n > self.allowed {
+        let w = self.wave.load(Ordering::SeqCst);
+        let Some((key, allowed)) = self.budgets.get(w) else {
+            self.stop.store(true, Ordering::SeqCst);
+            return r;
+        };
+        let n = match self.failures.lock() {
+            Ok(mut f) => {
+                let n = f.entry(key.clone()).or_default();
+                *n += 1;
+                *n
+            }
+            Err(_) => usize::MAX,
+        };
+        if n > *allowed {
             self.stop.store(true, Ordering::SeqCst);
         }
         r
@@ -269,25 +315,43 @@ impl<'a> Exec<'a> {
         let from = standing.from.as_ref();
         if let Some(already) = standing.reached {
             if let Some(came_from) = self.earlier.began.get(t.name()) {
-                // The earlier attempt got this far and was stopped before it could say so.
+                // The earlier attempt got this far and was stopped before it could say so;
+                // whether its `after` hook ran is not known, so it runs (again).
                 self.record_upgraded(i, came_from.clone());
-                return done(
-                    came_from.as_ref(),
-                    Outcome::Upgraded,
-                    format!("{to} was reached before the run was interrupted"),
-                    false,
-                );
+                let (detail, attention) = match hooks(&mut *change, &[Lifecycle::After]) {
+                    None => (format!("{to} was reached before the run was interrupted"), false),
+                    Some(h) => (format!("{to} was reached before the run was interrupted, but {h}"), true),
+                };
+                return done(came_from.as_ref(), Outcome::Upgraded, detail, attention);
             }
             return done(from, Outcome::Unchanged, already, false);
         }
+        // Drained first: a `before` hook that fails leaves the node unchanged (and lets
+        // it back in, should the hook have half-drained it).
+        if let Err(p) = change.hook(Lifecycle::Before) {
+            let detail = match hooks(&mut *change, &[Lifecycle::After]) {
+                None => format!("{}; nothing was changed", p.message),
+                Some(h) => format!("{}; nothing was changed, but {h}", p.message),
+            };
+            return self.failed(with(done(from, Outcome::Failed, detail, false), &p));
+        }
+        // What a hook said after the node's last step, added to its result.
+        let and = |detail: String, h: Option<String>| match h {
+            None => (detail, false),
+            Some(h) => (format!("{detail}; then {h}"), true),
+        };
         let unhealthy = match change.change() {
             Ok(()) => change.check().err(),
             Err(ChangeError::Undone(p)) => {
-                let r = done(from, Outcome::RolledBack, p.message.clone(), false);
+                let h = hooks(&mut *change, &[Lifecycle::OnRollback, Lifecycle::After]);
+                let (detail, attention) = and(p.message.clone(), h);
+                let r = done(from, Outcome::RolledBack, detail, attention);
                 return self.failed(with(r, &p));
             }
             Err(ChangeError::Failed { problem, attention }) => {
-                let r = done(from, Outcome::Failed, problem.message.clone(), attention);
+                let h = hooks(&mut *change, &[Lifecycle::After]);
+                let (detail, hooked) = and(problem.message.clone(), h);
+                let r = done(from, Outcome::Failed, detail, attention || hooked);
                 return self.failed(with(r, &problem));
             }
             Err(ChangeError::Unhealthy(p)) => Some(p),
@@ -301,7 +365,9 @@ impl<'a> Exec<'a> {
             self.step(t.name(), Step::RollBack(t.back(from)));
             return match change.undo() {
                 Ok(note) => {
-                    let r = done(from, Outcome::RolledBack, format!("{what}{note}"), false);
+                    let h = hooks(&mut *change, &[Lifecycle::OnRollback, Lifecycle::After]);
+                    let (detail, attention) = and(format!("{what}{note}"), h);
+                    let r = done(from, Outcome::RolledBack, detail, attention);
                     self.failed(with(r, &p))
                 }
                 Err(e) => {
@@ -313,7 +379,8 @@ impl<'a> Exec<'a> {
         match change.commit() {
             Ok(detail) => {
                 self.record_upgraded(i, standing.from.clone());
-                done(from, Outcome::Upgraded, detail, false)
+                let (detail, attention) = and(detail, hooks(&mut *change, &[Lifecycle::After]));
+                done(from, Outcome::Upgraded, detail, attention)
             }
             Err(p) => {
                 let r = done(from, Outcome::Failed, p.message.clone(), true);
@@ -349,6 +416,173 @@ impl<'a> Exec<'a> {
         }
     }
 
+    /// The result of a target that waits for `resume` because the run paused.
+    fn paused_result(&self, t: &TargetId, why: &str) -> TargetResult {
+        let plan = self.plan;
+        self.earlier
+            .finished
+            .get(t.name(plan))
+            .cloned()
+            .unwrap_or_else(|| TargetResult {
+                target: t.name(plan).to_owned(),
+                from: None,
+                to: self.targets[t.index(plan)].to(),
+                outcome: Outcome::Skipped,
+                detail: format!("paused: {why}"),
+                millis: 0,
+                attention: false,
+                code: None,
+            })
+    }
+
+    /// Waits `d` in short steps, so that a stop asked for meanwhile ends it.
+    fn sleep(d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until && !super::stop::requested() {
+            std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+        }
+    }
+
+    /// The analyses after wave `index` (0-based) over what it upgraded. A failing one
+    /// fails the wave: the targets it upgraded go back (or stay, with `on_failure:
+    /// stop`) and count as failures. `Some(why)` when one was inconclusive: the run
+    /// pauses.
+    fn analyse(&self, index: usize, wave: &[TargetId], results: &mut [TargetResult]) -> Option<String> {
+        let plan = self.plan;
+        if plan.analysis.is_empty() || self.earlier.analysed.contains(&(index + 1)) {
+            return None;
+        }
+        let nodes: Vec<&crate::plan::NodeTarget> = wave
+            .iter()
+            .filter_map(|t| match t {
+                TargetId::Node(i) => Some(&plan.nodes[*i]),
+                TargetId::Group(_) => None,
+            })
+            .collect();
+        let mut failed: Vec<String> = Vec::new();
+        for a in &plan.analysis {
+            let (verdict, detail) = crate::analysis::check(a, &nodes, &super::stop::requested);
+            (self.emit)(Event::Analysis {
+                wave: index + 1,
+                name: a.name.clone(),
+                verdict,
+                detail: detail.clone(),
+            });
+            match verdict {
+                Verdict::Passed => {}
+                Verdict::Inconclusive => {
+                    let why = format!(
+                        "the analysis `{}` after wave {} was inconclusive ({detail}); `fleetup resume {}` asks again, `fleetup abort {}` ends the run",
+                        a.name,
+                        index + 1,
+                        self.run_id,
+                        self.run_id
+                    );
+                    (self.emit)(Event::Note {
+                        detail: why.clone(),
+                    });
+                    return Some(why);
+                }
+                Verdict::Failed => failed.push(format!("analysis `{}`: {detail}", a.name)),
+            }
+        }
+        if failed.is_empty() {
+            return None;
+        }
+        let why = failed.join("; ");
+        let code = Some(Code::AnalysisFailed.as_str().to_owned());
+        let upgraded: Vec<(usize, Option<Version>)> = self
+            .upgraded
+            .lock()
+            .map(|u| u.clone())
+            .unwrap_or_default();
+        let cx = self.cx();
+        for t in wave {
+            let i = t.index(plan);
+            let Some(r) = results.iter_mut().find(|r| r.target == t.name(plan)) else {
+                continue;
+            };
+            let Some((_, from)) = upgraded.iter().find(|(u, _)| *u == i) else {
+                continue;
+            };
+            if plan.rollout.on_failure == OnFailure::Stop {
+                r.outcome = Outcome::Failed;
+                r.detail = format!("{why}; left as it is (on_failure: stop)");
+            } else {
+                let target = &*self.targets[i];
+                self.step(target.name(), Step::RollBack(target.back(from.as_ref())));
+                match target.roll_back(&cx, from.as_ref()) {
+                    Ok(words) => {
+                        r.outcome = Outcome::RolledBack;
+                        r.detail = format!("{why}; {words}");
+                    }
+                    Err(e) => {
+                        r.outcome = Outcome::Failed;
+                        r.detail = format!("{why}; rollback failed: {}", e.message);
+                        r.attention = true;
+                    }
+                }
+                if let Ok(mut u) = self.upgraded.lock() {
+                    u.retain(|(x, _)| *x != i);
+                }
+            }
+            r.code = code.clone();
+            *r = self.failed(r.clone());
+            self.done(r);
+        }
+        // However many the budget allows, a wave whose metrics failed is not followed.
+        self.stop.store(true, Ordering::SeqCst);
+        None
+    }
+
+    /// The gates after wave `index` (0-based): waits are waited, a manual gate not yet
+    /// approved pauses the run (`Some(why)`).
+    fn gates(&self, index: usize) -> Option<String> {
+        let after = index + 1;
+        for g in self.plan.rollout.gates.iter().filter(|g| g.after_wave.value == after) {
+            let passed = self.earlier.gates.get(&after);
+            match g.kind {
+                crate::plan::GateKind::Wait(d) => {
+                    if matches!(passed, Some(GateState::Waited { .. } | GateState::Approved { .. })) {
+                        continue;
+                    }
+                    (self.emit)(Event::Note {
+                        detail: format!("gate after wave {after}: waiting {}s", d.as_secs()),
+                    });
+                    Self::sleep(d);
+                    if super::stop::requested() {
+                        return None;
+                    }
+                    (self.emit)(Event::Gate {
+                        after_wave: after,
+                        state: GateState::Waited { secs: d.as_secs() },
+                    });
+                }
+                crate::plan::GateKind::Manual => {
+                    if let Some(GateState::Approved { by }) = passed {
+                        (self.emit)(Event::Note {
+                            detail: format!("gate after wave {after}: approved by {by}"),
+                        });
+                        continue;
+                    }
+                    (self.emit)(Event::Gate {
+                        after_wave: after,
+                        state: GateState::Waiting,
+                    });
+                    let why = format!(
+                        "waiting for an approval at the gate after wave {after}: `fleetup approve {}` then `fleetup resume {}` continue, `fleetup abort {}` ends the run",
+                        self.run_id, self.run_id, self.run_id
+                    );
+                    (self.emit)(Event::Note {
+                        detail: why.clone(),
+                    });
+                    return Some(why);
+                }
+            }
+        }
+        None
+    }
+
     /// Runs every wave of `schedule` and returns each target's result, in schedule order.
     pub fn execute(mut self, schedule: &Schedule, earlier: Earlier) -> Result<RunEnd, Problem> {
         let plan = self.plan;
@@ -356,14 +590,24 @@ impl<'a> Exec<'a> {
             .num_threads(plan.rollout.max_parallel.min(schedule.len().max(1)))
             .build()
             .map_err(|e| Problem::new(Code::Io, format!("cannot start the worker pool: {e}")))?;
-        // On resume, what already failed counts against max_failures as before.
-        let failed_before = earlier
-            .finished
-            .values()
-            .filter(|r| r.outcome.is_failure())
-            .count();
-        self.failures = AtomicUsize::new(failed_before);
-        self.allowed = allowed_failures(plan.rollout.max_failures, schedule.len());
+        self.budgets = (0..schedule.waves.len())
+            .map(|i| (scope_key(plan, schedule, i), schedule.budget(plan, i)))
+            .collect();
+        // On resume, what already failed counts against max_failures as before, in the
+        // scope of the wave it was in.
+        let mut before: BTreeMap<String, usize> = BTreeMap::new();
+        for (i, wave) in schedule.waves.iter().enumerate() {
+            for t in wave {
+                if earlier
+                    .finished
+                    .get(t.name(plan))
+                    .is_some_and(|r| r.outcome.is_failure())
+                {
+                    *before.entry(self.budgets[i].0.clone()).or_default() += 1;
+                }
+            }
+        }
+        self.failures = Mutex::new(before);
         self.earlier = earlier;
         let run = self;
         // A host lets go of its connection when its last node's turn has ended.
@@ -378,15 +622,16 @@ impl<'a> Exec<'a> {
         let name = |t: &crate::schedule::TargetId| t.name(plan);
         let mut results = Vec::with_capacity(schedule.len());
         let of = schedule.waves.len();
-        let mut paused = false;
+        let mut paused: Option<String> = None;
         for (index, wave) in schedule.waves.iter().enumerate() {
+            run.wave.store(index, Ordering::SeqCst);
             let all_finished = wave
                 .iter()
                 .all(|t| run.earlier.finished.contains_key(name(t)));
             // The pause comes before the window check: a window may close during it.
             if index > 0
                 && !all_finished
-                && !paused
+                && paused.is_none()
                 && !run.stop.load(Ordering::SeqCst)
                 && !plan.rollout.pause.is_zero()
             {
@@ -396,45 +641,26 @@ impl<'a> Exec<'a> {
                         plan.rollout.pause.as_secs_f64()
                     ),
                 });
-                // In short steps: a stop asked for during the pause ends it.
-                let until = Instant::now() + plan.rollout.pause;
-                while Instant::now() < until && !super::stop::requested() {
-                    std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
-                }
+                Self::sleep(plan.rollout.pause);
             }
-            if !paused
+            if paused.is_none()
                 && !all_finished
                 && index > 0
                 && let Some(w) = &plan.window
                 && !crate::window::is_open(w, jiff::Timestamp::now())
             {
-                paused = true;
+                let why = format!(
+                    "the maintenance window {} closed: no new wave starts; `fleetup resume` continues (`--current-window` takes the plan file's window as it is now), `fleetup abort` ends the run",
+                    crate::window::describe(w)
+                );
                 (run.emit)(Event::Note {
-                    detail: format!(
-                        "the maintenance window {} closed: no new wave starts; `fleetup resume` continues",
-                        crate::window::describe(w)
-                    ),
+                    detail: why.clone(),
                 });
+                paused = Some("the maintenance window closed".into());
             }
-            if paused {
+            if let Some(why) = &paused {
                 for t in wave {
-                    let target = &run.targets[t.index(plan)];
-                    results.push(
-                        run.earlier
-                            .finished
-                            .get(name(t))
-                            .cloned()
-                            .unwrap_or_else(|| TargetResult {
-                                target: name(t).to_owned(),
-                                from: None,
-                                to: target.to(),
-                                outcome: Outcome::Skipped,
-                                detail: "paused: the maintenance window closed".into(),
-                                millis: 0,
-                                attention: false,
-                                code: None,
-                            }),
-                    );
+                    results.push(run.paused_result(t, why));
                 }
                 continue;
             }
@@ -480,15 +706,31 @@ impl<'a> Exec<'a> {
                     });
                 }
             });
-            let wave_results: Vec<TargetResult> = slots
+            let mut wave_results: Vec<TargetResult> = slots
                 .into_iter()
                 .filter_map(|m| m.into_inner().ok().flatten())
                 .collect();
-            let wave_failed = wave_results.iter().any(|r| r.outcome.is_failure());
+            // A wave is followed only when all of it is healthy (within max_failures),
+            // its metrics hold, and its gates let the run through.
+            if !run.stop.load(Ordering::SeqCst) && !super::stop::requested() {
+                paused = run.analyse(index, wave, &mut wave_results);
+            }
+            (run.emit)(Event::WaveDone {
+                index: index + 1,
+                of,
+                upgraded: wave_results
+                    .iter()
+                    .filter(|r| r.outcome == Outcome::Upgraded)
+                    .count(),
+                failed: wave_results.iter().filter(|r| r.outcome.is_failure()).count(),
+            });
             results.extend(wave_results);
-            // A wave starts only when the previous one is all healthy, within max_failures.
-            if wave_failed && run.failures.load(Ordering::SeqCst) > run.allowed {
-                run.stop.store(true, Ordering::SeqCst);
+            if paused.is_none()
+                && index + 1 < of
+                && !run.stop.load(Ordering::SeqCst)
+                && !super::stop::requested()
+            {
+                paused = run.gates(index);
             }
         }
         let signalled = super::stop::requested();

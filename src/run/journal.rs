@@ -222,7 +222,10 @@ impl Journal {
     /// copy say it all).
     pub fn event(&self, e: &Event) {
         let Some(v) = event_json(e) else { return };
-        let durable = matches!(e, Event::Done(_) | Event::Wave { .. });
+        let durable = matches!(
+            e,
+            Event::Done(_) | Event::Wave { .. } | Event::Schedule { .. } | Event::Gate { .. }
+        );
         self.write(
             &Line::Event {
                 at: now(),
@@ -300,10 +303,32 @@ fn event_json(e: &Event) -> Option<serde_json::Value> {
     let v = |v: &Version| v.to_string();
     Some(match e {
         Event::Began { .. } | Event::Warnings { .. } | Event::Probe { .. } => return None,
+        Event::WaveDone {
+            index,
+            of,
+            upgraded,
+            failed,
+        } => json!({"event": "wave-done", "index": index, "of": of, "upgraded": upgraded, "failed": failed}),
         Event::Wave { index, of, targets } => {
             json!({"event": "wave", "index": index, "of": of, "targets": targets})
         }
         Event::Note { detail } => json!({"event": "note", "detail": detail}),
+        Event::Schedule { waves } => json!({"event": "schedule", "waves": waves}),
+        Event::Gate { after_wave, state } => {
+            let mut o = serde_json::to_value(state).ok()?;
+            let m = o.as_object_mut()?;
+            m.insert("event".into(), "gate".into());
+            m.insert("after_wave".into(), json!(after_wave));
+            o
+        }
+        Event::Analysis {
+            wave,
+            name,
+            verdict,
+            detail,
+        } => json!({
+            "event": "analysis", "wave": wave, "name": name, "verdict": verdict, "detail": detail,
+        }),
         Event::Done(r) => {
             let mut o = serde_json::to_value(r).ok()?;
             o.as_object_mut()?.insert("event".into(), "done".into());
@@ -355,6 +380,15 @@ pub struct RunSummary {
     /// release a node came from (`None` for a fresh node and for a group).
     #[serde(skip)]
     pub began: std::collections::BTreeMap<String, Option<Version>>,
+    /// The waves the run planned as it started (journals before 0.2 have none).
+    #[serde(skip)]
+    pub schedule: Option<Vec<super::event::PlannedWave>>,
+    /// Gates passed, by the wave they follow: approved (by whom) or waited through.
+    #[serde(skip)]
+    pub gates: std::collections::BTreeMap<usize, super::event::GateState>,
+    /// The last verdict of each analysis after each wave: (wave, name).
+    #[serde(skip)]
+    pub analyses: std::collections::BTreeMap<(usize, String), super::event::Verdict>,
     #[serde(skip)]
     pub dir: PathBuf,
 }
@@ -395,6 +429,9 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
                     only: h.only,
                     targets: Vec::new(),
                     began: Default::default(),
+                    schedule: None,
+                    gates: Default::default(),
+                    analyses: Default::default(),
                     dir: dir.to_owned(),
                 });
             }
@@ -406,6 +443,25 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
                     && let Some(from) = began_from(&event, format)
                 {
                     s.began.entry(t.to_owned()).or_insert(from);
+                }
+                if field("event") == Some("schedule")
+                    && let Some(w) = event.get("waves")
+                {
+                    s.schedule = serde_json::from_value(w.clone()).ok();
+                }
+                if field("event") == Some("gate")
+                    && let Some(after) = event.get("after_wave").and_then(|a| a.as_u64())
+                    && let Ok(state) = serde_json::from_value::<super::event::GateState>(event.clone())
+                {
+                    s.gates.insert(after as usize, state);
+                }
+                if field("event") == Some("analysis")
+                    && let Some(w) = event.get("wave").and_then(|a| a.as_u64())
+                    && let Some(n) = field("name")
+                    && let Some(v) = event.get("verdict")
+                    && let Ok(v) = serde_json::from_value::<super::event::Verdict>(v.clone())
+                {
+                    s.analyses.insert((w as usize, n.to_owned()), v);
                 }
                 if field("event") != Some("done") {
                     continue;
@@ -767,6 +823,9 @@ mod tests {
             only: None,
             targets: Vec::new(),
             began: Default::default(),
+            schedule: None,
+            gates: Default::default(),
+            analyses: Default::default(),
             dir: PathBuf::new(),
         };
         let runs = [

@@ -29,7 +29,9 @@ use std::time::Duration;
 
 use crate::diagnostics::{Code, Exit, Failure, Problem};
 use crate::plan::Plan;
-pub use event::{Back, Begin, Event, Outcome, RunStatus, Step, TargetResult};
+pub use event::{
+    Back, Begin, Event, GateState, Outcome, PlannedWave, RunStatus, Step, TargetResult, Verdict,
+};
 pub use journal::RunSummary;
 pub use prepare::{Prepared, prepare};
 pub use preview::Preview;
@@ -125,18 +127,127 @@ fn wave_check(
     }))
 }
 
+/// The schedule as the journal keeps it: names, domains, reasons, budgets.
+pub fn planned(plan: &Plan, s: &crate::schedule::Schedule) -> Vec<PlannedWave> {
+    s.waves
+        .iter()
+        .enumerate()
+        .map(|(i, w)| PlannedWave {
+            targets: w.iter().map(|t| t.name(plan).to_owned()).collect(),
+            domain: s.domain.get(i).cloned().flatten(),
+            why: s.why.get(i).cloned().unwrap_or_default(),
+            budget: s.budget(plan, i),
+        })
+        .collect()
+}
+
+/// The schedule a journal recorded, for the plan the run applies; `None` if it names a
+/// target the plan lacks.
+fn recorded(plan: &Plan, waves: &[PlannedWave]) -> Option<crate::schedule::Schedule> {
+    let all = crate::schedule::select(plan, None).ok()?;
+    let mut s = crate::schedule::Schedule::default();
+    for w in waves {
+        let ids = w
+            .targets
+            .iter()
+            .map(|n| all.iter().find(|t| t.name(plan) == n).copied())
+            .collect::<Option<Vec<_>>>()?;
+        s.waves.push(ids);
+        s.why.push(w.why.clone());
+        s.domain.push(w.domain.clone());
+    }
+    Some(s)
+}
+
+/// The window the plan file a run was started from has now (`resume --current-window`).
+fn current_window_of(r: &RunSummary) -> Result<Option<crate::plan::Window>, Failure> {
+    let loaded = crate::plan::load(Path::new(&r.plan));
+    match loaded.plan {
+        Some(p) if loaded.problems.iter().all(|p| p.severity != crate::diagnostics::Severity::Error) => Ok(p.window),
+        _ => Err(Failure {
+            problems: loaded.problems,
+            file: loaded.file,
+            exit: Exit::Invalid,
+        }),
+    }
+}
+
+/// Who approves, as the journal records it: user@host.
+fn approver() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid{}", unsafe { libc::getuid() }));
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into());
+    format!("{user}@{host}")
+}
+
 /// Asked before `rollback RUN` touches anything: the run and the targets that would go
 /// back, newest first; `false` declines.
 pub type ConfirmRollback<'a> = &'a dyn Fn(&str, &[TargetResult]) -> Result<bool, Problem>;
 
-/// Every event to the journal first, then to the caller.
+/// Every event to the journal first, then to the caller; a wave's end to the webhooks.
 fn tee<'a>(
     journal: &'a journal::Journal,
     emit: &'a (dyn Fn(Event) + Sync),
+    notifier: &'a crate::notify::Notifier<'a>,
 ) -> impl Fn(Event) + Sync + 'a {
     move |e: Event| {
+        let told = match &e {
+            Event::WaveDone {
+                index,
+                of,
+                upgraded,
+                failed,
+            } => notifier.send(
+                crate::plan::NotifyOn::WaveDone,
+                &format!("wave {index}/{of} done: {upgraded} upgraded, {failed} failed"),
+                serde_json::json!({"wave": index, "of": of, "upgraded": upgraded, "failed": failed}),
+            ),
+            _ => Vec::new(),
+        };
         journal.event(&e);
         emit(e);
+        for why in told {
+            let n = Event::Note { detail: why };
+            journal.event(&n);
+            emit(n);
+        }
+    }
+}
+
+/// Tells the webhooks how the run ended (failed, paused, finished); what failed is said.
+fn notify_end(
+    notifier: &crate::notify::Notifier,
+    status: RunStatus,
+    results: &[TargetResult],
+    say: &dyn Fn(Event),
+) {
+    use crate::plan::NotifyOn;
+    let count = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
+    let fields = serde_json::json!({
+        "status": status.as_str(),
+        "upgraded": count(Outcome::Upgraded),
+        "failed": results.iter().filter(|r| r.outcome.is_failure()).count(),
+    });
+    let text = format!(
+        "run ended {}: {} upgraded, {} failed",
+        status,
+        count(Outcome::Upgraded),
+        results.iter().filter(|r| r.outcome.is_failure()).count()
+    );
+    let mut moments = Vec::new();
+    match status {
+        RunStatus::Failed | RunStatus::NeedsAttention => moments.push(NotifyOn::Failed),
+        RunStatus::Paused | RunStatus::Stopped => moments.push(NotifyOn::Paused),
+        _ => {}
+    }
+    moments.push(NotifyOn::Finished);
+    for m in moments {
+        for why in notifier.send(m, &text, fields.clone()) {
+            say(Event::Note { detail: why });
+        }
     }
 }
 
@@ -211,7 +322,24 @@ impl Runner {
             journal: journal.dir.clone(),
             how: Begin::New,
         });
-        let tee = tee(&journal, emit);
+        let notifier = crate::notify::Notifier::new(&p.plan, &journal.id());
+        let tee = tee(&journal, emit, &notifier);
+        tee(Event::Schedule {
+            waves: planned(&p.plan, &p.schedule),
+        });
+        for why in notifier.send(
+            crate::plan::NotifyOn::RunStart,
+            &format!(
+                "run {} of plan {} started: {} target(s) in {} wave(s)",
+                journal.id(),
+                p.plan.name,
+                p.schedule.len(),
+                p.schedule.waves.len()
+            ),
+            serde_json::json!({"targets": p.schedule.len(), "waves": p.schedule.waves.len()}),
+        ) {
+            tee(Event::Note { detail: why });
+        }
         let hosts = match p.hosts.clone() {
             Some(h) => Some(h),
             None => prepare::hosts_for(&p.plan, p.schedule.targets())
@@ -224,9 +352,10 @@ impl Runner {
             Some(c) => exec.check_waves(c),
             None => exec,
         };
-        self.execute(exec, &journal, &p.plan, &p.schedule, Default::default())
+        self.execute(exec, &journal, &p.plan, &p.schedule, Default::default(), &notifier, &tee)
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn execute(
         &self,
         exec: exec::Exec,
@@ -234,10 +363,13 @@ impl Runner {
         plan: &Plan,
         schedule: &crate::schedule::Schedule,
         earlier: exec::Earlier,
+        notifier: &crate::notify::Notifier,
+        say: &dyn Fn(Event),
     ) -> Result<Ended, Failure> {
         match exec.execute(schedule, earlier) {
             Ok(end) => {
-                let status = RunStatus::of(&end.results, end.paused, end.stopped);
+                let status = RunStatus::of(&end.results, end.paused.is_some(), end.stopped);
+                notify_end(notifier, status, &end.results, say);
                 Ok(Ended::Ran(finish(journal, plan, status, end.results)))
             }
             Err(p) => {
@@ -277,6 +409,7 @@ impl Runner {
     pub fn resume(
         &self,
         run: Option<&str>,
+        current_window: bool,
         emit: &(dyn Fn(Event) + Sync),
     ) -> Result<Ended, Failure> {
         let (state, runs) = self.runs()?;
@@ -297,8 +430,15 @@ impl Runner {
                 r.run, r.status
             )));
         }
-        let plan = prepare::run_plan(&r)?;
-        let schedule = crate::schedule::build(&plan, r.only.as_deref())?;
+        let mut plan = prepare::run_plan(&r)?;
+        if current_window {
+            plan.window = current_window_of(&r)?;
+        }
+        // The waves the run started with; a journal without them, cut again from the plan.
+        let schedule = match r.schedule.as_deref().and_then(|w| recorded(&plan, w)) {
+            Some(s) => s,
+            None => crate::schedule::build(&plan, r.only.as_deref())?,
+        };
         window_open(&plan)?;
         let finished: BTreeMap<String, TargetResult> = r
             .targets
@@ -341,7 +481,8 @@ impl Runner {
                 finished: finished.len(),
             },
         });
-        let tee = tee(&journal, emit);
+        let notifier = crate::notify::Notifier::new(&plan, &r.run);
+        let tee = tee(&journal, emit, &notifier);
         let hosts = match hosts {
             Some(h) => Some(h),
             None => prepare::hosts_for(&plan, schedule.targets())
@@ -353,11 +494,82 @@ impl Runner {
             Some(c) => exec.check_waves(c),
             None => exec,
         };
+        let analysed = (1..=schedule.waves.len())
+            .filter(|w| {
+                !plan.analysis.is_empty()
+                    && plan.analysis.iter().all(|a| {
+                        r.analyses.get(&(*w, a.name.clone())) == Some(&Verdict::Passed)
+                    })
+            })
+            .collect();
         let earlier = exec::Earlier {
             finished,
             began: r.began.clone(),
+            gates: r.gates.clone(),
+            analysed,
         };
-        self.execute(exec, &journal, &plan, &schedule, earlier)
+        self.execute(exec, &journal, &plan, &schedule, earlier, &notifier, &tee)
+    }
+
+    /// Refuses (exit 2) unless run `id` waits for `resume`: paused, stopped or interrupted.
+    pub fn abortable(&self, id: &str) -> Result<RunSummary, Failure> {
+        let r = self.find_run(Some(id), |_| true, "abort")?;
+        if !r.resumable() {
+            return Err(Problem::new(
+                Code::Usage,
+                format!("run {} ended as {}; there is nothing to abort", r.run, r.status),
+            )
+            .help("`fleetup rollback RUN` undoes a finished run")
+            .into());
+        }
+        Ok(r)
+    }
+
+    /// `fleetup approve RUN`: records who approved the manual gate the run waits at, and
+    /// when; `resume` then goes through it.
+    pub fn approve(&self, id: &str) -> Result<String, Failure> {
+        let r = self.abortable(id)?;
+        let _owner = journal::lock_run(&r.dir, &r.run)?;
+        let r = journal::read_run(&r.dir).unwrap_or(r);
+        let waiting = r
+            .gates
+            .iter()
+            .rev()
+            .find(|(_, g)| **g == GateState::Waiting)
+            .map(|(w, _)| *w);
+        let Some(after) = waiting else {
+            return Err(Problem::new(
+                Code::Usage,
+                format!("run {} waits at no gate (it is {})", r.run, r.status),
+            )
+            .help("`fleetup resume RUN` continues a run that was stopped or paused by its window")
+            .into());
+        };
+        let by = approver();
+        let journal = journal::Journal::reopen(&r.dir)?;
+        journal.event(&Event::Gate {
+            after_wave: after,
+            state: GateState::Approved { by: by.clone() },
+        });
+        Ok(format!(
+            "Approved the gate after wave {after} of run {} as {by}; `fleetup resume {}` goes on.",
+            r.run, r.run
+        ))
+    }
+
+    /// `fleetup abort RUN`: ends a run that waits for `resume`, changing no target.
+    pub fn abort(&self, id: &str) -> Result<String, Failure> {
+        let r = self.abortable(id)?;
+        let _owner = journal::lock_run(&r.dir, &r.run)?;
+        let journal = journal::Journal::reopen(&r.dir)?;
+        journal.event(&Event::Note {
+            detail: format!("aborted by {}", approver()),
+        });
+        journal.finish(RunStatus::Aborted, 0);
+        Ok(format!(
+            "Run {} is aborted: targets it did not reach stay as they are; `fleetup rollback {}` undoes what it upgraded.",
+            r.run, r.run
+        ))
     }
 
     /// `fleetup rollback RUN`: every target the run upgraded goes back to where it came
@@ -453,7 +665,8 @@ impl Runner {
             journal: r.dir.clone(),
             how: Begin::RollBack,
         });
-        let tee = tee(&journal, emit);
+        let notifier = crate::notify::Notifier::new(&plan, &r.run);
+        let tee = tee(&journal, emit, &notifier);
         let exec = exec::Exec::new(&plan, &r.run, Duration::ZERO, hosts, &tee);
         let results = exec.roll_back_run(&upgraded);
         let status = if results.iter().any(|x| x.attention) {

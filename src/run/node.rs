@@ -9,7 +9,7 @@ use semver::Version;
 
 use super::event::{Back, Step};
 use super::preview::Preview;
-use super::target::{Change, ChangeError, Cx, Standing, Target};
+use super::target::{Change, ChangeError, Cx, Lifecycle, Standing, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::health::Probe;
 use crate::plan::{NodeTarget, Plan};
@@ -104,6 +104,65 @@ impl<'p> NodeUnit<'p> {
         let mut say = |_: String| {};
         let ctx = self.ctx(cx, &mut say);
         NodeStore::open(&self.location(cx)?, &ctx, lock, false)
+    }
+
+    /// Runs the plan's lifecycle hook `which` where the node is: its host for a remote
+    /// node (through its agent, like a health command), here for a local one. Filled
+    /// with the node's placeholders; `version` is the release it goes to (or is on).
+    fn lifecycle(
+        &self,
+        cx: &Cx,
+        store: &mut NodeStore,
+        which: Lifecycle,
+        version: &Version,
+        previous: Option<&Version>,
+    ) -> Result<(), Problem> {
+        let h = &self.plan.hooks;
+        let argv = match which {
+            Lifecycle::Before => &h.before,
+            Lifecycle::After => &h.after,
+            Lifecycle::OnRollback => &h.on_rollback,
+        };
+        let Some(argv) = argv else { return Ok(()) };
+        cx.step(self.name(), Step::Hook(which.as_str()));
+        let mut vars = self.vars();
+        let root = &self.node.root.value;
+        let root = if store.is_remote() {
+            root.clone()
+        } else {
+            std::path::absolute(root).unwrap_or_else(|_| root.clone())
+        };
+        vars.insert("root".into(), root.display().to_string());
+        vars.insert("version".into(), version.to_string());
+        vars.insert(
+            "previous".into(),
+            previous.map(|p| p.to_string()).unwrap_or_default(),
+        );
+        let env = |k: &str| std::env::var(k).ok();
+        let fail = |m: String| {
+            Problem::new(
+                Code::HookFailed,
+                format!("the `{}` hook failed: {m}", which.as_str()),
+            )
+        };
+        let argv: Vec<String> = argv
+            .iter()
+            .map(|t| t.value.render(|k| vars.get(k).cloned(), env))
+            .collect::<Result<_, _>>()
+            .map_err(|m| fail(format!("it cannot be filled: {m:?}")))?;
+        let limit = h.timeout;
+        match store.check_on_node(&argv, limit) {
+            Some(r) => r.map_err(fail),
+            None => {
+                let env = [
+                    ("FLEETUP_NODE", self.node.name.value.clone()),
+                    ("FLEETUP_HOOK", which.as_str().to_owned()),
+                    ("FLEETUP_VERSION", version.to_string()),
+                    ("FLEETUP_ROOT", root.display().to_string()),
+                ];
+                crate::hook::run(&argv, &env, limit).map_err(|e| fail(e.to_string()))
+            }
+        }
     }
 
     /// The plan's health check on `version` (after a rollback: with `rollback_timeout`).
@@ -259,6 +318,7 @@ impl Target for NodeUnit<'_> {
             store,
             from,
             running,
+            undone: false,
         };
         Ok((Box::new(change), standing))
     }
@@ -299,6 +359,24 @@ impl Target for NodeUnit<'_> {
             }
             None => store.revert(to, &mut ctx)?,
         }
+        drop(ctx);
+        let on = from.unwrap_or(to);
+        let mut hooks = Vec::new();
+        for which in [Lifecycle::OnRollback, Lifecycle::After] {
+            if let Err(p) = self.lifecycle(cx, &mut store, which, on, Some(to)) {
+                hooks.push(p.message);
+            }
+        }
+        if !hooks.is_empty() {
+            return Err(Problem::new(
+                Code::HookFailed,
+                format!(
+                    "back on {}, but {}",
+                    from.map_or("no release".into(), Version::to_string),
+                    hooks.join("; ")
+                ),
+            ));
+        }
         Ok(format!(
             "back on {}",
             from.map_or("no release".into(), Version::to_string)
@@ -315,6 +393,8 @@ struct NodeChange<'s> {
     from: Option<Version>,
     /// The current release before the change.
     running: Option<Version>,
+    /// The change was undone: the node is back on `from`.
+    undone: bool,
 }
 
 impl NodeChange<'_> {
@@ -328,6 +408,19 @@ impl NodeChange<'_> {
 }
 
 impl Change for NodeChange<'_> {
+    fn hook(&mut self, which: Lifecycle) -> Result<(), Problem> {
+        let to = self.unit.to_version().clone();
+        // Before and after a change the node goes to `to`; after a rollback it is on
+        // where it came from.
+        let (on, previous) = match which {
+            Lifecycle::OnRollback => (self.from.clone().unwrap_or(to.clone()), Some(to)),
+            Lifecycle::After if self.undone => (self.from.clone().unwrap_or(to.clone()), Some(to)),
+            _ => (to, self.from.clone()),
+        };
+        self.unit
+            .lifecycle(self.cx, &mut self.store, which, &on, previous.as_ref())
+    }
+
     fn change(&mut self) -> Result<(), ChangeError> {
         let (name, to) = (self.unit.name(), self.unit.to_version().clone());
         if let Some(pin) = &self.unit.node.from
@@ -396,6 +489,7 @@ impl Change for NodeChange<'_> {
         let unit = self.unit;
         let to = unit.to_version().clone();
         self.with_ctx(|store, ctx| store.revert(&to, ctx))?;
+        self.undone = true;
         if let Some(prev) = self.from.clone() {
             unit.health(self.cx, &mut self.store, &prev, Some(&to), true)
                 .map_err(|h| {

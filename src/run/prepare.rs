@@ -83,7 +83,9 @@ pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, F
             exit: Exit::Invalid,
         });
     };
-    let schedule = schedule::build(&plan, only);
+    // Selected first; cut into waves once the stores are read, from the targets that
+    // will change.
+    let schedule = schedule::select(&plan, only);
     let mut hosts = None;
     let mut held = Vec::new();
     let read_now = !run || plan.rollout.preflight == PreflightScope::All;
@@ -94,8 +96,8 @@ pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, F
                     let h = Arc::new(h);
                     let live = if read_now {
                         let nodes: Vec<usize> = s
-                            .targets()
-                            .filter_map(|t| match t {
+                            .iter()
+                            .filter_map(|t| match *t {
                                 TargetId::Node(i) => Some(i),
                                 TargetId::Group(_) => None,
                             })
@@ -132,7 +134,19 @@ pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, F
             },
         });
     }
-    let schedule = schedule.map_err(|p| Failure {
+    let settled = |t: TargetId| match t {
+        TargetId::Node(i) => {
+            plan.rollout.permanent
+                && pf.nodes[i]
+                    .running
+                    .as_ref()
+                    .is_some_and(|r| r.version == plan.nodes[i].to.value)
+        }
+        TargetId::Group(_) => false,
+    };
+    let schedule = schedule
+        .and_then(|_| schedule::build_with(&plan, only, &settled))
+        .map_err(|p| Failure {
         problems: problems.iter().cloned().chain([p]).collect(),
         file: file.clone(),
         exit: Exit::Usage,

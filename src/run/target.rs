@@ -83,8 +83,30 @@ pub trait Target: Sync {
     fn roll_back(&self, cx: &Cx, from: Option<&Version>) -> Result<String, Problem>;
 }
 
+/// A lifecycle hook of the plan (`hooks.before`, `after`, `on_rollback`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifecycle {
+    Before,
+    After,
+    OnRollback,
+}
+
+impl Lifecycle {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Lifecycle::Before => "before",
+            Lifecycle::After => "after",
+            Lifecycle::OnRollback => "on_rollback",
+        }
+    }
+}
+
 /// A target opened for a change, its lock held.
 pub trait Change {
+    /// Runs a lifecycle hook where the target is (a node's host), if the plan has it.
+    fn hook(&mut self, _which: Lifecycle) -> Result<(), Problem> {
+        Ok(())
+    }
     /// Makes the change (a node's release installed and activated, a group's apps upgraded).
     fn change(&mut self) -> Result<(), ChangeError>;
     /// Checks the changed target is healthy.

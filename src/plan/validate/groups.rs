@@ -83,6 +83,7 @@ impl Validator {
             health,
             vars: self.vars(get(g, "vars")),
             tags: Self::tags(get(g, "tags")),
+            labels: Self::labels(get(g, "labels")),
             render: s(get(g, "render"))
                 .and_then(crate::plan::Render::parse)
                 .unwrap_or_default(),

@@ -164,6 +164,7 @@ impl Validator {
         Hooks {
             command: n.and_then(|n| Self::templates(get(n, key))),
             timeout: duration(n.and_then(|n| get(n, "timeout")), Duration::from_secs(300)),
+            ..Hooks::default()
         }
     }
 }

@@ -27,6 +27,7 @@ mod groups;
 mod health;
 mod nodes;
 mod placeholders;
+mod rollout;
 mod shape;
 mod values;
 mod window;
@@ -124,6 +125,7 @@ struct Inherited {
     root: Option<At<String>>,
     vars: BTreeMap<String, Template>,
     tags: Vec<String>,
+    labels: BTreeMap<String, String>,
     to: Option<At<Version>>,
     /// The plan has a `to`, valid or not: a node without its own is not told to add one
     /// (the plan's own problem is reported where it is).
@@ -283,7 +285,7 @@ impl Validator {
             rollout.max_parallel = i.max(1) as usize;
         }
         if rg("waves").is_some() {
-            let w: Vec<Amount> = list(rg("waves")).iter().filter_map(amount).collect();
+            let w = self.wave_sizes(rg("waves"));
             if let Some(
                 n @ Node {
                     kind: Kind::Seq(items),
@@ -301,9 +303,13 @@ impl Validator {
                 rollout.waves = w;
             }
         }
-        if let Some(a) = rg("max_failures").and_then(amount) {
+        if let Some((a, scope)) = Self::budget(rg("max_failures")) {
             rollout.max_failures = a;
+            rollout.budget_scope = scope;
         }
+        rollout.domains = self.domains(rg("domains"));
+        rollout.min_available = Self::min_available(rg("min_available"));
+        rollout.gates = self.gates(rg("gates"));
         rollout.on_failure = match s(rg("on_failure")) {
             Some("rollback-all") => OnFailure::RollbackAll,
             Some("stop") => OnFailure::Stop,
@@ -325,7 +331,13 @@ impl Validator {
         let timing = self.health_timing(get(root, "health"), &HealthTiming::default());
         let has_nodes = !list(get(root, "nodes")).is_empty();
         let health = self.health(get(root, "health"), "`health`", &timing, has_nodes);
-        let hooks = Self::hooks(get(root, "hooks"), "activate");
+        let mut hooks = Self::hooks(get(root, "hooks"), "activate");
+        let hk = |k| get(root, "hooks").and_then(|h| Self::templates(get(h, k)));
+        hooks.before = hk("before");
+        hooks.after = hk("after");
+        hooks.on_rollback = hk("on_rollback");
+        let analysis = self.analysis(get(root, "analysis"));
+        let notify = self.notify(get(root, "notify"));
         let window = self.window(get(root, "window"));
         let plan_to = version(get(root, "to"));
         let plan_sha = at_str(get(root, "sha256"));
@@ -338,6 +350,7 @@ impl Validator {
             root: at_str(defaults.and_then(|d| get(d, "root"))).filter(|a| !a.value.is_empty()),
             vars: self.vars(defaults.and_then(|d| get(d, "vars"))),
             tags: Self::tags(defaults.and_then(|d| get(d, "tags"))),
+            labels: Self::labels(defaults.and_then(|d| get(d, "labels"))),
             to: plan_to,
             to_written: get(root, "to").is_some(),
             sha256: plan_sha,
@@ -420,10 +433,13 @@ impl Validator {
             health,
             hooks,
             window,
+            analysis,
+            notify,
             nodes,
             groups,
         };
         self.placeholders(&plan);
+        self.check_rollout(&plan);
         Some(plan)
     }
 }

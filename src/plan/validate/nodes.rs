@@ -235,6 +235,8 @@ impl Validator {
                 tags.push(t);
             }
         }
+        let mut labels = inherited.labels.clone();
+        labels.extend(Self::labels(get(n, "labels")));
         let platform = self
             .platform(get(n, "platform"))
             .or_else(|| inherited.platform.clone());
@@ -248,6 +250,7 @@ impl Validator {
             to,
             sha256,
             tags,
+            labels,
             platform,
         })
     }

@@ -40,10 +40,19 @@ impl Validator {
                 Check::Command(c) => node_templates.extend(c.iter()),
             }
         }
-        if let Some(c) = &plan.hooks.command {
+        let h = &plan.hooks;
+        for c in [&h.command, &h.before, &h.after, &h.on_rollback]
+            .into_iter()
+            .flatten()
+        {
             node_templates.extend(c.iter());
         }
+        for a in &plan.analysis {
+            node_templates.push(&a.url);
+            node_templates.push(&a.query);
+        }
         let mut all: Vec<&At<Template>> = node_templates.clone();
+        all.extend(plan.notify.iter().map(|n| &n.webhook));
         for g in &plan.groups {
             if let Some(h) = &g.health {
                 match &h.check {

@@ -15,6 +15,10 @@ pub(super) fn type_name(ty: &Ty) -> String {
         Ty::Argv => "a command as a list of strings".into(),
         Ty::Vars => "a table of values".into(),
         Ty::CountOrPercent { .. } => "a count or a percentage".into(),
+        Ty::Wave => "a count, a percentage or a selector".into(),
+        Ty::Labels => "a table of labels".into(),
+        Ty::Number => "a number".into(),
+        Ty::Either(a, b) => format!("{} or {}", type_name(a), type_name(b)),
         Ty::List(_) => "a list".into(),
         Ty::Table(_) => "a table".into(),
         Ty::Named(_) => "a table of tables by name".into(),
@@ -296,6 +300,78 @@ impl Validator {
                 },
                 _ => self.wrong(n, ty, what),
             },
+            Ty::Wave => match &n.kind {
+                Kind::Str(t) if !t.starts_with(|c: char| c.is_ascii_digit()) => {
+                    if t.trim().is_empty() || t == "@" {
+                        self.push(
+                            Problem::new(Code::BadWave, format!("{what} `{t}` selects nothing"))
+                                .at(n.span)
+                                .label("an empty selector")
+                                .help("write a size (2, \"25%\") or a selector: @tag, @label=value, a name or a glob"),
+                        );
+                    }
+                }
+                _ => self.shape_value(n, &Ty::CountOrPercent { min: 1 }, what),
+            },
+            Ty::Labels => match &n.kind {
+                Kind::Map(entries) => {
+                    let mut seen = HashMap::new();
+                    for (k, v) in entries {
+                        if seen.insert(k.name.as_str(), ()).is_some() {
+                            self.push(
+                                Problem::new(Code::DuplicateKey, format!("`{}` is given twice in {what}", k.name))
+                                    .at(k.span)
+                                    .label("second time"),
+                            );
+                        }
+                        let ok = |c: char| c.is_ascii_alphanumeric() || "._/-".contains(c);
+                        if k.name.is_empty() || !k.name.chars().all(ok) {
+                            self.push(
+                                Problem::new(Code::BadValue, format!("`{}` cannot be a label name", k.name))
+                                    .at(k.span)
+                                    .label("letters, digits and . _ / - only")
+                                    .help("name labels as Kubernetes does: zone, rack, topology.kubernetes.io/zone"),
+                            );
+                        }
+                        match scalar_text(v) {
+                            Some(t) if t.contains(['=', ',']) || t.trim().is_empty() => self.push(
+                                Problem::new(Code::BadValue, format!("label `{}` is `{t}`, which a selector cannot name", k.name))
+                                    .at(v.span)
+                                    .label("empty, or with = or ,")
+                                    .help("give the label a value without `=` and `,`, such as eu-1a"),
+                            ),
+                            Some(_) => {}
+                            None => self.push(
+                                Problem::new(Code::WrongType, format!("label `{}` must be a string, number or boolean, found {}", k.name, v.kind.describe()))
+                                    .at(v.span)
+                                    .label("not a plain value")
+                                    .help("give the label one plain value, such as eu-1a"),
+                            ),
+                        }
+                    }
+                }
+                _ => self.wrong(n, ty, what),
+            },
+            Ty::Number => {
+                if !matches!(n.kind, Kind::Int(_) | Kind::Float(_)) {
+                    self.wrong(n, ty, what)
+                }
+            }
+            Ty::Either(a, b) => {
+                let fits = |t: &Ty| match (t, &n.kind) {
+                    (Ty::List(_) | Ty::Argv, Kind::Seq(_)) => true,
+                    (Ty::Table(_) | Ty::Named(_) | Ty::Vars | Ty::Labels, Kind::Map(_)) => true,
+                    (Ty::List(_) | Ty::Argv | Ty::Table(_) | Ty::Named(_) | Ty::Vars | Ty::Labels, _) => false,
+                    _ => !matches!(n.kind, Kind::Seq(_) | Kind::Map(_)),
+                };
+                if fits(a) {
+                    self.shape_value(n, a, what)
+                } else if fits(b) {
+                    self.shape_value(n, b, what)
+                } else {
+                    self.wrong(n, ty, what)
+                }
+            }
             Ty::List(item) => match &n.kind {
                 Kind::Seq(items) => {
                     for (i, it) in items.iter().enumerate() {

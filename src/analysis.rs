@@ -1,0 +1,290 @@
+//! Metric analysis after a wave: PromQL asked of a real Prometheus over its HTTP API
+//! (`/api/v1/query`), every sample held to the analysis's bounds, measured every
+//! `interval` for `for`. Too many measurements out of bounds fail the wave; a
+//! Prometheus that cannot be asked, or has no data at all, is inconclusive (the run
+//! pauses, it never passes by default).
+
+use std::time::{Duration, Instant};
+
+use crate::plan::{Analysis, NodeTarget};
+use crate::run::Verdict;
+
+/// One query to ask: for a node (when the analysis uses its placeholders) or the wave.
+struct Query {
+    node: Option<String>,
+    url: String,
+    promql: String,
+}
+
+/// The queries of `a` for the nodes of a wave: one per node if it uses a node's
+/// placeholders, else one.
+fn queries(a: &Analysis, nodes: &[&NodeTarget]) -> Result<Vec<Query>, String> {
+    let env = |k: &str| std::env::var(k).ok();
+    let per_node = a.query.value.vars().next().is_some() || a.url.value.vars().next().is_some();
+    if !per_node {
+        let fill = |t: &crate::template::Template| {
+            t.render(|_| None, env)
+                .map_err(|m| format!("`{t}` cannot be filled: {m:?}"))
+        };
+        return Ok(vec![Query {
+            node: None,
+            url: fill(&a.url.value)?,
+            promql: fill(&a.query.value)?,
+        }]);
+    }
+    nodes
+        .iter()
+        .map(|n| {
+            let mut vars: std::collections::BTreeMap<String, String> = n
+                .vars
+                .iter()
+                .filter_map(|(k, t)| Some((k.clone(), t.render(|_| None, env).ok()?)))
+                .collect();
+            vars.insert("name".into(), n.name.value.clone());
+            vars.insert("host".into(), n.host.clone());
+            vars.insert("version".into(), n.to.value.to_string());
+            vars.insert("root".into(), n.root.value.display().to_string());
+            let fill = |t: &crate::template::Template| {
+                t.render(|k| vars.get(k).cloned(), env)
+                    .map_err(|m| format!("`{t}` cannot be filled for {}: {m:?}", n.name.value))
+            };
+            Ok(Query {
+                node: Some(n.name.value.clone()),
+                url: fill(&a.url.value)?,
+                promql: fill(&a.query.value)?,
+            })
+        })
+        .collect()
+}
+
+/// What one measurement found.
+#[derive(Debug, PartialEq)]
+enum Measure {
+    /// Every sample within bounds (how many samples).
+    Within(usize),
+    /// A sample out of bounds, in words.
+    Out(String),
+    /// No answer, or no data, in words.
+    Unknown(String),
+}
+
+/// The samples of a Prometheus query answer (`vector` or `scalar`), with each one's
+/// labels in words.
+pub fn samples(body: &serde_json::Value) -> Result<Vec<(String, f64)>, String> {
+    if body.get("status").and_then(|s| s.as_str()) != Some("success") {
+        let e = body
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("no status");
+        return Err(format!("Prometheus refused the query: {e}"));
+    }
+    let data = body.get("data").ok_or("the answer has no data")?;
+    let value = |v: &serde_json::Value| -> Option<f64> {
+        let s = v.get(1)?.as_str()?;
+        match s {
+            "NaN" => Some(f64::NAN),
+            "+Inf" => Some(f64::INFINITY),
+            "-Inf" => Some(f64::NEG_INFINITY),
+            s => s.parse().ok(),
+        }
+    };
+    match data.get("resultType").and_then(|t| t.as_str()) {
+        Some("vector") => {
+            let result = data
+                .get("result")
+                .and_then(|r| r.as_array())
+                .ok_or("the answer has no result")?;
+            result
+                .iter()
+                .map(|r| {
+                    let labels = r
+                        .get("metric")
+                        .and_then(|m| m.as_object())
+                        .map(|m| {
+                            m.iter()
+                                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
+                    let v = r
+                        .get("value")
+                        .and_then(value)
+                        .ok_or("a sample has no value")?;
+                    Ok((format!("{{{labels}}}"), v))
+                })
+                .collect()
+        }
+        Some("scalar") => Ok(vec![(
+            "scalar".into(),
+            data.get("result")
+                .and_then(value)
+                .ok_or("the scalar has no value")?,
+        )]),
+        other => Err(format!(
+            "the query gives a {}, not an instant vector or a scalar",
+            other.unwrap_or("nothing")
+        )),
+    }
+}
+
+/// Holds samples to the bounds.
+fn judge(a: &Analysis, samples: &[(String, f64)]) -> Measure {
+    if samples.is_empty() {
+        return Measure::Unknown("no data".into());
+    }
+    for (labels, v) in samples {
+        if v.is_nan() {
+            return Measure::Out(format!("{labels} is NaN"));
+        }
+        if let Some(max) = a.max
+            && *v > max
+        {
+            return Measure::Out(format!("{labels} is {v}, above max {max}"));
+        }
+        if let Some(min) = a.min
+            && *v < min
+        {
+            return Measure::Out(format!("{labels} is {v}, below min {min}"));
+        }
+    }
+    Measure::Within(samples.len())
+}
+
+fn ask(agent: &ureq::Agent, q: &Query) -> Result<Vec<(String, f64)>, String> {
+    let url = format!("{}/api/v1/query", q.url.trim_end_matches('/'));
+    let mut resp = agent
+        .get(&url)
+        .query("query", &q.promql)
+        .call()
+        .map_err(|e| format!("Prometheus at {} cannot be asked: {e}", q.url))?;
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_string()
+        .map_err(|e| format!("Prometheus at {} cannot be read: {e}", q.url))?;
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("Prometheus at {} gave no JSON: {e}", q.url))?;
+    samples(&body)
+}
+
+/// Runs analysis `a` for a wave of `nodes` until its `for` is over (or `stop` says so):
+/// its verdict and the words that say why.
+pub fn check(a: &Analysis, nodes: &[&NodeTarget], stop: &dyn Fn() -> bool) -> (Verdict, String) {
+    let queries = match queries(a, nodes) {
+        Ok(q) => q,
+        Err(e) => return (Verdict::Inconclusive, e),
+    };
+    if queries.is_empty() {
+        return (Verdict::Passed, "no node of the wave to ask about".into());
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let started = Instant::now();
+    let mut out_of_bounds = 0u32;
+    let mut measured = 0usize;
+    let mut known = vec![false; queries.len()];
+    let mut last_unknown = String::new();
+    loop {
+        measured += 1;
+        for (i, q) in queries.iter().enumerate() {
+            let who = q.node.as_deref().map_or(String::new(), |n| format!("{n}: "));
+            let m = match ask(&agent, q) {
+                Ok(s) => judge(a, &s),
+                Err(e) => Measure::Unknown(e),
+            };
+            match m {
+                Measure::Within(_) => known[i] = true,
+                Measure::Out(why) => {
+                    known[i] = true;
+                    out_of_bounds += 1;
+                    if out_of_bounds > a.failure_limit {
+                        return (
+                            Verdict::Failed,
+                            format!(
+                                "{who}{why} (`{}`; {out_of_bounds} measurement(s) out of bounds, {} tolerated)",
+                                q.promql, a.failure_limit
+                            ),
+                        );
+                    }
+                }
+                Measure::Unknown(why) => last_unknown = format!("{who}{why} (`{}`)", q.promql),
+            }
+        }
+        if started.elapsed() >= a.watch_for || stop() {
+            break;
+        }
+        let left = a.watch_for.saturating_sub(started.elapsed());
+        let until = Instant::now() + a.interval.min(left);
+        while Instant::now() < until && !stop() {
+            std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+        }
+    }
+    if known.iter().all(|k| *k) {
+        (
+            Verdict::Passed,
+            format!(
+                "{measured} measurement(s) of {} quer{} within bounds{}",
+                queries.len(),
+                if queries.len() == 1 { "y" } else { "ies" },
+                if out_of_bounds > 0 {
+                    format!(", {out_of_bounds} out (tolerated)")
+                } else {
+                    String::new()
+                }
+            ),
+        )
+    } else {
+        (Verdict::Inconclusive, last_unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn samples_come_from_vectors_and_scalars_and_refusals_are_errors() {
+        let v = json!({"status": "success", "data": {"resultType": "vector", "result": [
+            {"metric": {"node": "n1"}, "value": [1.0, "3"]},
+            {"metric": {}, "value": [1.0, "NaN"]}
+        ]}});
+        let s = samples(&v).unwrap();
+        assert_eq!(s[0], ("{node=n1}".to_owned(), 3.0));
+        assert!(s[1].1.is_nan());
+        let sc = json!({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "0.5"]}});
+        assert_eq!(samples(&sc).unwrap(), vec![("scalar".to_owned(), 0.5)]);
+        let err = json!({"status": "error", "error": "parse error"});
+        assert!(samples(&err).unwrap_err().contains("parse error"));
+        let matrix = json!({"status": "success", "data": {"resultType": "matrix", "result": []}});
+        assert!(samples(&matrix).unwrap_err().contains("matrix"));
+    }
+
+    #[test]
+    fn bounds_judge_every_sample_and_no_data_is_unknown() {
+        let text = "plan: 1\nname: p\nproduct: emqx\nrepository: ./r\nto: 4.4.16\nnodes: [{ name: n1, root: ./n1 }]\n\
+            analysis:\n  - name: errors\n    prometheus: { url: \"http://127.0.0.1:9\", query: up, max: 1, min: 0 }\n";
+        let plan = crate::plan::load_text(
+            crate::span::SourceFile::new("p.yaml", text.to_owned()),
+            crate::plan::Format::Yaml,
+            std::path::Path::new("."),
+        )
+        .plan
+        .unwrap();
+        let a = &plan.analysis[0];
+        assert_eq!(judge(a, &[("x".into(), 1.0)]), Measure::Within(1));
+        assert!(matches!(judge(a, &[("x".into(), 0.0), ("y".into(), 1.5)]), Measure::Out(w) if w.contains("y is 1.5, above max 1")));
+        assert!(matches!(judge(a, &[("x".into(), -1.0)]), Measure::Out(w) if w.contains("below min 0")));
+        assert!(matches!(judge(a, &[("x".into(), f64::NAN)]), Measure::Out(_)));
+        assert_eq!(judge(a, &[]), Measure::Unknown("no data".into()));
+        // Nothing listens on port 9 of loopback: inconclusive, never passed.
+        let (v, why) = check(a, &[], &|| false);
+        assert_eq!(v, Verdict::Inconclusive, "{why}");
+        assert!(why.contains("cannot be asked"), "{why}");
+    }
+}
