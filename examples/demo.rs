@@ -3,8 +3,11 @@
 //! Builds four local nodes under `target/fleetup-demo/`, each running a real HTTP server
 //! process started from its current release by the release's own `bin/ctl`, then:
 //!
-//! 1. `fleetup plan` and `fleetup apply` of a good patch release (4.4.15 → 4.4.16) in two
-//!    waves, each node checked over HTTP before the next wave;
+//! 1. `fleetup plan --explain` and `fleetup apply` of a good patch release (4.4.15 →
+//!    4.4.16): the node tagged canary alone, drained and undrained around its upgrade
+//!    (hooks writing to `lb.log`), then a manual gate: the run pauses (exit 6) until
+//!    `fleetup approve`, and `fleetup resume` upgrades the rest, each node checked over
+//!    HTTP;
 //! 2. a broken release (4.4.17, whose server answers 500) rolled out canary first: the
 //!    canary's health check catches it, the canary is rolled back and nobody else is
 //!    touched;
@@ -175,22 +178,50 @@ fn main() {
         ));
     }
 
-    let plan = |to: &str, waves: &str| {
+    let lb = dir.join("lb.log");
+    let plan = |to: &str, waves: &str, extra: &str| {
         format!(
             "plan: 1\nname: demo-{to}\nproduct: emqx\nrepository: ./releases\nto: {to}\nstate: ./state\n\
-             rollout:\n  max_parallel: 3\n  waves: {waves}\n  max_failures: 0\n  on_failure: rollback\n\
+             rollout:\n  max_parallel: 3\n  waves: {waves}\n  max_failures: 0\n  on_failure: rollback\n{extra}\
              health:\n  http: \"http://127.0.0.1:{{port}}/status\"\n  timeout: 3s\n  interval: 200ms\n  healthy_for: 400ms\n\
-             hooks:\n  activate: [\"{{root}}/current/bin/ctl\", \"restart\"]\n  timeout: 10s\nnodes:\n{nodes}"
+             hooks:\n  activate: [\"{{root}}/current/bin/ctl\", \"restart\"]\n  \
+             before: [\"/bin/sh\", \"-c\", \"echo drain {{name}} >> {lb}\"]\n  \
+             after: [\"/bin/sh\", \"-c\", \"echo undrain {{name}} on {{version}} >> {lb}\"]\n  \
+             timeout: 10s\nnodes:\n{nodes}",
+            lb = lb.display()
         )
     };
-    std::fs::write(dir.join("patch.yaml"), plan("4.4.16", "[1, \"100%\"]")).expect("plan");
-    std::fs::write(dir.join("broken.yaml"), plan("4.4.17", "[1, \"100%\"]")).expect("plan");
+    let gate = "  gates: [{ after_wave: 1, approve: manual }]\n";
+    std::fs::write(
+        dir.join("patch.yaml"),
+        plan("4.4.16", "[\"@canary\", \"100%\"]", gate),
+    )
+    .expect("plan");
+    std::fs::write(
+        dir.join("broken.yaml"),
+        plan("4.4.17", "[\"@canary\", \"100%\"]", ""),
+    )
+    .expect("plan");
     let p = |f: &str| dir.join(f).display().to_string();
 
-    println!("\n== 1. A good patch release, canary first, then the rest ==");
+    println!("\n== 1. A good patch release: the canary, drained; a manual gate; the rest ==");
     fleetup(&["check", &p("patch.yaml")]);
-    fleetup(&["plan", &p("patch.yaml")]);
-    let good = fleetup(&["apply", &p("patch.yaml"), "--yes"]);
+    fleetup(&["plan", "--explain", &p("patch.yaml")]);
+    let paused = fleetup(&["apply", &p("patch.yaml"), "--yes"]);
+    let mut runs: Vec<String> = std::fs::read_dir(dir.join("state/runs"))
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    runs.sort();
+    let run = runs.pop().unwrap_or_default();
+    println!("\n-- someone looks at the canary, then approves --");
+    fleetup(&["approve", &run, "--state", &p("state")]);
+    let good = fleetup(&["resume", &run, "--state", &p("state")]);
+    println!("\n-- the load balancer's log (lb.log) --");
+    print!("{}", std::fs::read_to_string(&lb).unwrap_or_default());
 
     println!("\n== 2. A broken release: the canary's health check catches it ==");
     let bad = fleetup(&["apply", &p("broken.yaml"), "--yes"]);
@@ -204,9 +235,9 @@ fn main() {
         "\nAll demo servers stopped. Files are in {}.",
         dir.display()
     );
-    if good != 0 || bad != 3 {
+    if paused != 6 || good != 0 || bad != 3 {
         eprintln!(
-            "unexpected: the good rollout exited {good} (expected 0), the broken one {bad} (expected 3)"
+            "unexpected: the good rollout exited {paused} at its gate (expected 6) and {good} resumed (expected 0), the broken one {bad} (expected 3)"
         );
         std::process::exit(1);
     }

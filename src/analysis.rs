@@ -6,8 +6,19 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use crate::plan::{Analysis, NodeTarget};
-use crate::run::Verdict;
+
+/// What a metric analysis found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Passed,
+    Failed,
+    /// Prometheus could not be asked, or had no data: the run pauses.
+    Inconclusive,
+}
 
 /// One query to ask: for a node (when the analysis uses its placeholders) or the wave.
 struct Query {
@@ -192,7 +203,10 @@ pub fn check(a: &Analysis, nodes: &[&NodeTarget], stop: &dyn Fn() -> bool) -> (V
     loop {
         measured += 1;
         for (i, q) in queries.iter().enumerate() {
-            let who = q.node.as_deref().map_or(String::new(), |n| format!("{n}: "));
+            let who = q
+                .node
+                .as_deref()
+                .map_or(String::new(), |n| format!("{n}: "));
             let m = match ask(&agent, q) {
                 Ok(s) => judge(a, &s),
                 Err(e) => Measure::Unknown(e),
@@ -257,7 +271,8 @@ mod tests {
         let s = samples(&v).unwrap();
         assert_eq!(s[0], ("{node=n1}".to_owned(), 3.0));
         assert!(s[1].1.is_nan());
-        let sc = json!({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "0.5"]}});
+        let sc =
+            json!({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "0.5"]}});
         assert_eq!(samples(&sc).unwrap(), vec![("scalar".to_owned(), 0.5)]);
         let err = json!({"status": "error", "error": "parse error"});
         assert!(samples(&err).unwrap_err().contains("parse error"));
@@ -278,9 +293,16 @@ mod tests {
         .unwrap();
         let a = &plan.analysis[0];
         assert_eq!(judge(a, &[("x".into(), 1.0)]), Measure::Within(1));
-        assert!(matches!(judge(a, &[("x".into(), 0.0), ("y".into(), 1.5)]), Measure::Out(w) if w.contains("y is 1.5, above max 1")));
-        assert!(matches!(judge(a, &[("x".into(), -1.0)]), Measure::Out(w) if w.contains("below min 0")));
-        assert!(matches!(judge(a, &[("x".into(), f64::NAN)]), Measure::Out(_)));
+        assert!(
+            matches!(judge(a, &[("x".into(), 0.0), ("y".into(), 1.5)]), Measure::Out(w) if w.contains("y is 1.5, above max 1"))
+        );
+        assert!(
+            matches!(judge(a, &[("x".into(), -1.0)]), Measure::Out(w) if w.contains("below min 0"))
+        );
+        assert!(matches!(
+            judge(a, &[("x".into(), f64::NAN)]),
+            Measure::Out(_)
+        ));
         assert_eq!(judge(a, &[]), Measure::Unknown("no data".into()));
         // Nothing listens on port 9 of loopback: inconclusive, never passed.
         let (v, why) = check(a, &[], &|| false);

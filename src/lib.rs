@@ -88,9 +88,8 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
             plan,
             yes,
             format,
-        } => commands::state_of(state, plan.as_deref()).and_then(|state| {
-            commands::run::abort(&run, rollback, state.as_deref(), yes, format)
-        }),
+        } => commands::state_of(state, plan.as_deref())
+            .and_then(|state| commands::run::abort(&run, rollback, state.as_deref(), yes, format)),
         Command::Rollback {
             run,
             force,

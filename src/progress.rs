@@ -147,17 +147,16 @@ impl Progress {
             Event::Note { detail } => self.line(detail.clone()),
             // `plan` shows the waves; a run shows each as it starts.
             Event::Schedule { .. } | Event::WaveDone { .. } => {}
-            Event::Gate { after_wave, state } => self.line(match state {
-                crate::run::GateState::Waiting => format!(
-                    "gate after wave {after_wave}: waiting for an approval (`fleetup approve`, then `fleetup resume`)"
-                ),
+            Event::Gate { after_wave, state } => match state {
+                // The note that follows says how to go on.
+                crate::run::GateState::Waiting => {}
                 crate::run::GateState::Approved { by } => {
-                    format!("gate after wave {after_wave}: approved by {by}")
+                    self.line(format!("gate after wave {after_wave}: approved by {by}"))
                 }
                 crate::run::GateState::Waited { secs } => {
-                    format!("gate after wave {after_wave}: waited {secs}s")
+                    self.line(format!("gate after wave {after_wave}: waited {secs}s"))
                 }
-            }),
+            },
             Event::Analysis {
                 wave,
                 name,
@@ -169,7 +168,9 @@ impl Progress {
                     crate::run::Verdict::Failed => "FAILED",
                     crate::run::Verdict::Inconclusive => "inconclusive",
                 };
-                self.line(format!("analysis `{name}` after wave {wave}: {word}: {detail}"))
+                self.line(format!(
+                    "analysis `{name}` after wave {wave}: {word}: {detail}"
+                ))
             }
             // Diagnostics are the caller's to render.
             Event::Warnings { .. } => {}

@@ -311,11 +311,17 @@ fn cut(
         pending.retain(|t| !wave.contains(t));
         let mut why = match sizes.get(i).or(sizes.last()) {
             Some(Amount::Count(c)) => format!("size {c}"),
-            Some(Amount::Percent(p)) => format!("size {p}% of {total} = {}", size_of(&Amount::Percent(*p))),
+            Some(Amount::Percent(p)) => {
+                format!("size {p}% of {total} = {}", size_of(&Amount::Percent(*p)))
+            }
             None => "all".into(),
         };
         if wave.len() < want.min(wave.len() + pending.len()) && !capped.is_empty() {
-            why.push_str(&format!(", cut to {} by {}", wave.len(), capped.join(" and ")));
+            why.push_str(&format!(
+                ", cut to {} by {}",
+                wave.len(),
+                capped.join(" and ")
+            ));
         }
         let _ = plan;
         out.push((wave, why));
@@ -345,7 +351,11 @@ pub fn build_with(
             let keep = keep_up(m.count, members.len());
             Cap {
                 most: members.len().saturating_sub(keep).max(1),
-                why: format!("min_available {} (keeps {keep} of {} up)", m.select.value, members.len()),
+                why: format!(
+                    "min_available {} (keeps {keep} of {} up)",
+                    m.select.value,
+                    members.len()
+                ),
                 members,
             }
         })
@@ -399,7 +409,11 @@ pub fn build_with(
                     .collect();
                 rest.retain(|t| !picked.contains(t));
                 for (wave, why) in cut(plan, picked, &[], &caps) {
-                    let why = format!("selected by {}{}", sel.value, why.strip_prefix("all").unwrap_or(""));
+                    let why = format!(
+                        "selected by {}{}",
+                        sel.value,
+                        why.strip_prefix("all").unwrap_or("")
+                    );
                     cuts.push((wave, why, None));
                 }
             }
@@ -410,9 +424,16 @@ pub fn build_with(
     }
     if r.domains.is_some() {
         for (v, members) in &domains {
-            let todo: Vec<TargetId> = rest.iter().copied().filter(|t| members.contains(t)).collect();
+            let todo: Vec<TargetId> = rest
+                .iter()
+                .copied()
+                .filter(|t| members.contains(t))
+                .collect();
             for (wave, why) in cut(plan, todo, &sizes, &caps) {
-                let by = &r.domains.as_ref().map_or(String::new(), |d| d.by.value.clone());
+                let by = &r
+                    .domains
+                    .as_ref()
+                    .map_or(String::new(), |d| d.by.value.clone());
                 cuts.push((wave, format!("domain {by}={v}: {why}"), Some(v.clone())));
             }
         }
@@ -439,7 +460,11 @@ pub fn build_with(
         first.extend(done);
         // Plan order within the wave, as every wave has.
         first.sort_by_key(|t| t.index(plan));
-        s.why[0] = if s.why[0].is_empty() { note } else { format!("{}; {note}", s.why[0]) };
+        s.why[0] = if s.why[0].is_empty() {
+            note
+        } else {
+            format!("{}; {note}", s.why[0])
+        };
     }
     Ok(s)
 }
@@ -525,10 +550,7 @@ mod tests {
         let one = build(&plan, Some("blog")).unwrap();
         assert_eq!((one.len(), one.is_empty()), (1, false));
         assert!(Schedule::of(vec![]).is_empty());
-        assert_eq!(
-            Schedule::of(vec![vec![], vec![]]).len(),
-            0
-        );
+        assert_eq!(Schedule::of(vec![vec![], vec![]]).len(), 0);
     }
 
     #[test]
@@ -598,7 +620,9 @@ mod tests {
 
     #[test]
     fn domains_go_one_at_a_time_never_more_than_max_unavailable_of_one_out() {
-        let plan = zones("  waves: [\"@canary\", \"100%\"]\n  domains: { by: zone, order: [c, a], max_unavailable: 2 }");
+        let plan = zones(
+            "  waves: [\"@canary\", \"100%\"]\n  domains: { by: zone, order: [c, a], max_unavailable: 2 }",
+        );
         let s = build(&plan, None).unwrap();
         let w = waves(&plan, &s);
         // The canary alone first, then zone c, then a, then b (not listed), 2 at a time.
@@ -609,13 +633,18 @@ mod tests {
         assert_eq!(s.domain[1].as_deref(), Some("c"));
         assert!(s.why[0].starts_with("selected by @canary"), "{}", s.why[0]);
         assert!(s.why[1].contains("domain zone=c"), "{}", s.why[1]);
-        assert!(s.why[1].contains("cut to 2 by max_unavailable 2 of zone=c"), "{}", s.why[1]);
+        assert!(
+            s.why[1].contains("cut to 2 by max_unavailable 2 of zone=c"),
+            "{}",
+            s.why[1]
+        );
         // Every target once.
         let mut all: Vec<String> = w.concat();
         all.sort();
         all.dedup();
         assert_eq!(all.len(), 12);
-        let small = zones("  domains: { by: zone, order: smallest_first, max_unavailable: \"50%\" }");
+        let small =
+            zones("  domains: { by: zone, order: smallest_first, max_unavailable: \"50%\" }");
         let w = waves(&small, &build(&small, None).unwrap());
         assert_eq!(w.len(), 6);
         assert!(w.iter().all(|x| x.len() == 2), "{w:?}");
@@ -630,11 +659,12 @@ mod tests {
              - { name: c3, root: ./c3, tags: [core] }\n  - { name: e1, root: ./e1 }\n",
         );
         let s = build(&plan, None).unwrap();
-        assert_eq!(
-            waves(&plan, &s),
-            [vec!["c1", "e1"], vec!["c2"], vec!["c3"]]
+        assert_eq!(waves(&plan, &s), [vec!["c1", "e1"], vec!["c2"], vec!["c3"]]);
+        assert!(
+            s.why[0].contains("min_available @core (keeps 2 of 3 up)"),
+            "{}",
+            s.why[0]
         );
-        assert!(s.why[0].contains("min_available @core (keeps 2 of 3 up)"), "{}", s.why[0]);
     }
 
     #[test]
@@ -646,7 +676,11 @@ mod tests {
         let w = waves(&plan, &s);
         assert_eq!(w[0], ["n1", "n2"]);
         assert_eq!(w[1].len(), 10);
-        assert!(s.why[0].contains("already there, only looked at: n1"), "{}", s.why[0]);
+        assert!(
+            s.why[0].contains("already there, only looked at: n1"),
+            "{}",
+            s.why[0]
+        );
         // Without knowing, n1 would be the canary.
         assert_eq!(waves(&plan, &build(&plan, None).unwrap())[0], ["n1"]);
     }
@@ -655,11 +689,19 @@ mod tests {
     fn budgets_are_per_run_wave_or_domain() {
         let run = zones("  waves: [4]\n  max_failures: 1");
         let s = build(&run, None).unwrap();
-        assert_eq!((0..3).map(|i| s.budget(&run, i)).collect::<Vec<_>>(), [1, 1, 1]);
+        assert_eq!(
+            (0..3).map(|i| s.budget(&run, i)).collect::<Vec<_>>(),
+            [1, 1, 1]
+        );
         let wave = zones("  waves: [4, 8]\n  max_failures: { count: \"50%\", scope: wave }");
         let s = build(&wave, None).unwrap();
-        assert_eq!((0..2).map(|i| s.budget(&wave, i)).collect::<Vec<_>>(), [2, 4]);
-        let dom = zones("  domains: { by: zone, max_unavailable: 2 }\n  max_failures: { count: \"25%\", scope: domain }");
+        assert_eq!(
+            (0..2).map(|i| s.budget(&wave, i)).collect::<Vec<_>>(),
+            [2, 4]
+        );
+        let dom = zones(
+            "  domains: { by: zone, max_unavailable: 2 }\n  max_failures: { count: \"25%\", scope: domain }",
+        );
         let s = build(&dom, None).unwrap();
         // Each zone has 4 targets: 25% of 4 is 1, whichever wave of the zone.
         assert!((0..s.waves.len()).all(|i| s.budget(&dom, i) == 1));
@@ -673,7 +715,10 @@ mod tests {
         // n12 went with zone a already: a target is in one wave.
         assert_eq!(w[1], ["n1", "n10", "n11"]);
         assert_eq!(w[2].len(), 5);
-        assert_eq!(names(&plan, &select(&plan, Some("@zone=b")).unwrap()), ["n1", "n4", "n7", "n10"]);
+        assert_eq!(
+            names(&plan, &select(&plan, Some("@zone=b")).unwrap()),
+            ["n1", "n4", "n7", "n10"]
+        );
         assert_eq!(unavailable(Amount::Percent(10.0), 4), 1);
         assert_eq!(keep_up(Amount::Percent(50.0), 3), 2);
     }

@@ -755,9 +755,20 @@ fn a_sunday_window_in_berlin_across_the_spring_forward_pauses_a_run_and_resumes_
         "{err}"
     );
     assert!(f.versions(1).contains("* 4.4.15\tpermanent"));
+    // The refusal says how to go on under the window the plan file has now.
+    assert!(err.contains("--current-window"), "{err}");
 
-    // Sunday 2026-04-05 02:45 CEST: the paused run goes on with the wave it did not start.
-    let (code, out, err) = at_time("2026-04-05 00:45:00", &resume);
+    // The plan file's window now takes Saturdays too: `--current-window` goes on under it
+    // (the run's own copy still says Sundays only).
+    let text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace("days: [sun]", "days: [sat, sun]");
+    std::fs::write(&plan, text).unwrap();
+    let (code, _, err) = at_time("2026-04-04 00:45:00", &resume);
+    assert_eq!(code, Some(5), "{err}");
+    let mut current = resume.to_vec();
+    current.push("--current-window".as_ref());
+    let (code, out, err) = at_time("2026-04-04 00:45:00", &current);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(f.versions(1).contains("* 4.4.16\tpermanent"), "{out}");
     wait_status(f.nodes[1].2, "4.4.16");

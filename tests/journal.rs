@@ -509,6 +509,15 @@ fn jsonl_streams_one_event_per_line_as_the_run_goes() {
         "{start}"
     );
     assert_eq!(start["digest"].as_str().map(str::len), Some(64), "{start}");
+    // The run's waves, as planned, before the first starts.
+    let schedule = next();
+    assert_eq!(schedule["event"], "schedule", "{schedule}");
+    assert_eq!(schedule["waves"][0]["targets"][0], "n1", "{schedule}");
+    assert_eq!(
+        schedule["waves"].as_array().map(Vec::len),
+        Some(2),
+        "{schedule}"
+    );
     let wave = next();
     assert_eq!(wave["event"], "wave", "{wave}");
     let mut seen = Vec::new();

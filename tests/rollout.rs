@@ -110,17 +110,31 @@ fn twelve_nodes_go_zone_by_zone_drained_one_per_zone_with_a_manual_gate() {
     // The dry run says why each wave holds what it does.
     let (code, out, err) = output(fleetup().args(["plan", "--explain"]).arg(&plan));
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(out.contains("Wave 1/12 (tolerates 0 failures in the run):"), "{out}");
+    assert!(
+        out.contains("Wave 1/12 (tolerates 0 failures in the run):"),
+        "{out}"
+    );
     assert!(out.contains("why: selected by @canary"), "{out}");
-    assert!(out.contains("why: domain zone=a: size 100% of 4 = 4, cut to 1 by max_unavailable 1 of zone=a"), "{out}");
-    assert!(out.contains("then: gate: the run pauses until `fleetup approve RUN`"), "{out}");
+    assert!(
+        out.contains(
+            "why: domain zone=a: size 100% of 4 = 4, cut to 1 by max_unavailable 1 of zone=a"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("then: gate: the run pauses until `fleetup approve RUN`"),
+        "{out}"
+    );
 
     // The canary, then the gate: exit 6, nothing else touched.
     let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
     assert_eq!(code, Some(6), "{out}{err}");
     let run = run_id(&state);
     assert!(out.contains(&format!("`fleetup approve {run}`")), "{out}");
-    assert_eq!(link(&dir.path().join("n1"), "current").as_deref(), Some("releases/4.4.16"));
+    assert_eq!(
+        link(&dir.path().join("n1"), "current").as_deref(),
+        Some("releases/4.4.16")
+    );
     for i in 2..=12 {
         assert_eq!(
             link(&dir.path().join(format!("n{i}")), "current").as_deref(),
@@ -139,7 +153,8 @@ fn twelve_nodes_go_zone_by_zone_drained_one_per_zone_with_a_manual_gate() {
     let (code, out, err) = output(fleetup().args(["approve", &run, "--state"]).arg(&state));
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("Approved the gate after wave 1"), "{out}");
-    let journal = std::fs::read_to_string(state.join("runs").join(&run).join("journal.jsonl")).unwrap();
+    let journal =
+        std::fs::read_to_string(state.join("runs").join(&run).join("journal.jsonl")).unwrap();
     assert!(journal.contains("\"state\":\"approved\""), "{journal}");
     assert!(journal.contains("\"by\":\""), "{journal}");
     // A second approval has no gate to approve.
@@ -160,7 +175,10 @@ fn twelve_nodes_go_zone_by_zone_drained_one_per_zone_with_a_manual_gate() {
     assert_eq!(order.len(), 12);
     // Zone by zone after the canary: a, then b, then c.
     let zones: Vec<&str> = order[1..].iter().map(|n| zone_of(n)).collect();
-    assert_eq!(zones, ["a", "a", "a", "a", "b", "b", "b", "c", "c", "c", "c"]);
+    assert_eq!(
+        zones,
+        ["a", "a", "a", "a", "b", "b", "b", "c", "c", "c", "c"]
+    );
 
     // Applied again, every node is there already: one wave, nothing drained.
     std::fs::remove_file(dir.path().join("hooks.log")).unwrap();
@@ -190,24 +208,46 @@ fn a_failing_before_hook_changes_nothing_and_a_failing_after_needs_attention() {
         "[\"true\"]",
     );
     let untouched = snapshot(&dir.path().join("n1"));
-    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).args(["--yes", "--format", "json"]));
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
     assert_eq!(code, Some(3), "{out}{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let n1 = target(&doc, "n1");
     assert_eq!(n1["outcome"], "failed");
     assert_eq!(n1["code"], "fleetup::run::hook-failed");
-    assert!(n1["detail"].as_str().unwrap().contains("LB refused"), "{n1}");
-    assert!(n1["detail"].as_str().unwrap().contains("nothing was changed"), "{n1}");
+    assert!(
+        n1["detail"].as_str().unwrap().contains("LB refused"),
+        "{n1}"
+    );
+    assert!(
+        n1["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was changed"),
+        "{n1}"
+    );
     assert_eq!(snapshot(&dir.path().join("n1")), untouched);
 
     // n2, in the same wave, went through.
     assert_eq!(target(&doc, "n2")["outcome"], "upgraded");
     // `after` fails: the node is upgraded, but may still be drained: exit 4.
     let plan = write("[\"true\"]", "[\"/bin/sh\", \"-c\", \"exit 1\"]");
-    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).args(["--yes", "--only", "n1"]));
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--only", "n1"]),
+    );
     assert_eq!(code, Some(4), "{out}{err}");
     assert!(out.contains("the `after` hook failed"), "{out}");
-    assert_eq!(link(&dir.path().join("n1"), "current").as_deref(), Some("releases/4.4.16"));
+    assert_eq!(
+        link(&dir.path().join("n1"), "current").as_deref(),
+        Some("releases/4.4.16")
+    );
 }
 
 /// A release that serves /status (always healthy) and /metrics with `errors` in its
@@ -233,11 +273,25 @@ fn metrics_release(repo: &Path, version: &str, errors: u32) {
     z.finish().unwrap();
 }
 
-/// A real Prometheus on 127.0.0.1 scraping each (node, port) every 200ms; killed with
-/// the test's directory.
-fn prometheus(dir: &Path, targets: &[(String, u16)]) -> u16 {
+/// A running Prometheus, stopped (and reaped) when dropped.
+struct Prometheus {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real Prometheus on 127.0.0.1 scraping each (node, port) every 200ms.
+fn prometheus(dir: &Path, targets: &[(String, u16)]) -> Prometheus {
     let port = sshd::free_port();
-    let mut cfg = String::from("global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\nscrape_configs:\n");
+    let mut cfg = String::from(
+        "global:\n  scrape_interval: 200ms\n  scrape_timeout: 150ms\nscrape_configs:\n",
+    );
     for (name, p) in targets {
         cfg.push_str(&format!(
             "  - job_name: {name}\n    static_configs:\n      - targets: ['127.0.0.1:{p}']\n        labels: {{ node: {name} }}\n"
@@ -246,7 +300,7 @@ fn prometheus(dir: &Path, targets: &[(String, u16)]) -> u16 {
     let conf = dir.join("prometheus.yml");
     std::fs::write(&conf, cfg).unwrap();
     let data = dir.join("prometheus-data");
-    std::process::Command::new("prometheus")
+    let child = std::process::Command::new("prometheus")
         .arg(format!("--config.file={}", conf.display()))
         .arg(format!("--storage.tsdb.path={}", data.display()))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
@@ -258,8 +312,12 @@ fn prometheus(dir: &Path, targets: &[(String, u16)]) -> u16 {
     let ready = wait_until(Duration::from_secs(30), || {
         http_get(port, "/-/ready").is_some_and(|(s, _)| s == 200)
     });
-    assert!(ready, "{}", std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default());
-    port
+    assert!(
+        ready,
+        "{}",
+        std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+    );
+    Prometheus { child, port }
 }
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -269,7 +327,10 @@ fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split(' ').nth(1)?.parse().ok()?;
-    Some((status, out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned()))
+    Some((
+        status,
+        out.split("\r\n\r\n").nth(1).unwrap_or("").to_owned(),
+    ))
 }
 
 /// Three nodes serving 4.4.15 (no errors); 4.4.16 raises the error counter.
@@ -306,7 +367,9 @@ fn metric_fleet() -> (Dir, Vec<(String, u16)>) {
 fn metric_plan(dir: &Path, nodes: &[(String, u16)], prom: u16) -> PathBuf {
     let mut list = String::new();
     for (name, port) in nodes {
-        list.push_str(&format!("  - {{ name: {name}, root: ./{name}, vars: {{ port: {port} }} }}\n"));
+        list.push_str(&format!(
+            "  - {{ name: {name}, root: ./{name}, vars: {{ port: {port} }} }}\n"
+        ));
     }
     let text = format!(
         "plan: 1\nname: metrics\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
@@ -325,7 +388,8 @@ fn metric_plan(dir: &Path, nodes: &[(String, u16)], prom: u16) -> PathBuf {
 #[test]
 fn prometheus_catches_a_release_that_stays_healthy_but_raises_its_error_counter() {
     let (dir, nodes) = metric_fleet();
-    let prom = prometheus(dir.path(), &nodes);
+    let server = prometheus(dir.path(), &nodes);
+    let prom = server.port;
     // Prometheus sees the nodes' counters before the run.
     let seen = wait_until(Duration::from_secs(20), || {
         http_get(prom, "/api/v1/query?query=app_errors_total")
@@ -333,21 +397,39 @@ fn prometheus_catches_a_release_that_stays_healthy_but_raises_its_error_counter(
     });
     assert!(seen, "Prometheus never scraped the three nodes");
     let plan = metric_plan(dir.path(), &nodes, prom);
-    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).args(["--yes", "--format", "json"]));
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
     // The canary passed its HTTP health check, then its error counter rose: rolled back.
     assert_eq!(code, Some(3), "{out}{err}");
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     let n1 = target(&doc, "n1");
     assert_eq!(n1["outcome"], "rolled-back", "{n1}");
     assert_eq!(n1["code"], "fleetup::analysis::failed", "{n1}");
-    assert!(n1["detail"].as_str().unwrap().contains("is 7, above max 0"), "{n1}");
+    assert!(
+        n1["detail"].as_str().unwrap().contains("is 7, above max 0"),
+        "{n1}"
+    );
     assert_eq!(target(&doc, "n2")["outcome"], "skipped");
     for (name, port) in &nodes {
-        assert_eq!(link(&dir.path().join(name), "current").as_deref(), Some("releases/4.4.15"), "{name}");
+        assert_eq!(
+            link(&dir.path().join(name), "current").as_deref(),
+            Some("releases/4.4.15"),
+            "{name}"
+        );
         wait_status(*port, "4.4.15");
     }
     let state = dir.path().join("state");
-    let journal = std::fs::read_to_string(state.join("runs").join(run_id(&state)).join("journal.jsonl")).unwrap();
+    let journal = std::fs::read_to_string(
+        state
+            .join("runs")
+            .join(run_id(&state))
+            .join("journal.jsonl"),
+    )
+    .unwrap();
     assert!(journal.contains("\"event\":\"analysis\""), "{journal}");
     assert!(journal.contains("\"verdict\":\"failed\""), "{journal}");
 }
@@ -363,11 +445,21 @@ fn an_unreachable_prometheus_is_inconclusive_and_pauses_the_run() {
     let state = dir.path().join("state");
     let run = run_id(&state);
     // The canary stays upgraded; the rest wait. Aborting ends the run for good.
-    assert_eq!(link(&dir.path().join("n1"), "current").as_deref(), Some("releases/4.4.16"));
-    assert_eq!(link(&dir.path().join("n2"), "current").as_deref(), Some("releases/4.4.15"));
+    assert_eq!(
+        link(&dir.path().join("n1"), "current").as_deref(),
+        Some("releases/4.4.16")
+    );
+    assert_eq!(
+        link(&dir.path().join("n2"), "current").as_deref(),
+        Some("releases/4.4.15")
+    );
     let (code, out, err) = output(fleetup().args(["abort", &run, "--state"]).arg(&state));
     assert_eq!(code, Some(0), "{out}{err}");
-    let (code, out, _) = output(fleetup().args(["history", &run, "--format", "json", "--state"]).arg(&state));
+    let (code, out, _) = output(
+        fleetup()
+            .args(["history", &run, "--format", "json", "--state"])
+            .arg(&state),
+    );
     assert_eq!(code, Some(0));
     assert!(out.contains("\"status\": \"aborted\""), "{out}");
     let (code, out, _) = output(fleetup().args(["resume", "--state"]).arg(&state));
@@ -397,7 +489,11 @@ fn webhook_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
                 if let Some((head, body)) = text.split_once("\r\n\r\n") {
                     let len: usize = head
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap_or(0)))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
                         .unwrap_or(0);
                     if body.len() >= len {
                         let first = head.lines().next().unwrap_or("").to_owned();
@@ -406,7 +502,8 @@ fn webhook_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
                     }
                 }
             }
-            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let _ =
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         }
     });
     (port, got)
@@ -435,8 +532,16 @@ fn webhooks_are_told_and_a_failing_one_never_fails_the_run_nor_shows_its_secret(
             .arg("--yes"),
     );
     assert_eq!(code, Some(0), "{out}{err}");
-    assert!(!out.contains("s3cr3t-t0ken") && !err.contains("s3cr3t-t0ken"), "{out}{err}");
-    assert!(out.contains(&format!("webhook http://127.0.0.1:{dead}/down/${{HOOK_TOKEN}} failed")), "{out}");
+    assert!(
+        !out.contains("s3cr3t-t0ken") && !err.contains("s3cr3t-t0ken"),
+        "{out}{err}"
+    );
+    assert!(
+        out.contains(&format!(
+            "webhook http://127.0.0.1:{dead}/down/${{HOOK_TOKEN}} failed"
+        )),
+        "{out}"
+    );
     let got = got.lock().unwrap().clone();
     let events: Vec<serde_json::Value> = got
         .iter()
@@ -445,12 +550,83 @@ fn webhooks_are_told_and_a_failing_one_never_fails_the_run_nor_shows_its_secret(
             serde_json::from_str(r.split_once('\n').unwrap().1).unwrap()
         })
         .collect();
-    let kinds: Vec<&str> = events.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["run_start", "wave_done", "wave_done", "finished"]);
-    assert!(events[1]["text"].as_str().unwrap().starts_with("fleetup: wave 1/2 done"), "{:?}", events[1]);
+    assert!(
+        events[1]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("fleetup: wave 1/2 done"),
+        "{:?}",
+        events[1]
+    );
     assert_eq!(events[3]["status"], "succeeded");
     assert_eq!(events[3]["upgraded"], 2);
     let state = dir.path().join("state");
-    let journal = std::fs::read_to_string(state.join("runs").join(run_id(&state)).join("journal.jsonl")).unwrap();
+    let journal = std::fs::read_to_string(
+        state
+            .join("runs")
+            .join(run_id(&state))
+            .join("journal.jsonl"),
+    )
+    .unwrap();
     assert!(!journal.contains("s3cr3t-t0ken"), "{journal}");
+}
+
+#[test]
+fn the_shipped_canary_example_starts_with_the_node_tagged_canary_alone() {
+    for ext in ["yaml", "toml"] {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("plans/canary-rollout.{ext}"));
+        let loaded = fleetup::plan::load(&path);
+        let plan = loaded.plan.expect("the example loads");
+        let s = fleetup::schedule::build(&plan, None).unwrap();
+        let first: Vec<&str> = s.waves[0].iter().map(|t| t.name(&plan)).collect();
+        assert_eq!(first, ["edge-1"], "{ext}");
+        assert!(plan.nodes[0].tags.contains(&"canary".to_owned()));
+        assert_eq!(plan.rollout.gates[0].after_wave.value, 1, "{ext}");
+    }
+}
+
+#[test]
+fn check_points_at_rollout_mistakes() {
+    let dir = Dir(tempfile::tempdir().unwrap());
+    std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+    release_zip(&dir.path().join("repo"), "4.4.16", 0);
+    let text = "plan: 1\nname: bad\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\n\
+        rollout:\n  waves: [\"@canray\", \"100%\"]\n  domains: { by: zone, order: [eu-1a, eu-9] }\n  \
+        gates: [{ after_wave: 5, approve: manual }]\n\
+        analysis:\n  - name: e\n    prometheus: { url: \"http://127.0.0.1:9\", query: up }\n\
+        nodes:\n  - { name: n1, root: ./n1, labels: { zone: eu-1a }, tags: [canary] }\n  - { name: n2, root: ./n2 }\n";
+    let plan = dir.path().join("bad.yaml");
+    std::fs::write(&plan, text).unwrap();
+    let (code, out, _) = output(fleetup().args(["check", "--format", "json"]).arg(&plan));
+    assert_eq!(code, Some(1), "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let problems = doc["files"][0]["problems"].as_array().unwrap();
+    let find = |needle: &str| {
+        problems
+            .iter()
+            .find(|p| p["message"].as_str().unwrap().contains(needle))
+            .unwrap_or_else(|| panic!("no `{needle}` in {out}"))
+    };
+    let line = |p: &serde_json::Value| p["line"].as_u64().unwrap();
+    assert_eq!(
+        find("`@canray` selects no target")["help"],
+        "did you mean `@canary`?"
+    );
+    assert_eq!(line(find("`@canray` selects no target")), 7);
+    assert_eq!(line(find("`n2` has no label `zone`")), 15);
+    assert_eq!(line(find("no target has `zone: eu-9`")), 8);
+    assert_eq!(line(find("the gate after wave 5 never stands")), 9);
+    assert_eq!(line(find("analysis `e` has no bound")), 12);
+    assert!(
+        problems
+            .iter()
+            .all(|p| p["code"] == "fleetup::plan::rollout"),
+        "{out}"
+    );
 }

@@ -76,7 +76,11 @@ pub fn plan(path: &Path, only: Option<&str>, format: PlanFormat, explain: bool) 
             plural(budget, "failure")
         );
         if explain && let Some(w) = planned.get(i) {
-            let why = if w.why.is_empty() { "the plan's wave sizes" } else { &w.why };
+            let why = if w.why.is_empty() {
+                "the plan's wave sizes"
+            } else {
+                &w.why
+            };
             println!("  why: {why}");
         }
         for t in wave {
@@ -104,11 +108,16 @@ pub fn plan(path: &Path, only: Option<&str>, format: PlanFormat, explain: bool) 
             for a in &plan.analysis {
                 println!("  then: analysis `{}` ({})", a.name, a.query.value);
             }
-            for g in plan.rollout.gates.iter().filter(|g| g.after_wave.value == i + 1) {
+            for g in plan
+                .rollout
+                .gates
+                .iter()
+                .filter(|g| g.after_wave.value == i + 1)
+            {
                 match g.kind {
-                    crate::plan::GateKind::Manual => println!(
-                        "  then: gate: the run pauses until `fleetup approve RUN`"
-                    ),
+                    crate::plan::GateKind::Manual => {
+                        println!("  then: gate: the run pauses until `fleetup approve RUN`")
+                    }
                     crate::plan::GateKind::Wait(d) => {
                         println!("  then: gate: wait {}s", d.as_secs())
                     }
@@ -393,6 +402,9 @@ fn render_report(r: &Report, json: bool) {
             plan: &'a str,
             status: crate::run::RunStatus,
             exit: u8,
+            /// Why a paused run waits.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            paused: Option<&'a str>,
             targets: &'a [crate::run::TargetResult],
         }
         let doc = Doc {
@@ -400,6 +412,7 @@ fn render_report(r: &Report, json: bool) {
             plan: &r.plan,
             status: r.status,
             exit,
+            paused: r.paused.as_deref(),
             targets: &r.results,
         };
         if let Ok(s) = serde_json::to_string_pretty(&doc) {
@@ -412,10 +425,13 @@ fn render_report(r: &Report, json: bool) {
             crate::run::RunStatus::Stopped => {
                 println!("Continue it with `fleetup resume {}`.", r.run)
             }
-            crate::run::RunStatus::Paused => println!(
-                "Continue it in the next window with `fleetup resume {}`.",
-                r.run
-            ),
+            crate::run::RunStatus::Paused => match &r.paused {
+                Some(why) if !why.contains("window") => println!("It waits: {why}."),
+                _ => println!(
+                    "Continue it in the next window with `fleetup resume {}`.",
+                    r.run
+                ),
+            },
             _ => {}
         }
     }

@@ -750,7 +750,9 @@ mod tests {
         let mut ctx = Ctx {
             say: &mut say,
             hooks,
-            lock_wait: std::time::Duration::ZERO,
+            // Other tests of this process spawn hooks: a child forked in the instant
+            // before its exec shares (and so briefly holds) a lock just let go.
+            lock_wait: std::time::Duration::from_secs(5),
             run: run.map(str::to_owned),
         };
         f(&mut ctx)

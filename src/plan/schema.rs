@@ -116,7 +116,12 @@ pub static POLICY: &[Field] = &[field!(
 )];
 
 pub static DOMAINS: &[Field] = &[
-    field!("by", Ty::Str, required, "the label whose value is a target's failure domain, e.g. zone"),
+    field!(
+        "by",
+        Ty::Str,
+        required,
+        "the label whose value is a target's failure domain, e.g. zone"
+    ),
     field!(
         "order",
         Ty::Either(&Ty::List(&Ty::Str), &Ty::Enum(&["plan", "smallest_first"])),
@@ -127,18 +132,45 @@ pub static DOMAINS: &[Field] = &[
 ];
 
 pub static MIN_AVAILABLE: &[Field] = &[
-    field!("select", Ty::Str, required, "the targets: @tag, @label=value, a name or a glob"),
-    field!("count", Ty::CountOrPercent { min: 1 }, required, "how many of them stay up during every wave (count or \"N%\" rounded up)"),
+    field!(
+        "select",
+        Ty::Str,
+        required,
+        "the targets: @tag, @label=value, a name or a glob"
+    ),
+    field!(
+        "count",
+        Ty::CountOrPercent { min: 1 },
+        required,
+        "how many of them stay up during every wave (count or \"N%\" rounded up)"
+    ),
 ];
 
 pub static BUDGET: &[Field] = &[
-    field!("count", Ty::CountOrPercent { min: 0 }, required, "failed targets tolerated (count, or \"N%\" of the scope's targets rounded down)"),
+    field!(
+        "count",
+        Ty::CountOrPercent { min: 0 },
+        required,
+        "failed targets tolerated (count, or \"N%\" of the scope's targets rounded down)"
+    ),
     field!("scope", Ty::Enum(&["run", "wave", "domain"]), default "run", "what the count is of: the whole run, each wave, each failure domain"),
 ];
 
 pub static GATE: &[Field] = &[
-    field!("after_wave", Ty::Int { min: 1, max: 100000 }, required, "the wave (1 is the first) after which the gate stands"),
-    field!("approve", Ty::Enum(&["manual"]), "manual: the run pauses (exit 6) until `fleetup approve RUN`, then `fleetup resume`"),
+    field!(
+        "after_wave",
+        Ty::Int {
+            min: 1,
+            max: 100000
+        },
+        required,
+        "the wave (1 is the first) after which the gate stands"
+    ),
+    field!(
+        "approve",
+        Ty::Enum(&["manual"]),
+        "manual: the run pauses (exit 6) until `fleetup approve RUN`, then `fleetup resume`"
+    ),
     field!("wait", Ty::Duration, "wait this long before the next wave"),
 ];
 
@@ -146,9 +178,21 @@ pub static ROLLOUT: &[Field] = &[
     field!("max_parallel", Ty::Int { min: 1, max: 1000 }, default "10", "targets worked on at once"),
     field!("waves", Ty::List(&Ty::Wave), default "[\"100%\"]", "batch sizes, a count or a % of the targets, or a selector (\"@canary\") for a wave of exactly those; the last size repeats"),
     field!("max_failures", Ty::Either(&Ty::Table(BUDGET), &Ty::CountOrPercent { min: 0 }), default "0", "failed targets tolerated in the whole run (count or \"N%\"), or { count, scope: run | wave | domain }"),
-    field!("domains", Ty::Table(DOMAINS), "failure domains: waves one domain at a time, at most max_unavailable of a domain changing at once"),
-    field!("min_available", Ty::List(&Ty::Table(MIN_AVAILABLE)), "groups of targets that keep this many up during every wave"),
-    field!("gates", Ty::List(&Ty::Table(GATE)), "pauses after waves: a manual approval or a wait"),
+    field!(
+        "domains",
+        Ty::Table(DOMAINS),
+        "failure domains: waves one domain at a time, at most max_unavailable of a domain changing at once"
+    ),
+    field!(
+        "min_available",
+        Ty::List(&Ty::Table(MIN_AVAILABLE)),
+        "groups of targets that keep this many up during every wave"
+    ),
+    field!(
+        "gates",
+        Ty::List(&Ty::Table(GATE)),
+        "pauses after waves: a manual approval or a wait"
+    ),
     field!("on_failure", Ty::Enum(&["rollback", "rollback-all", "stop"]), default "rollback", "what happens when failures exceed max_failures"),
     field!("permanent", Ty::Bool, default "true", "make new releases permanent; false leaves them current"),
     field!("pause", Ty::Duration, default "0s", "wait between waves"),
@@ -162,15 +206,37 @@ pub static NODE_HOOKS: &[Field] = &[
         Ty::Argv,
         "command run after `current` is switched, to load the new release"
     ),
-    field!("before", Ty::Argv, "command run on the node's host before it changes (drain it); failing leaves it unchanged and failed"),
-    field!("after", Ty::Argv, "command run on the node's host once it is healthy on its new release, or back on its old one (undrain it)"),
-    field!("on_rollback", Ty::Argv, "command run on the node's host after it was rolled back"),
+    field!(
+        "before",
+        Ty::Argv,
+        "command run on the node's host before it changes (drain it); failing leaves it unchanged and failed"
+    ),
+    field!(
+        "after",
+        Ty::Argv,
+        "command run on the node's host once it is healthy on its new release, or back on its old one (undrain it)"
+    ),
+    field!(
+        "on_rollback",
+        Ty::Argv,
+        "command run on the node's host after it was rolled back"
+    ),
     field!("timeout", Ty::Duration, default "5m", "deadline of every hook; a timeout is a failure"),
 ];
 
 pub static PROMETHEUS: &[Field] = &[
-    field!("url", Ty::Template, required, "the Prometheus server, e.g. http://prometheus:9090"),
-    field!("query", Ty::Template, required, "PromQL; with a node placeholder ({name}, {host}, vars) it is asked once per node of the wave"),
+    field!(
+        "url",
+        Ty::Template,
+        required,
+        "the Prometheus server, e.g. http://prometheus:9090"
+    ),
+    field!(
+        "query",
+        Ty::Template,
+        required,
+        "PromQL; with a node placeholder ({name}, {host}, vars) it is asked once per node of the wave"
+    ),
     field!("max", Ty::Number, "every sample must be at most this"),
     field!("min", Ty::Number, "every sample must be at least this"),
     field!("for", Ty::Duration, default "0s", "how long to keep measuring after the wave"),
@@ -179,12 +245,27 @@ pub static PROMETHEUS: &[Field] = &[
 ];
 
 pub static ANALYSIS: &[Field] = &[
-    field!("name", Ty::Str, required, "what the analysis checks, as messages name it"),
-    field!("prometheus", Ty::Table(PROMETHEUS), required, "the query and its bounds"),
+    field!(
+        "name",
+        Ty::Str,
+        required,
+        "what the analysis checks, as messages name it"
+    ),
+    field!(
+        "prometheus",
+        Ty::Table(PROMETHEUS),
+        required,
+        "the query and its bounds"
+    ),
 ];
 
 pub static NOTIFY: &[Field] = &[
-    field!("webhook", Ty::Template, required, "URL posted a JSON body (with a Slack-compatible `text`); ${ENV} keeps a secret out of the plan"),
+    field!(
+        "webhook",
+        Ty::Template,
+        required,
+        "URL posted a JSON body (with a Slack-compatible `text`); ${ENV} keeps a secret out of the plan"
+    ),
     field!("on", Ty::List(&Ty::Enum(&["run_start", "wave_done", "failed", "paused", "finished"])), default "[\"failed\", \"paused\", \"finished\"]", "which moments to post"),
 ];
 
@@ -212,7 +293,11 @@ pub static DEFAULTS: &[Field] = &[
         "template values of every node (a node's own vars win)"
     ),
     field!("tags", Ty::List(&Ty::Name), "tags of every node"),
-    field!("labels", Ty::Labels, "labels of every node (a node's own win)"),
+    field!(
+        "labels",
+        Ty::Labels,
+        "labels of every node (a node's own win)"
+    ),
     field!(
         "platform",
         Ty::Str,
@@ -566,7 +651,7 @@ fn ty_schema(ty: &Ty) -> Value {
             "oneOf": [
                 { "type": "integer", "minimum": 1 },
                 { "type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?%$" },
-                { "type": "string", "pattern": r"^[^0-9]" }
+                { "type": "string", "pattern": r"^[^0-9+-](.*[^%])?$" }
             ]
         }),
         Ty::Labels => json!({
@@ -598,7 +683,7 @@ pub fn all_key_paths() -> Vec<String> {
             };
             out.push(path.clone());
             match &f.ty {
-                Ty::Table(sub) | Ty::Either(Ty::Table(sub), _) => walk(&path, sub, out),
+                Ty::Table(sub) => walk(&path, sub, out),
                 Ty::List(Ty::Table(sub)) => walk(&format!("{path}[]"), sub, out),
                 Ty::Named(sub) => walk(&format!("{path}.*"), sub, out),
                 _ => {}

@@ -247,15 +247,7 @@ pub enum GateState {
     Waited { secs: u64 },
 }
 
-/// What a metric analysis found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    Passed,
-    Failed,
-    /// Prometheus could not be asked, or had no data: the run pauses.
-    Inconclusive,
-}
+pub use crate::analysis::Verdict;
 
 /// One target's result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -16,9 +16,9 @@ use semver::Version;
 use super::event::{Back, Event, GateState, Outcome, Step, TargetResult, Verdict};
 use super::target::{Change, ChangeError, Cx, Lifecycle, Target};
 use crate::diagnostics::{Code, Problem};
-use crate::plan::{OnFailure, Plan};
 #[cfg(test)]
 use crate::plan::Amount;
+use crate::plan::{OnFailure, Plan};
 use crate::remote::Hosts;
 use crate::schedule::{Schedule, TargetId};
 
@@ -97,7 +97,12 @@ fn scope_key(plan: &Plan, schedule: &Schedule, index: usize) -> String {
         crate::plan::BudgetScope::Wave => format!("wave {index}"),
         crate::plan::BudgetScope::Domain => format!(
             "domain {}",
-            schedule.domain.get(index).cloned().flatten().unwrap_or_default()
+            schedule
+                .domain
+                .get(index)
+                .cloned()
+                .flatten()
+                .unwrap_or_default()
         ),
     }
 }
@@ -319,8 +324,14 @@ impl<'a> Exec<'a> {
                 // whether its `after` hook ran is not known, so it runs (again).
                 self.record_upgraded(i, came_from.clone());
                 let (detail, attention) = match hooks(&mut *change, &[Lifecycle::After]) {
-                    None => (format!("{to} was reached before the run was interrupted"), false),
-                    Some(h) => (format!("{to} was reached before the run was interrupted, but {h}"), true),
+                    None => (
+                        format!("{to} was reached before the run was interrupted"),
+                        false,
+                    ),
+                    Some(h) => (
+                        format!("{to} was reached before the run was interrupted, but {h}"),
+                        true,
+                    ),
                 };
                 return done(came_from.as_ref(), Outcome::Upgraded, detail, attention);
             }
@@ -447,7 +458,12 @@ impl<'a> Exec<'a> {
     /// fails the wave: the targets it upgraded go back (or stay, with `on_failure:
     /// stop`) and count as failures. `Some(why)` when one was inconclusive: the run
     /// pauses.
-    fn analyse(&self, index: usize, wave: &[TargetId], results: &mut [TargetResult]) -> Option<String> {
+    fn analyse(
+        &self,
+        index: usize,
+        wave: &[TargetId],
+        results: &mut [TargetResult],
+    ) -> Option<String> {
         let plan = self.plan;
         if plan.analysis.is_empty() || self.earlier.analysed.contains(&(index + 1)) {
             return None;
@@ -491,11 +507,8 @@ impl<'a> Exec<'a> {
         }
         let why = failed.join("; ");
         let code = Some(Code::AnalysisFailed.as_str().to_owned());
-        let upgraded: Vec<(usize, Option<Version>)> = self
-            .upgraded
-            .lock()
-            .map(|u| u.clone())
-            .unwrap_or_default();
+        let upgraded: Vec<(usize, Option<Version>)> =
+            self.upgraded.lock().map(|u| u.clone()).unwrap_or_default();
         let cx = self.cx();
         for t in wave {
             let i = t.index(plan);
@@ -539,11 +552,20 @@ impl<'a> Exec<'a> {
     /// approved pauses the run (`Some(why)`).
     fn gates(&self, index: usize) -> Option<String> {
         let after = index + 1;
-        for g in self.plan.rollout.gates.iter().filter(|g| g.after_wave.value == after) {
+        for g in self
+            .plan
+            .rollout
+            .gates
+            .iter()
+            .filter(|g| g.after_wave.value == after)
+        {
             let passed = self.earlier.gates.get(&after);
             match g.kind {
                 crate::plan::GateKind::Wait(d) => {
-                    if matches!(passed, Some(GateState::Waited { .. } | GateState::Approved { .. })) {
+                    if matches!(
+                        passed,
+                        Some(GateState::Waited { .. } | GateState::Approved { .. })
+                    ) {
                         continue;
                     }
                     (self.emit)(Event::Note {
@@ -722,7 +744,10 @@ impl<'a> Exec<'a> {
                     .iter()
                     .filter(|r| r.outcome == Outcome::Upgraded)
                     .count(),
-                failed: wave_results.iter().filter(|r| r.outcome.is_failure()).count(),
+                failed: wave_results
+                    .iter()
+                    .filter(|r| r.outcome.is_failure())
+                    .count(),
             });
             results.extend(wave_results);
             if paused.is_none()

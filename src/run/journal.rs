@@ -308,7 +308,9 @@ fn event_json(e: &Event) -> Option<serde_json::Value> {
             of,
             upgraded,
             failed,
-        } => json!({"event": "wave-done", "index": index, "of": of, "upgraded": upgraded, "failed": failed}),
+        } => {
+            json!({"event": "wave-done", "index": index, "of": of, "upgraded": upgraded, "failed": failed})
+        }
         Event::Wave { index, of, targets } => {
             json!({"event": "wave", "index": index, "of": of, "targets": targets})
         }
@@ -451,7 +453,8 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
                 }
                 if field("event") == Some("gate")
                     && let Some(after) = event.get("after_wave").and_then(|a| a.as_u64())
-                    && let Ok(state) = serde_json::from_value::<super::event::GateState>(event.clone())
+                    && let Ok(state) =
+                        serde_json::from_value::<super::event::GateState>(event.clone())
                 {
                     s.gates.insert(after as usize, state);
                 }

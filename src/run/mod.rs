@@ -53,6 +53,8 @@ pub struct Report {
     pub plan: String,
     pub status: RunStatus,
     pub results: Vec<TargetResult>,
+    /// Why a paused run waits (its window, a gate, an inconclusive analysis).
+    pub paused: Option<String>,
 }
 
 impl Report {
@@ -71,8 +73,9 @@ pub struct Runner {
     pub lock_wait: Duration,
 }
 
-/// Refuses to start outside the plan's window (exit 5), naming the next opening.
-fn window_open(plan: &Plan) -> Result<(), Problem> {
+/// Refuses to start outside the plan's window (exit 5), naming the next opening; for a
+/// run being resumed (`resuming`: its id), also how to go on under another window or end it.
+fn window_open(plan: &Plan, resuming: Option<&str>) -> Result<(), Problem> {
     use crate::window;
     let Some(w) = &plan.window else { return Ok(()) };
     let now = jiff::Timestamp::now();
@@ -89,7 +92,12 @@ fn window_open(plan: &Plan) -> Result<(), Problem> {
             window::describe(w)
         ),
     )
-    .help("run it then (a systemd timer or cron entry can), or change the plan's `window`"))
+    .help(match resuming {
+        None => "run it then (a systemd timer or cron entry can), or change the plan's `window`".to_owned(),
+        Some(run) => format!(
+            "resume it then; or, after changing the plan file's `window`, `fleetup resume {run} --current-window` goes on under it; `fleetup abort {run}` ends the run"
+        ),
+    }))
 }
 
 /// A store another fleetup holds refuses the run (exit 5), unless asked to wait: local
@@ -163,7 +171,14 @@ fn recorded(plan: &Plan, waves: &[PlannedWave]) -> Option<crate::schedule::Sched
 fn current_window_of(r: &RunSummary) -> Result<Option<crate::plan::Window>, Failure> {
     let loaded = crate::plan::load(Path::new(&r.plan));
     match loaded.plan {
-        Some(p) if loaded.problems.iter().all(|p| p.severity != crate::diagnostics::Severity::Error) => Ok(p.window),
+        Some(p)
+            if loaded
+                .problems
+                .iter()
+                .all(|p| p.severity != crate::diagnostics::Severity::Error) =>
+        {
+            Ok(p.window)
+        }
         _ => Err(Failure {
             problems: loaded.problems,
             file: loaded.file,
@@ -172,11 +187,29 @@ fn current_window_of(r: &RunSummary) -> Result<Option<crate::plan::Window>, Fail
     }
 }
 
+/// The name of the user this process runs as (from the password database).
+fn login_name() -> String {
+    // SAFETY: getpwuid returns a pointer into static storage or null; the name is copied
+    // out before any other call could overwrite it.
+    unsafe {
+        let uid = libc::getuid();
+        let pw = libc::getpwuid(uid);
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return format!("uid{uid}");
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
 /// Who approves, as the journal records it: user@host.
 fn approver() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid{}", unsafe { libc::getuid() }));
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(login_name);
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "localhost".into());
@@ -264,6 +297,7 @@ fn finish(
         plan: plan.name.clone(),
         status,
         results,
+        paused: None,
     }
 }
 
@@ -295,7 +329,7 @@ impl Runner {
                 file: p.file.clone(),
             });
         }
-        window_open(&p.plan)?;
+        window_open(&p.plan, None)?;
         locks_free(
             &p.plan,
             self.lock_wait,
@@ -352,7 +386,15 @@ impl Runner {
             Some(c) => exec.check_waves(c),
             None => exec,
         };
-        self.execute(exec, &journal, &p.plan, &p.schedule, Default::default(), &notifier, &tee)
+        self.execute(
+            exec,
+            &journal,
+            &p.plan,
+            &p.schedule,
+            Default::default(),
+            &notifier,
+            &tee,
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -370,7 +412,9 @@ impl Runner {
             Ok(end) => {
                 let status = RunStatus::of(&end.results, end.paused.is_some(), end.stopped);
                 notify_end(notifier, status, &end.results, say);
-                Ok(Ended::Ran(finish(journal, plan, status, end.results)))
+                let mut report = finish(journal, plan, status, end.results);
+                report.paused = end.paused;
+                Ok(Ended::Ran(report))
             }
             Err(p) => {
                 journal.finish(RunStatus::Failed, p.code.exit().code());
@@ -439,7 +483,7 @@ impl Runner {
             Some(s) => s,
             None => crate::schedule::build(&plan, r.only.as_deref())?,
         };
-        window_open(&plan)?;
+        window_open(&plan, Some(&r.run))?;
         let finished: BTreeMap<String, TargetResult> = r
             .targets
             .iter()
@@ -497,9 +541,10 @@ impl Runner {
         let analysed = (1..=schedule.waves.len())
             .filter(|w| {
                 !plan.analysis.is_empty()
-                    && plan.analysis.iter().all(|a| {
-                        r.analyses.get(&(*w, a.name.clone())) == Some(&Verdict::Passed)
-                    })
+                    && plan
+                        .analysis
+                        .iter()
+                        .all(|a| r.analyses.get(&(*w, a.name.clone())) == Some(&Verdict::Passed))
             })
             .collect();
         let earlier = exec::Earlier {
@@ -517,7 +562,10 @@ impl Runner {
         if !r.resumable() {
             return Err(Problem::new(
                 Code::Usage,
-                format!("run {} ended as {}; there is nothing to abort", r.run, r.status),
+                format!(
+                    "run {} ended as {}; there is nothing to abort",
+                    r.run, r.status
+                ),
             )
             .help("`fleetup rollback RUN` undoes a finished run")
             .into());

@@ -147,10 +147,10 @@ pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, F
     let schedule = schedule
         .and_then(|_| schedule::build_with(&plan, only, &settled))
         .map_err(|p| Failure {
-        problems: problems.iter().cloned().chain([p]).collect(),
-        file: file.clone(),
-        exit: Exit::Usage,
-    })?;
+            problems: problems.iter().cloned().chain([p]).collect(),
+            file: file.clone(),
+            exit: Exit::Usage,
+        })?;
     Ok(Prepared {
         plan,
         preflight: pf,

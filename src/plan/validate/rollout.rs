@@ -11,12 +11,26 @@ fn map_entries(n: Option<&Node>) -> &[(Key, Node)] {
     }
 }
 
+fn plan_tags(plan: &Plan, t: crate::schedule::TargetId) -> &[String] {
+    match t {
+        crate::schedule::TargetId::Node(i) => &plan.nodes[i].tags,
+        crate::schedule::TargetId::Group(i) => &plan.groups[i].tags,
+    }
+}
+
 fn number(n: Option<&Node>) -> Option<f64> {
     match n.map(|n| &n.kind) {
         Some(Kind::Int(i)) => Some(*i as f64),
         Some(Kind::Float(f)) => Some(*f),
         _ => None,
     }
+}
+
+/// Whether a wave entry is a selector rather than a size: sizes start with a digit or a
+/// sign, or end with `%`.
+pub(super) fn is_selector(t: &str) -> bool {
+    let t = t.trim();
+    !t.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '+') && !t.ends_with('%')
 }
 
 impl Validator {
@@ -31,12 +45,10 @@ impl Validator {
         list(n)
             .iter()
             .filter_map(|w| match &w.kind {
-                Kind::Str(t) if !t.starts_with(|c: char| c.is_ascii_digit()) => {
-                    Some(WaveSize::Select(At {
-                        value: t.trim().to_owned(),
-                        span: w.span,
-                    }))
-                }
+                Kind::Str(t) if is_selector(t) => Some(WaveSize::Select(At {
+                    value: t.trim().to_owned(),
+                    span: w.span,
+                })),
                 _ => amount(w).map(WaveSize::Size),
             })
             .collect()
@@ -241,10 +253,24 @@ impl Validator {
                 );
                 continue;
             }
+            if !matches!(t.raw().split_once("://"), Some(("http", _))) {
+                self.push(
+                    Problem::new(Code::Unsupported, "only http:// webhooks are posted to yet")
+                        .at(hook.span)
+                        .label("not http://")
+                        .help(
+                            "post to an http:// relay on a trusted network; https is not built yet",
+                        ),
+                );
+            }
             let on = match get(w, "on") {
                 Some(o) => list(Some(o))
                     .iter()
-                    .filter_map(|e| NotifyOn::ALL.into_iter().find(|k| Some(k.as_str()) == s(Some(e))))
+                    .filter_map(|e| {
+                        NotifyOn::ALL
+                            .into_iter()
+                            .find(|k| Some(k.as_str()) == s(Some(e)))
+                    })
                     .collect(),
                 None => vec![NotifyOn::Failed, NotifyOn::Paused, NotifyOn::Finished],
             };
@@ -296,10 +322,13 @@ impl Validator {
                 for o in order {
                     if seen.contains(&&o.value) {
                         self.push(
-                            Problem::new(Code::BadRollout, format!("domain `{}` is listed twice in `order`", o.value))
-                                .at(o.span)
-                                .label("second time")
-                                .help("list each domain once"),
+                            Problem::new(
+                                Code::BadRollout,
+                                format!("domain `{}` is listed twice in `order`", o.value),
+                            )
+                            .at(o.span)
+                            .label("second time")
+                            .help("list each domain once"),
                         );
                     } else if !values.contains(&o.value) {
                         let mut p = Problem::new(
@@ -328,16 +357,21 @@ impl Validator {
             .chain(r.min_available.iter().map(|m| &m.select));
         for sel in selectors {
             if crate::schedule::matching(plan, &sel.value).is_empty() {
-                let names = all.iter().map(|t| t.name(plan));
+                let mut known: Vec<String> = all.iter().map(|t| t.name(plan).to_owned()).collect();
+                for t in &all {
+                    known.extend(plan_tags(plan, *t).iter().map(|g| format!("@{g}")));
+                    known.extend(t.labels(plan).iter().map(|(k, v)| format!("@{k}={v}")));
+                }
+                let names = known.iter().map(String::as_str);
                 let mut p = Problem::new(
                     Code::BadRollout,
                     format!("`{}` selects no target of the plan", sel.value),
                 )
                 .at(sel.span)
                 .label("matches nothing");
-                p = match did_you_mean(sel.value.trim_start_matches('@'), names) {
+                p = match did_you_mean(&sel.value, names) {
                     Some(m) => p.help(format!("did you mean `{m}`?")),
-                    None => p.help("select by @tag, @label=value, a name or a glob (emqx-*)"),
+                    None => p.help("select by @tag, @label=value, a name or a glob (emqx-*); a wave size is a count (2) or a share (\"25%\")"),
                 };
                 self.push(p);
             }

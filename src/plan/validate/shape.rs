@@ -301,7 +301,7 @@ impl Validator {
                 _ => self.wrong(n, ty, what),
             },
             Ty::Wave => match &n.kind {
-                Kind::Str(t) if !t.starts_with(|c: char| c.is_ascii_digit()) => {
+                Kind::Str(t) if super::rollout::is_selector(t) => {
                     if t.trim().is_empty() || t == "@" {
                         self.push(
                             Problem::new(Code::BadWave, format!("{what} `{t}` selects nothing"))
