@@ -77,15 +77,31 @@ impl Schedule {
         }
     }
 
+    /// [`Schedule::budget`] of every wave, worked out at once.
+    pub fn budgets(&self, plan: &Plan) -> Vec<usize> {
+        let mut per_domain: BTreeMap<Option<&str>, usize> = BTreeMap::new();
+        for (w, d) in self.waves.iter().zip(&self.domain) {
+            *per_domain.entry(d.as_deref()).or_default() += w.len();
+        }
+        (0..self.waves.len())
+            .map(|i| match plan.rollout.budget_scope {
+                BudgetScope::Domain => {
+                    let d = self.domain.get(i).and_then(|d| d.as_deref());
+                    allowed(
+                        plan.rollout.max_failures,
+                        per_domain.get(&d).copied().unwrap_or(0),
+                    )
+                }
+                _ => self.budget(plan, i),
+            })
+            .collect()
+    }
+
     /// Failures wave `index` tolerates before the run stops, by `max_failures` and its
     /// scope: the run's (the same number for every wave), the wave's own, or its
     /// domain's.
     pub fn budget(&self, plan: &Plan, index: usize) -> usize {
-        let a = plan.rollout.max_failures;
-        let of = |n: usize| match a {
-            Amount::Count(c) => c as usize,
-            Amount::Percent(p) => (p * n as f64 / 100.0).floor() as usize,
-        };
+        let of = |n: usize| allowed(plan.rollout.max_failures, n);
         match plan.rollout.budget_scope {
             BudgetScope::Run => of(self.len()),
             BudgetScope::Wave => of(self.waves.get(index).map_or(0, Vec::len)),
@@ -196,6 +212,14 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem>
     Ok(picked)
 }
 
+/// Failures tolerated among `n` targets: a count, or a share rounded down.
+fn allowed(a: Amount, n: usize) -> usize {
+    match a {
+        Amount::Count(c) => c as usize,
+        Amount::Percent(p) => (p * n as f64 / 100.0).floor() as usize,
+    }
+}
+
 /// Whether selector `sel` picks target `t`: `@tag`, `@label=value`, a name or a glob.
 pub fn matches(plan: &Plan, sel: &str, t: TargetId) -> bool {
     match sel.strip_prefix('@') {
@@ -262,53 +286,73 @@ pub fn build(plan: &Plan, only: Option<&str>) -> Result<Schedule, Problem> {
 
 /// A limit on how many of some targets one wave may take.
 struct Cap {
-    members: Vec<TargetId>,
+    members: std::collections::HashSet<TargetId>,
     most: usize,
     why: String,
 }
 
 /// Cuts `members` (in order) into waves of `sizes` (of `members.len()`, the last
 /// repeating), none taking more of a cap's members than it allows. Each wave's reason.
-fn cut(
-    plan: &Plan,
-    members: Vec<TargetId>,
-    sizes: &[Amount],
-    caps: &[Cap],
-) -> Vec<(Vec<TargetId>, String)> {
+/// Linear in the targets for each wave: a cap every target left belongs to ends the
+/// wave as soon as it is full.
+fn cut(members: Vec<TargetId>, sizes: &[Amount], caps: &[Cap]) -> Vec<(Vec<TargetId>, String)> {
     let total = members.len();
     let size_of = |a: &Amount| match *a {
         Amount::Count(c) => (c as usize).max(1),
         Amount::Percent(p) => ((p * total as f64 / 100.0).ceil() as usize).max(1),
     };
+    // The caps each target is under.
+    let under: BTreeMap<TargetId, Vec<usize>> = members
+        .iter()
+        .map(|t| {
+            let of = (0..caps.len())
+                .filter(|c| caps[*c].members.contains(t))
+                .collect();
+            (*t, of)
+        })
+        .collect();
+    // Caps every target is under: once one is full, nothing more fits in the wave.
+    let universal: Vec<usize> = (0..caps.len())
+        .filter(|c| members.iter().all(|t| under[t].contains(c)))
+        .collect();
     let mut pending = members;
     let mut out = Vec::new();
     let mut i = 0;
     while !pending.is_empty() {
         let want = sizes.get(i).or(sizes.last()).map_or(pending.len(), size_of);
+        let mut count = vec![0usize; caps.len()];
         let mut wave: Vec<TargetId> = Vec::new();
-        let mut capped: Vec<&str> = Vec::new();
+        let mut capped: Vec<usize> = Vec::new();
         for t in &pending {
             if wave.len() >= want {
                 break;
             }
-            let full = caps.iter().find(|c| {
-                c.members.contains(t)
-                    && wave.iter().filter(|w| c.members.contains(w)).count() >= c.most
-            });
-            match full {
+            if let Some(c) = universal.iter().find(|c| count[**c] >= caps[**c].most) {
+                if !capped.contains(c) {
+                    capped.push(*c);
+                }
+                break;
+            }
+            match under[t].iter().find(|c| count[**c] >= caps[**c].most) {
                 Some(c) => {
-                    if !capped.contains(&c.why.as_str()) {
-                        capped.push(&c.why);
+                    if !capped.contains(c) {
+                        capped.push(*c);
                     }
                 }
-                None => wave.push(*t),
+                None => {
+                    for c in &under[t] {
+                        count[*c] += 1;
+                    }
+                    wave.push(*t);
+                }
             }
         }
         if wave.is_empty() {
             // Only a cap of 0 could leave nothing; `check` refuses that, so never here.
             wave.push(pending[0]);
         }
-        pending.retain(|t| !wave.contains(t));
+        let taken: std::collections::HashSet<TargetId> = wave.iter().copied().collect();
+        pending.retain(|t| !taken.contains(t));
         let mut why = match sizes.get(i).or(sizes.last()) {
             Some(Amount::Count(c)) => format!("size {c}"),
             Some(Amount::Percent(p)) => {
@@ -317,13 +361,9 @@ fn cut(
             None => "all".into(),
         };
         if wave.len() < want.min(wave.len() + pending.len()) && !capped.is_empty() {
-            why.push_str(&format!(
-                ", cut to {} by {}",
-                wave.len(),
-                capped.join(" and ")
-            ));
+            let by: Vec<&str> = capped.iter().map(|c| caps[*c].why.as_str()).collect();
+            why.push_str(&format!(", cut to {} by {}", wave.len(), by.join(" and ")));
         }
-        let _ = plan;
         out.push((wave, why));
         i += 1;
     }
@@ -356,7 +396,7 @@ pub fn build_with(
                     m.select.value,
                     members.len()
                 ),
-                members,
+                members: members.into_iter().collect(),
             }
         })
         .collect();
@@ -377,7 +417,7 @@ pub fn build_with(
         for (v, members) in &domains {
             let most = unavailable(d.max_unavailable, members.len());
             caps.push(Cap {
-                members: members.clone(),
+                members: members.iter().copied().collect(),
                 most,
                 why: format!("max_unavailable {most} of {}={v}", d.by.value),
             });
@@ -407,8 +447,9 @@ pub fn build_with(
                     .copied()
                     .filter(|t| matches(plan, &sel.value, *t))
                     .collect();
-                rest.retain(|t| !picked.contains(t));
-                for (wave, why) in cut(plan, picked, &[], &caps) {
+                let taken: std::collections::HashSet<TargetId> = picked.iter().copied().collect();
+                rest.retain(|t| !taken.contains(t));
+                for (wave, why) in cut(picked, &[], &caps) {
                     let why = format!(
                         "selected by {}{}",
                         sel.value,
@@ -424,12 +465,13 @@ pub fn build_with(
     }
     if r.domains.is_some() {
         for (v, members) in &domains {
+            let members: std::collections::HashSet<&TargetId> = members.iter().collect();
             let todo: Vec<TargetId> = rest
                 .iter()
                 .copied()
                 .filter(|t| members.contains(t))
                 .collect();
-            for (wave, why) in cut(plan, todo, &sizes, &caps) {
+            for (wave, why) in cut(todo, &sizes, &caps) {
                 let by = &r
                     .domains
                     .as_ref()
@@ -438,7 +480,7 @@ pub fn build_with(
             }
         }
     } else {
-        for (wave, why) in cut(plan, rest, &sizes, &caps) {
+        for (wave, why) in cut(rest, &sizes, &caps) {
             cuts.push((wave, why, None));
         }
     }
@@ -705,6 +747,11 @@ mod tests {
         let s = build(&dom, None).unwrap();
         // Each zone has 4 targets: 25% of 4 is 1, whichever wave of the zone.
         assert!((0..s.waves.len()).all(|i| s.budget(&dom, i) == 1));
+        // Worked out at once, the same.
+        for (plan, s) in [(&dom, &s), (&wave, &build(&wave, None).unwrap())] {
+            let one_by_one: Vec<usize> = (0..s.waves.len()).map(|i| s.budget(plan, i)).collect();
+            assert_eq!(s.budgets(plan), one_by_one);
+        }
     }
 
     #[test]

@@ -589,3 +589,53 @@ fn a_fresh_remote_node_takes_the_build_of_its_hosts_platform() {
         here
     );
 }
+
+#[test]
+fn lifecycle_hooks_of_a_remote_node_run_on_its_host_around_a_rollback() {
+    let r = remote_fleet(1, true);
+    let plan = r.plan("", &|_| r.here());
+    // Each hook writes where it ran from: over SSH, $SSH_CONNECTION names the session.
+    let hook = |which: &str| {
+        format!(
+            "[\"sh\", \"-c\", \"echo {which} {{version}} at$SSH_CONNECTION >> {{root}}/lb.log\"]"
+        )
+    };
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "  timeout: 10s\nnodes:",
+        &format!(
+            "  before: {}\n  after: {}\n  on_rollback: {}\n  timeout: 10s\nnodes:",
+            hook("before"),
+            hook("after"),
+            hook("on_rollback")
+        ),
+    );
+    std::fs::write(&plan, text).unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc = json(&out);
+    assert_eq!(target(&doc, "n1")["outcome"], "rolled-back", "{doc}");
+    let log = std::fs::read_to_string(r.nodes[0].1.join("lb.log")).unwrap();
+    let lines: Vec<Vec<&str>> = log.lines().map(|l| l.split(' ').collect()).collect();
+    let what: Vec<(&str, &str)> = lines.iter().map(|l| (l[0], l[1])).collect();
+    // Drained for 4.4.16, rolled back, let back in on 4.4.15.
+    assert_eq!(
+        what,
+        [
+            ("before", "4.4.16"),
+            ("on_rollback", "4.4.15"),
+            ("after", "4.4.15")
+        ],
+        "{log}"
+    );
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.get(2).is_some_and(|w| w.starts_with("at127.0.0.1"))),
+        "not run over SSH: {log}"
+    );
+}

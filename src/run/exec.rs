@@ -612,8 +612,11 @@ impl<'a> Exec<'a> {
             .num_threads(plan.rollout.max_parallel.min(schedule.len().max(1)))
             .build()
             .map_err(|e| Problem::new(Code::Io, format!("cannot start the worker pool: {e}")))?;
-        self.budgets = (0..schedule.waves.len())
-            .map(|i| (scope_key(plan, schedule, i), schedule.budget(plan, i)))
+        self.budgets = schedule
+            .budgets(plan)
+            .into_iter()
+            .enumerate()
+            .map(|(i, b)| (scope_key(plan, schedule, i), b))
             .collect();
         // On resume, what already failed counts against max_failures as before, in the
         // scope of the wave it was in.

@@ -137,6 +137,7 @@ fn wave_check(
 
 /// The schedule as the journal keeps it: names, domains, reasons, budgets.
 pub fn planned(plan: &Plan, s: &crate::schedule::Schedule) -> Vec<PlannedWave> {
+    let budgets = s.budgets(plan);
     s.waves
         .iter()
         .enumerate()
@@ -144,7 +145,7 @@ pub fn planned(plan: &Plan, s: &crate::schedule::Schedule) -> Vec<PlannedWave> {
             targets: w.iter().map(|t| t.name(plan).to_owned()).collect(),
             domain: s.domain.get(i).cloned().flatten(),
             why: s.why.get(i).cloned().unwrap_or_default(),
-            budget: s.budget(plan, i),
+            budget: budgets.get(i).copied().unwrap_or(0),
         })
         .collect()
 }
