@@ -290,6 +290,13 @@ mod tests {
             .wait(timing(1000))
             .unwrap();
         drop(l);
+        // A child another test forks in the instant before its exec shares the socket
+        // for that instant: wait until nothing listens there any more.
+        let closed = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::net::TcpStream::connect(&addr).is_err()
+        });
+        assert!(closed, "something still listens on {addr}");
         assert!(Probe::Tcp { addr }.wait(timing(200)).is_err());
         Probe::Command {
             argv: vec!["true".into()],

@@ -22,6 +22,7 @@ pub mod progress;
 pub mod remote;
 pub mod run;
 pub mod schedule;
+pub mod signature;
 pub mod span;
 pub mod store;
 pub mod template;

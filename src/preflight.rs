@@ -452,6 +452,27 @@ fn check_node(
     if let Some(pkg) = &finding.package {
         let path = repo.path_of(pkg);
         check_checksum(name, node, &path, col, digests);
+        if let Some(trust) = &plan.trust {
+            let d = digests.entry(path.clone()).or_insert_with(|| Digests {
+                sidecar: package::sidecar_sha256(&path),
+                actual: None,
+                signed: None,
+            });
+            let signed = d
+                .signed
+                .get_or_insert_with(|| trust.value.verify(&path, None).map(|_| ()))
+                .clone();
+            if let Err(why) = signed {
+                col.add(
+                    name,
+                    Code::PackageSignature,
+                    why,
+                    Some(to.span),
+                    Some("not signed by a trusted key".into()),
+                    None,
+                );
+            }
+        }
         if let Some(from) = &running_pkg {
             for v in package::check_upgrade(from, pkg, plan.policy) {
                 col.add(
@@ -516,6 +537,8 @@ fn shared_roots(plan: &Plan) -> Vec<Problem> {
 struct Digests {
     sidecar: Result<Option<String>, String>,
     actual: Option<Result<String, String>>,
+    /// Whether its signature verifies, with `trust`.
+    signed: Option<Result<(), String>>,
 }
 
 fn check_checksum(
@@ -528,6 +551,7 @@ fn check_checksum(
     let d = cache.entry(path.to_owned()).or_insert_with(|| Digests {
         sidecar: package::sidecar_sha256(path),
         actual: None,
+        signed: None,
     });
     let sidecar = match &d.sidecar {
         Ok(s) => s.clone(),

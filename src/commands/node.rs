@@ -68,6 +68,19 @@ fn with_ctx<T>(
         None => Some(NodeConfig::read(&opts.root)?),
         Some(_) => None,
     };
+    let trust = match local.as_ref().and_then(|c| c.trust.as_ref()) {
+        Some(t) => Some(crate::signature::Trust::new(&t.minisign).map_err(|(i, e)| {
+            Problem::new(
+                Code::NodeConfig,
+                format!(
+                    "{}: key {} of [trust] minisign is {e}",
+                    opts.root.join("node.toml").display(),
+                    i + 1
+                ),
+            )
+        })?),
+        None => None,
+    };
     let activation = match &local {
         Some(c) => c.activation(&opts.root)?,
         // A remote node's activate hook is read from its node.toml on the host.
@@ -104,6 +117,7 @@ fn with_ctx<T>(
     ctx.policy = policy;
     ctx.platform = platform;
     ctx.activation = activation;
+    ctx.trust = trust;
     f(&mut store, &mut ctx)
 }
 

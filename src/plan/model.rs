@@ -28,6 +28,8 @@ pub struct Plan {
     pub ssh_host_keys: HostKeys,
     /// Agent binaries for hosts of other platforms (`fleetup-<os>-<arch>`).
     pub agents: Option<PathBuf>,
+    /// Keys every package must be signed by (`trust.minisign`).
+    pub trust: Option<At<crate::signature::Trust>>,
     pub policy: VersionPolicy,
     pub rollout: Rollout,
     pub health: Option<Health>,

@@ -269,6 +269,13 @@ pub static NOTIFY: &[Field] = &[
     field!("on", Ty::List(&Ty::Enum(&["run_start", "wave_done", "failed", "paused", "finished"])), default "[\"failed\", \"paused\", \"finished\"]", "which moments to post"),
 ];
 
+pub static TRUST: &[Field] = &[field!(
+    "minisign",
+    Ty::List(&Ty::Str),
+    required,
+    "minisign public keys (the base64 line of minisign.pub); every package needs a valid <file>.minisig from one of them"
+)];
+
 pub static WINDOW: &[Field] = &[
     field!("days", Ty::List(&Ty::Enum(DAYS)), default "every day", "days on which the window opens"),
     field!("from", Ty::Str, required, "opening time, HH:MM"),
@@ -484,6 +491,11 @@ pub static PLAN: &[Field] = &[
         "directory of fleetup agent binaries for hosts of other platforms, named fleetup-<os>-<arch> (default: $FLEETUP_AGENTS)"
     ),
     field!("policy", Ty::Table(POLICY), "version policy"),
+    field!(
+        "trust",
+        Ty::Table(TRUST),
+        "keys packages must be signed by: without a valid signature nothing is unpacked"
+    ),
     field!(
         "rollout",
         Ty::Table(ROLLOUT),

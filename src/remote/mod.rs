@@ -191,13 +191,28 @@ impl RemoteStore {
             self.platform.as_ref(),
             &ctx.runtime,
         );
-        let (dir, pkg) =
-            match store::locate_package(&[repo.to_owned()], &product, &ctx.runtime, v, &want) {
-                Ok(found) => found,
-                // The host's releases/ may hold it; the store there says if not.
-                Err(p) if p.code == Code::PackageMissing => return Ok(None),
-                Err(p) => return Err(p),
-            };
+        let (dir, pkg) = match store::locate_package(
+            &[repo.to_owned()],
+            &product,
+            &ctx.runtime,
+            v,
+            &want,
+        ) {
+            Ok(found) => found,
+            // The host's releases/ may hold it; the store there says if not.
+            Err(p) if p.code == Code::PackageMissing && ctx.trust.is_none() => return Ok(None),
+            // With `trust`, packages come from the repository, where they are verified.
+            Err(p) if p.code == Code::PackageMissing => {
+                return Err(Problem::new(
+                    Code::PackageSignature,
+                    format!(
+                        "{}; with `trust`, a package must come from the repository with its signature",
+                        p.message
+                    ),
+                ));
+            }
+            Err(p) => return Err(p),
+        };
         let path = dir.join(&pkg.file);
         let digest = self.hosts.digest(&path)?;
         // Checked here first: a package that does not match is never sent.
@@ -215,6 +230,13 @@ impl RemoteStore {
                 Code::Checksum,
                 format!("{} has SHA-256 {digest}, but {from} says {want}", pkg.file),
             ));
+        }
+        // Verified here, after its digest was taken: the host checks what it receives
+        // against that digest, so what it unpacks is what was verified.
+        if let Some(trust) = &ctx.trust {
+            trust
+                .verify(&path, None)
+                .map_err(|why| Problem::new(Code::PackageSignature, why))?;
         }
         let remote_dir = self
             .hosts

@@ -75,6 +75,7 @@ impl<'p> NodeUnit<'p> {
             run: Some(cx.run_id.to_owned()),
             limits: Default::default(),
             env: Default::default(),
+            trust: plan.trust.as_ref().map(|t| t.value.clone()),
         }
     }
 
@@ -106,6 +107,30 @@ impl<'p> NodeUnit<'p> {
         NodeStore::open(&self.location(cx)?, &ctx, lock, false)
     }
 
+    /// The node's placeholders for a step on `version` (coming from `previous`), with
+    /// its root: a remote root is a path on its host, taken as written.
+    fn vars_on(
+        &self,
+        store: &NodeStore,
+        version: &Version,
+        previous: Option<&Version>,
+    ) -> (BTreeMap<String, String>, std::path::PathBuf) {
+        let mut vars = self.vars();
+        let root = &self.node.root.value;
+        let root = if store.is_remote() {
+            root.clone()
+        } else {
+            std::path::absolute(root).unwrap_or_else(|_| root.clone())
+        };
+        vars.insert("root".into(), root.display().to_string());
+        vars.insert("version".into(), version.to_string());
+        vars.insert(
+            "previous".into(),
+            previous.map(|p| p.to_string()).unwrap_or_default(),
+        );
+        (vars, root)
+    }
+
     /// Runs the plan's lifecycle hook `which` where the node is: its host for a remote
     /// node (through its agent, like a health command), here for a local one. Filled
     /// with the node's placeholders; `version` is the release it goes to (or is on).
@@ -125,19 +150,7 @@ impl<'p> NodeUnit<'p> {
         };
         let Some(argv) = argv else { return Ok(()) };
         cx.step(self.name(), Step::Hook(which.as_str()));
-        let mut vars = self.vars();
-        let root = &self.node.root.value;
-        let root = if store.is_remote() {
-            root.clone()
-        } else {
-            std::path::absolute(root).unwrap_or_else(|_| root.clone())
-        };
-        vars.insert("root".into(), root.display().to_string());
-        vars.insert("version".into(), version.to_string());
-        vars.insert(
-            "previous".into(),
-            previous.map(|p| p.to_string()).unwrap_or_default(),
-        );
+        let (vars, root) = self.vars_on(store, version, previous);
         let env = |k: &str| std::env::var(k).ok();
         let fail = |m: String| {
             Problem::new(
@@ -177,20 +190,7 @@ impl<'p> NodeUnit<'p> {
         let Some(h) = &self.plan.health else {
             return Ok(());
         };
-        let mut vars = self.vars();
-        // A remote root is a path on its host, taken as written.
-        let root = &self.node.root.value;
-        let root = if store.is_remote() {
-            root.clone()
-        } else {
-            std::path::absolute(root).unwrap_or_else(|_| root.clone())
-        };
-        vars.insert("root".into(), root.display().to_string());
-        vars.insert("version".into(), version.to_string());
-        vars.insert(
-            "previous".into(),
-            previous.map(|p| p.to_string()).unwrap_or_default(),
-        );
+        let (vars, _) = self.vars_on(store, version, previous);
         let env = |k: &str| std::env::var(k).ok();
         let probe = h.probe(|t| {
             t.render(|k| vars.get(k).cloned(), env)

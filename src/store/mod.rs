@@ -61,6 +61,8 @@ pub struct Ctx<'a> {
     /// `${VAR}` values that win over this process's environment (a remote node gets the
     /// controller's).
     pub env: BTreeMap<String, String>,
+    /// Keys a package must be signed by before it is unpacked (`trust.minisign`).
+    pub trust: Option<crate::signature::Trust>,
 }
 
 impl<'a> Ctx<'a> {
@@ -81,6 +83,7 @@ impl<'a> Ctx<'a> {
             run: None,
             limits: Default::default(),
             env: BTreeMap::new(),
+            trust: None,
         }
     }
 
@@ -106,6 +109,14 @@ pub struct NodeConfig {
     pub runtime: Option<String>,
     pub edition: Option<String>,
     pub activate: Option<ActivateConfig>,
+    /// `[trust] minisign = [KEY…]`: keys packages must be signed by.
+    pub trust: Option<TrustConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustConfig {
+    pub minisign: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -589,6 +600,16 @@ impl Store {
         }
         if source != in_store {
             crate::fsutil::copy_atomic(&source, &in_store).map_err(|e| io(&in_store, e))?;
+        }
+        // Signed by a trusted key, checked on the copy that is unpacked; failing closed.
+        if let Some(trust) = &ctx.trust {
+            let sig = crate::signature::sig_path(&source);
+            if let Err(why) = trust.verify(&in_store, Some(&sig)) {
+                if source != in_store {
+                    let _ = std::fs::remove_file(&in_store);
+                }
+                return Err(Problem::new(Code::PackageSignature, why));
+            }
         }
         if !expected.is_empty() {
             let actual = package::sha256_file(&in_store).map_err(|e| io(&in_store, e))?;

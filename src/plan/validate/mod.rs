@@ -428,6 +428,7 @@ impl Validator {
                 _ => HostKeys::Strict,
             },
             agents: self.path(get(root, "agents"), "agents").map(|a| a.value),
+            trust: self.trust(get(root, "trust")),
             policy,
             rollout,
             health,

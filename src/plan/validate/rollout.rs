@@ -41,6 +41,41 @@ impl Validator {
             .collect()
     }
 
+    /// `trust: { minisign: [KEY…] }`: each key must be a minisign public key.
+    pub(super) fn trust(&mut self, n: Option<&Node>) -> Option<At<crate::signature::Trust>> {
+        let n = n?;
+        let keys = list(get(n, "minisign"));
+        if keys.is_empty() {
+            if let Some(k) = get(n, "minisign") {
+                self.push(
+                    Problem::new(Code::BadValue, "`trust.minisign` lists no key: every package would be refused")
+                        .at(k.span)
+                        .label("no key")
+                        .help("list the minisign public keys releases are signed with (the base64 line of minisign.pub), or remove `trust`"),
+                );
+            }
+            return None;
+        }
+        let mut written = Vec::new();
+        for k in keys {
+            let text = s(Some(k))?;
+            if let Err(e) = crate::signature::parse_key(text) {
+                self.push(
+                    Problem::new(Code::BadValue, format!("`{text}` is {e}"))
+                        .at(k.span)
+                        .label("not a key")
+                        .help("give the base64 line of minisign.pub (it starts with RW), as `minisign -G` wrote it"),
+                );
+                return None;
+            }
+            written.push(text.to_owned());
+        }
+        crate::signature::Trust::new(&written).ok().map(|value| At {
+            value,
+            span: n.span,
+        })
+    }
+
     pub(super) fn wave_sizes(&mut self, n: Option<&Node>) -> Vec<WaveSize> {
         list(n)
             .iter()
