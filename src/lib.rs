@@ -13,6 +13,7 @@ pub mod fsutil;
 pub mod group;
 pub mod health;
 pub mod hook;
+pub mod mirror;
 pub mod names;
 pub mod notify;
 pub mod package;

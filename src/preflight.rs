@@ -31,6 +31,8 @@ pub struct NodeFinding {
 pub struct Preflight {
     pub problems: Vec<Problem>,
     pub nodes: Vec<NodeFinding>,
+    /// The plan's mirror and its index, when its repository is a URL.
+    pub mirror: Option<std::sync::Arc<crate::mirror::Mirror>>,
 }
 
 impl Preflight {
@@ -127,8 +129,49 @@ pub fn run_with(plan: &Plan, remote: &[RemoteState]) -> Preflight {
     check_all(plan, remote, true)
 }
 
-/// The plan's repository, scanned once, with what its scan found wrong.
-fn scan_repository(plan: &Plan) -> (Option<Repository>, Vec<Problem>) {
+/// The plan's repository, scanned once (a mirror: its index read), with what its scan
+/// found wrong.
+fn scan_repository(
+    plan: &Plan,
+) -> (
+    Option<Repository>,
+    Option<std::sync::Arc<crate::mirror::Mirror>>,
+    Vec<Problem>,
+) {
+    if let Some(url) = &plan.mirror {
+        if plan.nodes.is_empty() {
+            return (None, None, Vec::new());
+        }
+        return match crate::mirror::Mirror::open(&url.value) {
+            Ok(m) => {
+                let repo = m.repository(&plan.product, &plan.runtime);
+                let problems = repo
+                    .unparsed
+                    .iter()
+                    .map(|e| {
+                        Problem::new(
+                            Code::PackageName,
+                            format!("a package in the mirror's SHA256SUMS does not parse: {e}"),
+                        )
+                        .at(url.span)
+                        .label("in this mirror")
+                        .warning()
+                    })
+                    .collect();
+                (Some(repo), Some(std::sync::Arc::new(m)), problems)
+            }
+            Err(e) => (
+                None,
+                None,
+                vec![
+                    Problem::new(Code::Path, format!("cannot read the mirror's index: {e}"))
+                        .at(url.span)
+                        .label("index not readable")
+                        .help("the mirror must serve SHA256SUMS (`sha256sum *.zip *.tar.gz > SHA256SUMS`) at this URL"),
+                ],
+            ),
+        };
+    }
     let mut problems = Vec::new();
     let repo = match &plan.repository {
         Some(r) if !plan.nodes.is_empty() => {
@@ -162,7 +205,7 @@ fn scan_repository(plan: &Plan) -> (Option<Repository>, Vec<Problem>) {
         }
         _ => None,
     };
-    (repo, problems)
+    (repo, None, problems)
 }
 
 /// The checks of nodes `which` alone, where the run happens, each node with its own
@@ -172,7 +215,7 @@ pub fn check_nodes(
     remote: &[RemoteState],
     which: &[usize],
 ) -> Vec<(usize, Vec<Problem>)> {
-    let (repo, scan) = scan_repository(plan);
+    let (repo, mirror, scan) = scan_repository(plan);
     let mut digests: HashMap<PathBuf, Digests> = HashMap::new();
     which
         .iter()
@@ -184,7 +227,7 @@ pub fn check_nodes(
                 &plan.nodes[i],
                 live,
                 true,
-                repo.as_ref(),
+                (repo.as_ref(), mirror.as_deref()),
                 &mut col,
                 &mut digests,
             );
@@ -198,7 +241,7 @@ pub fn check_nodes(
 fn check_all(plan: &Plan, remote: &[RemoteState], here: bool) -> Preflight {
     let mut pf = Preflight::default();
     let mut col = Collector::default();
-    let (repo, scan) = scan_repository(plan);
+    let (repo, mirror, scan) = scan_repository(plan);
     pf.problems.extend(scan);
 
     // A checksum is computed once per package, however many nodes share it.
@@ -211,12 +254,13 @@ fn check_all(plan: &Plan, remote: &[RemoteState], here: bool) -> Preflight {
             node,
             live,
             here,
-            repo.as_ref(),
+            (repo.as_ref(), mirror.as_deref()),
             &mut col,
             &mut digests,
         );
         pf.nodes.push(finding);
     }
+    pf.mirror = mirror;
     pf.problems.extend(col.finish());
     pf.problems.extend(shared_roots(plan));
     pf.problems.extend(check_groups(plan));
@@ -230,7 +274,8 @@ fn check_node(
     node: &NodeTarget,
     live: Option<&Result<Option<store::StoreState>, Problem>>,
     here: bool,
-    repo: Option<&Repository>,
+    // Where packages come from: the repository (a mirror's, listed by its index).
+    (repo, mirror): (Option<&Repository>, Option<&crate::mirror::Mirror>),
     col: &mut Collector,
     digests: &mut HashMap<PathBuf, Digests>,
 ) -> NodeFinding {
@@ -451,8 +496,32 @@ fn check_node(
 
     if let Some(pkg) = &finding.package {
         let path = repo.path_of(pkg);
-        check_checksum(name, node, &path, col, digests);
-        if let Some(trust) = &plan.trust {
+        if let Some(m) = mirror {
+            // The index is all `check` reads of a mirror: a pin is held to its digest;
+            // the package and its signature are verified when a run downloads them.
+            let listed = m.digest(&pkg.file).unwrap_or_default();
+            if let Some(pin) = node
+                .sha256
+                .as_ref()
+                .filter(|s| package::is_sha256(&s.value))
+                && !pin.value.eq_ignore_ascii_case(listed)
+            {
+                col.add(
+                    name,
+                    Code::Checksum,
+                    format!(
+                        "the mirror's SHA256SUMS gives {} the SHA-256 {listed}, but the plan's sha256 says {}",
+                        pkg.file, pin.value
+                    ),
+                    Some(pin.span),
+                    Some("checksum mismatch".into()),
+                    Some("the mirror's package is not the one the plan pins: check the mirror, or update `sha256` if it was rebuilt on purpose".into()),
+                );
+            }
+        } else {
+            check_checksum(name, node, &path, col, digests);
+        }
+        if let Some(trust) = plan.trust.as_ref().filter(|_| mirror.is_none()) {
             let d = digests.entry(path.clone()).or_insert_with(|| Digests {
                 sidecar: package::sidecar_sha256(&path),
                 actual: None,

@@ -21,7 +21,10 @@ pub struct Plan {
     pub name: String,
     pub product: String,
     pub runtime: String,
+    /// The directory packages are taken from: the plan's, or a mirror's cache.
     pub repository: Option<At<PathBuf>>,
+    /// `repository: http://…/`: the mirror whose SHA256SUMS lists the packages.
+    pub mirror: Option<At<String>>,
     pub edition: Option<At<String>>,
     pub state: Option<PathBuf>,
     pub ssh_config: Option<PathBuf>,

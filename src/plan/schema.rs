@@ -461,7 +461,7 @@ pub static PLAN: &[Field] = &[
     field!(
         "repository",
         Ty::Path,
-        "directory holding release packages (required with nodes)"
+        "directory holding release packages, or an http:// mirror whose SHA256SUMS lists them (required with nodes)"
     ),
     field!("to", Ty::Version, "default target version of every node"),
     field!(

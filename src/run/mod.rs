@@ -496,6 +496,21 @@ impl Runner {
             .targets()
             .filter(|t| !finished.contains_key(t.name(&plan)))
             .collect();
+        // A mirror's packages the rest of the run needs, downloaded again if the cache
+        // lost them, before anything changes.
+        if plan.mirror.is_some() {
+            let pf = crate::preflight::run_with(&plan, &[]);
+            match &pf.mirror {
+                Some(m) => prepare::fetch(&plan, m, &pf, pending.iter().copied())?,
+                None => {
+                    return Err(Failure {
+                        problems: pf.problems,
+                        file: None,
+                        exit: Exit::Invalid,
+                    });
+                }
+            }
+        }
         let hosts = prepare::hosts_for(&plan, pending.iter().copied())?;
         let remote_held = match &hosts {
             Some(h) => {

@@ -144,6 +144,13 @@ pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, F
         }
         TargetId::Group(_) => false,
     };
+    if run && let (Some(m), Ok(targets)) = (&pf.mirror, &schedule) {
+        fetch(&plan, m, &pf, targets.iter().copied()).map_err(|p| Failure {
+            problems: vec![p],
+            file: file.clone(),
+            exit: Exit::Invalid,
+        })?;
+    }
     let schedule = schedule
         .and_then(|_| schedule::build_with(&plan, only, &settled))
         .map_err(|p| Failure {
@@ -161,6 +168,64 @@ pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, F
         warnings: problems,
         file,
     })
+}
+
+/// Downloads from the plan's mirror, once each and before any node changes, the
+/// packages `targets` need (with their signatures under `trust`): a node's own package
+/// where the preflight found it, else every package of its version (its store decides).
+pub fn fetch(
+    plan: &Plan,
+    mirror: &crate::mirror::Mirror,
+    pf: &Preflight,
+    targets: impl Iterator<Item = TargetId>,
+) -> Result<(), Problem> {
+    let mut files: Vec<String> = Vec::new();
+    let repo = mirror.repository(&plan.product, &plan.runtime);
+    for t in targets {
+        let TargetId::Node(i) = t else { continue };
+        let node = &plan.nodes[i];
+        let found = pf.nodes.get(i).and_then(|f| f.package.as_ref());
+        // Already there: nothing to download for it.
+        if pf
+            .nodes
+            .get(i)
+            .and_then(|f| f.running.as_ref())
+            .is_some_and(|r| r.version == node.to.value)
+        {
+            continue;
+        }
+        let wanted: Vec<String> = match found {
+            Some(p) => vec![p.file.clone()],
+            None => repo
+                .packages
+                .iter()
+                .filter(|p| p.version == node.to.value)
+                .map(|p| p.file.clone())
+                .collect(),
+        };
+        for f in wanted {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
+    for f in files {
+        mirror.fetch(&f, plan.trust.is_some()).map_err(|why| {
+            let code = if why.contains("SHA-256") {
+                Code::Checksum
+            } else if why.contains("signature") {
+                Code::PackageSignature
+            } else {
+                Code::PackageDownload
+            };
+            let p = Problem::new(code, why);
+            match &plan.mirror {
+                Some(u) => p.at(u.span).label("from this mirror"),
+                None => p,
+            }
+        })?;
+    }
+    Ok(())
 }
 
 /// The stores of remote nodes `nodes`, read by their hosts' agents, changing nothing:

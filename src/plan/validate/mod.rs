@@ -372,7 +372,24 @@ impl Validator {
             }
         }
 
-        let repository = self.path(get(root, "repository"), "repository");
+        let (repository, mirror) = match at_str(get(root, "repository")) {
+            Some(u) if crate::mirror::is_url(&u.value) => {
+                if !u.value.starts_with("http://") {
+                    self.push(
+                        Problem::new(Code::Unsupported, "only http:// mirrors are read yet")
+                            .at(u.span)
+                            .label("https is not built yet")
+                            .help("give an http:// mirror on a trusted network (with `trust` to check signatures), or a local directory"),
+                    );
+                }
+                let cache = At {
+                    value: crate::mirror::cache_dir(&u.value),
+                    span: u.span,
+                };
+                (Some(cache), Some(u))
+            }
+            _ => (self.path(get(root, "repository"), "repository"), None),
+        };
         if !list(get(root, "nodes")).is_empty() && get(root, "product").is_none() {
             self.push(
                 Problem::new(
@@ -418,6 +435,7 @@ impl Validator {
             product,
             runtime,
             repository,
+            mirror,
             edition,
             state: self.path(get(root, "state"), "state").map(|a| a.value),
             ssh_config: self

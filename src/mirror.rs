@@ -1,0 +1,352 @@
+//! Repositories over HTTP: `repository: http://mirror.example.com/emqx/`. The package
+//! list comes from the mirror's `SHA256SUMS` (the `sha256sum` format: `DIGEST  FILE` per
+//! line, as `sha256sum *.zip > SHA256SUMS` writes it); `check` and `plan` read only that.
+//! A run downloads each package it needs once, before any node changes, into a cache
+//! directory (`$FLEETUP_CACHE_DIR`, else `$XDG_CACHE_HOME/fleetup`, else
+//! `~/.cache/fleetup`, then `mirrors/<id of the URL>`), verified against its digest,
+//! with its digest written beside it as `<file>.sha256` so that every store checks it
+//! again when it copies it. Downloads are bounded (connect and stall timeouts, a size
+//! limit), retried with backoff, and resumed where the server allows ranges.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+/// How big an index may be.
+const INDEX_LIMIT: u64 = 4 << 20;
+/// How big a signature file may be.
+const SIG_LIMIT: u64 = 64 << 10;
+/// Attempts of one download, with 1 s, 2 s, 4 s… between them.
+const ATTEMPTS: u32 = 4;
+/// The largest package a mirror may send: as much as fleetup unpacks.
+const MAX_PACKAGE: u64 = 8 << 30;
+
+/// A mirror and what its index lists.
+#[derive(Debug)]
+pub struct Mirror {
+    /// The URL, ending with `/`.
+    pub url: String,
+    /// `(digest, file)` for every line of its SHA256SUMS.
+    pub index: Vec<(String, String)>,
+    /// Where its packages are kept on this machine.
+    pub cache: PathBuf,
+    /// The largest package it may send (bytes).
+    pub limit: u64,
+    /// How long one download may take before it is cut off (and resumed).
+    pub timeout: Duration,
+}
+
+/// Whether a `repository` value is a URL rather than a directory.
+pub fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// The cache directory of mirror `url`.
+pub fn cache_dir(url: &str) -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = env("FLEETUP_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("fleetup")))
+        .or_else(|| env("HOME").map(|h| h.join(".cache").join("fleetup")))
+        .unwrap_or_else(|| std::env::temp_dir().join("fleetup-cache"));
+    let id = hex(url.as_bytes());
+    base.join("mirrors").join(&id[..16])
+}
+
+/// Reads a `sha256sum` listing: `DIGEST  FILE` or `DIGEST *FILE`; only plain file names.
+pub fn parse_index(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = || {
+            format!(
+                "line {} of SHA256SUMS is not `DIGEST  FILE`: {line:?}",
+                i + 1
+            )
+        };
+        let (digest, rest) = line.split_once(' ').ok_or_else(bad)?;
+        let file = rest
+            .strip_prefix(' ')
+            .or_else(|| rest.strip_prefix('*'))
+            .ok_or_else(bad)?;
+        if !crate::package::is_sha256(digest) {
+            return Err(bad());
+        }
+        if file.is_empty() || file.contains(['/', '\\']) || file.starts_with('.') {
+            return Err(format!(
+                "line {} of SHA256SUMS names `{file}`, which is no plain file name",
+                i + 1
+            ));
+        }
+        out.push((digest.to_ascii_lowercase(), file.to_owned()));
+    }
+    Ok(out)
+}
+
+/// An HTTP client bounded everywhere: connecting, the response head, and the body
+/// (`body`: a download taking longer is cut off, then retried from where it broke).
+fn agent(body: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_connect(Some(Duration::from_secs(10)))
+        .timeout_recv_response(Some(Duration::from_secs(30)))
+        .timeout_recv_body(Some(body))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// How long one download may take (`FLEETUP_DOWNLOAD_TIMEOUT`, e.g. `30m`; default 10m).
+fn download_timeout() -> Duration {
+    std::env::var("FLEETUP_DOWNLOAD_TIMEOUT")
+        .ok()
+        .and_then(|v| crate::duration::parse_duration(&v))
+        .unwrap_or(Duration::from_secs(600))
+}
+
+/// GET `url` (from byte `from`), the body read into `out` up to `limit` bytes: the bytes
+/// written, and whether the server honoured the range.
+fn get(
+    agent: &ureq::Agent,
+    url: &str,
+    from: u64,
+    limit: u64,
+    out: &mut dyn Write,
+) -> Result<(u64, bool), String> {
+    let mut req = agent.get(url);
+    if from > 0 {
+        req = req.header("Range", format!("bytes={from}-"));
+    }
+    let mut resp = req.call().map_err(|e| format!("GET {url}: {e}"))?;
+    let status = resp.status().as_u16();
+    let ranged = status == 206;
+    if !(status == 200 || ranged) {
+        return Err(format!("GET {url} answered HTTP {status}"));
+    }
+    let start = if ranged { from } else { 0 };
+    if let Some(len) = resp
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        && start + len > limit
+    {
+        return Err(format!(
+            "GET {url}: the server announces {} bytes, more than the {limit} allowed",
+            start + len
+        ));
+    }
+    let mut body = resp
+        .body_mut()
+        .with_config()
+        .limit(limit.saturating_sub(start).saturating_add(1))
+        .reader();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut n = 0u64;
+    loop {
+        let got = body.read(&mut buf).map_err(|e| {
+            format!(
+                "GET {url}: the download broke off after {} bytes: {e}",
+                start + n
+            )
+        })?;
+        if got == 0 {
+            break;
+        }
+        n += got as u64;
+        if start + n > limit {
+            return Err(format!("GET {url}: more than the {limit} bytes allowed"));
+        }
+        out.write_all(&buf[..got])
+            .map_err(|e| format!("cannot write the download of {url}: {e}"))?;
+    }
+    Ok((n, ranged))
+}
+
+impl Mirror {
+    /// Reads the mirror's index.
+    pub fn open(url: &str) -> Result<Mirror, String> {
+        let url = if url.ends_with('/') {
+            url.to_owned()
+        } else {
+            format!("{url}/")
+        };
+        let timeout = download_timeout();
+        let a = agent(timeout.min(Duration::from_secs(60)));
+        let index_url = format!("{url}SHA256SUMS");
+        let mut text = Vec::new();
+        get(&a, &index_url, 0, INDEX_LIMIT, &mut text)?;
+        let text = String::from_utf8(text).map_err(|_| format!("{index_url} is not text"))?;
+        let index = parse_index(&text).map_err(|e| format!("{index_url}: {e}"))?;
+        Ok(Mirror {
+            cache: cache_dir(&url),
+            url,
+            index,
+            limit: MAX_PACKAGE,
+            timeout,
+        })
+    }
+
+    /// The digest the index gives `file`.
+    pub fn digest(&self, file: &str) -> Option<&str> {
+        self.index
+            .iter()
+            .find(|(_, f)| f == file)
+            .map(|(d, _)| d.as_str())
+    }
+
+    /// The index's packages of `product`, as a repository in the cache directory.
+    pub fn repository(&self, product: &str, runtime: &str) -> crate::package::Repository {
+        let mut repo = crate::package::Repository {
+            dir: self.cache.clone(),
+            ..Default::default()
+        };
+        let prefix = format!("{product}-");
+        for (_, file) in &self.index {
+            if crate::package::Archive::of(file).is_none() || !file.starts_with(&prefix) {
+                continue;
+            }
+            match crate::package::PackageName::parse(file, product, runtime) {
+                Ok(p) => repo.packages.push(p),
+                Err(e) => repo.unparsed.push(e),
+            }
+        }
+        repo.packages.sort_by(|a, b| a.file.cmp(&b.file));
+        repo
+    }
+
+    /// Makes `file` (with its signature when `sig`) present in the cache, verified
+    /// against the index: downloaded unless a copy with that digest is there. Returns
+    /// its path.
+    pub fn fetch(&self, file: &str, sig: bool) -> Result<PathBuf, String> {
+        let want = self
+            .digest(file)
+            .ok_or_else(|| format!("{file} is not in {}SHA256SUMS", self.url))?
+            .to_owned();
+        std::fs::create_dir_all(&self.cache)
+            .map_err(|e| format!("cannot create {}: {e}", self.cache.display()))?;
+        let dest = self.cache.join(file);
+        let have = crate::package::sha256_file(&dest).ok();
+        if have.as_deref() != Some(want.as_str()) {
+            self.download(file, &want, &dest)?;
+        }
+        // The store checks the digest again when it copies the package.
+        crate::fsutil::write_atomic(
+            &self.cache.join(format!("{file}.sha256")),
+            format!("{want}  {file}\n").as_bytes(),
+        )
+        .map_err(|e| format!("cannot write the digest of {file}: {e}"))?;
+        if sig {
+            let sig_name = format!("{file}.minisig");
+            let mut body = Vec::new();
+            let a = agent(self.timeout);
+            get(
+                &a,
+                &format!("{}{sig_name}", self.url),
+                0,
+                SIG_LIMIT,
+                &mut body,
+            )
+            .map_err(|e| format!("{file} has no signature on the mirror: {e}"))?;
+            crate::fsutil::write_atomic(&self.cache.join(&sig_name), &body)
+                .map_err(|e| format!("cannot write {sig_name}: {e}"))?;
+        }
+        Ok(dest)
+    }
+
+    /// Downloads `file` to `dest` through `dest.part.PID`, resuming after a break where
+    /// the server honours ranges, retrying with backoff; refuses what does not hash to
+    /// `want`.
+    fn download(&self, file: &str, want: &str, dest: &Path) -> Result<(), String> {
+        let url = format!("{}{file}", self.url);
+        let part = self
+            .cache
+            .join(format!("{file}.part.{}", std::process::id()));
+        let a = agent(self.timeout);
+        let mut last = String::new();
+        let _ = std::fs::remove_file(&part);
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_secs(1 << (attempt - 1)));
+            }
+            let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+            let mut f = match std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&part)
+            {
+                Ok(f) => f,
+                Err(e) => return Err(format!("cannot write {}: {e}", part.display())),
+            };
+            match get(&a, &url, have, self.limit, &mut f) {
+                Ok((_, ranged)) => {
+                    if have > 0 && !ranged {
+                        // The server sent it whole from the start: keep only that.
+                        drop(f);
+                        let _ = std::fs::remove_file(&part);
+                        last = format!("GET {url} ignored the range; starting again");
+                        continue;
+                    }
+                    let _ = f.sync_all();
+                    let got = crate::package::sha256_file(&part)
+                        .map_err(|e| format!("cannot read {}: {e}", part.display()))?;
+                    if got == want {
+                        std::fs::rename(&part, dest)
+                            .map_err(|e| format!("cannot keep {}: {e}", dest.display()))?;
+                        return Ok(());
+                    }
+                    let _ = std::fs::remove_file(&part);
+                    // A whole body that hashes wrong is what the server has: not retried.
+                    return Err(format!(
+                        "{file} from {} has SHA-256 {got}, but SHA256SUMS says {want}",
+                        self.url
+                    ));
+                }
+                Err(e) => last = e,
+            }
+        }
+        let _ = std::fs::remove_file(&part);
+        Err(format!("{last} (tried {ATTEMPTS} times)"))
+    }
+}
+
+/// The SHA-256 of `bytes`, in hex.
+pub fn hex(bytes: &[u8]) -> String {
+    let d = Sha256::digest(bytes);
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_index_is_sha256sum_output_and_nothing_else() {
+        let d = "a".repeat(64);
+        let ok = parse_index(&format!("{d}  emqx-1.zip\n{d} *emqx-2.zip\r\n\n# c\n")).unwrap();
+        assert_eq!(
+            ok,
+            vec![
+                (d.clone(), "emqx-1.zip".into()),
+                (d.clone(), "emqx-2.zip".into())
+            ]
+        );
+        assert!(
+            parse_index(&format!("{d}  ../etc/passwd\n"))
+                .unwrap_err()
+                .contains("no plain file name")
+        );
+        assert!(parse_index(&format!("{d}  sub/x.zip\n")).is_err());
+        assert!(parse_index("xyz  a.zip\n").unwrap_err().contains("line 1"));
+        assert!(parse_index(&format!("{d}a.zip\n")).is_err());
+        assert!(is_url("http://m/") && is_url("https://m/") && !is_url("./repo"));
+        assert_eq!(hex(b"").len(), 64);
+    }
+}

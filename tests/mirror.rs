@@ -1,0 +1,262 @@
+//! Repositories over HTTP against a real server on 127.0.0.1 (a small one here, so that
+//! it can misbehave on purpose): `check` and `plan` read only SHA256SUMS; `apply`
+//! downloads each package once, verified, before any node changes; a download cut
+//! short is resumed with a range; a server that lies about the size, serves other bytes
+//! than its index says, or is gone, refuses the run with nothing changed.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use common::*;
+
+/// How the server answers a package request.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Honest,
+    /// The first GET of a package sends half of it and hangs up; ranges are honoured.
+    CutOnce,
+    /// Every GET announces more bytes than it sends, then hangs up.
+    Lies,
+    /// Serves bytes that are not what SHA256SUMS says.
+    Other,
+}
+
+struct Server {
+    port: u16,
+    /// Every request line and its Range header, in order.
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Serves `files` (name → bytes) and their SHA256SUMS, behaving as `mode` says.
+fn serve(files: HashMap<String, Vec<u8>>, mode: Mode) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let seen = log.clone();
+    let index: String = files
+        .iter()
+        .filter(|(n, _)| !n.ends_with(".minisig"))
+        .map(|(n, b)| {
+            format!(
+                "{}  {}\n",
+                fleetup::mirror::hex(b),
+                n.rsplit('/').next().unwrap()
+            )
+        })
+        .collect();
+    std::thread::spawn(move || {
+        let cut = Mutex::new(std::collections::HashSet::<String>::new());
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut first = String::new();
+            if r.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut range: Option<u64> = None;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    range = v.trim().trim_end_matches('-').parse().ok();
+                }
+            }
+            let path = first
+                .split(' ')
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/')
+                .to_owned();
+            seen.lock().unwrap().push(format!(
+                "{path} {}",
+                range.map_or("-".into(), |r| r.to_string())
+            ));
+            let body: Option<Vec<u8>> = if path.ends_with("SHA256SUMS") {
+                Some(index.clone().into_bytes())
+            } else {
+                files.get(&path).cloned()
+            };
+            let Some(mut body) = body else {
+                let _ = c.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            };
+            let package = path.ends_with(".zip");
+            if package && mode == Mode::Other {
+                body.iter_mut().for_each(|b| *b ^= 0x5a);
+            }
+            let from = range.unwrap_or(0).min(body.len() as u64) as usize;
+            let status = if range.is_some() {
+                "206 Partial Content"
+            } else {
+                "200 OK"
+            };
+            let rest = &body[from..];
+            let head = |len: usize| {
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {len}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n"
+                )
+            };
+            match mode {
+                Mode::Lies if package => {
+                    let _ = c.write_all(head(rest.len() + 4096).as_bytes());
+                    let _ = c.write_all(rest);
+                }
+                Mode::CutOnce if package && cut.lock().unwrap().insert(path.clone()) => {
+                    let _ = c.write_all(head(rest.len()).as_bytes());
+                    let _ = c.write_all(&rest[..rest.len() / 2]);
+                }
+                _ => {
+                    let _ = c.write_all(head(rest.len()).as_bytes());
+                    let _ = c.write_all(rest);
+                }
+            }
+            let _ = c.flush();
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    Server { port, log }
+}
+
+impl Server {
+    fn gets(&self, file: &str) -> Vec<String> {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with(&format!("{file} ")))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Two local nodes on 4.4.15; 4.4.16 (with 200 data files, so that it is large enough
+/// to be cut) only on the mirror. Returns the dir, the mirror's files and the cache.
+fn setup() -> (tempfile::TempDir, HashMap<String, Vec<u8>>, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    local_fleet(dir.path(), &["n1", "n2"], &["4.4.15"]);
+    let made = tempfile::tempdir().unwrap();
+    let pkg = release_zip(made.path(), "4.4.16", 200);
+    let mut files = HashMap::new();
+    files.insert(package_name("4.4.16"), std::fs::read(&pkg).unwrap());
+    let cache = dir.path().join("cache");
+    (dir, files, cache)
+}
+
+fn plan(dir: &Path, port: u16) -> PathBuf {
+    let text = format!(
+        "plan: 1\nname: mirrored\nproduct: emqx\nrepository: \"http://127.0.0.1:{port}/emqx/\"\nto: 4.4.16\nstate: ./state\n\
+         nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n"
+    );
+    let p = dir.join("plan.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn with_prefix(files: HashMap<String, Vec<u8>>) -> HashMap<String, Vec<u8>> {
+    files
+        .into_iter()
+        .map(|(k, v)| (format!("emqx/{k}"), v))
+        .collect()
+}
+
+fn run(cache: &Path, args: &[&std::ffi::OsStr]) -> (Option<i32>, String, String) {
+    output(
+        fleetup()
+            .env("FLEETUP_CACHE_DIR", cache)
+            .env("FLEETUP_DOWNLOAD_TIMEOUT", "5s")
+            .args(args),
+    )
+}
+
+fn current(dir: &Path, n: &str) -> Option<String> {
+    link(&dir.join(n), "current")
+}
+
+#[test]
+fn check_and_plan_read_the_index_and_apply_downloads_once_and_upgrades() {
+    let (dir, files, cache) = setup();
+    let s = serve(with_prefix(files), Mode::Honest);
+    let p = plan(dir.path(), s.port);
+    let (code, out, err) = run(&cache, &["check".as_ref(), p.as_os_str()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = run(&cache, &["plan".as_ref(), p.as_os_str()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(&package_name("4.4.16")), "{out}");
+    let pkg = format!("emqx/{}", package_name("4.4.16"));
+    assert!(
+        s.gets(&pkg).is_empty(),
+        "check and plan fetched the package"
+    );
+    assert!(!s.gets("emqx/SHA256SUMS").is_empty());
+
+    let (code, out, err) = run(&cache, &["apply".as_ref(), p.as_os_str(), "--yes".as_ref()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        current(dir.path(), "n1").as_deref(),
+        Some("releases/4.4.16")
+    );
+    assert_eq!(
+        current(dir.path(), "n2").as_deref(),
+        Some("releases/4.4.16")
+    );
+    // One download for both nodes.
+    assert_eq!(s.gets(&pkg).len(), 1, "{:?}", s.gets(&pkg));
+}
+
+#[test]
+fn a_download_cut_short_is_resumed_from_where_it_broke() {
+    let (dir, files, cache) = setup();
+    let s = serve(with_prefix(files), Mode::CutOnce);
+    let p = plan(dir.path(), s.port);
+    let (code, out, err) = run(&cache, &["apply".as_ref(), p.as_os_str(), "--yes".as_ref()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let gets = s.gets(&format!("emqx/{}", package_name("4.4.16")));
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    // The second asked for the rest only.
+    let from: u64 = gets[1].split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(from > 0, "{gets:?}");
+    assert_eq!(
+        current(dir.path(), "n1").as_deref(),
+        Some("releases/4.4.16")
+    );
+}
+
+#[test]
+fn a_lying_server_other_bytes_or_no_server_refuse_the_run_and_change_nothing() {
+    for (mode, code_word) in [
+        (Some(Mode::Lies), "fleetup::package::download"),
+        (Some(Mode::Other), "fleetup::package::checksum"),
+        (None, "fleetup::plan::path"),
+    ] {
+        let (dir, files, cache) = setup();
+        let port = match mode {
+            Some(m) => serve(with_prefix(files), m).port,
+            None => sshd::free_port(),
+        };
+        let p = plan(dir.path(), port);
+        let before = snapshot(&dir.path().join("n1"));
+        let (code, out, err) = run(&cache, &["apply".as_ref(), p.as_os_str(), "--yes".as_ref()]);
+        assert_eq!(code, Some(1), "{out}{err}");
+        assert!(err.contains(code_word), "{code_word}: {err}");
+        assert_eq!(snapshot(&dir.path().join("n1")), before);
+        // Nothing half-downloaded stays in the cache.
+        let left: Vec<String> = std::fs::read_dir(&cache)
+            .into_iter()
+            .flatten()
+            .flat_map(|d| std::fs::read_dir(d.unwrap().path()).into_iter().flatten())
+            .flat_map(|d| std::fs::read_dir(d.unwrap().path()).into_iter().flatten())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".part"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+}
