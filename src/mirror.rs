@@ -38,6 +38,25 @@ pub struct Mirror {
     pub timeout: Duration,
 }
 
+/// The mirrors this process has read, by URL: one index read per run, shared by the
+/// preflight and every node's turn.
+static SHARED: std::sync::OnceLock<
+    std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<Mirror>>>,
+> = std::sync::OnceLock::new();
+
+/// Mirror `url`, its index read once per process.
+pub fn shared(url: &str) -> Result<std::sync::Arc<Mirror>, String> {
+    let map = SHARED.get_or_init(Default::default);
+    if let Some(m) = map.lock().ok().and_then(|m| m.get(url).cloned()) {
+        return Ok(m);
+    }
+    let m = std::sync::Arc::new(Mirror::open(url)?);
+    if let Ok(mut map) = map.lock() {
+        map.insert(url.to_owned(), m.clone());
+    }
+    Ok(m)
+}
+
 /// Whether a `repository` value is a URL rather than a directory.
 pub fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
@@ -235,7 +254,7 @@ impl Mirror {
         let dest = self.cache.join(file);
         let have = crate::package::sha256_file(&dest).ok();
         if have.as_deref() != Some(want.as_str()) {
-            self.download(file, &want, &dest)?;
+            download(&format!("{}{file}", self.url), &want, &dest, self.timeout)?;
         }
         // The store checks the digest again when it copies the package.
         crate::fsutil::write_atomic(
@@ -245,76 +264,75 @@ impl Mirror {
         .map_err(|e| format!("cannot write the digest of {file}: {e}"))?;
         if sig {
             let sig_name = format!("{file}.minisig");
-            let mut body = Vec::new();
-            let a = agent(self.timeout);
-            get(
-                &a,
+            download_small(
                 &format!("{}{sig_name}", self.url),
-                0,
-                SIG_LIMIT,
-                &mut body,
+                &self.cache.join(&sig_name),
+                self.timeout,
             )
             .map_err(|e| format!("{file} has no signature on the mirror: {e}"))?;
-            crate::fsutil::write_atomic(&self.cache.join(&sig_name), &body)
-                .map_err(|e| format!("cannot write {sig_name}: {e}"))?;
         }
         Ok(dest)
     }
+}
 
-    /// Downloads `file` to `dest` through `dest.part.PID`, resuming after a break where
-    /// the server honours ranges, retrying with backoff; refuses what does not hash to
-    /// `want`.
-    fn download(&self, file: &str, want: &str, dest: &Path) -> Result<(), String> {
-        let url = format!("{}{file}", self.url);
-        let part = self
-            .cache
-            .join(format!("{file}.part.{}", std::process::id()));
-        let a = agent(self.timeout);
-        let mut last = String::new();
-        let _ = std::fs::remove_file(&part);
-        for attempt in 0..ATTEMPTS {
-            if attempt > 0 {
-                std::thread::sleep(Duration::from_secs(1 << (attempt - 1)));
-            }
-            let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-            let mut f = match std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&part)
-            {
-                Ok(f) => f,
-                Err(e) => return Err(format!("cannot write {}: {e}", part.display())),
-            };
-            match get(&a, &url, have, self.limit, &mut f) {
-                Ok((_, ranged)) => {
-                    if have > 0 && !ranged {
-                        // The server sent it whole from the start: keep only that.
-                        drop(f);
-                        let _ = std::fs::remove_file(&part);
-                        last = format!("GET {url} ignored the range; starting again");
-                        continue;
-                    }
-                    let _ = f.sync_all();
-                    let got = crate::package::sha256_file(&part)
-                        .map_err(|e| format!("cannot read {}: {e}", part.display()))?;
-                    if got == want {
-                        std::fs::rename(&part, dest)
-                            .map_err(|e| format!("cannot keep {}: {e}", dest.display()))?;
-                        return Ok(());
-                    }
-                    let _ = std::fs::remove_file(&part);
-                    // A whole body that hashes wrong is what the server has: not retried.
-                    return Err(format!(
-                        "{file} from {} has SHA-256 {got}, but SHA256SUMS says {want}",
-                        self.url
-                    ));
-                }
-                Err(e) => last = e,
-            }
+/// Downloads `url` to `dest` through `dest.part.PID`, resuming after a break where the
+/// server honours ranges, retrying with backoff; refuses what does not hash to `want`
+/// (at once: a whole body that hashes wrong is what the server has).
+pub fn download(url: &str, want: &str, dest: &Path, timeout: Duration) -> Result<(), String> {
+    let name = dest
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let part = dest.with_file_name(format!("{name}.part.{}", std::process::id()));
+    let a = agent(timeout);
+    let mut last = String::new();
+    let _ = std::fs::remove_file(&part);
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_secs(1 << (attempt - 1)));
         }
-        let _ = std::fs::remove_file(&part);
-        Err(format!("{last} (tried {ATTEMPTS} times)"))
+        let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        let mut f = match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&part)
+        {
+            Ok(f) => f,
+            Err(e) => return Err(format!("cannot write {}: {e}", part.display())),
+        };
+        match get(&a, url, have, MAX_PACKAGE, &mut f) {
+            Ok((_, ranged)) => {
+                if have > 0 && !ranged {
+                    // The server sent it whole from the start: start again.
+                    drop(f);
+                    let _ = std::fs::remove_file(&part);
+                    last = format!("GET {url} ignored the range");
+                    continue;
+                }
+                let _ = f.sync_all();
+                let got = crate::package::sha256_file(&part)
+                    .map_err(|e| format!("cannot read {}: {e}", part.display()))?;
+                if got == want {
+                    return std::fs::rename(&part, dest)
+                        .map_err(|e| format!("cannot keep {}: {e}", dest.display()));
+                }
+                let _ = std::fs::remove_file(&part);
+                return Err(format!(
+                    "{name} from {url} has SHA-256 {got}, but SHA256SUMS says {want}"
+                ));
+            }
+            Err(e) => last = e,
+        }
     }
+    let _ = std::fs::remove_file(&part);
+    Err(format!("{last} (tried {ATTEMPTS} times)"))
+}
+
+/// Downloads a small file (a signature) to `dest`, whole.
+pub fn download_small(url: &str, dest: &Path, timeout: Duration) -> Result<(), String> {
+    let mut body = Vec::new();
+    get(&agent(timeout), url, 0, SIG_LIMIT, &mut body)?;
+    crate::fsutil::write_atomic(dest, &body)
+        .map_err(|e| format!("cannot write {}: {e}", dest.display()))
 }
 
 /// The SHA-256 of `bytes`, in hex.

@@ -142,7 +142,7 @@ fn scan_repository(
         if plan.nodes.is_empty() {
             return (None, None, Vec::new());
         }
-        return match crate::mirror::Mirror::open(&url.value) {
+        return match crate::mirror::shared(&url.value) {
             Ok(m) => {
                 let repo = m.repository(&plan.product, &plan.runtime);
                 let problems = repo
@@ -158,7 +158,7 @@ fn scan_repository(
                         .warning()
                     })
                     .collect();
-                (Some(repo), Some(std::sync::Arc::new(m)), problems)
+                (Some(repo), Some(m), problems)
             }
             Err(e) => (
                 None,

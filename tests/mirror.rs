@@ -260,3 +260,161 @@ fn a_lying_server_other_bytes_or_no_server_refuse_the_run_and_change_nothing() {
         assert!(left.is_empty(), "{left:?}");
     }
 }
+
+/// Every file under `dir`, by name.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn remote_hosts_download_from_the_mirror_themselves_unless_the_controller_relays() {
+    for via in ["host", "controller"] {
+        let sshd = sshd::Sshd::start();
+        let (dir, files, cache) = setup();
+        let (key, secret) = {
+            let p = dir.path().join("k.pub");
+            let s = dir.path().join("k.sec");
+            let out = std::process::Command::new("minisign")
+                .args(["-G", "-W", "-p"])
+                .arg(&p)
+                .arg("-s")
+                .arg(&s)
+                .output()
+                .expect("minisign (Debian's package) is installed by scripts/test");
+            assert!(out.status.success());
+            (
+                std::fs::read_to_string(&p)
+                    .unwrap()
+                    .lines()
+                    .nth(1)
+                    .unwrap()
+                    .to_owned(),
+                s,
+            )
+        };
+        // The package and its signature on the mirror.
+        let made = tempfile::tempdir().unwrap();
+        let name = package_name("4.4.16");
+        let pkg = made.path().join(&name);
+        std::fs::write(&pkg, &files[&name]).unwrap();
+        let signed = std::process::Command::new("minisign")
+            .arg("-S")
+            .arg("-s")
+            .arg(&secret)
+            .arg("-m")
+            .arg(&pkg)
+            .output()
+            .unwrap();
+        assert!(signed.status.success());
+        let mut served = with_prefix(files.clone());
+        served.insert(
+            format!("emqx/{name}.minisig"),
+            std::fs::read(made.path().join(format!("{name}.minisig"))).unwrap(),
+        );
+        let s = serve(served, Mode::Honest);
+        let root = dir.path().join("n1");
+        let text = format!(
+            "plan: 1\nname: far\nproduct: emqx\nrepository: \"http://127.0.0.1:{}/emqx/\"\nrepository_via: {via}\n\
+             to: 4.4.16\nstate: ./state\nssh_config: {}\ntrust: {{ minisign: [\"{key}\"] }}\n\
+             nodes:\n  - {{ name: n1, ssh: \"{}\", root: {} }}\n",
+            s.port,
+            sshd.config().display(),
+            sshd.addr(),
+            root.display()
+        );
+        let p = dir.path().join("plan.yaml");
+        std::fs::write(&p, text).unwrap();
+        let (code, out, err) = run(&cache, &["apply".as_ref(), p.as_os_str(), "--yes".as_ref()]);
+        assert_eq!(code, Some(0), "{via}: {out}{err}");
+        assert_eq!(
+            current(dir.path(), "n1").as_deref(),
+            Some("releases/4.4.16"),
+            "{via}"
+        );
+        let gets = s.gets(&format!("emqx/{name}"));
+        assert_eq!(gets.len(), 1, "{via}: {gets:?}");
+        let on_controller = files_under(&cache).contains(&name);
+        let on_host = files_under(&sshd.remote_dir()).contains(&name);
+        match via {
+            // The host fetched it (and its signature): nothing of it on the controller.
+            "host" => {
+                assert!(!on_controller && on_host, "{via}");
+                assert!(files_under(&sshd.remote_dir()).contains(&format!("{name}.minisig")));
+            }
+            // The controller fetched it and sent it over SSH.
+            _ => assert!(on_controller && on_host, "{via}"),
+        }
+    }
+}
+
+#[test]
+fn a_host_refuses_a_mirror_package_whose_signature_does_not_verify() {
+    let sshd = sshd::Sshd::start();
+    let (dir, files, cache) = setup();
+    let (key, _) = {
+        let p = dir.path().join("k.pub");
+        let out = std::process::Command::new("minisign")
+            .args(["-G", "-W", "-p"])
+            .arg(&p)
+            .arg("-s")
+            .arg(dir.path().join("k.sec"))
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        (
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .lines()
+                .nth(1)
+                .unwrap()
+                .to_owned(),
+            (),
+        )
+    };
+    // The mirror has no signature for the package.
+    let s = serve(with_prefix(files), Mode::Honest);
+    let root = dir.path().join("n1");
+    let text = format!(
+        "plan: 1\nname: far\nproduct: emqx\nrepository: \"http://127.0.0.1:{}/emqx/\"\n\
+         to: 4.4.16\nstate: ./state\nssh_config: {}\ntrust: {{ minisign: [\"{key}\"] }}\n\
+         nodes:\n  - {{ name: n1, ssh: \"{}\", root: {} }}\n",
+        s.port,
+        sshd.config().display(),
+        sshd.addr(),
+        root.display()
+    );
+    let p = dir.path().join("plan.yaml");
+    std::fs::write(&p, text).unwrap();
+    let before = snapshot(&root);
+    let (code, out, err) = run(
+        &cache,
+        &[
+            "apply".as_ref(),
+            p.as_os_str(),
+            "--yes".as_ref(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ],
+    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let n1 = target(&doc, "n1");
+    assert_eq!(n1["code"], "fleetup::package::signature", "{n1}");
+    assert!(
+        n1["detail"].as_str().unwrap().contains("on the host"),
+        "{n1}"
+    );
+    assert_eq!(snapshot(&root), before);
+}

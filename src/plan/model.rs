@@ -25,6 +25,9 @@ pub struct Plan {
     pub repository: Option<At<PathBuf>>,
     /// `repository: http://…/`: the mirror whose SHA256SUMS lists the packages.
     pub mirror: Option<At<String>>,
+    /// Whether remote hosts fetch a mirror's packages themselves (`repository_via: host`,
+    /// the default) or the controller relays them (`controller`).
+    pub via_controller: bool,
     pub edition: Option<At<String>>,
     pub state: Option<PathBuf>,
     pub ssh_config: Option<PathBuf>,

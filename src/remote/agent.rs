@@ -108,6 +108,16 @@ pub enum Request {
         lock_wait_ms: u64,
     },
     State,
+    /// The host downloads a package from a mirror itself (`url`), verified against
+    /// `sha256`, and with `trust`, against `<url>.minisig` by one of those keys.
+    Fetch {
+        url: String,
+        file: String,
+        sha256: String,
+        #[serde(default)]
+        trust: Vec<String>,
+        timeout_ms: u64,
+    },
     /// Raw bytes of a package follow the request (after a `ready` reply that asks for them).
     Receive {
         sha256: String,
@@ -452,11 +462,85 @@ pub fn gc(
     Ok((removed, kept))
 }
 
+/// `Fetch`: the package downloaded here into `packages/<sha256>/`, unless it is there.
+fn fetch(
+    dir: &Path,
+    url: &str,
+    file: &str,
+    sha256: &str,
+    trust: &[String],
+    timeout: Duration,
+) -> Result<Reply, Problem> {
+    let plain = !file.is_empty() && !file.contains(['/', '\\']) && !file.starts_with('.');
+    if !package::is_sha256(sha256) || !plain {
+        return Err(Problem::new(
+            Code::RemoteProtocol,
+            format!("refusing to fetch `{file}` ({sha256})"),
+        ));
+    }
+    let sha256 = sha256.to_ascii_lowercase();
+    let pdir = package_dir(dir, &sha256);
+    std::fs::create_dir_all(&pdir)
+        .map_err(|e| Problem::new(Code::Io, format!("cannot create {}: {e}", pdir.display())))?;
+    let dest = pdir.join(file);
+    if package::sha256_file(&dest).ok().as_deref() != Some(sha256.as_str()) {
+        crate::mirror::download(url, &sha256, &dest, timeout).map_err(|why| {
+            let code = if why.contains("SHA-256") {
+                Code::Checksum
+            } else {
+                Code::PackageDownload
+            };
+            Problem::new(code, format!("on the host: {why}"))
+        })?;
+    }
+    if !trust.is_empty() {
+        let t = crate::signature::Trust::new(trust)
+            .map_err(|(_, e)| Problem::new(Code::PackageSignature, e))?;
+        let sig = pdir.join(format!("{file}.minisig"));
+        crate::mirror::download_small(&format!("{url}.minisig"), &sig, timeout).map_err(|why| {
+            Problem::new(
+                Code::PackageSignature,
+                format!("on the host: {file} has no signature on the mirror: {why}"),
+            )
+        })?;
+        if let Err(why) = t.verify(&dest, Some(&sig)) {
+            let _ = std::fs::remove_file(&dest);
+            return Err(Problem::new(
+                Code::PackageSignature,
+                format!("on the host: {why}"),
+            ));
+        }
+    }
+    Ok(Reply::Received {
+        path: pdir.display().to_string(),
+    })
+}
+
 /// One channel: its requests in order, against its own store.
 fn channel(ch: u32, dir: &Path, out: &Out, received: &Received, rx: mpsc::Receiver<Request>) {
     let mut store: Option<Store> = None;
     for req in rx {
         let reply = match req {
+            Request::Fetch {
+                url,
+                file,
+                sha256,
+                trust,
+                timeout_ms,
+            } => {
+                if package::is_sha256(&sha256) {
+                    lock_set(received).insert(sha256.to_ascii_lowercase());
+                }
+                fetch(
+                    dir,
+                    &url,
+                    &file,
+                    &sha256,
+                    &trust,
+                    Duration::from_millis(timeout_ms),
+                )
+                .unwrap_or_else(|p| Reply::failed(&p))
+            }
             Request::Gc { keep } => match gc(dir, keep, &lock_set(received)) {
                 Ok((removed, kept)) => Reply::Cleaned { removed, kept },
                 Err(e) => Reply::failed(&Problem::new(
@@ -494,10 +578,12 @@ fn handle(req: Request, store: &mut Option<Store>, out: &Out, ch: u32) -> Reply 
         Request::Read { roots, locks } => Ok(Reply::Read {
             stores: roots.iter().map(|r| read(Path::new(r), locks)).collect(),
         }),
-        Request::Receive { .. } | Request::Close | Request::Gc { .. } => Err(Problem::new(
-            Code::RemoteProtocol,
-            "a receive, close or gc reached a store",
-        )),
+        Request::Receive { .. } | Request::Fetch { .. } | Request::Close | Request::Gc { .. } => {
+            Err(Problem::new(
+                Code::RemoteProtocol,
+                "a receive, close or gc reached a store",
+            ))
+        }
         Request::Check { argv, timeout_ms } => {
             crate::hook::run(&argv, &[], Duration::from_millis(timeout_ms))
                 .map(|()| Reply::Done { outcome: None })

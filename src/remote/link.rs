@@ -580,6 +580,32 @@ impl Channel {
         )
     }
 
+    /// Has the host download a package from a mirror itself (checked against `digest`,
+    /// and with `trust` against its signature there): the directory holding it there.
+    pub fn fetch(
+        &mut self,
+        url: &str,
+        file: &str,
+        digest: &str,
+        trust: Vec<String>,
+        timeout: Duration,
+    ) -> Result<String, Problem> {
+        let during = format!("downloading {file} on the host");
+        let req = Request::Fetch {
+            url: url.to_owned(),
+            file: file.to_owned(),
+            sha256: digest.to_owned(),
+            trust,
+            timeout_ms: timeout.as_millis() as u64,
+        };
+        // Every attempt of the download, with its backoff, and some time to spare.
+        let limit = timeout * 4 + Duration::from_secs(120);
+        match self.call(&req, &during, limit, &mut |_| {})? {
+            Reply::Received { path } => Ok(path),
+            r => Err(self.unexpected(&during, &r)),
+        }
+    }
+
     /// Streams a package to the host, which checks its digest before keeping it: the
     /// directory holding it there. No other channel writes while the bytes go.
     pub fn receive(&mut self, path: &Path, file: &str, digest: &str) -> Result<String, Problem> {

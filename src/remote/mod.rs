@@ -191,6 +191,34 @@ impl RemoteStore {
             self.platform.as_ref(),
             &ctx.runtime,
         );
+        // From a mirror, the host downloads it itself: the controller sends no byte of it.
+        if let Some(m) = &ctx.mirror {
+            let index = m.repository(&product, &ctx.runtime);
+            if let crate::package::Lookup::Found(pkg) = index.find(v, &want)
+                && let Some(digest) = m.digest(&pkg.file)
+            {
+                let digest = digest.to_owned();
+                let trust = ctx.trust.as_ref().map(|t| t.written()).unwrap_or_default();
+                let remote_dir = self.hosts.fetch_package(
+                    &mut self.session,
+                    &format!("{}{}", m.url, pkg.file),
+                    &pkg.file,
+                    &digest,
+                    trust,
+                    m.timeout,
+                )?;
+                return Ok(Some((remote_dir, digest)));
+            }
+            if ctx.trust.is_some() {
+                return Err(Problem::new(
+                    Code::PackageSignature,
+                    format!(
+                        "the mirror has no single package of {v} for this node; with `trust`, a package must come from the mirror with its signature"
+                    ),
+                ));
+            }
+            return Ok(None);
+        }
         let (dir, pkg) = match store::locate_package(
             &[repo.to_owned()],
             &product,

@@ -324,6 +324,36 @@ impl Hosts {
 
     /// Sends a package over `lease` unless its host has it: the directory holding it on
     /// the host. One transfer per host and package, however many of its nodes need it.
+    /// Has the host of `lease` download a package from a mirror, once per host and
+    /// package however many of its nodes need it: the directory holding it there.
+    pub fn fetch_package(
+        &self,
+        lease: &mut Lease,
+        url: &str,
+        file: &str,
+        digest: &str,
+        trust: Vec<String>,
+        timeout: std::time::Duration,
+    ) -> Result<String, Problem> {
+        let slot = {
+            let mut pool = self.lock();
+            pool.slots
+                .entry(lease.key.clone())
+                .or_default()
+                .packages
+                .entry(digest.to_owned())
+                .or_default()
+                .clone()
+        };
+        let mut have = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(dir) = &*have {
+            return Ok(dir.clone());
+        }
+        let dir = lease.fetch(url, file, digest, trust, timeout)?;
+        *have = Some(dir.clone());
+        Ok(dir)
+    }
+
     pub fn send_package(
         &self,
         lease: &mut Lease,

@@ -76,6 +76,11 @@ impl<'p> NodeUnit<'p> {
             limits: Default::default(),
             env: Default::default(),
             trust: plan.trust.as_ref().map(|t| t.value.clone()),
+            mirror: plan
+                .mirror
+                .as_ref()
+                .filter(|_| !plan.via_controller && self.node.ssh.is_some())
+                .and_then(|u| crate::mirror::shared(&u.value).ok()),
         }
     }
 

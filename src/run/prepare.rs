@@ -184,6 +184,10 @@ pub fn fetch(
     for t in targets {
         let TargetId::Node(i) = t else { continue };
         let node = &plan.nodes[i];
+        // A remote host downloads its own, unless the controller relays.
+        if node.ssh.is_some() && !plan.via_controller {
+            continue;
+        }
         let found = pf.nodes.get(i).and_then(|f| f.package.as_ref());
         // Already there: nothing to download for it.
         if pf

@@ -63,6 +63,8 @@ pub struct Ctx<'a> {
     pub env: BTreeMap<String, String>,
     /// Keys a package must be signed by before it is unpacked (`trust.minisign`).
     pub trust: Option<crate::signature::Trust>,
+    /// A mirror remote hosts download packages from themselves.
+    pub mirror: Option<std::sync::Arc<crate::mirror::Mirror>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -84,6 +86,7 @@ impl<'a> Ctx<'a> {
             limits: Default::default(),
             env: BTreeMap::new(),
             trust: None,
+            mirror: None,
         }
     }
 

@@ -436,6 +436,7 @@ impl Validator {
             runtime,
             repository,
             mirror,
+            via_controller: s(get(root, "repository_via")) == Some("controller"),
             edition,
             state: self.path(get(root, "state"), "state").map(|a| a.value),
             ssh_config: self
