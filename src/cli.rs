@@ -187,6 +187,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
+    /// Write everything an air-gapped controller needs to apply a plan into one new
+    /// directory: the packages its nodes need (verified), their digests and
+    /// signatures, fleetup as the agent, and the plan with the bundle as its repository.
+    Bundle {
+        /// The plan file (.yaml, .yml or .toml).
+        plan: PathBuf,
+        /// The directory to write (new, or empty).
+        #[arg(long, short = 'o', value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Print the plan's JSON Schema (or, with --market, a market template's), for
     /// editors and CI.
     Schema {

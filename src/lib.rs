@@ -115,6 +115,7 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
             format,
         } => commands::status::run(&plan, only.as_deref(), state.as_deref(), format),
         Command::Schema { market } => commands::schema(market),
+        Command::Bundle { plan, out } => commands::bundle::run(&plan, &out),
         Command::Init { file, force } => commands::init(file.as_deref(), force),
         Command::Node(cmd) => commands::node::run(cmd),
         Command::Group(cmd) => commands::group::run(cmd),

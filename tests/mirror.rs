@@ -418,3 +418,80 @@ fn a_host_refuses_a_mirror_package_whose_signature_does_not_verify() {
     );
     assert_eq!(snapshot(&root), before);
 }
+
+#[test]
+fn a_bundle_applies_with_no_request_to_the_mirror() {
+    let (dir, files, cache) = setup();
+    let s = serve(with_prefix(files), Mode::Honest);
+    // Absolute roots: the bundle's plan copy lives elsewhere.
+    let text = format!(
+        "plan: 1\nname: carried\nproduct: emqx\nrepository: \"http://127.0.0.1:{}/emqx/\"\nto: 4.4.16\nstate: ./state\n\
+         nodes:\n  - {{ name: n1, root: {} }}\n  - {{ name: n2, root: {} }}\n",
+        s.port,
+        dir.path().join("n1").display(),
+        dir.path().join("n2").display()
+    );
+    let p = dir.path().join("plan.yaml");
+    std::fs::write(&p, text).unwrap();
+    let out = dir.path().join("bundle");
+    let (code, o, e) = run(
+        &cache,
+        &[
+            "bundle".as_ref(),
+            p.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    assert_eq!(code, Some(0), "{o}{e}");
+    let name = package_name("4.4.16");
+    let listed = files_under(&out);
+    for want in [
+        name.clone(),
+        format!("{name}.sha256"),
+        "SHA256SUMS".into(),
+        "plan.yaml".into(),
+    ] {
+        assert!(listed.contains(&want), "{want}: {listed:?}");
+    }
+    assert!(
+        listed.iter().any(|f| f.starts_with("fleetup-linux-")),
+        "{listed:?}"
+    );
+    let copy = std::fs::read_to_string(out.join("plan.yaml")).unwrap();
+    assert!(copy.contains("repository: \".\""), "{copy}");
+    // A second bundle never writes over the first.
+    let (code, _, e) = run(
+        &cache,
+        &[
+            "bundle".as_ref(),
+            p.as_os_str(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ],
+    );
+    assert_eq!(code, Some(2), "{e}");
+
+    // Applied from the bundle, with an empty cache: the mirror hears nothing.
+    let asked = s.log.lock().unwrap().len();
+    let empty = dir.path().join("empty-cache");
+    let bundled = out.join("plan.yaml");
+    let (code, o, e) = run(
+        &empty,
+        &["apply".as_ref(), bundled.as_os_str(), "--yes".as_ref()],
+    );
+    assert_eq!(code, Some(0), "{o}{e}");
+    assert_eq!(
+        s.log.lock().unwrap().len(),
+        asked,
+        "the run asked the mirror"
+    );
+    assert_eq!(
+        current(dir.path(), "n1").as_deref(),
+        Some("releases/4.4.16")
+    );
+    assert_eq!(
+        current(dir.path(), "n2").as_deref(),
+        Some("releases/4.4.16")
+    );
+}

@@ -1,6 +1,7 @@
 //! The commands: each turns arguments into library calls and prints the result.
 //! They are the only code that writes to stdout or stderr.
 
+pub mod bundle;
 pub mod check;
 pub mod group;
 pub mod node;

@@ -1,0 +1,177 @@
+//! `fleetup bundle PLAN -o DIR`: everything an air-gapped controller needs to apply the
+//! plan, in one directory: the packages the plan's nodes need (from its repository or
+//! mirror, verified), their digests (`<file>.sha256` and a `SHA256SUMS`, so the
+//! directory can be served as a mirror too), their signatures, fleetup's own binary as
+//! the agent for hosts of this platform (and the plan's `agents`), and a copy of the
+//! plan whose `repository` is the bundle itself. Written whole or not at all.
+
+use std::path::{Path, PathBuf};
+
+use crate::diagnostics::{Code, Exit, Failure, Problem};
+
+fn io(p: &Path, e: std::io::Error) -> Problem {
+    Problem::new(Code::Io, format!("{}: {e}", p.display()))
+}
+
+/// The package files the plan's nodes need: each node's own, else (its store unread)
+/// every package of its target version.
+fn needed(p: &crate::run::Prepared) -> Vec<String> {
+    let plan = &p.plan;
+    let listing: Vec<crate::package::PackageName> = match &p.preflight.mirror {
+        Some(m) => m.repository(&plan.product, &plan.runtime).packages,
+        None => plan
+            .repository
+            .as_ref()
+            .and_then(|r| {
+                crate::package::Repository::scan(&r.value, &plan.product, &plan.runtime).ok()
+            })
+            .map(|r| r.packages)
+            .unwrap_or_default(),
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (i, n) in plan.nodes.iter().enumerate() {
+        let files: Vec<String> = match p.preflight.nodes.get(i).and_then(|f| f.package.as_ref()) {
+            Some(pkg) => vec![pkg.file.clone()],
+            None => listing
+                .iter()
+                .filter(|k| k.version == n.to.value)
+                .map(|k| k.file.clone())
+                .collect(),
+        };
+        for f in files {
+            if !out.contains(&f) {
+                out.push(f);
+            }
+        }
+    }
+    out
+}
+
+/// Copies `from` into `dir` under its own name.
+fn copy_in(from: &Path, dir: &Path) -> Result<PathBuf, Problem> {
+    let to = dir.join(from.file_name().unwrap_or_default());
+    std::fs::copy(from, &to).map_err(|e| io(from, e))?;
+    Ok(to)
+}
+
+pub fn run(plan_path: &Path, out: &Path) -> Result<Exit, Failure> {
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(Problem::new(
+            Code::Usage,
+            format!("{} exists and is not empty", out.display()),
+        )
+        .help("give a new directory: a bundle is written whole, never over another")
+        .into());
+    }
+    let p = crate::run::prepare(plan_path, None, false)?;
+    let plan = &p.plan;
+    if !plan.groups.is_empty() {
+        return Err(Problem::new(
+            Code::Unsupported,
+            "bundles carry nodes' packages; app groups and their markets are not bundled yet",
+        )
+        .help("bundle a plan of nodes; copy a group's market by hand")
+        .into());
+    }
+    let Some(repo) = &plan.repository else {
+        return Err(Problem::new(Code::Usage, "the plan has no repository to bundle").into());
+    };
+    let files = needed(&p);
+    let parent = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".bundle-")
+        .tempdir_in(parent)
+        .map_err(|e| io(parent, e))?;
+    let dir = tmp.path();
+    let mut sums = String::new();
+    for f in &files {
+        // From the mirror (downloaded, verified) or the plan's directory.
+        let src = match &p.preflight.mirror {
+            Some(m) => m
+                .fetch(f, plan.trust.is_some())
+                .map_err(|why| Problem::new(Code::PackageDownload, why))?,
+            None => repo.value.join(f),
+        };
+        let copy = copy_in(&src, dir)?;
+        let digest = crate::package::sha256_file(&copy).map_err(|e| io(&copy, e))?;
+        if let Some(want) = crate::package::sidecar_sha256(&src)
+            .map_err(|e| Problem::new(Code::Checksum, e))?
+            .filter(|w| *w != digest)
+        {
+            return Err(Problem::new(
+                Code::Checksum,
+                format!("{f} has SHA-256 {digest}, but its .sha256 says {want}"),
+            )
+            .into());
+        }
+        std::fs::write(dir.join(format!("{f}.sha256")), format!("{digest}  {f}\n"))
+            .map_err(|e| io(dir, e))?;
+        sums.push_str(&format!("{digest}  {f}\n"));
+        let sig = crate::signature::sig_path(&src);
+        if sig.exists() {
+            copy_in(&sig, dir)?;
+        }
+        if let Some(t) = &plan.trust {
+            t.value
+                .verify(&copy, None)
+                .map_err(|why| Problem::new(Code::PackageSignature, why))?;
+        }
+    }
+    std::fs::write(dir.join("SHA256SUMS"), &sums).map_err(|e| io(dir, e))?;
+
+    // Agents: this fleetup for hosts of its own platform, and the plan's others.
+    let agents = dir.join("agents");
+    std::fs::create_dir_all(&agents).map_err(|e| io(&agents, e))?;
+    let me = std::env::current_exe().map_err(|e| io(Path::new("fleetup"), e))?;
+    let own = format!(
+        "fleetup-{}-{}",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
+    std::fs::copy(&me, agents.join(&own)).map_err(|e| io(&me, e))?;
+    if let Some(a) = &plan.agents
+        && let Ok(rd) = std::fs::read_dir(a)
+    {
+        for e in rd.flatten() {
+            if e.path().is_file() {
+                copy_in(&e.path(), &agents)?;
+            }
+        }
+    }
+
+    // The plan, its repository the bundle itself.
+    let text = &plan.file.text;
+    let span = plan.mirror.as_ref().map(|m| m.span).unwrap_or(repo.span);
+    let mut copy = String::with_capacity(text.len());
+    copy.push_str(&text[..span.start]);
+    copy.push_str("\".\"");
+    copy.push_str(&text[span.start + span.len..]);
+    let ext = plan_path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("yaml");
+    std::fs::write(dir.join(format!("plan.{ext}")), copy).map_err(|e| io(dir, e))?;
+
+    let kept = tmp.keep();
+    if out.exists() {
+        std::fs::remove_dir(out).map_err(|e| io(out, e))?;
+    }
+    std::fs::rename(&kept, out).map_err(|e| io(out, e))?;
+    println!(
+        "Bundled {} package(s) of plan {} into {}: `fleetup apply {}` applies it with the network off. Agents for hosts of other platforms are in {} (FLEETUP_AGENTS or the plan's `agents`); other paths the plan gives relative to its file are taken relative to the bundle.",
+        files.len(),
+        plan.name,
+        out.display(),
+        out.join(format!("plan.{ext}")).display(),
+        out.join("agents").display()
+    );
+    Ok(Exit::Ok)
+}
