@@ -24,6 +24,13 @@
 //! SSH: ansible-core installed into a throwaway virtualenv (PyPI), forks 10, pipelining
 //! on, ControlPersist, the same copy, unpack and link switch (one run: it takes minutes).
 //!
+//! At 50 hosts also, packages from a mirror: a ~20 MB package served over HTTP by a real
+//! `python3 -m http.server` on 127.0.0.1 (with its `SHA256SUMS`), every host downloading
+//! it itself (`repository_via: host`) against the controller downloading it once and
+//! sending it to every host over SSH (`repository_via: controller`): wall time and the
+//! bytes fleetup itself wrote (`wchar` of /proc/PID/io: its ssh pipes, journal, cache).
+//! `FLEETUP_BENCH_MIRROR=0` leaves it out.
+//!
 //! Run: `cargo bench --bench remote` (needs /usr/sbin/sshd, ssh, bash, xargs, unzip).
 //! `FLEETUP_BENCH_HOSTS=50` measures one size; `FLEETUP_BENCH_RUNS` sets the runs per
 //! side (default 5).
@@ -374,6 +381,138 @@ fn ansible(dir: &Path, h: &Hosts, list: &Path, pkg: &Path) -> f64 {
     m.wall.as_secs_f64()
 }
 
+/// Wall time of `c` and the bytes it wrote (its last `wchar` seen before it ended).
+// The child is reaped by `wait` below.
+fn measure_writes(mut c: Command) -> (f64, u64) {
+    let err = tempfile::NamedTempFile::new().unwrap();
+    let start = Instant::now();
+    let mut child = c
+        .stdout(Stdio::null())
+        .stderr(err.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let io = format!("/proc/{}/io", child.id());
+    let mut wrote = 0u64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&io)
+            && let Some(v) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("wchar: "))
+                .and_then(|v| v.trim().parse().ok())
+        {
+            wrote = v;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let wall = start.elapsed().as_secs_f64();
+    assert!(
+        status.success(),
+        "{c:?} failed: {}",
+        std::fs::read_to_string(err.path()).unwrap_or_default()
+    );
+    (wall, wrote)
+}
+
+/// Hosts downloading a ~20 MB package from a loopback mirror themselves, against the
+/// controller relaying it: each run one patch further, for both sides.
+fn mirror(dir: &Path, h: &Hosts, roots: &[PathBuf], runs: usize, first: usize) {
+    let served = dir.join("mirror");
+    std::fs::create_dir_all(&served).unwrap();
+    let versions: Vec<String> = (0..2 * runs)
+        .map(|i| format!("4.4.{}", first + i))
+        .collect();
+    let mut size = 0;
+    for v in &versions {
+        let p = common::package(&served, v, 20, 2_300_000);
+        size = std::fs::metadata(&p).unwrap().len();
+    }
+    let ok = Command::new("bash")
+        .arg("-c")
+        .arg("sha256sum *.zip > SHA256SUMS")
+        .current_dir(&served)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let port = sshd::free_port();
+    let mut server = Command::new("python3")
+        .args([
+            "-m",
+            "http.server",
+            "--bind",
+            "127.0.0.1",
+            &port.to_string(),
+        ])
+        .current_dir(&served)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let n = h.hosts.len();
+    let mb = size as f64 / 1e6;
+    println!("  mirror: a {mb:.1} MB package on python3 http.server, {n} hosts");
+    let cache = dir.join("cache");
+    let next = std::cell::Cell::new(0);
+    let run = |via: &str| {
+        let v = &versions[next.get()];
+        next.set(next.get() + 1);
+        let p = plan(dir, h, roots, v, "");
+        let text = std::fs::read_to_string(&p).unwrap().replace(
+            "repository: ./repo\n",
+            &format!("repository: \"http://127.0.0.1:{port}/\"\nrepository_via: {via}\n"),
+        );
+        std::fs::write(&p, text).unwrap();
+        let mut c = apply(&p);
+        c.env("FLEETUP_CACHE_DIR", &cache);
+        measure_writes(c)
+    };
+    let (direct, relay) = common::pair(runs, |_| run("host"), |_| run("controller"));
+    let wall = |v: &[(f64, u64)]| v.iter().map(|x| x.0).collect::<Vec<f64>>();
+    let mbs = |v: &[(f64, u64)]| v.iter().map(|x| x.1 as f64 / 1e6).collect::<Vec<f64>>();
+    let (dw, rw) = (wall(&direct), wall(&relay));
+    let (db, rb) = (mbs(&direct), mbs(&relay));
+    println!(
+        "  hosts fetch: {} s, fleetup wrote {} MB; controller relays: {} s, wrote {} MB; time ratio {}",
+        common::spread(&dw, 1.0, 2),
+        common::spread(&db, 1.0, 2),
+        common::spread(&rw, 1.0, 2),
+        common::spread(&rb, 1.0, 2),
+        common::ratios(&dw, &rw)
+    );
+    common::row([
+        &format!(
+            "`apply` of a {mb:.0} MB package from an HTTP mirror (python3 http.server on loopback) to {n} hosts, each host downloading it (`repository_via: host`)"
+        ),
+        &format!(
+            "{} s; fleetup wrote {} MB",
+            common::spread(&dw, 1.0, 2),
+            common::spread(&db, 1.0, 2)
+        ),
+        &format!(
+            "the controller downloading it once and sending it over SSH (`repository_via: controller`): {} s; fleetup wrote {} MB",
+            common::spread(&rw, 1.0, 2),
+            common::spread(&rb, 1.0, 2)
+        ),
+        &common::ratios(&dw, &rw),
+        "controller bytes ≪ relay's",
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    // Every node ends on the last release.
+    let last = &versions[next.get() - 1];
+    for root in roots {
+        assert_eq!(
+            std::fs::read_link(root.join("permanent")).unwrap(),
+            Path::new("releases").join(last)
+        );
+    }
+}
+
 fn apply(plan: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fleetup"));
     c.arg("apply").arg(plan).arg("--yes");
@@ -522,6 +661,10 @@ fn size(n: usize, runs: usize) {
             std::fs::read_link(root.join("permanent")).unwrap(),
             Path::new("releases").join(last)
         );
+    }
+    if n <= 64 && std::env::var("FLEETUP_BENCH_MIRROR").map_or(true, |v| v != "0") {
+        // Versions after every one the local repository holds.
+        mirror(dir, &h, &roots, runs, 16 + 3 * runs + 1);
     }
     let (conns, sessions) = h
         .servers
