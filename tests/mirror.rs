@@ -24,6 +24,9 @@ enum Mode {
     Lies,
     /// Serves bytes that are not what SHA256SUMS says.
     Other,
+    /// The first GET of a package sends half of it, then stalls (sends nothing more,
+    /// keeps the connection open); ranges are honoured.
+    StallOnce,
 }
 
 struct Server {
@@ -113,6 +116,17 @@ fn serve(files: HashMap<String, Vec<u8>>, mode: Mode) -> Server {
                 Mode::CutOnce if package && cut.lock().unwrap().insert(path.clone()) => {
                     let _ = c.write_all(head(rest.len()).as_bytes());
                     let _ = c.write_all(&rest[..rest.len() / 2]);
+                }
+                Mode::StallOnce if package && cut.lock().unwrap().insert(path.clone()) => {
+                    let _ = c.write_all(head(rest.len()).as_bytes());
+                    let _ = c.write_all(&rest[..rest.len() / 2]);
+                    let _ = c.flush();
+                    // Held open, silent, on a thread of its own.
+                    std::thread::spawn(move || {
+                        std::thread::sleep(std::time::Duration::from_secs(60));
+                        drop(c);
+                    });
+                    continue;
                 }
                 _ => {
                     let _ = c.write_all(head(rest.len()).as_bytes());
@@ -226,6 +240,31 @@ fn a_download_cut_short_is_resumed_from_where_it_broke() {
     assert!(from > 0, "{gets:?}");
     assert_eq!(
         current(dir.path(), "n1").as_deref(),
+        Some("releases/4.4.16")
+    );
+}
+
+#[test]
+fn a_download_that_stalls_is_cut_off_at_its_timeout_and_resumed() {
+    let (dir, files, cache) = setup();
+    let s = serve(with_prefix(files), Mode::StallOnce);
+    let p = plan(dir.path(), s.port);
+    let started = std::time::Instant::now();
+    // FLEETUP_DOWNLOAD_TIMEOUT is 5s in `run`.
+    let (code, out, err) = run(&cache, &["apply".as_ref(), p.as_os_str(), "--yes".as_ref()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "it waited for the stall"
+    );
+    let gets = s.gets(&format!("emqx/{}", package_name("4.4.16")));
+    assert_eq!(gets.len(), 2, "{gets:?}");
+    assert!(
+        gets[1].split(' ').nth(1).unwrap().parse::<u64>().unwrap() > 0,
+        "{gets:?}"
+    );
+    assert_eq!(
+        current(dir.path(), "n2").as_deref(),
         Some("releases/4.4.16")
     );
 }
@@ -493,5 +532,73 @@ fn a_bundle_applies_with_no_request_to_the_mirror() {
     assert_eq!(
         current(dir.path(), "n2").as_deref(),
         Some("releases/4.4.16")
+    );
+}
+
+#[test]
+fn a_mirror_package_signed_by_another_key_refuses_the_run_before_any_node_changes() {
+    let (dir, files, cache) = setup();
+    let keys = |name: &str| {
+        let p = dir.path().join(format!("{name}.pub"));
+        let sec = dir.path().join(format!("{name}.sec"));
+        let out = std::process::Command::new("minisign")
+            .args(["-G", "-W", "-p"])
+            .arg(&p)
+            .arg("-s")
+            .arg(&sec)
+            .output()
+            .expect("minisign (Debian's package) is installed by scripts/test");
+        assert!(out.status.success());
+        (
+            std::fs::read_to_string(&p)
+                .unwrap()
+                .lines()
+                .nth(1)
+                .unwrap()
+                .to_owned(),
+            sec,
+        )
+    };
+    let (trusted, _) = keys("trusted");
+    let (_, other) = keys("other");
+    let name = package_name("4.4.16");
+    let made = tempfile::tempdir().unwrap();
+    let pkg = made.path().join(&name);
+    std::fs::write(&pkg, &files[&name]).unwrap();
+    let signed = std::process::Command::new("minisign")
+        .arg("-S")
+        .arg("-s")
+        .arg(&other)
+        .arg("-m")
+        .arg(&pkg)
+        .output()
+        .unwrap();
+    assert!(signed.status.success());
+    let mut served = with_prefix(files);
+    served.insert(
+        format!("emqx/{name}.minisig"),
+        std::fs::read(made.path().join(format!("{name}.minisig"))).unwrap(),
+    );
+    let s = serve(served, Mode::Honest);
+    let p = plan(dir.path(), s.port);
+    let text = std::fs::read_to_string(&p).unwrap().replace(
+        "nodes:",
+        &format!("trust: {{ minisign: [\"{trusted}\"] }}\nnodes:"),
+    );
+    std::fs::write(&p, text).unwrap();
+    let before = (
+        snapshot(&dir.path().join("n1")),
+        snapshot(&dir.path().join("n2")),
+    );
+    let (code, out, err) = run(&cache, &["apply".as_ref(), p.as_os_str(), "--yes".as_ref()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("fleetup::package::signature"), "{err}");
+    assert!(err.contains("not trust"), "{err}");
+    assert_eq!(
+        (
+            snapshot(&dir.path().join("n1")),
+            snapshot(&dir.path().join("n2"))
+        ),
+        before
     );
 }

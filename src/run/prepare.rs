@@ -214,7 +214,11 @@ pub fn fetch(
         }
     }
     for f in files {
-        mirror.fetch(&f, plan.trust.is_some()).map_err(|why| {
+        let at = |p: Problem| match &plan.mirror {
+            Some(u) => p.at(u.span).label("from this mirror"),
+            None => p,
+        };
+        let path = mirror.fetch(&f, plan.trust.is_some()).map_err(|why| {
             let code = if why.contains("SHA-256") {
                 Code::Checksum
             } else if why.contains("signature") {
@@ -222,12 +226,14 @@ pub fn fetch(
             } else {
                 Code::PackageDownload
             };
-            let p = Problem::new(code, why);
-            match &plan.mirror {
-                Some(u) => p.at(u.span).label("from this mirror"),
-                None => p,
-            }
+            at(Problem::new(code, why))
         })?;
+        // Verified here too: a run whose package does not verify never starts.
+        if let Some(t) = &plan.trust {
+            t.value
+                .verify(&path, None)
+                .map_err(|why| at(Problem::new(Code::PackageSignature, why)))?;
+        }
     }
     Ok(())
 }
