@@ -1,4 +1,4 @@
-//! Repositories over HTTP: `repository: http://mirror.example.com/emqx/`. The package
+//! Repositories over HTTP(S): `repository: https://mirror.example.com/emqx/`. The package
 //! list comes from the mirror's `SHA256SUMS` (the `sha256sum` format: `DIGEST  FILE` per
 //! line, as `sha256sum *.zip > SHA256SUMS` writes it); `check` and `plan` read only that.
 //! A run downloads each package it needs once, before any node changes, into a cache
@@ -36,6 +36,8 @@ pub struct Mirror {
     pub limit: u64,
     /// How long one download may take before it is cut off (and resumed).
     pub timeout: Duration,
+    /// The certificates alone trusted for HTTPS (`FLEETUP_CA_FILE`).
+    pub ca: Option<String>,
 }
 
 /// The mirrors this process has read, by URL: one index read per run, shared by the
@@ -110,16 +112,46 @@ pub fn parse_index(text: &str) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-/// An HTTP client bounded everywhere: connecting, the response head, and the body
+/// An HTTP(S) client bounded everywhere: connecting, the response head, and the body
 /// (`body`: a download taking longer is cut off, then retried from where it broke).
-fn agent(body: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
+/// HTTPS servers are trusted by Mozilla's roots, or, with `ca` (PEM), by those
+/// certificates alone.
+fn agent(body: Duration, ca: Option<&str>) -> Result<ureq::Agent, String> {
+    let mut b = ureq::Agent::config_builder()
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_recv_response(Some(Duration::from_secs(30)))
         .timeout_recv_body(Some(body))
-        .http_status_as_error(false)
-        .build()
-        .into()
+        .http_status_as_error(false);
+    if let Some(pem) = ca {
+        let certs: Vec<ureq::tls::Certificate<'static>> = ureq::tls::parse_pem(pem.as_bytes())
+            .filter_map(|i| match i {
+                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err("FLEETUP_CA_FILE holds no PEM certificate".into());
+        }
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::Specific(std::sync::Arc::new(certs)))
+            .build();
+        b = b.tls_config(tls);
+    }
+    Ok(b.build().into())
+}
+
+/// The certificates that alone are trusted for HTTPS mirrors (`FLEETUP_CA_FILE`, PEM),
+/// for a mirror on a private CA.
+pub fn ca_from_env() -> Result<Option<String>, String> {
+    match std::env::var_os("FLEETUP_CA_FILE").filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(p) => std::fs::read_to_string(&p).map(Some).map_err(|e| {
+            format!(
+                "FLEETUP_CA_FILE {}: {e}",
+                std::path::Path::new(&p).display()
+            )
+        }),
+    }
 }
 
 /// How long one download may take (`FLEETUP_DOWNLOAD_TIMEOUT`, e.g. `30m`; default 10m).
@@ -198,7 +230,8 @@ impl Mirror {
             format!("{url}/")
         };
         let timeout = download_timeout();
-        let a = agent(timeout.min(Duration::from_secs(60)));
+        let ca = ca_from_env()?;
+        let a = agent(timeout.min(Duration::from_secs(60)), ca.as_deref())?;
         let index_url = format!("{url}SHA256SUMS");
         let mut text = Vec::new();
         get(&a, &index_url, 0, INDEX_LIMIT, &mut text)?;
@@ -210,6 +243,7 @@ impl Mirror {
             index,
             limit: MAX_PACKAGE,
             timeout,
+            ca,
         })
     }
 
@@ -254,7 +288,13 @@ impl Mirror {
         let dest = self.cache.join(file);
         let have = crate::package::sha256_file(&dest).ok();
         if have.as_deref() != Some(want.as_str()) {
-            download(&format!("{}{file}", self.url), &want, &dest, self.timeout)?;
+            download(
+                &format!("{}{file}", self.url),
+                &want,
+                &dest,
+                self.timeout,
+                self.ca.as_deref(),
+            )?;
         }
         // The store checks the digest again when it copies the package.
         crate::fsutil::write_atomic(
@@ -268,6 +308,7 @@ impl Mirror {
                 &format!("{}{sig_name}", self.url),
                 &self.cache.join(&sig_name),
                 self.timeout,
+                self.ca.as_deref(),
             )
             .map_err(|e| format!("{file} has no signature on the mirror: {e}"))?;
         }
@@ -278,12 +319,18 @@ impl Mirror {
 /// Downloads `url` to `dest` through `dest.part.PID`, resuming after a break where the
 /// server honours ranges, retrying with backoff; refuses what does not hash to `want`
 /// (at once: a whole body that hashes wrong is what the server has).
-pub fn download(url: &str, want: &str, dest: &Path, timeout: Duration) -> Result<(), String> {
+pub fn download(
+    url: &str,
+    want: &str,
+    dest: &Path,
+    timeout: Duration,
+    ca: Option<&str>,
+) -> Result<(), String> {
     let name = dest
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let part = dest.with_file_name(format!("{name}.part.{}", std::process::id()));
-    let a = agent(timeout);
+    let a = agent(timeout, ca)?;
     let mut last = String::new();
     let _ = std::fs::remove_file(&part);
     for attempt in 0..ATTEMPTS {
@@ -328,9 +375,14 @@ pub fn download(url: &str, want: &str, dest: &Path, timeout: Duration) -> Result
 }
 
 /// Downloads a small file (a signature) to `dest`, whole.
-pub fn download_small(url: &str, dest: &Path, timeout: Duration) -> Result<(), String> {
+pub fn download_small(
+    url: &str,
+    dest: &Path,
+    timeout: Duration,
+    ca: Option<&str>,
+) -> Result<(), String> {
     let mut body = Vec::new();
-    get(&agent(timeout), url, 0, SIG_LIMIT, &mut body)?;
+    get(&agent(timeout, ca)?, url, 0, SIG_LIMIT, &mut body)?;
     crate::fsutil::write_atomic(dest, &body)
         .map_err(|e| format!("cannot write {}: {e}", dest.display()))
 }

@@ -602,3 +602,96 @@ fn a_mirror_package_signed_by_another_key_refuses_the_run_before_any_node_change
         before
     );
 }
+
+#[test]
+fn an_https_mirror_is_trusted_through_fleetup_ca_file_and_refused_without_it() {
+    let (dir, files, cache) = setup();
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("emqx")).unwrap();
+    let mut sums = String::new();
+    for (name, bytes) in &files {
+        std::fs::write(site.join("emqx").join(name), bytes).unwrap();
+        sums.push_str(&format!("{}  {name}\n", fleetup::mirror::hex(bytes)));
+    }
+    std::fs::write(site.join("emqx/SHA256SUMS"), sums).unwrap();
+    // A private CA and a server certificate for 127.0.0.1 it signed, made by openssl.
+    let d = dir.path();
+    let (ca, cert, key) = (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"));
+    std::fs::write(
+        d.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    for args in [
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=fleetup-test-ca -keyout ca.key -out ca.pem",
+        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr",
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile leaf.ext -out cert.pem",
+    ] {
+        let made = std::process::Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(d)
+            .output()
+            .expect("openssl is installed by scripts/test");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let port = sshd::free_port();
+    let script = "import functools, http.server, ssl, sys\n\
+        h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])\n\
+        s = http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), h)\n\
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+        c.load_cert_chain(sys.argv[3], sys.argv[4])\n\
+        s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+        s.serve_forever()\n";
+    let mut server = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(&site)
+        .arg(&cert)
+        .arg(&key)
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let text = format!(
+        "plan: 1\nname: tls\nproduct: emqx\nrepository: \"https://127.0.0.1:{port}/emqx/\"\nto: 4.4.16\nstate: ./state\n\
+         nodes:\n  - {{ name: n1, root: ./n1 }}\n"
+    );
+    let p = dir.path().join("plan.yaml");
+    std::fs::write(&p, text).unwrap();
+    // Not trusted: the index cannot be read, nothing changes.
+    let before = snapshot(&dir.path().join("n1"));
+    let (code, out, err) = output(
+        fleetup()
+            .env("FLEETUP_CACHE_DIR", &cache)
+            .env_remove("FLEETUP_CA_FILE")
+            .args(["apply", "--yes"])
+            .arg(&p),
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("cannot read the mirror's index"), "{err}");
+    assert_eq!(snapshot(&dir.path().join("n1")), before);
+    // Trusted through its certificate: upgraded.
+    let (code, out, err) = output(
+        fleetup()
+            .env("FLEETUP_CACHE_DIR", &cache)
+            .env("FLEETUP_CA_FILE", &ca)
+            .args(["apply", "--yes"])
+            .arg(&p),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        current(dir.path(), "n1").as_deref(),
+        Some("releases/4.4.16")
+    );
+}

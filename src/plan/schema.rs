@@ -461,7 +461,7 @@ pub static PLAN: &[Field] = &[
     field!(
         "repository",
         Ty::Path,
-        "directory holding release packages, or an http:// mirror whose SHA256SUMS lists them (required with nodes)"
+        "directory holding release packages, or an http:// or https:// mirror whose SHA256SUMS lists them (required with nodes)"
     ),
     field!("repository_via", Ty::Enum(&["host", "controller"]), default "host", "with an http:// mirror: remote hosts download packages themselves (host), or the controller downloads and sends them (controller, for hosts that cannot reach the mirror)"),
     field!("to", Ty::Version, "default target version of every node"),

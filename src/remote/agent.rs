@@ -117,6 +117,9 @@ pub enum Request {
         #[serde(default)]
         trust: Vec<String>,
         timeout_ms: u64,
+        /// The certificates alone trusted for an HTTPS mirror (PEM).
+        #[serde(default)]
+        ca: Option<String>,
     },
     /// Raw bytes of a package follow the request (after a `ready` reply that asks for them).
     Receive {
@@ -470,6 +473,7 @@ fn fetch(
     sha256: &str,
     trust: &[String],
     timeout: Duration,
+    ca: Option<&str>,
 ) -> Result<Reply, Problem> {
     let plain = !file.is_empty() && !file.contains(['/', '\\']) && !file.starts_with('.');
     if !package::is_sha256(sha256) || !plain {
@@ -484,7 +488,7 @@ fn fetch(
         .map_err(|e| Problem::new(Code::Io, format!("cannot create {}: {e}", pdir.display())))?;
     let dest = pdir.join(file);
     if package::sha256_file(&dest).ok().as_deref() != Some(sha256.as_str()) {
-        crate::mirror::download(url, &sha256, &dest, timeout).map_err(|why| {
+        crate::mirror::download(url, &sha256, &dest, timeout, ca).map_err(|why| {
             let code = if why.contains("SHA-256") {
                 Code::Checksum
             } else {
@@ -497,12 +501,14 @@ fn fetch(
         let t = crate::signature::Trust::new(trust)
             .map_err(|(_, e)| Problem::new(Code::PackageSignature, e))?;
         let sig = pdir.join(format!("{file}.minisig"));
-        crate::mirror::download_small(&format!("{url}.minisig"), &sig, timeout).map_err(|why| {
-            Problem::new(
-                Code::PackageSignature,
-                format!("on the host: {file} has no signature on the mirror: {why}"),
-            )
-        })?;
+        crate::mirror::download_small(&format!("{url}.minisig"), &sig, timeout, ca).map_err(
+            |why| {
+                Problem::new(
+                    Code::PackageSignature,
+                    format!("on the host: {file} has no signature on the mirror: {why}"),
+                )
+            },
+        )?;
         if let Err(why) = t.verify(&dest, Some(&sig)) {
             let _ = std::fs::remove_file(&dest);
             return Err(Problem::new(
@@ -527,6 +533,7 @@ fn channel(ch: u32, dir: &Path, out: &Out, received: &Received, rx: mpsc::Receiv
                 sha256,
                 trust,
                 timeout_ms,
+                ca,
             } => {
                 if package::is_sha256(&sha256) {
                     lock_set(received).insert(sha256.to_ascii_lowercase());
@@ -538,6 +545,7 @@ fn channel(ch: u32, dir: &Path, out: &Out, received: &Received, rx: mpsc::Receiv
                     &sha256,
                     &trust,
                     Duration::from_millis(timeout_ms),
+                    ca.as_deref(),
                 )
                 .unwrap_or_else(|p| Reply::failed(&p))
             }

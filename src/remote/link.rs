@@ -582,25 +582,18 @@ impl Channel {
 
     /// Has the host download a package from a mirror itself (checked against `digest`,
     /// and with `trust` against its signature there): the directory holding it there.
-    pub fn fetch(
-        &mut self,
-        url: &str,
-        file: &str,
-        digest: &str,
-        trust: Vec<String>,
-        timeout: Duration,
-    ) -> Result<String, Problem> {
-        let during = format!("downloading {file} on the host");
-        let req = Request::Fetch {
-            url: url.to_owned(),
-            file: file.to_owned(),
-            sha256: digest.to_owned(),
-            trust,
-            timeout_ms: timeout.as_millis() as u64,
+    /// `req` is a [`Request::Fetch`].
+    pub fn fetch(&mut self, req: &Request) -> Result<String, Problem> {
+        let Request::Fetch {
+            file, timeout_ms, ..
+        } = req
+        else {
+            return Err(Problem::new(Code::RemoteProtocol, "not a fetch request"));
         };
+        let during = format!("downloading {file} on the host");
         // Every attempt of the download, with its backoff, and some time to spare.
-        let limit = timeout * 4 + Duration::from_secs(120);
-        match self.call(&req, &during, limit, &mut |_| {})? {
+        let limit = Duration::from_millis(*timeout_ms) * 4 + Duration::from_secs(120);
+        match self.call(req, &during, limit, &mut |_| {})? {
             Reply::Received { path } => Ok(path),
             r => Err(self.unexpected(&during, &r)),
         }

@@ -199,14 +199,15 @@ impl RemoteStore {
             {
                 let digest = digest.to_owned();
                 let trust = ctx.trust.as_ref().map(|t| t.written()).unwrap_or_default();
-                let remote_dir = self.hosts.fetch_package(
-                    &mut self.session,
-                    &format!("{}{}", m.url, pkg.file),
-                    &pkg.file,
-                    &digest,
+                let req = Request::Fetch {
+                    url: format!("{}{}", m.url, pkg.file),
+                    file: pkg.file.clone(),
+                    sha256: digest.clone(),
                     trust,
-                    m.timeout,
-                )?;
+                    timeout_ms: m.timeout.as_millis() as u64,
+                    ca: m.ca.clone(),
+                };
+                let remote_dir = self.hosts.fetch_package(&mut self.session, &digest, &req)?;
                 return Ok(Some((remote_dir, digest)));
             }
             if ctx.trust.is_some() {

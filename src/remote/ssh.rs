@@ -326,14 +326,12 @@ impl Hosts {
     /// the host. One transfer per host and package, however many of its nodes need it.
     /// Has the host of `lease` download a package from a mirror, once per host and
     /// package however many of its nodes need it: the directory holding it there.
+    /// `req` is a [`Request::Fetch`] of the package with SHA-256 `digest`.
     pub fn fetch_package(
         &self,
         lease: &mut Lease,
-        url: &str,
-        file: &str,
         digest: &str,
-        trust: Vec<String>,
-        timeout: std::time::Duration,
+        req: &super::agent::Request,
     ) -> Result<String, Problem> {
         let slot = {
             let mut pool = self.lock();
@@ -349,7 +347,7 @@ impl Hosts {
         if let Some(dir) = &*have {
             return Ok(dir.clone());
         }
-        let dir = lease.fetch(url, file, digest, trust, timeout)?;
+        let dir = lease.fetch(req)?;
         *have = Some(dir.clone());
         Ok(dir)
     }

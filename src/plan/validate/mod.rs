@@ -374,14 +374,6 @@ impl Validator {
 
         let (repository, mirror) = match at_str(get(root, "repository")) {
             Some(u) if crate::mirror::is_url(&u.value) => {
-                if !u.value.starts_with("http://") {
-                    self.push(
-                        Problem::new(Code::Unsupported, "only http:// mirrors are read yet")
-                            .at(u.span)
-                            .label("https is not built yet")
-                            .help("give an http:// mirror on a trusted network (with `trust` to check signatures), or a local directory"),
-                    );
-                }
                 let cache = At {
                     value: crate::mirror::cache_dir(&u.value),
                     span: u.span,
