@@ -322,41 +322,13 @@ fn remote_hosts_download_from_the_mirror_themselves_unless_the_controller_relays
     for via in ["host", "controller"] {
         let sshd = sshd::Sshd::start();
         let (dir, files, cache) = setup();
-        let (key, secret) = {
-            let p = dir.path().join("k.pub");
-            let s = dir.path().join("k.sec");
-            let out = std::process::Command::new("minisign")
-                .args(["-G", "-W", "-p"])
-                .arg(&p)
-                .arg("-s")
-                .arg(&s)
-                .output()
-                .expect("minisign (Debian's package) is installed by scripts/test");
-            assert!(out.status.success());
-            (
-                std::fs::read_to_string(&p)
-                    .unwrap()
-                    .lines()
-                    .nth(1)
-                    .unwrap()
-                    .to_owned(),
-                s,
-            )
-        };
+        let (key, secret) = minisign_keypair(dir.path(), "k");
         // The package and its signature on the mirror.
         let made = tempfile::tempdir().unwrap();
         let name = package_name("4.4.16");
         let pkg = made.path().join(&name);
         std::fs::write(&pkg, &files[&name]).unwrap();
-        let signed = std::process::Command::new("minisign")
-            .arg("-S")
-            .arg("-s")
-            .arg(&secret)
-            .arg("-m")
-            .arg(&pkg)
-            .output()
-            .unwrap();
-        assert!(signed.status.success());
+        minisign_sign(&secret, &pkg, false);
         let mut served = with_prefix(files.clone());
         served.insert(
             format!("emqx/{name}.minisig"),
@@ -402,26 +374,7 @@ fn remote_hosts_download_from_the_mirror_themselves_unless_the_controller_relays
 fn a_host_refuses_a_mirror_package_whose_signature_does_not_verify() {
     let sshd = sshd::Sshd::start();
     let (dir, files, cache) = setup();
-    let (key, _) = {
-        let p = dir.path().join("k.pub");
-        let out = std::process::Command::new("minisign")
-            .args(["-G", "-W", "-p"])
-            .arg(&p)
-            .arg("-s")
-            .arg(dir.path().join("k.sec"))
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        (
-            std::fs::read_to_string(&p)
-                .unwrap()
-                .lines()
-                .nth(1)
-                .unwrap()
-                .to_owned(),
-            (),
-        )
-    };
+    let (key, _) = minisign_keypair(dir.path(), "k");
     // The mirror has no signature for the package.
     let s = serve(with_prefix(files), Mode::Honest);
     let root = dir.path().join("n1");
@@ -538,42 +491,14 @@ fn a_bundle_applies_with_no_request_to_the_mirror() {
 #[test]
 fn a_mirror_package_signed_by_another_key_refuses_the_run_before_any_node_changes() {
     let (dir, files, cache) = setup();
-    let keys = |name: &str| {
-        let p = dir.path().join(format!("{name}.pub"));
-        let sec = dir.path().join(format!("{name}.sec"));
-        let out = std::process::Command::new("minisign")
-            .args(["-G", "-W", "-p"])
-            .arg(&p)
-            .arg("-s")
-            .arg(&sec)
-            .output()
-            .expect("minisign (Debian's package) is installed by scripts/test");
-        assert!(out.status.success());
-        (
-            std::fs::read_to_string(&p)
-                .unwrap()
-                .lines()
-                .nth(1)
-                .unwrap()
-                .to_owned(),
-            sec,
-        )
-    };
+    let keys = |name: &str| minisign_keypair(dir.path(), name);
     let (trusted, _) = keys("trusted");
     let (_, other) = keys("other");
     let name = package_name("4.4.16");
     let made = tempfile::tempdir().unwrap();
     let pkg = made.path().join(&name);
     std::fs::write(&pkg, &files[&name]).unwrap();
-    let signed = std::process::Command::new("minisign")
-        .arg("-S")
-        .arg("-s")
-        .arg(&other)
-        .arg("-m")
-        .arg(&pkg)
-        .output()
-        .unwrap();
-    assert!(signed.status.success());
+    minisign_sign(&other, &pkg, false);
     let mut served = with_prefix(files);
     served.insert(
         format!("emqx/{name}.minisig"),

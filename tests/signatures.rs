@@ -10,47 +10,6 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 
-/// A minisign key pair in `dir` (no password): the public key's base64 line.
-fn keypair(dir: &Path, name: &str) -> (String, PathBuf) {
-    let (p, s) = (
-        dir.join(format!("{name}.pub")),
-        dir.join(format!("{name}.sec")),
-    );
-    let out = std::process::Command::new("minisign")
-        .args(["-G", "-W", "-p"])
-        .arg(&p)
-        .arg("-s")
-        .arg(&s)
-        .output()
-        .expect("minisign (Debian's package) is installed by scripts/test");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let key = std::fs::read_to_string(&p)
-        .unwrap()
-        .lines()
-        .nth(1)
-        .unwrap()
-        .to_owned();
-    (key, s)
-}
-
-fn sign(secret: &Path, file: &Path, legacy: bool) {
-    let mut c = std::process::Command::new("minisign");
-    c.arg("-S").arg("-s").arg(secret).arg("-m").arg(file);
-    if legacy {
-        c.arg("-l");
-    }
-    let out = c.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 struct Setup {
     dir: tempfile::TempDir,
     key: String,
@@ -62,9 +21,9 @@ struct Setup {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     local_fleet(dir.path(), &["n1", "n2"], &["4.4.15", "4.4.16"]);
-    let (key, secret) = keypair(dir.path(), "release");
+    let (key, secret) = minisign_keypair(dir.path(), "release");
     let package = dir.path().join("repo").join(package_name("4.4.16"));
-    sign(&secret, &package, false);
+    minisign_sign(&secret, &package, false);
     Setup {
         dir,
         key,
@@ -148,8 +107,8 @@ fn a_package_without_a_valid_signature_is_refused_before_any_node_changes() {
     s.refused(&plan, "has no signature");
 
     // Signed, but by a key the plan does not trust.
-    let (_, other) = keypair(s.dir.path(), "other");
-    sign(&other, &s.package, false);
+    let (_, other) = minisign_keypair(s.dir.path(), "other");
+    minisign_sign(&other, &s.package, false);
     s.refused(&plan, "signed by a key the plan does not trust");
 
     // Signed by the trusted key, then changed.
@@ -163,7 +122,7 @@ fn a_package_without_a_valid_signature_is_refused_before_any_node_changes() {
 
     // A legacy (not prehashed) signature of the right file and key: refused too.
     std::fs::write(&s.package, &original).unwrap();
-    sign(&s.secret, &s.package, true);
+    minisign_sign(&s.secret, &s.package, true);
     s.refused(&plan, "legacy");
 
     // A key that is not one is the plan's own error, located.

@@ -322,16 +322,14 @@ impl Hosts {
         Ok(d)
     }
 
-    /// Sends a package over `lease` unless its host has it: the directory holding it on
-    /// the host. One transfer per host and package, however many of its nodes need it.
-    /// Has the host of `lease` download a package from a mirror, once per host and
-    /// package however many of its nodes need it: the directory holding it there.
-    /// `req` is a [`Request::Fetch`] of the package with SHA-256 `digest`.
-    pub fn fetch_package(
+    /// Gets package `digest` onto the host of `lease` with `get` unless it is there
+    /// already: the directory holding it on the host. Once per host and package, however
+    /// many of its nodes need it.
+    fn once_per_host(
         &self,
         lease: &mut Lease,
         digest: &str,
-        req: &super::agent::Request,
+        get: impl FnOnce(&mut Lease) -> Result<String, Problem>,
     ) -> Result<String, Problem> {
         let slot = {
             let mut pool = self.lock();
@@ -347,11 +345,23 @@ impl Hosts {
         if let Some(dir) = &*have {
             return Ok(dir.clone());
         }
-        let dir = lease.fetch(req)?;
+        let dir = get(lease)?;
         *have = Some(dir.clone());
         Ok(dir)
     }
 
+    /// Has the host of `lease` download a package from a mirror itself (`req` is a
+    /// [`super::agent::Request::Fetch`] of the package with SHA-256 `digest`).
+    pub fn fetch_package(
+        &self,
+        lease: &mut Lease,
+        digest: &str,
+        req: &super::agent::Request,
+    ) -> Result<String, Problem> {
+        self.once_per_host(lease, digest, |l| l.fetch(req))
+    }
+
+    /// Sends a package over `lease` from this machine.
     pub fn send_package(
         &self,
         lease: &mut Lease,
@@ -359,23 +369,7 @@ impl Hosts {
         file: &str,
         digest: &str,
     ) -> Result<String, Problem> {
-        let slot = {
-            let mut pool = self.lock();
-            pool.slots
-                .entry(lease.key.clone())
-                .or_default()
-                .packages
-                .entry(digest.to_owned())
-                .or_default()
-                .clone()
-        };
-        let mut have = slot.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(dir) = &*have {
-            return Ok(dir.clone());
-        }
-        let dir = lease.receive(path, file, digest)?;
-        *have = Some(dir.clone());
-        Ok(dir)
+        self.once_per_host(lease, digest, |l| l.receive(path, file, digest))
     }
 
     /// Prunes the host's cache of agents and packages (see `agent::gc`): what was

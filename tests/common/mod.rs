@@ -317,3 +317,46 @@ pub fn target<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Val
 pub mod sshd;
 #[allow(unused_imports)]
 pub use sshd::free_port;
+
+/// A minisign key pair in `dir` (no password), made by the real `minisign` tool: the
+/// public key's base64 line and the secret key's file.
+pub fn minisign_keypair(dir: &Path, name: &str) -> (String, PathBuf) {
+    let (p, s) = (
+        dir.join(format!("{name}.pub")),
+        dir.join(format!("{name}.sec")),
+    );
+    let out = std::process::Command::new("minisign")
+        .args(["-G", "-W", "-p"])
+        .arg(&p)
+        .arg("-s")
+        .arg(&s)
+        .output()
+        .expect("minisign (Debian's package) is installed by scripts/test");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = std::fs::read_to_string(&p)
+        .unwrap()
+        .lines()
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    (key, s)
+}
+
+/// Signs `file` with `secret` (`<file>.minisig`), in minisign's legacy mode if asked.
+pub fn minisign_sign(secret: &Path, file: &Path, legacy: bool) {
+    let mut c = std::process::Command::new("minisign");
+    c.arg("-S").arg("-s").arg(secret).arg("-m").arg(file);
+    if legacy {
+        c.arg("-l");
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
