@@ -1,7 +1,9 @@
 //! `fleetup check` and `fleetup plan` on a generated 10,000-node plan (YAML and TOML)
 //! whose nodes are real stores: every root exists and holds a RELEASES file (4.4.15), and
-//! the repository holds a 60 MB package of 4.4.16 with its `.sha256`, so a run reads
-//! 10,000 stores and computes the package's checksum, as on a real controller.
+//! the repository holds a 60 MB package of 4.4.16 with its `.sha256` and the packages of
+//! 4.4.16 for the 15 other platforms EMQX publishes, so a run reads 10,000 stores, picks
+//! each node's platform among 16 and computes the package's checksum, as on a real
+//! controller.
 //!
 //! Targets (issue: foundation): under 200 ms wall and under 64 MB peak memory for the
 //! whole `fleetup check` process on this 2-core machine; `fleetup plan` under 64 MB.
@@ -54,6 +56,8 @@ fn big_package(repo: &Path, version: &str, megabytes: usize) -> PathBuf {
         format!("{digest}  {name}\n"),
     )
     .unwrap();
+    // Beside it, as EMQX publishes a release: the other platforms' packages.
+    common::other_platforms(repo, version);
     path
 }
 

@@ -3,7 +3,9 @@
 //!
 //! - 50 and 200 distinct hosts: loopback addresses 127.0.0.2 … (one OpenSSH server per
 //!   16 addresses, sshd's limit), each address a host with its own work directory;
-//! - a 1 MB, 20-file package, `max_parallel: 10`, no health wait, no hook;
+//! - a 1 MB, 20-file package, `max_parallel: 10`, no health wait, no hook; the repository
+//!   (and the mirror's index) lists every version for 16 platforms side by side, as EMQX
+//!   publishes them (the 15 the hosts do not run are small stand-ins never sent);
 //! - the upgrade loop: `xargs -P10` of one `ssh` per host streaming the package into
 //!   `unzip` and switching `current` (what a careful shell script does);
 //! - the floor: `xargs -P10` of `ssh HOST true` (a handshake and one session per host);
@@ -429,6 +431,7 @@ fn mirror(dir: &Path, h: &Hosts, roots: &[PathBuf], runs: usize, first: usize) {
         let p = common::package(&served, v, 20, 2_300_000);
         size = std::fs::metadata(&p).unwrap().len();
     }
+    // Every platform's packages are listed (`common::package` writes them beside ours).
     let ok = Command::new("bash")
         .arg("-c")
         .arg("sha256sum *.zip > SHA256SUMS")

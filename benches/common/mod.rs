@@ -9,7 +9,42 @@ use std::time::{Duration, Instant};
 
 use zip::write::SimpleFileOptions;
 
-/// A package of `files` files of `bytes` each.
+/// The platforms EMQX publishes every 4.4 release for, besides the benches' own
+/// (ubuntu20.04-amd64): a repository lists all of them side by side.
+pub const OTHER_PLATFORMS: &[&str] = &[
+    "el7-amd64",
+    "el7-arm64",
+    "el8-amd64",
+    "el8-arm64",
+    "debian10-amd64",
+    "debian10-arm64",
+    "debian11-amd64",
+    "debian11-arm64",
+    "ubuntu18.04-amd64",
+    "ubuntu18.04-arm64",
+    "ubuntu20.04-arm64",
+    "ubuntu22.04-amd64",
+    "ubuntu22.04-arm64",
+    "raspbian10-arm64",
+    "macos12-amd64",
+];
+
+/// The packages of `version` for every other platform, as a real repository has them
+/// beside the benches' own. Small stand-ins: nothing ever installs them, but every
+/// listing, lookup and index reads them as a real repository's.
+pub fn other_platforms(repo: &Path, version: &str) {
+    for p in OTHER_PLATFORMS {
+        let path = repo.join(format!("emqx-{version}-otp24.3.4.2-1-{p}.zip"));
+        let mut z = zip::ZipWriter::new(std::fs::File::create(&path).unwrap());
+        z.start_file("VERSION", SimpleFileOptions::default())
+            .unwrap();
+        writeln!(z, "{version} {p}").unwrap();
+        z.finish().unwrap();
+    }
+}
+
+/// A package of `files` files of `bytes` each, with the same version's packages for
+/// every other platform beside it ([`other_platforms`]).
 pub fn package(repo: &Path, version: &str, files: usize, bytes: usize) -> PathBuf {
     let path = repo.join(format!(
         "emqx-{version}-otp24.3.4.2-1-ubuntu20.04-amd64.zip"
@@ -29,6 +64,7 @@ pub fn package(repo: &Path, version: &str, files: usize, bytes: usize) -> PathBu
         z.write_all(&buf).unwrap();
     }
     z.finish().unwrap();
+    other_platforms(repo, version);
     path
 }
 
@@ -86,7 +122,9 @@ pub fn require(tools: &[&str]) {
 /// A fresh node store at `root` on 4.4.15, from `repo`.
 pub fn node_on_4_4_15(root: &Path, repo: &Path) {
     let ok = fleetup()
-        .args(["node", "upgrade", "4.4.15", "--product", "emqx", "--root"])
+        .args(["node", "upgrade", "4.4.15", "--product", "emqx"])
+        // The repository has every platform: a fresh node says which is its own.
+        .args(["--platform", "ubuntu20.04-amd64", "--root"])
         .arg(root)
         .arg("--repo")
         .arg(repo)
