@@ -101,7 +101,7 @@ pub fn parse_index(text: &str) -> Result<Vec<(String, String)>, String> {
         if !crate::package::is_sha256(digest) {
             return Err(bad());
         }
-        if file.is_empty() || file.contains(['/', '\\']) || file.starts_with('.') {
+        if !crate::package::is_plain_file_name(file) {
             return Err(format!(
                 "line {} of SHA256SUMS names `{file}`, which is no plain file name",
                 i + 1

@@ -660,6 +660,12 @@ impl Repository {
 }
 
 /// SHA-256 of a file, in lowercase hex.
+/// Whether `name` names a file in one directory and nothing else: not empty, not
+/// hidden, no path separator (a mirror's index line, a package sent to a host).
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\'])
+}
+
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut f = std::fs::File::open(path)?;
     let mut h = Sha256::new();

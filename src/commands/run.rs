@@ -437,6 +437,15 @@ fn render_report(r: &Report, json: bool) {
     }
 }
 
+/// A runner for the commands that take up runs already there (`rollback`, `history`,
+/// `approve`, `abort`): never waiting for another fleetup's lock.
+fn taking_up(state: Option<&Path>) -> Runner {
+    Runner {
+        state: state.map(Path::to_owned),
+        lock_wait: std::time::Duration::ZERO,
+    }
+}
+
 pub fn apply(path: &Path, o: ApplyOpts) -> Done {
     let runner = Runner {
         state: o.state,
@@ -465,10 +474,7 @@ pub fn resume(run: Option<&str>, o: ResumeOpts) -> Done {
 
 /// `fleetup approve RUN`: records the approval of the gate the run waits at.
 pub fn approve(run: &str, state: Option<&Path>) -> Done {
-    let runner = Runner {
-        state: state.map(Path::to_owned),
-        lock_wait: std::time::Duration::ZERO,
-    };
+    let runner = taking_up(state);
     let said = runner.approve(run)?;
     println!("{said}");
     Ok(Exit::Ok)
@@ -482,10 +488,7 @@ pub fn abort(
     yes: bool,
     format: RunFormat,
 ) -> Done {
-    let runner = Runner {
-        state: state.map(Path::to_owned),
-        lock_wait: std::time::Duration::ZERO,
-    };
+    let runner = taking_up(state);
     if rollback {
         runner.abortable(run)?;
         let done = self::rollback(run, &[], state, yes, format)?;
@@ -508,10 +511,7 @@ pub fn rollback(
     yes: bool,
     format: RunFormat,
 ) -> Done {
-    let runner = Runner {
-        state: state.map(Path::to_owned),
-        lock_wait: std::time::Duration::ZERO,
-    };
+    let runner = taking_up(state);
     let confirm = |id: &str, back: &[crate::run::TargetResult]| -> Result<bool, Problem> {
         if yes || !terminal() {
             return Ok(true);
@@ -538,10 +538,7 @@ pub fn rollback(
 }
 
 pub fn history(run: Option<&str>, state: Option<&Path>, format: OutputFormat) -> Done {
-    let runner = Runner {
-        state: state.map(Path::to_owned),
-        lock_wait: std::time::Duration::ZERO,
-    };
+    let runner = taking_up(state);
     let (state, runs) = runner.runs()?;
     let json = format == OutputFormat::Json;
     let Some(id) = run else {

@@ -465,6 +465,11 @@ pub fn gc(
     Ok((removed, kept))
 }
 
+/// Whether the controller names a package the agent may keep: a plain archive name.
+fn package_file(file: &str) -> bool {
+    package::is_plain_file_name(file) && package::Archive::of(file).is_some()
+}
+
 /// `Fetch`: the package downloaded here into `packages/<sha256>/`, unless it is there.
 fn fetch(
     dir: &Path,
@@ -475,8 +480,7 @@ fn fetch(
     timeout: Duration,
     ca: Option<&str>,
 ) -> Result<Reply, Problem> {
-    let plain = !file.is_empty() && !file.contains(['/', '\\']) && !file.starts_with('.');
-    if !package::is_sha256(sha256) || !plain {
+    if !package::is_sha256(sha256) || !package_file(file) {
         return Err(Problem::new(
             Code::RemoteProtocol,
             format!("refusing to fetch `{file}` ({sha256})"),
@@ -743,11 +747,7 @@ fn receive(
     out: &Out,
     ch: u32,
 ) -> Result<Reply, Problem> {
-    let plain = !file.is_empty()
-        && !file.starts_with('.')
-        && !file.contains('/')
-        && crate::package::Archive::of(file).is_some();
-    if !package::is_sha256(sha256) || !plain {
+    if !package::is_sha256(sha256) || !package_file(file) {
         // Nothing is read: the controller does not send bytes without a `ready`.
         return Err(Problem::new(
             Code::RemoteProtocol,

@@ -88,6 +88,18 @@ impl Validator {
         }
     }
 
+    /// A key given a second time in one table.
+    fn given_twice(&mut self, k: &Key, what: &str) {
+        self.push(
+            Problem::new(
+                Code::DuplicateKey,
+                format!("`{}` is given twice in {what}", k.name),
+            )
+            .at(k.span)
+            .label("second time"),
+        );
+    }
+
     pub(super) fn wrong(&mut self, n: &Node, ty: &Ty, what: &str) {
         let mut p = Problem::new(
             Code::WrongType,
@@ -232,11 +244,7 @@ impl Validator {
                     let mut seen = HashMap::new();
                     for (k, v) in entries {
                         if seen.insert(k.name.as_str(), ()).is_some() {
-                            self.push(
-                                Problem::new(Code::DuplicateKey, format!("`{}` is given twice in {what}", k.name))
-                                    .at(k.span)
-                                    .label("second time"),
-                            );
+                            self.given_twice(k, what);
                         }
                         if !k.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || k.name.is_empty() {
                             self.push(
@@ -318,11 +326,7 @@ impl Validator {
                     let mut seen = HashMap::new();
                     for (k, v) in entries {
                         if seen.insert(k.name.as_str(), ()).is_some() {
-                            self.push(
-                                Problem::new(Code::DuplicateKey, format!("`{}` is given twice in {what}", k.name))
-                                    .at(k.span)
-                                    .label("second time"),
-                            );
+                            self.given_twice(k, what);
                         }
                         let ok = |c: char| c.is_ascii_alphanumeric() || "._/-".contains(c);
                         if k.name.is_empty() || !k.name.chars().all(ok) {
@@ -390,11 +394,7 @@ impl Validator {
                     let mut seen = HashMap::new();
                     for (k, v) in entries {
                         if seen.insert(k.name.as_str(), ()).is_some() {
-                            self.push(
-                                Problem::new(Code::DuplicateKey, format!("`{}` is given twice in {what}", k.name))
-                                    .at(k.span)
-                                    .label("second time"),
-                            );
+                            self.given_twice(k, what);
                             continue;
                         }
                         if !is_safe_name(&k.name) {
