@@ -62,6 +62,11 @@ pub struct Header {
     /// The `--only` selection of the run, so `resume` works on the same targets.
     #[serde(default)]
     pub only: Option<String>,
+    /// The plan file's canonical absolute path when the run started: its relative
+    /// `root`, `repository` and `state` are resolved against its directory by every
+    /// later command, wherever that is started from. Journals before it have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_file: Option<String>,
 }
 
 fn format_1() -> u32 {
@@ -164,6 +169,10 @@ impl Journal {
                 digest,
                 started: now(),
                 only: only.map(str::to_owned),
+                plan_file: std::fs::canonicalize(plan_path)
+                    .or_else(|_| std::path::absolute(plan_path))
+                    .ok()
+                    .map(|p| p.display().to_string()),
             }),
             true,
         );
@@ -376,6 +385,9 @@ pub struct RunSummary {
     pub status: RunStatus,
     pub exit: Option<u8>,
     pub only: Option<String>,
+    /// The plan file's absolute path as the run recorded it (see [`Header::plan_file`]).
+    #[serde(skip)]
+    pub plan_file: Option<PathBuf>,
     /// Each target's latest outcome, in the order they finished.
     pub targets: Vec<TargetResult>,
     /// Targets the run began changing (a node's install, a group's upgrade), with the
@@ -429,6 +441,7 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
                     status: RunStatus::Interrupted,
                     exit: None,
                     only: h.only,
+                    plan_file: h.plan_file.map(PathBuf::from),
                     targets: Vec::new(),
                     began: Default::default(),
                     schedule: None,
@@ -824,6 +837,7 @@ mod tests {
             status: RunStatus::Succeeded,
             exit: Some(0),
             only: None,
+            plan_file: None,
             targets: Vec::new(),
             began: Default::default(),
             schedule: None,

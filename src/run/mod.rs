@@ -170,7 +170,7 @@ fn recorded(plan: &Plan, waves: &[PlannedWave]) -> Option<crate::schedule::Sched
 
 /// The window the plan file a run was started from has now (`resume --current-window`).
 fn current_window_of(r: &RunSummary) -> Result<Option<crate::plan::Window>, Failure> {
-    let loaded = crate::plan::load(Path::new(&r.plan));
+    let loaded = crate::plan::load(&prepare::plan_file_now(r)?);
     match loaded.plan {
         Some(p)
             if loaded

@@ -2,7 +2,7 @@
 //! the world it names (remote stores read over SSH, in parallel, one session per host),
 //! scheduled into waves once, and previewed for the dry run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::exec::Refusal;
@@ -365,20 +365,11 @@ pub fn wave_preflight(plan: &Plan, hosts: &Arc<Hosts>, wave: &[TargetId]) -> Vec
 }
 
 /// The plan a run applied, from the copy in its journal, with paths resolved against
-/// where the original plan was.
+/// where the original plan was (never against the current directory).
 pub fn run_plan(run: &RunSummary) -> Result<Plan, Failure> {
-    let Some(copy) = run.plan_copy() else {
-        return Err(
-            Problem::new(Code::Io, format!("run {} has no copy of its plan", run.run)).into(),
-        );
-    };
-    let text = std::fs::read_to_string(&copy)
-        .map_err(|e| Problem::new(Code::Io, format!("cannot read {}: {e}", copy.display())))?;
-    let original = Path::new(&run.plan);
-    let dir = original
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let (copy, text) = plan_copy_text(run)?;
+    let original = plan_location(run, &copy, &text)?;
+    let dir = original.parent().unwrap_or(Path::new("/"));
     let format = crate::plan::Format::from_path(&copy).unwrap_or(crate::plan::Format::Yaml);
     let loaded = crate::plan::load_text(SourceFile::new(run.plan.clone(), text), format, dir);
     if loaded.has_errors() {
@@ -393,4 +384,90 @@ pub fn run_plan(run: &RunSummary) -> Result<Plan, Failure> {
         file: None,
         exit: Exit::Invalid,
     })
+}
+
+/// The copy of the plan a run keeps in its directory, and its text.
+fn plan_copy_text(run: &RunSummary) -> Result<(PathBuf, String), Problem> {
+    let Some(copy) = run.plan_copy() else {
+        return Err(Problem::new(
+            Code::Io,
+            format!("run {} has no copy of its plan", run.run),
+        ));
+    };
+    let text = std::fs::read_to_string(&copy)
+        .map_err(|e| Problem::new(Code::Io, format!("cannot read {}: {e}", copy.display())))?;
+    Ok((copy, text))
+}
+
+/// The absolute path of the plan file run `run` was started from. Recorded by the run
+/// itself; for a journal that recorded the path only as typed (relative), worked out
+/// from the state directory the run lives in and the plan's own relative `state:`
+/// (`state: ./state` and a run in /srv/fleet/state/runs/ID: the plan was in
+/// /srv/fleet). Anything else is refused: the current directory is never a guess.
+pub fn plan_location(run: &RunSummary, copy: &Path, text: &str) -> Result<PathBuf, Problem> {
+    if let Some(p) = &run.plan_file {
+        return Ok(p.clone());
+    }
+    let typed = Path::new(&run.plan);
+    if typed.is_absolute() {
+        return Ok(typed.to_owned());
+    }
+    let refuse = |why: &str| {
+        Problem::new(
+            Code::Usage,
+            format!(
+                "run {} recorded its plan only as `{}`, relative to a directory it did not record, and {why}",
+                run.run, run.plan
+            ),
+        )
+        .help(
+            "journals of fleetup 0.2 and earlier record no plan location; so that no relative `root`, `repository` or `state` is resolved against the wrong directory, this run cannot be taken up: `fleetup abort RUN` ends it, and a new `fleetup apply` of the plan starts from the stores' real state",
+        )
+    };
+    // The plan's `state` as written: loaded against an empty directory, relative stays relative.
+    let format = crate::plan::Format::from_path(copy).unwrap_or(crate::plan::Format::Yaml);
+    let loaded = crate::plan::load_text(
+        SourceFile::new(run.plan.clone(), text.to_owned()),
+        format,
+        Path::new(""),
+    );
+    let written = loaded.plan.and_then(|p| p.state);
+    let Some(written) = written.filter(|s| s.is_relative()) else {
+        return Err(refuse(
+            "its plan names no relative `state:` to tell that directory from",
+        ));
+    };
+    // runs/ID under the state directory, as the run found it.
+    let state = run
+        .dir
+        .parent()
+        .and_then(Path::parent)
+        .and_then(|s| std::fs::canonicalize(s).ok())
+        .ok_or_else(|| refuse("its state directory cannot be read"))?;
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in written.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::Normal(n) => parts.push(n),
+            _ => return Err(refuse("its plan's `state:` climbs out of its directory")),
+        }
+    }
+    let mut origin = state.as_path();
+    for n in parts.iter().rev() {
+        if origin.file_name() != Some(n) {
+            return Err(refuse(&format!(
+                "its state directory {} does not end in the plan's `state: {}`",
+                state.display(),
+                written.display()
+            )));
+        }
+        origin = origin.parent().unwrap_or(Path::new("/"));
+    }
+    Ok(origin.join(typed))
+}
+
+/// The plan file run `run` was started from, as it is now (`resume --current-window`).
+pub fn plan_file_now(run: &RunSummary) -> Result<PathBuf, Problem> {
+    let (copy, text) = plan_copy_text(run)?;
+    plan_location(run, &copy, &text)
 }
