@@ -122,6 +122,7 @@ codes! {
     PackageAmbiguous = "package::ambiguous", exit Invalid, "keep exactly one package per product, edition and version in the repository";
     PackagePlatform = "package::platform", exit Invalid, "nothing tells this node's platform: give it `platform: <os>-<arch>` (or `defaults.platform`), or `--platform` by hand";
     PackageSignature = "package::signature", exit Invalid, "the package needs a valid <file>.minisig from a key in `trust.minisign`: fetch the release and its signature again; a package that does not verify is never unpacked";
+    SignatureName = "signature::name", exit Invalid, "a genuine signature made for another file is no signature of this one: the mirror serves a package under a name it was not signed as; fetch the release from its publisher";
     PackageDownload = "package::download", exit Invalid, "the mirror did not deliver the package whole in time (retried, resumed; FLEETUP_DOWNLOAD_TIMEOUT bounds one download): check the mirror and run again; no node was changed";
     Checksum = "package::checksum", exit Invalid, "the package differs from its checksum: fetch it again and do not install it until they match";
     RuleVersion = "rule::version-rule", exit Invalid, "go through the intermediate versions, or relax the version policy (`policy.version` in a plan, `--policy` by hand) if a cold upgrade is intended";

@@ -60,6 +60,34 @@ pub fn copy_atomic(from: &Path, to: &Path) -> std::io::Result<()> {
     sync_dir(dir)
 }
 
+/// The home directory the password database gives this process's user, for when
+/// `$HOME` is not set (a systemd unit without `User=`).
+pub fn home_of_user() -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut buf = vec![0 as libc::c_char; 16 << 10];
+    // SAFETY: all-zero is a valid `passwd` (null pointers, zero ids) for getpwuid_r to fill.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: getpwuid_r writes only into `pw` and `buf` (whose length it is told), and
+    // sets `found` to `&pw` or null; the strings it points at live in `buf`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            libc::geteuid(),
+            &mut pw,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut found,
+        )
+    };
+    if rc != 0 || found.is_null() || pw.pw_dir.is_null() {
+        return None;
+    }
+    // SAFETY: pw_dir is a NUL-terminated string inside `buf`, which is still alive.
+    let dir = unsafe { std::ffi::CStr::from_ptr(pw.pw_dir) };
+    let dir = std::path::Path::new(std::ffi::OsStr::from_bytes(dir.to_bytes()));
+    (dir.is_absolute() && dir != std::path::Path::new("/")).then(|| dir.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

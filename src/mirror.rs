@@ -30,8 +30,8 @@ pub struct Mirror {
     pub url: String,
     /// `(digest, file)` for every line of its SHA256SUMS.
     pub index: Vec<(String, String)>,
-    /// Where its packages are kept on this machine.
-    pub cache: PathBuf,
+    /// Where its packages are kept on this machine (why none can be, otherwise).
+    pub cache: Result<PathBuf, String>,
     /// The largest package it may send (bytes).
     pub limit: u64,
     /// How long one download may take before it is cut off (and resumed).
@@ -64,8 +64,12 @@ pub fn is_url(s: &str) -> bool {
     s.starts_with("http://") || s.starts_with("https://")
 }
 
-/// The cache directory of mirror `url`.
-pub fn cache_dir(url: &str) -> PathBuf {
+/// The cache directory of mirror `url`: under `$FLEETUP_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/fleetup`, else `~/.cache/fleetup` with `~` from `$HOME` or, without
+/// it (a systemd unit with no `User=`), from the password database. Never a shared
+/// temporary directory: a package another user could swap there would be installed
+/// (and its hooks run) as this user.
+pub fn cache_dir(url: &str) -> Result<PathBuf, String> {
     let env = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
@@ -74,9 +78,46 @@ pub fn cache_dir(url: &str) -> PathBuf {
     let base = env("FLEETUP_CACHE_DIR")
         .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("fleetup")))
         .or_else(|| env("HOME").map(|h| h.join(".cache").join("fleetup")))
-        .unwrap_or_else(|| std::env::temp_dir().join("fleetup-cache"));
+        .or_else(|| crate::fsutil::home_of_user().map(|h| h.join(".cache").join("fleetup")))
+        .ok_or_else(|| {
+            "no cache directory for mirror packages: set $FLEETUP_CACHE_DIR (or $HOME) to a directory only this user can write".to_owned()
+        })?;
     let id = hex(url.as_bytes());
-    base.join("mirrors").join(&id[..16])
+    Ok(base.join("mirrors").join(&id[..16]))
+}
+
+/// Makes the cache directory `dir` (each new level 0700) and refuses it, or any level
+/// from its cache base down, when another user owns it or others may write it: such a
+/// directory lets them swap a verified package before a store takes it.
+pub fn private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    // The mirror's directory, `mirrors/`, and the cache base above it.
+    for level in dir.ancestors().take(3) {
+        let m = std::fs::metadata(level)
+            .map_err(|e| format!("cannot read {}: {e}", level.display()))?;
+        if m.uid() != me {
+            return Err(format!(
+                "the cache directory {} belongs to uid {}, not to this user (uid {me}): refusing to keep packages where another user can replace them",
+                level.display(),
+                m.uid()
+            ));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Err(format!(
+                "the cache directory {} can be written by other users (mode {:o}): refusing to keep packages there; `chmod go-w` it or set $FLEETUP_CACHE_DIR",
+                level.display(),
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Reads a `sha256sum` listing: `DIGEST  FILE` or `DIGEST *FILE`; only plain file names.
@@ -115,9 +156,11 @@ pub fn parse_index(text: &str) -> Result<Vec<(String, String)>, String> {
 /// An HTTP(S) client bounded everywhere: connecting, the response head, and the body
 /// (`body`: a download taking longer is cut off, then retried from where it broke).
 /// HTTPS servers are trusted by Mozilla's roots, or, with `ca` (PEM), by those
-/// certificates alone.
-fn agent(body: Duration, ca: Option<&str>) -> Result<ureq::Agent, String> {
+/// certificates alone. For an `https://` URL (`https`), a redirect that leaves https is
+/// refused, as curl's `--proto-redir =https` does.
+fn agent(body: Duration, ca: Option<&str>, https: bool) -> Result<ureq::Agent, String> {
     let mut b = ureq::Agent::config_builder()
+        .https_only(https)
         .timeout_connect(Some(Duration::from_secs(10)))
         .timeout_recv_response(Some(Duration::from_secs(30)))
         .timeout_recv_body(Some(body))
@@ -162,24 +205,72 @@ fn download_timeout() -> Duration {
         .unwrap_or(Duration::from_secs(600))
 }
 
+/// Why a GET failed, and whether trying again may help.
+#[derive(Debug)]
+pub struct GetError {
+    pub why: String,
+    /// False for what the server will answer the same way again (a redirect off https).
+    pub retry: bool,
+}
+
+impl From<String> for GetError {
+    fn from(why: String) -> Self {
+        GetError { why, retry: true }
+    }
+}
+
+/// Where a GET writes its body: appended, and restarted from nothing when a server
+/// answers a range request with the whole file (`200`).
+pub trait Sink: Write {
+    fn restart(&mut self) -> std::io::Result<()>;
+}
+
+impl Sink for Vec<u8> {
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.clear();
+        Ok(())
+    }
+}
+
+impl Sink for std::fs::File {
+    fn restart(&mut self) -> std::io::Result<()> {
+        // Opened for appending: the next write goes to the new end, byte 0.
+        self.set_len(0)
+    }
+}
+
 /// GET `url` (from byte `from`), the body read into `out` up to `limit` bytes: the bytes
-/// written, and whether the server honoured the range.
+/// written, and whether the server honoured the range. A server that ignores the range
+/// sends the whole file: `out` is restarted and takes it, rather than growing by it.
 fn get(
     agent: &ureq::Agent,
     url: &str,
     from: u64,
     limit: u64,
-    out: &mut dyn Write,
-) -> Result<(u64, bool), String> {
+    out: &mut dyn Sink,
+) -> Result<(u64, bool), GetError> {
     let mut req = agent.get(url);
     if from > 0 {
         req = req.header("Range", format!("bytes={from}-"));
     }
-    let mut resp = req.call().map_err(|e| format!("GET {url}: {e}"))?;
+    let mut resp = req.call().map_err(|e| match e {
+        ureq::Error::RequireHttpsOnly(to) => GetError {
+            why: format!(
+                "GET {url} was redirected to {}, which leaves https: refused",
+                crate::names::printable(&to)
+            ),
+            retry: false,
+        },
+        e => GetError::from(format!("GET {url}: {e}")),
+    })?;
     let status = resp.status().as_u16();
     let ranged = status == 206;
     if !(status == 200 || ranged) {
-        return Err(format!("GET {url} answered HTTP {status}"));
+        return Err(format!("GET {url} answered HTTP {status}").into());
+    }
+    if from > 0 && !ranged {
+        out.restart()
+            .map_err(|e| format!("cannot restart the download of {url}: {e}"))?;
     }
     let start = if ranged { from } else { 0 };
     if let Some(len) = resp
@@ -192,7 +283,8 @@ fn get(
         return Err(format!(
             "GET {url}: the server announces {} bytes, more than the {limit} allowed",
             start + len
-        ));
+        )
+        .into());
     }
     let mut body = resp
         .body_mut()
@@ -213,7 +305,7 @@ fn get(
         }
         n += got as u64;
         if start + n > limit {
-            return Err(format!("GET {url}: more than the {limit} bytes allowed"));
+            return Err(format!("GET {url}: more than the {limit} bytes allowed").into());
         }
         out.write_all(&buf[..got])
             .map_err(|e| format!("cannot write the download of {url}: {e}"))?;
@@ -231,10 +323,14 @@ impl Mirror {
         };
         let timeout = download_timeout();
         let ca = ca_from_env()?;
-        let a = agent(timeout.min(Duration::from_secs(60)), ca.as_deref())?;
+        let a = agent(
+            timeout.min(Duration::from_secs(60)),
+            ca.as_deref(),
+            url.starts_with("https://"),
+        )?;
         let index_url = format!("{url}SHA256SUMS");
         let mut text = Vec::new();
-        get(&a, &index_url, 0, INDEX_LIMIT, &mut text)?;
+        get(&a, &index_url, 0, INDEX_LIMIT, &mut text).map_err(|e| e.why)?;
         let text = String::from_utf8(text).map_err(|_| format!("{index_url} is not text"))?;
         let index = parse_index(&text).map_err(|e| format!("{index_url}: {e}"))?;
         Ok(Mirror {
@@ -258,7 +354,7 @@ impl Mirror {
     /// The index's packages of `product`, as a repository in the cache directory.
     pub fn repository(&self, product: &str, runtime: &str) -> crate::package::Repository {
         let mut repo = crate::package::Repository {
-            dir: self.cache.clone(),
+            dir: self.cache.clone().unwrap_or_default(),
             ..Default::default()
         };
         let prefix = format!("{product}-");
@@ -283,9 +379,9 @@ impl Mirror {
             .digest(file)
             .ok_or_else(|| format!("{file} is not in {}SHA256SUMS", self.url))?
             .to_owned();
-        std::fs::create_dir_all(&self.cache)
-            .map_err(|e| format!("cannot create {}: {e}", self.cache.display()))?;
-        let dest = self.cache.join(file);
+        let cache = self.cache.as_ref().map_err(Clone::clone)?;
+        private_dir(cache)?;
+        let dest = cache.join(file);
         let have = crate::package::sha256_file(&dest).ok();
         if have.as_deref() != Some(want.as_str()) {
             download(
@@ -298,7 +394,7 @@ impl Mirror {
         }
         // The store checks the digest again when it copies the package.
         crate::fsutil::write_atomic(
-            &self.cache.join(format!("{file}.sha256")),
+            &cache.join(format!("{file}.sha256")),
             format!("{want}  {file}\n").as_bytes(),
         )
         .map_err(|e| format!("cannot write the digest of {file}: {e}"))?;
@@ -306,7 +402,7 @@ impl Mirror {
             let sig_name = format!("{file}.minisig");
             download_small(
                 &format!("{}{sig_name}", self.url),
-                &self.cache.join(&sig_name),
+                &cache.join(&sig_name),
                 self.timeout,
                 self.ca.as_deref(),
             )
@@ -330,7 +426,7 @@ pub fn download(
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let part = dest.with_file_name(format!("{name}.part.{}", std::process::id()));
-    let a = agent(timeout, ca)?;
+    let a = agent(timeout, ca, url.starts_with("https://"))?;
     let mut last = String::new();
     let _ = std::fs::remove_file(&part);
     for attempt in 0..ATTEMPTS {
@@ -347,14 +443,7 @@ pub fn download(
             Err(e) => return Err(format!("cannot write {}: {e}", part.display())),
         };
         match get(&a, url, have, MAX_PACKAGE, &mut f) {
-            Ok((_, ranged)) => {
-                if have > 0 && !ranged {
-                    // The server sent it whole from the start: start again.
-                    drop(f);
-                    let _ = std::fs::remove_file(&part);
-                    last = format!("GET {url} ignored the range");
-                    continue;
-                }
+            Ok(_) => {
                 let _ = f.sync_all();
                 let got = crate::package::sha256_file(&part)
                     .map_err(|e| format!("cannot read {}: {e}", part.display()))?;
@@ -367,7 +456,11 @@ pub fn download(
                     "{name} from {url} has SHA-256 {got}, but SHA256SUMS says {want}"
                 ));
             }
-            Err(e) => last = e,
+            Err(e) if !e.retry => {
+                let _ = std::fs::remove_file(&part);
+                return Err(e.why);
+            }
+            Err(e) => last = e.why,
         }
     }
     let _ = std::fs::remove_file(&part);
@@ -382,7 +475,8 @@ pub fn download_small(
     ca: Option<&str>,
 ) -> Result<(), String> {
     let mut body = Vec::new();
-    get(&agent(timeout, ca)?, url, 0, SIG_LIMIT, &mut body)?;
+    let a = agent(timeout, ca, url.starts_with("https://"))?;
+    get(&a, url, 0, SIG_LIMIT, &mut body).map_err(|e| e.why)?;
     crate::fsutil::write_atomic(dest, &body)
         .map_err(|e| format!("cannot write {}: {e}", dest.display()))
 }

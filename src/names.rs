@@ -25,3 +25,18 @@ pub fn did_you_mean<'a>(
     }
     best.filter(|_| best_score >= 0.8)
 }
+
+/// `s` safe to print on a terminal: control characters (escape sequences, carriage
+/// returns, line breaks) shown escaped (`\u{1b}`), everything else as it is. For text
+/// from outside (a mirror's index, a signature's comment) in any message.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}

@@ -534,8 +534,8 @@ fn check_node(
             if let Err(why) = signed {
                 col.add(
                     name,
-                    Code::PackageSignature,
-                    why,
+                    why.code,
+                    why.message,
                     Some(to.span),
                     Some("not signed by a trusted key".into()),
                     None,
@@ -607,7 +607,7 @@ struct Digests {
     sidecar: Result<Option<String>, String>,
     actual: Option<Result<String, String>>,
     /// Whether its signature verifies, with `trust`.
-    signed: Option<Result<(), String>>,
+    signed: Option<Result<(), Problem>>,
 }
 
 fn check_checksum(

@@ -6,7 +6,10 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use base64::Engine;
 use minisign_verify::{PublicKey, Signature};
+
+use crate::diagnostics::{Code, Problem};
 
 /// The keys a plan (or a node's `node.toml`) trusts.
 #[derive(Clone)]
@@ -62,8 +65,12 @@ impl Trust {
 
     /// Checks `package` against its `<file>.minisig` (or `sig` when given): `Ok` names
     /// the key's line that signed it. Read in chunks; a signature in minisign's legacy
-    /// (not prehashed) mode is refused, as current minisign never makes one.
-    pub fn verify(&self, package: &Path, sig: Option<&Path>) -> Result<String, String> {
+    /// (not prehashed) mode is refused, as current minisign never makes one. What is
+    /// signed is bound to its name: the signature's trusted comment must say
+    /// `file:<package's file name>` (minisign writes it so), so that a genuine signed
+    /// package served under another release's name is refused (`signature::name`).
+    pub fn verify(&self, package: &Path, sig: Option<&Path>) -> Result<String, Problem> {
+        let refuse = |why: String| Problem::new(Code::PackageSignature, why);
         let sig_file = sig.map_or_else(|| sig_path(package), Path::to_owned);
         let name = package.file_name().map_or_else(
             || package.display().to_string(),
@@ -72,15 +79,19 @@ impl Trust {
         let text = match std::fs::read_to_string(&sig_file) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(format!(
+                return Err(refuse(format!(
                     "{name} has no signature: {} is missing",
                     sig_file.display()
-                ));
+                )));
             }
-            Err(e) => return Err(format!("cannot read {}: {e}", sig_file.display())),
+            Err(e) => return Err(refuse(format!("cannot read {}: {e}", sig_file.display()))),
         };
-        let signature = Signature::decode(&text)
-            .map_err(|e| format!("{} is not a minisign signature ({e})", sig_file.display()))?;
+        let signature = Signature::decode(&text).map_err(|e| {
+            refuse(format!(
+                "{} is not a minisign signature ({e})",
+                sig_file.display()
+            ))
+        })?;
         let mut last = String::new();
         for (written, key) in &self.keys {
             let mut v = match key.verify_stream(&signature) {
@@ -90,10 +101,10 @@ impl Trust {
                     continue;
                 }
                 Err(minisign_verify::Error::UnsupportedLegacyMode) => {
-                    return Err(format!(
+                    return Err(refuse(format!(
                         "{} is a legacy (not prehashed) minisign signature: sign {name} again with a current minisign",
                         sig_file.display()
-                    ));
+                    )));
                 }
                 Err(e) => {
                     last = format!("{name}: {e}");
@@ -101,25 +112,110 @@ impl Trust {
                 }
             };
             let mut f = std::fs::File::open(package)
-                .map_err(|e| format!("cannot read {}: {e}", package.display()))?;
+                .map_err(|e| refuse(format!("cannot read {}: {e}", package.display())))?;
             let mut buf = vec![0u8; 1 << 16];
             loop {
                 let n = f
                     .read(&mut buf)
-                    .map_err(|e| format!("cannot read {}: {e}", package.display()))?;
+                    .map_err(|e| refuse(format!("cannot read {}: {e}", package.display())))?;
                 if n == 0 {
                     break;
                 }
                 v.update(&buf[..n]);
             }
-            return match v.finalize() {
-                Ok(()) => Ok(written.clone()),
-                Err(_) => Err(format!(
-                    "{name} does not match its signature {}: it was changed after it was signed",
-                    sig_file.display()
+            if v.finalize().is_err() {
+                return Err(refuse(if comment_is_genuine(written, &text) {
+                    format!(
+                        "{name} does not match its signature {}: it was changed after it was signed",
+                        sig_file.display()
+                    )
+                } else {
+                    format!(
+                        "the trusted comment of {} was altered after it was signed: the signature cannot be relied on",
+                        sig_file.display()
+                    )
+                }));
+            }
+            // Genuine: the comment too is the signer's. Now, is it this file?
+            return match signed_file(signature.trusted_comment()) {
+                Some(signed) if signed == name => Ok(written.clone()),
+                Some(signed) => Err(Problem::new(
+                    Code::SignatureName,
+                    format!(
+                        "{} is a genuine signature of `{}`, not of `{name}`: the package was served under another file's name",
+                        sig_file.display(),
+                        crate::names::printable(signed)
+                    ),
+                )),
+                None => Err(Problem::new(
+                    Code::SignatureName,
+                    format!(
+                        "the trusted comment of {} names no file (`{}`), so it cannot show that it signs `{name}`",
+                        sig_file.display(),
+                        crate::names::printable(signature.trusted_comment())
+                    ),
                 )),
             };
         }
-        Err(last)
+        Err(refuse(last))
+    }
+}
+
+/// The file a trusted comment names: minisign writes `timestamp:N\tfile:NAME` (and
+/// `\thashed` since 0.10); `file:` is the file's name without its directory.
+fn signed_file(comment: &str) -> Option<&str> {
+    comment
+        .split('\t')
+        .find_map(|f| f.strip_prefix("file:"))
+        .map(|f| f.rsplit('/').next().unwrap_or(f))
+}
+
+/// Whether the global signature of signature `text` (over the file's signature and the
+/// trusted comment) verifies with `key`: told apart so that an altered comment is not
+/// blamed on the package.
+fn comment_is_genuine(key: &str, text: &str) -> bool {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let key_line = key.lines().map(str::trim).rfind(|l| !l.is_empty());
+    let Some(Ok(pk)) = key_line.map(|l| b64.decode(l)) else {
+        return false;
+    };
+    let lines: Vec<&str> = text.lines().map(|l| l.trim_end_matches('\r')).collect();
+    let (Some(sig_line), Some(comment_line), Some(global_line)) =
+        (lines.get(1), lines.get(2), lines.get(3))
+    else {
+        return false;
+    };
+    let (Ok(sig), Some(comment), Ok(global)) = (
+        b64.decode(sig_line.trim()),
+        comment_line.strip_prefix("trusted comment: "),
+        b64.decode(global_line.trim()),
+    ) else {
+        return false;
+    };
+    if pk.len() != 42 || sig.len() != 74 {
+        return false;
+    }
+    let mut signed = sig[10..].to_vec();
+    signed.extend_from_slice(comment.as_bytes());
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, &pk[10..])
+        .verify(&signed, &global)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signed_file_is_the_trusted_comments_file_field() {
+        assert_eq!(
+            signed_file("timestamp:1555779966\tfile:emqx-4.4.1.zip\thashed"),
+            Some("emqx-4.4.1.zip")
+        );
+        assert_eq!(
+            signed_file("timestamp:1\tfile:/tmp/x/emqx-4.4.1.zip"),
+            Some("emqx-4.4.1.zip")
+        );
+        assert_eq!(signed_file("release 4.4.1"), None);
     }
 }

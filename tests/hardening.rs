@@ -137,3 +137,458 @@ fn item_1_an_old_journal_is_resolved_from_its_state_directory_or_refused() {
     assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
     assert_eq!(snapshot(&fleet), before);
 }
+
+/// `check --format json` of `plan`: each problem's code and message.
+fn check_problems(plan: &Path) -> Vec<(String, String)> {
+    let (_, out, _) = output(fleetup().args(["check", "--format", "json"]).arg(plan));
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    doc["files"][0]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["code"].as_str().unwrap().to_owned(),
+                p["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// n1 on 4.4.14; the repository's 4.4.15 is genuine and signed; "4.4.16" is set up by
+/// the caller. Returns the dir, the plan and the signed 4.4.15.
+fn signed_fleet() -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    local_fleet(dir.path(), &["n1"], &["4.4.14", "4.4.15"]);
+    let (key, secret) = minisign_keypair(dir.path(), "release");
+    let genuine = dir.path().join("repo").join(package_name("4.4.15"));
+    minisign_sign(&secret, &genuine, false);
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "plan: 1\nname: signed\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+             trust:\n  minisign: [\"{key}\"]\nnodes:\n  - {{ name: n1, root: ./n1 }}\n"
+        ),
+    )
+    .unwrap();
+    (dir, plan, genuine)
+}
+
+/// Item 2: the publisher's genuine signed 4.4.15 with its genuine signature, served as
+/// 4.4.16, is refused by check and apply (`signature::name`, both names said).
+#[test]
+fn item_2_a_genuine_signature_under_another_name_is_refused() {
+    let (dir, plan, genuine) = signed_fleet();
+    let repo = dir.path().join("repo");
+    let fake = repo.join(package_name("4.4.16"));
+    std::fs::copy(&genuine, &fake).unwrap();
+    std::fs::copy(
+        format!("{}.minisig", genuine.display()),
+        format!("{}.minisig", fake.display()),
+    )
+    .unwrap();
+    let problems = check_problems(&plan);
+    assert!(
+        problems.iter().any(|(c, m)| c == "fleetup::signature::name"
+            && m.contains(&package_name("4.4.15"))
+            && m.contains(&package_name("4.4.16"))),
+        "{problems:?}"
+    );
+    let before = snapshot(&dir.path().join("n1"));
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("fleetup::signature::name"), "{err}");
+    assert_eq!(snapshot(&dir.path().join("n1")), before);
+    // By hand, with the node's own [trust], the same.
+    let key = std::fs::read_to_string(dir.path().join("release.pub")).unwrap();
+    let key = key.lines().nth(1).unwrap();
+    std::fs::write(
+        dir.path().join("n1/node.toml"),
+        format!("[trust]\nminisign = [\"{key}\"]\n"),
+    )
+    .unwrap();
+    let before = snapshot(&dir.path().join("n1"));
+    let (code, out, err) = output(fleetup().current_dir(dir.path()).args([
+        "node", "upgrade", "4.4.16", "--root", "n1", "--repo", "repo",
+    ]));
+    assert_ne!(code, Some(0), "{out}{err}");
+    assert!(err.contains("fleetup::signature::name"), "{err}");
+    assert_eq!(snapshot(&dir.path().join("n1")), before);
+}
+
+/// Item 2: a trusted comment changed after signing (to name the other file) is said to
+/// be altered, not blamed on the package.
+#[test]
+fn item_2_a_tampered_trusted_comment_is_described_as_such() {
+    let (dir, plan, genuine) = signed_fleet();
+    let repo = dir.path().join("repo");
+    let fake = repo.join(package_name("4.4.16"));
+    std::fs::copy(&genuine, &fake).unwrap();
+    let sig = std::fs::read_to_string(format!("{}.minisig", genuine.display())).unwrap();
+    let forged = sig.replace(&package_name("4.4.15"), &package_name("4.4.16"));
+    assert_ne!(sig, forged);
+    std::fs::write(format!("{}.minisig", fake.display()), forged).unwrap();
+    let problems = check_problems(&plan);
+    assert!(
+        problems
+            .iter()
+            .any(|(c, m)| c == "fleetup::package::signature"
+                && m.contains("trusted comment")
+                && m.contains("altered")
+                && !m.contains("changed after it was signed")),
+        "{problems:?}"
+    );
+}
+
+/// A plain HTTP server on 127.0.0.1 for `files` (name → bytes) and their SHA256SUMS
+/// (file names as given), every request line logged; `ranges` says whether it honours
+/// `Range`, and `cut_first` cuts the first answer of each file short.
+struct Mirror {
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn mirror(files: Vec<(String, Vec<u8>)>, index: String, ranges: bool, cut_first: bool) -> Mirror {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = log.clone();
+    std::thread::spawn(move || {
+        let mut cut = std::collections::HashSet::new();
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut first = String::new();
+            if r.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut range: Option<usize> = None;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    range = v.trim().trim_end_matches('-').parse().ok();
+                }
+            }
+            let path = first
+                .split(' ')
+                .nth(1)
+                .unwrap_or("/")
+                .trim_start_matches('/');
+            let path = path.to_owned();
+            seen.lock().unwrap().push(format!(
+                "{path} {}",
+                range.map_or("-".into(), |r| r.to_string())
+            ));
+            let body = if path == "SHA256SUMS" {
+                Some(index.clone().into_bytes())
+            } else {
+                files
+                    .iter()
+                    .find(|(n, _)| *n == path)
+                    .map(|(_, b)| b.clone())
+            };
+            let Some(body) = body else {
+                let _ = c.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                continue;
+            };
+            let (status, from) = match range {
+                Some(f) if ranges => ("206 Partial Content", f.min(body.len())),
+                _ => ("200 OK", 0),
+            };
+            let rest = &body[from..];
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    rest.len()
+                )
+                .as_bytes(),
+            );
+            if cut_first && path.ends_with(".zip") && cut.insert(path.clone()) {
+                let _ = c.write_all(&rest[..rest.len() / 2]);
+            } else {
+                let _ = c.write_all(rest);
+            }
+            let _ = c.flush();
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    Mirror { port, log }
+}
+
+/// n1 and n2 on 4.4.15 in `dir`; 4.4.16 (200 data files) only on a mirror; the plan.
+fn mirrored_fleet(dir: &Path, ranges: bool, cut_first: bool) -> (Mirror, std::path::PathBuf) {
+    local_fleet(dir, &["n1", "n2"], &["4.4.15"]);
+    let made = tempfile::tempdir().unwrap();
+    let pkg = release_zip(made.path(), "4.4.16", 200);
+    let bytes = std::fs::read(&pkg).unwrap();
+    let name = package_name("4.4.16");
+    let index = format!("{}  {name}\n", fleetup::mirror::hex(&bytes));
+    let m = mirror(vec![(name, bytes)], index, ranges, cut_first);
+    let plan = dir.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "plan: 1\nname: mirrored\nproduct: emqx\nrepository: \"http://127.0.0.1:{}/\"\nto: 4.4.16\nstate: ./state\n\
+             nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n",
+            m.port
+        ),
+    )
+    .unwrap();
+    (m, plan)
+}
+
+/// Item 3: a cache directory other users can write is refused before any node changes.
+#[test]
+fn item_3_a_cache_others_can_write_or_own_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (_m, plan) = mirrored_fleet(dir.path(), true, false);
+    let cache = dir.path().join("shared-cache");
+    std::fs::create_dir(&cache).unwrap();
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let before = snapshot(&dir.path().join("n1"));
+    let (code, out, err) = output(
+        fleetup()
+            .env("FLEETUP_CACHE_DIR", &cache)
+            .arg("apply")
+            .arg(&plan)
+            .arg("--yes"),
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("can be written by other users"), "{err}");
+    assert_eq!(snapshot(&dir.path().join("n1")), before);
+    // Owned by another user (nobody): refused the same.
+    std::fs::set_permissions(&cache, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::chown(&cache, Some(65534), Some(65534))
+        .expect("the tests run as root (scripts/test)");
+    let (code, out, err) = output(
+        fleetup()
+            .env("FLEETUP_CACHE_DIR", &cache)
+            .arg("apply")
+            .arg(&plan)
+            .arg("--yes"),
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("belongs to uid 65534"), "{err}");
+    assert_eq!(snapshot(&dir.path().join("n1")), before);
+}
+
+/// Item 3: without HOME (a systemd unit with no `User=`), the cache is never in the
+/// shared temporary directory: it is the user's own, from the password database.
+#[test]
+fn item_3_without_home_the_cache_is_never_in_the_temporary_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, plan) = mirrored_fleet(dir.path(), true, false);
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let url = format!("http://127.0.0.1:{}/", m.port);
+    let (code, out, err) = output(
+        fleetup()
+            .env_remove("HOME")
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("FLEETUP_CACHE_DIR")
+            .env("TMPDIR", &tmp)
+            .arg("apply")
+            .arg(&plan)
+            .arg("--yes"),
+    );
+    let home_cache = fleetup::mirror::cache_dir(&url);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        std::fs::read_dir(&tmp).unwrap().next().is_none(),
+        "the cache went to $TMPDIR"
+    );
+    // This test process has HOME; the run had not: both name the user's own home.
+    let home = fleetup::fsutil::home_of_user().unwrap();
+    let used = home
+        .join(".cache/fleetup/mirrors")
+        .join(home_cache.unwrap().file_name().unwrap());
+    assert!(
+        used.join(package_name("4.4.16")).is_file(),
+        "{}",
+        used.display()
+    );
+    std::fs::remove_dir_all(&used).unwrap();
+}
+
+/// Item 3: a package swapped in the cache (with a matching `.sha256` beside it) between
+/// the download and the install is refused by the store: it checks the index's digest.
+#[test]
+fn item_3_a_package_swapped_in_the_cache_is_refused_by_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_m, plan) = mirrored_fleet(dir.path(), true, false);
+    let cache = dir.path().join("cache");
+    // The `before` hook runs after the download and before the install: it swaps in
+    // another package and writes its digest beside it, as a local attacker would.
+    let other = tempfile::tempdir().unwrap();
+    let evil = release_zip(other.path(), "4.4.16", 3);
+    sidecar(&evil);
+    let swap = format!(
+        "for d in {cache}/mirrors/*/; do cp {evil} \"$d\"; cp {evil}.sha256 \"$d\"; done",
+        cache = cache.display(),
+        evil = evil.display()
+    );
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "nodes:\n",
+        &format!("hooks:\n  before: [\"/bin/sh\", \"-c\", {swap:?}]\nnodes:\n"),
+    );
+    std::fs::write(&plan, text).unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .env("FLEETUP_CACHE_DIR", &cache)
+            .arg("apply")
+            .arg(&plan)
+            .arg("--yes")
+            .args(["--format", "json"]),
+    );
+    assert_ne!(code, Some(0), "{out}{err}");
+    assert!(out.contains("SHA256SUMS says"), "{out}{err}");
+    for n in ["n1", "n2"] {
+        assert_eq!(
+            link(&dir.path().join(n), "current").as_deref(),
+            Some("releases/4.4.15"),
+            "{n}"
+        );
+    }
+}
+
+impl Mirror {
+    fn gets(&self, file: &str) -> usize {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .filter(|l| l.starts_with(&format!("{file} ")))
+            .count()
+    }
+}
+
+/// Item 11: a mirror that ignores `Range` (answers 200 with the whole file) after a
+/// download broke off: the partial file restarts with that answer, which completes the
+/// download; no whole body is appended to the part, thrown away and asked for again.
+#[test]
+fn item_11_a_whole_answer_to_a_range_request_restarts_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, plan) = mirrored_fleet(dir.path(), false, true);
+    let cache = dir.path().join("cache");
+    let (code, out, err) = output(
+        fleetup()
+            .env("FLEETUP_CACHE_DIR", &cache)
+            .arg("apply")
+            .arg(&plan)
+            .arg("--yes"),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    // The cut-short first answer, then one whole answer that completed it.
+    assert_eq!(
+        m.gets(&package_name("4.4.16")),
+        2,
+        "{:?}",
+        m.log.lock().unwrap()
+    );
+    assert_eq!(
+        link(&dir.path().join("n1"), "current").as_deref(),
+        Some("releases/4.4.16")
+    );
+}
+
+/// A private CA and a certificate for 127.0.0.1, made by openssl in `d`: (ca, cert, key).
+fn certificates(d: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    std::fs::write(
+        d.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    for args in [
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=fleetup-test-ca -keyout ca.key -out ca.pem",
+        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr",
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile leaf.ext -out cert.pem",
+    ] {
+        let made = std::process::Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(d)
+            .output()
+            .expect("openssl is installed by scripts/test");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"))
+}
+
+/// Item 10: an https mirror whose package answer redirects to plain http is refused
+/// (said so), nothing is fetched over http, no node changes.
+#[test]
+fn item_10_a_redirect_from_https_to_http_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (plain, _) = mirrored_fleet(dir.path(), true, false);
+    let index = {
+        let made = tempfile::tempdir().unwrap();
+        let pkg = release_zip(made.path(), "4.4.16", 200);
+        format!(
+            "{}  {}\n",
+            fleetup::mirror::hex(&std::fs::read(&pkg).unwrap()),
+            package_name("4.4.16")
+        )
+    };
+    let (ca, cert, key) = certificates(dir.path());
+    // Serves SHA256SUMS itself; redirects everything else to the plain mirror.
+    let port = common::sshd::free_port();
+    let script = "import http.server, ssl, sys\n\
+        class H(http.server.BaseHTTPRequestHandler):\n\
+        \x20   def do_GET(self):\n\
+        \x20       if self.path.endswith('SHA256SUMS'):\n\
+        \x20           b = sys.argv[5].encode()\n\
+        \x20           self.send_response(200); self.send_header('Content-Length', str(len(b))); self.end_headers(); self.wfile.write(b)\n\
+        \x20       else:\n\
+        \x20           self.send_response(302); self.send_header('Location', 'http://127.0.0.1:' + sys.argv[2] + self.path); self.send_header('Content-Length', '0'); self.end_headers()\n\
+        \x20   def log_message(self, *a): pass\n\
+        s = http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), H)\n\
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)\n\
+        c.load_cert_chain(sys.argv[3], sys.argv[4])\n\
+        s.socket = c.wrap_socket(s.socket, server_side=True)\n\
+        s.serve_forever()\n";
+    let mut server = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(port.to_string())
+        .arg(plain.port.to_string())
+        .arg(&cert)
+        .arg(&key)
+        .arg(&index)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let plan = dir.path().join("plan.yaml");
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        &format!("http://127.0.0.1:{}/", plain.port),
+        &format!("https://127.0.0.1:{port}/"),
+    );
+    std::fs::write(&plan, text).unwrap();
+    let before = snapshot(&dir.path().join("n1"));
+    let (code, out, err) = output(
+        fleetup()
+            .env("FLEETUP_CACHE_DIR", dir.path().join("cache"))
+            .env("FLEETUP_CA_FILE", &ca)
+            .arg("apply")
+            .arg(&plan)
+            .arg("--yes"),
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("leaves https"), "{err}");
+    assert_eq!(plain.gets(&package_name("4.4.16")), 0);
+    assert_eq!(snapshot(&dir.path().join("n1")), before);
+}

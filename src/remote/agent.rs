@@ -513,12 +513,10 @@ fn fetch(
                 )
             },
         )?;
-        if let Err(why) = t.verify(&dest, Some(&sig)) {
+        if let Err(mut why) = t.verify(&dest, Some(&sig)) {
             let _ = std::fs::remove_file(&dest);
-            return Err(Problem::new(
-                Code::PackageSignature,
-                format!("on the host: {why}"),
-            ));
+            why.message = format!("on the host: {}", why.message);
+            return Err(why);
         }
     }
     Ok(Reply::Received {

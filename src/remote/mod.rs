@@ -254,6 +254,7 @@ impl RemoteStore {
         if let Some(pin) = &ctx.sha256 {
             expected.push((pin.to_ascii_lowercase(), "the pinned sha256".into()));
         }
+        expected.extend(store::index_digest(ctx, &pkg.file));
         if let Some((want, from)) = expected.iter().find(|(w, _)| *w != digest) {
             return Err(Problem::new(
                 Code::Checksum,
@@ -263,9 +264,7 @@ impl RemoteStore {
         // Verified here, after its digest was taken: the host checks what it receives
         // against that digest, so what it unpacks is what was verified.
         if let Some(trust) = &ctx.trust {
-            trust
-                .verify(&path, None)
-                .map_err(|why| Problem::new(Code::PackageSignature, why))?;
+            trust.verify(&path, None)?;
         }
         let remote_dir = self
             .hosts

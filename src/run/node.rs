@@ -81,6 +81,10 @@ impl<'p> NodeUnit<'p> {
                 .as_ref()
                 .filter(|_| !plan.via_controller && self.node.ssh.is_some())
                 .and_then(|u| crate::mirror::shared(&u.value).ok()),
+            index: plan
+                .mirror
+                .as_ref()
+                .and_then(|u| crate::mirror::shared(&u.value).ok()),
         }
     }
 

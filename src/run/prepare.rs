@@ -230,9 +230,7 @@ pub fn fetch(
         })?;
         // Verified here too: a run whose package does not verify never starts.
         if let Some(t) = &plan.trust {
-            t.value
-                .verify(&path, None)
-                .map_err(|why| at(Problem::new(Code::PackageSignature, why)))?;
+            t.value.verify(&path, None).map_err(at)?;
         }
     }
     Ok(())

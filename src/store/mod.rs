@@ -65,6 +65,9 @@ pub struct Ctx<'a> {
     pub trust: Option<crate::signature::Trust>,
     /// A mirror remote hosts download packages from themselves.
     pub mirror: Option<std::sync::Arc<crate::mirror::Mirror>>,
+    /// The mirror whose index listed the package: its digest there is checked against
+    /// the copy the store unpacks, not only the `.sha256` beside it in the cache.
+    pub index: Option<std::sync::Arc<crate::mirror::Mirror>>,
 }
 
 impl<'a> Ctx<'a> {
@@ -87,6 +90,7 @@ impl<'a> Ctx<'a> {
             env: BTreeMap::new(),
             trust: None,
             mirror: None,
+            index: None,
         }
     }
 
@@ -601,6 +605,7 @@ impl Store {
         if let Some(pin) = &ctx.sha256 {
             expected.push((pin.to_ascii_lowercase(), "the pinned sha256".into()));
         }
+        expected.extend(index_digest(ctx, &pkg.file));
         if source != in_store {
             crate::fsutil::copy_atomic(&source, &in_store).map_err(|e| io(&in_store, e))?;
         }
@@ -611,7 +616,7 @@ impl Store {
                 if source != in_store {
                     let _ = std::fs::remove_file(&in_store);
                 }
-                return Err(Problem::new(Code::PackageSignature, why));
+                return Err(why);
             }
         }
         if !expected.is_empty() {
@@ -1164,6 +1169,13 @@ impl Store {
         ctx.say(format!("Uninstalled Release: {v}"));
         Ok(Outcome::Uninstalled)
     }
+}
+
+/// The digest the mirror's index gave `file`, when the package came from a mirror.
+pub fn index_digest(ctx: &Ctx, file: &str) -> Option<(String, String)> {
+    let m = ctx.index.as_ref()?;
+    let d = m.digest(file)?;
+    Some((d.to_owned(), format!("{}SHA256SUMS", m.url)))
 }
 
 #[cfg(test)]

@@ -374,11 +374,23 @@ impl Validator {
 
         let (repository, mirror) = match at_str(get(root, "repository")) {
             Some(u) if crate::mirror::is_url(&u.value) => {
-                let cache = At {
-                    value: crate::mirror::cache_dir(&u.value),
-                    span: u.span,
-                };
-                (Some(cache), Some(u))
+                match crate::mirror::cache_dir(&u.value) {
+                    Ok(value) => (
+                        Some(At {
+                            value,
+                            span: u.span,
+                        }),
+                        Some(u),
+                    ),
+                    Err(why) => {
+                        self.push(
+                            Problem::new(Code::Path, why)
+                                .at(u.span)
+                                .label("its packages need a cache"),
+                        );
+                        (None, Some(u))
+                    }
+                }
             }
             _ => (self.path(get(root, "repository"), "repository"), None),
         };
