@@ -20,6 +20,14 @@ fn gated_plan(dir: &Path) {
     .unwrap();
 }
 
+/// A message as one line: miette's wrapping and margins taken out.
+fn flat(s: &str) -> String {
+    s.split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn current(root: &Path) -> Option<String> {
     link(root, "current").map(|l| l.rsplit('/').next().unwrap_or_default().to_owned())
 }
@@ -591,4 +599,131 @@ fn item_10_a_redirect_from_https_to_http_is_refused() {
     assert!(err.contains("leaves https"), "{err}");
     assert_eq!(plain.gets(&package_name("4.4.16")), 0);
     assert_eq!(snapshot(&dir.path().join("n1")), before);
+}
+
+/// A directory with an `ssh` that is a hostile host: it answers the bootstrap as
+/// `FAKE_HOST` says (`banner`: a login banner that never stops; `endless`: one line
+/// that never ends; `flood`: an agent that answers its first request with 100,000 `say`
+/// frames, then fails).
+fn hostile_ssh(dir: &Path) -> std::path::PathBuf {
+    let bin = dir.join("fake-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = r#"#!/usr/bin/env python3
+import json, os, sys, time
+mode = os.environ.get("FAKE_HOST", "")
+out = sys.stdout.buffer
+def put(b):
+    out.write(b)
+    out.flush()
+try:
+    if mode == "banner":
+        for _ in range(20 * 120):
+            put(b"Welcome to a host whose banner never ends\n")
+            time.sleep(0.05)
+        sys.exit(0)
+    put(b"fleetup-probe Linux x86_64 /tmp/fleetup-hostile\n")
+    if mode == "endless":
+        chunk = b"x" * 65536
+        for _ in range(48 * 16):
+            out.write(chunk)
+        sys.exit(0)
+    sys.stdin.readline()
+    put(json.dumps({"hello": {"version": "0", "protocol": 2}}).encode() + b"\n")
+    ch = json.loads(sys.stdin.readline())["ch"]
+    put(json.dumps({"ch": ch, "m": {"reply": "opened", "state": None, "config": {"product": "emqx", "runtime": None, "edition": None}}}).encode() + b"\n")
+    ch = json.loads(sys.stdin.readline())["ch"]
+    for i in range(100000):
+        out.write(json.dumps({"ch": ch, "m": {"reply": "say", "line": "flood %d" % i}}).encode() + b"\n")
+    put(json.dumps({"ch": ch, "m": {"reply": "failed", "code": "io", "message": "the hostile host gave up", "help": None}}).encode() + b"\n")
+    sys.stdin.read()
+except BrokenPipeError:
+    pass
+"#;
+    let ssh = bin.join("ssh");
+    std::fs::write(&ssh, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&ssh, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+fn with_hostile(bin: &Path, mode: &str) -> assert_cmd::Command {
+    let mut c = fleetup();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    c.env("PATH", path)
+        .env("FAKE_HOST", mode)
+        .timeout(std::time::Duration::from_secs(90));
+    c
+}
+
+/// Item 4: a host that sends one endless line is cut off at the frame limit; the
+/// controller fails that host with the reason instead of holding the line.
+#[test]
+fn item_4_an_endless_line_from_a_host_is_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = hostile_ssh(dir.path());
+    let (code, out, err) = output(with_hostile(&bin, "endless").args([
+        "node",
+        "versions",
+        "--ssh",
+        "h.example",
+        "--root",
+        "/srv/n1",
+    ]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(flat(&err).contains("longer than 8 MiB"), "{err}");
+}
+
+/// Item 4: a login banner that keeps printing does not hold the bootstrap open past its
+/// connect deadline.
+#[test]
+fn item_4_a_banner_that_never_ends_meets_the_connect_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = hostile_ssh(dir.path());
+    let (code, out, err) = output(with_hostile(&bin, "banner").args([
+        "node",
+        "versions",
+        "--ssh",
+        "h.example",
+        "--root",
+        "/srv/n1",
+    ]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        flat(&err).contains("no SSH connection within the connect timeout"),
+        "{err}"
+    );
+}
+
+/// Item 4: a flood of `say` frames adds a bounded number of lines, summarised.
+#[test]
+fn item_4_a_flood_of_say_frames_is_bounded_and_summarised() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = hostile_ssh(dir.path());
+    std::fs::create_dir_all(dir.path().join("repo")).unwrap();
+    let (code, out, err) = output(with_hostile(&bin, "flood").current_dir(dir.path()).args([
+        "node",
+        "uninstall",
+        "4.4.15",
+        "--ssh",
+        "h.example",
+        "--root",
+        "/srv/n1",
+    ]));
+    assert_ne!(code, Some(0), "{out}{err}");
+    let all = format!("{out}{err}");
+    assert!(all.contains("the hostile host gave up"), "{all}");
+    assert!(
+        all.contains("more lines"),
+        "{}",
+        &all[all.len().saturating_sub(2000)..]
+    );
+    let floods = all.lines().filter(|l| l.contains("flood ")).count();
+    assert!(
+        (1..=400).contains(&floods),
+        "{floods} lines of the flood shown"
+    );
 }

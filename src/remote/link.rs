@@ -55,12 +55,27 @@ enum Boot {
     Hello(Hello),
 }
 
+/// The longest line a host may send (a bootstrap line or a reply frame), as OpenSSH
+/// caps a packet and git a pkt-line: past it the session is ended, and only this host's
+/// nodes fail.
+pub const MAX_FRAME: usize = 8 << 20;
+/// What one request's `say` lines may add to the output and journal; the rest is
+/// counted and summarised.
+const SAY_LINES: usize = 400;
+const SAY_BYTES: usize = 256 << 10;
+/// The longest `say` line kept whole.
+const SAY_LINE: usize = 4 << 10;
+/// The bootstrap lines kept to explain an agent that would not start.
+const HEARD: usize = 20;
+
 /// Replies waiting for their channel's reader, by channel.
 #[derive(Default)]
 struct Routes {
     /// False once the session has ended: no reply will come.
     open: bool,
     map: HashMap<u32, mpsc::Sender<Reply>>,
+    /// Why the controller ended the session itself (a host that broke the protocol).
+    broken: Option<String>,
 }
 
 /// The host as the bootstrap found it.
@@ -151,6 +166,7 @@ impl Link {
         let routes = Arc::new(Mutex::new(Routes {
             open: true,
             map: HashMap::new(),
+            broken: None,
         }));
         let (boot_tx, boot) = mpsc::channel();
         let r2 = routes.clone();
@@ -177,9 +193,11 @@ impl Link {
         connect_limit: Duration,
         choose: Choose,
     ) -> Result<Link, Problem> {
-        // Connect timeout, key exchange, authentication and the login shell, bounded.
+        // Connect timeout, key exchange, authentication and the login shell, bounded as
+        // a whole: a login banner that keeps printing does not hold it open.
+        let probe_by = Instant::now() + connect_limit;
         let probe = loop {
-            match boot.recv_timeout(connect_limit) {
+            match boot.recv_timeout(probe_by.saturating_duration_since(Instant::now())) {
                 Ok(Boot::Line(l)) => {
                     if let Some(rest) = l.strip_prefix("fleetup-probe ") {
                         break rest.to_owned();
@@ -227,15 +245,13 @@ impl Link {
         };
         let short = &bin.sha256[..16];
         self.say(&format!("run {short}\n"))?;
-        let mut heard = Vec::new();
+        let mut heard: std::collections::VecDeque<String> = Default::default();
         let mut sent = false;
         let limit = Duration::from_secs(60);
+        // From the probe to the agent's hello, one deadline, whatever the host prints.
+        let mut by = Instant::now() + limit;
         loop {
-            let wait = if sent {
-                limit + Duration::from_secs(bin.size / 1_000_000)
-            } else {
-                limit
-            };
+            let wait = by.saturating_duration_since(Instant::now());
             match boot.recv_timeout(wait) {
                 Ok(Boot::Hello(h)) => {
                     if h.hello.protocol != PROTOCOL {
@@ -255,30 +271,37 @@ impl Link {
                 }
                 Ok(Boot::Line(l)) if l == "fleetup-missing" && !sent => {
                     sent = true;
+                    by += Duration::from_secs(bin.size / 1_000_000);
                     self.say(&format!("send {short} {} {}\n", bin.size, bin.sha256))?;
                     self.send_binary(&bin)?;
                 }
                 Ok(Boot::Line(l)) if l == "fleetup-unusable" => {
-                    return Err(self.unusable(&bin, &heard));
+                    return Err(self.unusable(&bin, heard.make_contiguous()));
                 }
-                Ok(Boot::Line(l)) => heard.push(l),
+                Ok(Boot::Line(l)) => {
+                    if heard.len() == HEARD {
+                        heard.pop_front();
+                    }
+                    heard.push_back(crate::names::printable(&l));
+                }
                 Err(RecvTimeoutError::Timeout) => {
                     self.kill();
                     return Err(Problem::new(
                         Code::SshLost,
                         format!(
-                            "{}: the agent did not start within {}s",
+                            "{}: the agent did not start within {}s of the host's probe",
                             self.label,
-                            wait.as_secs()
+                            limit.as_secs()
                         ),
                     ));
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let (status, said) = self.ended();
                     heard.extend(said.lines().map(str::to_owned));
+                    let heard = heard.make_contiguous();
                     return Err(match status.and_then(|s| s.code()) {
                         Some(255) | None => classify(&self.label, &said, status),
-                        _ => self.unusable(&bin, &heard),
+                        _ => self.unusable(&bin, heard),
                     });
                 }
             }
@@ -408,8 +431,25 @@ impl Link {
         (status, said)
     }
 
-    /// Why the session ended: ssh's last words, or the agent's.
+    /// Why the session ended: the host broke the protocol, or ssh's last words, or the
+    /// agent's.
     fn lost(&self, during: &str) -> Problem {
+        let broken = self
+            .routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .broken
+            .clone();
+        if let Some(why) = broken {
+            self.kill();
+            return Problem::new(
+                Code::RemoteProtocol,
+                format!(
+                    "{}: the session was ended during {during}: {why}",
+                    self.label
+                ),
+            );
+        }
         let (status, said) = self.ended();
         let said = said.trim().lines().last().unwrap_or("").to_owned();
         let why = match (status.and_then(|s| s.code()), said.is_empty()) {
@@ -477,8 +517,19 @@ fn read_replies(
     routes: &Mutex<Routes>,
     boot: mpsc::Sender<Boot>,
 ) {
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
+    let mut reader = BufReader::new(stdout);
+    loop {
+        let line = match bounded_line(&mut reader, MAX_FRAME) {
+            Ok(Some(l)) => l,
+            Ok(None) | Err(Overlong::Io) => break,
+            Err(Overlong::Line) => {
+                routes.lock().unwrap_or_else(|e| e.into_inner()).broken = Some(format!(
+                    "the host sent a line longer than {} MiB",
+                    MAX_FRAME >> 20
+                ));
+                break;
+            }
+        };
         if line.starts_with("{\"ch\":")
             && let Ok(f) = serde_json::from_str::<Frame<Reply>>(&line)
         {
@@ -497,6 +548,86 @@ fn read_replies(
     let mut r = routes.lock().unwrap_or_else(|e| e.into_inner());
     r.open = false;
     r.map.clear();
+}
+
+enum Overlong {
+    Io,
+    Line,
+}
+
+/// The next line of `r` without its `\n` (`None` at the end), read in pieces so that a
+/// line longer than `max` is refused before it is held whole. Invalid UTF-8 is replaced.
+fn bounded_line(r: &mut impl BufRead, max: usize) -> Result<Option<String>, Overlong> {
+    let mut line = Vec::new();
+    loop {
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return Err(Overlong::Io),
+        };
+        if buf.is_empty() {
+            return Ok((!line.is_empty()).then(|| String::from_utf8_lossy(&line).into_owned()));
+        }
+        let (take, end) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i, true),
+            None => (buf.len(), false),
+        };
+        if line.len() + take > max {
+            return Err(Overlong::Line);
+        }
+        line.extend_from_slice(&buf[..take]);
+        r.consume(take + usize::from(end));
+        if end {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+        }
+    }
+}
+
+/// What one request's `say` lines have added so far: past [`SAY_LINES`] or
+/// [`SAY_BYTES`] the rest is counted, and said as one line at the end.
+#[derive(Default)]
+struct Said {
+    lines: usize,
+    bytes: usize,
+    held_lines: usize,
+    held_bytes: usize,
+}
+
+impl Said {
+    /// `line` as it may be passed on, or `None` once the bounds are reached.
+    fn pass(&mut self, line: String) -> Option<String> {
+        if self.lines >= SAY_LINES || self.bytes + line.len().min(SAY_LINE) > SAY_BYTES {
+            self.held_lines += 1;
+            self.held_bytes += line.len();
+            return None;
+        }
+        self.lines += 1;
+        let line = crate::names::printable(&line);
+        let line = if line.len() > SAY_LINE {
+            let mut cut = SAY_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}… ({} bytes more)", &line[..cut], line.len() - cut)
+        } else {
+            line
+        };
+        self.bytes += line.len();
+        Some(line)
+    }
+
+    /// The summary of what was held back, if anything was.
+    fn summary(&self) -> Option<String> {
+        (self.held_lines > 0).then(|| {
+            format!(
+                "… {} more lines ({} bytes) from the host not shown",
+                self.held_lines, self.held_bytes
+            )
+        })
+    }
 }
 
 /// One node's conversation with the agent: requests in order, each with its replies.
@@ -540,12 +671,22 @@ impl Channel {
         say: &mut dyn FnMut(String),
     ) -> Result<Reply, Problem> {
         let deadline = Instant::now() + limit;
+        let mut said = Said::default();
+        let end = |said: &Said, say: &mut dyn FnMut(String)| {
+            if let Some(s) = said.summary() {
+                say(s);
+            }
+        };
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let r = match self.rx.recv_timeout(left) {
                 Ok(r) => r,
-                Err(RecvTimeoutError::Disconnected) => return Err(self.link.lost(during)),
+                Err(RecvTimeoutError::Disconnected) => {
+                    end(&said, say);
+                    return Err(self.link.lost(during));
+                }
                 Err(RecvTimeoutError::Timeout) => {
+                    end(&said, say);
                     // The session is the host's: a step that never answers ends it.
                     self.link.kill();
                     return Err(Problem::new(
@@ -559,13 +700,23 @@ impl Channel {
                 }
             };
             match r {
-                Reply::Say { line } => say(line),
+                Reply::Say { line } => {
+                    if let Some(line) = said.pass(line) {
+                        say(line);
+                    }
+                }
                 Reply::Failed {
                     code,
                     message,
                     help,
-                } => return Err(Reply::into_problem(&code, message, help)),
-                r => return Ok(r),
+                } => {
+                    end(&said, say);
+                    return Err(Reply::into_problem(&code, message, help));
+                }
+                r => {
+                    end(&said, say);
+                    return Ok(r);
+                }
             }
         }
     }
