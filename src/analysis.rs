@@ -25,6 +25,9 @@ struct Query {
     node: Option<String>,
     url: String,
     promql: String,
+    /// The URL and query as messages show them: placeholders filled, `${VAR}`s as written.
+    shown_url: String,
+    shown_promql: String,
 }
 
 /// The queries of `a` for the nodes of a wave: one per node if it uses a node's
@@ -41,6 +44,8 @@ fn queries(a: &Analysis, nodes: &[&NodeTarget]) -> Result<Vec<Query>, String> {
             node: None,
             url: fill(&a.url.value)?,
             promql: fill(&a.query.value)?,
+            shown_url: a.url.value.shown(|_| None),
+            shown_promql: a.query.value.shown(|_| None),
         }]);
     }
     nodes
@@ -63,6 +68,8 @@ fn queries(a: &Analysis, nodes: &[&NodeTarget]) -> Result<Vec<Query>, String> {
                 node: Some(n.name.value.clone()),
                 url: fill(&a.url.value)?,
                 promql: fill(&a.query.value)?,
+                shown_url: a.url.value.shown(|k| vars.get(k).cloned()),
+                shown_promql: a.query.value.shown(|k| vars.get(k).cloned()),
             })
         })
         .collect()
@@ -162,22 +169,33 @@ fn judge(a: &Analysis, samples: &[(String, f64)]) -> Measure {
     Measure::Within(samples.len())
 }
 
+/// Asks Prometheus; an error names the URL as written (`${VAR}`s unfilled), and what the
+/// client or server said has the filled URL and query taken out.
 fn ask(agent: &ureq::Agent, q: &Query) -> Result<Vec<(String, f64)>, String> {
     let url = format!("{}/api/v1/query", q.url.trim_end_matches('/'));
+    let hide = |e: String| {
+        e.replace(
+            &url,
+            &format!("{}/api/v1/query", q.shown_url.trim_end_matches('/')),
+        )
+        .replace(&q.url, &q.shown_url)
+        .replace(&q.promql, &q.shown_promql)
+    };
+    let shown = &q.shown_url;
     let mut resp = agent
         .get(&url)
         .query("query", &q.promql)
         .call()
-        .map_err(|e| format!("Prometheus at {} cannot be asked: {e}", q.url))?;
+        .map_err(|e| hide(format!("Prometheus at {shown} cannot be asked: {e}")))?;
     let text = resp
         .body_mut()
         .with_config()
         .limit(16 << 20)
         .read_to_string()
-        .map_err(|e| format!("Prometheus at {} cannot be read: {e}", q.url))?;
+        .map_err(|e| hide(format!("Prometheus at {shown} cannot be read: {e}")))?;
     let body: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("Prometheus at {} gave no JSON: {e}", q.url))?;
-    samples(&body)
+        .map_err(|e| format!("Prometheus at {shown} gave no JSON: {e}"))?;
+    samples(&body).map_err(hide)
 }
 
 /// Runs analysis `a` for a wave of `nodes` until its `for` is over (or `stop` says so):
@@ -221,12 +239,14 @@ pub fn check(a: &Analysis, nodes: &[&NodeTarget], stop: &dyn Fn() -> bool) -> (V
                             Verdict::Failed,
                             format!(
                                 "{who}{why} (`{}`; {out_of_bounds} measurement(s) out of bounds, {} tolerated)",
-                                q.promql, a.failure_limit
+                                q.shown_promql, a.failure_limit
                             ),
                         );
                     }
                 }
-                Measure::Unknown(why) => last_unknown = format!("{who}{why} (`{}`)", q.promql),
+                Measure::Unknown(why) => {
+                    last_unknown = format!("{who}{why} (`{}`)", q.shown_promql)
+                }
             }
         }
         if started.elapsed() >= a.watch_for || stop() {

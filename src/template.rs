@@ -147,6 +147,46 @@ impl fmt::Display for Template {
     }
 }
 
+/// The values of the `${VAR}` secrets some templates read from the environment, taken
+/// out of any text before it is shown (hook output, an error that quotes a filled URL or
+/// argv): each becomes `${VAR}` again, as written.
+#[derive(Clone, Debug, Default)]
+pub struct Secrets(Vec<(String, String)>);
+
+impl Secrets {
+    /// The secrets of `templates`, read from this process's environment now.
+    pub fn read<'a>(templates: impl IntoIterator<Item = &'a Template>) -> Secrets {
+        let mut names: Vec<&str> = templates.into_iter().flat_map(|t| t.env_vars()).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut v: Vec<(String, String)> = names
+            .into_iter()
+            .filter_map(|k| {
+                let value = std::env::var(k).ok().filter(|v| !v.is_empty())?;
+                Some((value, format!("${{{k}}}")))
+            })
+            .collect();
+        // The longest first: a secret that contains another is hidden whole.
+        v.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        Secrets(v)
+    }
+
+    /// `s` with every secret value replaced by its `${VAR}`.
+    pub fn hide(&self, s: &str) -> String {
+        let mut out = s.to_owned();
+        for (value, shown) in &self.0 {
+            if out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), shown);
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -146,3 +146,95 @@ fn a_group_deploy_with_a_secret_leaves_it_out_of_its_record() {
     );
     assert_clean("group records", &format!("{out}{err}"));
 }
+
+/// Issue 26, item 5: a Prometheus that cannot be asked (its URL and query carry secrets)
+/// and a failing `before` hook on a remote node (its argv carries one, and the hook
+/// echoes its argv and environment) show the templates as written everywhere: stdout,
+/// stderr, JSON, the journal and history.
+#[test]
+fn an_analysis_that_cannot_ask_and_a_failing_remote_hook_show_no_secret() {
+    let sshd = common::sshd::Sshd::start();
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    let prometheus = free_port();
+    std::fs::write(
+        d.join("plan.yaml"),
+        format!(
+            "plan: 1\nname: secrets\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+             ssh_config: {cfg}\n\
+             rollout:\n  waves: [1, \"100%\"]\n  max_failures: 5\n\
+             analysis:\n  - name: errors\n    prometheus:\n      url: \"http://fleet:${{DB_PASSWORD}}@127.0.0.1:{prometheus}/\"\n\
+             \x20     query: 'sum(errors{{{{token=\"${{API_TOKEN}}\"}}}})'\n      max: 0\n      for: 1s\n      interval: 200ms\n\
+             hooks:\n  before: [\"/bin/sh\", \"-c\", \"echo argv: $0 $1; env; test $0 != n2\", \"{{name}}\", \"--password=${{DB_PASSWORD}}\"]\n\
+             nodes:\n  - {{ name: n2, ssh: \"{addr}\", root: {root2} }}\n  - {{ name: n1, root: {root1} }}\n",
+            cfg = sshd.config().display(),
+            addr = sshd.addr(),
+            root1 = d.join("n1").display(),
+            root2 = d.join("n2").display(),
+        ),
+    )
+    .unwrap();
+    let mut said = String::new();
+    for format in ["human", "json", "jsonl"] {
+        let (code, out, err) = output(with_secrets(&mut fleetup()).current_dir(d).args([
+            "apply",
+            "plan.yaml",
+            "--yes",
+            "--format",
+            format,
+        ]));
+        assert!(code.is_some_and(|c| c != 0), "{code:?}: {out}{err}");
+        said.push_str(&out);
+        said.push_str(&err);
+        assert_clean(&format!("apply --format {format}"), &format!("{out}{err}"));
+        // Each run leaves its run for the next format: put n1 back.
+        let run = latest_run(&d.join("state"));
+        let _ = output(
+            with_secrets(&mut fleetup())
+                .current_dir(d)
+                .args(["abort", &run, "--state", "state"]),
+        );
+        let _ =
+            output(
+                fleetup()
+                    .current_dir(d)
+                    .args(["node", "downgrade", "4.4.15", "--root", "n1"]),
+            );
+    }
+    // What failed is said, with the templates as written: the analysis could not ask
+    // (the run paused), and n2's hook failed on its host having echoed its argv.
+    assert!(said.contains("cannot be asked"), "{said}");
+    assert!(said.contains("${API_TOKEN}"), "{said}");
+    assert!(
+        said.contains("argv: n2 --password=${DB_PASSWORD}"),
+        "{said}"
+    );
+    for args in [&["history"][..], &["history", "--format", "json"][..]] {
+        let (_, out, err) = output(
+            with_secrets(&mut fleetup())
+                .current_dir(d)
+                .args(args)
+                .args(["--state", "state"]),
+        );
+        assert_clean(&format!("{args:?}"), &format!("{out}{err}"));
+    }
+    let runs = std::fs::read_dir(d.join("state/runs")).unwrap();
+    for r in runs.flatten() {
+        let (_, out, err) = output(
+            with_secrets(&mut fleetup())
+                .current_dir(d)
+                .args([
+                    "history",
+                    &r.file_name().to_string_lossy(),
+                    "--format",
+                    "json",
+                ])
+                .args(["--state", "state"]),
+        );
+        assert_clean("history RUN", &format!("{out}{err}"));
+    }
+    for (path, text) in files_under(&d.join("state")) {
+        assert_clean(&path, &text);
+    }
+}

@@ -354,4 +354,65 @@ impl Plan {
     pub fn target_count(&self) -> usize {
         self.nodes.len() + self.groups.len()
     }
+
+    /// The templates filled with a node's placeholders: the health check, the hooks and
+    /// the analyses.
+    pub fn node_templates(&self) -> Vec<&At<Template>> {
+        let mut out: Vec<&At<Template>> = Vec::new();
+        if let Some(h) = &self.health {
+            match &h.check {
+                Check::Http(t) | Check::Tcp(t) => out.push(t),
+                Check::Command(c) => out.extend(c.iter()),
+            }
+        }
+        let h = &self.hooks;
+        for c in [&h.command, &h.before, &h.after, &h.on_rollback]
+            .into_iter()
+            .flatten()
+        {
+            out.extend(c.iter());
+        }
+        for a in &self.analysis {
+            out.push(&a.url);
+            out.push(&a.query);
+        }
+        out
+    }
+
+    /// Every template of the plan: the nodes' ones, the webhooks, the groups' checks and
+    /// hooks.
+    pub fn templates(&self) -> Vec<&At<Template>> {
+        let mut all = self.node_templates();
+        all.extend(self.notify.iter().map(|n| &n.webhook));
+        for g in &self.groups {
+            if let Some(h) = &g.health {
+                match &h.check {
+                    Check::Http(t) | Check::Tcp(t) => all.push(t),
+                    Check::Command(c) => all.extend(c.iter()),
+                }
+            }
+            all.extend(g.hooks.command.iter().flatten());
+        }
+        all
+    }
+
+    /// The `vars` of every node and group, with their names.
+    pub fn var_templates(&self) -> Vec<(&str, &Template)> {
+        self.nodes
+            .iter()
+            .flat_map(|n| n.vars.iter())
+            .chain(self.groups.iter().flat_map(|g| g.vars.iter()))
+            .map(|(k, v)| (k.as_str(), v))
+            .collect()
+    }
+
+    /// The values of every `${VAR}` the plan reads, to be hidden from whatever is shown.
+    pub fn secrets(&self) -> crate::template::Secrets {
+        crate::template::Secrets::read(
+            self.templates()
+                .into_iter()
+                .map(|t| &t.value)
+                .chain(self.var_templates().into_iter().map(|(_, t)| t)),
+        )
+    }
 }

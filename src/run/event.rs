@@ -223,6 +223,54 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The event with every secret value in its words replaced by its `${VAR}`: what a
+    /// hook printed, an error that quotes a filled URL, argv or query.
+    pub fn hidden(self, secrets: &crate::template::Secrets) -> Event {
+        if secrets.is_empty() {
+            return self;
+        }
+        let h = |s: String| secrets.hide(&s);
+        match self {
+            Event::Analysis {
+                wave,
+                name,
+                verdict,
+                detail,
+            } => Event::Analysis {
+                wave,
+                name,
+                verdict,
+                detail: h(detail),
+            },
+            Event::Step { target, step } => Event::Step {
+                target,
+                step: match step {
+                    Step::HealthFailed { why } => Step::HealthFailed { why: h(why) },
+                    Step::Store(s) => Step::Store(h(s)),
+                    Step::Group(s) => Step::Group(h(s)),
+                    other => other,
+                },
+            },
+            Event::Done(r) => Event::Done(r.hidden(secrets)),
+            Event::Note { detail } => Event::Note { detail: h(detail) },
+            Event::Probe { target, detail } => Event::Probe {
+                target,
+                detail: h(detail),
+            },
+            other => other,
+        }
+    }
+}
+
+impl TargetResult {
+    /// The result with every secret value in its detail replaced by its `${VAR}`.
+    pub fn hidden(mut self, secrets: &crate::template::Secrets) -> TargetResult {
+        self.detail = secrets.hide(&self.detail);
+        self
+    }
+}
+
 /// One wave as the run planned it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedWave {

@@ -222,12 +222,15 @@ fn approver() -> String {
 pub type ConfirmRollback<'a> = &'a dyn Fn(&str, &[TargetResult]) -> Result<bool, Problem>;
 
 /// Every event to the journal first, then to the caller; a wave's end to the webhooks.
+/// No event carries a secret value: the plan's `${VAR}`s are hidden in their words.
 fn tee<'a>(
     journal: &'a journal::Journal,
     emit: &'a (dyn Fn(Event) + Sync),
     notifier: &'a crate::notify::Notifier<'a>,
+    secrets: crate::template::Secrets,
 ) -> impl Fn(Event) + Sync + 'a {
     move |e: Event| {
+        let e = e.hidden(&secrets);
         let told = match &e {
             Event::WaveDone {
                 index,
@@ -293,11 +296,12 @@ fn finish(
     results: Vec<TargetResult>,
 ) -> Report {
     journal.finish(status, status.exit().code());
+    let secrets = plan.secrets();
     Report {
         run: journal.id(),
         plan: plan.name.clone(),
         status,
-        results,
+        results: results.into_iter().map(|r| r.hidden(&secrets)).collect(),
         paused: None,
     }
 }
@@ -358,7 +362,7 @@ impl Runner {
             how: Begin::New,
         });
         let notifier = crate::notify::Notifier::new(&p.plan, &journal.id());
-        let tee = tee(&journal, emit, &notifier);
+        let tee = tee(&journal, emit, &notifier, p.plan.secrets());
         tee(Event::Schedule {
             waves: planned(&p.plan, &p.schedule),
         });
@@ -417,8 +421,9 @@ impl Runner {
                 report.paused = end.paused;
                 Ok(Ended::Ran(report))
             }
-            Err(p) => {
+            Err(mut p) => {
                 journal.finish(RunStatus::Failed, p.code.exit().code());
+                p.message = plan.secrets().hide(&p.message);
                 Err(p.into())
             }
         }
@@ -542,7 +547,7 @@ impl Runner {
             },
         });
         let notifier = crate::notify::Notifier::new(&plan, &r.run);
-        let tee = tee(&journal, emit, &notifier);
+        let tee = tee(&journal, emit, &notifier, plan.secrets());
         let hosts = match hosts {
             Some(h) => Some(h),
             None => prepare::hosts_for(&plan, schedule.targets())
@@ -730,7 +735,7 @@ impl Runner {
             how: Begin::RollBack,
         });
         let notifier = crate::notify::Notifier::new(&plan, &r.run);
-        let tee = tee(&journal, emit, &notifier);
+        let tee = tee(&journal, emit, &notifier, plan.secrets());
         let exec = exec::Exec::new(&plan, &r.run, Duration::ZERO, hosts, &tee);
         let results = exec.roll_back_run(&upgraded);
         let status = if results.iter().any(|x| x.attention) {

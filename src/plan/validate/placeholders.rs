@@ -33,43 +33,8 @@ impl Validator {
 
     /// Every placeholder must have a value for every target that uses the template.
     pub(super) fn placeholders(&mut self, plan: &Plan) {
-        let mut node_templates: Vec<&At<Template>> = Vec::new();
-        if let Some(h) = &plan.health {
-            match &h.check {
-                Check::Http(t) | Check::Tcp(t) => node_templates.push(t),
-                Check::Command(c) => node_templates.extend(c.iter()),
-            }
-        }
-        let h = &plan.hooks;
-        for c in [&h.command, &h.before, &h.after, &h.on_rollback]
-            .into_iter()
-            .flatten()
-        {
-            node_templates.extend(c.iter());
-        }
-        for a in &plan.analysis {
-            node_templates.push(&a.url);
-            node_templates.push(&a.query);
-        }
-        let mut all: Vec<&At<Template>> = node_templates.clone();
-        all.extend(plan.notify.iter().map(|n| &n.webhook));
-        for g in &plan.groups {
-            if let Some(h) = &g.health {
-                match &h.check {
-                    Check::Http(t) | Check::Tcp(t) => all.push(t),
-                    Check::Command(c) => all.extend(c.iter()),
-                }
-            }
-            all.extend(g.hooks.command.iter().flatten());
-        }
-        let vars: Vec<(&str, &Template)> = plan
-            .nodes
-            .iter()
-            .flat_map(|n| n.vars.iter())
-            .chain(plan.groups.iter().flat_map(|g| g.vars.iter()))
-            .map(|(k, v)| (k.as_str(), v))
-            .collect();
-        self.env_refs(&all, &vars);
+        let node_templates = plan.node_templates();
+        self.env_refs(&plan.templates(), &plan.var_templates());
         for t in node_templates {
             for var in t.value.vars() {
                 if NODE_BUILTINS.contains(&var) {
