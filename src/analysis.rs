@@ -216,7 +216,9 @@ pub fn check(a: &Analysis, nodes: &[&NodeTarget], stop: &dyn Fn() -> bool) -> (V
     let started = Instant::now();
     let mut out_of_bounds = 0u32;
     let mut measured = 0usize;
-    let mut known = vec![false; queries.len()];
+    // Per query: measurements in a row without an answer or data (the last one too:
+    // a metric that vanished is no pass).
+    let mut errors = vec![0u32; queries.len()];
     let mut last_unknown = String::new();
     loop {
         measured += 1;
@@ -230,9 +232,9 @@ pub fn check(a: &Analysis, nodes: &[&NodeTarget], stop: &dyn Fn() -> bool) -> (V
                 Err(e) => Measure::Unknown(e),
             };
             match m {
-                Measure::Within(_) => known[i] = true,
+                Measure::Within(_) => errors[i] = 0,
                 Measure::Out(why) => {
-                    known[i] = true;
+                    errors[i] = 0;
                     out_of_bounds += 1;
                     if out_of_bounds > a.failure_limit {
                         return (
@@ -245,7 +247,17 @@ pub fn check(a: &Analysis, nodes: &[&NodeTarget], stop: &dyn Fn() -> bool) -> (V
                     }
                 }
                 Measure::Unknown(why) => {
-                    last_unknown = format!("{who}{why} (`{}`)", q.shown_promql)
+                    errors[i] += 1;
+                    last_unknown = format!("{who}{why} (`{}`)", q.shown_promql);
+                    if errors[i] >= a.consecutive_errors {
+                        return (
+                            Verdict::Inconclusive,
+                            format!(
+                                "{last_unknown}; {} measurement(s) in a row without data",
+                                errors[i]
+                            ),
+                        );
+                    }
                 }
             }
         }
@@ -258,7 +270,7 @@ pub fn check(a: &Analysis, nodes: &[&NodeTarget], stop: &dyn Fn() -> bool) -> (V
             std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
         }
     }
-    if known.iter().all(|k| *k) {
+    if errors.iter().all(|e| *e == 0) {
         (
             Verdict::Passed,
             format!(

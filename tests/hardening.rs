@@ -727,3 +727,69 @@ fn item_4_a_flood_of_say_frames_is_bounded_and_summarised() {
         "{floods} lines of the flood shown"
     );
 }
+
+/// A Prometheus HTTP API on 127.0.0.1 that answers its first `answered` queries with
+/// one sample of value 0, and every later one with no data (the canary crashed and its
+/// series vanished).
+fn vanishing_prometheus(answered: usize) -> u16 {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (n, conn) in listener.incoming().enumerate() {
+            let Ok(mut c) = conn else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            let result = if n < answered {
+                r#"[{"metric":{"node":"n1"},"value":[1700000000,"0"]}]"#
+            } else {
+                "[]"
+            };
+            let body = format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":{result}}}}}"#
+            );
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+/// Item 6: one sample in bounds, then no data: never a pass. The measurements without
+/// data reach `consecutive_errors` and the run pauses before the next wave.
+#[test]
+fn item_6_an_analysis_whose_metric_vanishes_does_not_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    local_fleet(dir.path(), &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    let port = vanishing_prometheus(1);
+    std::fs::write(
+        dir.path().join("plan.yaml"),
+        format!(
+            "plan: 1\nname: vanish\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+             rollout:\n  waves: [1, \"100%\"]\n\
+             analysis:\n  - name: errors\n    prometheus:\n      url: \"http://127.0.0.1:{port}\"\n\
+             \x20     query: app_errors_total\n      max: 0\n      for: 2s\n      interval: 200ms\n\
+             nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) =
+        output(
+            fleetup()
+                .current_dir(dir.path())
+                .args(["apply", "plan.yaml", "--yes"]),
+        );
+    assert_eq!(code, Some(6), "{out}{err}");
+    assert!(out.contains("in a row without data"), "{out}");
+    assert_eq!(current(&dir.path().join("n2")).as_deref(), Some("4.4.15"));
+}

@@ -211,6 +211,9 @@ pub struct Analysis {
     pub interval: Duration,
     /// Measurements out of bounds tolerated before the analysis fails.
     pub failure_limit: u32,
+    /// Measurements in a row without an answer or data (per query) that make the
+    /// analysis inconclusive at once. Such a measurement is never a pass.
+    pub consecutive_errors: u32,
 }
 
 /// When a webhook is told.

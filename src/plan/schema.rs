@@ -242,6 +242,7 @@ pub static PROMETHEUS: &[Field] = &[
     field!("for", Ty::Duration, default "0s", "how long to keep measuring after the wave"),
     field!("interval", Ty::Duration, default "10s", "time between measurements"),
     field!("failure_limit", Ty::Int { min: 0, max: 1000 }, default "0", "measurements out of bounds tolerated"),
+    field!("consecutive_errors", Ty::Int { min: 1, max: 1000 }, default "2", "measurements in a row with no answer or no data that make the analysis inconclusive (the run pauses); the last measurement must always have data"),
 ];
 
 pub static ANALYSIS: &[Field] = &[

@@ -262,6 +262,7 @@ impl Validator {
                 watch_for: duration(get(p, "for"), Duration::ZERO),
                 interval: duration(get(p, "interval"), Duration::from_secs(10)),
                 failure_limit: int(get(p, "failure_limit")).unwrap_or(0).max(0) as u32,
+                consecutive_errors: int(get(p, "consecutive_errors")).unwrap_or(2).max(1) as u32,
             });
         }
         out
