@@ -793,3 +793,58 @@ fn item_6_an_analysis_whose_metric_vanishes_does_not_pass() {
     assert!(out.contains("in a row without data"), "{out}");
     assert_eq!(current(&dir.path().join("n2")).as_deref(), Some("4.4.15"));
 }
+
+/// Item 7: a run killed while n1's health is checked, then aborted: `status` says that
+/// `rollback RUN` puts n1 back (not `resume`, which refuses an aborted run), and
+/// `rollback RUN` does, although the run's journal never recorded n1's outcome.
+#[test]
+fn item_7_an_aborted_runs_rollback_covers_the_target_it_left_mid_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1"], &["4.4.15", "4.4.16"]);
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: cut\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         health:\n  command: [\"/bin/sh\", \"-c\", \"test {version} != 4.4.16 || {{ touch {root}/checking; sleep 60; }}\"]\n  timeout: 90s\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .current_dir(d)
+        .args(["apply", "plan.yaml", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(30), || d
+        .join("n1/checking")
+        .exists()));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run = latest_run(&d.join("state"));
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["abort", &run])
+            .args(["--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, out, err) = output(fleetup().current_dir(d).args(["status", "plan.yaml"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(&format!("`fleetup rollback {run}`")), "{out}");
+    assert!(!out.contains("fleetup resume"), "{out}");
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["rollback", &run, "--yes", "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!out.contains("nothing to roll back"), "{out}");
+    assert_eq!(current(&d.join("n1")).as_deref(), Some("4.4.15"));
+    let (_, versions, _) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["node", "versions", "--root", "n1"]),
+    );
+    assert!(versions.contains("4.4.15\tpermanent"), "{versions}");
+}

@@ -57,8 +57,15 @@ fn notes(t: &TargetStatus) -> String {
     if let Some(u) = &t.unreadable {
         n.push(format!("● not readable: {u}"));
     }
-    if t.mid_change {
-        n.push("● mid-change: `fleetup resume` (or the same upgrade again) finishes it".into());
+    match &t.last_run {
+        Some(l) if l.outcome == crate::run::status::UNFINISHED => n.push(format!(
+            "● mid-change, left by run {} ({}): `fleetup rollback {}` puts it back, the same upgrade again finishes it",
+            l.run, l.status, l.run
+        )),
+        _ if t.mid_change => n.push(
+            "● mid-change: `fleetup resume` (or the same upgrade again) finishes it".into(),
+        ),
+        _ => {}
     }
     if t.current_not_permanent() {
         n.push("● current is not permanent: a restart goes back".into());

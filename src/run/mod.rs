@@ -664,10 +664,11 @@ impl Runner {
             .filter(|t| t.outcome == Outcome::Upgraded)
             .cloned()
             .collect();
-        // An interrupted run may have nodes caught mid-step: begun, never recorded. They
-        // go back too (the store repairs a half-done step first); one that never changed
-        // is already where it came from, and going back to it changes nothing.
-        if r.status.resumable() {
+        // A run killed, or killed and then aborted, may have nodes caught mid-step: begun,
+        // never recorded. They go back too, however the run ended (the store repairs a
+        // half-done step first); one that never changed is already where it came from,
+        // and going back to it changes nothing.
+        {
             for (target, from) in &r.began {
                 let recorded = r.targets.iter().any(|t| &t.target == target);
                 let node = plan.nodes.iter().find(|n| &n.name.value == target);

@@ -75,12 +75,19 @@ impl TargetStatus {
     }
 }
 
+/// A target's outcome in a run that began changing it and ended (aborted) before it
+/// said how that change ended.
+pub const UNFINISHED: &str = "unfinished";
+
 /// The last run in `runs` (oldest first) that touched `name`.
 fn last_run(runs: &[RunSummary], name: &str) -> Option<LastRun> {
     runs.iter().rev().find_map(|r| {
         let outcome = match r.targets.iter().find(|t| t.target == name) {
             Some(t) if t.outcome != super::Outcome::Skipped => t.outcome.as_str().to_owned(),
-            None if r.began.contains_key(name) => "interrupted".to_owned(),
+            // Begun and never finished: `resume` finishes it while the run can be taken
+            // up; once the run was aborted, only `rollback RUN` (or a new run) can.
+            None if r.began.contains_key(name) && r.resumable() => "interrupted".to_owned(),
+            None if r.began.contains_key(name) => UNFINISHED.to_owned(),
             _ => return None,
         };
         Some(LastRun {
@@ -122,7 +129,7 @@ pub fn fleet_status(
             s.last_run = last_run(&runs, &name);
             if s.last_run
                 .as_ref()
-                .is_some_and(|l| l.outcome == "interrupted")
+                .is_some_and(|l| l.outcome == "interrupted" || l.outcome == UNFINISHED)
             {
                 s.mid_change = true;
             }
