@@ -848,3 +848,49 @@ fn item_7_an_aborted_runs_rollback_covers_the_target_it_left_mid_change() {
     );
     assert!(versions.contains("4.4.15\tpermanent"), "{versions}");
 }
+
+/// Item 8: a node's `[trust]` holds over `--ssh` as it does here: an unsigned package is
+/// refused on the host (nothing changes), and a signed one, whose signature travels
+/// with it, is installed.
+#[test]
+fn item_8_a_hosts_own_trust_holds_over_ssh() {
+    let sshd = common::sshd::Sshd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1"], &["4.4.15", "4.4.16"]);
+    let (key, secret) = minisign_keypair(d, "release");
+    std::fs::write(
+        d.join("n1/node.toml"),
+        format!("product = \"emqx\"\n[trust]\nminisign = [\"{key}\"]\n"),
+    )
+    .unwrap();
+    let root = d.join("n1");
+    let upgrade = || {
+        output(
+            fleetup()
+                .current_dir(d)
+                .args([
+                    "node",
+                    "upgrade",
+                    "4.4.16",
+                    "--ssh",
+                    &sshd.addr(),
+                    "--ssh-config",
+                ])
+                .arg(sshd.config())
+                .arg("--root")
+                .arg(&root)
+                .args(["--repo", "repo"]),
+        )
+    };
+    let before = snapshot(&root);
+    let (code, out, err) = upgrade();
+    assert_ne!(code, Some(0), "{out}{err}");
+    assert!(err.contains("fleetup::package::signature"), "{err}");
+    assert!(err.contains("has no signature"), "{err}");
+    assert_eq!(snapshot(&root), before);
+    minisign_sign(&secret, &d.join("repo").join(package_name("4.4.16")), false);
+    let (code, out, err) = upgrade();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(current(&root).as_deref(), Some("4.4.16"));
+}

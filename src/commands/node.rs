@@ -68,19 +68,10 @@ fn with_ctx<T>(
         None => Some(NodeConfig::read(&opts.root)?),
         Some(_) => None,
     };
-    let trust = match local.as_ref().and_then(|c| c.trust.as_ref()) {
-        Some(t) => Some(crate::signature::Trust::new(&t.minisign).map_err(|(i, e)| {
-            Problem::new(
-                Code::NodeConfig,
-                format!(
-                    "{}: key {} of [trust] minisign is {e}",
-                    opts.root.join("node.toml").display(),
-                    i + 1
-                ),
-            )
-        })?),
-        None => None,
-    };
+    // A bad `[trust]` key, too; the store itself enforces the keys (here and on a host).
+    if let Some(c) = &local {
+        c.trust_keys(&opts.root)?;
+    }
     let activation = match &local {
         Some(c) => c.activation(&opts.root)?,
         // A remote node's activate hook is read from its node.toml on the host.
@@ -117,7 +108,6 @@ fn with_ctx<T>(
     ctx.policy = policy;
     ctx.platform = platform;
     ctx.activation = activation;
-    ctx.trust = trust;
     f(&mut store, &mut ctx)
 }
 

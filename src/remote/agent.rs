@@ -49,6 +49,10 @@ pub struct WireCtx {
     /// The node's platform when the controller knows it (`platform:`, `--platform`).
     #[serde(default)]
     pub platform: Option<String>,
+    /// The `.minisig` beside the package sent ahead, when the repository has one: the
+    /// host verifies it with its own `[trust]` keys.
+    #[serde(default)]
+    pub signature: Option<String>,
 }
 
 impl WireCtx {
@@ -80,6 +84,7 @@ impl WireCtx {
             lock_wait_ms: ctx.lock_wait.as_millis() as u64,
             run: ctx.run.clone(),
             platform: ctx.platform.as_ref().map(|p| p.to_string()),
+            signature: None,
         }
     }
 }
@@ -711,6 +716,28 @@ fn local_ctx<'a>(
         }
         ctx.product = ctx.product.or(config.product);
         ctx.edition = ctx.edition.or(config.edition);
+    }
+    // The host's own `[trust]` (which the store enforces whoever asks) needs the
+    // signature beside the package the controller sent.
+    if let (Some(repo), Some(sig)) = (&w.repo, &w.signature)
+        && let Some(file) = std::fs::read_dir(repo)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| package::Archive::of(n).is_some() && package::is_plain_file_name(n))
+    {
+        crate::fsutil::write_atomic(
+            &Path::new(repo).join(format!("{file}.minisig")),
+            sig.as_bytes(),
+        )
+        .map_err(|e| {
+            Problem::new(
+                Code::Io,
+                format!("cannot keep the signature of {file}: {e}"),
+            )
+        })?;
     }
     ctx.repo = w.repo.map(PathBuf::from);
     ctx.sha256 = w.sha256;

@@ -100,9 +100,10 @@ impl RemoteStore {
             _ => None,
         };
         let mut wire = WireCtx::from_ctx(ctx, None);
-        if let Some((dir, digest)) = repo {
+        if let Some((dir, digest, signature)) = repo {
             wire.repo = Some(dir);
             wire.sha256 = Some(digest);
+            wire.signature = signature;
         }
         let req = Request::Store {
             op,
@@ -158,7 +159,7 @@ impl RemoteStore {
         v: &Version,
         repo: &Path,
         ctx: &Ctx,
-    ) -> Result<Option<(String, String)>, Problem> {
+    ) -> Result<Option<(String, String, Option<String>)>, Problem> {
         let st = self.state()?;
         if st.as_ref().is_some_and(|s| s.get(v).is_some()) {
             return Ok(None);
@@ -208,7 +209,7 @@ impl RemoteStore {
                     ca: m.ca.clone(),
                 };
                 let remote_dir = self.hosts.fetch_package(&mut self.session, &digest, &req)?;
-                return Ok(Some((remote_dir, digest)));
+                return Ok(Some((remote_dir, digest, None)));
             }
             if ctx.trust.is_some() {
                 return Err(Problem::new(
@@ -269,6 +270,11 @@ impl RemoteStore {
         let remote_dir = self
             .hosts
             .send_package(&mut self.session, &path, &pkg.file, &digest)?;
-        Ok(Some((remote_dir, digest)))
+        // Its signature goes along (a few hundred bytes): a host with `[trust]` checks it.
+        let signature = std::fs::metadata(crate::signature::sig_path(&path))
+            .ok()
+            .filter(|m| m.len() <= 64 << 10)
+            .and_then(|_| std::fs::read_to_string(crate::signature::sig_path(&path)).ok());
+        Ok(Some((remote_dir, digest, signature)))
     }
 }

@@ -154,6 +154,26 @@ impl NodeConfig {
         })
     }
 
+    /// The keys of its `[trust]`, if it has one; a key that is none is an error, never
+    /// skipped.
+    pub fn trust_keys(&self, root: &Path) -> Result<Option<crate::signature::Trust>, Problem> {
+        let Some(t) = &self.trust else {
+            return Ok(None);
+        };
+        crate::signature::Trust::new(&t.minisign)
+            .map(Some)
+            .map_err(|(i, e)| {
+                Problem::new(
+                    Code::NodeConfig,
+                    format!(
+                        "{}: key {} of [trust] minisign is {e}",
+                        root.join("node.toml").display(),
+                        i + 1
+                    ),
+                )
+            })
+    }
+
     pub fn activation(&self, root: &Path) -> Result<Activation, Problem> {
         let Some(a) = &self.activate else {
             return Ok(Activation {
@@ -610,7 +630,16 @@ impl Store {
             crate::fsutil::copy_atomic(&source, &in_store).map_err(|e| io(&in_store, e))?;
         }
         // Signed by a trusted key, checked on the copy that is unpacked; failing closed.
-        if let Some(trust) = &ctx.trust {
+        // The keys of whoever asks (a plan's `trust`) and the node's own `[trust]` in its
+        // node.toml, whoever asks and from wherever (a plan run, a command, over SSH).
+        let own = NodeConfig::read(&self.root)
+            .and_then(|c| c.trust_keys(&self.root))
+            .inspect_err(|_| {
+                if source != in_store {
+                    let _ = std::fs::remove_file(&in_store);
+                }
+            })?;
+        for trust in ctx.trust.iter().chain(own.iter()) {
             let sig = crate::signature::sig_path(&source);
             if let Err(why) = trust.verify(&in_store, Some(&sig)) {
                 if source != in_store {
