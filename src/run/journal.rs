@@ -46,6 +46,23 @@ pub fn state_dir(flag: Option<&Path>, plan: Option<&Path>) -> Result<PathBuf, Pr
     ))
 }
 
+/// Eight hex digits from the kernel's random source (the clock's nanoseconds and the
+/// pid where it cannot be read): a run id's last part.
+fn unique_suffix() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        b = (nanos ^ std::process::id().rotate_left(16)).to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 /// The journal format this fleetup writes.
 pub const FORMAT: u32 = 2;
 
@@ -104,14 +121,18 @@ fn now() -> String {
 }
 
 impl Journal {
-    /// Creates the run's directory with the plan text and the journal's first line.
+    /// Creates the run's directory with the plan text and the journal's first line, and
+    /// takes the run's lock (returned, to be held while the run works) before anything
+    /// is written. The directory is made exclusively under an id no other run has: two
+    /// fleetups sharing a state directory, even started in the same second with the
+    /// same pid (containers), never share a run.
     pub fn create(
         state: &Path,
         plan_path: &Path,
         plan_name: &str,
         plan_text: &str,
         only: Option<&str>,
-    ) -> Result<Journal, Problem> {
+    ) -> Result<(Journal, crate::store::lock::Lock), Problem> {
         let io = |e: std::io::Error, p: &Path| {
             Problem::new(
                 Code::Io,
@@ -136,13 +157,21 @@ impl Journal {
             })
             .take(40)
             .collect();
-        let id = format!(
-            "{stamp}-{safe}-{}-{}",
-            &digest[..6],
-            std::process::id() % 10_000
-        );
-        let dir = state.join("runs").join(&id);
-        std::fs::create_dir_all(&dir).map_err(|e| io(e, &dir))?;
+        let runs = state.join("runs");
+        std::fs::create_dir_all(&runs).map_err(|e| io(e, &runs))?;
+        // A random suffix, and a directory only one creator gets: a taken id is tried
+        // again with another suffix.
+        let mut tries = 0;
+        let (id, dir) = loop {
+            let id = format!("{stamp}-{safe}-{}-{}", &digest[..6], unique_suffix());
+            let dir = runs.join(&id);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break (id, dir),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
+                Err(e) => return Err(io(e, &dir)),
+            }
+        };
+        let owner = lock_run(&dir, &id)?;
         let ext = plan_path
             .extension()
             .and_then(|e| e.to_str())
@@ -176,7 +205,7 @@ impl Journal {
             }),
             true,
         );
-        Ok(j)
+        Ok((j, owner))
     }
 
     /// Opens an existing run's journal to append to it (`resume`, `rollback`).
@@ -705,10 +734,31 @@ mod tests {
         );
     }
 
+    /// Issue 26, item 9: two runs of one plan started by one pid in the same second (as
+    /// two containers whose fleetup is pid 1 would) get two ids, two directories and two
+    /// journals, each run's lock taken as its directory is made.
+    #[test]
+    fn two_runs_started_at_once_never_share_an_id() {
+        let state = tempfile::tempdir().unwrap();
+        let make =
+            || Journal::create(state.path(), Path::new("p.yaml"), "p", "plan: 1\n", None).unwrap();
+        let (a, _a_owner) = make();
+        let (b, _b_owner) = make();
+        assert_ne!(a.id(), b.id());
+        assert_ne!(a.dir, b.dir);
+        for j in [&a, &b] {
+            let text = std::fs::read_to_string(j.dir.join("journal.jsonl")).unwrap();
+            assert_eq!(text.lines().count(), 1, "{text}");
+            assert!(text.contains(&j.id()), "{text}");
+            // Its lock is held: another fleetup cannot take the run up meanwhile.
+            assert!(lock_run(&j.dir, &j.id()).is_err());
+        }
+    }
+
     #[test]
     fn a_journal_written_by_a_run_reads_back_as_that_run() {
         let state = tempfile::tempdir().unwrap();
-        let j = Journal::create(
+        let (j, _owner) = Journal::create(
             state.path(),
             Path::new("plans/p.toml"),
             "emqx-4.4 patch/1 é",
@@ -717,7 +767,7 @@ mod tests {
         )
         .unwrap();
         let id = j.id();
-        // <stamp>-<safe name>-<digest>-<pid>: a name that is safe as a file name.
+        // <stamp>-<safe name>-<digest>-<random>: a name that is safe as a file name.
         assert!(id.contains("-emqx-4.4_patch_1__-"), "{id}");
         assert_eq!(j.dir, state.path().join("runs").join(&id));
         assert_eq!(

@@ -345,14 +345,13 @@ impl Runner {
             return Ok(Ended::Declined);
         }
         let state = self.state_dir(p.plan.state.as_deref())?;
-        let journal = journal::Journal::create(
+        let (journal, _owner) = journal::Journal::create(
             &state,
             path,
             &p.plan.name,
             &p.plan.file.text,
             p.only.as_deref(),
         )?;
-        let _owner = journal::lock_run(&journal.dir, &journal.id())?;
         emit(Event::Began {
             run: journal.id(),
             plan: p.plan.name.clone(),
