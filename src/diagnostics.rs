@@ -155,6 +155,7 @@ codes! {
     RunMovedOn = "run::moved-on", exit Refused, "a later run or a hand change moved the target on; roll that back first, or name the target with --force to take it back to where this run found it anyway";
     WindowClosed = "run::window-closed", exit Refused, "the plan's maintenance window is closed";
     HookFailed = "run::hook-failed", exit Failed, "a lifecycle hook (before, after, on_rollback) failed on the node's host; the message ends with its output";
+    RunStopped = "run::stopped", exit Paused, "the run was stopped (SIGINT/SIGTERM, or its output was closed) before it changed anything: start it again when ready";
     GateWaiting = "run::gate", exit Paused, "the run waits at a manual gate: `fleetup approve RUN` then `fleetup resume RUN` continue it, `fleetup abort RUN` ends it";
     AnalysisFailed = "analysis::failed", exit Failed, "a metric went out of its bounds after the wave: the wave failed and the rollout policy applied";
     AnalysisInconclusive = "analysis::inconclusive", exit Paused, "Prometheus could not be asked or had no data: the run paused; `fleetup resume` asks again, `fleetup abort` ends it";

@@ -248,6 +248,7 @@ fn get(
     from: u64,
     limit: u64,
     out: &mut dyn Sink,
+    stop: &dyn Fn() -> bool,
 ) -> Result<(u64, bool), GetError> {
     let mut req = agent.get(url);
     if from > 0 {
@@ -303,6 +304,12 @@ fn get(
         if got == 0 {
             break;
         }
+        if stop() {
+            return Err(GetError {
+                why: format!("GET {url} was stopped (SIGINT/SIGTERM)"),
+                retry: false,
+            });
+        }
         n += got as u64;
         if start + n > limit {
             return Err(format!("GET {url}: more than the {limit} bytes allowed").into());
@@ -330,7 +337,7 @@ impl Mirror {
         )?;
         let index_url = format!("{url}SHA256SUMS");
         let mut text = Vec::new();
-        get(&a, &index_url, 0, INDEX_LIMIT, &mut text).map_err(|e| e.why)?;
+        get(&a, &index_url, 0, INDEX_LIMIT, &mut text, &|| false).map_err(|e| e.why)?;
         let text = String::from_utf8(text).map_err(|_| format!("{index_url} is not text"))?;
         let index = parse_index(&text).map_err(|e| format!("{index_url}: {e}"))?;
         Ok(Mirror {
@@ -374,7 +381,8 @@ impl Mirror {
     /// Makes `file` (with its signature when `sig`) present in the cache, verified
     /// against the index: downloaded unless a copy with that digest is there. Returns
     /// its path.
-    pub fn fetch(&self, file: &str, sig: bool) -> Result<PathBuf, String> {
+    /// `stop` ends a download at once when it says so (SIGINT/SIGTERM).
+    pub fn fetch(&self, file: &str, sig: bool, stop: &dyn Fn() -> bool) -> Result<PathBuf, String> {
         let want = self
             .digest(file)
             .ok_or_else(|| format!("{file} is not in {}SHA256SUMS", self.url))?
@@ -390,6 +398,7 @@ impl Mirror {
                 &dest,
                 self.timeout,
                 self.ca.as_deref(),
+                stop,
             )?;
         }
         // The store checks the digest again when it copies the package.
@@ -421,6 +430,7 @@ pub fn download(
     dest: &Path,
     timeout: Duration,
     ca: Option<&str>,
+    stop: &dyn Fn() -> bool,
 ) -> Result<(), String> {
     let name = dest
         .file_name()
@@ -431,7 +441,14 @@ pub fn download(
     let _ = std::fs::remove_file(&part);
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
-            std::thread::sleep(Duration::from_secs(1 << (attempt - 1)));
+            let until = std::time::Instant::now() + Duration::from_secs(1 << (attempt - 1));
+            while std::time::Instant::now() < until && !stop() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        if stop() {
+            let _ = std::fs::remove_file(&part);
+            return Err(format!("the download of {name} was stopped"));
         }
         let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
         let mut f = match std::fs::OpenOptions::new()
@@ -442,7 +459,7 @@ pub fn download(
             Ok(f) => f,
             Err(e) => return Err(format!("cannot write {}: {e}", part.display())),
         };
-        match get(&a, url, have, MAX_PACKAGE, &mut f) {
+        match get(&a, url, have, MAX_PACKAGE, &mut f, stop) {
             Ok(_) => {
                 let _ = f.sync_all();
                 let got = crate::package::sha256_file(&part)
@@ -476,7 +493,7 @@ pub fn download_small(
 ) -> Result<(), String> {
     let mut body = Vec::new();
     let a = agent(timeout, ca, url.starts_with("https://"))?;
-    get(&a, url, 0, SIG_LIMIT, &mut body).map_err(|e| e.why)?;
+    get(&a, url, 0, SIG_LIMIT, &mut body, &|| false).map_err(|e| e.why)?;
     crate::fsutil::write_atomic(dest, &body)
         .map_err(|e| format!("cannot write {}: {e}", dest.display()))
 }

@@ -3,7 +3,6 @@
 //! plain log line per step. It never decides anything, it only shows.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -119,13 +118,7 @@ impl Progress {
             let _ = b.multi.println(text);
             return;
         }
-        if self.to_stderr {
-            eprintln!("{text}");
-        } else {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{text}");
-            let _ = out.flush();
-        }
+        crate::run::stop::say_line(&text, self.to_stderr);
     }
 
     pub fn event(&self, e: &Event) {

@@ -894,3 +894,154 @@ fn item_8_a_hosts_own_trust_holds_over_ssh() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert_eq!(current(&root).as_deref(), Some("4.4.16"));
 }
+
+/// Item 12: the reader of `--format jsonl` goes away while n1 is being checked: the run
+/// is not killed mid-step; n1 is finished (its `after` hook ran: it is not left
+/// drained), n2 is not started, the run ends stopped (exit 6) with its journal complete.
+#[test]
+fn item_12_a_closed_jsonl_output_stops_the_run_between_steps() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: closed\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  max_parallel: 1\n\
+         health:\n  command: [\"/bin/sh\", \"-c\", \"touch {root}/checking; sleep 1\"]\n  timeout: 30s\n\
+         hooks:\n  before: [\"/bin/sh\", \"-c\", \"echo drained > {root}/drain\"]\n\
+         \x20 after: [\"/bin/sh\", \"-c\", \"echo undrained > {root}/drain\"]\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .current_dir(d)
+        .args(["apply", "plan.yaml", "--yes", "--format", "jsonl"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while out.read_line(&mut line).unwrap() > 0 && !d.join("n1/checking").exists() {
+        line.clear();
+    }
+    assert!(d.join("n1/checking").exists());
+    drop(out);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(6), "{status:?}");
+    assert_eq!(
+        std::fs::read_to_string(d.join("n1/drain")).unwrap().trim(),
+        "undrained"
+    );
+    assert_eq!(current(&d.join("n1")).as_deref(), Some("4.4.16"));
+    assert_eq!(current(&d.join("n2")).as_deref(), Some("4.4.15"));
+    assert!(!d.join("n2/drain").exists());
+    let run = latest_run(&d.join("state"));
+    let journal =
+        std::fs::read_to_string(d.join("state/runs").join(&run).join("journal.jsonl")).unwrap();
+    assert!(
+        journal.lines().last().unwrap().contains("\"kind\":\"end\""),
+        "{journal}"
+    );
+    assert!(journal.contains("\"status\":\"stopped\""), "{journal}");
+}
+
+/// Item 12: SIGINT during a mirror download that stalls interrupts it at once: the run
+/// ends (exit 6, said so) long before the download's own timeout, nothing changed.
+#[test]
+fn item_12_a_signal_interrupts_a_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1"], &["4.4.15"]);
+    // A mirror whose package answer sends a little, then nothing more for a minute.
+    let made = tempfile::tempdir().unwrap();
+    let pkg = release_zip(made.path(), "4.4.16", 200);
+    let bytes = std::fs::read(&pkg).unwrap();
+    let name = package_name("4.4.16");
+    let index = format!("{}  {name}\n", fleetup::mirror::hex(&bytes));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, BufReader, Write};
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = r.read_line(&mut first);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            if first.contains("SHA256SUMS") {
+                let _ = c.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{index}",
+                        index.len()
+                    )
+                    .as_bytes(),
+                );
+                continue;
+            }
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    bytes.len()
+                )
+                .as_bytes(),
+            );
+            // A trickle: one byte a second, so the download never ends by itself soon.
+            let head: Vec<u8> = bytes.iter().take(120).copied().collect();
+            std::thread::spawn(move || {
+                for b in &head {
+                    if c.write_all(&[*b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                }
+            });
+        }
+    });
+    std::fs::write(
+        d.join("plan.yaml"),
+        format!(
+            "plan: 1\nname: sig\nproduct: emqx\nrepository: \"http://127.0.0.1:{port}/\"\nto: 4.4.16\nstate: ./state\n\
+             nodes:\n  - {{ name: n1, root: ./n1 }}\n"
+        ),
+    )
+    .unwrap();
+    let before = snapshot(&d.join("n1"));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .current_dir(d)
+        .env("FLEETUP_CACHE_DIR", d.join("cache"))
+        .args(["apply", "plan.yaml", "--yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The download has begun once the part file is there.
+    assert!(wait_until(std::time::Duration::from_secs(30), || {
+        std::fs::read_dir(d.join("cache/mirrors"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|m| std::fs::read_dir(m.path()).into_iter().flatten().flatten())
+            .any(|f| f.file_name().to_string_lossy().contains(".part."))
+    }));
+    let asked = std::time::Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(20),
+        "{err}"
+    );
+    assert_eq!(out.status.code(), Some(6), "{err}");
+    assert!(err.contains("fleetup::run::stopped"), "{err}");
+    assert_eq!(snapshot(&d.join("n1")), before);
+}

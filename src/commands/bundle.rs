@@ -96,7 +96,7 @@ pub fn run(plan_path: &Path, out: &Path) -> Result<Exit, Failure> {
         // From the mirror (downloaded, verified) or the plan's directory.
         let src = match &p.preflight.mirror {
             Some(m) => m
-                .fetch(f, plan.trust.is_some())
+                .fetch(f, plan.trust.is_some(), &|| false)
                 .map_err(|why| Problem::new(Code::PackageDownload, why))?,
             None => repo.value.join(f),
         };

@@ -295,8 +295,10 @@ fn with_progress(
         return with_event_stream(f);
     }
     let json = format == RunFormat::Json;
-    // From here on SIGINT/SIGTERM stop the run between steps (a second one at once).
+    // From here on SIGINT/SIGTERM stop the run between steps (a second one at once),
+    // and so does an output whose reader went away.
     crate::run::stop::install();
+    let guard = crate::run::stop::guard_output();
     let progress = Progress::new(terminal() && !json, json);
     let sink = |e: Event| {
         if let Event::Warnings { problems, file } = &e {
@@ -312,23 +314,27 @@ fn with_progress(
         } = &e
             && !json
         {
-            match how {
-                Begin::New => println!(
+            let said = match how {
+                Begin::New => format!(
                     "Run {run} of {plan}: {} in {} (journal: {})",
                     plural(*targets, "target"),
                     plural(*waves, "wave"),
                     journal.display()
                 ),
-                Begin::Resumed { finished } => println!(
+                Begin::Resumed { finished } => format!(
                     "Resuming run {run} of {plan}: {finished} of {targets} targets already finished"
                 ),
-                Begin::RollBack => {}
+                Begin::RollBack => String::new(),
+            };
+            if !said.is_empty() {
+                crate::run::stop::say_line(&said, false);
             }
         }
         progress.event(&e);
     };
     let ended = f(&sink);
     progress.finish();
+    drop(guard);
     match ended? {
         Ended::Ran(report) => {
             render_report(&report, json);
@@ -348,13 +354,9 @@ fn with_progress(
 /// `--format jsonl`: every event as one JSON line on stdout, flushed as it happens, and
 /// the run's end as the last line (docs/events.md).
 fn with_event_stream(f: impl FnOnce(&(dyn Fn(Event) + Sync)) -> Result<Ended, Failure>) -> Done {
-    use std::io::Write;
     crate::run::stop::install();
-    let line = |v: serde_json::Value| {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{v}");
-        let _ = out.flush();
-    };
+    let guard = crate::run::stop::guard_output();
+    let line = |v: serde_json::Value| crate::run::stop::say_line(&v.to_string(), false);
     let sink = |e: Event| {
         if let Some(v) = crate::run::journal::event_line(&e) {
             line(v);
@@ -387,6 +389,7 @@ fn with_event_stream(f: impl FnOnce(&(dyn Fn(Event) + Sync)) -> Result<Ended, Fa
         }),
     };
     line(end);
+    drop(guard);
     match ended? {
         Ended::Ran(r) => Ok(r.exit()),
         Ended::Declined | Ended::Nothing(_) => Ok(Exit::Ok),

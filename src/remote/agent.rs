@@ -497,7 +497,7 @@ fn fetch(
         .map_err(|e| Problem::new(Code::Io, format!("cannot create {}: {e}", pdir.display())))?;
     let dest = pdir.join(file);
     if package::sha256_file(&dest).ok().as_deref() != Some(sha256.as_str()) {
-        crate::mirror::download(url, &sha256, &dest, timeout, ca).map_err(|why| {
+        crate::mirror::download(url, &sha256, &dest, timeout, ca, &|| false).map_err(|why| {
             let code = if why.contains("SHA-256") {
                 Code::Checksum
             } else {

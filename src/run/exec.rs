@@ -292,7 +292,7 @@ impl<'a> Exec<'a> {
             return done(
                 None,
                 Outcome::Skipped,
-                "not started: the run was stopped (SIGINT/SIGTERM); `fleetup resume` continues"
+                "not started: the run was stopped (SIGINT/SIGTERM or a closed output); `fleetup resume` continues"
                     .into(),
                 false,
             );
@@ -765,7 +765,7 @@ impl<'a> Exec<'a> {
         let stopped = signalled || run.left_locked.load(Ordering::SeqCst);
         if signalled {
             (run.emit)(Event::Note {
-                detail: "stopped by SIGINT/SIGTERM: targets in progress finished their step, no other started; `fleetup resume` continues".into(),
+                detail: "stopped by SIGINT/SIGTERM or a closed output: targets in progress were finished, no other started; `fleetup resume` continues".into(),
             });
         }
         if run.stop.load(Ordering::SeqCst)

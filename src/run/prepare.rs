@@ -146,9 +146,14 @@ pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, F
     };
     if run && let (Some(m), Ok(targets)) = (&pf.mirror, &schedule) {
         fetch(&plan, m, &pf, targets.iter().copied()).map_err(|p| Failure {
+            // A stopped download is a stop (exit 6); anything else, invalid input.
+            exit: if p.code == Code::RunStopped {
+                p.code.exit()
+            } else {
+                Exit::Invalid
+            },
             problems: vec![p],
             file: file.clone(),
-            exit: Exit::Invalid,
         })?;
     }
     let schedule = schedule
@@ -218,16 +223,21 @@ pub fn fetch(
             Some(u) => p.at(u.span).label("from this mirror"),
             None => p,
         };
-        let path = mirror.fetch(&f, plan.trust.is_some()).map_err(|why| {
-            let code = if why.contains("SHA-256") {
-                Code::Checksum
-            } else if why.contains("signature") {
-                Code::PackageSignature
-            } else {
-                Code::PackageDownload
-            };
-            at(Problem::new(code, why))
-        })?;
+        let stop = super::stop::requested;
+        let path = mirror
+            .fetch(&f, plan.trust.is_some(), &stop)
+            .map_err(|why| {
+                let code = if stop() {
+                    Code::RunStopped
+                } else if why.contains("SHA-256") {
+                    Code::Checksum
+                } else if why.contains("signature") {
+                    Code::PackageSignature
+                } else {
+                    Code::PackageDownload
+                };
+                at(Problem::new(code, why))
+            })?;
         // Verified here too: a run whose package does not verify never starts.
         if let Some(t) = &plan.trust {
             t.value.verify(&path, None).map_err(at)?;

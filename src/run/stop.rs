@@ -23,3 +23,58 @@ pub fn install() {
 pub fn requested() -> bool {
     STOP.get().is_some_and(|f| f.load(Ordering::SeqCst))
 }
+
+/// Asks the run to stop between steps, as a first SIGINT would (its output was closed).
+pub fn request() {
+    STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .store(true, Ordering::SeqCst);
+}
+
+/// While a run writes its events, SIGPIPE is ignored: a reader that went away is a
+/// write error the run turns into a stop between steps, never a signal that ends
+/// fleetup in the middle of one (a drained node left drained). Dropped, SIGPIPE ends
+/// fleetup quietly again, as `fleetup history | head` expects.
+pub struct OutputGuard(());
+
+pub fn guard_output() -> OutputGuard {
+    // SAFETY: SIG_IGN is a valid disposition; changing it is process-wide and safe at
+    // any time (no handler runs).
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+    OutputGuard(())
+}
+
+impl Drop for OutputGuard {
+    fn drop(&mut self) {
+        // An output already closed stays ignored: what is left in its buffer is dropped
+        // at exit instead of ending fleetup by SIGPIPE before it returns its exit code.
+        if CLOSED.load(Ordering::SeqCst) {
+            return;
+        }
+        // SAFETY: as above, SIG_DFL is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+}
+
+/// Whether a write of the run's output failed: its reader is gone.
+static CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Writes `text` and a line break to stdout (or stderr), flushed; a write that fails
+/// (the reader is gone) asks the run to stop.
+pub fn say_line(text: &str, to_stderr: bool) {
+    use std::io::Write;
+    let ok = if to_stderr {
+        let mut e = std::io::stderr().lock();
+        writeln!(e, "{text}").and_then(|()| e.flush())
+    } else {
+        let mut o = std::io::stdout().lock();
+        writeln!(o, "{text}").and_then(|()| o.flush())
+    };
+    if ok.is_err() {
+        CLOSED.store(true, Ordering::SeqCst);
+        request();
+    }
+}
