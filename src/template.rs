@@ -167,7 +167,7 @@ impl Secrets {
             })
             .collect();
         // The longest first: a secret that contains another is hidden whole.
-        v.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        v.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
         Secrets(v)
     }
 
