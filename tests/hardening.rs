@@ -1045,3 +1045,55 @@ fn item_12_a_signal_interrupts_a_download() {
     assert!(err.contains("fleetup::run::stopped"), "{err}");
     assert_eq!(snapshot(&d.join("n1")), before);
 }
+
+/// Item 13: a bundle of a plan with relative roots and state, applied from anywhere,
+/// upgrades the original stores (none inside the bundle); a block-scalar `repository`
+/// still gives a bundle whose plan loads.
+#[test]
+fn item_13_a_bundles_plan_loads_and_names_the_original_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    for (file, repository) in [
+        ("plan.yaml", "./repo".to_owned()),
+        ("block.yaml", "|-\n  ./repo".to_owned()),
+    ] {
+        std::fs::write(
+            d.join(file),
+            format!(
+                "plan: 1\nname: carried\nproduct: emqx\nrepository: {repository}\nto: 4.4.16\nstate: ./state\n\
+                 defaults:\n  root: ./{{name}}\nnodes:\n  - {{ name: n1 }}\n  - {{ name: n2, root: ./n2 }}\n"
+            ),
+        )
+        .unwrap();
+        let out = d.join(format!("bundle-{file}"));
+        let (code, o, e) = output(
+            fleetup()
+                .current_dir(d)
+                .args(["bundle", file, "-o"])
+                .arg(&out),
+        );
+        assert_eq!(code, Some(0), "{file}: {o}{e}");
+        let (code, o, e) = output(fleetup().arg("check").arg(out.join("plan.yaml")));
+        assert_eq!(code, Some(0), "{file}: {o}{e}");
+    }
+    // Applied from elsewhere: the original stores change, the bundle holds no store.
+    let elsewhere = d.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let bundle = d.join("bundle-plan.yaml");
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(&elsewhere)
+            .arg("apply")
+            .arg(bundle.join("plan.yaml"))
+            .arg("--yes"),
+    );
+    assert_eq!(code, Some(0), "{o}{e}");
+    for n in ["n1", "n2"] {
+        assert_eq!(current(&d.join(n)).as_deref(), Some("4.4.16"), "{n}");
+        assert!(!bundle.join(n).exists(), "a store was made in the bundle");
+    }
+    assert!(!bundle.join("state").exists());
+    assert!(d.join("state/runs").exists());
+    assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
+}

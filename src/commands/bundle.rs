@@ -145,18 +145,25 @@ pub fn run(plan_path: &Path, out: &Path) -> Result<Exit, Failure> {
         }
     }
 
-    // The plan, its repository the bundle itself.
-    let text = &plan.file.text;
-    let span = plan.mirror.as_ref().map(|m| m.span).unwrap_or(repo.span);
-    let mut copy = String::with_capacity(text.len());
-    copy.push_str(&text[..span.start]);
-    copy.push_str("\".\"");
-    copy.push_str(&text[span.start + span.len..]);
+    // The plan, its repository the bundle itself, and every store it names the same
+    // store as the original names (relative paths made absolute).
+    let _ = repo;
+    let format = crate::plan::Format::from_path(plan_path).unwrap_or(crate::plan::Format::Yaml);
+    let from = std::path::absolute(plan_path)
+        .map_err(|e| io(plan_path, e))?
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default();
+    let agents_copy = plan.agents.as_ref().map(|_| "agents");
+    let copy = crate::plan::relocated(&plan.file.text, format, &from, ".", agents_copy)
+        .map_err(|why| Problem::new(Code::Io, format!("cannot write the bundle's plan: {why}")))?;
     let ext = plan_path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("yaml");
-    std::fs::write(dir.join(format!("plan.{ext}")), copy).map_err(|e| io(dir, e))?;
+    let copy_path = dir.join(format!("plan.{ext}"));
+    std::fs::write(&copy_path, &copy).map_err(|e| io(dir, e))?;
+    same_plan(plan, &copy, format, dir, &from)?;
 
     let kept = tmp.keep();
     if out.exists() {
@@ -164,7 +171,7 @@ pub fn run(plan_path: &Path, out: &Path) -> Result<Exit, Failure> {
     }
     std::fs::rename(&kept, out).map_err(|e| io(out, e))?;
     println!(
-        "Bundled {} package(s) of plan {} into {}: `fleetup apply {}` applies it with the network off. Agents for hosts of other platforms are in {} (FLEETUP_AGENTS or the plan's `agents`); other paths the plan gives relative to its file are taken relative to the bundle.",
+        "Bundled {} package(s) of plan {} into {}: `fleetup apply {}` applies it with the network off, to the same stores and state directory as the plan (its relative paths made absolute). Agents for hosts of other platforms are in {} (FLEETUP_AGENTS or the plan's `agents`).",
         files.len(),
         plan.name,
         out.display(),
@@ -172,4 +179,55 @@ pub fn run(plan_path: &Path, out: &Path) -> Result<Exit, Failure> {
         out.join("agents").display()
     );
     Ok(Exit::Ok)
+}
+
+/// The bundle's plan (`copy`, in `dir`) loads, takes its packages from the bundle, and
+/// names the same stores and state directory as the original `plan` (whose directory
+/// is `from`): or the bundle is not written.
+fn same_plan(
+    plan: &crate::plan::Plan,
+    copy: &str,
+    format: crate::plan::Format,
+    dir: &Path,
+    from: &Path,
+) -> Result<(), Problem> {
+    let refuse = |why: String| {
+        Problem::new(
+            Code::Io,
+            format!("the bundle's copy of plan {} would not be the same plan: {why}", plan.name),
+        )
+        .help("write the plan's `repository`, `state` and `root` values as plain one-line strings, then bundle again")
+    };
+    let loaded = crate::plan::load_text(
+        crate::diagnostics::SourceFile::new("plan", copy.to_owned()),
+        format,
+        dir,
+    );
+    let failed = loaded.has_errors();
+    let Some(c) = loaded.plan.filter(|_| !failed) else {
+        let first = loaded
+            .problems
+            .iter()
+            .find(|p| p.severity == crate::diagnostics::Severity::Error)
+            .map_or("it does not load".into(), |p| p.message.clone());
+        return Err(refuse(format!("it does not load ({first})")));
+    };
+    let abs = |p: &Path| std::path::absolute(from.join(p)).unwrap_or_else(|_| p.to_owned());
+    if c.repository.as_ref().map(|r| abs(&r.value)) != Some(abs(dir)) || c.mirror.is_some() {
+        return Err(refuse("its repository is not the bundle".into()));
+    }
+    if c.state.as_ref().map(|s| abs(s)) != plan.state.as_ref().map(|s| abs(s)) {
+        return Err(refuse("it names another state directory".into()));
+    }
+    for (a, b) in plan.nodes.iter().zip(&c.nodes) {
+        if a.ssh.is_none() && abs(&a.root.value) != abs(&b.root.value) {
+            return Err(refuse(format!(
+                "node `{}` would have its store at {} instead of {}",
+                a.name.value,
+                b.root.value.display(),
+                abs(&a.root.value).display()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -208,3 +208,108 @@ pub fn load_text(file: SourceFile, format: Format, dir: &Path) -> Loaded {
         problems,
     }
 }
+
+/// A copy of plan `text` to be kept in another directory: every path the plan resolves
+/// against its own directory (`state`, `defaults.root`, each node's `root`) made
+/// absolute against `dir`, where the plan is now, so the copy names the same stores;
+/// `repository` (or the mirror's URL) becomes `repository`, and a given `agents`
+/// becomes `agents`. Values are written as double-quoted strings, which YAML and TOML
+/// read alike, in place of whatever form they had (a YAML block scalar included). The
+/// caller loads the copy to check it.
+pub fn relocated(
+    text: &str,
+    format: Format,
+    dir: &Path,
+    repository: &str,
+    agents: Option<&str>,
+) -> Result<String, String> {
+    let root = match format {
+        Format::Yaml => tree::parse_yaml(text),
+        Format::Toml => tree::parse_toml(text),
+    }
+    .map_err(|e| e.message)?
+    .ok_or("the plan is empty")?;
+    let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    // The text a value takes: from the end of its key's separator (a block scalar's
+    // indicator and line break included) to the end of the value.
+    let edit = |(key, n): (&tree::Key, &Node), new: String| -> (usize, usize, String) {
+        let key_end = key.span.start + key.span.len;
+        let end = n.span.start + n.span.len;
+        let between = text.get(key_end..n.span.start).unwrap_or("");
+        if between.contains('\n') {
+            let sep = between
+                .find([':', '='])
+                .map_or(key_end, |i| key_end + i + 1);
+            let keep = if text[..end].ends_with('\n') {
+                "\n"
+            } else {
+                ""
+            };
+            (sep, end, format!(" {new}{keep}"))
+        } else {
+            (n.span.start, end, new)
+        }
+    };
+    let absolute = |n: &Node| -> Option<String> {
+        let tree::Kind::Str(v) = &n.kind else {
+            return None;
+        };
+        let p = Path::new(v);
+        (!v.is_empty() && p.is_relative()).then(|| quoted(&dir.join(p).display().to_string()))
+    };
+    let mut edits: Vec<(usize, usize, String)> = Vec::new();
+    if let Some(e) = lookup(&root, "repository") {
+        edits.push(edit(e, quoted(repository)));
+    }
+    if let Some(e) = lookup(&root, "state")
+        && let Some(new) = absolute(e.1)
+    {
+        edits.push(edit(e, new));
+    }
+    if let (Some(e), Some(a)) = (lookup(&root, "agents"), agents) {
+        edits.push(edit(e, quoted(a)));
+    }
+    if let Some(e) = lookup(&root, "defaults").and_then(|(_, d)| lookup(d, "root"))
+        && let Some(new) = absolute(e.1)
+    {
+        edits.push(edit(e, new));
+    }
+    if let Some((
+        _,
+        tree::Node {
+            kind: tree::Kind::Seq(nodes),
+            ..
+        },
+    )) = lookup(&root, "nodes")
+    {
+        for n in nodes {
+            if let Some(e) = lookup(n, "root")
+                && let Some(new) = absolute(e.1)
+            {
+                edits.push(edit(e, new));
+            }
+        }
+    }
+    edits.sort_by_key(|(start, _, _)| std::cmp::Reverse(*start));
+    let mut out = text.to_owned();
+    let mut last = usize::MAX;
+    for (start, end, new) in edits {
+        if end > last
+            || end > out.len()
+            || !out.is_char_boundary(start)
+            || !out.is_char_boundary(end)
+        {
+            return Err("the plan's path values overlap".into());
+        }
+        out.replace_range(start..end, &new);
+        last = start;
+    }
+    Ok(out)
+}
+
+fn lookup<'n>(n: &'n Node, key: &str) -> Option<(&'n tree::Key, &'n Node)> {
+    match &n.kind {
+        tree::Kind::Map(e) => e.iter().find(|(k, _)| k.name == key).map(|(k, v)| (k, v)),
+        _ => None,
+    }
+}
