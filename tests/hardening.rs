@@ -1097,3 +1097,63 @@ fn item_13_a_bundles_plan_loads_and_names_the_original_stores() {
     assert!(d.join("state/runs").exists());
     assert!(std::fs::read_dir(&elsewhere).unwrap().next().is_none());
 }
+
+/// Item 14: a market holding `1.0.1.yaml` and `v1.0.1.yaml` (one version twice) is
+/// refused, naming both files, by hand and by a plan; nothing is deployed.
+#[test]
+fn item_14_two_templates_of_one_version_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let m = d.join("market/mall");
+    std::fs::create_dir_all(&m).unwrap();
+    for (file, image) in [
+        ("1.0.0.yaml", "1.0.0"),
+        ("1.0.1.yaml", "1.0.1"),
+        ("v1.0.1.yaml", "evil"),
+    ] {
+        std::fs::write(
+            m.join(file),
+            format!(
+                "app: mall\nversion: {}\nservices:\n  web:\n    image: mall/web:{image}\n",
+                &file[..file.len() - 5]
+            ),
+        )
+        .unwrap();
+    }
+    std::fs::create_dir_all(d.join("shop")).unwrap();
+    fleetup()
+        .current_dir(d)
+        .args([
+            "group", "install", "mall", "1.0.0", "--root", "shop", "--market", "market",
+        ])
+        .assert()
+        .success();
+    let before = snapshot(&d.join("shop"));
+    let (code, out, err) = output(fleetup().current_dir(d).args([
+        "group", "upgrade", "mall", "--to", "1.0.1", "--root", "shop", "--market", "market",
+    ]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    let said = flat(&err);
+    assert!(
+        said.contains("1.0.1.yaml") && said.contains("v1.0.1.yaml"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&d.join("shop")), before);
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: g\nstate: ./state\ngroups:\n  - name: shop\n    root: ./shop\n    market: ./market\n\
+         \x20   apps: [{ app: mall, to: 1.0.1 }]\n",
+    )
+    .unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["apply", "plan.yaml", "--yes"]),
+    );
+    assert_ne!(code, Some(0), "{out}{err}");
+    assert!(
+        flat(&format!("{out}{err}")).contains("v1.0.1.yaml"),
+        "{out}{err}"
+    );
+    assert_eq!(snapshot(&d.join("shop")), before);
+}

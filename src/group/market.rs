@@ -137,12 +137,26 @@ impl Market {
 
     pub fn template(&self, app: &str, v: &Version) -> Result<AppTemplate, Problem> {
         check_app_name(app)?;
-        let Some(path) = self
+        let of_v: Vec<PathBuf> = self
             .files(app)
             .into_iter()
-            .find(|(x, _, p)| x == v && p.is_file())
+            .filter(|(x, _, p)| x == v && p.is_file())
             .map(|(_, _, p)| p)
-        else {
+            .collect();
+        // `1.16.yaml` and `v1.16.0.yaml` are one version: which to deploy is not guessed.
+        if let [a, b, ..] = of_v.as_slice() {
+            return Err(Problem::new(
+                Code::MarketTemplate,
+                format!(
+                    "the market has {} templates of {app} {v}: {} and {}",
+                    of_v.len(),
+                    a.display(),
+                    b.display()
+                ),
+            )
+            .help("keep one template per version of an app: remove or rename the others"));
+        }
+        let Some(path) = of_v.into_iter().next() else {
             let have = self
                 .versions(app)
                 .iter()
