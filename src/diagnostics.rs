@@ -241,7 +241,9 @@ impl fmt::Debug for Located<'_> {
 }
 impl fmt::Display for Located<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.problem.message)
+        // What came from outside (a file name, a host's words) never reaches a terminal
+        // as control characters.
+        f.write_str(&crate::names::printable_text(&self.problem.message))
     }
 }
 impl std::error::Error for Located<'_> {}
@@ -257,7 +259,9 @@ impl miette::Diagnostic for Located<'_> {
         })
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.problem.help_text()))
+        Some(Box::new(crate::names::printable_text(
+            &self.problem.help_text().to_string(),
+        )))
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {
         match (&self.source, self.problem.span) {

@@ -144,8 +144,9 @@ pub fn parse_index(text: &str) -> Result<Vec<(String, String)>, String> {
         }
         if !crate::package::is_plain_file_name(file) {
             return Err(format!(
-                "line {} of SHA256SUMS names `{file}`, which is no plain file name",
-                i + 1
+                "line {} of SHA256SUMS names `{}`, which is no plain file name",
+                i + 1,
+                crate::names::printable(file)
             ));
         }
         out.push((digest.to_ascii_lowercase(), file.to_owned()));

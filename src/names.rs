@@ -40,3 +40,20 @@ pub fn printable(s: &str) -> String {
         })
         .collect()
 }
+
+/// `s` as [`printable`] shows it, but with its line breaks and tabs kept: for text of
+/// several lines (a hook's output, a message) shown to a person.
+pub fn printable_text(s: &str) -> String {
+    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return s.to_owned();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}

@@ -663,7 +663,10 @@ impl Repository {
 /// Whether `name` names a file in one directory and nothing else: not empty, not
 /// hidden, no path separator (a mirror's index line, a package sent to a host).
 pub fn is_plain_file_name(name: &str) -> bool {
-    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\'])
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
 }
 
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {

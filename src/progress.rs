@@ -118,7 +118,7 @@ impl Progress {
             let _ = b.multi.println(text);
             return;
         }
-        crate::run::stop::say_line(&text, self.to_stderr);
+        crate::run::stop::say_line(&crate::names::printable_text(&text), self.to_stderr);
     }
 
     pub fn event(&self, e: &Event) {

@@ -1157,3 +1157,52 @@ fn item_14_two_templates_of_one_version_are_refused() {
     );
     assert_eq!(snapshot(&d.join("shop")), before);
 }
+
+/// Item 15: a mirror whose SHA256SUMS names a file with control characters (a terminal
+/// escape that would forge a line of `plan`'s output) is refused, and no control
+/// character reaches the output.
+#[test]
+fn item_15_control_characters_in_an_index_never_reach_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1"], &["4.4.15"]);
+    let made = tempfile::tempdir().unwrap();
+    let pkg = release_zip(made.path(), "4.4.16", 0);
+    let bytes = std::fs::read(&pkg).unwrap();
+    let name = package_name("4.4.16");
+    let forged = format!("{name}\r\x1b[2K  n1   4.4.15 → 9.9.9");
+    let index = format!(
+        "{d}  {name}\n{d}  {forged}\n",
+        d = fleetup::mirror::hex(&bytes)
+    );
+    let m = mirror(vec![(name, bytes)], index, true, false);
+    std::fs::write(
+        d.join("plan.yaml"),
+        format!(
+            "plan: 1\nname: esc\nproduct: emqx\nrepository: \"http://127.0.0.1:{}/\"\nto: 4.4.16\nstate: ./state\n\
+             nodes:\n  - {{ name: n1, root: ./n1 }}\n",
+            m.port
+        ),
+    )
+    .unwrap();
+    for cmd in ["check", "plan"] {
+        let out = fleetup()
+            .current_dir(d)
+            .env("FLEETUP_CACHE_DIR", d.join("cache"))
+            .args([cmd, "plan.yaml"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        let all = [out.stdout, out.stderr].concat();
+        assert!(
+            !all.contains(&0x1b) && !all.contains(&b'\r'),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&all)
+        );
+        assert!(
+            flat(&String::from_utf8_lossy(&all)).contains("no plain file name"),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&all)
+        );
+    }
+}
