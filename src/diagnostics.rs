@@ -260,7 +260,7 @@ impl miette::Diagnostic for Located<'_> {
     }
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         Some(Box::new(crate::names::printable_text(
-            &self.problem.help_text().to_string(),
+            self.problem.help_text(),
         )))
     }
     fn source_code(&self) -> Option<&dyn SourceCode> {

@@ -57,3 +57,32 @@ pub fn printable_text(s: &str) -> String {
         })
         .collect()
 }
+
+/// The singular of a plan key that lists tables, to name one of them (`nodes` → `node`,
+/// `analysis` stays `analysis`, `policies` → `policy`).
+pub fn singular(word: &str) -> String {
+    if let Some(stem) = word.strip_suffix("ies") {
+        return format!("{stem}y");
+    }
+    if word.ends_with("ss") || word.ends_with("is") || word.ends_with("us") {
+        return word.to_owned();
+    }
+    word.strip_suffix('s').unwrap_or(word).to_owned()
+}
+
+#[cfg(test)]
+mod singular_tests {
+    #[test]
+    fn one_of_a_list_is_named_in_the_singular() {
+        for (many, one) in [
+            ("nodes", "node"),
+            ("analysis", "analysis"),
+            ("gates", "gate"),
+            ("notify", "notify"),
+            ("policies", "policy"),
+            ("apps", "app"),
+        ] {
+            assert_eq!(super::singular(many), one);
+        }
+    }
+}

@@ -1206,3 +1206,33 @@ fn item_15_control_characters_in_an_index_never_reach_the_terminal() {
         );
     }
 }
+
+/// Smaller: a store whose RELEASES marks two releases permanent is reported damaged by
+/// `versions` (exit 1), as other damage is.
+#[test]
+fn two_permanent_releases_are_reported_as_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1"], &["4.4.15", "4.4.16"]);
+    fleetup()
+        .current_dir(d)
+        .args([
+            "node", "upgrade", "4.4.16", "--root", "n1", "--repo", "repo",
+        ])
+        .assert()
+        .success();
+    let releases = d.join("n1/releases/RELEASES");
+    let text = std::fs::read_to_string(&releases).unwrap();
+    assert!(text.contains("\"old\""), "{text}");
+    std::fs::write(&releases, text.replace("\"old\"", "\"permanent\"")).unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["node", "versions", "--root", "n1"]),
+    );
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        flat(&err).contains("2 releases are marked permanent"),
+        "{err}"
+    );
+}

@@ -165,6 +165,26 @@ pub fn parse_state(text: &str, path: &str) -> Result<StoreState, String> {
             ));
         }
     }
+    // One release runs at a time and one is kept for restarts: two of either and no
+    // command could tell which one it acts on.
+    for (which, name) in [
+        (ReleaseState::Permanent, "permanent"),
+        (ReleaseState::Current, "current"),
+    ] {
+        let marked: Vec<String> = state
+            .releases
+            .iter()
+            .filter(|r| r.state == which)
+            .map(|r| r.version.to_string())
+            .collect();
+        if marked.len() > 1 {
+            return Err(format!(
+                "{path} is damaged: {} releases are marked {name} ({})",
+                marked.len(),
+                marked.join(", ")
+            ));
+        }
+    }
     Ok(state)
 }
 
@@ -249,6 +269,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("releases/RELEASES")).unwrap();
         assert!(read_state(dir.path()).unwrap_err().contains("cannot read"));
+    }
+
+    /// Issue 26: two releases marked permanent (or current) are damage, not a choice.
+    #[test]
+    fn two_permanent_or_current_releases_are_damage() {
+        for state in ["permanent", "current"] {
+            let text = format!(
+                "format = 1\nproduct = \"emqx\"\n[[release]]\nversion = \"4.4.15\"\npackage = \"emqx-4.4.15-el8-amd64.zip\"\nstate = \"{state}\"\n[[release]]\nversion = \"4.4.16\"\npackage = \"emqx-4.4.16-el8-amd64.zip\"\nstate = \"{state}\"\n"
+            );
+            let e = parse_state(&text, "RELEASES").unwrap_err();
+            assert!(
+                e.contains("damaged") && e.contains("4.4.15, 4.4.16") && e.contains(state),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -380,7 +380,11 @@ impl Validator {
                 Kind::Seq(items) => {
                     for (i, it) in items.iter().enumerate() {
                         let w = match item {
-                            Ty::Table(_) => format!("{} #{}", what.trim_matches('`').trim_end_matches('s'), i + 1),
+                            Ty::Table(_) => format!(
+                                "{} #{}",
+                                crate::names::singular(what.trim_matches('`')),
+                                i + 1
+                            ),
                             _ => format!("item {} of {what}", i + 1),
                         };
                         self.shape_value(it, item, &w);
