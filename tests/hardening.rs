@@ -1236,3 +1236,27 @@ fn two_permanent_releases_are_reported_as_damage() {
         "{err}"
     );
 }
+
+/// Smaller: a fresh store and a repository holding only an old-style package name: the
+/// product cannot be told, and the message names the file and why it cannot be read.
+#[test]
+fn an_old_style_package_name_is_named_when_the_product_cannot_be_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("repo")).unwrap();
+    let made = release_zip(d, "4.3.22", 0);
+    std::fs::rename(&made, d.join("repo/emqx-ubuntu20.04-4.3.22-amd64.zip")).unwrap();
+    let (code, out, err) = output(fleetup().current_dir(d).args([
+        "node", "upgrade", "4.3.22", "--root", "n1", "--repo", "repo",
+    ]));
+    assert_ne!(code, Some(0), "{out}{err}");
+    // Wrapped anywhere, even inside the file name: compared without white space.
+    let said: String = err
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '│')
+        .collect();
+    assert!(
+        said.contains("emqx-ubuntu20.04-4.3.22-amd64.zipcannotberead"),
+        "{err}"
+    );
+}

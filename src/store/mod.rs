@@ -538,10 +538,17 @@ impl Store {
         // `emqx-ee-4.4.17-…` is emqx's ee edition).
         let marker = format!("-{v}-");
         let mut found = std::collections::BTreeSet::new();
+        // Archives that mention the version but do not read as a package of it: named,
+        // with why, when nothing else tells the product.
+        let mut unreadable = Vec::new();
         for dir in std::iter::once(self.releases.clone()).chain(ctx.repo.clone()) {
             for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let (Some(_), Some(at)) = (package::Archive::of(&name), name.find(&marker)) else {
+                if package::Archive::of(&name).is_none() || !name.contains(&v.to_string()) {
+                    continue;
+                }
+                let Some(at) = name.find(&marker) else {
+                    unreadable.push(name);
                     continue;
                 };
                 let prefix = &name[..at];
@@ -552,11 +559,40 @@ impl Store {
                     .unwrap_or(prefix);
                 if PackageName::parse(&name, product, &ctx.runtime).is_ok_and(|p| &p.version == v) {
                     found.insert(product.to_owned());
+                } else {
+                    unreadable.push(name);
                 }
             }
         }
         match found.len() {
             1 => Ok(found.into_iter().next().unwrap_or_default()),
+            0 if !unreadable.is_empty() => {
+                // Read as the product its first word names, to say what is wrong with it.
+                let why: Vec<String> = unreadable
+                    .iter()
+                    .map(|name| {
+                        let product = name.split('-').next().unwrap_or(name);
+                        match PackageName::parse(name, product, &ctx.runtime) {
+                            Err(e) => {
+                                format!("{} cannot be read ({e})", crate::names::printable(name))
+                            }
+                            Ok(p) => format!(
+                                "{} reads as {product} {}, not {v}",
+                                crate::names::printable(name),
+                                p.version
+                            ),
+                        }
+                    })
+                    .collect();
+                Err(Problem::new(
+                    Code::UnknownProduct,
+                    format!(
+                        "no package of version {v} found to tell which product this store holds: {}",
+                        why.join("; ")
+                    ),
+                )
+                .help("rename the package as current releases are named (<product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip), or pass --product"))
+            }
             0 => Err(Problem::new(
                 Code::UnknownProduct,
                 format!("no package of version {v} found to tell which product this store holds"),
