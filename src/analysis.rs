@@ -270,6 +270,16 @@ pub fn check(a: &Analysis, nodes: &[&NodeTarget], stop: &dyn Fn() -> bool) -> (V
             std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
         }
     }
+    // Cut short by a stop, it has not watched for its `for`: asked again on resume.
+    if started.elapsed() < a.watch_for && stop() {
+        return (
+            Verdict::Inconclusive,
+            format!(
+                "cut short by a stop after {measured} measurement(s) of the {} it watches for",
+                crate::duration::human(a.watch_for)
+            ),
+        );
+    }
     if errors.iter().all(|e| *e == 0) {
         (
             Verdict::Passed,

@@ -50,6 +50,34 @@ fn parse_any(s: &str) -> Option<Duration> {
     Some(total)
 }
 
+/// `d` as a person writes it: `430ms`, `3s`, `17.9s`, `2m`, `1h30m`.
+pub fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        return format!("{ms}ms");
+    }
+    if ms < 60_000 {
+        return if ms % 1000 == 0 {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{:.1}s", d.as_secs_f64())
+        };
+    }
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,5 +88,16 @@ mod tests {
         assert_eq!(parse_duration("721h"), None);
         assert!(too_long("721h") && too_long("5000000000000000h"));
         assert!(!too_long("30s") && !too_long("five minutes"));
+    }
+
+    #[test]
+    fn durations_are_shown_as_a_person_writes_them() {
+        let ms = Duration::from_millis;
+        assert_eq!(human(ms(430)), "430ms");
+        assert_eq!(human(ms(3000)), "3s");
+        assert_eq!(human(ms(17_900)), "17.9s");
+        assert_eq!(human(ms(120_000)), "2m");
+        assert_eq!(human(ms(5_400_000)), "1h30m");
+        assert_eq!(human(ms(61_000)), "1m1s");
     }
 }

@@ -1,0 +1,113 @@
+//! What the docs promise and no test held before (issue 29): each test names the
+//! defect or promise it holds, and was checked to fail with the behaviour removed.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+
+/// A Prometheus HTTP API on 127.0.0.1 whose every answer is one sample of value 0 (in
+/// bounds); it counts the queries it is asked.
+fn steady_prometheus() -> (u16, Arc<AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            count.fetch_add(1, Ordering::SeqCst);
+            let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"0"]}]}}"#;
+            let _ = c.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    (port, asked)
+}
+
+fn journal_of(state: &Path) -> String {
+    let run = latest_run(state);
+    std::fs::read_to_string(state.join("runs").join(run).join("journal.jsonl")).unwrap()
+}
+
+/// Defect 2: a stop during a metric analysis is not a pass. The run stops, the journal
+/// records the analysis as inconclusive (cut short), and `resume` asks again before the
+/// next wave.
+#[test]
+fn a_stop_during_an_analysis_is_asked_again_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    let (port, asked) = steady_prometheus();
+    std::fs::write(
+        d.join("plan.yaml"),
+        format!(
+            "plan: 1\nname: cut\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+             rollout:\n  waves: [1, \"100%\"]\n\
+             analysis:\n  - name: errors\n    prometheus:\n      url: \"http://127.0.0.1:{port}\"\n\
+             \x20     query: app_errors_total\n      max: 0\n      for: 4s\n      interval: 200ms\n\
+             nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n"
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .current_dir(d)
+        .args(["apply", "plan.yaml", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(30), || asked
+        .load(Ordering::SeqCst)
+        >= 2));
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGINT);
+    }
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(6), "{said}");
+    let journal = journal_of(&d.join("state"));
+    assert!(
+        journal.contains("\"verdict\":\"inconclusive\""),
+        "{journal}"
+    );
+    assert!(!journal.contains("\"verdict\":\"passed\""), "{journal}");
+    assert!(journal.contains("cut short by a stop"), "{journal}");
+    let n2 = link(&d.join("n2"), "current");
+    assert_eq!(n2.as_deref(), Some("releases/4.4.15"));
+    // Resumed: the analysis is asked again (for its whole `for`), then wave 2 goes.
+    let before = asked.load(Ordering::SeqCst);
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["resume", "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{o}{e}");
+    assert!(
+        asked.load(Ordering::SeqCst) > before + 5,
+        "the analysis was not asked again"
+    );
+    let journal = journal_of(&d.join("state"));
+    assert!(journal.contains("\"verdict\":\"passed\""), "{journal}");
+    assert_eq!(
+        link(&d.join("n2"), "current").as_deref(),
+        Some("releases/4.4.16")
+    );
+}
