@@ -111,3 +111,86 @@ fn a_stop_during_an_analysis_is_asked_again_on_resume() {
         Some("releases/4.4.16")
     );
 }
+
+/// Runs fleetup with `args` on a real pseudo-terminal (`script`) in `dir`, answering
+/// `answer` once its question is up: what the terminal showed.
+fn on_terminal(dir: &Path, args: &str, answer: &str) -> String {
+    let cmd = format!("{} {args}", env!("CARGO_BIN_EXE_fleetup"));
+    let out = std::process::Command::new("sh")
+        .current_dir(dir)
+        .arg("-c")
+        .arg(format!(
+            "(sleep 2; printf '{answer}\\n') | script -qec \"$0\" /dev/null",
+        ))
+        .arg(&cmd)
+        .output()
+        .expect("script (util-linux) runs commands on a pseudo-terminal");
+    String::from_utf8_lossy(&out.stdout).replace('\r', "")
+}
+
+/// A run paused at a manual gate after wave 1 (n1 upgraded, n2 not): its id.
+fn paused_at_gate(d: &Path) -> String {
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: gated\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  waves: [1, \"100%\"]\n  gates: [{ after_wave: 1, approve: manual }]\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    )
+    .unwrap();
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["apply", "plan.yaml", "--yes"]),
+    );
+    assert_eq!(code, Some(6), "{o}{e}");
+    latest_run(&d.join("state"))
+}
+
+fn status_of(d: &Path, run: &str) -> String {
+    let (_, out, _) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["history", run, "--format", "json", "--state", "state"]),
+    );
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    doc["status"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Defect 3: declining `abort --rollback`'s question changes nothing (the run still
+/// waits, n1 stays upgraded); saying yes rolls n1 back and ends the run (as rolled
+/// back: nothing is left to resume).
+#[test]
+fn declining_abort_rollback_changes_nothing_and_yes_rolls_back_and_aborts() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let run = paused_at_gate(d);
+    let shown = on_terminal(d, &format!("abort {run} --rollback --state state"), "n");
+    assert!(shown.contains("Roll back?"), "{shown}");
+    assert!(shown.contains("Nothing was changed"), "{shown}");
+    assert_eq!(status_of(d, &run), "paused", "{shown}");
+    assert_eq!(
+        link(&d.join("n1"), "current").as_deref(),
+        Some("releases/4.4.16")
+    );
+
+    let shown = on_terminal(d, &format!("abort {run} --rollback --state state"), "y");
+    assert!(shown.contains("Roll back?"), "{shown}");
+    // Ended: rolled back, no longer waiting for resume.
+    assert_eq!(status_of(d, &run), "rolled-back", "{shown}");
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["resume", &run, "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{o}{e}");
+    assert!(o.contains("nothing to resume"), "{o}");
+    assert_eq!(
+        link(&d.join("n1"), "current").as_deref(),
+        Some("releases/4.4.15")
+    );
+    assert_eq!(
+        link(&d.join("n2"), "current").as_deref(),
+        Some("releases/4.4.15")
+    );
+}

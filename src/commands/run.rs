@@ -494,8 +494,16 @@ pub fn abort(
     let runner = taking_up(state);
     if rollback {
         runner.abortable(run)?;
-        let done = self::rollback(run, &[], state, yes, format)?;
-        // Declined, or nothing was upgraded: the run still waits; it ends here.
+        let declined = std::cell::Cell::new(false);
+        let done = rollback_asking(run, &[], state, yes, format, &declined)?;
+        // Declined: nothing happens, the run still waits as it did.
+        if declined.get() {
+            eprintln!(
+                "The run was not aborted: it still waits for `fleetup resume {run}` or `fleetup abort {run}`."
+            );
+            return Ok(Exit::Ok);
+        }
+        // Rolled back, or nothing was upgraded: the run ends here.
         if runner.abortable(run).is_ok() && done == Exit::Ok {
             println!("{}", runner.abort(run)?);
         }
@@ -513,6 +521,18 @@ pub fn rollback(
     state: Option<&Path>,
     yes: bool,
     format: RunFormat,
+) -> Done {
+    rollback_asking(run, force, state, yes, format, &std::cell::Cell::new(false))
+}
+
+/// [`rollback`], with `declined` set when the question was answered no.
+fn rollback_asking(
+    run: &str,
+    force: &[String],
+    state: Option<&Path>,
+    yes: bool,
+    format: RunFormat,
+    declined: &std::cell::Cell<bool>,
 ) -> Done {
     let runner = taking_up(state);
     let confirm = |id: &str, back: &[crate::run::TargetResult]| -> Result<bool, Problem> {
@@ -535,7 +555,9 @@ pub fn rollback(
             plural(back.len(), "target"),
             some(&items)
         );
-        Ok(ask("Roll back?"))
+        let yes = ask("Roll back?");
+        declined.set(!yes);
+        Ok(yes)
     };
     with_progress(format, |sink| runner.roll_back(run, force, &confirm, sink))
 }
