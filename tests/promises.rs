@@ -194,3 +194,32 @@ fn declining_abort_rollback_changes_nothing_and_yes_rolls_back_and_aborts() {
         Some("releases/4.4.15")
     );
 }
+
+/// Defect 4: a plan without `health:` checks nothing, and says so: no `health: checking`
+/// step, and the outcome reads "no health check configured", never "healthy".
+#[test]
+fn without_a_health_check_nothing_is_called_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1"], &["4.4.15", "4.4.16"]);
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: unchecked\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n",
+    )
+    .unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["apply", "plan.yaml", "--yes"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!out.contains("health: checking"), "{out}");
+    assert!(!out.contains("healthy"), "{out}");
+    assert!(
+        out.contains("upgraded (no health check configured, permanent"),
+        "{out}"
+    );
+    let journal = journal_of(&d.join("state"));
+    assert!(!journal.contains("\"step\":\"health\""), "{journal}");
+}

@@ -479,6 +479,10 @@ impl Change for NodeChange<'_> {
 
     fn check(&mut self) -> Result<(), Problem> {
         let (unit, name) = (self.unit, self.unit.name());
+        // No check configured: nothing is checked, and nothing says it was.
+        if unit.plan.health.is_none() {
+            return Ok(());
+        }
         self.cx.step(name, Step::HealthChecking);
         let from = self.from.clone();
         unit.health(
@@ -512,8 +516,13 @@ impl Change for NodeChange<'_> {
     }
 
     fn commit(&mut self) -> Result<String, Problem> {
+        let checked = if self.unit.plan.health.is_some() {
+            "healthy"
+        } else {
+            "no health check configured"
+        };
         if !self.unit.plan.rollout.permanent {
-            return Ok("healthy, current (not permanent)".into());
+            return Ok(format!("{checked}, current (not permanent)"));
         }
         let to = self.unit.to_version().clone();
         self.cx.step(
@@ -523,6 +532,6 @@ impl Change for NodeChange<'_> {
             },
         );
         self.with_ctx(|store, ctx| store.upgrade(&to, true, ctx))?;
-        Ok("healthy, permanent".into())
+        Ok(format!("{checked}, permanent"))
     }
 }
