@@ -365,34 +365,51 @@ fn a_build_the_hosts_cannot_run_fails_them_with_what_they_said_and_changes_nothi
 #[test]
 fn a_host_whose_agent_does_not_start_fails_alone() {
     let f = fleet(2);
-    // Host 2 holds a damaged copy of the very agent the controller asks for.
-    let bin = f.host_dir(1).join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let damaged = bin.join(format!(
-        "fleetup-{}",
-        short_digest(Path::new(env!("CARGO_BIN_EXE_fleetup")))
-    ));
-    std::fs::write(&damaged, "#!/nonexistent/interpreter\n").unwrap();
-    std::process::Command::new("chmod")
-        .arg("755")
-        .arg(&damaged)
-        .status()
-        .unwrap();
+    // Host 2 cannot keep an agent at all: where its agents go is a file.
+    std::fs::create_dir_all(f.host_dir(1)).unwrap();
+    std::fs::write(f.host_dir(1).join("bin"), "not a directory").unwrap();
     let plan = f.plan("  max_failures: 1\n", &|_| String::new());
     let (code, doc, err) = apply_json(&plan);
     assert_eq!(code, Some(3), "{doc}{err}");
     assert_eq!(target(&doc, "n1")["outcome"], "upgraded", "{doc}");
     let n2 = target(&doc, "n2");
     assert_eq!(n2["outcome"], "failed", "{n2}");
-    assert_eq!(n2["code"], "fleetup::remote::platform", "{n2}");
+    // Said as the host said it: its agent cannot be put in place.
     assert!(
         n2["detail"]
             .as_str()
             .unwrap()
-            .contains("cannot run the agent"),
+            .contains("cannot create directory"),
         "{n2}"
     );
     assert_eq!(f.permanent(1).as_deref(), Some("releases/4.4.15"));
+}
+
+/// Issue 29, defect 5: a damaged copy of the very agent the controller asks for, cached on
+/// a host, is checked against its SHA-256 before it runs, found damaged, and sent again:
+/// the host upgrades, and its cached agent is whole afterwards.
+#[test]
+fn a_damaged_cached_agent_is_checked_and_sent_again() {
+    let f = fleet(2);
+    let agent = Path::new(env!("CARGO_BIN_EXE_fleetup"));
+    let bin = f.host_dir(1).join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let damaged = bin.join(format!("fleetup-{}", short_digest(agent)));
+    // Runs (so only a check before it runs can tell), but is not the agent.
+    std::fs::write(&damaged, "#!/bin/sh\necho damaged >&2\nexit 1\n").unwrap();
+    std::process::Command::new("chmod")
+        .arg("755")
+        .arg(&damaged)
+        .status()
+        .unwrap();
+    let plan = f.plan("", &|_| String::new());
+    let (code, doc, err) = apply_json(&plan);
+    assert_eq!(code, Some(0), "{doc}{err}");
+    assert_eq!(target(&doc, "n2")["outcome"], "upgraded", "{doc}");
+    assert_eq!(
+        fleetup::package::sha256_file(&damaged).unwrap(),
+        fleetup::package::sha256_file(agent).unwrap()
+    );
 }
 
 /// Makes `n` fake agents and `n` fake packages on a host, each a day older than the one

@@ -112,13 +112,22 @@ pub struct Link {
 
 /// The bootstrap: probe, then run the agent the controller names, or receive it first.
 /// Every word the controller sends is checked (hex digests, a decimal size) before it
-/// reaches this script; the script itself only reads its own lines.
+/// reaches this script; the script itself only reads its own lines. A cached agent is
+/// checked against its SHA-256 before it runs (with `sha256sum`, or the copy's own
+/// `__self-check` where there is none); one that does not match is sent again.
 const BOOTSTRAP: &str = r#"d="${FLEETUP_REMOTE_DIR:-$HOME/.cache/fleetup}"
 printf 'fleetup-probe %s %s %s\n' "$(uname -s)" "$(uname -m)" "$d"
+intact() {
+  if command -v sha256sum >/dev/null 2>&1; then
+    [ "$(sha256sum < "$1" | cut -c1-64)" = "$2" ]
+  else
+    "$1" __self-check "$2" >/dev/null 2>&1
+  fi
+}
 while read -r verb short size digest; do
   b="$d/bin/fleetup-$short"
   case "$verb" in
-    run) if [ -x "$b" ]; then exec "$b" __agent --dir "$d"; fi
+    run) if [ -x "$b" ] && intact "$b" "$digest"; then exec "$b" __agent --dir "$d"; fi
          echo fleetup-missing ;;
     send) mkdir -p "$d/bin" || exit 1
           t="$d/bin/.fleetup-$short.$$"
@@ -244,7 +253,7 @@ impl Link {
             }
         };
         let short = &bin.sha256[..16];
-        self.say(&format!("run {short}\n"))?;
+        self.say(&format!("run {short} 0 {}\n", bin.sha256))?;
         let mut heard: std::collections::VecDeque<String> = Default::default();
         let mut sent = false;
         let limit = Duration::from_secs(60);
