@@ -55,7 +55,7 @@ fn secrets_never_reach_an_output_a_journal_or_a_record() {
         format!(
             "plan: 1\nname: secrets\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
              rollout:\n  max_failures: 5\n\
-             hooks:\n  activate: [\"/bin/sh\", \"-c\", \"test $0 != n1 || test $1 = 4.4.15\", \"{{name}}\", \"{{version}}\", \"--password=${{DB_PASSWORD}}\"]\n\
+             hooks:\n  activate: [\"/bin/sh\", \"-c\", \"echo argv: $0 $1 $2; env; test $0 != n1 || test $1 = 4.4.15\", \"{{name}}\", \"{{version}}\", \"--password=${{DB_PASSWORD}}\"]\n\
              health:\n  http: \"http://127.0.0.1:{port}/status?token=${{API_TOKEN}}\"\n  timeout: 300ms\n  interval: 100ms\n\
              nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n"
         ),
@@ -121,7 +121,7 @@ fn a_group_deploy_with_a_secret_leaves_it_out_of_its_record() {
         d.join("plan.yaml"),
         "plan: 1\nname: g\nstate: ./state\ngroups:\n  - name: shop\n    root: ./shop\n    market: ./market\n\
          \x20   apps: [{ app: mall, to: 1.0.1 }]\n\
-         \x20   hooks:\n      deploy: [\"/bin/sh\", \"-c\", \"test $0 != 1.0.1\", \"{version}\", \"--token=${API_TOKEN}\"]\n",
+         \x20   hooks:\n      deploy: [\"/bin/sh\", \"-c\", \"echo argv: $0 $1; env | grep ^API_TOKEN=; test $0 != 1.0.1\", \"{version}\", \"--token=${API_TOKEN}\"]\n",
     )
     .unwrap();
     let (code, out, err) =
@@ -233,6 +233,54 @@ fn an_analysis_that_cannot_ask_and_a_failing_remote_hook_show_no_secret() {
                 .args(["--state", "state"]),
         );
         assert_clean("history RUN", &format!("{out}{err}"));
+    }
+    for (path, text) in files_under(&d.join("state")) {
+        assert_clean(&path, &text);
+    }
+}
+
+/// Issue 29, defect 1: a failing command health check and a failing `after` hook, each
+/// echoing its argv and environment, leave no secret in any output, the journal or
+/// history: their captured output is shown with `${VAR}` in place of each value.
+#[test]
+fn failing_hooks_that_echo_their_argv_and_environment_leak_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    local_fleet(d, &["n1"], &["4.4.15", "4.4.16"]);
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: echo\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         health:\n  command: [\"/bin/sh\", \"-c\", \"test $1 != 4.4.16 || {{ env; echo argv: $0; exit 1; }}\", \"--token=${API_TOKEN}\", \"{version}\"]\n  timeout: 300ms\n  interval: 100ms\n\
+         hooks:\n  after: [\"/bin/sh\", \"-c\", \"env; echo argv: $0; exit 1\", \"--password=${DB_PASSWORD}\"]\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n",
+    )
+    .unwrap();
+    let mut said = String::new();
+    for format in ["human", "json", "jsonl"] {
+        let (code, out, err) = output(with_secrets(&mut fleetup()).current_dir(d).args([
+            "apply",
+            "plan.yaml",
+            "--yes",
+            "--format",
+            format,
+        ]));
+        assert!(matches!(code, Some(3 | 4)), "{code:?}: {out}{err}");
+        assert_clean(&format!("apply --format {format}"), &format!("{out}{err}"));
+        assert!(out.contains("after"), "{out}");
+        said.push_str(&out);
+        said.push_str(&err);
+    }
+    // The hooks' own words are there, with the secrets as written.
+    assert!(said.contains("argv: --token=${API_TOKEN}"), "{said}");
+    assert!(said.contains("argv: --password=${DB_PASSWORD}"), "{said}");
+    for args in [&["history"][..], &["history", "--format", "json"][..]] {
+        let (_, out, err) = output(
+            with_secrets(&mut fleetup())
+                .current_dir(d)
+                .args(args)
+                .args(["--state", "state"]),
+        );
+        assert_clean(&format!("{args:?}"), &format!("{out}{err}"));
     }
     for (path, text) in files_under(&d.join("state")) {
         assert_clean(&path, &text);

@@ -15,6 +15,24 @@ pub struct Hooks {
     pub render: Render,
     /// Local settings per service, merged into every spec rendered.
     pub overrides: BTreeMap<String, crate::plan::ServiceOverride>,
+    /// The values of the `${VAR}`s the hooks (or, in a run, the plan) read: taken out of
+    /// whatever a hook printed before it reaches a record or an output.
+    pub secrets: crate::template::Secrets,
+}
+
+impl Hooks {
+    /// The secrets of the deploy hook and the health check themselves.
+    pub fn own_secrets(
+        deploy: Option<&Vec<Template>>,
+        health: Option<&crate::health::Health>,
+    ) -> crate::template::Secrets {
+        let checks: Vec<&Template> = match health.map(|h| &h.check) {
+            Some(crate::health::Check::Command(c)) => c.iter().map(|t| &t.value).collect(),
+            Some(crate::health::Check::Http(t) | crate::health::Check::Tcp(t)) => vec![&t.value],
+            None => Vec::new(),
+        };
+        crate::template::Secrets::read(deploy.into_iter().flatten().chain(checks))
+    }
 }
 
 pub struct Ctx<'a> {
@@ -128,6 +146,7 @@ impl HookConfig {
             })?,
         };
         Ok(Hooks {
+            secrets: Hooks::own_secrets(deploy.as_ref(), health.as_ref()),
             deploy,
             timeout: dur(&cfg.deploy.as_ref().and_then(|d| d.timeout.clone()), 300)?,
             health,

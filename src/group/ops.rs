@@ -4,8 +4,23 @@
 use super::*;
 
 impl Group {
-    /// Writes a service's spec, runs the deploy hook and the health check.
+    /// Writes a service's spec, runs the deploy hook and the health check; what failed,
+    /// in words with no secret value in them (the hook's output included), for records
+    /// and outputs alike.
     fn deploy(
+        &self,
+        app: &str,
+        service: &str,
+        spec: &ServiceSpec,
+        v: &Version,
+        prev: &Version,
+        ctx: &mut Ctx,
+    ) -> Result<(), String> {
+        self.deploy_unhidden(app, service, spec, v, prev, ctx)
+            .map_err(|e| ctx.hooks.secrets.hide(&e))
+    }
+
+    fn deploy_unhidden(
         &self,
         app: &str,
         service: &str,

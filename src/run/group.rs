@@ -44,6 +44,7 @@ impl<'p> GroupUnit<'p> {
                 group: g.name.value.clone(),
                 render: g.render,
                 overrides: g.overrides.clone(),
+                secrets: self.plan.secrets(),
             },
             lock_wait: cx.lock_wait,
             run: Some(cx.run_id.to_owned()),
