@@ -167,7 +167,9 @@ fn the_connection_cap_bounds_ssh_processes_and_hosts_are_connected_again() {
     cmd.arg("plan").arg(&plan);
     let (out, most) = most_ssh_alive(&mut cmd);
     assert_eq!(out.status.code(), Some(0));
-    assert!(most <= 3, "{most}");
+    // One connection per host, several alive at once: never one at a time, never more
+    // than the hosts (issue 29: `most <= 3` alone held with no ssh at all).
+    assert!((2..=3).contains(&most), "{most}");
 }
 
 #[test]
