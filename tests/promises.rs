@@ -223,3 +223,119 @@ fn without_a_health_check_nothing_is_called_healthy() {
     let journal = journal_of(&d.join("state"));
     assert!(!journal.contains("\"step\":\"health\""), "{journal}");
 }
+
+fn count(text: &str, needle: &str) -> usize {
+    text.matches(needle).count()
+}
+
+/// Promise: a wait gate sleeps, and `resume` never waits it again; a manual gate after
+/// the same wave pauses the run, and resuming without an approval pauses again at once.
+#[test]
+fn a_wait_gate_is_waited_once_and_a_manual_gate_after_the_same_wave_still_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: gates\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  waves: [1, \"100%\"]\n  gates:\n    - { after_wave: 1, wait: 1s }\n    - { after_wave: 1, approve: manual }\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    )
+    .unwrap();
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["apply", "plan.yaml", "--yes"]),
+    );
+    assert_eq!(code, Some(6), "{o}{e}");
+    let state = d.join("state");
+    let run = latest_run(&state);
+    assert_eq!(count(&journal_of(&state), "\"state\":\"waited\""), 1);
+    // Not approved: paused again, the wait not waited again.
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["resume", &run, "--state", "state"]),
+    );
+    assert_eq!(code, Some(6), "{o}{e}");
+    assert_eq!(
+        count(&journal_of(&state), "\"state\":\"waited\""),
+        1,
+        "{}",
+        journal_of(&state)
+    );
+    assert_eq!(
+        link(&d.join("n2"), "current").as_deref(),
+        Some("releases/4.4.15")
+    );
+    // Approved: on through both gates, without waiting again.
+    fleetup()
+        .current_dir(d)
+        .args(["approve", &run, "--state", "state"])
+        .assert()
+        .success();
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["resume", &run, "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{o}{e}");
+    assert_eq!(count(&journal_of(&state), "\"state\":\"waited\""), 1);
+    assert_eq!(
+        link(&d.join("n2"), "current").as_deref(),
+        Some("releases/4.4.16")
+    );
+}
+
+/// Promise: a stop signal ends a wait gate's wait at once; the run stops (exit 6) before
+/// the next wave, its journal ended. (A wait cut short is waited in full on `resume`.)
+#[test]
+fn a_stop_ends_a_wait_gate_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: waits\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  waves: [1, \"100%\"]\n  gates: [{ after_wave: 1, wait: 10m }]\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .current_dir(d)
+        .args(["apply", "plan.yaml", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let state = d.join("state");
+    assert!(wait_until(std::time::Duration::from_secs(30), || {
+        std::fs::read_dir(state.join("runs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|r| {
+                std::fs::read_to_string(r.path().join("journal.jsonl"))
+                    .is_ok_and(|j| j.contains("waiting 600s"))
+            })
+    }));
+    let asked = std::time::Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as i32, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    // Well within the 10 minutes the gate would wait.
+    assert!(asked.elapsed() < std::time::Duration::from_secs(60));
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        link(&d.join("n2"), "current").as_deref(),
+        Some("releases/4.4.15")
+    );
+    assert!(journal_of(&state).contains("\"status\":\"stopped\""));
+}

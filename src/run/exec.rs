@@ -33,6 +33,8 @@ pub struct Earlier {
     pub began: BTreeMap<String, Option<Version>>,
     /// Gates it passed, by the wave they follow.
     pub gates: BTreeMap<usize, GateState>,
+    /// Waves after which its wait gates were waited through.
+    pub waited: BTreeSet<usize>,
     /// Waves (1-based) whose analyses all passed.
     pub analysed: BTreeSet<usize>,
 }
@@ -562,10 +564,7 @@ impl<'a> Exec<'a> {
             let passed = self.earlier.gates.get(&after);
             match g.kind {
                 crate::plan::GateKind::Wait(d) => {
-                    if matches!(
-                        passed,
-                        Some(GateState::Waited { .. } | GateState::Approved { .. })
-                    ) {
+                    if self.earlier.waited.contains(&after) {
                         continue;
                     }
                     (self.emit)(Event::Note {

@@ -429,6 +429,10 @@ pub struct RunSummary {
     /// Gates passed, by the wave they follow: approved (by whom) or waited through.
     #[serde(skip)]
     pub gates: std::collections::BTreeMap<usize, super::event::GateState>,
+    /// Waves (1-based) after which a wait gate was waited through: never waited again,
+    /// whatever a manual gate after the same wave says since.
+    #[serde(skip)]
+    pub waited: std::collections::BTreeSet<usize>,
     /// The last verdict of each analysis after each wave: (wave, name).
     #[serde(skip)]
     pub analyses: std::collections::BTreeMap<(usize, String), super::event::Verdict>,
@@ -475,6 +479,7 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
                     began: Default::default(),
                     schedule: None,
                     gates: Default::default(),
+                    waited: Default::default(),
                     analyses: Default::default(),
                     dir: dir.to_owned(),
                 });
@@ -498,6 +503,9 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
                     && let Ok(state) =
                         serde_json::from_value::<super::event::GateState>(event.clone())
                 {
+                    if matches!(state, super::event::GateState::Waited { .. }) {
+                        s.waited.insert(after as usize);
+                    }
                     s.gates.insert(after as usize, state);
                 }
                 if field("event") == Some("analysis")
@@ -892,6 +900,7 @@ mod tests {
             began: Default::default(),
             schedule: None,
             gates: Default::default(),
+            waited: Default::default(),
             analyses: Default::default(),
             dir: PathBuf::new(),
         };

@@ -571,6 +571,7 @@ impl Runner {
             finished,
             began: r.began.clone(),
             gates: r.gates.clone(),
+            waited: r.waited.clone(),
             analysed,
         };
         self.execute(exec, &journal, &plan, &schedule, earlier, &notifier, &tee)
