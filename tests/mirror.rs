@@ -620,3 +620,61 @@ fn an_https_mirror_is_trusted_through_fleetup_ca_file_and_refused_without_it() {
         Some("releases/4.4.16")
     );
 }
+
+/// Issue 29: a package already in the cache with its digest is not downloaded again (0
+/// GETs); a copy damaged in the cache is downloaded again (1 GET); a package whose bytes
+/// do not match the index is refused at once, never retried (1 GET).
+#[test]
+fn the_cache_is_reused_a_damaged_copy_fetched_again_and_other_bytes_never_retried() {
+    let (dir, files, cache) = setup();
+    let s = serve(with_prefix(files.clone()), Mode::Honest);
+    let p = plan(dir.path(), s.port);
+    let pkg = format!("emqx/{}", package_name("4.4.16"));
+    let apply = || run(&cache, &["apply".as_ref(), p.as_os_str(), "--yes".as_ref()]);
+    let back = || {
+        for n in ["n1", "n2"] {
+            fleetup()
+                .current_dir(dir.path())
+                .args(["node", "downgrade", "4.4.15", "--root", n])
+                .assert()
+                .success();
+        }
+    };
+    let (code, o, e) = apply();
+    assert_eq!(code, Some(0), "{o}{e}");
+    assert_eq!(s.gets(&pkg).len(), 1);
+    back();
+    let (code, o, e) = apply();
+    assert_eq!(code, Some(0), "{o}{e}");
+    assert_eq!(
+        s.gets(&pkg).len(),
+        1,
+        "the cached package was downloaded again"
+    );
+    // Damaged in the cache: downloaded again, once.
+    let cached: Vec<PathBuf> = std::fs::read_dir(cache.join("mirrors"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.path().join(package_name("4.4.16")))
+        .filter(|p| p.is_file())
+        .collect();
+    assert_eq!(cached.len(), 1);
+    std::fs::write(&cached[0], b"damaged").unwrap();
+    back();
+    let (code, o, e) = apply();
+    assert_eq!(code, Some(0), "{o}{e}");
+    assert_eq!(s.gets(&pkg).len(), 2);
+    assert_eq!(
+        current(dir.path(), "n1").as_deref(),
+        Some("releases/4.4.16")
+    );
+
+    // Other bytes than the index says: one GET, refused, nothing retried.
+    let (dir, files, cache) = setup();
+    let s = serve(with_prefix(files), Mode::Other);
+    let p = plan(dir.path(), s.port);
+    let (code, o, e) = run(&cache, &["apply".as_ref(), p.as_os_str(), "--yes".as_ref()]);
+    assert_eq!(code, Some(1), "{o}{e}");
+    assert!(e.contains("fleetup::package::checksum"), "{e}");
+    assert_eq!(s.gets(&pkg).len(), 1, "{:?}", s.gets(&pkg));
+}
