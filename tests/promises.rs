@@ -339,3 +339,55 @@ fn a_stop_ends_a_wait_gate_at_once() {
     );
     assert!(journal_of(&state).contains("\"status\":\"stopped\""));
 }
+
+/// Promise: a first SIGTERM asks the run to stop; a second ends fleetup at once with
+/// exit 130, as a kill would; the journal is readable (the run is interrupted) and
+/// `resume` finishes the run.
+#[test]
+fn a_second_signal_ends_fleetup_at_once_and_resume_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    std::fs::write(
+        d.join("plan.yaml"),
+        "plan: 1\nname: twice\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  max_parallel: 1\n\
+         health:\n  command: [\"/bin/sh\", \"-c\", \"test -e {root}/ok || {{ touch {root}/checking; sleep 20; }}\"]\n  timeout: 60s\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+    )
+    .unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .current_dir(d)
+        .args(["apply", "plan.yaml", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(30), || d
+        .join("n1/checking")
+        .exists()));
+    let pid = child.id() as i32;
+    // SAFETY: kill(2) on our own child's pid, twice.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
+    // The journal reads back: the run was interrupted.
+    let (code, o, e) = output(fleetup().current_dir(d).args(["history", "--state", "state"]));
+    assert_eq!(code, Some(0), "{o}{e}");
+    assert!(o.contains("interrupted"), "{o}");
+    // The checks pass from now on: resume finishes both nodes.
+    for n in ["n1", "n2"] {
+        std::fs::write(d.join(n).join("ok"), "").unwrap();
+    }
+    let (code, o, e) = output(fleetup().current_dir(d).args(["resume", "--state", "state"]));
+    assert_eq!(code, Some(0), "{o}{e}");
+    for n in ["n1", "n2"] {
+        assert_eq!(link(&d.join(n), "current").as_deref(), Some("releases/4.4.16"), "{n}");
+    }
+}
