@@ -376,18 +376,118 @@ fn a_second_signal_ends_fleetup_at_once_and_resume_finishes() {
         libc::kill(pid, libc::SIGTERM);
     }
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // The journal reads back: the run was interrupted.
-    let (code, o, e) = output(fleetup().current_dir(d).args(["history", "--state", "state"]));
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["history", "--state", "state"]),
+    );
     assert_eq!(code, Some(0), "{o}{e}");
     assert!(o.contains("interrupted"), "{o}");
     // The checks pass from now on: resume finishes both nodes.
     for n in ["n1", "n2"] {
         std::fs::write(d.join(n).join("ok"), "").unwrap();
     }
-    let (code, o, e) = output(fleetup().current_dir(d).args(["resume", "--state", "state"]));
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["resume", "--state", "state"]),
+    );
     assert_eq!(code, Some(0), "{o}{e}");
     for n in ["n1", "n2"] {
-        assert_eq!(link(&d.join(n), "current").as_deref(), Some("releases/4.4.16"), "{n}");
+        assert_eq!(
+            link(&d.join(n), "current").as_deref(),
+            Some("releases/4.4.16"),
+            "{n}"
+        );
     }
+}
+
+/// The lifecycle hooks' log of node `n`: one `<hook> <version>` line per run.
+fn hook_log(d: &Path) -> Vec<String> {
+    std::fs::read_to_string(d.join("hooks.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Promise (docs/rollout.md): `rollback RUN` and `rollback-all` run `on_rollback` and then
+/// `after` for each node they put back, so a node is never left drained.
+#[test]
+fn lifecycle_hooks_run_around_rollback_run_and_rollback_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    let plan = |extra: &str| {
+        format!(
+            "plan: 1\nname: hooks\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+             rollout:\n  max_parallel: 1\n{extra}\
+             hooks:\n  before: [\"/bin/sh\", \"-c\", \"echo before $0 $1 >> {log}\", \"{{name}}\", \"{{version}}\"]\n\
+             \x20 after: [\"/bin/sh\", \"-c\", \"echo after $0 $1 >> {log}\", \"{{name}}\", \"{{version}}\"]\n\
+             \x20 on_rollback: [\"/bin/sh\", \"-c\", \"echo on_rollback $0 $1 >> {log}\", \"{{name}}\", \"{{version}}\"]\n\
+             nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n",
+            log = d.join("hooks.log").display()
+        )
+    };
+    std::fs::write(d.join("plan.yaml"), plan("")).unwrap();
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["apply", "plan.yaml", "--yes"]),
+    );
+    assert_eq!(code, Some(0), "{o}{e}");
+    let run = latest_run(&d.join("state"));
+    std::fs::remove_file(d.join("hooks.log")).unwrap();
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["rollback", &run, "--yes", "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{o}{e}");
+    let log = hook_log(d);
+    for n in ["n1", "n2"] {
+        let on = log
+            .iter()
+            .position(|l| *l == format!("on_rollback {n} 4.4.15"));
+        let after = log.iter().position(|l| *l == format!("after {n} 4.4.15"));
+        assert!(
+            matches!((on, after), (Some(a), Some(b)) if a < b),
+            "{n}: {log:?}"
+        );
+    }
+
+    // rollback-all: n2's activate fails, so n1 is put back with the rest of the run.
+    std::fs::write(
+        d.join("plan.yaml"),
+        plan("  on_failure: rollback-all\n").replace(
+            "hooks:\n",
+            "hooks:\n  activate: [\"/bin/sh\", \"-c\", \"test $0 != n2 || test $1 != 4.4.16\", \"{name}\", \"{version}\"]\n",
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(d.join("hooks.log")).unwrap();
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["apply", "plan.yaml", "--yes"]),
+    );
+    assert_eq!(code, Some(3), "{o}{e}");
+    let log = hook_log(d);
+    let on = log.iter().position(|l| l == "on_rollback n1 4.4.15");
+    let after = log.iter().rposition(|l| l == "after n1 4.4.15");
+    assert!(
+        matches!((on, after), (Some(a), Some(b)) if a < b),
+        "{log:?}"
+    );
+    assert_eq!(
+        link(&d.join("n1"), "current").as_deref(),
+        Some("releases/4.4.15")
+    );
 }
