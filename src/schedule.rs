@@ -515,6 +515,20 @@ pub fn build_with(
 mod tests {
     use super::*;
 
+    /// `max_failures` as a count, or a share rounded down: tested on the function the
+    /// run uses (an earlier test tested a copy of it in run/exec.rs).
+    #[test]
+    fn max_failures_as_a_count_or_a_share_rounded_down() {
+        assert_eq!(allowed(Amount::Count(0), 10), 0);
+        assert_eq!(allowed(Amount::Count(3), 10), 3);
+        // A share of the targets, rounded down: 25% of 4 is one, of 7 one (1.75).
+        assert_eq!(allowed(Amount::Percent(25.0), 4), 1);
+        assert_eq!(allowed(Amount::Percent(25.0), 7), 1);
+        assert_eq!(allowed(Amount::Percent(25.0), 8), 2);
+        assert_eq!(allowed(Amount::Percent(10.0), 5), 0);
+        assert_eq!(allowed(Amount::Percent(100.0), 5), 5);
+    }
+
     /// Three nodes and two groups; n2 and the group `shop` carry the tag `canary`.
     fn plan() -> Plan {
         let text = "plan: 1\nname: p\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\n\

@@ -16,8 +16,6 @@ use semver::Version;
 use super::event::{Back, Event, GateState, Outcome, Step, TargetResult, Verdict};
 use super::target::{Change, ChangeError, Cx, Lifecycle, Target};
 use crate::diagnostics::{Code, Problem};
-#[cfg(test)]
-use crate::plan::Amount;
 use crate::plan::{OnFailure, Plan};
 use crate::remote::Hosts;
 use crate::schedule::{Schedule, TargetId};
@@ -82,14 +80,6 @@ pub struct Exec<'a> {
     left_locked: AtomicBool,
     /// Each wave's preflight, when the plan reads stores wave by wave.
     wave_check: Option<WaveCheck<'a>>,
-}
-
-#[cfg(test)]
-fn allowed_failures(a: Amount, total: usize) -> usize {
-    match a {
-        Amount::Count(c) => c as usize,
-        Amount::Percent(p) => (p * total as f64 / 100.0).floor() as usize,
-    }
 }
 
 /// The key under which wave `index`'s failures count, by `max_failures`'s scope.
@@ -841,21 +831,4 @@ pub fn locks_held(
     let targets = super::kinds::of_plan(plan);
     ids.filter_map(|t| targets[t.index(plan)].lock_held())
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn max_failures_as_a_count_or_a_share_rounded_down() {
-        assert_eq!(allowed_failures(Amount::Count(0), 10), 0);
-        assert_eq!(allowed_failures(Amount::Count(3), 10), 3);
-        // A share of the run's targets, rounded down: 25% of 4 is one, of 7 one (1.75).
-        assert_eq!(allowed_failures(Amount::Percent(25.0), 4), 1);
-        assert_eq!(allowed_failures(Amount::Percent(25.0), 7), 1);
-        assert_eq!(allowed_failures(Amount::Percent(25.0), 8), 2);
-        assert_eq!(allowed_failures(Amount::Percent(10.0), 5), 0);
-        assert_eq!(allowed_failures(Amount::Percent(100.0), 5), 5);
-    }
 }
