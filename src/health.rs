@@ -344,6 +344,41 @@ mod tests {
         assert!(p.wait(t).is_err());
     }
 
+    /// Issue 29: a check that goes ok → error → ok restarts the hold: success comes no
+    /// sooner than `healthy_for` after the failing probe (a lower bound, which a loaded
+    /// machine only lengthens).
+    #[test]
+    fn an_error_during_the_hold_restarts_it() {
+        let p = Probe::Http {
+            url: "http://127.0.0.1:9/status".into(),
+            expect: 200,
+        };
+        let t = Timing {
+            timeout: Duration::from_secs(10),
+            interval: Duration::from_millis(10),
+            healthy_for: Duration::from_secs(2),
+        };
+        let mut n = 0;
+        let mut failed_at = None;
+        let r = p.wait_watched(
+            t,
+            |_, _| {
+                n += 1;
+                // Healthy for a moment (well inside the hold), then one failure.
+                if n == 5 {
+                    failed_at = Some(Instant::now());
+                    Err("500 Internal Server Error".into())
+                } else {
+                    Ok(())
+                }
+            },
+            &mut |_| {},
+        );
+        assert!(r.is_ok(), "{r:?}");
+        let since_failure = failed_at.expect("the failing probe ran").elapsed();
+        assert!(since_failure >= t.healthy_for, "{since_failure:?}");
+    }
+
     #[test]
     fn a_watch_hears_each_failing_probe_and_then_the_hold_counting_down() {
         let p = Probe::Http {
