@@ -491,3 +491,57 @@ fn lifecycle_hooks_run_around_rollback_run_and_rollback_all() {
         Some("releases/4.4.15")
     );
 }
+
+/// Promise: `max_failures` scoped per wave gives each wave its own budget, in a real run
+/// and across a resume (a manual gate splits the run); scoped to the run, the failure
+/// before the resume still counts after it.
+#[test]
+fn max_failures_per_wave_and_per_run_hold_across_a_resume() {
+    for (scope, n4) in [("wave", "releases/4.4.16"), ("run", "releases/4.4.15")] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        local_fleet(d, &["n1", "n2", "n3", "n4"], &["4.4.15", "4.4.16"]);
+        std::fs::write(
+            d.join("plan.yaml"),
+            format!(
+                "plan: 1\nname: budget\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+                 rollout:\n  max_parallel: 1\n  waves: [2, 2]\n  max_failures: {{ count: 1, scope: {scope} }}\n\
+                 \x20 gates: [{{ after_wave: 1, approve: manual }}]\n\
+                 hooks:\n  activate: [\"/bin/sh\", \"-c\", \"case $0-$1 in n1-4.4.16|n3-4.4.16) exit 1;; esac\", \"{{name}}\", \"{{version}}\"]\n\
+                 nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n  - {{ name: n3, root: ./n3 }}\n  - {{ name: n4, root: ./n4 }}\n"
+            ),
+        )
+        .unwrap();
+        let (code, o, e) = output(
+            fleetup()
+                .current_dir(d)
+                .args(["apply", "plan.yaml", "--yes"]),
+        );
+        assert_eq!(code, Some(6), "{scope}: {o}{e}");
+        let run = latest_run(&d.join("state"));
+        fleetup()
+            .current_dir(d)
+            .args(["approve", &run, "--state", "state"])
+            .assert()
+            .success();
+        let (code, o, e) = output(
+            fleetup()
+                .current_dir(d)
+                .args(["resume", &run, "--state", "state"]),
+        );
+        assert_eq!(code, Some(3), "{scope}: {o}{e}");
+        assert_eq!(
+            link(&d.join("n2"), "current").as_deref(),
+            Some("releases/4.4.16")
+        );
+        assert_eq!(
+            link(&d.join("n3"), "current").as_deref(),
+            Some("releases/4.4.15")
+        );
+        assert_eq!(
+            link(&d.join("n4"), "current").as_deref(),
+            Some(n4),
+            "{scope}: {o}"
+        );
+    }
+}

@@ -373,16 +373,18 @@ impl RunStatus {
     }
 
     /// The status of a run whose targets ended as `results` (SPEC §5.6): attention
-    /// first, then failures, then a pause.
+    /// first; then a run that is not over (stopped, or paused by its window, a gate or an
+    /// analysis) waits for `resume`, whatever failed within its budget so far (those
+    /// failures make the run `failed` once it ends); then failures.
     pub fn of(results: &[TargetResult], paused: bool, stopped: bool) -> RunStatus {
         if results.iter().any(|r| r.attention) {
             RunStatus::NeedsAttention
-        } else if results.iter().any(|r| r.outcome.is_failure()) {
-            RunStatus::Failed
         } else if stopped {
             RunStatus::Stopped
         } else if paused {
             RunStatus::Paused
+        } else if results.iter().any(|r| r.outcome.is_failure()) {
+            RunStatus::Failed
         } else {
             RunStatus::Succeeded
         }
@@ -459,8 +461,14 @@ mod tests {
             ),
             RunStatus::NeedsAttention
         );
+        // A failure within the budget, then a pause: the run is not over, it waits
+        // (it used to end `failed`, which no `resume` could take up).
         assert_eq!(
             RunStatus::of(&[r(Outcome::RolledBack, false)], true, false),
+            RunStatus::Paused
+        );
+        assert_eq!(
+            RunStatus::of(&[r(Outcome::RolledBack, false)], false, false),
             RunStatus::Failed
         );
         assert_eq!(RunStatus::Paused.exit().code(), 6);
