@@ -222,3 +222,45 @@ fn sarif_output_passes_the_published_schema_and_carries_every_problem() {
     assert!(want.len() > 100, "{} problems", want.len());
     assert_eq!(seen, want);
 }
+
+/// Issue 29: every problem the broken-plan corpus shows carries help that fits it, not
+/// a neighbour's: a wave problem is about `waves`, a duplicate app is not told about
+/// target names, a zero interval is not told how to write a duration. Read from the
+/// reviewed snapshots, so a snapshot accepted with mismatched help fails here.
+#[test]
+fn every_problem_in_the_corpus_has_help_that_fits_it() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots");
+    let mut checked = 0;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("broken__") {
+            continue;
+        }
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        // One problem: its code line, then its message (×) and its help, up to the next.
+        for block in text.split("fleetup::").skip(1) {
+            let code = block.split_whitespace().next().unwrap_or("");
+            let flat: String = block
+                .split_whitespace()
+                .filter(|w| *w != "│")
+                .collect::<Vec<_>>()
+                .join(" ");
+            let message = flat.split(" help: ").next().unwrap_or("");
+            let help = flat.split(" help: ").nth(1).unwrap_or("");
+            checked += 1;
+            if code == "plan::wave" {
+                assert!(
+                    message.contains("`waves`"),
+                    "{name}: a wave problem about something else: {message}"
+                );
+            }
+            if code == "plan::duplicate-target" && message.contains("app `") {
+                assert!(!help.contains("node and group"), "{name}: {flat}");
+            }
+            if message.contains("must be above zero") {
+                assert!(!help.contains("number and a unit"), "{name}: {flat}");
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} problems read");
+}

@@ -31,7 +31,8 @@ impl Validator {
                         ),
                     )
                     .at(app.span)
-                    .label("second time"),
+                    .label("second time")
+                    .help("list each app of a group once: one entry says the version it goes to and which of its services"),
                 );
             }
             let services = get(a, "services").map(|sv| {

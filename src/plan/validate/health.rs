@@ -122,7 +122,8 @@ impl Validator {
                     "the health `interval` must be above zero",
                 )
                 .at(i.span)
-                .label("zero"),
+                .label("zero")
+                .help("give the time between two probes, above zero: e.g. 1s or 500ms"),
             );
         }
         // A hold that does not fit in its deadline can never pass: every upgrade (or every

@@ -286,28 +286,47 @@ impl Validator {
                 }
                 _ => self.wrong(n, ty, what),
             },
-            Ty::CountOrPercent { min } => match &n.kind {
-                Kind::Int(i) if *i >= *min => {}
-                Kind::Int(i) => self.push(
-                    Problem::new(Code::BadWave, format!("{what} is {i}; it must be at least {min}"))
-                        .at(n.span)
-                        .label(format!("at least {min}")),
-                ),
-                Kind::Str(t) => match parse_percent(t) {
-                    Some(p) if (*min == 0 || p > 0.0) && p <= 100.0 => {}
-                    Some(_) => self.push(
-                        Problem::new(Code::BadWave, format!("{what} `{t}` is out of range"))
+            Ty::CountOrPercent { min } => {
+                // A wave's size is told as waves are; any other count (max_failures,
+                // min_available, max_unavailable) as what it is.
+                let tell = |p: Problem| {
+                    if what.contains("`waves`") {
+                        p
+                    } else {
+                        Problem {
+                            code: Code::BadValue,
+                            ..p
+                        }
+                        .help(format!(
+                            "{} is a count (2) or a share of the targets ({}\"10%\" … \"100%\")",
+                            what.trim_start_matches("item ").split(" of ").last().unwrap_or(what),
+                            if *min == 0 { "\"0%\", " } else { "" }
+                        ))
+                    }
+                };
+                match &n.kind {
+                    Kind::Int(i) if *i >= *min => {}
+                    Kind::Int(i) => self.push(tell(
+                        Problem::new(Code::BadWave, format!("{what} is {i}; it must be at least {min}"))
                             .at(n.span)
-                            .label(if *min == 0 { "from 0% to 100%" } else { "above 0% and at most 100%" }),
-                    ),
-                    None => self.push(
-                        Problem::new(Code::BadWave, format!("{what} `{t}` is neither a count nor a percentage"))
-                            .at(n.span)
-                            .label("expected e.g. 5 or \"25%\""),
-                    ),
-                },
-                _ => self.wrong(n, ty, what),
-            },
+                            .label(format!("at least {min}")),
+                    )),
+                    Kind::Str(t) => match parse_percent(t) {
+                        Some(p) if (*min == 0 || p > 0.0) && p <= 100.0 => {}
+                        Some(_) => self.push(tell(
+                            Problem::new(Code::BadWave, format!("{what} `{t}` is out of range"))
+                                .at(n.span)
+                                .label(if *min == 0 { "from 0% to 100%" } else { "above 0% and at most 100%" }),
+                        )),
+                        None => self.push(tell(
+                            Problem::new(Code::BadWave, format!("{what} `{t}` is neither a count nor a percentage"))
+                                .at(n.span)
+                                .label("expected e.g. 5 or \"25%\""),
+                        )),
+                    },
+                    _ => self.wrong(n, ty, what),
+                }
+            }
             Ty::Wave => match &n.kind {
                 Kind::Str(t) if super::rollout::is_selector(t) => {
                     if t.trim().is_empty() || t == "@" {
