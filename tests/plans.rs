@@ -171,11 +171,25 @@ fn schema_is_json_and_covers_every_key() {
     }
 }
 
+/// Completions for each shell name the commands and their flags (issue 29: exit 0 and
+/// the word "fleetup" alone held for an empty script), and the bash script parses.
 #[test]
 fn completions_are_generated() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = fleetup().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        for word in ["apply", "resume", "rollback", "approve", "wait-for-lock", "--format"] {
+            let word = if shell == "fish" { word.trim_start_matches("--") } else { word };
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bash = dir.path().join("fleetup.bash");
     let out = fleetup().args(["completions", "bash"]).output().unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("fleetup"));
+    std::fs::write(&bash, &out.stdout).unwrap();
+    let parsed = std::process::Command::new("bash").arg("-n").arg(&bash).status().unwrap();
+    assert!(parsed.success(), "the bash completions do not parse");
 }
 
 /// `fleetup schema` as a third-party validator reads it (check-jsonschema, from PyPI;
