@@ -579,6 +579,17 @@ fn resume_refuses_while_another_fleetup_holds_a_store_it_still_has_to_change() {
         f.versions(0).contains("4.4.16\tpermanent")
     });
     assert!(n1_done, "{}", f.versions(0));
+    // It waits on n2's lock (issue 29: this was never checked): the lock file open, the
+    // run still going, n2 unchanged.
+    assert!(
+        wait_until(std::time::Duration::from_secs(20), || holds_open(
+            child.id(),
+            &f.nodes[1].1.join("releases/.lock")
+        )),
+        "the run never waited on n2's lock"
+    );
+    assert!(child.try_wait().unwrap().is_none(), "the run did not wait");
+    assert!(f.versions(1).contains("4.4.15\tpermanent"));
     let _ = child.kill();
     let _ = child.wait();
     let resume = || common::output(fleetup().args(["resume", "--state"]).arg(state_of(&f)));

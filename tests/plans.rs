@@ -179,8 +179,19 @@ fn completions_are_generated() {
         let out = fleetup().args(["completions", shell]).output().unwrap();
         assert!(out.status.success(), "{shell}");
         let script = String::from_utf8_lossy(&out.stdout);
-        for word in ["apply", "resume", "rollback", "approve", "wait-for-lock", "--format"] {
-            let word = if shell == "fish" { word.trim_start_matches("--") } else { word };
+        for word in [
+            "apply",
+            "resume",
+            "rollback",
+            "approve",
+            "wait-for-lock",
+            "--format",
+        ] {
+            let word = if shell == "fish" {
+                word.trim_start_matches("--")
+            } else {
+                word
+            };
             assert!(script.contains(word), "{shell} completions lack {word}");
         }
     }
@@ -188,7 +199,11 @@ fn completions_are_generated() {
     let bash = dir.path().join("fleetup.bash");
     let out = fleetup().args(["completions", "bash"]).output().unwrap();
     std::fs::write(&bash, &out.stdout).unwrap();
-    let parsed = std::process::Command::new("bash").arg("-n").arg(&bash).status().unwrap();
+    let parsed = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&bash)
+        .status()
+        .unwrap();
     assert!(parsed.success(), "the bash completions do not parse");
 }
 
