@@ -282,11 +282,14 @@ fn get(
         .and_then(|v| v.parse::<u64>().ok())
         && start + len > limit
     {
-        return Err(format!(
-            "GET {url}: the server announces {} bytes, more than the {limit} allowed",
-            start + len
-        )
-        .into());
+        // What the server has: asking again gets the same answer.
+        return Err(GetError {
+            why: format!(
+                "GET {url}: the server announces {} bytes, more than the {limit} allowed",
+                start + len
+            ),
+            retry: false,
+        });
     }
     let mut body = resp
         .body_mut()

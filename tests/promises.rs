@@ -545,3 +545,84 @@ fn max_failures_per_wave_and_per_run_hold_across_a_resume() {
         );
     }
 }
+
+/// Promise (docs/repositories.md): a package is at most 8 GiB; a mirror that announces
+/// more is refused before the body is read, never retried, and no node changes.
+#[test]
+fn a_package_announced_above_eight_gib_is_refused_before_its_body() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1"], &["4.4.15"]);
+    let name = package_name("4.4.16");
+    let index = format!("{}  {name}\n", "ab".repeat(32));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let gets = Arc::new(AtomicUsize::new(0));
+    let seen = gets.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            let mut r = BufReader::new(c.try_clone().unwrap());
+            let mut first = String::new();
+            let _ = r.read_line(&mut first);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+                    break;
+                }
+            }
+            if first.contains("SHA256SUMS") {
+                let _ = c.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{index}",
+                        index.len()
+                    )
+                    .as_bytes(),
+                );
+            } else {
+                seen.fetch_add(1, Ordering::SeqCst);
+                // 8 GiB and one byte announced; a few bytes sent.
+                let _ = c.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\nPK",
+                        (8u64 << 30) + 1
+                    )
+                    .as_bytes(),
+                );
+            }
+        }
+    });
+    std::fs::write(
+        d.join("plan.yaml"),
+        format!(
+            "plan: 1\nname: big\nproduct: emqx\nrepository: \"http://127.0.0.1:{port}/\"\nto: 4.4.16\nstate: ./state\n\
+             nodes:\n  - {{ name: n1, root: ./n1 }}\n"
+        ),
+    )
+    .unwrap();
+    let before = snapshot(&d.join("n1"));
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .env("FLEETUP_CACHE_DIR", d.join("cache"))
+            .args(["apply", "plan.yaml", "--yes"]),
+    );
+    assert_eq!(code, Some(1), "{o}{e}");
+    let said: String = e
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(said.contains("more than the 8589934592 allowed"), "{e}");
+    assert_eq!(snapshot(&d.join("n1")), before);
+    // Nothing of it kept.
+    let left: Vec<_> = std::fs::read_dir(d.join("cache/mirrors"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|m| std::fs::read_dir(m.path()).into_iter().flatten().flatten())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(gets.load(Ordering::SeqCst), 1, "retried");
+}
