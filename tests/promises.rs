@@ -626,3 +626,53 @@ fn a_package_announced_above_eight_gib_is_refused_before_its_body() {
     assert!(left.is_empty(), "{left:?}");
     assert_eq!(gets.load(Ordering::SeqCst), 1, "retried");
 }
+
+/// Promise: `rollback RUN` goes newest first by when each target finished, not by plan
+/// order: n1 (slow to turn healthy) finished after n2, so it goes back first.
+#[test]
+fn rollback_run_goes_newest_first_by_completion_not_plan_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    local_fleet(d, &["n1", "n2"], &["4.4.15", "4.4.16"]);
+    std::fs::write(
+        d.join("plan.yaml"),
+        format!(
+            "plan: 1\nname: order\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+             rollout:\n  max_parallel: 2\n\
+             health:\n  command: [\"/bin/sh\", \"-c\", \"test $0-$1 != n1-4.4.16 || sleep 1\", \"{{name}}\", \"{{version}}\"]\n  timeout: 30s\n\
+             hooks:\n  on_rollback: [\"/bin/sh\", \"-c\", \"echo $0 >> {log}\", \"{{name}}\"]\n\
+             nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n",
+            log = d.join("back.log").display()
+        ),
+    )
+    .unwrap();
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["apply", "plan.yaml", "--yes"]),
+    );
+    assert_eq!(code, Some(0), "{o}{e}");
+    let run = latest_run(&d.join("state"));
+    let journal = journal_of(&d.join("state"));
+    // n2 finished first (the journal's done lines say so).
+    let order: Vec<&str> = journal
+        .lines()
+        .filter(|l| l.contains("\"event\":\"done\""))
+        .map(|l| {
+            if l.contains("\"target\":\"n1\"") {
+                "n1"
+            } else {
+                "n2"
+            }
+        })
+        .collect();
+    assert_eq!(order, ["n2", "n1"], "{journal}");
+    let (code, o, e) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["rollback", &run, "--yes", "--state", "state"]),
+    );
+    assert_eq!(code, Some(0), "{o}{e}");
+    let back = std::fs::read_to_string(d.join("back.log")).unwrap();
+    assert_eq!(back.lines().collect::<Vec<_>>(), ["n1", "n2"], "{back}");
+}
