@@ -258,7 +258,7 @@ struct Mirror {
 }
 
 fn mirror(files: Vec<(String, Vec<u8>)>, index: String, ranges: bool, cut_first: bool) -> Mirror {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -267,27 +267,10 @@ fn mirror(files: Vec<(String, Vec<u8>)>, index: String, ranges: bool, cut_first:
         let mut cut = std::collections::HashSet::new();
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { continue };
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            let mut first = String::new();
-            if r.read_line(&mut first).is_err() {
+            let Some(common::http::Request { path, range }) = common::http::read_request(&c) else {
                 continue;
-            }
-            let mut range: Option<usize> = None;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                    range = v.trim().trim_end_matches('-').parse().ok();
-                }
-            }
-            let path = first
-                .split(' ')
-                .nth(1)
-                .unwrap_or("/")
-                .trim_start_matches('/');
-            let path = path.to_owned();
+            };
+            let range = range.map(|r| r as usize);
             seen.lock().unwrap().push(format!(
                 "{path} {}",
                 range.map_or("-".into(), |r| r.to_string())
@@ -732,34 +715,18 @@ fn item_4_a_flood_of_say_frames_is_bounded_and_summarised() {
 /// one sample of value 0, and every later one with no data (the canary crashed and its
 /// series vanished).
 fn vanishing_prometheus(answered: usize) -> u16 {
-    use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for (n, conn) in listener.incoming().enumerate() {
             let Ok(mut c) = conn else { continue };
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-            }
-            let result = if n < answered {
-                r#"[{"metric":{"node":"n1"},"value":[1700000000,"0"]}]"#
+            let _ = common::http::read_request(&c);
+            let body = if n < answered {
+                common::http::prometheus_vector(&["0"])
             } else {
-                "[]"
+                common::http::prometheus_vector(&[])
             };
-            let body = format!(
-                r#"{{"status":"success","data":{{"resultType":"vector","result":{result}}}}}"#
-            );
-            let _ = c.write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
+            common::http::answer(&mut c, body.as_bytes());
         }
     });
     port
@@ -963,19 +930,13 @@ fn item_12_a_signal_interrupts_a_download() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
-        use std::io::{BufRead, BufReader, Write};
+        use std::io::Write;
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { continue };
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            let mut first = String::new();
-            let _ = r.read_line(&mut first);
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-            }
-            if first.contains("SHA256SUMS") {
+            let Some(req) = common::http::read_request(&c) else {
+                continue;
+            };
+            if req.path.contains("SHA256SUMS") {
                 let _ = c.write_all(
                     format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{index}",

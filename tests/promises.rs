@@ -12,7 +12,6 @@ use common::*;
 /// A Prometheus HTTP API on 127.0.0.1 whose every answer is one sample of value 0 (in
 /// bounds); it counts the queries it is asked.
 fn steady_prometheus() -> (u16, Arc<AtomicUsize>) {
-    use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let asked = Arc::new(AtomicUsize::new(0));
@@ -20,22 +19,9 @@ fn steady_prometheus() -> (u16, Arc<AtomicUsize>) {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { continue };
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-            }
+            let _ = common::http::read_request(&c);
             count.fetch_add(1, Ordering::SeqCst);
-            let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"0"]}]}}"#;
-            let _ = c.write_all(
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            );
+            common::http::answer(&mut c, common::http::prometheus_vector(&["0"]).as_bytes());
         }
     });
     (port, asked)
@@ -550,7 +536,7 @@ fn max_failures_per_wave_and_per_run_hold_across_a_resume() {
 /// more is refused before the body is read, never retried, and no node changes.
 #[test]
 fn a_package_announced_above_eight_gib_is_refused_before_its_body() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::Write;
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     local_fleet(d, &["n1"], &["4.4.15"]);
@@ -563,16 +549,10 @@ fn a_package_announced_above_eight_gib_is_refused_before_its_body() {
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { continue };
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            let mut first = String::new();
-            let _ = r.read_line(&mut first);
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-            }
-            if first.contains("SHA256SUMS") {
+            let Some(req) = common::http::read_request(&c) else {
+                continue;
+            };
+            if req.path.contains("SHA256SUMS") {
                 let _ = c.write_all(
                     format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{index}",

@@ -314,6 +314,7 @@ pub fn target<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Val
         .unwrap_or_else(|| panic!("no {name} in {doc}"))
 }
 
+pub mod http;
 pub mod sshd;
 #[allow(unused_imports)]
 pub use sshd::free_port;
