@@ -488,32 +488,6 @@ fn item_11_a_whole_answer_to_a_range_request_restarts_the_file() {
     );
 }
 
-/// A private CA and a certificate for 127.0.0.1, made by openssl in `d`: (ca, cert, key).
-fn certificates(d: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
-    std::fs::write(
-        d.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    for args in [
-        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=fleetup-test-ca -keyout ca.key -out ca.pem",
-        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr",
-        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile leaf.ext -out cert.pem",
-    ] {
-        let made = std::process::Command::new("openssl")
-            .args(args.split(' '))
-            .current_dir(d)
-            .output()
-            .expect("openssl is installed by scripts/test");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-    }
-    (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"))
-}
-
 /// Item 10: an https mirror whose package answer redirects to plain http is refused
 /// (said so), nothing is fetched over http, no node changes.
 #[test]
@@ -529,7 +503,7 @@ fn item_10_a_redirect_from_https_to_http_is_refused() {
             package_name("4.4.16")
         )
     };
-    let (ca, cert, key) = certificates(dir.path());
+    let (ca, cert, key) = common::http::certificates(dir.path());
     // Serves SHA256SUMS itself; redirects everything else to the plain mirror.
     let port = common::sshd::free_port();
     let script = "import http.server, ssl, sys\n\

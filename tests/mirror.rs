@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -56,27 +56,9 @@ fn serve(files: HashMap<String, Vec<u8>>, mode: Mode) -> Server {
         let cut = Mutex::new(std::collections::HashSet::<String>::new());
         for conn in listener.incoming() {
             let Ok(mut c) = conn else { continue };
-            let mut r = BufReader::new(c.try_clone().unwrap());
-            let mut first = String::new();
-            if r.read_line(&mut first).is_err() {
+            let Some(common::http::Request { path, range }) = common::http::read_request(&c) else {
                 continue;
-            }
-            let mut range: Option<u64> = None;
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                    range = v.trim().trim_end_matches('-').parse().ok();
-                }
-            }
-            let path = first
-                .split(' ')
-                .nth(1)
-                .unwrap_or("/")
-                .trim_start_matches('/')
-                .to_owned();
+            };
             seen.lock().unwrap().push(format!(
                 "{path} {}",
                 range.map_or("-".into(), |r| r.to_string())
@@ -540,29 +522,7 @@ fn an_https_mirror_is_trusted_through_fleetup_ca_file_and_refused_without_it() {
     }
     std::fs::write(site.join("emqx/SHA256SUMS"), sums).unwrap();
     // A private CA and a server certificate for 127.0.0.1 it signed, made by openssl.
-    let d = dir.path();
-    let (ca, cert, key) = (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"));
-    std::fs::write(
-        d.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
-    )
-    .unwrap();
-    for args in [
-        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=fleetup-test-ca -keyout ca.key -out ca.pem",
-        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr",
-        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile leaf.ext -out cert.pem",
-    ] {
-        let made = std::process::Command::new("openssl")
-            .args(args.split(' '))
-            .current_dir(d)
-            .output()
-            .expect("openssl is installed by scripts/test");
-        assert!(
-            made.status.success(),
-            "{}",
-            String::from_utf8_lossy(&made.stderr)
-        );
-    }
+    let (ca, cert, key) = common::http::certificates(dir.path());
     let port = sshd::free_port();
     let script = "import functools, http.server, ssl, sys\n\
         h = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[2])\n\

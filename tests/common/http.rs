@@ -61,3 +61,32 @@ pub fn prometheus_vector(values: &[&str]) -> String {
         samples.join(",")
     )
 }
+
+/// A private CA and a server certificate for 127.0.0.1 it signed, made by openssl in
+/// `d`: the paths of the CA's certificate, the server's certificate and its key.
+pub fn certificates(
+    d: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    std::fs::write(
+        d.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    for args in [
+        "req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=fleetup-test-ca -keyout ca.key -out ca.pem",
+        "req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 -keyout key.pem -out leaf.csr",
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile leaf.ext -out cert.pem",
+    ] {
+        let made = std::process::Command::new("openssl")
+            .args(args.split(' '))
+            .current_dir(d)
+            .output()
+            .expect("openssl is installed by scripts/test");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    (d.join("ca.pem"), d.join("cert.pem"), d.join("key.pem"))
+}
