@@ -161,3 +161,54 @@ fn a_node_that_trusts_a_key_refuses_to_unpack_a_tampered_package() {
     // Not even the copy of the package stays behind.
     assert_eq!(snapshot(&root), before);
 }
+
+/// Issue 29, signatures on the remote path: a remote node's package (over a real sshd)
+/// swapped between `plan` and `apply` for bytes its signature does not cover is refused
+/// before the host receives a byte, the node unchanged; as signed, it upgrades.
+#[test]
+fn a_package_swapped_between_plan_and_apply_never_reaches_a_host() {
+    let sshd = common::sshd::Sshd::start();
+    let s = setup();
+    let d = s.dir.path();
+    let text = format!(
+        "plan: 1\nname: signed\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         ssh_config: {}\ntrust:\n  minisign: [\"{}\"]\n\
+         nodes:\n  - {{ name: n1, ssh: \"{}\", root: {} }}\n",
+        sshd.config().display(),
+        s.key,
+        sshd.addr(),
+        d.join("n1").display()
+    );
+    let plan = d.join("remote.yaml");
+    std::fs::write(&plan, text).unwrap();
+    let original = std::fs::read(&s.package).unwrap();
+    let mut tampered = original.clone();
+    let at = tampered.len() - 30;
+    tampered[at] ^= 0xff;
+    // Swapped after `plan` read it, before `apply`: the run's own check refuses it.
+    let (code, o, e) = output(fleetup().arg("plan").arg(&plan));
+    assert_eq!(code, Some(0), "{o}{e}");
+    std::fs::write(&s.package, &tampered).unwrap();
+    let before = snapshot(&d.join("n1"));
+    let (code, o, e) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(1), "{o}{e}");
+    let said: String = e
+        .split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(said.contains("changed after it was signed"), "{e}");
+    assert_eq!(snapshot(&d.join("n1")), before);
+    let received = std::fs::read_dir(sshd.remote_dir().join("packages"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(received, 0, "the host received a package");
+    // Signed as it is: upgraded over SSH.
+    std::fs::write(&s.package, &original).unwrap();
+    let (code, o, e) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(0), "{o}{e}");
+    assert_eq!(
+        link(&d.join("n1"), "current").as_deref(),
+        Some("releases/4.4.16")
+    );
+}
