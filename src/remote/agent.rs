@@ -441,6 +441,10 @@ pub fn gc(
         if keep_it {
             kept += 1;
         } else if std::fs::remove_file(&path).is_ok() {
+            // The mark of its last SHA-256 check goes with it (see the bootstrap).
+            if let Some(short) = n.strip_prefix("fleetup-") {
+                let _ = std::fs::remove_file(dir.join("checked").join(short));
+            }
             removed.push(format!("bin/{n}"));
         }
     }

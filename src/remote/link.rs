@@ -114,20 +114,28 @@ pub struct Link {
 /// Every word the controller sends is checked (hex digests, a decimal size) before it
 /// reaches this script; the script itself only reads its own lines. A cached agent is
 /// checked against its SHA-256 before it runs (with `sha256sum`, or the copy's own
-/// `__self-check` where there is none); one that does not match is sent again.
+/// `__self-check` where there is none); one that does not match is sent again. A check
+/// that passed leaves a mark (`checked/<short>`, removed with its agent by `gc`); while
+/// the agent is not newer than its mark it is not hashed again, so a fleet's hosts do
+/// not hash their agent at every connection.
 const BOOTSTRAP: &str = r#"d="${FLEETUP_REMOTE_DIR:-$HOME/.cache/fleetup}"
 printf 'fleetup-probe %s %s %s\n' "$(uname -s)" "$(uname -m)" "$d"
 intact() {
-  if command -v sha256sum >/dev/null 2>&1; then
-    [ "$(sha256sum < "$1" | cut -c1-64)" = "$2" ]
-  else
-    "$1" __self-check "$2" >/dev/null 2>&1
+  m="$d/checked/$3"
+  if [ -f "$m" ] && [ ! "$1" -nt "$m" ] && [ "$(cat "$m" 2>/dev/null)" = "$2" ]; then
+    return 0
   fi
+  if command -v sha256sum >/dev/null 2>&1; then
+    [ "$(sha256sum < "$1" | cut -c1-64)" = "$2" ] || return 1
+  else
+    "$1" __self-check "$2" >/dev/null 2>&1 || return 1
+  fi
+  mkdir -p "$d/checked" 2>/dev/null && printf '%s' "$2" > "$m" 2>/dev/null || true
 }
 while read -r verb short size digest; do
   b="$d/bin/fleetup-$short"
   case "$verb" in
-    run) if [ -x "$b" ] && intact "$b" "$digest"; then exec "$b" __agent --dir "$d"; fi
+    run) if [ -x "$b" ] && intact "$b" "$digest" "$short"; then exec "$b" __agent --dir "$d"; fi
          echo fleetup-missing ;;
     send) mkdir -p "$d/bin" || exit 1
           t="$d/bin/.fleetup-$short.$$"
