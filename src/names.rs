@@ -30,26 +30,23 @@ pub fn did_you_mean<'a>(
 /// returns, line breaks) shown escaped (`\u{1b}`), everything else as it is. For text
 /// from outside (a mirror's index, a signature's comment) in any message.
 pub fn printable(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+    escaped(s, |_| false)
 }
 
 /// `s` as [`printable`] shows it, but with its line breaks and tabs kept: for text of
 /// several lines (a hook's output, a message) shown to a person.
 pub fn printable_text(s: &str) -> String {
-    if !s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+    escaped(s, |c| c == '\n' || c == '\t')
+}
+
+/// `s` with every control character but those `keep` accepts escaped.
+fn escaped(s: &str, keep: impl Fn(char) -> bool) -> String {
+    if !s.chars().any(|c| c.is_control() && !keep(c)) {
         return s.to_owned();
     }
     s.chars()
         .map(|c| {
-            if c.is_control() && c != '\n' && c != '\t' {
+            if c.is_control() && !keep(c) {
                 c.escape_default().to_string()
             } else {
                 c.to_string()

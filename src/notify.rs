@@ -59,17 +59,8 @@ fn post(h: &Notify, body: &Value) -> Result<(), String> {
         .render(|_| None, |k| std::env::var(k).ok())
         .map_err(|m| format!("webhook {shown} cannot be filled: {m:?}"))?;
     // Whatever an error says, no secret value is in it.
-    let hide = |s: String| {
-        let mut s = s.replace(&url, &shown);
-        for k in t.env_vars() {
-            if let Ok(v) = std::env::var(k)
-                && !v.is_empty()
-            {
-                s = s.replace(&v, &format!("${{{k}}}"));
-            }
-        }
-        s
-    };
+    let secrets = crate::template::Secrets::read([t]);
+    let hide = |s: String| secrets.hide(&s.replace(&url, &shown));
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(5)))
         .http_status_as_error(false)

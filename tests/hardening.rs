@@ -20,14 +20,6 @@ fn gated_plan(dir: &Path) {
     .unwrap();
 }
 
-/// A message as one line: miette's wrapping and margins taken out.
-fn flat(s: &str) -> String {
-    s.split_whitespace()
-        .filter(|w| *w != "│")
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 fn current(root: &Path) -> Option<String> {
     link(root, "current").map(|l| l.rsplit('/').next().unwrap_or_default().to_owned())
 }
@@ -133,11 +125,7 @@ fn item_1_an_old_journal_is_resolved_from_its_state_directory_or_refused() {
             .arg(&moved),
     );
     assert_eq!(code, Some(2), "{out}{err}");
-    let said = err
-        .split_whitespace()
-        .filter(|w| *w != "│")
-        .collect::<Vec<_>>()
-        .join(" ");
+    let said = flat(&err);
     assert!(
         said.contains("relative to a directory it did not record"),
         "{err}"

@@ -589,11 +589,7 @@ fn a_package_announced_above_eight_gib_is_refused_before_its_body() {
             .args(["apply", "plan.yaml", "--yes"]),
     );
     assert_eq!(code, Some(1), "{o}{e}");
-    let said: String = e
-        .split_whitespace()
-        .filter(|w| *w != "│")
-        .collect::<Vec<_>>()
-        .join(" ");
+    let said = flat(&e);
     assert!(said.contains("more than the 8589934592 allowed"), "{e}");
     assert_eq!(snapshot(&d.join("n1")), before);
     // Nothing of it kept.

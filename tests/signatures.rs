@@ -192,11 +192,7 @@ fn a_package_swapped_between_plan_and_apply_never_reaches_a_host() {
     let before = snapshot(&d.join("n1"));
     let (code, o, e) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
     assert_eq!(code, Some(1), "{o}{e}");
-    let said: String = e
-        .split_whitespace()
-        .filter(|w| *w != "│")
-        .collect::<Vec<_>>()
-        .join(" ");
+    let said = flat(&e);
     assert!(said.contains("changed after it was signed"), "{e}");
     assert_eq!(snapshot(&d.join("n1")), before);
     let received = std::fs::read_dir(sshd.remote_dir().join("packages"))

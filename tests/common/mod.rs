@@ -304,6 +304,15 @@ pub fn cut_journal(state: &Path, target: &str) -> String {
     run
 }
 
+/// A message as one line: miette's wrapping and its `│` margins taken out, so that a
+/// test can look for a phrase wherever the terminal width broke it.
+pub fn flat(s: &str) -> String {
+    s.split_whitespace()
+        .filter(|w| *w != "│")
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The result of target `name` in a run's `--format json` document.
 pub fn target<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     doc["targets"]
