@@ -639,3 +639,40 @@ fn lifecycle_hooks_of_a_remote_node_run_on_its_host_around_a_rollback() {
         "not run over SSH: {log}"
     );
 }
+
+#[test]
+fn status_names_who_holds_a_remote_nodes_lock_as_its_agent_read_it() {
+    let r = remote_fleet(1, false);
+    let plan = r.plan("", &|_| r.here());
+    // The holder's own words may say anything, even what fleetup's refusal says.
+    let lock = r.nodes[0].1.join("releases/.lock");
+    std::fs::write(
+        &lock,
+        "held by pid 4242 on elsewhere (the store is locked: since noon)\n",
+    )
+    .unwrap();
+    let mut holder = std::process::Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        fleetup::store::lock::holder_of(&r.nodes[0].1.join("releases")).is_some()
+    }));
+    let (code, out, err) = output(
+        fleetup()
+            .arg("status")
+            .arg(&plan)
+            .args(["--format", "json"]),
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc = json(&out);
+    assert_eq!(
+        doc["targets"][0]["locked_by"],
+        "held by pid 4242 on elsewhere (the store is locked: since noon)",
+        "{out}"
+    );
+}

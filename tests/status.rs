@@ -349,10 +349,33 @@ fn the_human_output_of_a_full_run_reads_as_reviewed() {
     insta::assert_snapshot!("history_run", normalised(&shown, t.path(), &run));
 }
 
+#[test]
+fn the_target_that_set_off_rollback_all_is_known_by_its_record_not_by_its_words() {
+    // n2's own failure quotes the words the rollback-all results carry: it is still
+    // the one that set it off (the history knows which targets went back with the rest).
+    let (t, plan) = rollback_all_fleet_with("journals", " # (on_failure: rollback-all)");
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(3), "{out}{err}");
+    let run = latest_run(&t.path().join("journals"));
+    let (code, shown, err) = output(fleetup().args(["history", &run, "--plan"]).arg(&plan));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        shown.contains("n2      rolled back") && shown.contains("# (on_failure: rollback-all)"),
+        "{shown}"
+    );
+    assert!(shown.contains("rollback-all was set off by n2"), "{shown}");
+}
+
 /// Three local nodes on 4.4.15 and a plan to 4.4.16 (journals in `state` under the
 /// directory) whose n2 fails to activate: max_parallel 1, so n1 goes first, and
 /// `on_failure: rollback-all` takes it back; n3 never starts.
 fn rollback_all_fleet(state: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    rollback_all_fleet_with(state, "")
+}
+
+/// [`rollback_all_fleet`] with `comment` appended to the activate hook's script (after
+/// `#`), so that it shows in n2's failure.
+fn rollback_all_fleet_with(state: &str, comment: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let t = tempfile::tempdir().unwrap();
     local_fleet(t.path(), &["n1", "n2", "n3"], &["4.4.15", "4.4.16"]);
     let plan = t.path().join("plan.yaml");
@@ -361,7 +384,7 @@ fn rollback_all_fleet(state: &str) -> (tempfile::TempDir, std::path::PathBuf) {
         format!(
             "plan: 1\nname: fleet\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./{state}\n\
              rollout:\n  max_parallel: 1\n  on_failure: rollback-all\n\
-             hooks:\n  activate: [\"sh\", \"-c\", \"test {{name}}-{{version}} != n2-4.4.16\"]\n\
+             hooks:\n  activate: [\"sh\", \"-c\", \"test {{name}}-{{version}} != n2-4.4.16{comment}\"]\n\
              nodes:\n  - {{ name: n1, root: ./n1 }}\n  - {{ name: n2, root: ./n2 }}\n  - {{ name: n3, root: ./n3 }}\n"
         ),
     )

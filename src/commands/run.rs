@@ -407,7 +407,7 @@ fn render_report(r: &Report, json: bool) {
             exit: u8,
             /// Why a paused run waits.
             #[serde(skip_serializing_if = "Option::is_none")]
-            paused: Option<&'a str>,
+            paused: Option<String>,
             targets: &'a [crate::run::TargetResult],
         }
         let doc = Doc {
@@ -415,7 +415,7 @@ fn render_report(r: &Report, json: bool) {
             plan: &r.plan,
             status: r.status,
             exit,
-            paused: r.paused.as_deref(),
+            paused: r.paused.as_ref().map(|p| p.why(&r.run)),
             targets: &r.results,
         };
         if let Ok(s) = serde_json::to_string_pretty(&doc) {
@@ -429,7 +429,9 @@ fn render_report(r: &Report, json: bool) {
                 println!("Continue it with `fleetup resume {}`.", r.run)
             }
             crate::run::RunStatus::Paused => match &r.paused {
-                Some(why) if !why.contains("window") => println!("It waits: {why}."),
+                Some(p) if *p != crate::run::Pause::Window => {
+                    println!("It waits: {}.", p.why(&r.run))
+                }
                 _ => println!(
                     "Continue it in the next window with `fleetup resume {}`.",
                     r.run
@@ -651,12 +653,11 @@ fn run_table(r: &crate::run::RunSummary) -> String {
         out.push('\n');
     }
     // rollback-all: the others went back because of the first target that failed.
-    let with_rest = |t: &&crate::run::TargetResult| t.detail.contains("(on_failure: rollback-all)");
-    if r.targets.iter().any(|t| with_rest(&t))
+    if r.targets.iter().any(|t| t.with_rest)
         && let Some(cause) = r
             .targets
             .iter()
-            .find(|t| t.outcome.is_failure() && !with_rest(t))
+            .find(|t| t.outcome.is_failure() && !t.with_rest)
     {
         out.push_str(&format!(
             "rollback-all was set off by {} ({}: {})\n",

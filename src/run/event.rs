@@ -312,6 +312,10 @@ pub struct TargetResult {
     /// The diagnostic code of what failed (`fleetup::health::unhealthy`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// Rolled back because another target failed (`on_failure: rollback-all`), not for
+    /// a failure of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub with_rest: bool,
 }
 
 /// How a run stands: what `history` shows and the journal's last line records.
@@ -391,6 +395,40 @@ impl RunStatus {
     }
 }
 
+/// Why a run paused: the targets not started wait for `resume`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pause {
+    /// The maintenance window closed between waves.
+    Window,
+    /// A manual gate after this wave (1-based) waits for `fleetup approve`.
+    Gate { after_wave: usize },
+    /// An analysis after this wave (1-based) could not be judged.
+    Inconclusive {
+        analysis: String,
+        wave: usize,
+        detail: String,
+    },
+}
+
+impl Pause {
+    /// What the operator is told, naming the commands that go on from here for `run`.
+    pub fn why(&self, run: &str) -> String {
+        match self {
+            Pause::Window => "the maintenance window closed".to_owned(),
+            Pause::Gate { after_wave } => format!(
+                "waiting for an approval at the gate after wave {after_wave}: `fleetup approve {run}` then `fleetup resume {run}` continue, `fleetup abort {run}` ends the run"
+            ),
+            Pause::Inconclusive {
+                analysis,
+                wave,
+                detail,
+            } => format!(
+                "the analysis `{analysis}` after wave {wave} was inconclusive ({detail}); `fleetup resume {run}` asks again, `fleetup abort {run}` ends the run"
+            ),
+        }
+    }
+}
+
 impl fmt::Display for RunStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -444,6 +482,7 @@ mod tests {
             millis: 0,
             attention,
             code: None,
+            with_rest: false,
         };
         assert_eq!(
             RunStatus::of(&[r(Outcome::Upgraded, false)], false, false),

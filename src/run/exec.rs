@@ -52,7 +52,7 @@ pub struct RunEnd {
     pub results: Vec<TargetResult>,
     /// Why the run paused (its window closed, a gate waits for an approval, an analysis
     /// was inconclusive): targets not started wait for `resume`.
-    pub paused: Option<String>,
+    pub paused: Option<super::Pause>,
     /// SIGINT or SIGTERM: targets not started wait for `resume`.
     pub stopped: bool,
 }
@@ -170,6 +170,7 @@ impl<'a> Exec<'a> {
                 millis: 0,
                 attention: false,
                 code: None,
+                with_rest: false,
             };
             if let Some(x) = refusals.iter().find(|x| x.target == *t) {
                 r.code = Some(x.problem.code.as_str().to_owned());
@@ -266,6 +267,7 @@ impl<'a> Exec<'a> {
             millis: started.elapsed().as_millis() as u64,
             attention,
             code: None,
+            with_rest: false,
         };
         // A result that failed keeps the code of the problem that says why.
         let with = |mut r: TargetResult, p: &Problem| {
@@ -405,6 +407,7 @@ impl<'a> Exec<'a> {
             match t.roll_back(&cx, from.as_ref()) {
                 Ok(_) => {
                     r.outcome = Outcome::RolledBack;
+                    r.with_rest = true;
                     r.detail =
                         "rolled back with the rest of the run (on_failure: rollback-all)".into();
                 }
@@ -435,6 +438,7 @@ impl<'a> Exec<'a> {
                 millis: 0,
                 attention: false,
                 code: None,
+                with_rest: false,
             })
     }
 
@@ -455,7 +459,7 @@ impl<'a> Exec<'a> {
         index: usize,
         wave: &[TargetId],
         results: &mut [TargetResult],
-    ) -> Option<String> {
+    ) -> Option<super::Pause> {
         let plan = self.plan;
         if plan.analysis.is_empty() || self.earlier.analysed.contains(&(index + 1)) {
             return None;
@@ -479,17 +483,15 @@ impl<'a> Exec<'a> {
             match verdict {
                 Verdict::Passed => {}
                 Verdict::Inconclusive => {
-                    let why = format!(
-                        "the analysis `{}` after wave {} was inconclusive ({detail}); `fleetup resume {}` asks again, `fleetup abort {}` ends the run",
-                        a.name,
-                        index + 1,
-                        self.run_id,
-                        self.run_id
-                    );
+                    let pause = super::Pause::Inconclusive {
+                        analysis: a.name.clone(),
+                        wave: index + 1,
+                        detail,
+                    };
                     (self.emit)(Event::Note {
-                        detail: why.clone(),
+                        detail: pause.why(self.run_id),
                     });
-                    return Some(why);
+                    return Some(pause);
                 }
                 Verdict::Failed => failed.push(format!("analysis `{}`: {detail}", a.name)),
             }
@@ -542,7 +544,7 @@ impl<'a> Exec<'a> {
 
     /// The gates after wave `index` (0-based): waits are waited, a manual gate not yet
     /// approved pauses the run (`Some(why)`).
-    fn gates(&self, index: usize) -> Option<String> {
+    fn gates(&self, index: usize) -> Option<super::Pause> {
         let after = index + 1;
         for g in self
             .plan
@@ -580,14 +582,11 @@ impl<'a> Exec<'a> {
                         after_wave: after,
                         state: GateState::Waiting,
                     });
-                    let why = format!(
-                        "waiting for an approval at the gate after wave {after}: `fleetup approve {}` then `fleetup resume {}` continue, `fleetup abort {}` ends the run",
-                        self.run_id, self.run_id, self.run_id
-                    );
+                    let pause = super::Pause::Gate { after_wave: after };
                     (self.emit)(Event::Note {
-                        detail: why.clone(),
+                        detail: pause.why(self.run_id),
                     });
-                    return Some(why);
+                    return Some(pause);
                 }
             }
         }
@@ -636,7 +635,7 @@ impl<'a> Exec<'a> {
         let name = |t: &crate::schedule::TargetId| t.name(plan);
         let mut results = Vec::with_capacity(schedule.len());
         let of = schedule.waves.len();
-        let mut paused: Option<String> = None;
+        let mut paused: Option<super::Pause> = None;
         for (index, wave) in schedule.waves.iter().enumerate() {
             run.wave.store(index, Ordering::SeqCst);
             let all_finished = wave
@@ -670,11 +669,12 @@ impl<'a> Exec<'a> {
                 (run.emit)(Event::Note {
                     detail: why.clone(),
                 });
-                paused = Some("the maintenance window closed".into());
+                paused = Some(super::Pause::Window);
             }
-            if let Some(why) = &paused {
+            if let Some(pause) = &paused {
+                let why = pause.why(run.run_id);
                 for t in wave {
-                    results.push(run.paused_result(t, why));
+                    results.push(run.paused_result(t, &why));
                 }
                 continue;
             }
@@ -814,6 +814,7 @@ impl<'a> Exec<'a> {
                 millis: started.elapsed().as_millis() as u64,
                 attention,
                 code,
+                with_rest: false,
             };
             self.done(&res);
             out.push(res);

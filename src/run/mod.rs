@@ -30,7 +30,8 @@ use std::time::Duration;
 use crate::diagnostics::{Code, Exit, Failure, Problem};
 use crate::plan::Plan;
 pub use event::{
-    Back, Begin, Event, GateState, Outcome, PlannedWave, RunStatus, Step, TargetResult, Verdict,
+    Back, Begin, Event, GateState, Outcome, Pause, PlannedWave, RunStatus, Step, TargetResult,
+    Verdict,
 };
 pub use journal::RunSummary;
 pub use prepare::{Prepared, prepare};
@@ -54,7 +55,7 @@ pub struct Report {
     pub status: RunStatus,
     pub results: Vec<TargetResult>,
     /// Why a paused run waits (its window, a gate, an inconclusive analysis).
-    pub paused: Option<String>,
+    pub paused: Option<Pause>,
 }
 
 impl Report {
@@ -526,7 +527,7 @@ impl Runner {
                     })
                     .collect();
                 let held = prepare::read_remote(&plan, h, &nodes, true).1;
-                held.into_iter().map(|(_, p)| p).collect()
+                held.into_iter().map(|h| h.problem).collect()
             }
             None => Vec::new(),
         };
@@ -682,6 +683,7 @@ impl Runner {
                         millis: 0,
                         attention: false,
                         code: None,
+                        with_rest: false,
                     });
                 }
             }

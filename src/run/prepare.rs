@@ -103,7 +103,7 @@ pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, F
                             })
                             .collect();
                         let (live, locks) = read_remote(&plan, &h, &nodes, run);
-                        held = locks.into_iter().map(|(_, p)| p).collect();
+                        held = locks.into_iter().map(|h| h.problem).collect();
                         live
                     } else {
                         Vec::new()
@@ -252,12 +252,22 @@ pub fn fetch(
 /// in parallel, at most `max(max_parallel, 10)` at once and never more than the
 /// connection cap. The hosts the run reaches first are read last, so that with more hosts
 /// than connections, theirs are the ones still open when the run starts.
+/// A remote node's store that another fleetup holds, as its host's agent found it.
+pub struct Held {
+    /// The node, as an index into the plan's nodes.
+    pub node: usize,
+    /// Who holds the lock, as the lock file says (`run r1 of pid 42 on web-1`).
+    pub holder: String,
+    /// The refusal to start that says so.
+    pub problem: Problem,
+}
+
 pub fn read_remote(
     plan: &Plan,
     hosts: &Arc<Hosts>,
     nodes: &[usize],
     locks: bool,
-) -> (Vec<preflight::RemoteState>, Vec<(usize, Problem)>) {
+) -> (Vec<preflight::RemoteState>, Vec<Held>) {
     let mut order: Vec<String> = Vec::new();
     let mut by_host: std::collections::HashMap<String, Vec<usize>> = Default::default();
     for &i in nodes {
@@ -279,7 +289,7 @@ pub fn read_remote(
         .min(order.len())
         .max(1);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let found: std::sync::Mutex<Vec<(usize, preflight::RemoteState, Option<Problem>)>> =
+    let found: std::sync::Mutex<Vec<(usize, preflight::RemoteState, Option<Held>)>> =
         Default::default();
     std::thread::scope(|scope| {
         for _ in 0..workers {
@@ -299,8 +309,9 @@ pub fn read_remote(
                     let mut f = found.lock().unwrap_or_else(|e| e.into_inner());
                     for (&i, (state, who)) in idx.iter().zip(read) {
                         let n = &plan.nodes[i];
-                        let held = who.map(|who| {
-                            Problem::new(
+                        let held = who.map(|who| Held {
+                            node: i,
+                            problem: Problem::new(
                                 Code::Locked,
                                 format!(
                                     "the store of node `{}` ({key}:{}) is locked: {who}",
@@ -311,7 +322,8 @@ pub fn read_remote(
                             .help(
                                 "wait for that run to finish, or pass --wait-for-lock DURATION \
                                  to wait for it",
-                            )
+                            ),
+                            holder: who,
                         });
                         f.push((i, Some(state), held));
                     }
@@ -323,11 +335,11 @@ pub fn read_remote(
     let mut held = Vec::new();
     for (i, state, h) in found.into_inner().unwrap_or_else(|e| e.into_inner()) {
         out[i] = state;
-        if let Some(p) = h {
-            held.push((i, p));
+        if let Some(h) = h {
+            held.push(h);
         }
     }
-    held.sort_by_key(|(i, _)| *i);
+    held.sort_by_key(|h| h.node);
     (out, held)
 }
 
@@ -353,9 +365,9 @@ pub fn wave_preflight(plan: &Plan, hosts: &Arc<Hosts>, wave: &[TargetId]) -> Vec
     let (live, held) = read_remote(plan, hosts, &nodes, true);
     let mut out: Vec<Refusal> = held
         .into_iter()
-        .map(|(i, problem)| Refusal {
-            target: TargetId::Node(i),
-            problem,
+        .map(|h| Refusal {
+            target: TargetId::Node(h.node),
+            problem: h.problem,
         })
         .collect();
     for (i, problems) in preflight::check_nodes(plan, &live, &nodes) {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::journal::{self, RunSummary};
-use crate::diagnostics::{Exit, Failure, Problem};
+use crate::diagnostics::{Exit, Failure};
 use crate::plan::Plan;
 use crate::schedule::{self, TargetId};
 
@@ -144,7 +144,10 @@ pub fn fleet_status(
 }
 
 /// The remote nodes' stores and lock holders, read as `plan` reads them.
-type Remote = (Vec<crate::preflight::RemoteState>, Vec<(usize, Problem)>);
+type Remote = (
+    Vec<crate::preflight::RemoteState>,
+    Vec<super::prepare::Held>,
+);
 
 fn read_remote(plan: &Plan, ids: &[TargetId]) -> Remote {
     let nodes = super::prepare::remote_nodes(plan, ids);
@@ -189,13 +192,11 @@ fn node(plan: &Plan, i: usize, remote: &Remote) -> TargetStatus {
         Err(e) => s.unreadable = Some(e),
     }
     s.locked_by = if n.ssh.is_some() {
-        remote.1.iter().find(|(j, _)| *j == i).map(|(_, p)| {
-            p.message
-                .rsplit(" is locked: ")
-                .next()
-                .unwrap_or("")
-                .to_owned()
-        })
+        remote
+            .1
+            .iter()
+            .find(|h| h.node == i)
+            .map(|h| h.holder.clone())
     } else {
         crate::store::lock::holder_of(&n.root.value.join("releases"))
     };
