@@ -206,6 +206,56 @@ fn download_timeout() -> Duration {
         .unwrap_or(Duration::from_secs(600))
 }
 
+/// Why a package could not be made present in the cache: what failed, as a caller
+/// codes it, with the words for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchError {
+    /// Not downloaded: not in the index, the server or the network failed, the cache
+    /// could not hold it.
+    Download(String),
+    /// Downloaded whole, but not the bytes the index names (never retried).
+    Digest(String),
+    /// The package's signature could not be downloaded.
+    Signature(String),
+    /// SIGINT or SIGTERM ended the download.
+    Stopped(String),
+}
+
+impl FetchError {
+    /// The diagnostic code a refusal for this failure carries.
+    pub fn code(&self) -> crate::diagnostics::Code {
+        use crate::diagnostics::Code;
+        match self {
+            FetchError::Download(_) => Code::PackageDownload,
+            FetchError::Digest(_) => Code::Checksum,
+            FetchError::Signature(_) => Code::PackageSignature,
+            FetchError::Stopped(_) => Code::RunStopped,
+        }
+    }
+
+    /// What the operator is told.
+    pub fn why(&self) -> &str {
+        match self {
+            FetchError::Download(w)
+            | FetchError::Digest(w)
+            | FetchError::Signature(w)
+            | FetchError::Stopped(w) => w,
+        }
+    }
+
+    /// A problem with this failure's code and words.
+    pub fn problem(self) -> crate::diagnostics::Problem {
+        let code = self.code();
+        crate::diagnostics::Problem::new(code, self.why().to_owned())
+    }
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.why())
+    }
+}
+
 /// Why a GET failed, and whether trying again may help.
 #[derive(Debug)]
 pub struct GetError {
@@ -386,13 +436,23 @@ impl Mirror {
     /// against the index: downloaded unless a copy with that digest is there. Returns
     /// its path.
     /// `stop` ends a download at once when it says so (SIGINT/SIGTERM).
-    pub fn fetch(&self, file: &str, sig: bool, stop: &dyn Fn() -> bool) -> Result<PathBuf, String> {
+    pub fn fetch(
+        &self,
+        file: &str,
+        sig: bool,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<PathBuf, FetchError> {
         let want = self
             .digest(file)
-            .ok_or_else(|| format!("{file} is not in {}SHA256SUMS", self.url))?
+            .ok_or_else(|| {
+                FetchError::Download(format!("{file} is not in {}SHA256SUMS", self.url))
+            })?
             .to_owned();
-        let cache = self.cache.as_ref().map_err(Clone::clone)?;
-        private_dir(cache)?;
+        let cache = self
+            .cache
+            .as_ref()
+            .map_err(|e| FetchError::Download(e.clone()))?;
+        private_dir(cache).map_err(FetchError::Download)?;
         let dest = cache.join(file);
         let have = crate::package::sha256_file(&dest).ok();
         if have.as_deref() != Some(want.as_str()) {
@@ -410,7 +470,7 @@ impl Mirror {
             &cache.join(format!("{file}.sha256")),
             format!("{want}  {file}\n").as_bytes(),
         )
-        .map_err(|e| format!("cannot write the digest of {file}: {e}"))?;
+        .map_err(|e| FetchError::Download(format!("cannot write the digest of {file}: {e}")))?;
         if sig {
             let sig_name = format!("{file}.minisig");
             download_small(
@@ -419,7 +479,9 @@ impl Mirror {
                 self.timeout,
                 self.ca.as_deref(),
             )
-            .map_err(|e| format!("{file} has no signature on the mirror: {e}"))?;
+            .map_err(|e| {
+                FetchError::Signature(format!("{file} has no signature on the mirror: {e}"))
+            })?;
         }
         Ok(dest)
     }
@@ -435,12 +497,12 @@ pub fn download(
     timeout: Duration,
     ca: Option<&str>,
     stop: &dyn Fn() -> bool,
-) -> Result<(), String> {
+) -> Result<(), FetchError> {
     let name = dest
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let part = dest.with_file_name(format!("{name}.part.{}", std::process::id()));
-    let a = agent(timeout, ca, url.starts_with("https://"))?;
+    let a = agent(timeout, ca, url.starts_with("https://")).map_err(FetchError::Download)?;
     let mut last = String::new();
     let _ = std::fs::remove_file(&part);
     for attempt in 0..ATTEMPTS {
@@ -452,7 +514,9 @@ pub fn download(
         }
         if stop() {
             let _ = std::fs::remove_file(&part);
-            return Err(format!("the download of {name} was stopped"));
+            return Err(FetchError::Stopped(format!(
+                "the download of {name} was stopped"
+            )));
         }
         let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
         let mut f = match std::fs::OpenOptions::new()
@@ -461,31 +525,44 @@ pub fn download(
             .open(&part)
         {
             Ok(f) => f,
-            Err(e) => return Err(format!("cannot write {}: {e}", part.display())),
+            Err(e) => {
+                return Err(FetchError::Download(format!(
+                    "cannot write {}: {e}",
+                    part.display()
+                )));
+            }
         };
         match get(&a, url, have, MAX_PACKAGE, &mut f, stop) {
             Ok(_) => {
                 let _ = f.sync_all();
-                let got = crate::package::sha256_file(&part)
-                    .map_err(|e| format!("cannot read {}: {e}", part.display()))?;
+                let got = crate::package::sha256_file(&part).map_err(|e| {
+                    FetchError::Download(format!("cannot read {}: {e}", part.display()))
+                })?;
                 if got == want {
-                    return std::fs::rename(&part, dest)
-                        .map_err(|e| format!("cannot keep {}: {e}", dest.display()));
+                    return std::fs::rename(&part, dest).map_err(|e| {
+                        FetchError::Download(format!("cannot keep {}: {e}", dest.display()))
+                    });
                 }
                 let _ = std::fs::remove_file(&part);
-                return Err(format!(
+                return Err(FetchError::Digest(format!(
                     "{name} from {url} has SHA-256 {got}, but SHA256SUMS says {want}"
-                ));
+                )));
             }
             Err(e) if !e.retry => {
                 let _ = std::fs::remove_file(&part);
-                return Err(e.why);
+                return Err(if stop() {
+                    FetchError::Stopped(e.why)
+                } else {
+                    FetchError::Download(e.why)
+                });
             }
             Err(e) => last = e.why,
         }
     }
     let _ = std::fs::remove_file(&part);
-    Err(format!("{last} (tried {ATTEMPTS} times)"))
+    Err(FetchError::Download(format!(
+        "{last} (tried {ATTEMPTS} times)"
+    )))
 }
 
 /// Downloads a small file (a signature) to `dest`, whole.

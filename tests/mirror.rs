@@ -638,3 +638,26 @@ fn the_cache_is_reused_a_damaged_copy_fetched_again_and_other_bytes_never_retrie
     assert!(e.contains("fleetup::package::checksum"), "{e}");
     assert_eq!(s.gets(&pkg).len(), 1, "{:?}", s.gets(&pkg));
 }
+
+#[test]
+fn a_failed_download_is_coded_by_what_failed_not_by_words_in_its_url() {
+    // A mirror under /signatures-and-SHA-256/ whose server lies about a package's size:
+    // the download failed, whatever its URL says.
+    let (dir, files, cache) = setup();
+    let files = files
+        .into_iter()
+        .map(|(k, v)| (format!("signatures-and-SHA-256/{k}"), v))
+        .collect();
+    let port = serve(files, Mode::Lies).port;
+    let p = plan(dir.path(), port);
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replace("/emqx/", "/signatures-and-SHA-256/");
+    std::fs::write(&p, text).unwrap();
+    let before = snapshot(&dir.path().join("n1"));
+    let (code, out, err) = run(&cache, &["apply".as_ref(), p.as_os_str(), "--yes".as_ref()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(err.contains("fleetup::package::download"), "{err}");
+    assert!(!err.contains("fleetup::package::checksum"), "{err}");
+    assert_eq!(snapshot(&dir.path().join("n1")), before);
+}

@@ -97,7 +97,7 @@ pub fn run(plan_path: &Path, out: &Path) -> Result<Exit, Failure> {
         let src = match &p.preflight.mirror {
             Some(m) => m
                 .fetch(f, plan.trust.is_some(), &|| false)
-                .map_err(|why| Problem::new(Code::PackageDownload, why))?,
+                .map_err(crate::mirror::FetchError::problem)?,
             None => repo.value.join(f),
         };
         let copy = copy_in(&src, dir)?;

@@ -501,14 +501,8 @@ fn fetch(
         .map_err(|e| Problem::new(Code::Io, format!("cannot create {}: {e}", pdir.display())))?;
     let dest = pdir.join(file);
     if package::sha256_file(&dest).ok().as_deref() != Some(sha256.as_str()) {
-        crate::mirror::download(url, &sha256, &dest, timeout, ca, &|| false).map_err(|why| {
-            let code = if why.contains("SHA-256") {
-                Code::Checksum
-            } else {
-                Code::PackageDownload
-            };
-            Problem::new(code, format!("on the host: {why}"))
-        })?;
+        crate::mirror::download(url, &sha256, &dest, timeout, ca, &|| false)
+            .map_err(|e| Problem::new(e.code(), format!("on the host: {e}")))?;
     }
     if !trust.is_empty() {
         let t = crate::signature::Trust::new(trust)

@@ -224,20 +224,11 @@ pub fn fetch(
             None => p,
         };
         let stop = super::stop::requested;
-        let path = mirror
-            .fetch(&f, plan.trust.is_some(), &stop)
-            .map_err(|why| {
-                let code = if stop() {
-                    Code::RunStopped
-                } else if why.contains("SHA-256") {
-                    Code::Checksum
-                } else if why.contains("signature") {
-                    Code::PackageSignature
-                } else {
-                    Code::PackageDownload
-                };
-                at(Problem::new(code, why))
-            })?;
+        let path = mirror.fetch(&f, plan.trust.is_some(), &stop).map_err(|e| {
+            // A stop asked for meanwhile is why, whatever the download said.
+            let code = if stop() { Code::RunStopped } else { e.code() };
+            at(Problem::new(code, e.why().to_owned()))
+        })?;
         // Verified here too: a run whose package does not verify never starts.
         if let Some(t) = &plan.trust {
             t.value.verify(&path, None).map_err(at)?;
