@@ -181,7 +181,7 @@ fn markdown(p: &Prepared, waves: &[Vec<crate::run::Preview>]) -> String {
                 cell(&package),
                 cell(&t.rules)
             ));
-            if t.rules.contains("cannot be previewed") || t.rules.contains("checked at apply") {
+            if t.open {
                 open.push(format!("- `{}`: {}", t.target, t.rules));
             }
         }

@@ -107,6 +107,7 @@ impl Target for GroupUnit<'_> {
         let installed = grp.state().ok();
         let mut services = Vec::new();
         let mut verdicts = Vec::new();
+        let mut open = false;
         let mut from = Vec::new();
         for a in &g.apps {
             let app = installed.as_ref().and_then(|s| s.app(&a.app.value));
@@ -143,10 +144,13 @@ impl Target for GroupUnit<'_> {
                         ));
                     }
                 }
-                Err(p) => verdicts.push(format!(
-                    "{}: cannot be previewed: {}",
-                    a.app.value, p.message
-                )),
+                Err(p) => {
+                    open = true;
+                    verdicts.push(format!(
+                        "{}: cannot be previewed: {}",
+                        a.app.value, p.message
+                    ))
+                }
             }
         }
         Preview {
@@ -157,6 +161,7 @@ impl Target for GroupUnit<'_> {
             to: self.to(),
             package: None,
             rules: verdicts.join("; "),
+            open,
             services,
         }
     }

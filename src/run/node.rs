@@ -256,11 +256,11 @@ impl Target for NodeUnit<'_> {
             (None, _) if f.state_read => (None, "fresh"),
             _ => (None, "unknown"),
         };
-        let rules = match (&f.running, &f.package, &f.unreachable) {
-            (_, _, Some(why)) => format!("cannot be previewed: {why}"),
-            (Some(_), Some(_), _) => "passed".into(),
-            (None, Some(_), _) if f.state_read => "none apply (fresh store)".into(),
-            _ => "checked at apply (state not readable here)".into(),
+        let (rules, open) = match (&f.running, &f.package, &f.unreachable) {
+            (_, _, Some(why)) => (format!("cannot be previewed: {why}"), true),
+            (Some(_), Some(_), _) => ("passed".into(), false),
+            (None, Some(_), _) if f.state_read => ("none apply (fresh store)".into(), false),
+            _ => ("checked at apply (state not readable here)".into(), true),
         };
         Preview {
             target: n.name.value.clone(),
@@ -270,6 +270,7 @@ impl Target for NodeUnit<'_> {
             to: n.to.value.to_string(),
             package: f.package.as_ref().map(|p| p.file.clone()),
             rules,
+            open,
             services: Vec::new(),
         }
     }

@@ -13,6 +13,10 @@ pub struct Preview {
     pub to: String,
     pub package: Option<String>,
     pub rules: String,
+    /// The rules could not be checked here (the target could not be read): they are
+    /// checked right before the target is touched.
+    #[serde(skip)]
+    pub open: bool,
     /// Per group service: marker, name, change and details (SPEC §3).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<String>,

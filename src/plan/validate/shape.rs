@@ -117,6 +117,58 @@ impl Validator {
         self.push(p);
     }
 
+    /// A count or a percentage (`min` the least count): a wave's size (`wave`) is told as
+    /// waves are; any other (max_failures, min_available, max_unavailable, all given as
+    /// a key's value, `what` naming the key) as what it is.
+    fn count_or_percent(&mut self, n: &Node, min: i64, what: &str, wave: bool) {
+        let tell = |p: Problem| {
+            if wave {
+                p
+            } else {
+                Problem {
+                    code: Code::BadValue,
+                    ..p
+                }
+                .help(format!(
+                    "{what} is a count (2) or a share of the targets ({}\"10%\" … \"100%\")",
+                    if min == 0 { "\"0%\", " } else { "" }
+                ))
+            }
+        };
+        match &n.kind {
+            Kind::Int(i) if *i >= min => {}
+            Kind::Int(i) => self.push(tell(
+                Problem::new(
+                    Code::BadWave,
+                    format!("{what} is {i}; it must be at least {min}"),
+                )
+                .at(n.span)
+                .label(format!("at least {min}")),
+            )),
+            Kind::Str(t) => match parse_percent(t) {
+                Some(p) if (min == 0 || p > 0.0) && p <= 100.0 => {}
+                Some(_) => self.push(tell(
+                    Problem::new(Code::BadWave, format!("{what} `{t}` is out of range"))
+                        .at(n.span)
+                        .label(if min == 0 {
+                            "from 0% to 100%"
+                        } else {
+                            "above 0% and at most 100%"
+                        }),
+                )),
+                None => self.push(tell(
+                    Problem::new(
+                        Code::BadWave,
+                        format!("{what} `{t}` is neither a count nor a percentage"),
+                    )
+                    .at(n.span)
+                    .label("expected e.g. 5 or \"25%\""),
+                )),
+            },
+            _ => self.wrong(n, &Ty::CountOrPercent { min }, what),
+        }
+    }
+
     pub fn shape_value(&mut self, n: &Node, ty: &Ty, what: &str) {
         match ty {
             Ty::Str | Ty::Path => {
@@ -286,47 +338,7 @@ impl Validator {
                 }
                 _ => self.wrong(n, ty, what),
             },
-            Ty::CountOrPercent { min } => {
-                // A wave's size is told as waves are; any other count (max_failures,
-                // min_available, max_unavailable) as what it is.
-                let tell = |p: Problem| {
-                    if what.contains("`waves`") {
-                        p
-                    } else {
-                        Problem {
-                            code: Code::BadValue,
-                            ..p
-                        }
-                        .help(format!(
-                            "{} is a count (2) or a share of the targets ({}\"10%\" … \"100%\")",
-                            what.trim_start_matches("item ").split(" of ").last().unwrap_or(what),
-                            if *min == 0 { "\"0%\", " } else { "" }
-                        ))
-                    }
-                };
-                match &n.kind {
-                    Kind::Int(i) if *i >= *min => {}
-                    Kind::Int(i) => self.push(tell(
-                        Problem::new(Code::BadWave, format!("{what} is {i}; it must be at least {min}"))
-                            .at(n.span)
-                            .label(format!("at least {min}")),
-                    )),
-                    Kind::Str(t) => match parse_percent(t) {
-                        Some(p) if (*min == 0 || p > 0.0) && p <= 100.0 => {}
-                        Some(_) => self.push(tell(
-                            Problem::new(Code::BadWave, format!("{what} `{t}` is out of range"))
-                                .at(n.span)
-                                .label(if *min == 0 { "from 0% to 100%" } else { "above 0% and at most 100%" }),
-                        )),
-                        None => self.push(tell(
-                            Problem::new(Code::BadWave, format!("{what} `{t}` is neither a count nor a percentage"))
-                                .at(n.span)
-                                .label("expected e.g. 5 or \"25%\""),
-                        )),
-                    },
-                    _ => self.wrong(n, ty, what),
-                }
-            }
+            Ty::CountOrPercent { min } => self.count_or_percent(n, *min, what, false),
             Ty::Wave => match &n.kind {
                 Kind::Str(t) if super::rollout::is_selector(t) => {
                     if t.trim().is_empty() || t == "@" {
@@ -338,7 +350,7 @@ impl Validator {
                         );
                     }
                 }
-                _ => self.shape_value(n, &Ty::CountOrPercent { min: 1 }, what),
+                _ => self.count_or_percent(n, 1, what, true),
             },
             Ty::Labels => match &n.kind {
                 Kind::Map(entries) => {
