@@ -548,7 +548,7 @@ fn item_10_a_redirect_from_https_to_http_is_refused() {
 
 /// A directory with an `ssh` that is a hostile host: it answers the bootstrap as
 /// `FAKE_HOST` says (`banner`: a login banner that never stops; `endless`: one line
-/// that never ends; `flood`: an agent that answers its first request with 100,000 `say`
+/// that never ends; `endless-late`: the same once it has read the controller's request; `flood`: an agent that answers its first request with 100,000 `say`
 /// frames, then fails).
 fn hostile_ssh(dir: &Path) -> std::path::PathBuf {
     let bin = dir.join("fake-bin");
@@ -567,6 +567,9 @@ try:
             time.sleep(0.05)
         sys.exit(0)
     put(b"fleetup-probe Linux x86_64 /tmp/fleetup-hostile\n")
+    if mode == "endless-late":
+        sys.stdin.readline()
+        mode = "endless"
     if mode == "endless":
         chunk = b"x" * 65536
         for _ in range(48 * 16):
@@ -620,6 +623,26 @@ fn item_4_an_endless_line_from_a_host_is_cut_off() {
     ]));
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(flat(&err).contains("longer than 8 MiB"), "{err}");
+}
+
+/// Item 4: a host that takes the controller's request before its endless line is still
+/// blamed for the line (the race that made the check above flaky under load: whether
+/// the controller's write or the host's end came first).
+#[test]
+fn item_4_an_endless_line_after_the_request_is_blamed_on_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = hostile_ssh(dir.path());
+    let (code, out, err) = output(with_hostile(&bin, "endless-late").args([
+        "node",
+        "versions",
+        "--ssh",
+        "h.example",
+        "--root",
+        "/srv/n1",
+    ]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(flat(&err).contains("longer than 8 MiB"), "{err}");
+    assert!(!err.contains("cannot run the agent"), "{err}");
 }
 
 /// Item 4: a login banner that keeps printing does not hold the bootstrap open past its

@@ -232,6 +232,11 @@ impl Link {
                     ));
                 }
                 Err(RecvTimeoutError::Disconnected) => {
+                    // A host that broke the protocol (a line past the frame limit) is
+                    // blamed for that, whether or not our last write reached it first.
+                    if self.broken() {
+                        return Err(self.lost("the start of the agent"));
+                    }
                     let (status, said) = self.ended();
                     return Err(classify(&self.label, &said, status));
                 }
@@ -313,6 +318,11 @@ impl Link {
                     ));
                 }
                 Err(RecvTimeoutError::Disconnected) => {
+                    // A host that broke the protocol (a line past the frame limit) is
+                    // blamed for that, whether or not our last write reached it first.
+                    if self.broken() {
+                        return Err(self.lost("the start of the agent"));
+                    }
                     let (status, said) = self.ended();
                     heard.extend(said.lines().map(str::to_owned));
                     let heard = heard.make_contiguous();
@@ -450,6 +460,15 @@ impl Link {
 
     /// Why the session ended: the host broke the protocol, or ssh's last words, or the
     /// agent's.
+    /// Whether the host broke the protocol (its reader recorded why).
+    fn broken(&self) -> bool {
+        self.routes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .broken
+            .is_some()
+    }
+
     fn lost(&self, during: &str) -> Problem {
         let broken = self
             .routes
