@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Analysis, NodeTarget};
+use crate::plan::Analysis;
 
 /// What a metric analysis found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,7 +32,7 @@ struct Query {
 
 /// The queries of `a` for the nodes of a wave: one per node if it uses a node's
 /// placeholders, else one.
-fn queries(a: &Analysis, nodes: &[&NodeTarget]) -> Result<Vec<Query>, String> {
+fn queries(a: &Analysis, targets: &[Asked]) -> Result<Vec<Query>, String> {
     let env = |k: &str| std::env::var(k).ok();
     let per_node = a.query.value.vars().next().is_some() || a.url.value.vars().next().is_some();
     if !per_node {
@@ -48,24 +48,15 @@ fn queries(a: &Analysis, nodes: &[&NodeTarget]) -> Result<Vec<Query>, String> {
             shown_promql: a.query.value.shown(|_| None),
         }]);
     }
-    nodes
+    targets
         .iter()
-        .map(|n| {
-            let mut vars: std::collections::BTreeMap<String, String> = n
-                .vars
-                .iter()
-                .filter_map(|(k, t)| Some((k.clone(), t.render(|_| None, env).ok()?)))
-                .collect();
-            vars.insert("name".into(), n.name.value.clone());
-            vars.insert("host".into(), n.host.clone());
-            vars.insert("version".into(), n.to.value.to_string());
-            vars.insert("root".into(), n.root.value.display().to_string());
+        .map(|(name, vars)| {
             let fill = |t: &crate::template::Template| {
                 t.render(|k| vars.get(k).cloned(), env)
-                    .map_err(|m| format!("`{t}` cannot be filled for {}: {m:?}", n.name.value))
+                    .map_err(|m| format!("`{t}` cannot be filled for {name}: {m:?}"))
             };
             Ok(Query {
-                node: Some(n.name.value.clone()),
+                node: Some(name.clone()),
                 url: fill(&a.url.value)?,
                 promql: fill(&a.query.value)?,
                 shown_url: a.url.value.shown(|k| vars.get(k).cloned()),
@@ -200,8 +191,11 @@ fn ask(agent: &ureq::Agent, q: &Query) -> Result<Vec<(String, f64)>, String> {
 
 /// Runs analysis `a` for a wave of `nodes` until its `for` is over (or `stop` says so):
 /// its verdict and the words that say why.
-pub fn check(a: &Analysis, nodes: &[&NodeTarget], stop: &dyn Fn() -> bool) -> (Verdict, String) {
-    let queries = match queries(a, nodes) {
+/// A target an analysis asks about: its name and the placeholders its queries fill.
+pub type Asked = (String, std::collections::BTreeMap<String, String>);
+
+pub fn check(a: &Analysis, targets: &[Asked], stop: &dyn Fn() -> bool) -> (Verdict, String) {
+    let queries = match queries(a, targets) {
         Ok(q) => q,
         Err(e) => return (Verdict::Inconclusive, e),
     };

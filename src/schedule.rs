@@ -14,52 +14,9 @@ use std::collections::BTreeMap;
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{Amount, BudgetScope, DomainOrder, Plan, WaveSize};
 
-/// A target of the plan by its kind and index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum TargetId {
-    Node(usize),
-    Group(usize),
-}
-
-impl TargetId {
-    /// Its position among all the plan's targets, nodes first then groups (the order of
-    /// `run::kinds::of_plan`).
-    pub fn index(&self, plan: &Plan) -> usize {
-        match *self {
-            TargetId::Node(i) => i,
-            TargetId::Group(i) => plan.nodes.len() + i,
-        }
-    }
-    pub fn name<'a>(&self, plan: &'a Plan) -> &'a str {
-        match *self {
-            TargetId::Node(i) => &plan.nodes[i].name.value,
-            TargetId::Group(i) => &plan.groups[i].name.value,
-        }
-    }
-    fn tags<'a>(&self, plan: &'a Plan) -> &'a [String] {
-        match *self {
-            TargetId::Node(i) => &plan.nodes[i].tags,
-            TargetId::Group(i) => &plan.groups[i].tags,
-        }
-    }
-    pub fn labels<'a>(&self, plan: &'a Plan) -> &'a BTreeMap<String, String> {
-        match *self {
-            TargetId::Node(i) => &plan.nodes[i].labels,
-            TargetId::Group(i) => &plan.groups[i].labels,
-        }
-    }
-    /// Where the target's name is written in the plan.
-    pub fn name_span(&self, plan: &Plan) -> crate::span::Span {
-        match *self {
-            TargetId::Node(i) => plan.nodes[i].name.span,
-            TargetId::Group(i) => plan.groups[i].name.span,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Schedule {
-    pub waves: Vec<Vec<TargetId>>,
+    pub waves: Vec<Vec<usize>>,
     /// Why each wave holds what it does (`plan --explain`).
     pub why: Vec<String>,
     /// The failure domain of each wave, with `rollout.domains`.
@@ -68,7 +25,7 @@ pub struct Schedule {
 
 impl Schedule {
     /// A schedule of these waves, with no reasons given.
-    pub fn of(waves: Vec<Vec<TargetId>>) -> Schedule {
+    pub fn of(waves: Vec<Vec<usize>>) -> Schedule {
         let n = waves.len();
         Schedule {
             waves,
@@ -119,7 +76,7 @@ impl Schedule {
         }
     }
 
-    pub fn targets(&self) -> impl Iterator<Item = TargetId> + '_ {
+    pub fn targets(&self) -> impl Iterator<Item = usize> + '_ {
         self.waves.iter().flatten().copied()
     }
     pub fn len(&self) -> usize {
@@ -157,11 +114,8 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 /// globs (`emqx-*`) or tags (`@canary`); one starting with `!` excludes what it matches
 /// (`!n3`, `!@canary`), and exclusions alone start from every target. A selector that
 /// matches nothing is an error: a typo must not quietly upgrade nothing, or everything.
-pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem> {
-    let all: Vec<TargetId> = (0..plan.nodes.len())
-        .map(TargetId::Node)
-        .chain((0..plan.groups.len()).map(TargetId::Group))
-        .collect();
+pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<usize>, Problem> {
+    let all: Vec<usize> = (0..plan.target_count()).collect();
     let Some(only) = only else { return Ok(all) };
     let selectors: Vec<&str> = only
         .split(',')
@@ -172,7 +126,7 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem>
         return Err(Problem::new(Code::BadValue, "--only is empty")
             .help("select by name, glob (emqx-*) or tag (@canary), comma-separated"));
     }
-    let matches = |sel: &str, t: &TargetId| matches(plan, sel, *t);
+    let matches = |sel: &str, t: &usize| matches(plan, sel, *t);
     let (excluded, included): (Vec<&str>, Vec<&str>) =
         selectors.iter().partition(|s| s.starts_with('!'));
     let excluded: Vec<&str> = excluded.iter().map(|s| &s[1..]).collect();
@@ -184,7 +138,7 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem>
     }
     for sel in included.iter().chain(&excluded) {
         if !all.iter().any(|t| matches(sel, t)) {
-            let names = all.iter().map(|t| t.name(plan));
+            let names = all.iter().map(|t| plan.target_name(*t));
             let mut p = Problem::new(
                 Code::BadValue,
                 format!("--only `{sel}` matches no target of the plan"),
@@ -197,7 +151,7 @@ pub fn select(plan: &Plan, only: Option<&str>) -> Result<Vec<TargetId>, Problem>
             return Err(p);
         }
     }
-    let picked: Vec<TargetId> = all
+    let picked: Vec<usize> = all
         .into_iter()
         .filter(|t| included.is_empty() || included.iter().any(|s| matches(s, t)))
         .filter(|t| !excluded.iter().any(|s| matches(s, t)))
@@ -221,18 +175,19 @@ fn allowed(a: Amount, n: usize) -> usize {
 }
 
 /// Whether selector `sel` picks target `t`: `@tag`, `@label=value`, a name or a glob.
-pub fn matches(plan: &Plan, sel: &str, t: TargetId) -> bool {
+pub fn matches(plan: &Plan, sel: &str, t: usize) -> bool {
+    let e = plan.entry(t);
     match sel.strip_prefix('@') {
         Some(l) => match l.split_once('=') {
-            Some((k, v)) => t.labels(plan).get(k.trim()).is_some_and(|x| x == v.trim()),
-            None => t.tags(plan).iter().any(|x| x == l),
+            Some((k, v)) => e.labels.get(k.trim()).is_some_and(|x| x == v.trim()),
+            None => e.tags.iter().any(|x| x == l),
         },
-        None => glob(sel, t.name(plan)),
+        None => glob(sel, &e.name.value),
     }
 }
 
 /// Every target of the plan `sel` picks, in plan order.
-pub fn matching(plan: &Plan, sel: &str) -> Vec<TargetId> {
+pub fn matching(plan: &Plan, sel: &str) -> Vec<usize> {
     select(plan, None)
         .unwrap_or_default()
         .into_iter()
@@ -286,7 +241,7 @@ pub fn build(plan: &Plan, only: Option<&str>) -> Result<Schedule, Problem> {
 
 /// A limit on how many of some targets one wave may take.
 struct Cap {
-    members: std::collections::HashSet<TargetId>,
+    members: std::collections::HashSet<usize>,
     most: usize,
     why: String,
 }
@@ -295,14 +250,14 @@ struct Cap {
 /// repeating), none taking more of a cap's members than it allows. Each wave's reason.
 /// Linear in the targets for each wave: a cap every target left belongs to ends the
 /// wave as soon as it is full.
-fn cut(members: Vec<TargetId>, sizes: &[Amount], caps: &[Cap]) -> Vec<(Vec<TargetId>, String)> {
+fn cut(members: Vec<usize>, sizes: &[Amount], caps: &[Cap]) -> Vec<(Vec<usize>, String)> {
     let total = members.len();
     let size_of = |a: &Amount| match *a {
         Amount::Count(c) => (c as usize).max(1),
         Amount::Percent(p) => ((p * total as f64 / 100.0).ceil() as usize).max(1),
     };
     // The caps each target is under.
-    let under: BTreeMap<TargetId, Vec<usize>> = members
+    let under: BTreeMap<usize, Vec<usize>> = members
         .iter()
         .map(|t| {
             let of = (0..caps.len())
@@ -321,7 +276,7 @@ fn cut(members: Vec<TargetId>, sizes: &[Amount], caps: &[Cap]) -> Vec<(Vec<Targe
     while !pending.is_empty() {
         let want = sizes.get(i).or(sizes.last()).map_or(pending.len(), size_of);
         let mut count = vec![0usize; caps.len()];
-        let mut wave: Vec<TargetId> = Vec::new();
+        let mut wave: Vec<usize> = Vec::new();
         let mut capped: Vec<usize> = Vec::new();
         for t in &pending {
             if wave.len() >= want {
@@ -351,7 +306,7 @@ fn cut(members: Vec<TargetId>, sizes: &[Amount], caps: &[Cap]) -> Vec<(Vec<Targe
             // Only a cap of 0 could leave nothing; `check` refuses that, so never here.
             wave.push(pending[0]);
         }
-        let taken: std::collections::HashSet<TargetId> = wave.iter().copied().collect();
+        let taken: std::collections::HashSet<usize> = wave.iter().copied().collect();
         pending.retain(|t| !taken.contains(t));
         let mut why = match sizes.get(i).or(sizes.last()) {
             Some(Amount::Count(c)) => format!("size {c}"),
@@ -375,11 +330,11 @@ fn cut(members: Vec<TargetId>, sizes: &[Amount], caps: &[Cap]) -> Vec<(Vec<Targe
 pub fn build_with(
     plan: &Plan,
     only: Option<&str>,
-    settled: &dyn Fn(TargetId) -> bool,
+    settled: &dyn Fn(usize) -> bool,
 ) -> Result<Schedule, Problem> {
     let targets = select(plan, only)?;
     let r = &plan.rollout;
-    let (done, mut rest): (Vec<TargetId>, Vec<TargetId>) =
+    let (done, mut rest): (Vec<usize>, Vec<usize>) =
         targets.iter().copied().partition(|t| settled(*t));
     // Limits that hold in every wave: min_available groups over the whole plan, and each
     // domain's max_unavailable.
@@ -400,12 +355,12 @@ pub fn build_with(
             }
         })
         .collect();
-    let domain_of = |t: &TargetId| {
+    let domain_of = |t: &usize| {
         r.domains
             .as_ref()
-            .and_then(|d| t.labels(plan).get(&d.by.value).cloned())
+            .and_then(|d| plan.entry(*t).labels.get(&d.by.value).cloned())
     };
-    let mut domains: Vec<(String, Vec<TargetId>)> = Vec::new();
+    let mut domains: Vec<(String, Vec<usize>)> = Vec::new();
     if let Some(d) = &r.domains {
         for t in &targets {
             let v = domain_of(t).unwrap_or_default();
@@ -437,17 +392,17 @@ pub fn build_with(
         }
     }
     let mut sizes: Vec<Amount> = Vec::new();
-    let mut cuts: Vec<(Vec<TargetId>, String, Option<String>)> = Vec::new();
+    let mut cuts: Vec<(Vec<usize>, String, Option<String>)> = Vec::new();
     for w in &r.waves {
         match w {
             WaveSize::Size(a) => sizes.push(*a),
             WaveSize::Select(sel) => {
-                let picked: Vec<TargetId> = rest
+                let picked: Vec<usize> = rest
                     .iter()
                     .copied()
                     .filter(|t| matches(plan, &sel.value, *t))
                     .collect();
-                let taken: std::collections::HashSet<TargetId> = picked.iter().copied().collect();
+                let taken: std::collections::HashSet<usize> = picked.iter().copied().collect();
                 rest.retain(|t| !taken.contains(t));
                 for (wave, why) in cut(picked, &[], &caps) {
                     let why = format!(
@@ -465,8 +420,8 @@ pub fn build_with(
     }
     if r.domains.is_some() {
         for (v, members) in &domains {
-            let members: std::collections::HashSet<&TargetId> = members.iter().collect();
-            let todo: Vec<TargetId> = rest
+            let members: std::collections::HashSet<&usize> = members.iter().collect();
+            let todo: Vec<usize> = rest
                 .iter()
                 .copied()
                 .filter(|t| members.contains(t))
@@ -491,7 +446,7 @@ pub fn build_with(
         s.domain.push(dom);
     }
     if !done.is_empty() {
-        let names: Vec<&str> = done.iter().map(|t| t.name(plan)).collect();
+        let names: Vec<&str> = done.iter().map(|t| plan.target_name(*t)).collect();
         let note = format!("already there, only looked at: {}", names.join(", "));
         if s.waves.is_empty() {
             s.waves.push(Vec::new());
@@ -501,7 +456,7 @@ pub fn build_with(
         let first = &mut s.waves[0];
         first.extend(done);
         // Plan order within the wave, as every wave has.
-        first.sort_by_key(|t| t.index(plan));
+        first.sort_unstable();
         s.why[0] = if s.why[0].is_empty() {
             note
         } else {
@@ -546,8 +501,10 @@ mod tests {
         loaded.plan.unwrap()
     }
 
-    fn names(plan: &Plan, ids: &[TargetId]) -> Vec<String> {
-        ids.iter().map(|t| t.name(plan).to_owned()).collect()
+    fn names(plan: &Plan, ids: &[usize]) -> Vec<String> {
+        ids.iter()
+            .map(|t| plan.target_name(*t).to_owned())
+            .collect()
     }
 
     #[test]
@@ -555,12 +512,14 @@ mod tests {
         let plan = plan();
         let all = select(&plan, None).unwrap();
         assert_eq!(names(&plan, &all), ["n1", "n2", "n3", "shop", "blog"]);
-        let index: Vec<usize> = all.iter().map(|t| t.index(&plan)).collect();
-        assert_eq!(index, [0, 1, 2, 3, 4]);
-        assert_eq!(TargetId::Group(1).index(&plan), 4);
-        assert_eq!(TargetId::Node(2).tags(&plan), ["edge".to_owned()]);
-        assert_eq!(TargetId::Group(0).tags(&plan), ["canary".to_owned()]);
-        assert!(TargetId::Group(1).tags(&plan).is_empty());
+        assert_eq!(all, [0, 1, 2, 3, 4]);
+        assert!(matches!(
+            plan.entry(4).section,
+            crate::plan::Section::Group(1, g) if g.name.value == "blog"
+        ));
+        assert_eq!(plan.entry(2).tags, ["edge".to_owned()]);
+        assert_eq!(plan.entry(3).tags, ["canary".to_owned()]);
+        assert!(plan.entry(4).tags.is_empty());
     }
 
     #[test]
@@ -589,14 +548,7 @@ mod tests {
             WaveSize::Size(Amount::Percent(50.0)),
         ];
         let s = build(&plan, None).unwrap();
-        assert_eq!(
-            s.waves,
-            vec![
-                vec![TargetId::Node(0)],
-                vec![TargetId::Node(1), TargetId::Node(2), TargetId::Group(0)],
-                vec![TargetId::Group(1)],
-            ]
-        );
+        assert_eq!(s.waves, vec![vec![0], vec![1, 2, 3], vec![4]]);
         assert_eq!(s.len(), 5);
         assert!(!s.is_empty());
         assert_eq!(
@@ -727,7 +679,7 @@ mod tests {
     fn targets_already_there_join_the_first_wave_and_the_canary_is_the_next_one() {
         let plan = zones("  waves: [1, \"100%\"]");
         // n1 is done: the first real canary is n2, and n1 is only looked at with it.
-        let done = |t: TargetId| t == TargetId::Node(0);
+        let done = |t: usize| t == 0;
         let s = build_with(&plan, None, &done).unwrap();
         let w = waves(&plan, &s);
         assert_eq!(w[0], ["n1", "n2"]);

@@ -118,7 +118,7 @@ proptest! {
             let waves: Vec<Vec<String>> = schedule
                 .waves
                 .iter()
-                .map(|wave| wave.iter().map(|t| t.name(&plan).to_owned()).collect())
+                .map(|wave| wave.iter().map(|t| plan.target_name(*t).to_owned()).collect())
                 .collect();
             prop_assert_eq!(waves.iter().map(Vec::len).collect::<Vec<_>>(), w);
             let joined: Vec<String> = waves.into_iter().flatten().collect();

@@ -606,13 +606,7 @@ pub fn history(run: Option<&str>, state: Option<&Path>, format: OutputFormat) ->
 /// failure made `rollback-all` take the others back.
 fn run_table(r: &crate::run::RunSummary) -> String {
     let order: Vec<String> = crate::run::prepare::run_plan(r)
-        .map(|p| {
-            p.nodes
-                .iter()
-                .map(|n| n.name.value.clone())
-                .chain(p.groups.iter().map(|g| g.name.value.clone()))
-                .collect()
-        })
+        .map(|p| p.entries().map(|e| e.name.value.clone()).collect())
         .unwrap_or_default();
     let mut targets: Vec<&crate::run::TargetResult> = r.targets.iter().collect();
     targets.sort_by_key(|t| {

@@ -353,9 +353,74 @@ pub struct OverrideVolume {
     pub path: String,
 }
 
+/// One target of a plan, whatever section names it: what selectors, waves and reports
+/// need of it, and (for the one list of target kinds, `run/kinds.rs`) its section.
+#[derive(Clone, Copy)]
+pub struct Entry<'a> {
+    pub name: &'a At<String>,
+    pub tags: &'a [String],
+    pub labels: &'a BTreeMap<String, String>,
+    pub section: Section<'a>,
+}
+
+/// The plan section an entry comes from, with its index there.
+#[derive(Clone, Copy)]
+pub enum Section<'a> {
+    Node(usize, &'a NodeTarget),
+    Group(usize, &'a GroupTarget),
+}
+
 impl Plan {
+    /// How many targets the plan has: entries `0..target_count()`.
     pub fn target_count(&self) -> usize {
         self.nodes.len() + self.groups.len()
+    }
+
+    /// Target `i` of the plan (`i < target_count()`). Targets are numbered nodes first,
+    /// then groups, each in file order: the one place that order is written. A run, its
+    /// schedule and its journal know a target by this number and its name.
+    pub fn entry(&self, i: usize) -> Entry<'_> {
+        match self.nodes.get(i) {
+            Some(n) => Entry {
+                name: &n.name,
+                tags: &n.tags,
+                labels: &n.labels,
+                section: Section::Node(i, n),
+            },
+            None => {
+                let j = i - self.nodes.len();
+                let g = &self.groups[j];
+                Entry {
+                    name: &g.name,
+                    tags: &g.tags,
+                    labels: &g.labels,
+                    section: Section::Group(j, g),
+                }
+            }
+        }
+    }
+
+    /// Every target of the plan, in the order of [`Plan::entry`].
+    pub fn entries(&self) -> impl Iterator<Item = Entry<'_>> {
+        (0..self.target_count()).map(|i| self.entry(i))
+    }
+
+    /// The node target `i` is, with its index among the nodes.
+    pub fn node_of(&self, i: usize) -> Option<(usize, &NodeTarget)> {
+        match self.entry(i).section {
+            Section::Node(j, n) => Some((j, n)),
+            Section::Group(..) => None,
+        }
+    }
+
+    /// The target number of node `j` (of `nodes`).
+    pub fn target_of_node(&self, j: usize) -> usize {
+        j
+    }
+
+    /// The name of target `i`.
+    pub fn target_name(&self, i: usize) -> &str {
+        &self.entry(i).name.value
     }
 
     /// The templates filled with a node's placeholders: the health check, the hooks and

@@ -18,7 +18,7 @@ use super::target::{Change, ChangeError, Cx, Lifecycle, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{OnFailure, Plan};
 use crate::remote::Hosts;
-use crate::schedule::{Schedule, TargetId};
+use crate::schedule::Schedule;
 
 /// What an interrupted attempt of a run left behind; empty for a new run.
 #[derive(Default)]
@@ -39,13 +39,13 @@ pub struct Earlier {
 
 /// Why a target of a wave may not start, as the wave's preflight found it.
 pub struct Refusal {
-    pub target: TargetId,
+    pub target: usize,
     pub problem: Problem,
 }
 
 /// The preflight of one wave (`rollout.preflight: wave`): the targets among these that
 /// may not start, read and checked right before the wave.
-pub type WaveCheck<'a> = &'a (dyn Fn(&[TargetId]) -> Vec<Refusal> + Sync);
+pub type WaveCheck<'a> = &'a (dyn Fn(&[usize]) -> Vec<Refusal> + Sync);
 
 /// How the wave loop ended.
 pub struct RunEnd {
@@ -143,16 +143,9 @@ impl<'a> Exec<'a> {
     /// A wave whose preflight refused some of its targets does not start: those fail
     /// with the reason (a store another fleetup holds is left for `resume`, as at its
     /// turn), the others are not started, and the run stops.
-    fn refuse_wave(
-        &self,
-        index: usize,
-        wave: &[TargetId],
-        refusals: &[Refusal],
-    ) -> Vec<TargetResult> {
-        let plan = self.plan;
+    fn refuse_wave(&self, index: usize, wave: &[usize], refusals: &[Refusal]) -> Vec<TargetResult> {
         let mut out = Vec::new();
-        for t in wave {
-            let i = t.index(plan);
+        for &i in wave {
             let target = &self.targets[i];
             if self.earlier.finished.contains_key(target.name()) {
                 out.push(self.target(i));
@@ -172,7 +165,7 @@ impl<'a> Exec<'a> {
                 code: None,
                 with_rest: false,
             };
-            if let Some(x) = refusals.iter().find(|x| x.target == *t) {
+            if let Some(x) = refusals.iter().find(|x| x.target == i) {
                 r.code = Some(x.problem.code.as_str().to_owned());
                 if x.problem.code == Code::Locked {
                     self.left_locked.store(true, Ordering::SeqCst);
@@ -423,16 +416,16 @@ impl<'a> Exec<'a> {
     }
 
     /// The result of a target that waits for `resume` because the run paused.
-    fn paused_result(&self, t: &TargetId, why: &str) -> TargetResult {
-        let plan = self.plan;
+    fn paused_result(&self, i: usize, why: &str) -> TargetResult {
+        let t = &self.targets[i];
         self.earlier
             .finished
-            .get(t.name(plan))
+            .get(t.name())
             .cloned()
             .unwrap_or_else(|| TargetResult {
-                target: t.name(plan).to_owned(),
+                target: t.name().to_owned(),
                 from: None,
-                to: self.targets[t.index(plan)].to(),
+                to: t.to(),
                 outcome: Outcome::Skipped,
                 detail: format!("paused: {why}"),
                 millis: 0,
@@ -457,23 +450,24 @@ impl<'a> Exec<'a> {
     fn analyse(
         &self,
         index: usize,
-        wave: &[TargetId],
+        wave: &[usize],
         results: &mut [TargetResult],
     ) -> Option<super::Pause> {
         let plan = self.plan;
         if plan.analysis.is_empty() || self.earlier.analysed.contains(&(index + 1)) {
             return None;
         }
-        let nodes: Vec<&crate::plan::NodeTarget> = wave
+        // Each target of the wave the analysis can ask about, with its placeholders.
+        let asked: Vec<(String, BTreeMap<String, String>)> = wave
             .iter()
-            .filter_map(|t| match t {
-                TargetId::Node(i) => Some(&plan.nodes[*i]),
-                TargetId::Group(_) => None,
+            .filter_map(|&i| {
+                let t = &self.targets[i];
+                Some((t.name().to_owned(), t.analysis_vars()?))
             })
             .collect();
         let mut failed: Vec<String> = Vec::new();
         for a in &plan.analysis {
-            let (verdict, detail) = crate::analysis::check(a, &nodes, &super::stop::requested);
+            let (verdict, detail) = crate::analysis::check(a, &asked, &super::stop::requested);
             (self.emit)(Event::Analysis {
                 wave: index + 1,
                 name: a.name.clone(),
@@ -504,9 +498,11 @@ impl<'a> Exec<'a> {
         let upgraded: Vec<(usize, Option<Version>)> =
             self.upgraded.lock().map(|u| u.clone()).unwrap_or_default();
         let cx = self.cx();
-        for t in wave {
-            let i = t.index(plan);
-            let Some(r) = results.iter_mut().find(|r| r.target == t.name(plan)) else {
+        for &i in wave {
+            let Some(r) = results
+                .iter_mut()
+                .find(|r| r.target == self.targets[i].name())
+            else {
                 continue;
             };
             let Some((_, from)) = upgraded.iter().find(|(u, _)| *u == i) else {
@@ -613,7 +609,7 @@ impl<'a> Exec<'a> {
             for t in wave {
                 if earlier
                     .finished
-                    .get(t.name(plan))
+                    .get(self.targets[*t].name())
                     .is_some_and(|r| r.outcome.is_failure())
                 {
                     *before.entry(self.budgets[i].0.clone()).or_default() += 1;
@@ -625,14 +621,16 @@ impl<'a> Exec<'a> {
         let run = self;
         // A host lets go of its connection when its last node's turn has ended.
         if let Some(h) = &run.hosts {
-            h.expect(schedule.targets().filter_map(|t| match t {
-                TargetId::Node(i) if !run.earlier.finished.contains_key(t.name(plan)) => {
-                    plan.nodes[i].ssh.as_ref().map(|a| &a.value)
+            h.expect(schedule.targets().filter_map(|i| {
+                let t = &run.targets[i];
+                if run.earlier.finished.contains_key(t.name()) {
+                    None
+                } else {
+                    t.over_ssh()
                 }
-                _ => None,
             }));
         }
-        let name = |t: &crate::schedule::TargetId| t.name(plan);
+        let name = |t: &usize| run.targets[*t].name();
         let mut results = Vec::with_capacity(schedule.len());
         let of = schedule.waves.len();
         let mut paused: Option<super::Pause> = None;
@@ -674,12 +672,12 @@ impl<'a> Exec<'a> {
             if let Some(pause) = &paused {
                 let why = pause.why(run.run_id);
                 for t in wave {
-                    results.push(run.paused_result(t, &why));
+                    results.push(run.paused_result(*t, &why));
                 }
                 continue;
             }
             if run.stop.load(Ordering::SeqCst) {
-                results.extend(wave.iter().map(|t| run.target(t.index(plan))));
+                results.extend(wave.iter().map(|t| run.target(*t)));
                 continue;
             }
 
@@ -689,7 +687,7 @@ impl<'a> Exec<'a> {
                 targets: wave.iter().map(|t| name(t).to_owned()).collect(),
             });
             if let Some(check) = run.wave_check {
-                let todo: Vec<TargetId> = wave
+                let todo: Vec<usize> = wave
                     .iter()
                     .filter(|t| !run.earlier.finished.contains_key(name(t)))
                     .copied()
@@ -712,7 +710,7 @@ impl<'a> Exec<'a> {
                         loop {
                             let i = next.fetch_add(1, Ordering::SeqCst);
                             let Some(t) = wave.get(i) else { break };
-                            let r = run.target(t.index(plan));
+                            let r = run.target(*t);
                             if let Ok(mut slot) = slots[i].lock() {
                                 *slot = Some(r);
                             }
@@ -825,11 +823,7 @@ impl<'a> Exec<'a> {
 
 /// Targets among `ids` whose lock another fleetup holds right now: a run refuses to
 /// start (exit 5).
-pub fn locks_held(
-    plan: &Plan,
-    ids: impl Iterator<Item = crate::schedule::TargetId>,
-) -> Vec<Problem> {
+pub fn locks_held(plan: &Plan, ids: impl Iterator<Item = usize>) -> Vec<Problem> {
     let targets = super::kinds::of_plan(plan);
-    ids.filter_map(|t| targets[t.index(plan)].lock_held())
-        .collect()
+    ids.filter_map(|t| targets[t].lock_held()).collect()
 }

@@ -3,19 +3,14 @@
 use super::group::GroupUnit;
 use super::node::NodeUnit;
 use super::target::Target;
-use crate::plan::Plan;
+use crate::plan::{Plan, Section};
 
-/// Every target of the plan, nodes then groups, in file order: the order of
-/// [`crate::schedule::TargetId::index`].
+/// Every target of the plan, numbered as [`Plan::entry`] numbers them.
 pub fn of_plan(plan: &Plan) -> Vec<Box<dyn Target + '_>> {
-    let nodes = plan
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| Box::new(NodeUnit::new(plan, i, n)) as Box<dyn Target>);
-    let groups = plan
-        .groups
-        .iter()
-        .map(|g| Box::new(GroupUnit::new(plan, g)) as Box<dyn Target>);
-    nodes.chain(groups).collect()
+    plan.entries()
+        .map(|e| match e.section {
+            Section::Node(i, n) => Box::new(NodeUnit::new(plan, i, n)) as Box<dyn Target>,
+            Section::Group(_, g) => Box::new(GroupUnit::new(plan, g)),
+        })
+        .collect()
 }

@@ -106,7 +106,7 @@ fn window_open(plan: &Plan, resuming: Option<&str>) -> Result<(), Problem> {
 fn locks_free(
     plan: &Plan,
     lock_wait: Duration,
-    ids: impl Iterator<Item = crate::schedule::TargetId>,
+    ids: impl Iterator<Item = usize>,
     remote: Vec<Problem>,
 ) -> Result<(), Failure> {
     let mut held = exec::locks_held(plan, ids);
@@ -126,12 +126,12 @@ fn locks_free(
 fn wave_check(
     plan: &Plan,
     hosts: Option<std::sync::Arc<crate::remote::Hosts>>,
-) -> Option<Box<dyn Fn(&[crate::schedule::TargetId]) -> Vec<exec::Refusal> + Sync + '_>> {
+) -> Option<Box<dyn Fn(&[usize]) -> Vec<exec::Refusal> + Sync + '_>> {
     let hosts = hosts?;
     if plan.rollout.preflight != crate::plan::PreflightScope::Wave {
         return None;
     }
-    Some(Box::new(move |w: &[crate::schedule::TargetId]| {
+    Some(Box::new(move |w: &[usize]| {
         prepare::wave_preflight(plan, &hosts, w)
     }))
 }
@@ -143,7 +143,7 @@ pub fn planned(plan: &Plan, s: &crate::schedule::Schedule) -> Vec<PlannedWave> {
         .iter()
         .enumerate()
         .map(|(i, w)| PlannedWave {
-            targets: w.iter().map(|t| t.name(plan).to_owned()).collect(),
+            targets: w.iter().map(|t| plan.target_name(*t).to_owned()).collect(),
             domain: s.domain.get(i).cloned().flatten(),
             why: s.why.get(i).cloned().unwrap_or_default(),
             budget: budgets.get(i).copied().unwrap_or(0),
@@ -160,7 +160,7 @@ fn recorded(plan: &Plan, waves: &[PlannedWave]) -> Option<crate::schedule::Sched
         let ids = w
             .targets
             .iter()
-            .map(|n| all.iter().find(|t| t.name(plan) == n).copied())
+            .map(|n| all.iter().find(|t| plan.target_name(**t) == n).copied())
             .collect::<Option<Vec<_>>>()?;
         s.waves.push(ids);
         s.why.push(w.why.clone());
@@ -499,7 +499,7 @@ impl Runner {
         // As `apply` does; targets the run finished are not touched again, so not checked.
         let pending: Vec<_> = schedule
             .targets()
-            .filter(|t| !finished.contains_key(t.name(&plan)))
+            .filter(|t| !finished.contains_key(plan.target_name(*t)))
             .collect();
         // A mirror's packages the rest of the run needs, downloaded again if the cache
         // lost them, before anything changes.
@@ -521,10 +521,7 @@ impl Runner {
             Some(h) => {
                 let nodes: Vec<usize> = pending
                     .iter()
-                    .filter_map(|t| match t {
-                        crate::schedule::TargetId::Node(i) => Some(*i),
-                        crate::schedule::TargetId::Group(_) => None,
-                    })
+                    .filter_map(|&t| plan.node_of(t).map(|(i, _)| i))
                     .collect();
                 let held = prepare::read_remote(&plan, h, &nodes, true).1;
                 held.into_iter().map(|h| h.problem).collect()
@@ -698,7 +695,7 @@ impl Runner {
             crate::schedule::select(&plan, None)
                 .ok()?
                 .into_iter()
-                .find(|t| t.name(&plan) == u.target)
+                .find(|t| plan.target_name(*t) == u.target)
         });
         // A host that cannot be reached fails its nodes' rollbacks, not the command.
         let hosts = prepare::hosts_for(&plan, ids).ok().flatten();

@@ -275,6 +275,17 @@ impl Target for NodeUnit<'_> {
         }
     }
 
+    fn over_ssh(&self) -> Option<&crate::plan::SshAddr> {
+        self.node.ssh.as_ref().map(|a| &a.value)
+    }
+
+    fn analysis_vars(&self) -> Option<BTreeMap<String, String>> {
+        let mut vars = self.vars();
+        vars.insert("version".into(), self.node.to.value.to_string());
+        vars.insert("root".into(), self.node.root.value.display().to_string());
+        Some(vars)
+    }
+
     fn lock_held(&self) -> Option<Problem> {
         // A remote store's lock is tested by its host's agent, when the stores are read
         // before the run (`run::prepare::read_remote`).

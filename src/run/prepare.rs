@@ -12,7 +12,7 @@ use crate::diagnostics::{Code, Exit, Failure, Problem, Severity, SourceFile};
 use crate::plan::{Plan, PreflightScope};
 use crate::preflight::{self, Preflight};
 use crate::remote::{Hosts, SshSettings};
-use crate::schedule::{self, Schedule, TargetId};
+use crate::schedule::{self, Schedule};
 
 /// A plan ready to run.
 pub struct Prepared {
@@ -39,7 +39,7 @@ impl Prepared {
             .iter()
             .map(|w| {
                 w.iter()
-                    .map(|t| targets[t.index(&self.plan)].preview(&self.preflight))
+                    .map(|&t| targets[t].preview(&self.preflight))
                     .collect()
             })
             .collect()
@@ -59,9 +59,9 @@ pub fn ssh_settings(plan: &Plan) -> SshSettings {
 /// Connections for the remote nodes among `targets`, if there are any.
 pub fn hosts_for(
     plan: &Plan,
-    mut targets: impl Iterator<Item = TargetId>,
+    mut targets: impl Iterator<Item = usize>,
 ) -> Result<Option<Arc<Hosts>>, Problem> {
-    let remote = targets.any(|t| matches!(t, TargetId::Node(i) if plan.nodes[i].ssh.is_some()));
+    let remote = targets.any(|t| plan.node_of(t).is_some_and(|(_, n)| n.ssh.is_some()));
     if !remote {
         return Ok(None);
     }
@@ -97,10 +97,7 @@ pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, F
                     let live = if read_now {
                         let nodes: Vec<usize> = s
                             .iter()
-                            .filter_map(|t| match *t {
-                                TargetId::Node(i) => Some(i),
-                                TargetId::Group(_) => None,
-                            })
+                            .filter_map(|&t| plan.node_of(t).map(|(i, _)| i))
                             .collect();
                         let (live, locks) = read_remote(&plan, &h, &nodes, run);
                         held = locks.into_iter().map(|h| h.problem).collect();
@@ -134,15 +131,15 @@ pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, F
             },
         });
     }
-    let settled = |t: TargetId| match t {
-        TargetId::Node(i) => {
+    let settled = |t: usize| match plan.node_of(t) {
+        Some((i, n)) => {
             plan.rollout.permanent
                 && pf.nodes[i]
                     .running
                     .as_ref()
-                    .is_some_and(|r| r.version == plan.nodes[i].to.value)
+                    .is_some_and(|r| r.version == n.to.value)
         }
-        TargetId::Group(_) => false,
+        None => false,
     };
     if run && let (Some(m), Ok(targets)) = (&pf.mirror, &schedule) {
         fetch(&plan, m, &pf, targets.iter().copied()).map_err(|p| Failure {
@@ -182,13 +179,14 @@ pub fn fetch(
     plan: &Plan,
     mirror: &crate::mirror::Mirror,
     pf: &Preflight,
-    targets: impl Iterator<Item = TargetId>,
+    targets: impl Iterator<Item = usize>,
 ) -> Result<(), Problem> {
     let mut files: Vec<String> = Vec::new();
     let repo = mirror.repository(&plan.product, &plan.runtime);
     for t in targets {
-        let TargetId::Node(i) = t else { continue };
-        let node = &plan.nodes[i];
+        let Some((i, node)) = plan.node_of(t) else {
+            continue;
+        };
         // A remote host downloads its own, unless the controller relays.
         if node.ssh.is_some() && !plan.via_controller {
             continue;
@@ -335,11 +333,11 @@ pub fn read_remote(
 }
 
 /// The remote nodes among `targets`, as indexes into the plan's nodes.
-pub fn remote_nodes(plan: &Plan, targets: &[TargetId]) -> Vec<usize> {
+pub fn remote_nodes(plan: &Plan, targets: &[usize]) -> Vec<usize> {
     targets
         .iter()
-        .filter_map(|t| match t {
-            TargetId::Node(i) if plan.nodes[*i].ssh.is_some() => Some(*i),
+        .filter_map(|&t| match plan.node_of(t) {
+            Some((i, n)) if n.ssh.is_some() => Some(i),
             _ => None,
         })
         .collect()
@@ -348,7 +346,7 @@ pub fn remote_nodes(plan: &Plan, targets: &[TargetId]) -> Vec<usize> {
 /// The preflight of one wave (`rollout.preflight: wave`): its remote nodes read, with
 /// their locks, by their hosts' agents, over the connections the wave then works on, and
 /// checked as `apply` checks every node before a run with `preflight: all`.
-pub fn wave_preflight(plan: &Plan, hosts: &Arc<Hosts>, wave: &[TargetId]) -> Vec<Refusal> {
+pub fn wave_preflight(plan: &Plan, hosts: &Arc<Hosts>, wave: &[usize]) -> Vec<Refusal> {
     let nodes = remote_nodes(plan, wave);
     if nodes.is_empty() {
         return Vec::new();
@@ -357,17 +355,17 @@ pub fn wave_preflight(plan: &Plan, hosts: &Arc<Hosts>, wave: &[TargetId]) -> Vec
     let mut out: Vec<Refusal> = held
         .into_iter()
         .map(|h| Refusal {
-            target: TargetId::Node(h.node),
+            target: plan.target_of_node(h.node),
             problem: h.problem,
         })
         .collect();
     for (i, problems) in preflight::check_nodes(plan, &live, &nodes) {
-        if out.iter().any(|r| r.target == TargetId::Node(i)) {
+        if out.iter().any(|r| r.target == plan.target_of_node(i)) {
             continue;
         }
         if let Some(p) = problems.into_iter().find(|p| p.severity == Severity::Error) {
             out.push(Refusal {
-                target: TargetId::Node(i),
+                target: plan.target_of_node(i),
                 problem: p,
             });
         }

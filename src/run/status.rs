@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::journal::{self, RunSummary};
 use crate::diagnostics::{Exit, Failure};
 use crate::plan::Plan;
-use crate::schedule::{self, TargetId};
+use crate::schedule;
 
 /// One target as it stands.
 #[derive(Debug, Serialize)]
@@ -116,15 +116,15 @@ pub fn fleet_status(
     let sched = schedule::build(plan, only)?;
     let state = journal::state_dir(state, plan.state.as_deref())?;
     let runs = journal::runs(&state);
-    let ids: Vec<TargetId> = sched.targets().collect();
+    let ids: Vec<usize> = sched.targets().collect();
     let remote = read_remote(plan, &ids);
     let targets = ids
         .iter()
         .map(|t| {
-            let name = t.name(plan).to_owned();
-            let mut s = match *t {
-                TargetId::Node(i) => node(plan, i, &remote),
-                TargetId::Group(i) => group(plan, i),
+            let name = plan.target_name(*t).to_owned();
+            let mut s = match plan.entry(*t).section {
+                crate::plan::Section::Node(i, _) => node(plan, i, &remote),
+                crate::plan::Section::Group(i, _) => group(plan, i),
             };
             s.last_run = last_run(&runs, &name);
             if s.last_run
@@ -149,7 +149,7 @@ type Remote = (
     Vec<super::prepare::Held>,
 );
 
-fn read_remote(plan: &Plan, ids: &[TargetId]) -> Remote {
+fn read_remote(plan: &Plan, ids: &[usize]) -> Remote {
     let nodes = super::prepare::remote_nodes(plan, ids);
     if nodes.is_empty() {
         return (Vec::new(), Vec::new());

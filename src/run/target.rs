@@ -81,6 +81,16 @@ pub trait Target: Sync {
     /// onto `from`, checked healthy there; a group's last upgrade undone. `Ok` says where
     /// the target is now.
     fn roll_back(&self, cx: &Cx, from: Option<&Version>) -> Result<String, Problem>;
+    /// The host the target is reached on over SSH (its connection is kept open until
+    /// its turn has ended), or `None` for a target worked on here.
+    fn over_ssh(&self) -> Option<&crate::plan::SshAddr> {
+        None
+    }
+    /// The placeholders a per-target metric query fills for this target (`{name}` and
+    /// the kind's own), or `None` for a kind no per-target query asks about.
+    fn analysis_vars(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        None
+    }
 }
 
 /// A lifecycle hook of the plan (`hooks.before`, `after`, `on_rollback`).

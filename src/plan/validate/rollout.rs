@@ -11,13 +11,6 @@ fn map_entries(n: Option<&Node>) -> &[(Key, Node)] {
     }
 }
 
-fn plan_tags(plan: &Plan, t: crate::schedule::TargetId) -> &[String] {
-    match t {
-        crate::schedule::TargetId::Node(i) => &plan.nodes[i].tags,
-        crate::schedule::TargetId::Group(i) => &plan.groups[i].tags,
-    }
-}
-
 fn number(n: Option<&Node>) -> Option<f64> {
     match n.map(|n| &n.kind) {
         Some(Kind::Int(i)) => Some(*i as f64),
@@ -331,7 +324,7 @@ impl Validator {
             let by = &d.by.value;
             let mut values: Vec<String> = Vec::new();
             for t in &all {
-                match t.labels(plan).get(by) {
+                match plan.entry(*t).labels.get(by) {
                     Some(v) => {
                         if !values.contains(v) {
                             values.push(v.clone());
@@ -342,10 +335,10 @@ impl Validator {
                             Code::BadRollout,
                             format!(
                                 "`{}` has no label `{by}`, and the rollout goes by `{by}`",
-                                t.name(plan)
+                                plan.target_name(*t)
                             ),
                         )
-                        .at(t.name_span(plan))
+                        .at(plan.entry(*t).name.span)
                         .label(format!("no `{by}` label"))
                         .help(format!(
                             "give it `labels: {{ {by}: … }}` (or `defaults.labels`): every target belongs to one failure domain"
@@ -393,10 +386,18 @@ impl Validator {
             .chain(r.min_available.iter().map(|m| &m.select));
         for sel in selectors {
             if crate::schedule::matching(plan, &sel.value).is_empty() {
-                let mut known: Vec<String> = all.iter().map(|t| t.name(plan).to_owned()).collect();
+                let mut known: Vec<String> = all
+                    .iter()
+                    .map(|t| plan.target_name(*t).to_owned())
+                    .collect();
                 for t in &all {
-                    known.extend(plan_tags(plan, *t).iter().map(|g| format!("@{g}")));
-                    known.extend(t.labels(plan).iter().map(|(k, v)| format!("@{k}={v}")));
+                    known.extend(plan.entry(*t).tags.iter().map(|g| format!("@{g}")));
+                    known.extend(
+                        plan.entry(*t)
+                            .labels
+                            .iter()
+                            .map(|(k, v)| format!("@{k}={v}")),
+                    );
                 }
                 let names = known.iter().map(String::as_str);
                 let mut p = Problem::new(
