@@ -652,3 +652,118 @@ fn rollback_run_goes_newest_first_by_completion_not_plan_order() {
     let back = std::fs::read_to_string(d.join("back.log")).unwrap();
     assert_eq!(back.lines().collect::<Vec<_>>(), ["n1", "n2"], "{back}");
 }
+
+/// A Prometheus that answers every query with `value` and keeps each query's path.
+fn recording_prometheus(value: &'static str) -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = asked.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            if let Some(r) = common::http::read_request(&c) {
+                log.lock().unwrap().push(r.path);
+            }
+            common::http::answer(&mut c, common::http::prometheus_vector(&[value]).as_bytes());
+        }
+    });
+    (port, asked)
+}
+
+/// A group `shop` on mall 1.0.0 (market `market`, root `shop`) under `d`, and a plan
+/// taking it to 1.0.1 with `analysis` (YAML, indented as a top-level key).
+fn analysed_group(d: &Path, analysis: &str) -> std::path::PathBuf {
+    for (v, web) in [("1.0.0", "mall/web:1.0.0"), ("1.0.1", "mall/web:1.0.1")] {
+        let app = d.join("market/mall");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(
+            app.join(format!("{v}.yaml")),
+            format!("app: mall\nversion: {v}\nservices:\n  web:\n    image: {web}\n"),
+        )
+        .unwrap();
+    }
+    let (code, out, err) = output(fleetup().current_dir(d).args([
+        "group", "install", "mall", "1.0.0", "--root", "shop", "--market", "market",
+    ]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let plan = d.join("plan.yaml");
+    std::fs::write(
+        &plan,
+        format!(
+            "plan: 1\nname: shop\nproduct: mall\nstate: ./state\n{analysis}\
+             groups:\n  - name: shop\n    root: ./shop\n    market: ./market\n    \
+             vars: {{ zone: west }}\n    apps: [{{ app: mall, to: 1.0.1 }}]\n"
+        ),
+    )
+    .unwrap();
+    plan
+}
+
+/// An analysis asks about a group as it asks about a node: per target, with the group's
+/// placeholders; a group whose metric is out of bounds is rolled back.
+#[test]
+fn an_analysis_asks_about_a_group_and_rolls_it_back_when_its_metric_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (port, asked) = recording_prometheus("7");
+    let plan = analysed_group(
+        d,
+        &format!(
+            "analysis:\n  - name: errors\n    prometheus:\n      url: \"http://127.0.0.1:{port}\"\n\
+             \x20     query: 'app_errors_total{{{{group=\"{{name}}\",zone=\"{{zone}}\"}}}}'\n\
+             \x20     max: 0\n      for: 1s\n      interval: 200ms\n"
+        ),
+    );
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["targets"][0]["outcome"], "rolled-back", "{doc}");
+    assert!(
+        doc["targets"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("analysis `errors`"),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["targets"][0]["code"], "fleetup::analysis::failed",
+        "{doc}"
+    );
+    let asked = asked.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .any(|p| p.contains("shop") && p.contains("west")),
+        "{asked:?}"
+    );
+    let (_, status, _) = output(
+        fleetup()
+            .current_dir(d)
+            .args(["group", "status", "--root", "shop", "--market", "market"]),
+    );
+    assert!(status.contains("mall 1.0.0"), "{status}");
+}
+
+/// A query's placeholder a group lacks is refused by `check`, pointing at the query.
+#[test]
+fn a_query_placeholder_a_group_lacks_is_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = analysed_group(
+        dir.path(),
+        "analysis:\n  - name: errors\n    prometheus:\n      url: \"http://127.0.0.1:9\"\n\
+         \x20     query: 'app_errors_total{{host=\"{host}\"}}'\n      max: 0\n",
+    );
+    let (code, out, err) = output(fleetup().arg("check").arg(&plan));
+    assert_eq!(code, Some(1), "{out}{err}");
+    let all = flat(&format!("{out}{err}"));
+    assert!(
+        all.contains("placeholder `{host}` has no value for group `shop`"),
+        "{all}"
+    );
+}

@@ -22,14 +22,19 @@ impl<'p> GroupUnit<'p> {
         GroupUnit { plan, g }
     }
 
-    fn ctx<'s>(&self, cx: &Cx, say: &'s mut dyn FnMut(String)) -> group::Ctx<'s> {
-        let g = self.g;
+    /// The group's own `vars`, filled.
+    fn vars(&self) -> std::collections::BTreeMap<String, String> {
         let env = |k: &str| std::env::var(k).ok();
-        let vars = g
+        self.g
             .vars
             .iter()
             .filter_map(|(k, t)| Some((k.clone(), t.render(|_| None, env).ok()?)))
-            .collect();
+            .collect()
+    }
+
+    fn ctx<'s>(&self, cx: &Cx, say: &'s mut dyn FnMut(String)) -> group::Ctx<'s> {
+        let g = self.g;
+        let vars = self.vars();
         group::Ctx {
             say,
             hooks: group::Hooks {
@@ -164,6 +169,14 @@ impl Target for GroupUnit<'_> {
             open,
             services,
         }
+    }
+
+    fn analysis_vars(&self) -> Option<std::collections::BTreeMap<String, String>> {
+        let mut vars = self.vars();
+        vars.insert("name".into(), self.g.name.value.clone());
+        vars.insert("group".into(), self.g.name.value.clone());
+        vars.insert("root".into(), self.g.root.value.display().to_string());
+        Some(vars)
     }
 
     fn lock_held(&self) -> Option<Problem> {

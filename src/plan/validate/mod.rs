@@ -113,6 +113,9 @@ fn scalar_text(n: &Node) -> Option<String> {
 /// Placeholders every node command or check may use, besides the node's vars.
 pub const NODE_BUILTINS: &[&str] = &["name", "host", "root", "version", "previous"];
 
+/// Placeholders a per-target metric query may use for a group, besides its vars.
+pub const GROUP_ANALYSIS_BUILTINS: &[&str] = &["name", "group", "root"];
+
 /// Placeholders every group hook or check may use, besides the group's vars.
 pub const GROUP_BUILTINS: &[&str] = &[
     "name", "group", "root", "app", "service", "spec", "version", "previous",

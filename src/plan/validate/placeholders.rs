@@ -63,6 +63,42 @@ impl Validator {
                 }
             }
         }
+        // An analysis asks about every target of its wave, groups too.
+        for t in plan.analysis.iter().flat_map(|a| [&a.url, &a.query]) {
+            for var in t.value.vars() {
+                if GROUP_ANALYSIS_BUILTINS.contains(&var) {
+                    continue;
+                }
+                let lacking: Vec<&str> = plan
+                    .groups
+                    .iter()
+                    .filter(|g| !g.vars.contains_key(var))
+                    .map(|g| g.name.value.as_str())
+                    .collect();
+                if !lacking.is_empty() {
+                    self.push(
+                        Problem::new(
+                            Code::Placeholder,
+                            format!(
+                                "placeholder `{{{var}}}` has no value for {} {}",
+                                if lacking.len() == 1 { "group" } else { "groups" },
+                                name_list(&lacking)
+                            ),
+                        )
+                        .at(t.span)
+                        .label(format!("`{{{var}}}` unfilled"))
+                        .help(format!(
+                            "an analysis asks about every target of its wave, groups too: set `{var}` under each group's `vars`; built in for a group are {}",
+                            GROUP_ANALYSIS_BUILTINS
+                                .iter()
+                                .map(|b| format!("{{{b}}}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
+                    );
+                }
+            }
+        }
         for g in &plan.groups {
             let mut ts: Vec<&At<Template>> = Vec::new();
             if let Some(h) = &g.health {
