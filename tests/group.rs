@@ -1155,3 +1155,104 @@ fn a_group_another_fleetup_holds_is_refused_with_exit_5_and_waited_for_on_reques
     assert!(waiter.wait().unwrap().success());
     assert!(ok(&root, &m, &["status"]).contains("mall 1.0.2"));
 }
+
+/// [`group_plan`] with lifecycle hooks that log `<hook> <name> <root>` to
+/// `<root>/lifecycle.log`; `before` fails while `<root>/no-before` exists.
+fn lifecycle_plan(dir: &Path) -> std::path::PathBuf {
+    let plan = group_plan(dir, "0");
+    let log = |w: &str| {
+        format!(
+            "[\"/bin/sh\", \"-c\", \"echo {w} {{name}} $FLEETUP_HOOK >> {{root}}/lifecycle.log\"]"
+        )
+    };
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "      timeout: 10s\n",
+        &format!(
+            "      before: [\"/bin/sh\", \"-c\", \"test ! -e {{root}}/no-before && echo before {{group}} >> {{root}}/lifecycle.log\"]\n      after: {}\n      on_rollback: {}\n      timeout: 10s\n",
+            log("after"),
+            log("on_rollback")
+        ),
+    );
+    std::fs::write(&plan, text).unwrap();
+    plan
+}
+
+fn lifecycle_log(root: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(root.join("lifecycle.log")).unwrap_or_default();
+    let out: Vec<String> = text.lines().map(str::to_owned).collect();
+    std::fs::remove_file(root.join("lifecycle.log")).ok();
+    out
+}
+
+/// A group's lifecycle hooks run around its change as a node's do: `before` and
+/// `after` around an upgrade, `on_rollback` and `after` when it goes back (a failed
+/// check, `rollback RUN`); a failing `before` leaves it unchanged and failed.
+#[test]
+fn a_groups_lifecycle_hooks_run_around_its_upgrade_and_its_rollbacks() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    let plan = lifecycle_plan(t.path());
+    let (code, out, err) = output(fleetup().arg("check").arg(&plan));
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // A failing `before`: nothing changes, the group fails, `after` still runs.
+    std::fs::write(root.join("no-before"), "").unwrap();
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("the `before` hook failed"), "{out}");
+    assert_eq!(lifecycle_log(&root), ["after shop after"]);
+    assert_eq!(spec_image(&root, "web"), "mall/web:1.0.0");
+    std::fs::remove_file(root.join("no-before")).unwrap();
+
+    // A failed check: the group goes back, then on_rollback and after.
+    std::fs::write(root.join("fail-api"), "").unwrap();
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert_eq!(
+        lifecycle_log(&root),
+        [
+            "before shop",
+            "on_rollback shop on_rollback",
+            "after shop after"
+        ]
+    );
+    std::fs::remove_file(root.join("fail-api")).unwrap();
+
+    // Upgraded: before and after.
+    apply_ok(&plan);
+    assert_eq!(lifecycle_log(&root), ["before shop", "after shop after"]);
+    assert!(ok(&root, &m, &["status"]).contains("mall 1.0.2"));
+
+    // `rollback RUN`: on_rollback, then after.
+    let run = &latest_run(&t.path().join("state"));
+    let (code, out, err) = output(
+        fleetup()
+            .args(["rollback", run, "--yes", "--state"])
+            .arg(t.path().join("state")),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(
+        lifecycle_log(&root),
+        ["on_rollback shop on_rollback", "after shop after"]
+    );
+    assert!(ok(&root, &m, &["status"]).contains("mall 1.0.0"));
+}
+
+/// A lifecycle hook of a group may not use a per-service placeholder.
+#[test]
+fn a_groups_lifecycle_hook_with_a_per_service_placeholder_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let plan = lifecycle_plan(t.path());
+    let text = std::fs::read_to_string(&plan)
+        .unwrap()
+        .replace("echo after {name}", "echo after {service}");
+    std::fs::write(&plan, text).unwrap();
+    let (code, out, err) = output(fleetup().arg("check").arg(&plan));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        flat(&err).contains("placeholder `{service}` has no value in group `shop`"),
+        "{err}"
+    );
+}

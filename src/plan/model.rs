@@ -459,7 +459,10 @@ impl Plan {
                     Check::Command(c) => all.extend(c.iter()),
                 }
             }
-            all.extend(g.hooks.command.iter().flatten());
+            let h = &g.hooks;
+            for c in [&h.command, &h.before, &h.after, &h.on_rollback] {
+                all.extend(c.iter().flatten());
+            }
         }
         all
     }

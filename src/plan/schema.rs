@@ -367,6 +367,21 @@ pub static GROUP_HOOKS: &[Field] = &[
         Ty::Argv,
         "command run per service after its spec is written ({spec})"
     ),
+    field!(
+        "before",
+        Ty::Argv,
+        "command run before the group changes (drain it); failing leaves it unchanged and failed"
+    ),
+    field!(
+        "after",
+        Ty::Argv,
+        "command run once the group is healthy on its new versions, or back on its old ones"
+    ),
+    field!(
+        "on_rollback",
+        Ty::Argv,
+        "command run after the group's upgrade was rolled back"
+    ),
     field!("timeout", Ty::Duration, default "5m", "deadline of every hook; a timeout is a failure"),
 ];
 

@@ -6,7 +6,7 @@ use semver::Version;
 
 use super::event::{Back, Step};
 use super::preview::Preview;
-use super::target::{Change, ChangeError, Cx, Standing, Target};
+use super::target::{Change, ChangeError, Cx, Lifecycle, Standing, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::group::{self, Group, Market};
 use crate::plan::{AppTarget, GroupTarget, Plan};
@@ -58,6 +58,44 @@ impl<'p> GroupUnit<'p> {
 
     fn group(&self) -> Group {
         Group::new(&self.g.root.value)
+    }
+
+    /// Runs the group's lifecycle hook `which` here, if it has one, with the group's
+    /// placeholders; what a failure says shows secrets as written, never their values.
+    fn lifecycle(&self, cx: &Cx, which: Lifecycle) -> Result<(), Problem> {
+        let h = &self.g.hooks;
+        let argv = match which {
+            Lifecycle::Before => &h.before,
+            Lifecycle::After => &h.after,
+            Lifecycle::OnRollback => &h.on_rollback,
+        };
+        let Some(argv) = argv else { return Ok(()) };
+        cx.step(self.name(), Step::Hook(which.as_str()));
+        let mut vars = self.vars();
+        vars.insert("name".into(), self.g.name.value.clone());
+        vars.insert("group".into(), self.g.name.value.clone());
+        let root = self.g.root.value.display().to_string();
+        vars.insert("root".into(), root.clone());
+        let env = |k: &str| std::env::var(k).ok();
+        let fail = |m: String| {
+            Problem::new(
+                Code::HookFailed,
+                format!("the `{}` hook failed: {m}", which.as_str()),
+            )
+        };
+        let filled: Vec<String> = argv
+            .iter()
+            .map(|t| t.value.render(|k| vars.get(k).cloned(), env))
+            .collect::<Result<_, _>>()
+            .map_err(|m| fail(format!("it cannot be filled: {m:?}")))?;
+        let hook_env = [
+            ("FLEETUP_GROUP", self.g.name.value.clone()),
+            ("FLEETUP_HOOK", which.as_str().to_owned()),
+            ("FLEETUP_ROOT", root),
+        ];
+        // A hook's output may echo what it was given: the plan's secrets are hidden.
+        crate::hook::run(&filled, &hook_env, h.timeout)
+            .map_err(|e| fail(self.plan.secrets().hide(&e.to_string())))
     }
 
     /// The services an app's entry picks (`None`: all of them).
@@ -266,6 +304,17 @@ impl Target for GroupUnit<'_> {
                 "nothing this run upgraded is left to roll back",
             ));
         }
+        drop(ctx);
+        let hooks: Vec<String> = [Lifecycle::OnRollback, Lifecycle::After]
+            .into_iter()
+            .filter_map(|w| self.lifecycle(cx, w).err().map(|p| p.message))
+            .collect();
+        if !hooks.is_empty() {
+            return Err(Problem::new(
+                Code::HookFailed,
+                format!("rolled back, but {}", hooks.join("; ")),
+            ));
+        }
         Ok(format!(
             "rolled back by record{} {}",
             if done.len() == 1 { "" } else { "s" },
@@ -296,6 +345,10 @@ struct GroupChange<'s> {
 }
 
 impl Change for GroupChange<'_> {
+    fn hook(&mut self, which: Lifecycle) -> Result<(), Problem> {
+        self.unit.lifecycle(self.cx, which)
+    }
+
     fn change(&mut self) -> Result<(), ChangeError> {
         let (unit, cx) = (self.unit, self.cx);
         let name = unit.name();

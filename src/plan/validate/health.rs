@@ -161,11 +161,16 @@ impl Validator {
         })
     }
 
+    /// A `hooks` table: its command under `key` (`activate`, `deploy`), the lifecycle
+    /// hooks and the timeout.
     pub(super) fn hooks(n: Option<&Node>, key: &str) -> Hooks {
+        let argv = |k| n.and_then(|n| Self::templates(get(n, k)));
         Hooks {
-            command: n.and_then(|n| Self::templates(get(n, key))),
+            command: argv(key),
+            before: argv("before"),
+            after: argv("after"),
+            on_rollback: argv("on_rollback"),
             timeout: duration(n.and_then(|n| get(n, "timeout")), Duration::from_secs(300)),
-            ..Hooks::default()
         }
     }
 }

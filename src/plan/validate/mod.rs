@@ -116,6 +116,10 @@ pub const NODE_BUILTINS: &[&str] = &["name", "host", "root", "version", "previou
 /// Placeholders a per-target metric query may use for a group, besides its vars.
 pub const GROUP_ANALYSIS_BUILTINS: &[&str] = &["name", "group", "root"];
 
+/// Placeholders a group's lifecycle hooks (`before`, `after`, `on_rollback`) may use,
+/// besides the group's vars.
+pub const GROUP_LIFECYCLE_BUILTINS: &[&str] = &["name", "group", "root"];
+
 /// Placeholders every group hook or check may use, besides the group's vars.
 pub const GROUP_BUILTINS: &[&str] = &[
     "name", "group", "root", "app", "service", "spec", "version", "previous",
@@ -334,11 +338,7 @@ impl Validator {
         let timing = self.health_timing(get(root, "health"), &HealthTiming::default());
         let has_nodes = !list(get(root, "nodes")).is_empty();
         let health = self.health(get(root, "health"), "`health`", &timing, has_nodes);
-        let mut hooks = Self::hooks(get(root, "hooks"), "activate");
-        let hk = |k| get(root, "hooks").and_then(|h| Self::templates(get(h, k)));
-        hooks.before = hk("before");
-        hooks.after = hk("after");
-        hooks.on_rollback = hk("on_rollback");
+        let hooks = Self::hooks(get(root, "hooks"), "activate");
         let analysis = self.analysis(get(root, "analysis"));
         let notify = self.notify(get(root, "notify"));
         let window = self.window(get(root, "window"));

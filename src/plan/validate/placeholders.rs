@@ -110,9 +110,22 @@ impl Validator {
             if let Some(c) = &g.hooks.command {
                 ts.extend(c.iter());
             }
-            for t in ts {
+            let lifecycle: Vec<&At<Template>> =
+                [&g.hooks.before, &g.hooks.after, &g.hooks.on_rollback]
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .collect();
+            let n = ts.len();
+            ts.extend(lifecycle);
+            for (k, t) in ts.into_iter().enumerate() {
+                let builtins = if k < n {
+                    GROUP_BUILTINS
+                } else {
+                    GROUP_LIFECYCLE_BUILTINS
+                };
                 for var in t.value.vars() {
-                    if !GROUP_BUILTINS.contains(&var) && !g.vars.contains_key(var) {
+                    if !builtins.contains(&var) && !g.vars.contains_key(var) {
                         self.push(
                             Problem::new(
                                 Code::Placeholder,
@@ -125,7 +138,7 @@ impl Validator {
                             .label(format!("`{{{var}}}` unfilled"))
                             .help(format!(
                                 "set `{var}` under the group's `vars`; built in are {}",
-                                GROUP_BUILTINS
+                                builtins
                                     .iter()
                                     .map(|b| format!("{{{b}}}"))
                                     .collect::<Vec<_>>()
