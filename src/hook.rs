@@ -59,6 +59,16 @@ pub fn run(argv: &[String], env: &[(&str, String)], timeout: Duration) -> Result
     run_tracked(argv, env, timeout, None)
 }
 
+/// [`run`], returning what the command printed (stdout and stderr as they came, its
+/// last 2 KiB): for a command whose answer is its output (a version).
+pub fn output(
+    argv: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> Result<String, HookError> {
+    run_inner(argv, env, timeout, None)
+}
+
 /// The start time of a process (clock ticks since boot, /proc/PID/stat field 22): with
 /// the pid, it names one process even after the pid is reused.
 pub fn start_time(pid: u32) -> Option<u64> {
@@ -109,6 +119,15 @@ pub fn run_tracked(
     timeout: Duration,
     track: Option<&Path>,
 ) -> Result<(), HookError> {
+    run_inner(argv, env, timeout, track).map(|_| ())
+}
+
+fn run_inner(
+    argv: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+    track: Option<&Path>,
+) -> Result<String, HookError> {
     let Some((prog, args)) = argv.split_first() else {
         return Err(HookError::Spawn(
             String::new(),
@@ -175,7 +194,7 @@ pub fn run_tracked(
         s
     };
     match status {
-        Some(s) if s.success() => Ok(()),
+        Some(s) if s.success() => Ok(output),
         Some(s) => Err(HookError::Failed {
             status: match s.code() {
                 Some(c) => format!("exited with status {c}"),

@@ -20,6 +20,7 @@ struct Checked {
     problems: Vec<Problem>,
     nodes: usize,
     groups: usize,
+    scripted: usize,
     states_read: usize,
 }
 
@@ -34,10 +35,11 @@ impl Checked {
 fn check_one(path: &std::path::Path, offline: bool) -> Checked {
     let loaded = plan::load(path);
     let mut problems = loaded.problems;
-    let (mut nodes, mut groups, mut states_read) = (0, 0, 0);
+    let (mut nodes, mut groups, mut scripted, mut states_read) = (0, 0, 0, 0);
     if let Some(plan) = &loaded.plan {
         nodes = plan.nodes.len();
         groups = plan.groups.len();
+        scripted = plan.scripted.len();
         if !offline {
             let pf = preflight::run(plan);
             states_read = pf.states_read();
@@ -51,6 +53,7 @@ fn check_one(path: &std::path::Path, offline: bool) -> Checked {
         problems,
         nodes,
         groups,
+        scripted,
         states_read,
     }
 }
@@ -61,6 +64,8 @@ struct JsonFile<'a> {
     ok: bool,
     nodes: usize,
     groups: usize,
+    #[serde(skip_serializing_if = "is_zero")]
+    scripted: usize,
     states_read: usize,
     /// `--offline`: the repository, packages, stores and markets were not read.
     offline: bool,
@@ -112,8 +117,13 @@ pub fn run(paths: &[PathBuf], format: CheckFormat, offline: bool) -> Exit {
                     } else {
                         String::new()
                     };
+                    let scripted = if r.scripted > 0 {
+                        format!(", {}", plural(r.scripted, "scripted target"))
+                    } else {
+                        String::new()
+                    };
                     println!(
-                        "ok: {}{warn} ({}, {}{live})",
+                        "ok: {}{warn} ({}, {}{scripted}{live})",
                         r.name,
                         plural(r.nodes, "node"),
                         plural(r.groups, "group")
@@ -144,6 +154,7 @@ pub fn run(paths: &[PathBuf], format: CheckFormat, offline: bool) -> Exit {
                         ok: r.count(Severity::Error) == 0,
                         nodes: r.nodes,
                         groups: r.groups,
+                        scripted: r.scripted,
                         states_read: r.states_read,
                         offline,
                         problems: r
@@ -181,4 +192,8 @@ pub fn run(paths: &[PathBuf], format: CheckFormat, offline: bool) -> Exit {
         }
     }
     if errors > 0 { Exit::Invalid } else { Exit::Ok }
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

@@ -47,6 +47,7 @@ pub struct Plan {
     pub notify: Vec<Notify>,
     pub nodes: Vec<NodeTarget>,
     pub groups: Vec<GroupTarget>,
+    pub scripted: Vec<ScriptedTarget>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -353,6 +354,42 @@ pub struct OverrideVolume {
     pub path: String,
 }
 
+/// Software fleetup does not unpack itself (`scripted:`): the plan's commands read its
+/// version and change it.
+#[derive(Clone, Debug)]
+pub struct ScriptedTarget {
+    pub name: At<String>,
+    /// Prints the running version (its last line that is a version counts).
+    pub version: Vec<At<Template>>,
+    /// Installs `{version}`.
+    pub upgrade: Vec<At<Template>>,
+    /// Goes back to `{previous}`; without it, `upgrade` with the previous version.
+    pub rollback: Option<Vec<At<Template>>>,
+    pub to: At<Version>,
+    pub from: Option<At<Version>>,
+    pub health: Option<Health>,
+    pub vars: BTreeMap<String, Template>,
+    pub tags: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// The deadline of each command.
+    pub timeout: Duration,
+}
+
+impl ScriptedTarget {
+    /// Every template of the entry.
+    pub fn templates(&self) -> Vec<&At<Template>> {
+        let mut out: Vec<&At<Template>> = self.version.iter().chain(&self.upgrade).collect();
+        out.extend(self.rollback.iter().flatten());
+        if let Some(h) = &self.health {
+            match &h.check {
+                Check::Http(t) | Check::Tcp(t) => out.push(t),
+                Check::Command(c) => out.extend(c.iter()),
+            }
+        }
+        out
+    }
+}
+
 /// One target of a plan, whatever section names it: what selectors, waves and reports
 /// need of it, and (for the one list of target kinds, `run/kinds.rs`) its section.
 #[derive(Clone, Copy)]
@@ -368,34 +405,42 @@ pub struct Entry<'a> {
 pub enum Section<'a> {
     Node(usize, &'a NodeTarget),
     Group(usize, &'a GroupTarget),
+    Scripted(usize, &'a ScriptedTarget),
 }
 
 impl Plan {
     /// How many targets the plan has: entries `0..target_count()`.
     pub fn target_count(&self) -> usize {
-        self.nodes.len() + self.groups.len()
+        self.nodes.len() + self.groups.len() + self.scripted.len()
     }
 
     /// Target `i` of the plan (`i < target_count()`). Targets are numbered nodes first,
-    /// then groups, each in file order: the one place that order is written. A run, its
-    /// schedule and its journal know a target by this number and its name.
+    /// then groups, then scripted targets, each in file order: the one place that order
+    /// is written. A run, its schedule and its journal know a target by this number and
+    /// its name.
     pub fn entry(&self, i: usize) -> Entry<'_> {
-        match self.nodes.get(i) {
-            Some(n) => Entry {
-                name: &n.name,
-                tags: &n.tags,
-                labels: &n.labels,
-                section: Section::Node(i, n),
-            },
-            None => {
-                let j = i - self.nodes.len();
-                let g = &self.groups[j];
-                Entry {
-                    name: &g.name,
-                    tags: &g.tags,
-                    labels: &g.labels,
-                    section: Section::Group(j, g),
-                }
+        let (n, g) = (self.nodes.len(), self.groups.len());
+        if let Some(t) = self.nodes.get(i) {
+            Entry {
+                name: &t.name,
+                tags: &t.tags,
+                labels: &t.labels,
+                section: Section::Node(i, t),
+            }
+        } else if let Some(t) = self.groups.get(i - n) {
+            Entry {
+                name: &t.name,
+                tags: &t.tags,
+                labels: &t.labels,
+                section: Section::Group(i - n, t),
+            }
+        } else {
+            let t = &self.scripted[i - n - g];
+            Entry {
+                name: &t.name,
+                tags: &t.tags,
+                labels: &t.labels,
+                section: Section::Scripted(i - n - g, t),
             }
         }
     }
@@ -409,7 +454,7 @@ impl Plan {
     pub fn node_of(&self, i: usize) -> Option<(usize, &NodeTarget)> {
         match self.entry(i).section {
             Section::Node(j, n) => Some((j, n)),
-            Section::Group(..) => None,
+            _ => None,
         }
     }
 
@@ -464,6 +509,9 @@ impl Plan {
                 all.extend(c.iter().flatten());
             }
         }
+        for t in &self.scripted {
+            all.extend(t.templates());
+        }
         all
     }
 
@@ -473,6 +521,7 @@ impl Plan {
             .iter()
             .flat_map(|n| n.vars.iter())
             .chain(self.groups.iter().flat_map(|g| g.vars.iter()))
+            .chain(self.scripted.iter().flat_map(|t| t.vars.iter()))
             .map(|(k, v)| (k.as_str(), v))
             .collect()
     }

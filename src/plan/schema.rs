@@ -415,6 +415,51 @@ pub static OVERRIDE: &[Field] = &[
     ),
 ];
 
+pub static SCRIPTED: &[Field] = &[
+    field!("name", Ty::Name, required, "unique target name"),
+    field!(
+        "version",
+        Ty::Argv,
+        required,
+        "command that prints the running version (its last line that is a version counts)"
+    ),
+    field!(
+        "upgrade",
+        Ty::Argv,
+        required,
+        "command that installs {version} (the version it goes to; {previous} the one before)"
+    ),
+    field!(
+        "rollback",
+        Ty::Argv,
+        default "upgrade with the previous version",
+        "command that goes back to {previous}"
+    ),
+    field!("to", Ty::Version, required, "target version"),
+    field!(
+        "from",
+        Ty::Version,
+        "the version it must run now, or the run refuses it"
+    ),
+    field!(
+        "health",
+        Ty::Table(HEALTH),
+        "health check once it runs {version}"
+    ),
+    field!("vars", Ty::Vars, "values for this target's placeholders"),
+    field!(
+        "tags",
+        Ty::List(&Ty::Name),
+        "tags for --only and waves (@tag)"
+    ),
+    field!(
+        "labels",
+        Ty::Labels,
+        "labels for waves (@key=value) and failure domains"
+    ),
+    field!("timeout", Ty::Duration, default "5m", "deadline of each command; a timeout is a failure"),
+];
+
 pub static GROUP: &[Field] = &[
     field!("name", Ty::Name, required, "unique target name"),
     field!("root", Ty::Path, required, "group directory"),
@@ -549,6 +594,11 @@ pub static PLAN: &[Field] = &[
         "groups",
         Ty::List(&Ty::Table(GROUP)),
         "app groups to upgrade"
+    ),
+    field!(
+        "scripted",
+        Ty::List(&Ty::Table(SCRIPTED)),
+        "software upgraded by the plan's own commands (a pip or apt package, an image)"
     ),
 ];
 

@@ -209,6 +209,10 @@ impl Target for GroupUnit<'_> {
         }
     }
 
+    fn status(&self, _: &super::status::Live) -> super::status::TargetStatus {
+        super::status::group(self.g)
+    }
+
     fn analysis_vars(&self) -> Option<std::collections::BTreeMap<String, String>> {
         let mut vars = self.vars();
         vars.insert("name".into(), self.g.name.value.clone());

@@ -2,6 +2,7 @@
 
 use super::group::GroupUnit;
 use super::node::NodeUnit;
+use super::scripted::ScriptedUnit;
 use super::target::Target;
 use crate::plan::{Plan, Section};
 
@@ -11,6 +12,7 @@ pub fn of_plan(plan: &Plan) -> Vec<Box<dyn Target + '_>> {
         .map(|e| match e.section {
             Section::Node(i, n) => Box::new(NodeUnit::new(plan, i, n)) as Box<dyn Target>,
             Section::Group(_, g) => Box::new(GroupUnit::new(plan, g)),
+            Section::Scripted(_, t) => Box::new(ScriptedUnit::new(plan, t)),
         })
         .collect()
 }

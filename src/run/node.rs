@@ -275,6 +275,10 @@ impl Target for NodeUnit<'_> {
         }
     }
 
+    fn status(&self, live: &super::status::Live) -> super::status::TargetStatus {
+        super::status::node(self.plan, self.index, live)
+    }
+
     fn over_ssh(&self) -> Option<&crate::plan::SshAddr> {
         self.node.ssh.as_ref().map(|a| &a.value)
     }

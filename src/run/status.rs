@@ -19,7 +19,8 @@ use crate::schedule;
 pub struct TargetStatus {
     pub target: String,
     pub kind: &'static str,
-    /// A node's current release (what a restart leaves aside); none for a group.
+    /// A node's current release (what a restart leaves aside), a scripted target's
+    /// running version; none for a group.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current: Option<String>,
     /// A node's permanent release.
@@ -117,15 +118,16 @@ pub fn fleet_status(
     let state = journal::state_dir(state, plan.state.as_deref())?;
     let runs = journal::runs(&state);
     let ids: Vec<usize> = sched.targets().collect();
-    let remote = read_remote(plan, &ids);
+    let live = Live {
+        remote: read_remote(plan, &ids),
+    };
+    let kinds = super::kinds::of_plan(plan);
     let targets = ids
         .iter()
         .map(|t| {
-            let name = plan.target_name(*t).to_owned();
-            let mut s = match plan.entry(*t).section {
-                crate::plan::Section::Node(i, _) => node(plan, i, &remote),
-                crate::plan::Section::Group(i, _) => group(plan, i),
-            };
+            let target = &kinds[*t];
+            let name = target.name().to_owned();
+            let mut s = target.status(&live);
             s.last_run = last_run(&runs, &name);
             if s.last_run
                 .as_ref()
@@ -143,7 +145,12 @@ pub fn fleet_status(
     })
 }
 
-/// The remote nodes' stores and lock holders, read as `plan` reads them.
+/// What `status` read of the whole fleet at once, before any target's row: the remote
+/// nodes' stores and lock holders, read by their hosts' agents as `plan` reads them.
+pub struct Live {
+    remote: Remote,
+}
+
 type Remote = (
     Vec<crate::preflight::RemoteState>,
     Vec<super::prepare::Held>,
@@ -160,7 +167,9 @@ fn read_remote(plan: &Plan, ids: &[usize]) -> Remote {
     }
 }
 
-fn node(plan: &Plan, i: usize, remote: &Remote) -> TargetStatus {
+/// The row of node `i` (of the plan's nodes).
+pub fn node(plan: &Plan, i: usize, live: &Live) -> TargetStatus {
+    let remote = &live.remote;
     let n = &plan.nodes[i];
     let mut s = TargetStatus {
         target: n.name.value.clone(),
@@ -203,8 +212,8 @@ fn node(plan: &Plan, i: usize, remote: &Remote) -> TargetStatus {
     s
 }
 
-fn group(plan: &Plan, i: usize) -> TargetStatus {
-    let g = &plan.groups[i];
+/// The row of group `g`.
+pub fn group(g: &crate::plan::GroupTarget) -> TargetStatus {
     let grp = crate::group::Group::new(&g.root.value);
     let mut s = TargetStatus {
         target: g.name.value.clone(),

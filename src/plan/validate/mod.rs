@@ -28,6 +28,7 @@ mod health;
 mod nodes;
 mod placeholders;
 mod rollout;
+mod scripted;
 mod shape;
 mod values;
 mod window;
@@ -374,6 +375,12 @@ impl Validator {
                 groups.push(t);
             }
         }
+        let mut scripted = Vec::new();
+        for t in list(get(root, "scripted")) {
+            if let Some(t) = self.scripted(t, &mut names, &timing, policy) {
+                scripted.push(t);
+            }
+        }
 
         let (repository, mirror) = match at_str(get(root, "repository")) {
             Some(u) if crate::mirror::is_url(&u.value) => {
@@ -419,14 +426,16 @@ impl Validator {
                 .help("add `repository: <dir>`, the directory holding the release packages"),
             );
         }
-        if get(root, "nodes").is_none() && get(root, "groups").is_none() {
+        let sections = ["nodes", "groups", "scripted"];
+        if sections.iter().all(|k| get(root, k).is_none()) {
             self.push(
                 Problem::new(Code::NoTargets, "the plan lists no nodes and no groups")
                     .at(Span::new(0, 0)),
             );
-        } else if list(get(root, "nodes")).is_empty() && list(get(root, "groups")).is_empty() {
-            let at = get(root, "nodes")
-                .or(get(root, "groups"))
+        } else if sections.iter().all(|k| list(get(root, k)).is_empty()) {
+            let at = sections
+                .iter()
+                .find_map(|k| get(root, k))
                 .map_or(Span::default(), |n| n.span);
             self.push(
                 Problem::new(Code::NoTargets, "the plan's target lists are empty")
@@ -464,6 +473,7 @@ impl Validator {
             notify,
             nodes,
             groups,
+            scripted,
         };
         self.placeholders(&plan);
         self.check_rollout(&plan);

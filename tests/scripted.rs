@@ -1,0 +1,211 @@
+//! Scripted targets against the real thing: a Python virtualenv and pip, installing
+//! wheels of a small package from a local directory (`--no-index --find-links`: no
+//! network). The shipped example plan `plans/scripted-pip.yaml` is what runs, its
+//! `vars` pointed at this test's virtualenv and wheels.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+
+/// Writes a wheel of `fleetup-demo` `version` into `wheels`: its module says the
+/// version and, run as `python -m fleetup_demo`, exits 0 when `healthy`, else 1.
+fn wheel(wheels: &Path, version: &str, healthy: bool) {
+    let script = r#"
+import base64, hashlib, sys, zipfile
+out, version, healthy = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+dist = f"fleetup_demo-{version}.dist-info"
+files = {
+    "fleetup_demo/__init__.py": f"VERSION = {version!r}\n",
+    "fleetup_demo/__main__.py": "import sys\nsys.exit(0 if %s else 1)\n" % healthy,
+    f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: fleetup-demo\nVersion: {version}\n",
+    f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: fleetup-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+for name, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append(f"{name},sha256={digest},{len(text.encode())}")
+record.append(f"{dist}/RECORD,,")
+files[f"{dist}/RECORD"] = "\n".join(record) + "\n"
+with zipfile.ZipFile(f"{out}/fleetup_demo-{version}-py3-none-any.whl", "w") as z:
+    for name, text in files.items():
+        z.writestr(name, text)
+"#;
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(wheels)
+        .arg(version)
+        .arg(if healthy { "1" } else { "0" })
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
+/// A virtualenv with fleetup-demo 1.0.0 installed, wheels of 1.0.0, 1.0.1 (healthy),
+/// 1.0.2 (fails its check) and 1.1.0, and the shipped example plan pointed at them
+/// (its `to` replaced by `to`).
+fn pip_fleet(to: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let (venv, wheels) = (dir.path().join("venv"), dir.path().join("wheels"));
+    std::fs::create_dir_all(&wheels).unwrap();
+    for (v, ok) in [
+        ("1.0.0", true),
+        ("1.0.1", true),
+        ("1.0.2", false),
+        ("1.1.0", true),
+    ] {
+        wheel(&wheels, v, ok);
+    }
+    let made = std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .expect("python3 -m venv (scripts/test installs python3-venv)");
+    assert!(made.success());
+    let installed = std::process::Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--no-index", "--find-links"])
+        .arg(&wheels)
+        .arg("fleetup-demo==1.0.0")
+        .status()
+        .unwrap();
+    assert!(installed.success());
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/scripted-pip.yaml"),
+    )
+    .unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        example
+            .replace("/opt/fleetup-demo/venv", &venv.display().to_string())
+            .replace("/opt/fleetup-demo/wheels", &wheels.display().to_string())
+            .replace("to: 1.0.1", &format!("to: {to}")),
+    )
+    .unwrap();
+    (dir, plan)
+}
+
+/// The version pip says is installed.
+fn installed(dir: &Path) -> String {
+    let out = std::process::Command::new(dir.join("venv/bin/python"))
+        .args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('fleetup-demo'))",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_example_plan_upgrades_a_pip_package_and_rollback_run_takes_it_back() {
+    let (dir, plan) = pip_fleet("1.0.1");
+    let (code, out, err) = output(fleetup().arg("check").arg(&plan));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("1 scripted target"), "{out}");
+
+    // The dry run reads what runs with the `version` command and changes nothing.
+    let (code, out, err) = output(fleetup().arg("plan").arg(&plan).args(["--format", "json"]));
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let t = &doc["waves"][0][0];
+    assert_eq!(
+        (
+            t["kind"].as_str(),
+            t["from"].as_str(),
+            t["from_source"].as_str()
+        ),
+        (Some("scripted"), Some("1.0.0"), Some("live")),
+        "{doc}"
+    );
+    assert_eq!(t["rules"], "passed", "{doc}");
+    assert_eq!(installed(dir.path()), "1.0.0");
+
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["targets"][0]["outcome"], "upgraded", "{doc}");
+    assert_eq!(doc["targets"][0]["from"], "1.0.0", "{doc}");
+    assert_eq!(installed(dir.path()), "1.0.1");
+
+    // `status` reads it the same way.
+    let (code, out, err) = output(
+        fleetup()
+            .arg("status")
+            .arg(&plan)
+            .args(["--format", "json"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["targets"][0]["current"], "1.0.1", "{doc}");
+    assert_eq!(
+        doc["targets"][0]["last_run"]["outcome"], "upgraded",
+        "{doc}"
+    );
+
+    // Applied again: already there.
+    let (code, out, _) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("already runs 1.0.1"), "{out}");
+
+    // `rollback RUN` of the first run puts 1.0.0 back with pip.
+    let runs = dir.path().join("state/runs");
+    let mut ids: Vec<String> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    let first = &ids[0];
+    let (code, out, err) = output(
+        fleetup()
+            .args(["rollback", first, "--yes", "--state"])
+            .arg(dir.path().join("state")),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(installed(dir.path()), "1.0.0");
+}
+
+#[test]
+fn a_scripted_upgrade_that_fails_its_check_is_rolled_back_with_pip() {
+    let (dir, plan) = pip_fleet("1.0.2");
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["targets"][0]["outcome"], "rolled-back", "{doc}");
+    assert_eq!(
+        doc["targets"][0]["code"], "fleetup::health::unhealthy",
+        "{doc}"
+    );
+    assert!(
+        doc["targets"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("back on 1.0.0"),
+        "{doc}"
+    );
+    assert_eq!(installed(dir.path()), "1.0.0");
+}
+
+#[test]
+fn a_minor_upgrade_of_a_scripted_target_is_refused_under_patch_only() {
+    let (dir, plan) = pip_fleet("1.1.0");
+    let (code, out, _) = output(fleetup().arg("plan").arg(&plan).args(["--format", "json"]));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("not a patch upgrade"), "{out}");
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("not a patch upgrade"), "{out}");
+    assert_eq!(installed(dir.path()), "1.0.0");
+}
