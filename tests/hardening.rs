@@ -576,7 +576,7 @@ try:
             out.write(chunk)
         sys.exit(0)
     sys.stdin.readline()
-    put(json.dumps({"hello": {"version": "0", "protocol": 2}}).encode() + b"\n")
+    put(json.dumps({"hello": {"version": "0", "protocol": 3}}).encode() + b"\n")
     ch = json.loads(sys.stdin.readline())["ch"]
     put(json.dumps({"ch": ch, "m": {"reply": "opened", "state": None, "config": {"product": "emqx", "runtime": None, "edition": None}}}).encode() + b"\n")
     ch = json.loads(sys.stdin.readline())["ch"]

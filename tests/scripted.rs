@@ -209,3 +209,51 @@ fn a_minor_upgrade_of_a_scripted_target_is_refused_under_patch_only() {
     assert!(out.contains("not a patch upgrade"), "{out}");
     assert_eq!(installed(dir.path()), "1.0.0");
 }
+
+/// Over SSH: the same plan with `ssh:` runs its commands on the host through the agent
+/// nodes use (the commands record `$SSH_CONNECTION`, set only in an SSH session), a
+/// failed check included.
+#[test]
+fn a_scripted_target_is_upgraded_and_rolled_back_on_its_host_over_ssh() {
+    let sshd = common::sshd::Sshd::start();
+    for (to, code, outcome, after) in [
+        ("1.0.2", Some(3), "rolled-back", "1.0.0"),
+        ("1.0.1", Some(0), "upgraded", "1.0.1"),
+    ] {
+        let (dir, plan) = pip_fleet(to);
+        let log = dir.path().join("ssh.log");
+        let text = std::fs::read_to_string(&plan).unwrap();
+        let text = text
+            .replace(
+                "    version: [\"{venv}/bin/python\", \"-c\",",
+                &format!(
+                    "    ssh: \"{}\"\n    version: [\"sh\", \"-c\", \"echo \\\"$SSH_CONNECTION\\\" >> {}; exec \\\"$0\\\" \\\"$@\\\"\", \"{{venv}}/bin/python\", \"-c\",",
+                    sshd.addr(),
+                    log.display()
+                ),
+            )
+            .replace(
+                "state: ./state\n",
+                &format!("state: ./state\nssh_config: {}\n", sshd.config().display()),
+            );
+        std::fs::write(&plan, text).unwrap();
+        let (c, out, err) = output(fleetup().arg("check").arg(&plan));
+        assert_eq!(c, Some(0), "{out}{err}");
+        let (c, out, err) = output(
+            fleetup()
+                .arg("apply")
+                .arg(&plan)
+                .args(["--yes", "--format", "json"]),
+        );
+        assert_eq!(c, code, "{out}{err}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(doc["targets"][0]["outcome"], outcome, "{doc}");
+        assert_eq!(installed(dir.path()), after);
+        let seen = std::fs::read_to_string(&log).unwrap_or_default();
+        let lines: Vec<&str> = seen.lines().collect();
+        assert!(
+            lines.len() >= 2 && lines.iter().all(|l| l.starts_with("127.0.0.1 ")),
+            "the version command did not run over SSH: {seen:?}"
+        );
+    }
+}

@@ -359,6 +359,8 @@ pub struct OverrideVolume {
 #[derive(Clone, Debug)]
 pub struct ScriptedTarget {
     pub name: At<String>,
+    /// The host its commands run on, over the SSH connection nodes there use.
+    pub ssh: Option<At<SshAddr>>,
     /// Prints the running version (its last line that is a version counts).
     pub version: Vec<At<Template>>,
     /// Installs `{version}`.

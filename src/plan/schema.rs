@@ -442,6 +442,11 @@ pub static SCRIPTED: &[Field] = &[
         "the version it must run now, or the run refuses it"
     ),
     field!(
+        "ssh",
+        Ty::Str,
+        "[user@]host[:port] its commands run on, over the connection nodes there use"
+    ),
+    field!(
         "health",
         Ty::Table(HEALTH),
         "health check once it runs {version}"

@@ -147,6 +147,11 @@ pub enum Request {
         argv: Vec<String>,
         timeout_ms: u64,
     },
+    /// A command of a scripted target, run on the host: what it printed.
+    Run {
+        argv: Vec<String>,
+        timeout_ms: u64,
+    },
     /// The stores at `roots` as they stand, changing nothing; with `locks`, also which
     /// of them another fleetup holds right now.
     Read {
@@ -164,7 +169,7 @@ pub enum Request {
 
 /// The version of the protocol below: a controller talks only to an agent that speaks
 /// its own.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 /// One line on the wire: a request or reply `m` on channel `ch`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -257,6 +262,10 @@ pub enum Reply {
     },
     Done {
         outcome: Option<store::Outcome>,
+    },
+    /// What a command printed (its last 2 KiB).
+    Output {
+        text: String,
     },
     Failed {
         code: String,
@@ -601,6 +610,11 @@ fn handle(req: Request, store: &mut Option<Store>, out: &Out, ch: u32) -> Reply 
             crate::hook::run(&argv, &[], Duration::from_millis(timeout_ms))
                 .map(|()| Reply::Done { outcome: None })
                 .map_err(|e| Problem::new(Code::Io, format!("`{}`: {e}", argv.join(" "))))
+        }
+        Request::Run { argv, timeout_ms } => {
+            crate::hook::output(&argv, &[], Duration::from_millis(timeout_ms))
+                .map(|text| Reply::Output { text })
+                .map_err(|e| Problem::new(Code::HookFailed, e.to_string()))
         }
         Request::Store {
             op,

@@ -29,6 +29,20 @@ fn op_name(op: StoreOp) -> &'static str {
     }
 }
 
+/// Runs `argv` on the host `session` reaches (a command of a scripted target): what it
+/// printed, or why it failed (`Code::HookFailed` with its output, or the session's end).
+pub fn run_there(session: &mut Lease, argv: &[String], limit: Duration) -> Result<String, Problem> {
+    let req = Request::Run {
+        argv: argv.to_vec(),
+        timeout_ms: limit.as_millis() as u64,
+    };
+    let during = "a command";
+    match session.call(&req, during, limit + Duration::from_secs(60), &mut |_| {})? {
+        Reply::Output { text } => Ok(text),
+        other => Err(session.unexpected(during, &other)),
+    }
+}
+
 /// A node's store on a host, served by `fleetup __agent` over a channel of the host's
 /// session.
 pub struct RemoteStore {

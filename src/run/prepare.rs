@@ -56,12 +56,13 @@ pub fn ssh_settings(plan: &Plan) -> SshSettings {
     s
 }
 
-/// Connections for the remote nodes among `targets`, if there are any.
+/// Connections for the targets among `targets` reached over SSH, if there are any.
 pub fn hosts_for(
     plan: &Plan,
     mut targets: impl Iterator<Item = usize>,
 ) -> Result<Option<Arc<Hosts>>, Problem> {
-    let remote = targets.any(|t| plan.node_of(t).is_some_and(|(_, n)| n.ssh.is_some()));
+    let kinds = super::kinds::of_plan(plan);
+    let remote = targets.any(|t| kinds[t].over_ssh().is_some());
     if !remote {
         return Ok(None);
     }

@@ -5,6 +5,7 @@
 //! again, and the entry's health check, if any, must pass.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use semver::Version;
 
@@ -15,7 +16,15 @@ use super::target::{Change, ChangeError, Cx, Standing, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{At, Plan, ScriptedTarget};
 use crate::preflight::Preflight;
+use crate::remote::{Hosts, Lease};
 use crate::template::Template;
+
+/// Where a scripted target's commands run: here, or on its host over a channel of the
+/// host's SSH session.
+enum On {
+    Here,
+    There(Box<Lease>),
+}
 
 pub struct ScriptedUnit<'p> {
     plan: &'p Plan,
@@ -42,6 +51,13 @@ impl<'p> ScriptedUnit<'p> {
             .filter_map(|(k, t)| Some((k.clone(), t.render(|_| None, env).ok()?)))
             .collect();
         vars.insert("name".into(), self.t.name.value.clone());
+        vars.insert(
+            "host".into(),
+            self.t
+                .ssh
+                .as_ref()
+                .map_or("127.0.0.1".to_owned(), |a| a.value.host.clone()),
+        );
         if let Some(v) = version {
             vars.insert("version".into(), v.to_string());
         }
@@ -51,9 +67,24 @@ impl<'p> ScriptedUnit<'p> {
         vars
     }
 
-    /// Runs command `argv` (`what` names it in errors) with `vars`: what it printed.
+    /// Where its commands run: over a channel of `hosts` (connections the run holds;
+    /// without, new ones) for a target with `ssh`; `turn`: its turn in a run.
+    fn on(&self, hosts: Option<&Arc<Hosts>>, turn: bool) -> Result<On, Problem> {
+        let Some(addr) = &self.t.ssh else {
+            return Ok(On::Here);
+        };
+        let hosts = match hosts {
+            Some(h) => h.clone(),
+            None => Arc::new(Hosts::new(super::prepare::ssh_settings(self.plan))?),
+        };
+        Ok(On::There(Box::new(hosts.channel(&addr.value, turn)?)))
+    }
+
+    /// Runs command `argv` (`what` names it in errors) with `vars`, where `on` says:
+    /// what it printed.
     fn run(
         &self,
+        on: &mut On,
         what: &str,
         argv: &[At<Template>],
         vars: &BTreeMap<String, String>,
@@ -78,14 +109,26 @@ impl<'p> ScriptedUnit<'p> {
             ("FLEETUP_COMMAND", what.to_owned()),
         ];
         // What a command prints may echo what it was given: the plan's secrets are hidden.
-        crate::hook::output(&filled, &hook_env, self.t.timeout)
-            .map_err(|e| fail(self.plan.secrets().hide(&e.to_string())))
+        let hide = |m: &str| self.plan.secrets().hide(m);
+        match on {
+            On::Here => crate::hook::output(&filled, &hook_env, self.t.timeout)
+                .map_err(|e| fail(hide(&e.to_string()))),
+            On::There(lease) => {
+                crate::remote::run_there(lease, &filled, self.t.timeout).map_err(|p| match p.code {
+                    Code::HookFailed => fail(hide(&p.message)),
+                    _ => Problem {
+                        message: hide(&p.message),
+                        ..p
+                    },
+                })
+            }
+        }
     }
 
     /// The version that runs now, as the `version` command prints it (its last line that
     /// is a version; a leading `v` is allowed).
-    fn running(&self) -> Result<Version, Problem> {
-        let said = self.run("version", &self.t.version, &self.vars(None, None))?;
+    fn running(&self, on: &mut On) -> Result<Version, Problem> {
+        let said = self.run(on, "version", &self.t.version, &self.vars(None, None))?;
         said.lines()
             .rev()
             .map(str::trim)
@@ -117,17 +160,17 @@ impl<'p> ScriptedUnit<'p> {
 
     /// Puts the target on `on`, coming from `off`: `rollback` (or `upgrade`) and the
     /// version read again.
-    fn go_back(&self, on: &Version, off: &Version) -> Result<(), Problem> {
+    fn go_back(&self, at: &mut On, on: &Version, off: &Version) -> Result<(), Problem> {
         let vars = self.vars(Some(on), Some(off));
         // `{previous}` is the version it goes back to, `{version}` the same (an
         // `upgrade` command used to go back takes `{version}`).
         let mut vars = vars;
         vars.insert("previous".into(), on.to_string());
         match &self.t.rollback {
-            Some(argv) => self.run("rollback", argv, &vars)?,
-            None => self.run("upgrade", &self.t.upgrade, &vars)?,
+            Some(argv) => self.run(at, "rollback", argv, &vars)?,
+            None => self.run(at, "upgrade", &self.t.upgrade, &vars)?,
         };
-        let now = self.running()?;
+        let now = self.running(at)?;
         if now != *on {
             return Err(Problem::new(
                 Code::RollbackFailed,
@@ -138,7 +181,13 @@ impl<'p> ScriptedUnit<'p> {
     }
 
     /// The entry's health check on `version`, if it has one.
-    fn health(&self, version: &Version, previous: Option<&Version>) -> Result<(), String> {
+    /// A `command` check runs where its commands do; an HTTP or TCP one from here.
+    fn health(
+        &self,
+        at: &mut On,
+        version: &Version,
+        previous: Option<&Version>,
+    ) -> Result<(), String> {
         let Some(h) = &self.t.health else {
             return Ok(());
         };
@@ -149,7 +198,14 @@ impl<'p> ScriptedUnit<'p> {
                 .map_err(|m| format!("the health check `{t}` cannot be filled: {m:?}"))
         })?;
         probe
-            .wait(h.timing(false))
+            .wait_with(h.timing(false), |p, limit| match (p, &mut *at) {
+                (crate::health::Probe::Command { argv }, On::There(lease)) => {
+                    crate::remote::run_there(lease, argv, limit)
+                        .map(|_| ())
+                        .map_err(|p| p.message)
+                }
+                _ => p.once(limit),
+            })
             .map(|_| ())
             .map_err(|e| h.hide(&probe, &e, |t| t.shown(|k| vars.get(k).cloned())))
     }
@@ -166,7 +222,10 @@ impl Target for ScriptedUnit<'_> {
 
     fn preview(&self, _: &Preflight) -> Preview {
         // The `version` command only reads: the dry run asks it.
-        let (from, from_source, rules, open) = match self.running() {
+        let read = self
+            .on(None, false)
+            .and_then(|mut on| self.running(&mut on));
+        let (from, from_source, rules, open) = match read {
             Ok(v) => {
                 let broken = self.rules(&v);
                 let rules = if broken.is_empty() {
@@ -205,7 +264,10 @@ impl Target for ScriptedUnit<'_> {
     }
 
     fn status(&self, _: &Live) -> TargetStatus {
-        let (current, unreadable) = match self.running() {
+        let read = self
+            .on(None, false)
+            .and_then(|mut on| self.running(&mut on));
+        let (current, unreadable) = match read {
             Ok(v) => (Some(v.to_string()), None),
             Err(p) => (None, Some(p.message)),
         };
@@ -227,8 +289,13 @@ impl Target for ScriptedUnit<'_> {
         None
     }
 
+    fn over_ssh(&self) -> Option<&crate::plan::SshAddr> {
+        self.t.ssh.as_ref().map(|a| &a.value)
+    }
+
     fn open<'s>(&'s self, cx: &'s Cx<'s>) -> Result<(Box<dyn Change + 's>, Standing), Problem> {
-        let from = self.running()?;
+        let mut on = self.on(cx.hosts, true)?;
+        let from = self.running(&mut on)?;
         if let Some(pin) = &self.t.from
             && pin.value != from
             && from != self.t.to.value
@@ -252,6 +319,7 @@ impl Target for ScriptedUnit<'_> {
             Box::new(ScriptedChange {
                 unit: self,
                 cx,
+                on,
                 from: from.clone(),
             }),
             Standing {
@@ -265,8 +333,11 @@ impl Target for ScriptedUnit<'_> {
         Back::To(from.cloned())
     }
 
-    fn moved_on(&self, _: &Cx, left: &TargetResult) -> Option<String> {
-        match self.running() {
+    fn moved_on(&self, cx: &Cx, left: &TargetResult) -> Option<String> {
+        match self
+            .on(cx.hosts, false)
+            .and_then(|mut on| self.running(&mut on))
+        {
             Ok(v) if v.to_string() == left.to || left.from.as_deref() == Some(&v.to_string()) => {
                 None
             }
@@ -285,13 +356,14 @@ impl Target for ScriptedUnit<'_> {
                 "the run did not record what it came from",
             ));
         };
-        let now = self.running()?;
+        let mut on = self.on(cx.hosts, false)?;
+        let now = self.running(&mut on)?;
         if now == *prev {
             return Ok(format!("already back on {prev}"));
         }
         cx.step(self.name(), Step::RollBack(Back::To(Some(prev.clone()))));
-        self.go_back(prev, &now)?;
-        self.health(prev, Some(&now))
+        self.go_back(&mut on, prev, &now)?;
+        self.health(&mut on, prev, Some(&now))
             .map_err(|h| Problem::new(Code::RollbackFailed, h))?;
         Ok(format!("back on {prev}"))
     }
@@ -300,6 +372,8 @@ impl Target for ScriptedUnit<'_> {
 struct ScriptedChange<'s> {
     unit: &'s ScriptedUnit<'s>,
     cx: &'s Cx<'s>,
+    /// Where its commands run, for the whole change (its turn on its host).
+    on: On,
     from: Version,
 }
 
@@ -313,11 +387,12 @@ impl Change for ScriptedChange<'_> {
                 to: to.clone(),
             },
         );
+        let vars = u.vars(Some(to), Some(&self.from));
         let said = u
-            .run("upgrade", &u.t.upgrade, &u.vars(Some(to), Some(&self.from)))
+            .run(&mut self.on, "upgrade", &u.t.upgrade, &vars)
             .map_err(|problem| {
                 // What a failed upgrade command left is not known: read it again.
-                match u.running() {
+                match u.running(&mut self.on) {
                     Ok(v) if v == self.from => ChangeError::Failed {
                         problem,
                         attention: false,
@@ -333,7 +408,7 @@ impl Change for ScriptedChange<'_> {
 
     fn check(&mut self) -> Result<(), Problem> {
         let (u, to) = (self.unit, &self.unit.t.to.value);
-        let now = u.running()?;
+        let now = u.running(&mut self.on)?;
         if now != *to {
             return Err(Problem::new(
                 Code::Unhealthy,
@@ -344,7 +419,7 @@ impl Change for ScriptedChange<'_> {
             return Ok(());
         }
         self.cx.step(u.name(), Step::HealthChecking);
-        u.health(to, Some(&self.from)).map_err(|why| {
+        u.health(&mut self.on, to, Some(&self.from)).map_err(|why| {
             self.cx
                 .step(u.name(), Step::HealthFailed { why: why.clone() });
             Problem::new(Code::Unhealthy, why)
@@ -353,7 +428,7 @@ impl Change for ScriptedChange<'_> {
 
     fn undo(&mut self) -> Result<String, Problem> {
         let u = self.unit;
-        u.go_back(&self.from, &u.t.to.value)?;
+        u.go_back(&mut self.on, &self.from, &u.t.to.value)?;
         Ok(format!("; back on {}", self.from))
     }
 

@@ -82,6 +82,26 @@ impl Validator {
         }
     }
 
+    /// An `ssh` value (`[user@]host[:port]`) of `who` (`node `n1``), if it has one.
+    pub(super) fn ssh(&mut self, n: Option<&Node>, who: &str) -> Option<At<SshAddr>> {
+        let a = at_str(n)?;
+        match parse_ssh(&a.value) {
+            Ok(value) => Some(At {
+                value,
+                span: a.span,
+            }),
+            Err(e) => {
+                self.push(
+                    Problem::new(Code::BadValue, format!("`ssh` of {who}: {e}"))
+                        .at(a.span)
+                        .label("expected [user@]host[:port]")
+                        .help("write where ssh logs in as user@host or user@host:port (a Host alias of ssh_config works too)"),
+                );
+                None
+            }
+        }
+    }
+
     pub(super) fn claim_name(
         &mut self,
         names: &mut HashMap<String, Span>,
@@ -165,27 +185,7 @@ impl Validator {
                 );
             }
         }
-        let ssh = match at_str(get(n, "ssh")) {
-            Some(a) => match parse_ssh(&a.value) {
-                Ok(value) => Some(At {
-                    value,
-                    span: a.span,
-                }),
-                Err(e) => {
-                    self.push(
-                        Problem::new(
-                            Code::BadValue,
-                            format!("`ssh` of node `{}`: {e}", name.value),
-                        )
-                        .at(a.span)
-                        .label("expected [user@]host[:port]")
-                        .help("write where ssh logs in as user@host or user@host:port (a Host alias of ssh_config works too)"),
-                    );
-                    None
-                }
-            },
-            None => None,
-        };
+        let ssh = self.ssh(get(n, "ssh"), &format!("node `{}`", name.value));
         let host = s(get(n, "host"))
             .map(str::to_owned)
             .or_else(|| ssh.as_ref().map(|a| a.value.host.clone()))

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Placeholders a scripted target's commands and check may use, besides its vars.
-pub const SCRIPTED_BUILTINS: &[&str] = &["name", "version", "previous"];
+pub const SCRIPTED_BUILTINS: &[&str] = &["name", "host", "version", "previous"];
 
 impl Validator {
     pub(super) fn scripted(
@@ -38,7 +38,9 @@ impl Validator {
             timing,
             true,
         );
+        let ssh = self.ssh(get(t, "ssh"), &format!("`{}`", name.value));
         let target = ScriptedTarget {
+            ssh,
             version: Self::templates(get(t, "version"))?,
             upgrade: Self::templates(get(t, "upgrade"))?,
             rollback: Self::templates(get(t, "rollback")),
