@@ -193,7 +193,7 @@ pub static ROLLOUT: &[Field] = &[
         Ty::List(&Ty::Table(GATE)),
         "pauses after waves: a manual approval or a wait"
     ),
-    field!("on_failure", Ty::Enum(&["rollback", "rollback-all", "stop"]), default "rollback", "what happens when failures exceed max_failures"),
+    field!("on_failure", Ty::Enum(&["rollback", "rollback-all", "stop"]), default "rollback", "a target that fails its check goes back (rollback) or is left as it is (stop); rollback-all also takes back every target the run upgraded once failures exceed max_failures"),
     field!("permanent", Ty::Bool, default "true", "make new releases permanent; false leaves them current"),
     field!("pause", Ty::Duration, default "0s", "wait between waves"),
     field!("max_connections", Ty::Int { min: 1, max: 10000 }, default "64", "SSH connections (one ssh process each) open at once; beyond it a host's connection is closed after it is read and opened again for its turn"),

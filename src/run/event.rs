@@ -328,7 +328,8 @@ pub enum RunStatus {
     Interrupted,
     Succeeded,
     Failed,
-    /// The maintenance window closed: `resume` continues it.
+    /// It waits on its own terms (a [`Pause`]: the window closed, a manual gate, an
+    /// inconclusive analysis): `resume` continues it.
     Paused,
     /// Stopped between steps (SIGINT or SIGTERM, or a target found locked by another
     /// fleetup): `resume` continues it.
