@@ -40,6 +40,17 @@ pub struct SshSettings {
 
 impl SshSettings {
     /// The defaults, with `FLEETUP_AGENTS` as the agents directory when it is set.
+    /// The settings a plan gives: its `ssh_config`, `ssh_host_keys`, `agents` and
+    /// `rollout.max_connections`.
+    pub fn of_plan(plan: &crate::plan::Plan) -> SshSettings {
+        let mut s = SshSettings::new(plan.ssh_config.clone(), plan.ssh_host_keys);
+        s.max_connections = plan.rollout.max_connections;
+        if let Some(a) = &plan.agents {
+            s.agents = Some(a.clone());
+        }
+        s
+    }
+
     pub fn new(config: Option<PathBuf>, host_keys: HostKeys) -> SshSettings {
         SshSettings {
             config,

@@ -6,6 +6,7 @@ use semver::Version;
 
 use super::event::{Back, Step};
 use super::preview::Preview;
+use super::row::{AppStatus, Live, TargetStatus};
 use super::target::{Change, ChangeError, Cx, Lifecycle, Standing, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::group::{self, Group, Market};
@@ -209,8 +210,8 @@ impl Target for GroupUnit<'_> {
         }
     }
 
-    fn status(&self, _: &super::status::Live) -> super::status::TargetStatus {
-        super::status::group(self.g)
+    fn status(&self, _: &Live) -> TargetStatus {
+        row(self.g)
     }
 
     fn analysis_vars(&self) -> Option<std::collections::BTreeMap<String, String>> {
@@ -439,4 +440,42 @@ impl Change for GroupChange<'_> {
     fn commit(&mut self) -> Result<String, Problem> {
         Ok(self.changed.join("; "))
     }
+}
+
+/// The row of group `g`.
+fn row(g: &GroupTarget) -> TargetStatus {
+    let grp = crate::group::Group::new(&g.root.value);
+    let mut s = TargetStatus {
+        target: g.name.value.clone(),
+        kind: "group",
+        current: None,
+        permanent: None,
+        apps: Vec::new(),
+        locked_by: crate::store::lock::holder_of(&g.root.value),
+        mid_change: grp
+            .records()
+            .last()
+            .is_some_and(|r| r.status == crate::group::Status::InProgress),
+        last_run: None,
+        unreadable: None,
+    };
+    match grp.state() {
+        Ok(st) => {
+            s.apps = st
+                .apps
+                .iter()
+                .map(|a| AppStatus {
+                    app: a.app.clone(),
+                    version: a.version.to_string(),
+                    running: a
+                        .running
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.to_string()))
+                        .collect(),
+                })
+                .collect();
+        }
+        Err(p) => s.unreadable = Some(p.message),
+    }
+    s
 }

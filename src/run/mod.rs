@@ -19,6 +19,7 @@ mod kinds;
 mod node;
 pub mod prepare;
 pub mod preview;
+pub mod row;
 mod scripted;
 pub mod status;
 pub mod stop;

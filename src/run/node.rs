@@ -9,6 +9,7 @@ use semver::Version;
 
 use super::event::{Back, Step};
 use super::preview::Preview;
+use super::row::{Live, TargetStatus};
 use super::target::{Change, ChangeError, Cx, Lifecycle, Standing, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::health::Probe;
@@ -275,8 +276,8 @@ impl Target for NodeUnit<'_> {
         }
     }
 
-    fn status(&self, live: &super::status::Live) -> super::status::TargetStatus {
-        super::status::node(self.plan, self.index, live)
+    fn status(&self, live: &Live) -> TargetStatus {
+        row(self.plan, self.index, live)
     }
 
     fn over_ssh(&self) -> Option<&crate::plan::SshAddr> {
@@ -550,4 +551,47 @@ impl Change for NodeChange<'_> {
         self.with_ctx(|store, ctx| store.upgrade(&to, true, ctx))?;
         Ok(format!("{checked}, permanent"))
     }
+}
+
+/// The row of node `i` (of the plan's nodes).
+fn row(plan: &Plan, i: usize, live: &Live) -> TargetStatus {
+    let n = &plan.nodes[i];
+    let mut s = TargetStatus {
+        target: n.name.value.clone(),
+        kind: "node",
+        current: None,
+        permanent: None,
+        apps: Vec::new(),
+        locked_by: None,
+        mid_change: false,
+        last_run: None,
+        unreadable: None,
+    };
+    let read = if n.ssh.is_some() {
+        match live.remote.get(i).and_then(|r| r.as_ref()) {
+            Some(Ok(st)) => Ok(st.clone()),
+            Some(Err(p)) => Err(p.message.clone()),
+            None => Err("not read".to_owned()),
+        }
+    } else {
+        crate::store::read_state(&n.root.value)
+    };
+    match read {
+        Ok(Some(st)) => {
+            s.current = st.running().map(|r| r.version.to_string());
+            s.permanent = st.permanent().map(|r| r.version.to_string());
+            s.mid_change = st.pending.is_some();
+        }
+        Ok(None) => {}
+        Err(e) => s.unreadable = Some(e),
+    }
+    s.locked_by = if n.ssh.is_some() {
+        live.holders
+            .iter()
+            .find(|(j, _)| *j == i)
+            .map(|(_, who)| who.clone())
+    } else {
+        crate::store::lock::holder_of(&n.root.value.join("releases"))
+    };
+    s
 }

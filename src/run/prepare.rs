@@ -48,12 +48,7 @@ impl Prepared {
 
 /// How a plan's SSH connections are made.
 pub fn ssh_settings(plan: &Plan) -> SshSettings {
-    let mut s = SshSettings::new(plan.ssh_config.clone(), plan.ssh_host_keys);
-    s.max_connections = plan.rollout.max_connections;
-    if let Some(a) = &plan.agents {
-        s.agents = Some(a.clone());
-    }
-    s
+    SshSettings::of_plan(plan)
 }
 
 /// Connections for the targets among `targets` reached over SSH, if there are any.

@@ -11,7 +11,7 @@ use semver::Version;
 
 use super::event::{Back, Step, TargetResult};
 use super::preview::Preview;
-use super::status::{Live, TargetStatus};
+use super::row::{Live, TargetStatus};
 use super::target::{Change, ChangeError, Cx, Standing, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{At, Plan, ScriptedTarget};
@@ -75,7 +75,7 @@ impl<'p> ScriptedUnit<'p> {
         };
         let hosts = match hosts {
             Some(h) => h.clone(),
-            None => Arc::new(Hosts::new(super::prepare::ssh_settings(self.plan))?),
+            None => Arc::new(Hosts::new(crate::remote::SshSettings::of_plan(self.plan))?),
         };
         Ok(On::There(Box::new(hosts.channel(&addr.value, turn)?)))
     }

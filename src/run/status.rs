@@ -10,56 +10,10 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::journal::{self, RunSummary};
+pub use super::row::{AppStatus, LastRun, Live, TargetStatus};
 use crate::diagnostics::{Exit, Failure};
 use crate::plan::Plan;
 use crate::schedule;
-
-/// One target as it stands.
-#[derive(Debug, Serialize)]
-pub struct TargetStatus {
-    pub target: String,
-    pub kind: &'static str,
-    /// A node's current release (what a restart leaves aside), a scripted target's
-    /// running version; none for a group.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub current: Option<String>,
-    /// A node's permanent release.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub permanent: Option<String>,
-    /// A group's apps: `mall 1.0.2`, with the services on another version.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub apps: Vec<AppStatus>,
-    /// Who holds its lock now.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub locked_by: Option<String>,
-    /// Caught in the middle of a change (a killed install, an unfinished group upgrade).
-    pub mid_change: bool,
-    /// The last run that touched it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub last_run: Option<LastRun>,
-    /// Why its state could not be read.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub unreadable: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct AppStatus {
-    pub app: String,
-    pub version: String,
-    /// Services on another version than the app's, with theirs.
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub running: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct LastRun {
-    pub run: String,
-    /// The target's outcome in it (`upgraded`, `rolled-back`, …), or `interrupted` when
-    /// the run began changing it and never said how that ended.
-    pub outcome: String,
-    /// How the run itself ended.
-    pub status: String,
-}
 
 /// The whole fleet of a plan.
 #[derive(Debug, Serialize)]
@@ -67,13 +21,6 @@ pub struct FleetStatus {
     pub plan: String,
     pub state: PathBuf,
     pub targets: Vec<TargetStatus>,
-}
-
-impl TargetStatus {
-    /// A node whose current release is not its permanent one.
-    pub fn current_not_permanent(&self) -> bool {
-        self.current.is_some() && self.current != self.permanent
-    }
 }
 
 /// A target's outcome in a run that began changing it and ended (aborted) before it
@@ -118,9 +65,7 @@ pub fn fleet_status(
     let state = journal::state_dir(state, plan.state.as_deref())?;
     let runs = journal::runs(&state);
     let ids: Vec<usize> = sched.targets().collect();
-    let live = Live {
-        remote: read_remote(plan, &ids),
-    };
+    let live = read_remote(plan, &ids);
     let kinds = super::kinds::of_plan(plan);
     let targets = ids
         .iter()
@@ -145,107 +90,17 @@ pub fn fleet_status(
     })
 }
 
-/// What `status` read of the whole fleet at once, before any target's row: the remote
-/// nodes' stores and lock holders, read by their hosts' agents as `plan` reads them.
-pub struct Live {
-    remote: Remote,
-}
-
-type Remote = (
-    Vec<crate::preflight::RemoteState>,
-    Vec<super::prepare::Held>,
-);
-
-fn read_remote(plan: &Plan, ids: &[usize]) -> Remote {
+/// What the fleet's remote nodes' agents say of their stores and locks, read at once.
+fn read_remote(plan: &Plan, ids: &[usize]) -> Live {
     let nodes = super::prepare::remote_nodes(plan, ids);
+    let mut live = Live::default();
     if nodes.is_empty() {
-        return (Vec::new(), Vec::new());
+        return live;
     }
-    match crate::remote::Hosts::new(super::prepare::ssh_settings(plan)) {
-        Ok(h) => super::prepare::read_remote(plan, &Arc::new(h), &nodes, true),
-        Err(_) => (Vec::new(), Vec::new()),
+    if let Ok(h) = crate::remote::Hosts::new(crate::remote::SshSettings::of_plan(plan)) {
+        let (states, held) = super::prepare::read_remote(plan, &Arc::new(h), &nodes, true);
+        live.remote = states;
+        live.holders = held.into_iter().map(|h| (h.node, h.holder)).collect();
     }
-}
-
-/// The row of node `i` (of the plan's nodes).
-pub fn node(plan: &Plan, i: usize, live: &Live) -> TargetStatus {
-    let remote = &live.remote;
-    let n = &plan.nodes[i];
-    let mut s = TargetStatus {
-        target: n.name.value.clone(),
-        kind: "node",
-        current: None,
-        permanent: None,
-        apps: Vec::new(),
-        locked_by: None,
-        mid_change: false,
-        last_run: None,
-        unreadable: None,
-    };
-    let read = if n.ssh.is_some() {
-        match remote.0.get(i).and_then(|r| r.as_ref()) {
-            Some(Ok(st)) => Ok(st.clone()),
-            Some(Err(p)) => Err(p.message.clone()),
-            None => Err("not read".to_owned()),
-        }
-    } else {
-        crate::store::read_state(&n.root.value)
-    };
-    match read {
-        Ok(Some(st)) => {
-            s.current = st.running().map(|r| r.version.to_string());
-            s.permanent = st.permanent().map(|r| r.version.to_string());
-            s.mid_change = st.pending.is_some();
-        }
-        Ok(None) => {}
-        Err(e) => s.unreadable = Some(e),
-    }
-    s.locked_by = if n.ssh.is_some() {
-        remote
-            .1
-            .iter()
-            .find(|h| h.node == i)
-            .map(|h| h.holder.clone())
-    } else {
-        crate::store::lock::holder_of(&n.root.value.join("releases"))
-    };
-    s
-}
-
-/// The row of group `g`.
-pub fn group(g: &crate::plan::GroupTarget) -> TargetStatus {
-    let grp = crate::group::Group::new(&g.root.value);
-    let mut s = TargetStatus {
-        target: g.name.value.clone(),
-        kind: "group",
-        current: None,
-        permanent: None,
-        apps: Vec::new(),
-        locked_by: crate::store::lock::holder_of(&g.root.value),
-        mid_change: grp
-            .records()
-            .last()
-            .is_some_and(|r| r.status == crate::group::Status::InProgress),
-        last_run: None,
-        unreadable: None,
-    };
-    match grp.state() {
-        Ok(st) => {
-            s.apps = st
-                .apps
-                .iter()
-                .map(|a| AppStatus {
-                    app: a.app.clone(),
-                    version: a.version.to_string(),
-                    running: a
-                        .running
-                        .iter()
-                        .map(|(k, v)| (k.clone(), v.to_string()))
-                        .collect(),
-                })
-                .collect();
-        }
-        Err(p) => s.unreadable = Some(p.message),
-    }
-    s
+    live
 }

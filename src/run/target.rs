@@ -66,7 +66,7 @@ pub trait Target: Sync {
     /// The dry run's view of the target, from what the preflight read.
     fn preview(&self, pf: &Preflight) -> Preview;
     /// Its row in `fleetup status`, from what was read of the fleet (`live`) and of it.
-    fn status(&self, live: &super::status::Live) -> super::status::TargetStatus;
+    fn status(&self, live: &super::row::Live) -> super::row::TargetStatus;
     /// Another fleetup holds the target right now: a run refuses to start (exit 5).
     /// `None` also where the lock can only be taken when the target's turn comes.
     fn lock_held(&self) -> Option<Problem>;
