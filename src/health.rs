@@ -29,6 +29,16 @@ pub struct Health {
     pub rollback_timeout: Duration,
 }
 
+impl Check {
+    /// Every template of the check: its URL or address, or each word of its command.
+    pub fn templates(&self) -> Vec<&At<Template>> {
+        match self {
+            Check::Http(t) | Check::Tcp(t) => vec![t],
+            Check::Command(c) => c.iter().collect(),
+        }
+    }
+}
+
 impl Health {
     /// The timing of a check after an upgrade, or (`rollback`) after a rollback.
     pub fn timing(&self, rollback: bool) -> Timing {

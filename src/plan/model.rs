@@ -383,10 +383,7 @@ impl ScriptedTarget {
         let mut out: Vec<&At<Template>> = self.version.iter().chain(&self.upgrade).collect();
         out.extend(self.rollback.iter().flatten());
         if let Some(h) = &self.health {
-            match &h.check {
-                Check::Http(t) | Check::Tcp(t) => out.push(t),
-                Check::Command(c) => out.extend(c.iter()),
-            }
+            out.extend(h.check.templates());
         }
         out
     }
@@ -475,10 +472,7 @@ impl Plan {
     pub fn node_templates(&self) -> Vec<&At<Template>> {
         let mut out: Vec<&At<Template>> = Vec::new();
         if let Some(h) = &self.health {
-            match &h.check {
-                Check::Http(t) | Check::Tcp(t) => out.push(t),
-                Check::Command(c) => out.extend(c.iter()),
-            }
+            out.extend(h.check.templates());
         }
         let h = &self.hooks;
         for c in [&h.command, &h.before, &h.after, &h.on_rollback]
@@ -501,10 +495,7 @@ impl Plan {
         all.extend(self.notify.iter().map(|n| &n.webhook));
         for g in &self.groups {
             if let Some(h) = &g.health {
-                match &h.check {
-                    Check::Http(t) | Check::Tcp(t) => all.push(t),
-                    Check::Command(c) => all.extend(c.iter()),
-                }
+                all.extend(h.check.templates());
             }
             let h = &g.hooks;
             for c in [&h.command, &h.before, &h.after, &h.on_rollback] {

@@ -102,10 +102,7 @@ impl Validator {
         for g in &plan.groups {
             let mut ts: Vec<&At<Template>> = Vec::new();
             if let Some(h) = &g.health {
-                match &h.check {
-                    Check::Http(t) | Check::Tcp(t) => ts.push(t),
-                    Check::Command(c) => ts.extend(c.iter()),
-                }
+                ts.extend(h.check.templates());
             }
             if let Some(c) = &g.hooks.command {
                 ts.extend(c.iter());
