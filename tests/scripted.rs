@@ -257,3 +257,19 @@ fn a_scripted_target_is_upgraded_and_rolled_back_on_its_host_over_ssh() {
         );
     }
 }
+
+/// `bundle` says plainly that what scripted targets install is not bundled, and writes
+/// nothing.
+#[test]
+fn a_bundle_of_a_plan_with_scripted_targets_is_refused_plainly() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/scripted-pip.yaml");
+    let out = dir.path().join("bundle");
+    let (code, o, err) = output(fleetup().arg("bundle").arg(&plan).arg("-o").arg(&out));
+    assert_eq!(code, Some(1), "{o}{err}");
+    assert!(
+        flat(&err).contains("fleetup::unsupported") && flat(&err).contains("not bundled"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

@@ -13,40 +13,6 @@ fn io(p: &Path, e: std::io::Error) -> Problem {
     Problem::new(Code::Io, format!("{}: {e}", p.display()))
 }
 
-/// The package files the plan's nodes need: each node's own, else (its store unread)
-/// every package of its target version.
-fn needed(p: &crate::run::Prepared) -> Vec<String> {
-    let plan = &p.plan;
-    let listing: Vec<crate::package::PackageName> = match &p.preflight.mirror {
-        Some(m) => m.repository(&plan.product, &plan.runtime).packages,
-        None => plan
-            .repository
-            .as_ref()
-            .and_then(|r| {
-                crate::package::Repository::scan(&r.value, &plan.product, &plan.runtime).ok()
-            })
-            .map(|r| r.packages)
-            .unwrap_or_default(),
-    };
-    let mut out: Vec<String> = Vec::new();
-    for (i, n) in plan.nodes.iter().enumerate() {
-        let files: Vec<String> = match p.preflight.nodes.get(i).and_then(|f| f.package.as_ref()) {
-            Some(pkg) => vec![pkg.file.clone()],
-            None => listing
-                .iter()
-                .filter(|k| k.version == n.to.value)
-                .map(|k| k.file.clone())
-                .collect(),
-        };
-        for f in files {
-            if !out.contains(&f) {
-                out.push(f);
-            }
-        }
-    }
-    out
-}
-
 /// Copies `from` into `dir` under its own name.
 fn copy_in(from: &Path, dir: &Path) -> Result<PathBuf, Problem> {
     let to = dir.join(from.file_name().unwrap_or_default());
@@ -77,10 +43,18 @@ pub fn run(plan_path: &Path, out: &Path) -> Result<Exit, Failure> {
         .help("bundle a plan of nodes; copy a group's market by hand")
         .into());
     }
+    if !plan.scripted.is_empty() {
+        return Err(Problem::new(
+            Code::Unsupported,
+            "bundles carry nodes' packages; what scripted targets install comes from their own commands and is not bundled",
+        )
+        .help("bundle a plan of nodes; give scripted targets' hosts their packages as their package manager expects")
+        .into());
+    }
     let Some(repo) = &plan.repository else {
         return Err(Problem::new(Code::Usage, "the plan has no repository to bundle").into());
     };
-    let files = needed(&p);
+    let files = p.packages_needed();
     let parent = out
         .parent()
         .filter(|d| !d.as_os_str().is_empty())

@@ -31,6 +31,41 @@ pub struct Prepared {
 }
 
 impl Prepared {
+    /// The package files the plan's nodes need: each node's own, else (its store unread)
+    /// every package of its target version.
+    pub fn packages_needed(&self) -> Vec<String> {
+        let (p, plan) = (self, &self.plan);
+        let listing: Vec<crate::package::PackageName> = match &p.preflight.mirror {
+            Some(m) => m.repository(&plan.product, &plan.runtime).packages,
+            None => plan
+                .repository
+                .as_ref()
+                .and_then(|r| {
+                    crate::package::Repository::scan(&r.value, &plan.product, &plan.runtime).ok()
+                })
+                .map(|r| r.packages)
+                .unwrap_or_default(),
+        };
+        let mut out: Vec<String> = Vec::new();
+        for (i, n) in plan.nodes.iter().enumerate() {
+            let files: Vec<String> = match p.preflight.nodes.get(i).and_then(|f| f.package.as_ref())
+            {
+                Some(pkg) => vec![pkg.file.clone()],
+                None => listing
+                    .iter()
+                    .filter(|k| k.version == n.to.value)
+                    .map(|k| k.file.clone())
+                    .collect(),
+            };
+            for f in files {
+                if !out.contains(&f) {
+                    out.push(f);
+                }
+            }
+        }
+        out
+    }
+
     /// The dry run: each wave's targets as they stand.
     pub fn preview(&self) -> Vec<Vec<Preview>> {
         let targets = super::kinds::of_plan(&self.plan);
