@@ -218,4 +218,38 @@ mod tests {
         );
         assert_eq!(signed_file("release 4.4.1"), None);
     }
+
+    /// The public key of minisign's own documentation (a real Ed25519 key).
+    const KEY: &str = "RWQf6LRCGA9i53mlYecO4IzT51TGPpvWucNSCh1CBM0QTaLn73Y7GFO3";
+
+    #[test]
+    fn keys_are_kept_and_shown_as_written() {
+        let t = Trust::new(&[format!("  {KEY}\n")]).unwrap();
+        assert_eq!(t.written(), [KEY]);
+        assert_eq!(format!("{t:?}"), format!("[{KEY:?}]"));
+        assert_eq!(Trust::new(&[KEY.into(), "nope".into()]).unwrap_err().0, 1);
+    }
+
+    #[test]
+    fn a_signature_that_cannot_be_read_is_not_called_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let pkg = dir.path().join("emqx-4.4.1.zip");
+        std::fs::write(&pkg, b"x").unwrap();
+        let t = Trust::new(&[KEY.into()]).unwrap();
+        let missing = t.verify(&pkg, None).unwrap_err().message;
+        assert!(missing.contains("has no signature"), "{missing}");
+        // A directory where the signature should be: unreadable, not missing.
+        std::fs::create_dir(sig_path(&pkg)).unwrap();
+        let unreadable = t.verify(&pkg, None).unwrap_err().message;
+        assert!(unreadable.starts_with("cannot read"), "{unreadable}");
+    }
+
+    #[test]
+    fn a_global_signature_of_the_wrong_length_is_not_genuine() {
+        // The key is 42 bytes; a signature line of 3 bytes is no signature (and must
+        // not be sliced as one).
+        let text = "untrusted comment: x\nAAAA\ntrusted comment: y\nAAAA\n";
+        assert!(!comment_is_genuine(KEY, text));
+        assert!(!comment_is_genuine("not base64 !", text));
+    }
 }
