@@ -275,6 +275,42 @@ mod tests {
         port
     }
 
+    /// What a failed check says shows the check as written where a secret was filled
+    /// in, and is left alone where nothing secret was.
+    #[test]
+    fn a_message_shows_the_check_as_written_never_the_filled_secret() {
+        let at = |t: &str| At {
+            value: Template::parse(t).unwrap(),
+            span: crate::span::Span::default(),
+        };
+        let h = |check| Health {
+            check,
+            expect_status: 200,
+            timeout: Duration::from_secs(1),
+            interval: Duration::from_millis(10),
+            healthy_for: Duration::ZERO,
+            rollback_timeout: Duration::from_secs(1),
+        };
+        let http = h(Check::Http(at("http://{host}/s?t=${TOKEN}")));
+        let probe = Probe::Http {
+            url: "http://h1/s?t=hunter2".into(),
+            expect: 200,
+        };
+        let shown = |t: &Template| t.shown(|k| (k == "host").then(|| "h1".to_owned()));
+        let said = http.hide(&probe, "GET http://h1/s?t=hunter2: refused", shown);
+        assert_eq!(said, "GET http://h1/s?t=${TOKEN}: refused");
+        // Nothing secret: the message as it was.
+        let plain = h(Check::Command(vec![at("check"), at("{host}")]));
+        let probe = Probe::Command {
+            argv: vec!["check".into(), "h1".into()],
+        };
+        let shown = |t: &Template| t.shown(|k| (k == "host").then(|| "h1".to_owned()));
+        assert_eq!(
+            plain.hide(&probe, "`check h1`: exit 1", shown),
+            "`check h1`: exit 1"
+        );
+    }
+
     #[test]
     fn http_expects_the_status() {
         let port = serve(200, 1);
