@@ -87,6 +87,16 @@ fn pip_fleet(to: &str) -> (tempfile::TempDir, PathBuf) {
     (dir, plan)
 }
 
+/// The ids of the runs under `dir`'s `state`, oldest first.
+fn runs(dir: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(dir.join("state/runs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// The version pip says is installed.
 fn installed(dir: &Path) -> String {
     let out = std::process::Command::new(dir.join("venv/bin/python"))
@@ -156,12 +166,7 @@ fn the_example_plan_upgrades_a_pip_package_and_rollback_run_takes_it_back() {
     assert!(out.contains("already runs 1.0.1"), "{out}");
 
     // `rollback RUN` of the first run puts 1.0.0 back with pip.
-    let runs = dir.path().join("state/runs");
-    let mut ids: Vec<String> = std::fs::read_dir(&runs)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    ids.sort();
+    let ids = runs(dir.path());
     let first = &ids[0];
     let (code, out, err) = output(
         fleetup()
@@ -272,4 +277,54 @@ fn a_bundle_of_a_plan_with_scripted_targets_is_refused_plainly() {
         "{err}"
     );
     assert!(!out.exists());
+}
+
+/// Lifecycle hooks of a scripted target run around its change and after any rollback,
+/// with `{version}` where it is or goes: `before`/`after` around an upgrade,
+/// `on_rollback` then `after` when a failed check or `rollback RUN` takes it back.
+#[test]
+fn a_scripted_targets_lifecycle_hooks_run_around_its_change_and_rollbacks() {
+    let (dir, plan) = pip_fleet("1.0.2");
+    let log = dir.path().join("hooks.log");
+    let hook = |w: &str| {
+        format!(
+            "[\"sh\", \"-c\", \"echo {w} {{version}} >> {}\"]",
+            log.display()
+        )
+    };
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "    timeout: 2m\n",
+        &format!(
+            "    timeout: 2m\n    hooks:\n      before: {}\n      after: {}\n      on_rollback: {}\n",
+            hook("before"),
+            hook("after"),
+            hook("on_rollback")
+        ),
+    );
+    std::fs::write(&plan, &text).unwrap();
+    let take = || {
+        let t = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        t.lines().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert_eq!(
+        take(),
+        ["before 1.0.2", "on_rollback 1.0.0", "after 1.0.0"],
+        "{out}"
+    );
+    std::fs::write(&plan, text.replace("to: 1.0.2", "to: 1.0.1")).unwrap();
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(take(), ["before 1.0.1", "after 1.0.1"], "{out}");
+    let ids = runs(dir.path());
+    let (code, out, err) = output(
+        fleetup()
+            .args(["rollback", &ids[1], "--yes", "--state"])
+            .arg(dir.path().join("state")),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(take(), ["on_rollback 1.0.0", "after 1.0.0"], "{out}");
+    assert_eq!(installed(dir.path()), "1.0.0");
 }

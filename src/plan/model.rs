@@ -375,6 +375,8 @@ pub struct ScriptedTarget {
     pub labels: BTreeMap<String, String>,
     /// The deadline of each command.
     pub timeout: Duration,
+    /// Lifecycle hooks (`before`, `after`, `on_rollback`), run where its commands run.
+    pub hooks: Hooks,
 }
 
 impl ScriptedTarget {
@@ -382,6 +384,10 @@ impl ScriptedTarget {
     pub fn templates(&self) -> Vec<&At<Template>> {
         let mut out: Vec<&At<Template>> = self.version.iter().chain(&self.upgrade).collect();
         out.extend(self.rollback.iter().flatten());
+        let h = &self.hooks;
+        for c in [&h.before, &h.after, &h.on_rollback] {
+            out.extend(c.iter().flatten());
+        }
         if let Some(h) = &self.health {
             out.extend(h.check.templates());
         }

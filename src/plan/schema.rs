@@ -415,6 +415,25 @@ pub static OVERRIDE: &[Field] = &[
     ),
 ];
 
+pub static SCRIPTED_HOOKS: &[Field] = &[
+    field!(
+        "before",
+        Ty::Argv,
+        "command run where its commands run, before it changes (drain it); failing leaves it unchanged and failed"
+    ),
+    field!(
+        "after",
+        Ty::Argv,
+        "command run once it is healthy on its new version, or back on its old one (undrain it)"
+    ),
+    field!(
+        "on_rollback",
+        Ty::Argv,
+        "command run after it was rolled back"
+    ),
+    field!("timeout", Ty::Duration, default "5m", "deadline of every hook; a timeout is a failure"),
+];
+
 pub static SCRIPTED: &[Field] = &[
     field!("name", Ty::Name, required, "unique target name"),
     field!(
@@ -463,6 +482,11 @@ pub static SCRIPTED: &[Field] = &[
         "labels for waves (@key=value) and failure domains"
     ),
     field!("timeout", Ty::Duration, default "5m", "deadline of each command; a timeout is a failure"),
+    field!(
+        "hooks",
+        Ty::Table(SCRIPTED_HOOKS),
+        "lifecycle hooks around its change"
+    ),
 ];
 
 pub static GROUP: &[Field] = &[

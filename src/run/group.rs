@@ -64,39 +64,24 @@ impl<'p> GroupUnit<'p> {
     /// Runs the group's lifecycle hook `which` here, if it has one, with the group's
     /// placeholders; what a failure says shows secrets as written, never their values.
     fn lifecycle(&self, cx: &Cx, which: Lifecycle) -> Result<(), Problem> {
-        let h = &self.g.hooks;
-        let argv = match which {
-            Lifecycle::Before => &h.before,
-            Lifecycle::After => &h.after,
-            Lifecycle::OnRollback => &h.on_rollback,
+        let Some(argv) = which.argv(&self.g.hooks) else {
+            return Ok(());
         };
-        let Some(argv) = argv else { return Ok(()) };
         cx.step(self.name(), Step::Hook(which.as_str()));
         let mut vars = self.vars();
         vars.insert("name".into(), self.g.name.value.clone());
         vars.insert("group".into(), self.g.name.value.clone());
         let root = self.g.root.value.display().to_string();
         vars.insert("root".into(), root.clone());
-        let env = |k: &str| std::env::var(k).ok();
-        let fail = |m: String| {
-            Problem::new(
-                Code::HookFailed,
-                format!("the `{}` hook failed: {m}", which.as_str()),
-            )
-        };
-        let filled: Vec<String> = argv
-            .iter()
-            .map(|t| t.value.render(|k| vars.get(k).cloned(), env))
-            .collect::<Result<_, _>>()
-            .map_err(|m| fail(format!("it cannot be filled: {m:?}")))?;
+        let filled = which.fill(argv, &vars)?;
         let hook_env = [
             ("FLEETUP_GROUP", self.g.name.value.clone()),
             ("FLEETUP_HOOK", which.as_str().to_owned()),
             ("FLEETUP_ROOT", root),
         ];
         // A hook's output may echo what it was given: the plan's secrets are hidden.
-        crate::hook::run(&filled, &hook_env, h.timeout)
-            .map_err(|e| fail(self.plan.secrets().hide(&e.to_string())))
+        crate::hook::run(&filled, &hook_env, self.g.hooks.timeout)
+            .map_err(|e| which.failed(self.plan.secrets().hide(&e.to_string())))
     }
 
     /// The services an app's entry picks (`None`: all of them).

@@ -153,26 +153,13 @@ impl<'p> NodeUnit<'p> {
         previous: Option<&Version>,
     ) -> Result<(), Problem> {
         let h = &self.plan.hooks;
-        let argv = match which {
-            Lifecycle::Before => &h.before,
-            Lifecycle::After => &h.after,
-            Lifecycle::OnRollback => &h.on_rollback,
+        let Some(argv) = which.argv(h) else {
+            return Ok(());
         };
-        let Some(argv) = argv else { return Ok(()) };
         cx.step(self.name(), Step::Hook(which.as_str()));
         let (vars, root) = self.vars_on(store, version, previous);
-        let env = |k: &str| std::env::var(k).ok();
-        let fail = |m: String| {
-            Problem::new(
-                Code::HookFailed,
-                format!("the `{}` hook failed: {m}", which.as_str()),
-            )
-        };
-        let argv: Vec<String> = argv
-            .iter()
-            .map(|t| t.value.render(|k| vars.get(k).cloned(), env))
-            .collect::<Result<_, _>>()
-            .map_err(|m| fail(format!("it cannot be filled: {m:?}")))?;
+        let fail = |m: String| which.failed(m);
+        let argv = which.fill(argv, &vars)?;
         let limit = h.timeout;
         match store.check_on_node(&argv, limit) {
             Some(r) => r.map_err(fail),

@@ -12,7 +12,7 @@ use semver::Version;
 use super::event::{Back, Step, TargetResult};
 use super::preview::Preview;
 use super::row::{Live, TargetStatus};
-use super::target::{Change, ChangeError, Cx, Standing, Target};
+use super::target::{Change, ChangeError, Cx, Lifecycle, Standing, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{At, Plan, ScriptedTarget};
 use crate::preflight::Preflight;
@@ -122,6 +122,39 @@ impl<'p> ScriptedUnit<'p> {
                     },
                 })
             }
+        }
+    }
+
+    /// Runs its lifecycle hook `which`, if it has one, where its commands run, with its
+    /// placeholders (`{version}`: where it is or goes, `{previous}`: the other one).
+    fn lifecycle(
+        &self,
+        cx: &Cx,
+        at: &mut On,
+        which: Lifecycle,
+        version: &Version,
+        previous: Option<&Version>,
+    ) -> Result<(), Problem> {
+        let Some(argv) = which.argv(&self.t.hooks) else {
+            return Ok(());
+        };
+        cx.step(self.name(), Step::Hook(which.as_str()));
+        let filled = which.fill(argv, &self.vars(Some(version), previous))?;
+        let hide = |m: &str| self.plan.secrets().hide(m);
+        let limit = self.t.hooks.timeout;
+        match at {
+            On::Here => {
+                let env = [
+                    ("FLEETUP_TARGET", self.t.name.value.clone()),
+                    ("FLEETUP_HOOK", which.as_str().to_owned()),
+                    ("FLEETUP_VERSION", version.to_string()),
+                ];
+                crate::hook::run(&filled, &env, limit)
+                    .map_err(|e| which.failed(hide(&e.to_string())))
+            }
+            On::There(lease) => crate::remote::run_there(lease, &filled, limit)
+                .map(|_| ())
+                .map_err(|p| which.failed(hide(&p.message))),
         }
     }
 
@@ -321,6 +354,7 @@ impl Target for ScriptedUnit<'_> {
                 cx,
                 on,
                 from: from.clone(),
+                undone: false,
             }),
             Standing {
                 from: Some(from),
@@ -365,6 +399,20 @@ impl Target for ScriptedUnit<'_> {
         self.go_back(&mut on, prev, &now)?;
         self.health(&mut on, prev, Some(&now))
             .map_err(|h| Problem::new(Code::RollbackFailed, h))?;
+        let hooks: Vec<String> = [Lifecycle::OnRollback, Lifecycle::After]
+            .into_iter()
+            .filter_map(|w| {
+                self.lifecycle(cx, &mut on, w, prev, Some(&now))
+                    .err()
+                    .map(|p| p.message)
+            })
+            .collect();
+        if !hooks.is_empty() {
+            return Err(Problem::new(
+                Code::HookFailed,
+                format!("back on {prev}, but {}", hooks.join("; ")),
+            ));
+        }
         Ok(format!("back on {prev}"))
     }
 }
@@ -375,9 +423,22 @@ struct ScriptedChange<'s> {
     /// Where its commands run, for the whole change (its turn on its host).
     on: On,
     from: Version,
+    /// It was put back on `from` (after a failed check).
+    undone: bool,
 }
 
 impl Change for ScriptedChange<'_> {
+    fn hook(&mut self, which: Lifecycle) -> Result<(), Problem> {
+        let (u, to) = (self.unit, &self.unit.t.to.value);
+        // Before and after a change it goes to `to`; after a rollback it is on `from`.
+        let (on, previous) = match which {
+            Lifecycle::OnRollback => (&self.from, Some(to)),
+            Lifecycle::After if self.undone => (&self.from, Some(to)),
+            _ => (to, Some(&self.from)),
+        };
+        u.lifecycle(self.cx, &mut self.on, which, on, previous)
+    }
+
     fn change(&mut self) -> Result<(), ChangeError> {
         let (u, to) = (self.unit, &self.unit.t.to.value);
         self.cx.step(
@@ -388,18 +449,23 @@ impl Change for ScriptedChange<'_> {
             },
         );
         let vars = u.vars(Some(to), Some(&self.from));
-        let said = u
-            .run(&mut self.on, "upgrade", &u.t.upgrade, &vars)
-            .map_err(|problem| {
-                // What a failed upgrade command left is not known: read it again.
-                match u.running(&mut self.on) {
-                    Ok(v) if v == self.from => ChangeError::Failed {
-                        problem,
-                        attention: false,
-                    },
+        let said = match u.run(&mut self.on, "upgrade", &u.t.upgrade, &vars) {
+            Ok(said) => said,
+            // What a failed upgrade command left is not known: read it again.
+            Err(problem) => {
+                return Err(match u.running(&mut self.on) {
+                    Ok(v) if v == self.from => {
+                        // Still where it was: `after` runs on `from`.
+                        self.undone = true;
+                        ChangeError::Failed {
+                            problem,
+                            attention: false,
+                        }
+                    }
                     _ => ChangeError::Unhealthy(problem),
-                }
-            })?;
+                });
+            }
+        };
         for line in said.lines().filter(|l| !l.trim().is_empty()) {
             self.cx.step(u.name(), Step::Store(line.to_owned()));
         }
@@ -429,6 +495,7 @@ impl Change for ScriptedChange<'_> {
     fn undo(&mut self) -> Result<String, Problem> {
         let u = self.unit;
         u.go_back(&mut self.on, &self.from, &u.t.to.value)?;
+        self.undone = true;
         Ok(format!("; back on {}", self.from))
     }
 

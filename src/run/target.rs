@@ -111,6 +111,39 @@ impl Lifecycle {
             Lifecycle::OnRollback => "on_rollback",
         }
     }
+
+    /// The hook `hooks` gives for this moment, if any.
+    pub fn argv(
+        self,
+        hooks: &crate::plan::Hooks,
+    ) -> Option<&[crate::span::At<crate::template::Template>]> {
+        match self {
+            Lifecycle::Before => hooks.before.as_deref(),
+            Lifecycle::After => hooks.after.as_deref(),
+            Lifecycle::OnRollback => hooks.on_rollback.as_deref(),
+        }
+    }
+
+    /// Why the hook failed, as every kind says it.
+    pub fn failed(self, why: impl std::fmt::Display) -> Problem {
+        Problem::new(
+            crate::diagnostics::Code::HookFailed,
+            format!("the `{}` hook failed: {why}", self.as_str()),
+        )
+    }
+
+    /// The hook's argv filled with `vars` (and `${ENV}` from the environment).
+    pub fn fill(
+        self,
+        argv: &[crate::span::At<crate::template::Template>],
+        vars: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<String>, Problem> {
+        let env = |k: &str| std::env::var(k).ok();
+        argv.iter()
+            .map(|t| t.value.render(|k| vars.get(k).cloned(), env))
+            .collect::<Result<_, _>>()
+            .map_err(|m| self.failed(format!("it cannot be filled: {m:?}")))
+    }
 }
 
 /// A target opened for a change, its lock held.

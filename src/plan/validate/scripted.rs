@@ -51,6 +51,7 @@ impl Validator {
             tags: Self::tags(get(t, "tags")),
             labels: Self::labels(get(t, "labels")),
             timeout: duration(get(t, "timeout"), Duration::from_secs(300)),
+            hooks: Self::hooks(get(t, "hooks"), "command"),
             name,
         };
         for tpl in target.templates() {
