@@ -89,18 +89,7 @@ impl WireCtx {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StoreOp {
-    Unpack,
-    Upgrade,
-    /// `install`: an upgrade that also switches to a release already in the store.
-    Install,
-    Downgrade,
-    Uninstall,
-    Revert,
-    RollBackTo,
-}
+pub use crate::store::StoreOp;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "req", rename_all = "kebab-case")]
@@ -628,25 +617,14 @@ fn handle(req: Request, store: &mut Option<Store>, out: &Out, ch: u32) -> Reply 
                 let _ = send(out, ch, &Reply::Say { line: l });
             };
             let mut ctx = local_ctx(*ctx, &s.root, node_config, &mut say)?;
-            let v = &version;
-            let outcome = match op {
-                StoreOp::Unpack => s.unpack(v, &mut ctx),
-                StoreOp::Upgrade => s.upgrade(v, permanent, &mut ctx),
-                StoreOp::Install => s.install(v, permanent, &mut ctx),
-                StoreOp::Downgrade => s.downgrade(v, &mut ctx),
-                StoreOp::Uninstall => s.uninstall(v, &mut ctx),
-                StoreOp::Revert => s.revert(v, &mut ctx).map(|()| store::Outcome::Unchanged),
-                StoreOp::RollBackTo => {
-                    let left = other.as_ref().ok_or_else(|| {
-                        Problem::new(
-                            Code::RemoteProtocol,
-                            "roll-back-to names no release to leave",
-                        )
-                    })?;
-                    s.roll_back_to(v, left, &mut ctx)
-                        .map(|()| store::Outcome::Unchanged)
-                }
-            }?;
+            if op == StoreOp::RollBackTo && other.is_none() {
+                return Err(Problem::new(
+                    Code::RemoteProtocol,
+                    "roll-back-to names no release to leave",
+                ));
+            }
+            // The same dispatch as a local store's (`Store::apply`).
+            let outcome = s.apply(op, &version, permanent, other.as_ref(), &mut ctx)?;
             Ok(Reply::Done {
                 outcome: Some(outcome),
             })

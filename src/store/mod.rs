@@ -362,7 +362,45 @@ pub fn locate_package(
     Ok((dir, pkg))
 }
 
+/// One operation on a store, as `fleetup node` names them: the one list, dispatched by
+/// [`Store::apply`] here and by the agent on a host (it travels in `Request::Store`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreOp {
+    Unpack,
+    Upgrade,
+    /// `install`: an upgrade that also switches to a release already in the store.
+    Install,
+    Downgrade,
+    Uninstall,
+    Revert,
+    RollBackTo,
+}
+
 impl Store {
+    /// Operation `op` on release `v`: `permanent` for an upgrade or install; `other` is
+    /// the release a `roll-back-to` leaves (`v` itself when not given).
+    pub fn apply(
+        &self,
+        op: StoreOp,
+        v: &Version,
+        permanent: bool,
+        other: Option<&Version>,
+        ctx: &mut Ctx,
+    ) -> Result<Outcome, Problem> {
+        match op {
+            StoreOp::Unpack => self.unpack(v, ctx),
+            StoreOp::Upgrade => self.upgrade(v, permanent, ctx),
+            StoreOp::Install => self.install(v, permanent, ctx),
+            StoreOp::Downgrade => self.downgrade(v, ctx),
+            StoreOp::Uninstall => self.uninstall(v, ctx),
+            StoreOp::Revert => self.revert(v, ctx).map(|()| Outcome::Unchanged),
+            StoreOp::RollBackTo => self
+                .roll_back_to(v, other.unwrap_or(v), ctx)
+                .map(|()| Outcome::Unchanged),
+        }
+    }
+
     pub fn new(root: &Path) -> Store {
         Store {
             root: root.to_owned(),

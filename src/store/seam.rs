@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use semver::Version;
 
-use super::{Ctx, Outcome, Store, StoreState};
+use super::{Ctx, Outcome, Store, StoreOp, StoreState};
 use crate::diagnostics::Problem;
 use crate::plan::SshAddr;
-use crate::remote::agent::{StoreOp, WireConfig};
+use crate::remote::agent::WireConfig;
 use crate::remote::{Hosts, RemoteStore};
 
 /// A node's store, wherever it is.
@@ -77,20 +77,9 @@ impl NodeStore {
         other: Option<&Version>,
         ctx: &mut Ctx,
     ) -> Result<Outcome, Problem> {
-        let s = match self {
-            NodeStore::Remote(r) => return r.op(op, v, permanent, other, ctx),
-            NodeStore::Local(s) => s,
-        };
-        match op {
-            StoreOp::Unpack => s.unpack(v, ctx),
-            StoreOp::Upgrade => s.upgrade(v, permanent, ctx),
-            StoreOp::Install => s.install(v, permanent, ctx),
-            StoreOp::Downgrade => s.downgrade(v, ctx),
-            StoreOp::Uninstall => s.uninstall(v, ctx),
-            StoreOp::Revert => s.revert(v, ctx).map(|()| Outcome::Unchanged),
-            StoreOp::RollBackTo => s
-                .roll_back_to(v, other.unwrap_or(v), ctx)
-                .map(|()| Outcome::Unchanged),
+        match self {
+            NodeStore::Remote(r) => r.op(op, v, permanent, other, ctx),
+            NodeStore::Local(s) => s.apply(op, v, permanent, other, ctx),
         }
     }
 
