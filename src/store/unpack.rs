@@ -66,6 +66,129 @@ fn refuse(code: Code, package: &Path, why: String) -> Problem {
 }
 
 /// Whether `target`, a symlink at `link` (both relative to the tree's root), stays inside.
+/// The checks every entry of a package passes before anything is written, whatever
+/// the archive's format: a name inside the release tree, each path once, at most
+/// `max_entries` entries and `max_bytes` declared, symlinks that stay inside (alone and
+/// followed through one another). Each format reads its own headers and hands them here.
+struct Vetting<'a> {
+    package: &'a Path,
+    limits: Limits,
+    entries: Vec<Entry>,
+    seen: HashSet<PathBuf>,
+    declared: u64,
+}
+
+impl<'a> Vetting<'a> {
+    fn new(package: &'a Path, limits: Limits) -> Self {
+        Vetting {
+            package,
+            limits,
+            entries: Vec::new(),
+            seen: HashSet::new(),
+            declared: 0,
+        }
+    }
+
+    fn refuse(&self, code: Code, why: String) -> Problem {
+        refuse(code, self.package, why)
+    }
+
+    /// The entry named `raw`, at `path` as its format reads it (`None`: a name that
+    /// cannot stay inside): its key in the tree, or `None` for the tree's root itself.
+    fn key(&mut self, raw: &str, path: Option<PathBuf>) -> Result<Option<PathBuf>, Problem> {
+        if self.entries.len() >= self.limits.max_entries {
+            return Err(self.refuse(
+                Code::PackageTooLarge,
+                format!("more entries than the limit of {}", self.limits.max_entries),
+            ));
+        }
+        let escapes = |p: &Path| {
+            p.is_absolute()
+                || p.components()
+                    .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        };
+        let Some(path) = path.filter(|p| !escapes(p)) else {
+            return Err(self.refuse(
+                Code::PackageUnsafe,
+                format!("entry `{raw}` would be written outside the release tree"),
+            ));
+        };
+        let key: PathBuf = path
+            .components()
+            .filter(|c| matches!(c, Component::Normal(_)))
+            .collect();
+        if key.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        if !self.seen.insert(key.clone()) {
+            return Err(self.refuse(
+                Code::PackageDuplicate,
+                format!("entry `{raw}` appears twice"),
+            ));
+        }
+        Ok(Some(key))
+    }
+
+    fn dir(&mut self, key: PathBuf) {
+        self.entries.push(Entry::Dir(key));
+    }
+
+    /// A file of `size` bytes (as its header declares) with Unix mode bits `mode`;
+    /// `index` is its place in a zip's directory.
+    fn file(
+        &mut self,
+        key: PathBuf,
+        size: u64,
+        mode: Option<u32>,
+        index: usize,
+    ) -> Result<(), Problem> {
+        self.declared = self.declared.saturating_add(size);
+        if self.declared > self.limits.max_bytes {
+            return Err(self.refuse(
+                Code::PackageTooLarge,
+                format!(
+                    "it unpacks to more than the limit of {} bytes",
+                    self.limits.max_bytes
+                ),
+            ));
+        }
+        let mode = mode.map_or(0o644, |m| if m & 0o111 != 0 { 0o755 } else { 0o644 });
+        self.entries.push(Entry::File {
+            index,
+            path: key,
+            size,
+            mode,
+        });
+        Ok(())
+    }
+
+    fn symlink(&mut self, key: PathBuf, raw: &str, target: PathBuf) -> Result<(), Problem> {
+        if !link_stays_inside(&key, &target) {
+            return Err(self.refuse(
+                Code::PackageUnsafe,
+                format!(
+                    "symlink `{raw}` points outside the release tree (to {})",
+                    target.display()
+                ),
+            ));
+        }
+        self.entries.push(Entry::Symlink { path: key, target });
+        Ok(())
+    }
+
+    /// Every entry, once the links are checked followed through one another.
+    fn done(self) -> Result<Vec<Entry>, Problem> {
+        check_links(
+            self.package,
+            self.entries.iter().filter_map(|e| match e {
+                Entry::Symlink { path, target } => Some((path.clone(), target.clone())),
+                _ => None,
+            }),
+        )?;
+        Ok(self.entries)
+    }
+}
+
 fn link_stays_inside(link: &Path, target: &Path) -> bool {
     if target.is_absolute() {
         return false;
@@ -195,9 +318,7 @@ pub fn unpack(
     }
 
     // 1. Vet every entry before writing anything.
-    let mut entries = Vec::with_capacity(zip.len());
-    let mut seen = HashSet::new();
-    let mut declared = 0u64;
+    let mut vet = Vetting::new(package, limits);
     for i in 0..zip.len() {
         let f = zip.by_index_raw(i).map_err(|e| {
             refuse(
@@ -215,26 +336,12 @@ pub fn unpack(
         let absolute = raw_name.starts_with('/')
             || raw_name.starts_with('\\')
             || raw_name.as_bytes().get(1) == Some(&b':');
-        let Some(path) = f.enclosed_name().filter(|_| !absolute) else {
-            return Err(refuse(
-                Code::PackageUnsafe,
-                package,
-                format!("entry `{raw_name}` would be written outside the release tree"),
-            ));
-        };
-        let key: PathBuf = path.components().collect();
-        if key.as_os_str().is_empty() {
+        let path = f.enclosed_name().filter(|_| !absolute);
+        let Some(key) = vet.key(&raw_name, path)? else {
             continue;
-        }
-        if !seen.insert(key.clone()) {
-            return Err(refuse(
-                Code::PackageDuplicate,
-                package,
-                format!("entry `{raw_name}` appears twice"),
-            ));
-        }
+        };
         if f.is_dir() {
-            entries.push(Entry::Dir(key));
+            vet.dir(key);
             continue;
         }
         match f.compression() {
@@ -248,17 +355,6 @@ pub fn unpack(
                     ),
                 ));
             }
-        }
-        declared = declared.saturating_add(f.size());
-        if declared > limits.max_bytes {
-            return Err(refuse(
-                Code::PackageTooLarge,
-                package,
-                format!(
-                    "it unpacks to more than the limit of {} bytes",
-                    limits.max_bytes
-                ),
-            ));
         }
         if f.is_symlink() {
             drop(f);
@@ -280,38 +376,13 @@ pub fn unpack(
                         format!("symlink `{raw_name}` is unreadable ({e})"),
                     )
                 })?;
-            let target = PathBuf::from(target);
-            if !link_stays_inside(&key, &target) {
-                return Err(refuse(
-                    Code::PackageUnsafe,
-                    package,
-                    format!(
-                        "symlink `{raw_name}` points outside the release tree (to {})",
-                        target.display()
-                    ),
-                ));
-            }
-            entries.push(Entry::Symlink { path: key, target });
+            vet.symlink(key, &raw_name, PathBuf::from(target))?;
         } else {
-            let mode = f
-                .unix_mode()
-                .map_or(0o644, |m| if m & 0o111 != 0 { 0o755 } else { 0o644 });
-            entries.push(Entry::File {
-                index: i,
-                path: key,
-                size: f.size(),
-                mode,
-            });
+            let (size, mode) = (f.size(), f.unix_mode());
+            vet.file(key, size, mode, i)?;
         }
     }
-
-    check_links(
-        package,
-        entries.iter().filter_map(|e| match e {
-            Entry::Symlink { path, target } => Some((path.clone(), target.clone())),
-            _ => None,
-        }),
-    )?;
+    let entries = vet.done()?;
 
     // 2. Extract into staging; on any failure, staging is removed and dest never appears.
     let _ = std::fs::remove_dir_all(staging);
@@ -485,12 +556,6 @@ fn write_file(
 }
 
 /// One vetted tarball entry.
-enum TarEntry {
-    Dir(PathBuf),
-    File { path: PathBuf, size: u64, mode: u32 },
-    Symlink { path: PathBuf, target: PathBuf },
-}
-
 fn open_tar_gz(
     package: &Path,
 ) -> Result<tar::Archive<flate2::read::GzDecoder<BufReader<File>>>, Problem> {
@@ -510,9 +575,7 @@ fn unpack_tar_gz(
 ) -> Result<Unpacked, Problem> {
     let corrupt = |why: String| refuse(Code::PackageCorrupt, package, why);
     // 1. Vet every header before writing anything.
-    let mut vetted = Vec::new();
-    let mut seen = HashSet::new();
-    let mut declared = 0u64;
+    let mut vet = Vetting::new(package, limits);
     let mut archive = open_tar_gz(package)?;
     let entries = archive
         .entries()
@@ -520,13 +583,6 @@ fn unpack_tar_gz(
     for entry in entries {
         let mut entry =
             entry.map_err(|e| corrupt(format!("not a readable .tar.gz archive ({e})")))?;
-        if vetted.len() >= limits.max_entries {
-            return Err(refuse(
-                Code::PackageTooLarge,
-                package,
-                format!("more entries than the limit of {}", limits.max_entries),
-            ));
-        }
         let raw = entry
             .path_bytes()
             .iter()
@@ -536,59 +592,19 @@ fn unpack_tar_gz(
             .path()
             .map_err(|e| corrupt(format!("entry `{raw}` has an unreadable name ({e})")))?
             .into_owned();
-        let escapes = path.is_absolute()
-            || path
-                .components()
-                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
-        if escapes {
-            return Err(refuse(
-                Code::PackageUnsafe,
-                package,
-                format!("entry `{raw}` would be written outside the release tree"),
-            ));
-        }
-        let key: PathBuf = path
-            .components()
-            .filter(|c| matches!(c, Component::Normal(_)))
-            .collect();
-        if key.as_os_str().is_empty() {
+        let Some(key) = vet.key(&raw, Some(path))? else {
             continue;
-        }
-        if !seen.insert(key.clone()) {
-            return Err(refuse(
-                Code::PackageDuplicate,
-                package,
-                format!("entry `{raw}` appears twice"),
-            ));
-        }
+        };
         let kind = entry.header().entry_type();
         match kind {
-            tar::EntryType::Directory => vetted.push(TarEntry::Dir(key)),
+            tar::EntryType::Directory => vet.dir(key),
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let size = entry
                     .header()
                     .size()
                     .map_err(|e| corrupt(format!("entry `{raw}` has an unreadable size ({e})")))?;
-                declared = declared.saturating_add(size);
-                if declared > limits.max_bytes {
-                    return Err(refuse(
-                        Code::PackageTooLarge,
-                        package,
-                        format!(
-                            "it unpacks to more than the limit of {} bytes",
-                            limits.max_bytes
-                        ),
-                    ));
-                }
-                let mode = entry
-                    .header()
-                    .mode()
-                    .map_or(0o644, |m| if m & 0o111 != 0 { 0o755 } else { 0o644 });
-                vetted.push(TarEntry::File {
-                    path: key,
-                    size,
-                    mode,
-                });
+                let mode = entry.header().mode().ok();
+                vet.file(key, size, mode, 0)?;
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -596,17 +612,7 @@ fn unpack_tar_gz(
                     .map_err(|e| corrupt(format!("symlink `{raw}` is unreadable ({e})")))?
                     .map(|t| t.into_owned())
                     .unwrap_or_default();
-                if !link_stays_inside(&key, &target) {
-                    return Err(refuse(
-                        Code::PackageUnsafe,
-                        package,
-                        format!(
-                            "symlink `{raw}` points outside the release tree (to {})",
-                            target.display()
-                        ),
-                    ));
-                }
-                vetted.push(TarEntry::Symlink { path: key, target });
+                vet.symlink(key, &raw, target)?;
             }
             tar::EntryType::Link => {
                 return Err(refuse(
@@ -629,14 +635,7 @@ fn unpack_tar_gz(
         std::io::copy(&mut entry, &mut std::io::sink())
             .map_err(|e| corrupt(format!("`{raw}` is damaged ({e})")))?;
     }
-
-    check_links(
-        package,
-        vetted.iter().filter_map(|e| match e {
-            TarEntry::Symlink { path, target } => Some((path.clone(), target.clone())),
-            _ => None,
-        }),
-    )?;
+    let vetted = vet.done()?;
 
     // 2. Extract into staging, the same entries in the same order.
     let _ = std::fs::remove_dir_all(staging);
@@ -647,7 +646,7 @@ fn unpack_tar_gz(
 fn extract_tar(
     package: &Path,
     staging: &Path,
-    vetted: &[TarEntry],
+    vetted: &[Entry],
     limits: Limits,
 ) -> Result<Unpacked, Problem> {
     let io = |what: &Path, e: std::io::Error| {
@@ -658,7 +657,9 @@ fn extract_tar(
     let files: std::collections::HashMap<&Path, (u64, u32)> = vetted
         .iter()
         .filter_map(|e| match e {
-            TarEntry::File { path, size, mode } => Some((path.as_path(), (*size, *mode))),
+            Entry::File {
+                path, size, mode, ..
+            } => Some((path.as_path(), (*size, *mode))),
             _ => None,
         })
         .collect();
@@ -669,7 +670,7 @@ fn extract_tar(
         .entries()
         .map_err(|e| corrupt(format!("not a readable .tar.gz archive ({e})")))?;
     for e in vetted {
-        if let TarEntry::Dir(p) = e {
+        if let Entry::Dir(p) = e {
             let at = staging.join(p);
             std::fs::create_dir_all(&at).map_err(|e| io(&at, e))?;
         }
@@ -705,7 +706,7 @@ fn extract_tar(
     }
     // Links last: no file above was written through one.
     for e in vetted {
-        if let TarEntry::Symlink { path, target } = e {
+        if let Entry::Symlink { path, target } = e {
             let at = staging.join(path);
             if let Some(parent) = at.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
