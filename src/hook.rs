@@ -258,6 +258,57 @@ mod tests {
         );
     }
 
+    /// A tracked hook is recorded (pid and start time) while it runs and forgotten when
+    /// it ends; `stop_tracked` stops the recorded process and only that one.
+    #[test]
+    fn a_tracked_hook_is_recorded_while_it_runs_and_stopped_only_if_it_is_that_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let track = dir.path().join("hook.pid");
+        let t2 = track.clone();
+        let runner = std::thread::spawn(move || {
+            run_tracked(&sh("sleep 30"), &[], Duration::from_secs(60), Some(&t2))
+        });
+        let mut recorded = String::new();
+        for _ in 0..500 {
+            recorded = std::fs::read_to_string(&track).unwrap_or_default();
+            if !recorded.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mut words = recorded.split_whitespace();
+        let pid: u32 = words.next().unwrap().parse().unwrap();
+        let started: u64 = words.next().unwrap().parse().unwrap();
+        // The start time is the process's own, as /proc says it (field 22).
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let field22: u64 = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .nth(19)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(started, field22);
+        assert!(started > 1, "{recorded}");
+        // Another start time with the same pid is another process: left alone.
+        std::fs::write(&track, format!("{pid} {}\n", started + 1)).unwrap();
+        assert_eq!(stop_tracked(&track), None);
+        assert!(
+            start_time(pid).is_some(),
+            "a process not recorded was stopped"
+        );
+        // The recorded one is stopped; the hook fails, and its record is gone.
+        std::fs::write(&track, recorded.as_bytes()).unwrap();
+        assert_eq!(stop_tracked(&track), Some(pid));
+        assert!(runner.join().unwrap().is_err());
+        assert!(!track.exists());
+        // A hook that ends by itself removes its record.
+        run_tracked(&sh("true"), &[], Duration::from_secs(5), Some(&track)).unwrap();
+        assert!(!track.exists());
+    }
+
     #[test]
     fn a_daemon_left_behind_does_not_block() {
         let t = Instant::now();
