@@ -548,7 +548,8 @@ fn item_10_a_redirect_from_https_to_http_is_refused() {
 
 /// A directory with an `ssh` that is a hostile host: it answers the bootstrap as
 /// `FAKE_HOST` says (`banner`: a login banner that never stops; `endless`: one line
-/// that never ends; `endless-late`: the same once it has read the controller's request; `flood`: an agent that answers its first request with 100,000 `say`
+/// that never ends; `endless-late`: the same once it has read the controller's request; `old-agent`: an agent of an older
+/// release that says hello in protocol 2; `flood`: an agent that answers its first request with 100,000 `say`
 /// frames, then fails).
 fn hostile_ssh(dir: &Path) -> std::path::PathBuf {
     let bin = dir.join("fake-bin");
@@ -576,7 +577,10 @@ try:
             out.write(chunk)
         sys.exit(0)
     sys.stdin.readline()
-    put(json.dumps({"hello": {"version": "0", "protocol": 3}}).encode() + b"\n")
+    put(json.dumps({"hello": {"version": "0", "protocol": 2 if mode == "old-agent" else 3}}).encode() + b"\n")
+    if mode == "old-agent":
+        sys.stdin.read()
+        sys.exit(0)
     ch = json.loads(sys.stdin.readline())["ch"]
     put(json.dumps({"ch": ch, "m": {"reply": "opened", "state": None, "config": {"product": "emqx", "runtime": None, "edition": None}}}).encode() + b"\n")
     ch = json.loads(sys.stdin.readline())["ch"]
@@ -662,6 +666,29 @@ fn item_4_a_banner_that_never_ends_meets_the_connect_deadline() {
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(
         flat(&err).contains("no SSH connection within the connect timeout"),
+        "{err}"
+    );
+}
+
+/// An agent that speaks another protocol than this fleetup is refused by name, before
+/// any request reaches it (issue 29: the protocol refusal no test held).
+#[test]
+fn an_agent_of_another_protocol_is_refused_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = hostile_ssh(dir.path());
+    let (code, out, err) = output(with_hostile(&bin, "old-agent").args([
+        "node",
+        "versions",
+        "--ssh",
+        "h.example",
+        "--root",
+        "/srv/n1",
+    ]));
+    assert_eq!(code, Some(1), "{out}{err}");
+    let all = flat(&err);
+    assert!(
+        all.contains("fleetup::remote::protocol")
+            && all.contains("speaks protocol 2, this fleetup 3"),
         "{err}"
     );
 }
