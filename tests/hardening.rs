@@ -1233,3 +1233,67 @@ fn an_old_style_package_name_is_named_when_the_product_cannot_be_told() {
         "{err}"
     );
 }
+
+/// The agent on a host checks what it received against the digest the controller
+/// announced, and keeps nothing that does not match; a copied agent checks itself
+/// (issue 29: promises no test held). Driven here as a controller drives it: frames on
+/// its standard input.
+#[test]
+fn the_agent_keeps_no_received_package_whose_digest_differs_and_checks_itself() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_fleetup"))
+        .arg("__agent")
+        .arg("--dir")
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = agent.stdin.take().unwrap();
+    let mut replies = BufReader::new(agent.stdout.take().unwrap());
+    let mut next = || {
+        let mut line = String::new();
+        replies.read_line(&mut line).unwrap();
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()
+    };
+    assert_eq!(next()["hello"]["protocol"], 3);
+    let file = package_name("4.4.16");
+    let announced = fleetup::mirror::hex(b"good");
+    writeln!(
+        input,
+        r#"{{"ch":1,"m":{{"req":"receive","sha256":"{announced}","file":"{file}","size":4}}}}"#
+    )
+    .unwrap();
+    let ready = next();
+    assert_eq!(ready["m"]["reply"], "ready", "{ready}");
+    assert_eq!(ready["m"]["send"], true, "{ready}");
+    input.write_all(b"evil").unwrap();
+    input.flush().unwrap();
+    let answer = next();
+    assert_eq!(answer["m"]["reply"], "failed", "{answer}");
+    assert_eq!(
+        answer["m"]["code"], "fleetup::package::checksum",
+        "{answer}"
+    );
+    assert!(
+        answer["m"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("but the controller sent {announced}")),
+        "{answer}"
+    );
+    drop(input);
+    assert!(agent.wait().unwrap().success());
+    let kept = dir.path().join("packages").join(&announced).join(&file);
+    assert!(!kept.exists(), "a package that did not match was kept");
+
+    // A copy of the agent checks itself before it is put in place.
+    let me =
+        fleetup::package::sha256_file(std::path::Path::new(env!("CARGO_BIN_EXE_fleetup"))).unwrap();
+    let (code, _, _) = output(fleetup().args(["__self-check", &me]));
+    assert_eq!(code, Some(0));
+    let (code, _, err) = output(fleetup().args(["__self-check", &announced]));
+    assert_ne!(code, Some(0));
+    assert!(err.contains(&format!("not {announced}")), "{err}");
+}
