@@ -15,7 +15,7 @@ fn on_terminal(dir: &Path, args: &str, answer: &str) -> String {
         .current_dir(dir)
         .arg("-c")
         .arg(format!(
-            "(sleep 1; printf '{answer}\\n') | script -qec \"$0\" /dev/null",
+            "(sleep 2; printf '{answer}\\n') | script -qec \"$0\" /dev/null",
         ))
         .arg(&cmd)
         .output()
@@ -27,15 +27,16 @@ fn on_terminal(dir: &Path, args: &str, answer: &str) -> String {
 fn prompts_say_what_will_change_and_no_changes_nothing() {
     let t = tempfile::tempdir().unwrap();
     local_fleet(t.path(), &["n1", "n2"], &["4.4.15", "4.4.16"]);
-    // A window open now: it closes in a minute and opens again a minute later (across
-    // midnight when need be).
+    // A window open now: it closes in half an hour and opens again a minute later
+    // (across midnight when need be). Wide enough that a loaded machine cannot see it
+    // close between the prompt and the run (a window closing within the minute could).
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
         / 60;
     let hm = |m: u64| format!("{:02}:{:02}", (m / 60) % 24, m % 60);
-    let (from, to) = (hm(now + 2), hm(now + 1));
+    let (from, to) = (hm(now + 31), hm(now + 30));
     std::fs::write(
         t.path().join("plan.yaml"),
         format!(
