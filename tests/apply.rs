@@ -380,10 +380,12 @@ fn when_the_window_closes_no_new_wave_starts_and_the_run_pauses() {
     let f = fleet(2, false);
     let now = jiff::Timestamp::now().to_zoned_datetime(jiff::tz::TimeZone::UTC);
     let from = now.checked_sub(jiff::Span::new().minutes(1)).unwrap();
-    let to = now.checked_add(jiff::Span::new().seconds(3)).unwrap();
+    // Open for 10 s: long enough for the first wave to start on a loaded machine; the
+    // pause after it outlasts the window.
+    let to = now.checked_add(jiff::Span::new().seconds(10)).unwrap();
     let hms =
         |z: &jiff::ZonedDateTime| format!("{:02}:{:02}:{:02}", z.hour(), z.minute(), z.second());
-    let plan = f.plan("  waves: [1]\n  pause: 4s\n", &|_| String::new());
+    let plan = f.plan("  waves: [1]\n  pause: 15s\n", &|_| String::new());
     let text = std::fs::read_to_string(&plan).unwrap().replace(
         "health:",
         &format!(
