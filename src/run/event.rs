@@ -1,6 +1,7 @@
 //! What a run says as it goes, and what it ends with: typed events, steps, outcomes and
-//! run statuses. Workers only send these; the journal, progress bars, plain lines and
-//! JSON are consumers that render them, and nothing reads a rendered string back.
+//! run statuses. Workers only send these; the journal and `--format jsonl` hold them as
+//! serde writes them, progress bars and plain lines render them, and nothing reads a
+//! rendered string back.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -87,6 +88,36 @@ pub enum Step {
     Group(String),
 }
 
+/// A step as the journal and the stream hold it: its name (`step`), its words
+/// (`detail`, as progress lines show them), and the typed fields `resume` reads: `from`
+/// exactly on the steps that begin a change (null for a fresh node or an app not
+/// installed), `to`, and `app` for a group.
+impl Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let v = |v: &Version| v.to_string();
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("step", self.name())?;
+        m.serialize_entry("detail", &self.to_string())?;
+        match self {
+            Step::Install { from, to } => {
+                m.serialize_entry("from", &from.as_ref().map(v))?;
+                m.serialize_entry("to", &v(to))?;
+            }
+            Step::Upgrade { app, from, to } => {
+                m.serialize_entry("app", app)?;
+                m.serialize_entry("from", &from.as_ref().map(v))?;
+                m.serialize_entry("to", &v(to))?;
+            }
+            Step::AlreadyCurrent { to } | Step::Permanent { version: to } => {
+                m.serialize_entry("to", &v(to))?;
+            }
+            _ => {}
+        }
+        m.end()
+    }
+}
+
 fn or_fresh(v: &Option<Version>) -> String {
     v.as_ref().map_or("(fresh)".into(), Version::to_string)
 }
@@ -159,16 +190,23 @@ pub enum Begin {
     RollBack,
 }
 
-/// What happened, as it happens.
-#[derive(Clone, Debug)]
+/// What happened, as it happens. Serialised, it *is* a journal line's `event` and a
+/// `--format jsonl` line (docs/journal.md, docs/events.md): `{"event": "wave-done", …}`.
+/// The run's start and its warnings are not journalled (the journal's first line and
+/// the plan copy hold them) and the stream writes them itself; a probe in progress is
+/// neither journalled nor streamed.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
     /// Warnings found while preparing the plan (in the plan file, or about the world it
     /// names); errors end the command as a `Failure` instead.
+    #[serde(skip)]
     Warnings {
         problems: Vec<crate::diagnostics::Problem>,
         file: Option<crate::span::SourceFile>,
     },
     /// A run starts (or `resume` continues one): its id, plan, size and journal.
+    #[serde(skip)]
     Began {
         run: String,
         plan: String,
@@ -197,6 +235,7 @@ pub enum Event {
     /// or waited through.
     Gate {
         after_wave: usize,
+        #[serde(flatten)]
         state: GateState,
     },
     /// A metric analysis after wave `wave` (1-based) and its verdict.
@@ -208,6 +247,7 @@ pub enum Event {
     },
     Step {
         target: String,
+        #[serde(flatten)]
         step: Step,
     },
     Done(TargetResult),
@@ -217,6 +257,7 @@ pub enum Event {
     /// How a health check in progress stands: the last probe's result and the time left,
     /// or the countdown of `healthy_for`. Shown live on a terminal; never journalled nor
     /// streamed (the step that ends the check is).
+    #[serde(skip)]
     Probe {
         target: String,
         detail: String,

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::diagnostics::{Code, Problem};
 use semver::Version;
 
-use super::event::{Event, RunStatus, Step, TargetResult};
+use super::event::{Event, RunStatus, TargetResult};
 
 /// The state directory: --state, the plan's `state`, $FLEETUP_STATE_DIR,
 /// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup.
@@ -335,73 +335,13 @@ fn digest_of_run(dir: &Path) -> Option<String> {
     }
 }
 
-/// An event as a format-2 journal line holds it.
+/// An event as a format-2 journal line holds it: the event itself, serialised (the run's
+/// start, its warnings and probes in progress are not journalled).
 fn event_json(e: &Event) -> Option<serde_json::Value> {
-    use serde_json::json;
-    let v = |v: &Version| v.to_string();
-    Some(match e {
-        Event::Began { .. } | Event::Warnings { .. } | Event::Probe { .. } => return None,
-        Event::WaveDone {
-            index,
-            of,
-            upgraded,
-            failed,
-        } => {
-            json!({"event": "wave-done", "index": index, "of": of, "upgraded": upgraded, "failed": failed})
-        }
-        Event::Wave { index, of, targets } => {
-            json!({"event": "wave", "index": index, "of": of, "targets": targets})
-        }
-        Event::Note { detail } => json!({"event": "note", "detail": detail}),
-        Event::Schedule { waves } => json!({"event": "schedule", "waves": waves}),
-        Event::Gate { after_wave, state } => {
-            let mut o = serde_json::to_value(state).ok()?;
-            let m = o.as_object_mut()?;
-            m.insert("event".into(), "gate".into());
-            m.insert("after_wave".into(), json!(after_wave));
-            o
-        }
-        Event::Analysis {
-            wave,
-            name,
-            verdict,
-            detail,
-        } => json!({
-            "event": "analysis", "wave": wave, "name": name, "verdict": verdict, "detail": detail,
-        }),
-        Event::Done(r) => {
-            let mut o = serde_json::to_value(r).ok()?;
-            o.as_object_mut()?.insert("event".into(), "done".into());
-            o
-        }
-        Event::Step { target, step } => {
-            let mut o = json!({
-                "event": "step",
-                "target": target,
-                "step": step.name(),
-                "detail": step.to_string(),
-            });
-            let m = o.as_object_mut()?;
-            // The typed fields `resume` reads: `from` is present exactly on the steps
-            // that begin a change (null for a fresh node or an app not installed).
-            match step {
-                Step::Install { from, to } => {
-                    m.insert("from".into(), json!(from.as_ref().map(v)));
-                    m.insert("to".into(), json!(v(to)));
-                }
-                Step::Upgrade { app, from, to } => {
-                    m.insert("app".into(), json!(app));
-                    m.insert("from".into(), json!(from.as_ref().map(v)));
-                    m.insert("to".into(), json!(v(to)));
-                }
-                Step::AlreadyCurrent { to } | Step::Permanent { version: to } => {
-                    m.insert("to".into(), json!(v(to)));
-                }
-                _ => {}
-            }
-            o
-        }
-    })
+    match e {
+        Event::Began { .. } | Event::Warnings { .. } | Event::Probe { .. } => None,
+        e => serde_json::to_value(e).ok(),
+    }
 }
 
 /// A run as `history` shows it, read back from its journal.
@@ -632,7 +572,7 @@ pub fn runs(state: &Path) -> Vec<RunSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::Outcome;
+    use crate::run::{Outcome, Step};
 
     const START: &str = r#"{"kind":"start","format":2,"run":"20261201T010000Z-p-aaaaaa-1","plan":"plan.yaml","plan_name":"p","digest":"d1","started":"2026-12-01T01:00:00.000Z","only":"n*"}"#;
 
@@ -644,6 +584,118 @@ mod tests {
 
     fn ev(body: &str) -> String {
         format!(r#"{{"kind":"event","at":"2026-12-01T01:00:01.000Z",{body}}}"#)
+    }
+
+    /// Events serialise to exactly the lines format 2 has always held (written by hand
+    /// before `Event` was serialised by serde): journals and streams read the same.
+    #[test]
+    fn events_serialise_to_the_format_2_lines() {
+        use super::super::event::{Back, GateState, PlannedWave, Verdict};
+        use serde_json::json;
+        let v = |s: &str| Version::parse(s).unwrap();
+        let step = |step| Event::Step {
+            target: "n1".into(),
+            step,
+        };
+        let cases: Vec<(Event, serde_json::Value)> = vec![
+            (
+                Event::WaveDone {
+                    index: 1,
+                    of: 2,
+                    upgraded: 3,
+                    failed: 0,
+                },
+                json!({"event": "wave-done", "index": 1, "of": 2, "upgraded": 3, "failed": 0}),
+            ),
+            (
+                Event::Wave {
+                    index: 1,
+                    of: 2,
+                    targets: vec!["n1".into()],
+                },
+                json!({"event": "wave", "index": 1, "of": 2, "targets": ["n1"]}),
+            ),
+            (
+                Event::Note { detail: "d".into() },
+                json!({"event": "note", "detail": "d"}),
+            ),
+            (
+                Event::Schedule {
+                    waves: vec![PlannedWave {
+                        targets: vec!["n1".into()],
+                        domain: None,
+                        why: "size 1".into(),
+                        budget: 0,
+                    }],
+                },
+                json!({"event": "schedule", "waves": [{"targets": ["n1"], "why": "size 1", "budget": 0}]}),
+            ),
+            (
+                Event::Gate {
+                    after_wave: 1,
+                    state: GateState::Approved { by: "ops@h".into() },
+                },
+                json!({"event": "gate", "after_wave": 1, "state": "approved", "by": "ops@h"}),
+            ),
+            (
+                Event::Analysis {
+                    wave: 1,
+                    name: "e".into(),
+                    verdict: Verdict::Inconclusive,
+                    detail: "x".into(),
+                },
+                json!({"event": "analysis", "wave": 1, "name": "e", "verdict": "inconclusive", "detail": "x"}),
+            ),
+            (
+                step(Step::Install {
+                    from: None,
+                    to: v("4.4.16"),
+                }),
+                json!({"event": "step", "target": "n1", "step": "install", "detail": "(fresh) → 4.4.16", "from": null, "to": "4.4.16"}),
+            ),
+            (
+                step(Step::Upgrade {
+                    app: "mall".into(),
+                    from: Some(v("1.0.0")),
+                    to: v("1.0.1"),
+                }),
+                json!({"event": "step", "target": "n1", "step": "upgrade", "detail": "mall 1.0.0 → 1.0.1", "app": "mall", "from": "1.0.0", "to": "1.0.1"}),
+            ),
+            (
+                step(Step::Permanent {
+                    version: v("4.4.16"),
+                }),
+                json!({"event": "step", "target": "n1", "step": "permanent", "detail": "4.4.16", "to": "4.4.16"}),
+            ),
+            (
+                step(Step::RollBack(Back::All)),
+                json!({"event": "step", "target": "n1", "step": "rollback", "detail": "rollback-all"}),
+            ),
+            (
+                Event::Done(TargetResult {
+                    target: "n1".into(),
+                    from: Some("4.4.15".into()),
+                    to: "4.4.16".into(),
+                    outcome: Outcome::Upgraded,
+                    detail: "ok".into(),
+                    millis: 5,
+                    attention: false,
+                    code: None,
+                    with_rest: false,
+                }),
+                json!({"event": "done", "target": "n1", "from": "4.4.15", "to": "4.4.16", "outcome": "upgraded", "detail": "ok", "millis": 5, "attention": false}),
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(event_json(&e), Some(want), "{e:?}");
+        }
+        assert_eq!(
+            event_json(&Event::Probe {
+                target: "n1".into(),
+                detail: "x".into()
+            }),
+            None
+        );
     }
 
     #[test]
