@@ -1256,3 +1256,47 @@ fn a_groups_lifecycle_hook_with_a_per_service_placeholder_is_refused() {
         "{err}"
     );
 }
+
+/// group-hooks.toml's health check has the plan's whole model: `healthy_for` holds a
+/// service healthy for a while (a check that passes twice and then fails does not pass),
+/// and `rollback_timeout` is read.
+#[test]
+fn group_hooks_health_holds_healthy_for_as_a_plans_does() {
+    let t = tempfile::tempdir().unwrap();
+    let (m, root) = (t.path().join("market"), t.path().join("shop"));
+    market(&m);
+    ok(&root, &m, &["install", "mall", "1.0.0"]);
+    let hooks = |healthy_for: &str| {
+        format!(
+            r#"[health]
+command = ["/bin/sh", "-c", "f={{root}}/count-{{service}}; n=$(cat $f 2>/dev/null || echo 0); echo $((n+1)) > $f; test $n -lt 2"]
+timeout = "3s"
+interval = "100ms"
+healthy_for = "{healthy_for}"
+rollback_timeout = "2s"
+"#
+        )
+    };
+    std::fs::write(root.join("group-hooks.toml"), hooks("1s")).unwrap();
+    let (code, out, err) = group(&root, &m, &["upgrade", "mall", "--to", "1.0.1"]);
+    assert_ne!(
+        code,
+        Some(0),
+        "a check that stopped passing held for healthy_for: {out}{err}"
+    );
+    assert!(ok(&root, &m, &["status"]).contains("mall 1.0.0"));
+    // Without the hold, the same check passes at once.
+    for f in std::fs::read_dir(&root).unwrap() {
+        let p = f.unwrap().path();
+        if p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("count-")
+        {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    std::fs::write(root.join("group-hooks.toml"), hooks("0s")).unwrap();
+    ok(&root, &m, &["upgrade", "mall", "--to", "1.0.1"]);
+    assert!(ok(&root, &m, &["status"]).contains("mall 1.0.1"));
+}

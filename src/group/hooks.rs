@@ -75,6 +75,10 @@ pub struct HealthConfig {
     pub expect_status: Option<u16>,
     pub timeout: Option<String>,
     pub interval: Option<String>,
+    /// How long a service must then stay healthy (as a plan's `health.healthy_for`).
+    pub healthy_for: Option<String>,
+    /// The deadline of the check after a rollback (default: `timeout`).
+    pub rollback_timeout: Option<String>,
 }
 
 impl HookConfig {
@@ -127,8 +131,11 @@ impl HookConfig {
                     expect_status: h.expect_status.unwrap_or(200),
                     timeout,
                     interval: dur(&h.interval, 1)?,
-                    healthy_for: Duration::ZERO,
-                    rollback_timeout: timeout,
+                    healthy_for: dur(&h.healthy_for, 0)?,
+                    rollback_timeout: match &h.rollback_timeout {
+                        Some(_) => dur(&h.rollback_timeout, 60)?,
+                        None => timeout,
+                    },
                 })
             }
         };
