@@ -14,6 +14,25 @@ use std::collections::BTreeMap;
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{Amount, BudgetScope, DomainOrder, Plan, WaveSize};
 
+/// One step of a rollout, in the order a run walks them (as Argo Rollouts' canary
+/// steps): compiled once from the schedule and the plan's `rollout`, `window`, `gates`
+/// and `analysis`. Each names its wave (0-based).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// `rollout.pause` before the wave.
+    Pause(usize),
+    /// The maintenance window is looked at before the wave starts (it may have closed).
+    Window(usize),
+    /// The wave's targets change.
+    Wave(usize),
+    /// The metric analyses over what the wave changed.
+    Analyse(usize),
+    /// The wave is over: what it upgraded and failed is told.
+    WaveDone(usize),
+    /// The gates after the wave, before the next one.
+    Gates(usize),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Schedule {
     pub waves: Vec<Vec<usize>>,
@@ -74,6 +93,38 @@ impl Schedule {
                 of(n)
             }
         }
+    }
+
+    /// The rollout's steps, in order: before every wave but the first its pause and
+    /// window check, then the wave, its analyses, its end, and the gates after it.
+    pub fn stages(&self, plan: &Plan) -> Vec<Stage> {
+        let of = self.waves.len();
+        let mut out = Vec::new();
+        for i in 0..of {
+            if i > 0 {
+                if !plan.rollout.pause.is_zero() {
+                    out.push(Stage::Pause(i));
+                }
+                if plan.window.is_some() {
+                    out.push(Stage::Window(i));
+                }
+            }
+            out.push(Stage::Wave(i));
+            if !plan.analysis.is_empty() {
+                out.push(Stage::Analyse(i));
+            }
+            out.push(Stage::WaveDone(i));
+            if i + 1 < of
+                && plan
+                    .rollout
+                    .gates
+                    .iter()
+                    .any(|g| g.after_wave.value == i + 1)
+            {
+                out.push(Stage::Gates(i));
+            }
+        }
+        out
     }
 
     pub fn targets(&self) -> impl Iterator<Item = usize> + '_ {
@@ -559,6 +610,52 @@ mod tests {
         assert_eq!((one.len(), one.is_empty()), (1, false));
         assert!(Schedule::of(vec![]).is_empty());
         assert_eq!(Schedule::of(vec![vec![], vec![]]).len(), 0);
+    }
+
+    #[test]
+    fn a_rollout_is_compiled_into_stages_in_the_order_a_run_walks_them() {
+        let mut plan = plan();
+        plan.rollout.waves = vec![
+            WaveSize::Size(Amount::Count(1)),
+            WaveSize::Size(Amount::Percent(50.0)),
+        ];
+        let s = build(&plan, None).unwrap();
+        // Three waves, nothing between them.
+        use Stage::*;
+        assert_eq!(
+            s.stages(&plan),
+            [
+                Wave(0),
+                WaveDone(0),
+                Wave(1),
+                WaveDone(1),
+                Wave(2),
+                WaveDone(2)
+            ]
+        );
+        // A pause, a window, analysis and a gate after wave 1.
+        let with = load(
+            "plan: 1\nname: p\nproduct: emqx\nrepository: ./r\nto: 4.4.16\n\
+             rollout: { waves: [1, 1], pause: 5s, gates: [{ after_wave: 1, approve: manual }] }\n\
+             window: { from: \"01:00\", to: \"05:00\" }\n\
+             analysis:\n  - name: e\n    prometheus: { url: \"http://127.0.0.1:9\", query: up, max: 0 }\n\
+             nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n",
+        );
+        let s = build(&with, None).unwrap();
+        assert_eq!(
+            s.stages(&with),
+            [
+                Wave(0),
+                Analyse(0),
+                WaveDone(0),
+                Gates(0),
+                Pause(1),
+                Window(1),
+                Wave(1),
+                Analyse(1),
+                WaveDone(1)
+            ]
+        );
     }
 
     #[test]

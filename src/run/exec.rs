@@ -18,7 +18,7 @@ use super::target::{Change, ChangeError, Cx, Lifecycle, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{OnFailure, Plan};
 use crate::remote::Hosts;
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, Stage};
 
 /// What an interrupted attempt of a run left behind; empty for a new run.
 #[derive(Default)]
@@ -589,7 +589,35 @@ impl<'a> Exec<'a> {
         None
     }
 
-    /// Runs every wave of `schedule` and returns each target's result, in schedule order.
+    /// Works on the targets of one wave: exactly max_parallel workers, each taking the
+    /// next target in file order, so that targets start in the order of the plan and none
+    /// waits batched behind a slow one. Their results, in the wave's order.
+    fn wave_of(&self, pool: &rayon::ThreadPool, wave: &[usize]) -> Vec<TargetResult> {
+        let next = AtomicUsize::new(0);
+        let slots: Vec<Mutex<Option<TargetResult>>> =
+            wave.iter().map(|_| Mutex::new(None)).collect();
+        pool.scope(|scope| {
+            for _ in 0..pool.current_num_threads().min(wave.len()) {
+                scope.spawn(|_| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        let Some(t) = wave.get(i) else { break };
+                        let r = self.target(*t);
+                        if let Ok(mut slot) = slots[i].lock() {
+                            *slot = Some(r);
+                        }
+                    }
+                });
+            }
+        });
+        slots
+            .into_iter()
+            .filter_map(|m| m.into_inner().ok().flatten())
+            .collect()
+    }
+
+    /// Runs `schedule`'s rollout, stage by stage ([`Schedule::stages`]), and returns each
+    /// target's result, in schedule order.
     pub fn execute(mut self, schedule: &Schedule, earlier: Earlier) -> Result<RunEnd, Problem> {
         let plan = self.plan;
         let pool = rayon::ThreadPoolBuilder::new()
@@ -634,118 +662,109 @@ impl<'a> Exec<'a> {
         let mut results = Vec::with_capacity(schedule.len());
         let of = schedule.waves.len();
         let mut paused: Option<super::Pause> = None;
-        for (index, wave) in schedule.waves.iter().enumerate() {
-            run.wave.store(index, Ordering::SeqCst);
-            let all_finished = wave
+        // The wave that ran (its results until its end is told), and whether its gates
+        // may be reached: a wave refused, stopped or paused has neither.
+        let mut ran: Option<Vec<TargetResult>> = None;
+        let mut gates_after: Option<usize> = None;
+        let stopping = || run.stop.load(Ordering::SeqCst);
+        let all_finished = |index: usize| {
+            schedule.waves[index]
                 .iter()
-                .all(|t| run.earlier.finished.contains_key(name(t)));
-            // The pause comes before the window check: a window may close during it.
-            if index > 0
-                && !all_finished
-                && paused.is_none()
-                && !run.stop.load(Ordering::SeqCst)
-                && !plan.rollout.pause.is_zero()
-            {
-                (run.emit)(Event::Note {
-                    detail: format!(
-                        "pausing {}s before the next wave",
-                        plan.rollout.pause.as_secs_f64()
-                    ),
-                });
-                Self::sleep(plan.rollout.pause);
-            }
-            if paused.is_none()
-                && !all_finished
-                && index > 0
-                && let Some(w) = &plan.window
-                && !crate::window::is_open(w, jiff::Timestamp::now())
-            {
-                let why = format!(
-                    "the maintenance window {} closed: no new wave starts; `fleetup resume` continues (`--current-window` takes the plan file's window as it is now), `fleetup abort` ends the run",
-                    crate::window::describe(w)
-                );
-                (run.emit)(Event::Note {
-                    detail: why.clone(),
-                });
-                paused = Some(super::Pause::Window);
-            }
-            if let Some(pause) = &paused {
-                let why = pause.why(run.run_id);
-                for t in wave {
-                    results.push(run.paused_result(*t, &why));
+                .all(|t| run.earlier.finished.contains_key(name(t)))
+        };
+        for stage in schedule.stages(plan) {
+            match stage {
+                // The pause comes before the window check: a window may close during it.
+                Stage::Pause(index) => {
+                    if !all_finished(index) && paused.is_none() && !stopping() {
+                        (run.emit)(Event::Note {
+                            detail: format!(
+                                "pausing {}s before the next wave",
+                                plan.rollout.pause.as_secs_f64()
+                            ),
+                        });
+                        Self::sleep(plan.rollout.pause);
+                    }
                 }
-                continue;
-            }
-            if run.stop.load(Ordering::SeqCst) {
-                results.extend(wave.iter().map(|t| run.target(*t)));
-                continue;
-            }
-
-            (run.emit)(Event::Wave {
-                index: index + 1,
-                of,
-                targets: wave.iter().map(|t| name(t).to_owned()).collect(),
-            });
-            if let Some(check) = run.wave_check {
-                let todo: Vec<usize> = wave
-                    .iter()
-                    .filter(|t| !run.earlier.finished.contains_key(name(t)))
-                    .copied()
-                    .collect();
-                let refusals = check(&todo);
-                if !refusals.is_empty() {
-                    results.extend(run.refuse_wave(index, wave, &refusals));
-                    continue;
+                Stage::Window(index) => {
+                    if paused.is_none()
+                        && !all_finished(index)
+                        && let Some(w) = &plan.window
+                        && !crate::window::is_open(w, jiff::Timestamp::now())
+                    {
+                        let why = format!(
+                            "the maintenance window {} closed: no new wave starts; `fleetup resume` continues (`--current-window` takes the plan file's window as it is now), `fleetup abort` ends the run",
+                            crate::window::describe(w)
+                        );
+                        (run.emit)(Event::Note { detail: why });
+                        paused = Some(super::Pause::Window);
+                    }
                 }
-            }
-            // Exactly max_parallel workers, each taking the next target in file order:
-            // targets start in the order of the plan, and none waits batched behind a
-            // slow one.
-            let next = AtomicUsize::new(0);
-            let slots: Vec<Mutex<Option<TargetResult>>> =
-                wave.iter().map(|_| Mutex::new(None)).collect();
-            pool.scope(|scope| {
-                for _ in 0..pool.current_num_threads().min(wave.len()) {
-                    scope.spawn(|_| {
-                        loop {
-                            let i = next.fetch_add(1, Ordering::SeqCst);
-                            let Some(t) = wave.get(i) else { break };
-                            let r = run.target(*t);
-                            if let Ok(mut slot) = slots[i].lock() {
-                                *slot = Some(r);
-                            }
+                Stage::Wave(index) => {
+                    run.wave.store(index, Ordering::SeqCst);
+                    let wave = &schedule.waves[index];
+                    gates_after = None;
+                    if let Some(pause) = &paused {
+                        let why = pause.why(run.run_id);
+                        for t in wave {
+                            results.push(run.paused_result(*t, &why));
                         }
+                        continue;
+                    }
+                    if stopping() {
+                        results.extend(wave.iter().map(|t| run.target(*t)));
+                        continue;
+                    }
+                    (run.emit)(Event::Wave {
+                        index: index + 1,
+                        of,
+                        targets: wave.iter().map(|t| name(t).to_owned()).collect(),
                     });
+                    if let Some(check) = run.wave_check {
+                        let todo: Vec<usize> = wave
+                            .iter()
+                            .filter(|t| !run.earlier.finished.contains_key(name(t)))
+                            .copied()
+                            .collect();
+                        let refusals = check(&todo);
+                        if !refusals.is_empty() {
+                            results.extend(run.refuse_wave(index, wave, &refusals));
+                            continue;
+                        }
+                    }
+                    ran = Some(run.wave_of(&pool, wave));
+                    gates_after = Some(index);
                 }
-            });
-            let mut wave_results: Vec<TargetResult> = slots
-                .into_iter()
-                .filter_map(|m| m.into_inner().ok().flatten())
-                .collect();
-            // A wave is followed only when all of it is healthy (within max_failures),
-            // its metrics hold, and its gates let the run through.
-            if !run.stop.load(Ordering::SeqCst) && !super::stop::requested() {
-                paused = run.analyse(index, wave, &mut wave_results);
-            }
-            (run.emit)(Event::WaveDone {
-                index: index + 1,
-                of,
-                upgraded: wave_results
-                    .iter()
-                    .filter(|r| r.outcome == Outcome::Upgraded)
-                    .count(),
-                failed: wave_results
-                    .iter()
-                    .filter(|r| r.outcome.is_failure())
-                    .count(),
-            });
-            results.extend(wave_results);
-            if paused.is_none()
-                && index + 1 < of
-                && !run.stop.load(Ordering::SeqCst)
-                && !super::stop::requested()
-            {
-                paused = run.gates(index);
+                // A wave is followed only when all of it is healthy (within max_failures),
+                // its metrics hold, and its gates let the run through.
+                Stage::Analyse(index) => {
+                    if let Some(r) = ran.as_mut()
+                        && !stopping()
+                        && !super::stop::requested()
+                    {
+                        paused = run.analyse(index, &schedule.waves[index], r);
+                    }
+                }
+                Stage::WaveDone(index) => {
+                    if let Some(r) = ran.take() {
+                        (run.emit)(Event::WaveDone {
+                            index: index + 1,
+                            of,
+                            upgraded: r.iter().filter(|r| r.outcome == Outcome::Upgraded).count(),
+                            failed: r.iter().filter(|r| r.outcome.is_failure()).count(),
+                        });
+                        results.extend(r);
+                    }
+                }
+                Stage::Gates(index) => {
+                    if gates_after == Some(index)
+                        && paused.is_none()
+                        && !stopping()
+                        && !super::stop::requested()
+                    {
+                        paused = run.gates(index);
+                    }
+                }
             }
         }
         let signalled = super::stop::requested();
