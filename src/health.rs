@@ -309,6 +309,14 @@ mod tests {
             plain.hide(&probe, "`check h1`: exit 1", shown),
             "`check h1`: exit 1"
         );
+        // A check filled to nothing (an empty secret): the message as it was, not the
+        // check's words between each of its letters.
+        let empty = h(Check::Tcp(at("${EMPTY_ADDR}")));
+        let probe = Probe::Tcp {
+            addr: String::new(),
+        };
+        let none = |t: &Template| t.shown(|_| None);
+        assert_eq!(empty.hide(&probe, "no answer", none), "no answer");
     }
 
     #[test]
