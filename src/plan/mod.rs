@@ -12,7 +12,7 @@ pub use crate::template;
 pub use model::*;
 
 use crate::diagnostics::{Code, Problem, SourceFile};
-use tree::{Node, Span};
+use tree::{Item, Span};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -156,7 +156,7 @@ pub fn load_text(file: SourceFile, format: Format, dir: &Path) -> Loaded {
         Format::Yaml => tree::parse_yaml(text),
         Format::Toml => tree::parse_toml(text),
     };
-    let root: Node = match parsed {
+    let root: Item = match parsed {
         Ok(Some(root)) => root,
         Ok(None) => {
             return Loaded {
@@ -232,7 +232,7 @@ pub fn relocated(
     let quoted = |s: &str| serde_json::to_string(s).unwrap_or_default();
     // The text a value takes: from the end of its key's separator (a block scalar's
     // indicator and line break included) to the end of the value.
-    let edit = |(key, n): (&tree::Key, &Node), new: String| -> (usize, usize, String) {
+    let edit = |(key, n): (&tree::Key, &Item), new: String| -> (usize, usize, String) {
         let key_end = key.span.start + key.span.len;
         let end = n.span.start + n.span.len;
         let between = text.get(key_end..n.span.start).unwrap_or("");
@@ -250,7 +250,7 @@ pub fn relocated(
             (n.span.start, end, new)
         }
     };
-    let absolute = |n: &Node| -> Option<String> {
+    let absolute = |n: &Item| -> Option<String> {
         let tree::Kind::Str(v) = &n.kind else {
             return None;
         };
@@ -276,7 +276,7 @@ pub fn relocated(
     }
     if let Some((
         _,
-        tree::Node {
+        tree::Item {
             kind: tree::Kind::Seq(nodes),
             ..
         },
@@ -307,7 +307,7 @@ pub fn relocated(
     Ok(out)
 }
 
-fn lookup<'n>(n: &'n Node, key: &str) -> Option<(&'n tree::Key, &'n Node)> {
+fn lookup<'n>(n: &'n Item, key: &str) -> Option<(&'n tree::Key, &'n Item)> {
     match &n.kind {
         tree::Kind::Map(e) => e.iter().find(|(k, _)| k.name == key).map(|(k, v)| (k, v)),
         _ => None,

@@ -13,8 +13,9 @@ use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 
 pub use crate::span::Span;
 
+/// One value of the parsed file, with its span: a *tree item* (never a fleet node).
 #[derive(Clone, Debug, PartialEq)]
-pub struct Node {
+pub struct Item {
     pub span: Span,
     pub kind: Kind,
 }
@@ -26,8 +27,8 @@ pub enum Kind {
     Int(i64),
     Float(f64),
     Str(String),
-    Seq(Vec<Node>),
-    Map(Vec<(Key, Node)>),
+    Seq(Vec<Item>),
+    Map(Vec<(Key, Item)>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -36,11 +37,11 @@ pub struct Key {
     pub span: Span,
 }
 
-impl Node {
-    /// How many values the node holds, itself included.
+impl Item {
+    /// How many values the item holds, itself included.
     pub fn count(&self) -> usize {
         1 + match &self.kind {
-            Kind::Seq(items) => items.iter().map(Node::count).sum(),
+            Kind::Seq(items) => items.iter().map(Item::count).sum(),
             Kind::Map(e) => e.iter().map(|(_, v)| 1 + v.count()).sum(),
             _ => 0,
         }
@@ -55,7 +56,7 @@ impl Node {
             Kind::Int(i) => Value::from(*i),
             Kind::Float(f) => Value::from(*f),
             Kind::Str(s) => Value::from(s.clone()),
-            Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
+            Kind::Seq(items) => Value::Array(items.iter().map(Item::to_json).collect()),
             Kind::Map(e) => Value::Object(
                 e.iter()
                     .map(|(k, v)| (k.name.clone(), v.to_json()))
@@ -109,13 +110,13 @@ fn offset(m: &serde_saphyr::granit_parser::Marker) -> usize {
 }
 
 /// Reads YAML into a tree. Iterative: nesting depth costs no stack.
-pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
+pub fn parse_yaml(text: &str) -> Result<Option<Item>, SyntaxError> {
     use serde_saphyr::granit_parser::{Event, Parser};
 
     enum Frame {
-        Seq(Vec<Node>),
+        Seq(Vec<Item>),
         /// Entries so far, and a key waiting for its value.
-        Map(Vec<(Key, Node)>, Option<Node>),
+        Map(Vec<(Key, Item)>, Option<Item>),
     }
     struct Open {
         frame: Frame,
@@ -135,8 +136,8 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
         help: Some(help),
     };
     let mut stack: Vec<Open> = Vec::new();
-    let mut anchors: HashMap<usize, Node> = HashMap::new();
-    let mut root: Option<Node> = None;
+    let mut anchors: HashMap<usize, Item> = HashMap::new();
+    let mut root: Option<Item> = None;
     let mut documents = 0;
     let mut replayed = 0usize;
 
@@ -165,7 +166,7 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
             }
             Event::Scalar(value, style, anchor, tag) => {
                 let kind = resolve_scalar(&value, style, tag.as_deref().map(|t| t.suffix()));
-                let node = Node { span: here, kind };
+                let node = Item { span: here, kind };
                 if anchor != 0 {
                     anchors.insert(anchor, node.clone());
                 }
@@ -198,7 +199,7 @@ pub fn parse_yaml(text: &str) -> Result<Option<Node>, SyntaxError> {
                     Frame::Seq(items) => Kind::Seq(items),
                     Frame::Map(entries, _) => Kind::Map(entries),
                 };
-                let node = Node {
+                let node = Item {
                     span: Span::new(open.start, end.saturating_sub(open.start)),
                     kind,
                 };
@@ -357,9 +358,9 @@ impl<'de> Deserialize<'de> for Raw {
 
 struct RawVisitor;
 
-fn toml_node(s: toml::Spanned<Raw>) -> Node {
+fn toml_node(s: toml::Spanned<Raw>) -> Item {
     let span = s.span().into();
-    Node {
+    Item {
         span,
         kind: s.into_inner().0,
     }
@@ -417,7 +418,7 @@ impl<'de> Visitor<'de> for RawVisitor {
 }
 
 /// Reads TOML into a tree. Recursive, so nesting is capped before parsing starts.
-pub fn parse_toml(text: &str) -> Result<Option<Node>, SyntaxError> {
+pub fn parse_toml(text: &str) -> Result<Option<Item>, SyntaxError> {
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -502,7 +503,7 @@ fn toml_too_deep(text: &str) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn map_keys(n: &Node) -> Vec<&str> {
+    fn map_keys(n: &Item) -> Vec<&str> {
         match &n.kind {
             Kind::Map(e) => e.iter().map(|(k, _)| k.name.as_str()).collect(),
             _ => vec![],

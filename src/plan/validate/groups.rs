@@ -5,7 +5,7 @@ use super::*;
 impl Validator {
     pub(super) fn group(
         &mut self,
-        g: &Node,
+        g: &Item,
         names: &mut HashMap<String, Span>,
         timing: &HealthTiming,
     ) -> Option<GroupTarget> {
@@ -95,8 +95,8 @@ impl Validator {
 }
 
 /// `overrides`, as far as its shape is right (pass 1 reported the rest).
-fn overrides(n: Option<&Node>) -> BTreeMap<String, ServiceOverride> {
-    let Some(Node {
+fn overrides(n: Option<&Item>) -> BTreeMap<String, ServiceOverride> {
+    let Some(Item {
         kind: Kind::Map(entries),
         ..
     }) = n
@@ -107,7 +107,7 @@ fn overrides(n: Option<&Node>) -> BTreeMap<String, ServiceOverride> {
         .iter()
         .map(|(k, v)| {
             let env = match get(v, "env") {
-                Some(Node {
+                Some(Item {
                     kind: Kind::Map(vars),
                     ..
                 }) => vars

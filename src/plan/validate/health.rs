@@ -27,7 +27,7 @@ impl Default for HealthTiming {
 
 impl Validator {
     /// The timing a health block sets, each key defaulting to `base`'s.
-    pub(super) fn health_timing(&mut self, n: Option<&Node>, base: &HealthTiming) -> HealthTiming {
+    pub(super) fn health_timing(&mut self, n: Option<&Item>, base: &HealthTiming) -> HealthTiming {
         let Some(n) = n else { return base.clone() };
         HealthTiming {
             expect_status: int(get(n, "expect_status"))
@@ -47,7 +47,7 @@ impl Validator {
     /// check and no error (plan-level defaults for the groups' own checks).
     pub(super) fn health(
         &mut self,
-        n: Option<&Node>,
+        n: Option<&Item>,
         what: &str,
         inherited: &HealthTiming,
         needs_check: bool,
@@ -163,7 +163,7 @@ impl Validator {
 
     /// A `hooks` table: its command under `key` (`activate`, `deploy`), the lifecycle
     /// hooks and the timeout.
-    pub(super) fn hooks(n: Option<&Node>, key: &str) -> Hooks {
+    pub(super) fn hooks(n: Option<&Item>, key: &str) -> Hooks {
         let argv = |k| n.and_then(|n| Self::templates(get(n, k)));
         Hooks {
             command: argv(key),

@@ -20,7 +20,7 @@ pub use crate::duration::parse_duration;
 use crate::package::{self, VersionPolicy};
 use crate::plan::model::*;
 use crate::plan::schema::{self, Field, Ty};
-use crate::plan::tree::{Key, Kind, Node, Span};
+use crate::plan::tree::{Item, Key, Kind, Span};
 use crate::template::Template;
 
 mod groups;
@@ -38,28 +38,28 @@ use health::HealthTiming;
 pub use values::parse_ssh;
 use values::*;
 
-fn entries(n: &Node) -> &[(Key, Node)] {
+fn entries(n: &Item) -> &[(Key, Item)] {
     match &n.kind {
         Kind::Map(e) => e,
         _ => &[],
     }
 }
 
-fn get<'a>(n: &'a Node, key: &str) -> Option<&'a Node> {
+fn get<'a>(n: &'a Item, key: &str) -> Option<&'a Item> {
     entries(n)
         .iter()
         .find(|(k, _)| k.name == key)
         .map(|(_, v)| v)
 }
 
-fn s(n: Option<&Node>) -> Option<&str> {
+fn s(n: Option<&Item>) -> Option<&str> {
     match n.map(|n| &n.kind) {
         Some(Kind::Str(s)) => Some(s),
         _ => None,
     }
 }
 
-fn at_str(n: Option<&Node>) -> Option<At<String>> {
+fn at_str(n: Option<&Item>) -> Option<At<String>> {
     let n = n?;
     s(Some(n)).map(|v| At {
         value: v.to_owned(),
@@ -67,14 +67,14 @@ fn at_str(n: Option<&Node>) -> Option<At<String>> {
     })
 }
 
-fn int(n: Option<&Node>) -> Option<i64> {
+fn int(n: Option<&Item>) -> Option<i64> {
     match n.map(|n| &n.kind) {
         Some(Kind::Int(i)) => Some(*i),
         _ => None,
     }
 }
 
-fn version(n: Option<&Node>) -> Option<At<Version>> {
+fn version(n: Option<&Item>) -> Option<At<Version>> {
     let n = n?;
     Version::parse(s(Some(n))?).ok().map(|value| At {
         value,
@@ -82,11 +82,11 @@ fn version(n: Option<&Node>) -> Option<At<Version>> {
     })
 }
 
-fn duration(n: Option<&Node>, default: Duration) -> Duration {
+fn duration(n: Option<&Item>, default: Duration) -> Duration {
     s(n).and_then(parse_duration).unwrap_or(default)
 }
 
-fn amount(n: &Node) -> Option<Amount> {
+fn amount(n: &Item) -> Option<Amount> {
     match &n.kind {
         Kind::Int(i) if *i >= 0 => Some(Amount::Count(*i as u64)),
         Kind::Str(t) => parse_percent(t).map(Amount::Percent),
@@ -94,14 +94,14 @@ fn amount(n: &Node) -> Option<Amount> {
     }
 }
 
-fn list(n: Option<&Node>) -> &[Node] {
+fn list(n: Option<&Item>) -> &[Item] {
     match n.map(|n| &n.kind) {
         Some(Kind::Seq(items)) => items,
         _ => &[],
     }
 }
 
-fn scalar_text(n: &Node) -> Option<String> {
+fn scalar_text(n: &Item) -> Option<String> {
     match &n.kind {
         Kind::Str(s) => Some(s.clone()),
         Kind::Int(i) => Some(i.to_string()),
@@ -167,7 +167,7 @@ impl Validator {
 
     /// A path key of the plan, relative to the plan file. It names one directory for the
     /// whole plan, so placeholders are refused at its line, never taken literally.
-    pub(super) fn path(&mut self, n: Option<&Node>, key: &str) -> Option<At<PathBuf>> {
+    pub(super) fn path(&mut self, n: Option<&Item>, key: &str) -> Option<At<PathBuf>> {
         let a = at_str(n)?;
         if a.value.is_empty() {
             return None;
@@ -204,7 +204,7 @@ impl Validator {
         }
     }
 
-    pub(super) fn vars(&self, n: Option<&Node>) -> BTreeMap<String, Template> {
+    pub(super) fn vars(&self, n: Option<&Item>) -> BTreeMap<String, Template> {
         let mut out = BTreeMap::new();
         for (k, v) in n.map(entries).unwrap_or(&[]) {
             if let Some(t) = scalar_text(v).and_then(|t| Template::parse(&t).ok()) {
@@ -214,7 +214,7 @@ impl Validator {
         out
     }
 
-    pub(super) fn templates(n: Option<&Node>) -> Option<Vec<At<Template>>> {
+    pub(super) fn templates(n: Option<&Item>) -> Option<Vec<At<Template>>> {
         let items = list(n);
         let out: Vec<At<Template>> = items
             .iter()
@@ -228,7 +228,7 @@ impl Validator {
         (!items.is_empty() && out.len() == items.len()).then_some(out)
     }
 
-    pub(super) fn tags(n: Option<&Node>) -> Vec<String> {
+    pub(super) fn tags(n: Option<&Item>) -> Vec<String> {
         list(n)
             .iter()
             .filter_map(|t| s(Some(t)).map(str::to_owned))
@@ -244,7 +244,7 @@ impl Validator {
     }
 
     /// Builds the typed plan from a tree that passed (or partly failed) the shape pass.
-    pub fn build(&mut self, root: &Node, file: crate::diagnostics::SourceFile) -> Option<Plan> {
+    pub fn build(&mut self, root: &Item, file: crate::diagnostics::SourceFile) -> Option<Plan> {
         let name = s(get(root, "name")).unwrap_or_default().to_owned();
         let product = s(get(root, "product")).unwrap_or_default().to_owned();
         let runtime = s(get(root, "runtime")).unwrap_or("otp").to_owned();
@@ -295,7 +295,7 @@ impl Validator {
         if rg("waves").is_some() {
             let w = self.wave_sizes(rg("waves"));
             if let Some(
-                n @ Node {
+                n @ Item {
                     kind: Kind::Seq(items),
                     ..
                 },

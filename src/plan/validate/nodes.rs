@@ -52,7 +52,7 @@ impl Validator {
     }
 
     /// A `platform:` value: `<os>-<arch>` as package names write them.
-    pub(super) fn platform(&mut self, n: Option<&Node>) -> Option<At<crate::package::Platform>> {
+    pub(super) fn platform(&mut self, n: Option<&Item>) -> Option<At<crate::package::Platform>> {
         let a = at_str(n)?;
         match crate::package::Platform::parse(&a.value) {
             Ok(value) => Some(At {
@@ -83,7 +83,7 @@ impl Validator {
     }
 
     /// An `ssh` value (`[user@]host[:port]`) of `who` (`node `n1``), if it has one.
-    pub(super) fn ssh(&mut self, n: Option<&Node>, who: &str) -> Option<At<SshAddr>> {
+    pub(super) fn ssh(&mut self, n: Option<&Item>, who: &str) -> Option<At<SshAddr>> {
         let a = at_str(n)?;
         match parse_ssh(&a.value) {
             Ok(value) => Some(At {
@@ -125,7 +125,7 @@ impl Validator {
 
     pub(super) fn node(
         &mut self,
-        n: &Node,
+        n: &Item,
         i: usize,
         names: &mut HashMap<String, Span>,
         inherited: &Inherited,

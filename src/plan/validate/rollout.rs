@@ -4,14 +4,14 @@
 
 use super::*;
 
-fn map_entries(n: Option<&Node>) -> &[(Key, Node)] {
+fn map_entries(n: Option<&Item>) -> &[(Key, Item)] {
     match n.map(|n| &n.kind) {
         Some(Kind::Map(e)) => e,
         _ => &[],
     }
 }
 
-fn number(n: Option<&Node>) -> Option<f64> {
+fn number(n: Option<&Item>) -> Option<f64> {
     match n.map(|n| &n.kind) {
         Some(Kind::Int(i)) => Some(*i as f64),
         Some(Kind::Float(f)) => Some(*f),
@@ -27,7 +27,7 @@ pub(super) fn is_selector(t: &str) -> bool {
 }
 
 impl Validator {
-    pub(super) fn labels(n: Option<&Node>) -> BTreeMap<String, String> {
+    pub(super) fn labels(n: Option<&Item>) -> BTreeMap<String, String> {
         map_entries(n)
             .iter()
             .filter_map(|(k, v)| Some((k.name.clone(), scalar_text(v)?)))
@@ -35,7 +35,7 @@ impl Validator {
     }
 
     /// `trust: { minisign: [KEY…] }`: each key must be a minisign public key.
-    pub(super) fn trust(&mut self, n: Option<&Node>) -> Option<At<crate::signature::Trust>> {
+    pub(super) fn trust(&mut self, n: Option<&Item>) -> Option<At<crate::signature::Trust>> {
         let n = n?;
         let keys = list(get(n, "minisign"));
         if keys.is_empty() {
@@ -69,7 +69,7 @@ impl Validator {
         })
     }
 
-    pub(super) fn wave_sizes(&mut self, n: Option<&Node>) -> Vec<WaveSize> {
+    pub(super) fn wave_sizes(&mut self, n: Option<&Item>) -> Vec<WaveSize> {
         list(n)
             .iter()
             .filter_map(|w| match &w.kind {
@@ -83,7 +83,7 @@ impl Validator {
     }
 
     /// `max_failures`: a count or share of the run, or `{ count, scope }`.
-    pub(super) fn budget(n: Option<&Node>) -> Option<(Amount, BudgetScope)> {
+    pub(super) fn budget(n: Option<&Item>) -> Option<(Amount, BudgetScope)> {
         let n = n?;
         if matches!(n.kind, Kind::Map(_)) {
             let count = amount(get(n, "count")?)?;
@@ -97,7 +97,7 @@ impl Validator {
         amount(n).map(|a| (a, BudgetScope::Run))
     }
 
-    pub(super) fn domains(&mut self, n: Option<&Node>) -> Option<Domains> {
+    pub(super) fn domains(&mut self, n: Option<&Item>) -> Option<Domains> {
         let n = n?;
         let by = at_str(get(n, "by")).filter(|b| !b.value.is_empty())?;
         let order = match get(n, "order").map(|o| &o.kind) {
@@ -125,7 +125,7 @@ impl Validator {
         })
     }
 
-    pub(super) fn min_available(n: Option<&Node>) -> Vec<MinAvailable> {
+    pub(super) fn min_available(n: Option<&Item>) -> Vec<MinAvailable> {
         list(n)
             .iter()
             .filter_map(|m| {
@@ -137,7 +137,7 @@ impl Validator {
             .collect()
     }
 
-    pub(super) fn gates(&mut self, n: Option<&Node>) -> Vec<Gate> {
+    pub(super) fn gates(&mut self, n: Option<&Item>) -> Vec<Gate> {
         let mut out = Vec::new();
         for g in list(n) {
             let Some(after) = get(g, "after_wave") else {
@@ -186,7 +186,7 @@ impl Validator {
         out
     }
 
-    pub(super) fn analysis(&mut self, n: Option<&Node>) -> Vec<Analysis> {
+    pub(super) fn analysis(&mut self, n: Option<&Item>) -> Vec<Analysis> {
         let mut out = Vec::new();
         for a in list(n) {
             let Some(name) = s(get(a, "name")) else {
@@ -261,7 +261,7 @@ impl Validator {
         out
     }
 
-    pub(super) fn notify(&mut self, n: Option<&Node>) -> Vec<Notify> {
+    pub(super) fn notify(&mut self, n: Option<&Item>) -> Vec<Notify> {
         let mut out = Vec::new();
         for w in list(n) {
             let Some(hook) = get(w, "webhook") else {

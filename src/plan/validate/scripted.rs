@@ -9,7 +9,7 @@ pub const SCRIPTED_BUILTINS: &[&str] = &["name", "host", "version", "previous"];
 impl Validator {
     pub(super) fn scripted(
         &mut self,
-        t: &Node,
+        t: &Item,
         names: &mut HashMap<String, Span>,
         timing: &HealthTiming,
         policy: crate::package::VersionPolicy,

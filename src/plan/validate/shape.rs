@@ -27,7 +27,7 @@ pub(super) fn type_name(ty: &Ty) -> String {
 
 impl Validator {
     /// Checks a table against its fields; `what` names it in messages ("the plan", "node #2").
-    pub fn shape_table(&mut self, node: &Node, fields: &[Field], what: &str) {
+    pub fn shape_table(&mut self, node: &Item, fields: &[Field], what: &str) {
         let Kind::Map(entries) = &node.kind else {
             self.push(
                 Problem::new(
@@ -100,7 +100,7 @@ impl Validator {
         );
     }
 
-    pub(super) fn wrong(&mut self, n: &Node, ty: &Ty, what: &str) {
+    pub(super) fn wrong(&mut self, n: &Item, ty: &Ty, what: &str) {
         let mut p = Problem::new(
             Code::WrongType,
             format!(
@@ -120,7 +120,7 @@ impl Validator {
     /// A count or a percentage (`min` the least count): a wave's size (`wave`) is told as
     /// waves are; any other (max_failures, min_available, max_unavailable, all given as
     /// a key's value, `what` naming the key) as what it is.
-    fn count_or_percent(&mut self, n: &Node, min: i64, what: &str, wave: bool) {
+    fn count_or_percent(&mut self, n: &Item, min: i64, what: &str, wave: bool) {
         let tell = |p: Problem| {
             if wave {
                 p
@@ -169,7 +169,7 @@ impl Validator {
         }
     }
 
-    pub fn shape_value(&mut self, n: &Node, ty: &Ty, what: &str) {
+    pub fn shape_value(&mut self, n: &Item, ty: &Ty, what: &str) {
         match ty {
             Ty::Str | Ty::Path => {
                 if !matches!(n.kind, Kind::Str(_)) {

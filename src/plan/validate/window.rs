@@ -3,7 +3,7 @@
 use super::*;
 
 impl Validator {
-    pub(super) fn window(&mut self, n: Option<&Node>) -> Option<Window> {
+    pub(super) fn window(&mut self, n: Option<&Item>) -> Option<Window> {
         let n = n?;
         let mut ok = true;
         let mut time = |key: &str, this: &mut Self| {
