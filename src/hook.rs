@@ -310,6 +310,22 @@ mod tests {
     }
 
     #[test]
+    fn output_is_what_the_command_printed_and_a_failure_keeps_it() {
+        let said = output(
+            &sh("echo 1.4.2; echo warn >&2"),
+            &[],
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(said, "1.4.2\nwarn\n");
+        let e = output(&sh("echo half; exit 2"), &[], Duration::from_secs(5)).unwrap_err();
+        assert!(
+            e.to_string().contains("status 2") && e.to_string().contains("half"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn a_daemon_left_behind_does_not_block() {
         let t = Instant::now();
         run(&sh("sleep 5 & echo started"), &[], Duration::from_secs(3)).unwrap();
