@@ -328,3 +328,25 @@ fn a_scripted_targets_lifecycle_hooks_run_around_its_change_and_rollbacks() {
     assert_eq!(take(), ["on_rollback 1.0.0", "after 1.0.0"], "{out}");
     assert_eq!(installed(dir.path()), "1.0.0");
 }
+
+/// The `version` command reads what runs: `{version}` there is refused at its place.
+#[test]
+fn the_version_command_cannot_use_the_version_it_does_not_know() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/scripted-pip.yaml"),
+    )
+    .unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        example.replace("print(m.version('fleetup-demo'))", "print('{version}')"),
+    )
+    .unwrap();
+    let (code, out, err) = output(fleetup().arg("check").arg(&plan));
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        flat(&err).contains("placeholder `{version}` has no value in `fleetup-demo`"),
+        "{err}"
+    );
+}

@@ -54,9 +54,15 @@ impl Validator {
             hooks: Self::hooks(get(t, "hooks"), "command"),
             name,
         };
-        for tpl in target.templates() {
+        // The `version` command reads what runs: it has no version to go to or come from.
+        // (`templates()` lists the `version` command's words first.)
+        let all = target.templates();
+        let n = target.version.len();
+        let reading = all[..n].iter().map(|t| (*t, &SCRIPTED_BUILTINS[..2]));
+        let changing = all[n..].iter().map(|t| (*t, SCRIPTED_BUILTINS));
+        for (tpl, builtins) in reading.chain(changing) {
             for var in tpl.value.vars() {
-                if !SCRIPTED_BUILTINS.contains(&var) && !target.vars.contains_key(var) {
+                if !builtins.contains(&var) && !target.vars.contains_key(var) {
                     self.push(
                         Problem::new(
                             Code::Placeholder,
@@ -68,8 +74,8 @@ impl Validator {
                         .at(tpl.span)
                         .label(format!("`{{{var}}}` unfilled"))
                         .help(format!(
-                            "set `{var}` under the target's `vars`; built in are {}",
-                            SCRIPTED_BUILTINS
+                            "set `{var}` under the target's `vars`; built in here are {}",
+                            builtins
                                 .iter()
                                 .map(|b| format!("{{{b}}}"))
                                 .collect::<Vec<_>>()
