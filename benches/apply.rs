@@ -10,6 +10,10 @@
 //! a new release, as a real rollout does; the sides take turns going first, and every
 //! exit status is checked.
 //!
+//! 3. with `FLEETUP_BENCH_BEFORE=PATH` (a fleetup binary of an earlier commit, built
+//!    with `--release`): apply to 200 local nodes by this build against that one, side by
+//!    side in the same run (target: no regression, within 1.1×).
+//!
 //! Run: `cargo bench --bench apply` (needs bash, xargs and unzip).
 
 mod common;
@@ -110,6 +114,54 @@ fn apply_vs_shell(runs: usize) {
     ]);
 }
 
+/// This build against `before` (another fleetup binary): each applies the same plan to
+/// a fleet of its own, 200 nodes one patch further per run, taking turns going first.
+fn apply_vs_before(runs: usize, before: &Path, label: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let fleet_of = |side: &str| -> PathBuf {
+        let dir = t.path().join(side);
+        std::fs::create_dir_all(&dir).unwrap();
+        let first = common::two_releases(&dir);
+        sidecar(&first);
+        let repo = dir.join("repo");
+        for k in 1..runs {
+            sidecar(&package(&repo, &format!("4.4.{}", 16 + k), 20, 50_000));
+        }
+        nodes(&dir, 200);
+        dir
+    };
+    let (now_dir, before_dir) = (fleet_of("now"), fleet_of("before"));
+    let apply = |bin: Command, dir: &Path, k: usize| {
+        let to = format!("4.4.{}", 16 + k);
+        let mut ap = bin;
+        ap.arg("apply")
+            .arg(plan(dir, 200, 10, &to, ""))
+            .arg("--yes");
+        let d = time(ap).as_secs_f64();
+        let link = std::fs::read_link(dir.join("n199/permanent")).unwrap();
+        assert_eq!(link, Path::new("releases").join(&to));
+        d
+    };
+    let (n, b) = common::pair(
+        runs,
+        |k| apply(fleetup(), &now_dir, k),
+        |k| apply(Command::new(before), &before_dir, k),
+    );
+    println!(
+        "apply to 200 nodes: this build {} s, {label} {} s, ratio {} (target <= 1.10)",
+        common::spread(&n, 1.0, 2),
+        common::spread(&b, 1.0, 2),
+        common::ratios(&n, &b)
+    );
+    common::row([
+        "`apply` to 200 local nodes, this build against an earlier one (same plan and packages)",
+        &format!("{} s", common::spread(&n, 1.0, 2)),
+        &format!("{label}: {} s", common::spread(&b, 1.0, 2)),
+        &common::ratios(&n, &b),
+        "≤ 1.1",
+    ]);
+}
+
 fn health_wait(runs: usize) {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
@@ -155,4 +207,9 @@ fn main() {
     let runs = common::runs();
     apply_vs_shell(runs);
     health_wait(runs);
+    if let Ok(before) = std::env::var("FLEETUP_BENCH_BEFORE") {
+        let label =
+            std::env::var("FLEETUP_BENCH_BEFORE_LABEL").unwrap_or_else(|_| format!("`{before}`"));
+        apply_vs_before(runs, Path::new(&before), &label);
+    }
 }
