@@ -309,6 +309,47 @@ mod tests {
         assert!(!track.exists());
     }
 
+    /// A stopped hook's whole process group is asked to end first (SIGTERM), so a
+    /// child the hook started can clean up, before anything left is killed.
+    #[test]
+    fn stopping_a_tracked_hook_asks_its_whole_group_to_end_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let track = dir.path().join("hook.pid");
+        let termed = dir.path().join("child-termed");
+        // The hook's child traps SIGTERM (and says so); the hook itself only waits.
+        let ready = dir.path().join("child-ready");
+        let script = format!(
+            "(trap 'touch {}; exit 0' TERM; touch {}; sleep 30 & wait) & wait",
+            termed.display(),
+            ready.display()
+        );
+        let t2 = track.clone();
+        let runner = std::thread::spawn(move || {
+            run_tracked(&sh(&script), &[], Duration::from_secs(60), Some(&t2))
+        });
+        let mut pid = None;
+        for _ in 0..500 {
+            if let Ok(text) = std::fs::read_to_string(&track)
+                && !text.is_empty()
+            {
+                pid = text.split_whitespace().next().map(str::to_owned);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(pid.is_some(), "the hook was never recorded");
+        for _ in 0..1000 {
+            if ready.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(ready.exists(), "the hook's child never set its trap");
+        assert!(stop_tracked(&track).is_some());
+        assert!(runner.join().unwrap().is_err());
+        assert!(termed.exists(), "the hook's child was not asked to end");
+    }
+
     #[test]
     fn output_is_what_the_command_printed_and_a_failure_keeps_it() {
         let said = output(
