@@ -350,6 +350,52 @@ mod tests {
         assert!(termed.exists(), "the hook's child was not asked to end");
     }
 
+    /// What ignores the request to end is killed, the hook's whole group with it.
+    #[test]
+    fn a_child_that_ignores_the_request_to_end_is_killed_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let track = dir.path().join("hook.pid");
+        let child = dir.path().join("child.pid");
+        let script = format!(
+            "sh -c 'trap \"\" TERM; echo $$ > {}; sleep 30' & wait",
+            child.display()
+        );
+        let t2 = track.clone();
+        let runner = std::thread::spawn(move || {
+            run_tracked(&sh(&script), &[], Duration::from_secs(60), Some(&t2))
+        });
+        let mut pid: Option<u32> = None;
+        for _ in 0..1000 {
+            pid = std::fs::read_to_string(&child)
+                .ok()
+                .and_then(|t| t.trim().parse().ok());
+            if pid.is_some() && track.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let pid = pid.expect("the hook's child never started");
+        assert!(stop_tracked(&track).is_some());
+        assert!(runner.join().unwrap().is_err());
+        // Gone, or a zombie waiting to be reaped: not running.
+        let running = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit(')')
+                        .next()
+                        .map(|r| r.trim_start().starts_with('Z'))
+                })
+                .is_some_and(|zombie| !zombie)
+        };
+        let mut waited = 0;
+        while running() && waited < 200 {
+            std::thread::sleep(Duration::from_millis(10));
+            waited += 1;
+        }
+        assert!(!running(), "the child that ignored SIGTERM still runs");
+    }
+
     #[test]
     fn output_is_what_the_command_printed_and_a_failure_keeps_it() {
         let said = output(
