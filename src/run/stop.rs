@@ -78,3 +78,33 @@ pub fn say_line(text: &str, to_stderr: bool) {
         request();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// SIGPIPE's disposition now (read, not changed).
+    fn sigpipe() -> libc::sighandler_t {
+        // SAFETY: sigaction with a null new action only reads the current one into `old`.
+        unsafe {
+            let mut old: libc::sigaction = std::mem::zeroed();
+            libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut old);
+            old.sa_sigaction
+        }
+    }
+
+    /// The guard ignores SIGPIPE while a run writes, and lets it end fleetup quietly
+    /// again once dropped (as `fleetup history | head` expects).
+    #[test]
+    fn the_output_guard_ignores_sigpipe_only_while_it_lives() {
+        let guard = guard_output();
+        assert_eq!(sigpipe(), libc::SIG_IGN);
+        drop(guard);
+        assert_eq!(sigpipe(), libc::SIG_DFL);
+        // The test harness runs with SIGPIPE ignored: put that back.
+        // SAFETY: SIG_IGN is a valid disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        }
+    }
+}
