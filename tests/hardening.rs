@@ -598,6 +598,18 @@ except BrokenPipeError:
     bin
 }
 
+/// `fleetup node versions` of /srv/n1 on the hostile host `h.example` in `mode`.
+fn versions_on_hostile(bin: &Path, mode: &str) -> (Option<i32>, String, String) {
+    output(with_hostile(bin, mode).args([
+        "node",
+        "versions",
+        "--ssh",
+        "h.example",
+        "--root",
+        "/srv/n1",
+    ]))
+}
+
 fn with_hostile(bin: &Path, mode: &str) -> assert_cmd::Command {
     let mut c = fleetup();
     let path = format!(
@@ -617,14 +629,7 @@ fn with_hostile(bin: &Path, mode: &str) -> assert_cmd::Command {
 fn item_4_an_endless_line_from_a_host_is_cut_off() {
     let dir = tempfile::tempdir().unwrap();
     let bin = hostile_ssh(dir.path());
-    let (code, out, err) = output(with_hostile(&bin, "endless").args([
-        "node",
-        "versions",
-        "--ssh",
-        "h.example",
-        "--root",
-        "/srv/n1",
-    ]));
+    let (code, out, err) = versions_on_hostile(&bin, "endless");
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(flat(&err).contains("longer than 8 MiB"), "{err}");
 }
@@ -636,14 +641,7 @@ fn item_4_an_endless_line_from_a_host_is_cut_off() {
 fn item_4_an_endless_line_after_the_request_is_blamed_on_the_line() {
     let dir = tempfile::tempdir().unwrap();
     let bin = hostile_ssh(dir.path());
-    let (code, out, err) = output(with_hostile(&bin, "endless-late").args([
-        "node",
-        "versions",
-        "--ssh",
-        "h.example",
-        "--root",
-        "/srv/n1",
-    ]));
+    let (code, out, err) = versions_on_hostile(&bin, "endless-late");
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(flat(&err).contains("longer than 8 MiB"), "{err}");
     assert!(!err.contains("cannot run the agent"), "{err}");
@@ -655,14 +653,7 @@ fn item_4_an_endless_line_after_the_request_is_blamed_on_the_line() {
 fn item_4_a_banner_that_never_ends_meets_the_connect_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let bin = hostile_ssh(dir.path());
-    let (code, out, err) = output(with_hostile(&bin, "banner").args([
-        "node",
-        "versions",
-        "--ssh",
-        "h.example",
-        "--root",
-        "/srv/n1",
-    ]));
+    let (code, out, err) = versions_on_hostile(&bin, "banner");
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(
         flat(&err).contains("no SSH connection within the connect timeout"),
@@ -676,14 +667,7 @@ fn item_4_a_banner_that_never_ends_meets_the_connect_deadline() {
 fn an_agent_of_another_protocol_is_refused_before_any_request() {
     let dir = tempfile::tempdir().unwrap();
     let bin = hostile_ssh(dir.path());
-    let (code, out, err) = output(with_hostile(&bin, "old-agent").args([
-        "node",
-        "versions",
-        "--ssh",
-        "h.example",
-        "--root",
-        "/srv/n1",
-    ]));
+    let (code, out, err) = versions_on_hostile(&bin, "old-agent");
     assert_eq!(code, Some(1), "{out}{err}");
     let all = flat(&err);
     assert!(
