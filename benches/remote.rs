@@ -33,6 +33,12 @@
 //! bytes fleetup itself wrote (`wchar` of /proc/PID/io: its ssh pipes, journal, cache).
 //! `FLEETUP_BENCH_MIRROR=0` leaves it out.
 //!
+//! With `FLEETUP_BENCH_BEFORE=PATH` (a fleetup binary of an earlier commit, built with
+//! `--release`), the 50-host size also applies with that build beside this one, the
+//! same plan to the same hosts, one patch further per run, taking turns going first
+//! (`FLEETUP_BENCH_BEFORE_LABEL` names it in the table). Each build's agent is copied to
+//! the hosts once, before the measured runs.
+//!
 //! Run: `cargo bench --bench remote` (needs /usr/sbin/sshd, ssh, bash, xargs, unzip).
 //! `FLEETUP_BENCH_HOSTS=50` measures one size; `FLEETUP_BENCH_RUNS` sets the runs per
 //! side (default 5).
@@ -517,7 +523,11 @@ fn mirror(dir: &Path, h: &Hosts, roots: &[PathBuf], runs: usize, first: usize) {
 }
 
 fn apply(plan: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_fleetup"));
+    apply_with(Path::new(env!("CARGO_BIN_EXE_fleetup")), plan)
+}
+
+fn apply_with(bin: &Path, plan: &Path) -> Command {
+    let mut c = Command::new(bin);
     c.arg("apply").arg(plan).arg("--yes");
     c
 }
@@ -527,7 +537,14 @@ fn size(n: usize, runs: usize) {
     let dir = t.path();
     let repo = dir.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
-    let versions: Vec<String> = (15..=16 + 3 * runs).map(|p| format!("4.4.{p}")).collect();
+    let before = std::env::var("FLEETUP_BENCH_BEFORE")
+        .ok()
+        .filter(|_| n <= 64);
+    // Versions for the runs of this build against the earlier one, when it is measured.
+    let extra = if before.is_some() { 2 * runs + 1 } else { 0 };
+    let versions: Vec<String> = (15..=16 + 3 * runs + extra)
+        .map(|p| format!("4.4.{p}"))
+        .collect();
     let pkgs: Vec<PathBuf> = versions
         .iter()
         .map(|v| common::package(&repo, v, 20, 50_000))
@@ -539,10 +556,11 @@ fn size(n: usize, runs: usize) {
         "{n} distinct hosts ({} sshd), one node each, 1 MB package, max_parallel 10, {runs} runs a side",
         h.servers.len()
     );
-    let mut next = 1; // index into versions: the release the next run goes to
-    let mut version = || {
-        let v = next;
-        next += 1;
+    // Index into versions: the release the next run goes to.
+    let next = std::cell::Cell::new(1);
+    let version = || {
+        let v = next.get();
+        next.set(v + 1);
         v
     };
     // The baseline unpacks into a directory of its own each run.
@@ -657,8 +675,29 @@ fn size(n: usize, runs: usize) {
             1.25,
         );
     }
+    if let Some(before) = &before {
+        let label =
+            std::env::var("FLEETUP_BENCH_BEFORE_LABEL").unwrap_or_else(|_| format!("`{before}`"));
+        let bin = Path::new(before);
+        // Its agent copied to every host, unmeasured, as this build's was.
+        let v = version();
+        measure(apply_with(bin, &plan(dir, &h, &roots, &versions[v], "")));
+        let (f, b, m) = pair(runs, &mut default_run, |_| {
+            let v = version();
+            measure(apply_with(bin, &plan(dir, &h, &roots, &versions[v], "")))
+        });
+        report(
+            n,
+            "this build against an earlier one",
+            &format!("{label}, the same plan to the same hosts"),
+            &f,
+            &b,
+            &m,
+            1.10,
+        );
+    }
     // Every node ends on the last release fleetup took it to.
-    let last = &versions[next - 1];
+    let last = &versions[next.get() - 1];
     for root in &roots {
         assert_eq!(
             std::fs::read_link(root.join("permanent")).unwrap(),
@@ -667,7 +706,7 @@ fn size(n: usize, runs: usize) {
     }
     if n <= 64 && std::env::var("FLEETUP_BENCH_MIRROR").map_or(true, |v| v != "0") {
         // Versions after every one the local repository holds.
-        mirror(dir, &h, &roots, runs, 16 + 3 * runs + 1);
+        mirror(dir, &h, &roots, runs, 16 + 3 * runs + extra + 1);
     }
     let (conns, sessions) = h
         .servers
