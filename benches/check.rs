@@ -210,7 +210,9 @@ fn main() {
             g.bench_function("schedule (waves of 10,000)", |b| {
                 let plan = fleetup::plan::load(path).plan.expect("a valid plan");
                 b.iter(|| {
-                    black_box(fleetup::schedule::build(&plan, Some("node-1*,@rack-3")).unwrap())
+                    black_box(
+                        fleetup::plan::schedule::build(&plan, Some("node-1*,@rack-3")).unwrap(),
+                    )
                 })
             });
             g.finish();

@@ -22,7 +22,6 @@ pub mod preflight;
 pub mod progress;
 pub mod remote;
 pub mod run;
-pub mod schedule;
 pub mod signature;
 pub mod span;
 pub mod store;

@@ -7,7 +7,7 @@ use proptest::prelude::*;
 
 use fleetup::package::{PackageName, VersionPolicy, check_versions};
 use fleetup::plan::Amount;
-use fleetup::schedule::wave_sizes;
+use fleetup::plan::schedule::wave_sizes;
 use semver::Version;
 
 /// CI runs a few hundred cases; `PROPTEST_CASES=100000` runs a long fuzzing session.
@@ -114,7 +114,7 @@ proptest! {
         // nodes in the plan's order, each exactly once.
         if total > 0 {
             let plan = plan_with(total, &sizes);
-            let schedule = fleetup::schedule::build(&plan, None).unwrap();
+            let schedule = fleetup::plan::schedule::build(&plan, None).unwrap();
             let waves: Vec<Vec<String>> = schedule
                 .waves
                 .iter()
@@ -242,7 +242,7 @@ proptest! {
         }
         if let Some(plan) = &loaded.plan {
             let _ = fleetup::preflight::run(plan);
-            let _ = fleetup::schedule::build(plan, None);
+            let _ = fleetup::plan::schedule::build(plan, None);
         }
     }
 }

@@ -583,7 +583,7 @@ fn the_shipped_canary_example_starts_with_the_node_tagged_canary_alone() {
             Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("plans/canary-rollout.{ext}"));
         let loaded = fleetup::plan::load(&path);
         let plan = loaded.plan.expect("the example loads");
-        let s = fleetup::schedule::build(&plan, None).unwrap();
+        let s = fleetup::plan::schedule::build(&plan, None).unwrap();
         let first: Vec<&str> = s.waves[0].iter().map(|t| plan.target_name(*t)).collect();
         assert_eq!(first, ["edge-1"], "{ext}");
         assert!(plan.nodes[0].tags.contains(&"canary".to_owned()));

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use crate::plan::HostKeys;
 use crate::remote::agent::{StoreOp, WireConfig};
 use crate::remote::{Hosts, SshSettings};
+use crate::run::node::seam::{Location, NodeStore};
 use crate::store::{Ctx, NodeConfig};
-use crate::store::{Location, NodeStore};
 
 fn version(s: &str) -> Result<Version, Problem> {
     Version::parse(s).map_err(|e| {

@@ -2,6 +2,7 @@
 //! into a typed [`Plan`]. Every problem found on the way is returned, none is printed.
 
 pub mod model;
+pub mod schedule;
 pub mod schema;
 pub mod tree;
 pub mod validate;

@@ -1,6 +1,6 @@
 //! Remote stores: a node's store on another host, reached over SSH and served there by
 //! the same `Store` code (`fleetup __agent`). Callers use the store seam
-//! (`store::NodeStore`), which holds either a local `Store` or a [`RemoteStore`].
+//! (`run::node::seam::NodeStore`), which holds either a local `Store` or a [`RemoteStore`].
 
 pub mod agent;
 pub mod link;

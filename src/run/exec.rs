@@ -16,9 +16,9 @@ use semver::Version;
 use super::event::{Back, Event, GateState, Outcome, Step, TargetResult, Verdict};
 use super::target::{Change, ChangeError, Cx, Lifecycle, Target};
 use crate::diagnostics::{Code, Problem};
+use crate::plan::schedule::{Schedule, Stage};
 use crate::plan::{OnFailure, Plan};
 use crate::remote::Hosts;
-use crate::schedule::{Schedule, Stage};
 
 /// What an interrupted attempt of a run left behind; empty for a new run.
 #[derive(Default)]

@@ -5,8 +5,8 @@
 //! [`Failure`] to render). Commands only parse arguments, call it and render.
 //!
 //! - `prepare.rs`: plan → preflight (remote stores read in parallel) → schedule → preview
-//! - `target.rs`: the seam every target kind implements (`node.rs`, `group.rs`),
-//!   listed in `kinds.rs`
+//! - `target.rs`: the seam every target kind implements (`node/`, `group.rs`,
+//!   `scripted.rs`), listed in `kinds.rs`
 //! - `exec.rs`: the wave loop, failure budget, rollback-all and rollback RUN
 //! - `event.rs`: typed events, steps, outcomes and run statuses
 //! - `journal.rs`: the record of every run, read back by `resume`, `rollback`, `history`
@@ -16,7 +16,7 @@ pub mod exec;
 mod group;
 pub mod journal;
 mod kinds;
-mod node;
+pub mod node;
 pub mod prepare;
 pub mod preview;
 pub mod row;
@@ -139,7 +139,7 @@ fn wave_check(
 }
 
 /// The schedule as the journal keeps it: names, domains, reasons, budgets.
-pub fn planned(plan: &Plan, s: &crate::schedule::Schedule) -> Vec<PlannedWave> {
+pub fn planned(plan: &Plan, s: &crate::plan::schedule::Schedule) -> Vec<PlannedWave> {
     let budgets = s.budgets(plan);
     s.waves
         .iter()
@@ -155,9 +155,9 @@ pub fn planned(plan: &Plan, s: &crate::schedule::Schedule) -> Vec<PlannedWave> {
 
 /// The schedule a journal recorded, for the plan the run applies; `None` if it names a
 /// target the plan lacks.
-fn recorded(plan: &Plan, waves: &[PlannedWave]) -> Option<crate::schedule::Schedule> {
-    let all = crate::schedule::select(plan, None).ok()?;
-    let mut s = crate::schedule::Schedule::default();
+fn recorded(plan: &Plan, waves: &[PlannedWave]) -> Option<crate::plan::schedule::Schedule> {
+    let all = crate::plan::schedule::select(plan, None).ok()?;
+    let mut s = crate::plan::schedule::Schedule::default();
     for w in waves {
         let ids = w
             .targets
@@ -410,7 +410,7 @@ impl Runner {
         exec: exec::Exec,
         journal: &journal::Journal,
         plan: &Plan,
-        schedule: &crate::schedule::Schedule,
+        schedule: &crate::plan::schedule::Schedule,
         earlier: exec::Earlier,
         notifier: &crate::notify::Notifier,
         say: &dyn Fn(Event),
@@ -489,7 +489,7 @@ impl Runner {
         // The waves the run started with; a journal without them, cut again from the plan.
         let schedule = match r.schedule.as_deref().and_then(|w| recorded(&plan, w)) {
             Some(s) => s,
-            None => crate::schedule::build(&plan, r.only.as_deref())?,
+            None => crate::plan::schedule::build(&plan, r.only.as_deref())?,
         };
         window_open(&plan, Some(&r.run))?;
         let finished: BTreeMap<String, TargetResult> = r
@@ -694,7 +694,7 @@ impl Runner {
             )));
         }
         let ids = upgraded.iter().filter_map(|u| {
-            crate::schedule::select(&plan, None)
+            crate::plan::schedule::select(&plan, None)
                 .ok()?
                 .into_iter()
                 .find(|t| plan.target_name(*t) == u.target)

@@ -9,10 +9,10 @@ use super::exec::Refusal;
 use super::journal::RunSummary;
 use super::preview::Preview;
 use crate::diagnostics::{Code, Exit, Failure, Problem, Severity, SourceFile};
+use crate::plan::schedule::{self, Schedule};
 use crate::plan::{Plan, PreflightScope};
 use crate::preflight::{self, Preflight};
 use crate::remote::{Hosts, SshSettings};
-use crate::schedule::{self, Schedule};
 
 /// A plan ready to run.
 pub struct Prepared {

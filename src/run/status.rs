@@ -13,7 +13,7 @@ use super::journal::{self, RunSummary};
 pub use super::row::{AppStatus, LastRun, Live, TargetStatus};
 use crate::diagnostics::{Exit, Failure};
 use crate::plan::Plan;
-use crate::schedule;
+use crate::plan::schedule;
 
 /// The whole fleet of a plan.
 #[derive(Debug, Serialize)]

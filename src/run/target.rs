@@ -1,10 +1,10 @@
 //! The target seam: what a run does to one target, whatever its kind. A node's release
-//! store and an app group each implement [`Target`] once (`node.rs`, `group.rs` beside
-//! this file); the wave loop, the failure budget, `rollback-all` and `rollback RUN`
+//! store, an app group and a scripted target each implement [`Target`] once (`node/`,
+//! `group.rs`, `scripted.rs` beside this file); the wave loop, the failure budget, `rollback-all` and `rollback RUN`
 //! (`exec.rs`) drive them through it and never ask which kind they have.
 //!
-//! A new kind of target is one new file here implementing [`Target`] and [`Change`],
-//! and one line in `kinds.rs`.
+//! A new kind of target is one new file (or folder) here implementing [`Target`] and
+//! [`Change`], and one line in `kinds.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,11 +8,10 @@
 //! release before doing anything else. Messages are handed to the caller's `say`; this
 //! module never prints.
 //!
-//! `seam.rs` is the store seam callers use: [`NodeStore`] holds this `Store` or a store
-//! on another host (`crate::remote`), served there by this same code.
+//! Callers reach a node's store through `run::node::seam::NodeStore`, which holds this
+//! `Store` or a store on another host (`crate::remote`), served there by this same code.
 
 pub mod lock;
-pub mod seam;
 pub mod state;
 pub mod unpack;
 
@@ -26,7 +25,6 @@ use serde::Deserialize;
 use crate::diagnostics::{Code, Problem};
 use crate::package::{self, Lookup, PackageName, Platform, Repository, VersionPolicy, Wanted};
 use crate::template::Template;
-pub use seam::{Location, NodeStore};
 pub use state::{Pending, Release, ReleaseState, StoreState, read_state, write_state};
 
 /// How the running software is told to pick up a release (SPEC §2.2).

@@ -319,7 +319,7 @@ impl Validator {
     /// gates after waves the plan has.
     pub(super) fn check_rollout(&mut self, plan: &Plan) {
         let r = &plan.rollout;
-        let all = crate::schedule::select(plan, None).unwrap_or_default();
+        let all = crate::plan::schedule::select(plan, None).unwrap_or_default();
         if let Some(d) = &r.domains {
             let by = &d.by.value;
             let mut values: Vec<String> = Vec::new();
@@ -385,7 +385,7 @@ impl Validator {
             })
             .chain(r.min_available.iter().map(|m| &m.select));
         for sel in selectors {
-            if crate::schedule::matching(plan, &sel.value).is_empty() {
+            if crate::plan::schedule::matching(plan, &sel.value).is_empty() {
                 let mut known: Vec<String> = all
                     .iter()
                     .map(|t| plan.target_name(*t).to_owned())
@@ -414,8 +414,8 @@ impl Validator {
             }
         }
         for m in &r.min_available {
-            let members = crate::schedule::matching(plan, &m.select.value).len();
-            let keep = crate::schedule::keep_up(m.count, members);
+            let members = crate::plan::schedule::matching(plan, &m.select.value).len();
+            let keep = crate::plan::schedule::keep_up(m.count, members);
             if members > 0 && keep >= members {
                 self.push(
                     Problem::new(
@@ -432,7 +432,7 @@ impl Validator {
             }
         }
         if !r.gates.is_empty()
-            && let Ok(s) = crate::schedule::build(plan, None)
+            && let Ok(s) = crate::plan::schedule::build(plan, None)
         {
             for g in &r.gates {
                 if g.after_wave.value >= s.waves.len() {

@@ -1,4 +1,4 @@
-//! The store seam: a node's store is either here ([`Store`]) or on another host
+//! The node's store seam: its store is either here ([`Store`]) or on another host
 //! ([`RemoteStore`], served there by the same `Store` code). Callers — fleet runs and
 //! `fleetup node` — use [`NodeStore`] and never ask which.
 
@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use semver::Version;
 
-use super::{Ctx, Outcome, Store, StoreOp, StoreState};
 use crate::diagnostics::Problem;
 use crate::plan::SshAddr;
 use crate::remote::agent::WireConfig;
 use crate::remote::{Hosts, RemoteStore};
+use crate::store::{Ctx, Outcome, Store, StoreOp, StoreState};
 
 /// A node's store, wherever it is.
 pub enum NodeStore {

@@ -16,7 +16,9 @@ use crate::health::Probe;
 use crate::plan::{NodeTarget, Plan};
 use crate::preflight::Preflight;
 use crate::store::{self, Activation, Ctx};
-use crate::store::{Location, NodeStore};
+pub mod seam;
+
+use seam::{Location, NodeStore};
 
 pub struct NodeUnit<'p> {
     plan: &'p Plan,
