@@ -17,8 +17,8 @@ fn main() {
         println!("{path}: no plan could be built");
         std::process::exit(1);
     };
-    let preflight = fleetup::preflight::run(&plan);
-    for p in &preflight.problems {
+    let world = fleetup::run::kinds::World::read(&plan, &[], fleetup::run::kinds::Reading::Check);
+    for p in &world.problems() {
         println!("{}: {}", p.code.as_str(), p.message);
     }
     println!(
@@ -28,7 +28,10 @@ fn main() {
         plan.nodes.len(),
         plan.groups.len()
     );
-    for (node, found) in plan.nodes.iter().zip(&preflight.nodes) {
+    for (i, node) in plan.nodes.iter().enumerate() {
+        let Some(found) = world.nodes().finding(i) else {
+            continue;
+        };
         let package = found
             .package
             .as_ref()

@@ -217,7 +217,7 @@ fn pins_locks_windows_and_confirmation_refuse_to_start() {
 
     // Another run holds a node: exit 5 naming it.
     let plan = f.plan("  waves: [1]\n", &|_| String::new());
-    let lock = fleetup::store::lock::acquire(
+    let lock = fleetup::lock::acquire(
         &f.nodes[1].1.join("releases"),
         "the store",
         Some("other-run"),
@@ -562,7 +562,7 @@ fn resume_refuses_while_another_fleetup_holds_a_store_it_still_has_to_change() {
     let f = fleet(2, false);
     let plan = f.plan("  waves: [1]\n", &|_| String::new());
     // Someone holds n2; the run waits for it in its second wave, and is killed there.
-    let lock = fleetup::store::lock::acquire(
+    let lock = fleetup::lock::acquire(
         &f.nodes[1].1.join("releases"),
         "the store",
         Some("other"),

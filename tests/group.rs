@@ -1111,7 +1111,7 @@ fn a_group_another_fleetup_holds_is_refused_with_exit_5_and_waited_for_on_reques
     ok(&root, &m, &["install", "mall", "1.0.0"]);
     let plan = group_plan(t.path(), "0");
     let before = common::snapshot(&root);
-    let lock = fleetup::store::lock::acquire(
+    let lock = fleetup::lock::acquire(
         &root,
         "the group",
         Some("other-run"),

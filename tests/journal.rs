@@ -438,7 +438,7 @@ fn a_target_found_locked_is_left_for_resume_not_failed() {
         "n1 never started"
     );
     // Someone takes n2 while n1 is in its health check.
-    let lock = fleetup::store::lock::acquire(
+    let lock = fleetup::lock::acquire(
         &d.join("n2/releases"),
         "the store",
         Some("other"),

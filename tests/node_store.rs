@@ -276,7 +276,7 @@ fn a_second_writer_is_refused_with_exit_5_naming_the_holder() {
     let (repo, root) = (t.path().join("repo"), t.path().join("emqx"));
     std::fs::create_dir_all(&repo).unwrap();
     release_zip(&repo, "4.4.0", 0);
-    let lock = fleetup::store::lock::acquire(
+    let lock = fleetup::lock::acquire(
         &root.join("releases"),
         "the store",
         Some("run-42"),

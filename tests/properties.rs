@@ -241,7 +241,7 @@ proptest! {
             prop_assert_eq!(github.lines().count(), 1, "{}", github);
         }
         if let Some(plan) = &loaded.plan {
-            let _ = fleetup::preflight::run(plan);
+            let _ = fleetup::run::kinds::World::read(plan, &[], fleetup::run::kinds::Reading::Check);
             let _ = fleetup::plan::schedule::build(plan, None);
         }
     }

@@ -658,7 +658,7 @@ fn status_names_who_holds_a_remote_nodes_lock_as_its_agent_read_it() {
         .spawn()
         .unwrap();
     assert!(wait_until(std::time::Duration::from_secs(10), || {
-        fleetup::store::lock::holder_of(&r.nodes[0].1.join("releases")).is_some()
+        fleetup::lock::holder_of(&r.nodes[0].1.join("releases")).is_some()
     }));
     let (code, out, err) = output(
         fleetup()

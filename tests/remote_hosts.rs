@@ -186,7 +186,7 @@ fn a_remote_store_another_fleetup_holds_refuses_apply_and_resume_before_anything
         .spawn()
         .unwrap();
     assert!(wait_until(Duration::from_secs(10), || {
-        fleetup::store::lock::holder_of(&f.root(1).join("releases")).is_some()
+        fleetup::lock::holder_of(&f.root(1).join("releases")).is_some()
     }));
     let before: Vec<_> = (0..3).map(|i| snapshot(&f.root(i))).collect();
     let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
@@ -222,7 +222,7 @@ fn a_remote_store_another_fleetup_holds_refuses_apply_and_resume_before_anything
         .spawn()
         .unwrap();
     assert!(wait_until(Duration::from_secs(10), || {
-        fleetup::store::lock::holder_of(&f.root(2).join("releases")).is_some()
+        fleetup::lock::holder_of(&f.root(2).join("releases")).is_some()
     }));
     let journal = std::fs::read_to_string(&cut).unwrap();
     let (code, out, err) = output(fleetup().args(["resume", "--state"]).arg(&state));

@@ -50,7 +50,7 @@ fn status_shows_what_runs_where_and_what_needs_a_look() {
         .spawn()
         .unwrap();
     assert!(wait_until(Duration::from_secs(10), || {
-        fleetup::store::lock::holder_of(&t.path().join("n2/releases")).is_some()
+        fleetup::lock::holder_of(&t.path().join("n2/releases")).is_some()
     }));
 
     let (code, out, err) = output(fleetup().arg("status").arg(&plan));

@@ -54,7 +54,7 @@ pub fn run(plan_path: &Path, out: &Path) -> Result<Exit, Failure> {
     let Some(repo) = &plan.repository else {
         return Err(Problem::new(Code::Usage, "the plan has no repository to bundle").into());
     };
-    let files = p.packages_needed();
+    let files = p.world.packages_needed(plan);
     let parent = out
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -68,7 +68,7 @@ pub fn run(plan_path: &Path, out: &Path) -> Result<Exit, Failure> {
     let mut sums = String::new();
     for f in &files {
         // From the mirror (downloaded, verified) or the plan's directory.
-        let src = match &p.preflight.mirror {
+        let src = match p.world.mirror() {
             Some(m) => m
                 .fetch(f, plan.trust.is_some(), &|| false)
                 .map_err(crate::mirror::FetchError::problem)?,

@@ -12,7 +12,8 @@ use crate::diagnostics::{
     Exit, JsonProblem, Problem, Severity, SourceFile, render_github, render_human, render_sarif,
     to_json,
 };
-use crate::{plan, preflight};
+use crate::plan;
+use crate::run::kinds::{Reading, World};
 
 struct Checked {
     name: String,
@@ -41,9 +42,9 @@ fn check_one(path: &std::path::Path, offline: bool) -> Checked {
         groups = plan.groups.len();
         scripted = plan.scripted.len();
         if !offline {
-            let pf = preflight::run(plan);
-            states_read = pf.states_read();
-            problems.extend(pf.problems);
+            let world = World::read(plan, &[], Reading::Check);
+            states_read = world.states_read();
+            problems.extend(world.problems());
             problems.sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.start));
         }
     }

@@ -209,8 +209,8 @@ impl Group {
         }
     }
 
-    fn lock(&self, ctx: &Ctx) -> Result<crate::store::lock::Lock, Problem> {
-        crate::store::lock::acquire(
+    fn lock(&self, ctx: &Ctx) -> Result<crate::lock::Lock, Problem> {
+        crate::lock::acquire(
             &self.root,
             &format!("the group {}", self.root.display()),
             ctx.run.as_deref(),

@@ -639,7 +639,7 @@ fn read(root: &Path, locks: bool) -> ReadStore {
     let state = store::read_state(root)
         .map_err(|m| WireProblem::of(&Problem::new(Code::StoreUnreadable, m)));
     let held = if locks {
-        store::lock::holder_of(&root.join("releases"))
+        crate::lock::holder_of(&root.join("releases"))
     } else {
         None
     };

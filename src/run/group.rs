@@ -6,12 +6,11 @@ use semver::Version;
 
 use super::event::{Back, Step};
 use super::preview::Preview;
-use super::row::{AppStatus, Live, TargetStatus};
+use super::row::{AppStatus, TargetStatus};
 use super::target::{Change, ChangeError, Cx, Lifecycle, Standing, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::group::{self, Group, Market};
 use crate::plan::{AppTarget, GroupTarget, Plan};
-use crate::preflight::Preflight;
 
 pub struct GroupUnit<'p> {
     plan: &'p Plan,
@@ -129,7 +128,7 @@ impl Target for GroupUnit<'_> {
             .join(", ")
     }
 
-    fn preview(&self, _: &Preflight) -> Preview {
+    fn preview(&self) -> Preview {
         let g = self.g;
         let grp = self.group();
         let market = Market::new(&g.market.value);
@@ -195,7 +194,7 @@ impl Target for GroupUnit<'_> {
         }
     }
 
-    fn status(&self, _: &Live) -> TargetStatus {
+    fn status(&self) -> TargetStatus {
         row(self.g)
     }
 
@@ -212,7 +211,7 @@ impl Target for GroupUnit<'_> {
         if !root.is_dir() {
             return None;
         }
-        crate::store::lock::held(root, &format!("the group `{}`", self.g.name.value))
+        crate::lock::held(root, &format!("the group `{}`", self.g.name.value))
     }
 
     fn open<'s>(&'s self, cx: &'s Cx<'s>) -> Result<(Box<dyn Change + 's>, Standing), Problem> {
@@ -436,7 +435,7 @@ fn row(g: &GroupTarget) -> TargetStatus {
         current: None,
         permanent: None,
         apps: Vec::new(),
-        locked_by: crate::store::lock::holder_of(&g.root.value),
+        locked_by: crate::lock::holder_of(&g.root.value),
         mid_change: grp
             .records()
             .last()
@@ -463,4 +462,39 @@ fn row(g: &GroupTarget) -> TargetStatus {
         Err(p) => s.unreadable = Some(p.message),
     }
     s
+}
+/// The groups' preflight, changing nothing: each group's market is there, and holds
+/// every app's target version with a template that parses.
+pub fn preflight(plan: &Plan) -> Vec<Problem> {
+    let mut out = Vec::new();
+    for g in &plan.groups {
+        if !g.market.value.is_dir() {
+            out.push(
+                Problem::new(
+                    Code::Path,
+                    format!(
+                        "group `{}`: its market directory `{}` is missing or not a directory",
+                        g.name.value,
+                        g.market.value.display()
+                    ),
+                )
+                .at(g.market.span)
+                .label("no such directory"),
+            );
+            continue;
+        }
+        let market = crate::group::Market::new(&g.market.value);
+        for a in &g.apps {
+            // The template must exist and parse: the same reading `apply` does.
+            if let Err(p) = market.template(&a.app.value, &a.to.value) {
+                let label = if p.code == Code::MarketMissing {
+                    "not in the market"
+                } else {
+                    "template does not parse"
+                };
+                out.push(p.at(a.to.span).label(label));
+            }
+        }
+    }
+    out
 }

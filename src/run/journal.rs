@@ -132,7 +132,7 @@ impl Journal {
         plan_name: &str,
         plan_text: &str,
         only: Option<&str>,
-    ) -> Result<(Journal, crate::store::lock::Lock), Problem> {
+    ) -> Result<(Journal, crate::lock::Lock), Problem> {
         let io = |e: std::io::Error, p: &Path| {
             Problem::new(
                 Code::Io,
@@ -531,8 +531,8 @@ pub fn lookup(runs: &[RunSummary], id: &str, state: &Path) -> Result<usize, Prob
 
 /// Takes the run's lock for the whole of an apply, resume or rollback: no second
 /// fleetup works on one run at once, and `history` can tell a live run from a killed one.
-pub fn lock_run(dir: &Path, run: &str) -> Result<crate::store::lock::Lock, Problem> {
-    crate::store::lock::acquire(
+pub fn lock_run(dir: &Path, run: &str) -> Result<crate::lock::Lock, Problem> {
+    crate::lock::acquire(
         dir,
         &format!("run {run}"),
         Some(run),
@@ -560,8 +560,7 @@ pub fn runs(state: &Path) -> Vec<RunSummary> {
         .filter_map(|d| read_run(d))
         .map(|mut r| {
             // A run without an end whose lock is held is not interrupted: it runs.
-            if r.status == RunStatus::Interrupted && crate::store::lock::holder_of(&r.dir).is_some()
-            {
+            if r.status == RunStatus::Interrupted && crate::lock::holder_of(&r.dir).is_some() {
                 r.status = RunStatus::Running;
             }
             r

@@ -15,7 +15,7 @@ pub mod event;
 pub mod exec;
 mod group;
 pub mod journal;
-mod kinds;
+pub mod kinds;
 pub mod node;
 pub mod prepare;
 pub mod preview;
@@ -134,7 +134,7 @@ fn wave_check(
         return None;
     }
     Some(Box::new(move |w: &[usize]| {
-        prepare::wave_preflight(plan, &hosts, w)
+        kinds::wave_refusals(plan, &hosts, w)
     }))
 }
 
@@ -342,7 +342,7 @@ impl Runner {
             &p.plan,
             self.lock_wait,
             p.schedule.targets(),
-            p.held.clone(),
+            p.world.held(),
         )?;
         if !confirm(&p)? {
             return Ok(Ended::Declined);
@@ -381,7 +381,7 @@ impl Runner {
         ) {
             tee(Event::Note { detail: why });
         }
-        let hosts = match p.hosts.clone() {
+        let hosts = match p.world.hosts() {
             Some(h) => Some(h),
             None => prepare::hosts_for(&p.plan, p.schedule.targets())
                 .inspect_err(|e| journal.finish(RunStatus::Failed, e.code.exit().code()))?,
@@ -503,34 +503,11 @@ impl Runner {
             .targets()
             .filter(|t| !finished.contains_key(plan.target_name(*t)))
             .collect();
-        // A mirror's packages the rest of the run needs, downloaded again if the cache
-        // lost them, before anything changes.
-        if plan.mirror.is_some() {
-            let pf = crate::preflight::run_with(&plan, &[]);
-            match &pf.mirror {
-                Some(m) => prepare::fetch(&plan, m, &pf, pending.iter().copied())?,
-                None => {
-                    return Err(Failure {
-                        problems: pf.problems,
-                        file: None,
-                        exit: Exit::Invalid,
-                    });
-                }
-            }
-        }
-        let hosts = prepare::hosts_for(&plan, pending.iter().copied())?;
-        let remote_held = match &hosts {
-            Some(h) => {
-                let nodes: Vec<usize> = pending
-                    .iter()
-                    .filter_map(|&t| plan.node_of(t).map(|(i, _)| i))
-                    .collect();
-                let held = prepare::read_remote(&plan, h, &nodes, true).1;
-                held.into_iter().map(|h| h.problem).collect()
-            }
-            None => Vec::new(),
-        };
-        locks_free(&plan, self.lock_wait, pending.iter().copied(), remote_held)?;
+        // What the rest of the run needs read and fetched again (a mirror's packages, if
+        // the cache lost them), before anything changes.
+        let world = kinds::World::for_resume(&plan, &pending)?;
+        let hosts = world.hosts();
+        locks_free(&plan, self.lock_wait, pending.iter().copied(), world.held())?;
         let journal = journal::Journal::reopen(&r.dir)?;
         journal.event(&Event::Note {
             detail: format!("resumed by pid {}", std::process::id()),
@@ -669,14 +646,17 @@ impl Runner {
         // half-done step first); one that never changed is already where it came from,
         // and going back to it changes nothing.
         {
+            let kinds = kinds::of_plan(&plan);
             for (target, from) in &r.began {
                 let recorded = r.targets.iter().any(|t| &t.target == target);
-                let node = plan.nodes.iter().find(|n| &n.name.value == target);
-                if let (false, Some(n)) = (recorded, node) {
+                let caught = kinds.iter().find(|t| t.name() == target);
+                if let (false, Some(t)) = (recorded, caught)
+                    && t.caught_mid_step_goes_back()
+                {
                     upgraded.push(TargetResult {
                         target: target.clone(),
                         from: from.as_ref().map(|v| v.to_string()),
-                        to: n.to.value.to_string(),
+                        to: t.to(),
                         outcome: Outcome::Upgraded,
                         detail: "caught mid-step when the run was interrupted".into(),
                         millis: 0,

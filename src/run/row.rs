@@ -1,5 +1,5 @@
 //! What a target's row in `fleetup status` holds, as each kind fills it in
-//! (`Target::status`), and what was read of the whole fleet before any row.
+//! (`Target::status`).
 
 use serde::Serialize;
 
@@ -55,14 +55,4 @@ impl TargetStatus {
     pub fn current_not_permanent(&self) -> bool {
         self.current.is_some() && self.current != self.permanent
     }
-}
-
-/// What `status` read of the whole fleet at once, before any target's row: the remote
-/// nodes' stores, and who holds which of their locks, as their hosts' agents said.
-#[derive(Default)]
-pub struct Live {
-    /// By node index (of the plan's nodes); empty where none was read.
-    pub remote: Vec<crate::preflight::RemoteState>,
-    /// (node index, holder) of each remote store another fleetup holds.
-    pub holders: Vec<(usize, String)>,
 }

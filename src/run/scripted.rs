@@ -11,11 +11,10 @@ use semver::Version;
 
 use super::event::{Back, Step, TargetResult};
 use super::preview::Preview;
-use super::row::{Live, TargetStatus};
+use super::row::TargetStatus;
 use super::target::{Change, ChangeError, Cx, Lifecycle, Standing, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{At, Plan, ScriptedTarget};
-use crate::preflight::Preflight;
 use crate::remote::{Hosts, Lease};
 use crate::template::Template;
 
@@ -253,7 +252,7 @@ impl Target for ScriptedUnit<'_> {
         self.t.to.value.to_string()
     }
 
-    fn preview(&self, _: &Preflight) -> Preview {
+    fn preview(&self) -> Preview {
         // The `version` command only reads: the dry run asks it.
         let read = self
             .on(None, false)
@@ -296,7 +295,7 @@ impl Target for ScriptedUnit<'_> {
         }
     }
 
-    fn status(&self, _: &Live) -> TargetStatus {
+    fn status(&self) -> TargetStatus {
         let read = self
             .on(None, false)
             .and_then(|mut on| self.running(&mut on));

@@ -5,14 +5,13 @@
 //! and the journals; changes nothing.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde::Serialize;
 
 use super::journal::{self, RunSummary};
-pub use super::row::{AppStatus, LastRun, Live, TargetStatus};
+use super::kinds::{Reading, World};
+pub use super::row::{AppStatus, LastRun, TargetStatus};
 use crate::diagnostics::{Exit, Failure};
-use crate::plan::Plan;
 use crate::plan::schedule;
 
 /// The whole fleet of a plan.
@@ -65,14 +64,15 @@ pub fn fleet_status(
     let state = journal::state_dir(state, plan.state.as_deref())?;
     let runs = journal::runs(&state);
     let ids: Vec<usize> = sched.targets().collect();
-    let live = read_remote(plan, &ids);
-    let kinds = super::kinds::of_plan(plan);
+    // The fleet read at once, before any row: remote stores and who holds them.
+    let world = World::read(plan, &ids, Reading::Status);
+    let kinds = super::kinds::seen(plan, &world);
     let targets = ids
         .iter()
         .map(|t| {
             let target = &kinds[*t];
             let name = target.name().to_owned();
-            let mut s = target.status(&live);
+            let mut s = target.status();
             s.last_run = last_run(&runs, &name);
             if s.last_run
                 .as_ref()
@@ -88,19 +88,4 @@ pub fn fleet_status(
         state,
         targets,
     })
-}
-
-/// What the fleet's remote nodes' agents say of their stores and locks, read at once.
-fn read_remote(plan: &Plan, ids: &[usize]) -> Live {
-    let nodes = super::prepare::remote_nodes(plan, ids);
-    let mut live = Live::default();
-    if nodes.is_empty() {
-        return live;
-    }
-    if let Ok(h) = crate::remote::Hosts::new(crate::remote::SshSettings::of_plan(plan)) {
-        let (states, held) = super::prepare::read_remote(plan, &Arc::new(h), &nodes, true);
-        live.remote = states;
-        live.holders = held.into_iter().map(|h| (h.node, h.holder)).collect();
-    }
-    live
 }

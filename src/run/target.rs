@@ -15,7 +15,6 @@ use super::event::{Back, Event, Step};
 use super::preview::Preview;
 use crate::diagnostics::Problem;
 use crate::plan::Plan;
-use crate::preflight::Preflight;
 use crate::remote::Hosts;
 
 /// What a target needs from the run it is part of.
@@ -63,10 +62,20 @@ pub trait Target: Sync {
     fn name(&self) -> &str;
     /// What the plan wants the target to reach, as the report shows it.
     fn to(&self) -> String;
-    /// The dry run's view of the target, from what the preflight read.
-    fn preview(&self, pf: &Preflight) -> Preview;
-    /// Its row in `fleetup status`, from what was read of the fleet (`live`) and of it.
-    fn status(&self, live: &super::row::Live) -> super::row::TargetStatus;
+    /// The dry run's view of the target, from what was read of it before its turn.
+    fn preview(&self) -> Preview;
+    /// Its row in `fleetup status`, from what was read of the fleet and of it.
+    fn status(&self) -> super::row::TargetStatus;
+    /// Already where the plan wants it, as read before the run: it goes in no wave.
+    fn settled(&self) -> bool {
+        false
+    }
+    /// Whether `rollback RUN` takes the target back to where it was before its turn when
+    /// the run began it and never recorded how it ended (killed mid-step): safe only
+    /// for a kind whose rollback to that point changes nothing if it never changed.
+    fn caught_mid_step_goes_back(&self) -> bool {
+        false
+    }
     /// Another fleetup holds the target right now: a run refuses to start (exit 5).
     /// `None` also where the lock can only be taken when the target's turn comes.
     fn lock_held(&self) -> Option<Problem>;

@@ -11,7 +11,6 @@
 //! Callers reach a node's store through `run::node::seam::NodeStore`, which holds this
 //! `Store` or a store on another host (`crate::remote`), served there by this same code.
 
-pub mod lock;
 pub mod state;
 pub mod unpack;
 
@@ -23,6 +22,7 @@ use semver::Version;
 use serde::Deserialize;
 
 use crate::diagnostics::{Code, Problem};
+use crate::lock;
 use crate::package::{self, Lookup, PackageName, Platform, Repository, VersionPolicy, Wanted};
 use crate::template::Template;
 pub use state::{Pending, Release, ReleaseState, StoreState, read_state, write_state};

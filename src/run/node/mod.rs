@@ -9,15 +9,17 @@ use semver::Version;
 
 use super::event::{Back, Step};
 use super::preview::Preview;
-use super::row::{Live, TargetStatus};
+use super::row::TargetStatus;
 use super::target::{Change, ChangeError, Cx, Lifecycle, Standing, Target};
 use crate::diagnostics::{Code, Problem};
 use crate::health::Probe;
 use crate::plan::{NodeTarget, Plan};
-use crate::preflight::Preflight;
-use crate::store::{self, Activation, Ctx};
+use crate::store::{Activation, Ctx};
+pub mod fleet;
+pub mod preflight;
 pub mod seam;
 
+use fleet::Fleet;
 use seam::{Location, NodeStore};
 
 pub struct NodeUnit<'p> {
@@ -25,11 +27,23 @@ pub struct NodeUnit<'p> {
     /// The node's index in the plan (and in the preflight's findings).
     index: usize,
     node: &'p NodeTarget,
+    /// What was read of the fleet's nodes before its turn, if anything was.
+    fleet: Option<&'p Fleet>,
 }
 
 impl<'p> NodeUnit<'p> {
-    pub fn new(plan: &'p Plan, index: usize, node: &'p NodeTarget) -> Self {
-        NodeUnit { plan, index, node }
+    pub fn new(
+        plan: &'p Plan,
+        index: usize,
+        node: &'p NodeTarget,
+        fleet: Option<&'p Fleet>,
+    ) -> Self {
+        NodeUnit {
+            plan,
+            index,
+            node,
+            fleet,
+        }
     }
 
     fn to_version(&self) -> &Version {
@@ -238,8 +252,13 @@ impl Target for NodeUnit<'_> {
         self.to_version().to_string()
     }
 
-    fn preview(&self, pf: &Preflight) -> Preview {
-        let (n, f) = (self.node, &pf.nodes[self.index]);
+    fn preview(&self) -> Preview {
+        let n = self.node;
+        let unread = preflight::NodeFinding::default();
+        let f = self
+            .fleet
+            .and_then(|f| f.finding(self.index))
+            .unwrap_or(&unread);
         let (from, from_source) = match (&f.running, &n.from) {
             (Some(r), _) => (Some(r.version.to_string()), "live"),
             (None, Some(p)) if !f.state_read => (Some(p.value.to_string()), "pinned"),
@@ -265,8 +284,21 @@ impl Target for NodeUnit<'_> {
         }
     }
 
-    fn status(&self, live: &Live) -> TargetStatus {
-        row(self.plan, self.index, live)
+    fn status(&self) -> TargetStatus {
+        row(self.plan, self.index, self.fleet)
+    }
+
+    fn settled(&self) -> bool {
+        self.plan.rollout.permanent
+            && self
+                .fleet
+                .and_then(|f| f.finding(self.index))
+                .and_then(|f| f.running.as_ref())
+                .is_some_and(|r| &r.version == self.to_version())
+    }
+
+    fn caught_mid_step_goes_back(&self) -> bool {
+        true
     }
 
     fn over_ssh(&self) -> Option<&crate::plan::SshAddr> {
@@ -282,7 +314,7 @@ impl Target for NodeUnit<'_> {
 
     fn lock_held(&self) -> Option<Problem> {
         // A remote store's lock is tested by its host's agent, when the stores are read
-        // before the run (`run::prepare::read_remote`).
+        // before the run (`fleet::read_remote`).
         if self.node.ssh.is_some() {
             return None;
         }
@@ -290,7 +322,7 @@ impl Target for NodeUnit<'_> {
         if !dir.is_dir() {
             return None;
         }
-        store::lock::held(
+        crate::lock::held(
             &dir,
             &format!("the store of node `{}`", self.node.name.value),
         )
@@ -543,7 +575,7 @@ impl Change for NodeChange<'_> {
 }
 
 /// The row of node `i` (of the plan's nodes).
-fn row(plan: &Plan, i: usize, live: &Live) -> TargetStatus {
+fn row(plan: &Plan, i: usize, fleet: Option<&Fleet>) -> TargetStatus {
     let n = &plan.nodes[i];
     let mut s = TargetStatus {
         target: n.name.value.clone(),
@@ -557,7 +589,7 @@ fn row(plan: &Plan, i: usize, live: &Live) -> TargetStatus {
         unreadable: None,
     };
     let read = if n.ssh.is_some() {
-        match live.remote.get(i).and_then(|r| r.as_ref()) {
+        match fleet.and_then(|f| f.remote.get(i)).and_then(|r| r.as_ref()) {
             Some(Ok(st)) => Ok(st.clone()),
             Some(Err(p)) => Err(p.message.clone()),
             None => Err("not read".to_owned()),
@@ -575,12 +607,11 @@ fn row(plan: &Plan, i: usize, live: &Live) -> TargetStatus {
         Err(e) => s.unreadable = Some(e),
     }
     s.locked_by = if n.ssh.is_some() {
-        live.holders
-            .iter()
-            .find(|(j, _)| *j == i)
-            .map(|(_, who)| who.clone())
+        fleet
+            .and_then(|f| f.held.iter().find(|h| h.node == i))
+            .map(|h| h.holder.clone())
     } else {
-        crate::store::lock::holder_of(&n.root.value.join("releases"))
+        crate::lock::holder_of(&n.root.value.join("releases"))
     };
     s
 }

@@ -1,6 +1,6 @@
-//! Checks a valid plan against the world it points at, changing nothing: the repository
-//! (one package per node's target, checksums), each readable node store (the rules of
-//! SPEC §1.1 and `from` pins), and each group's market.
+//! Checks a valid plan's nodes against the world they point at, changing nothing: the
+//! repository (one package per node's target, checksums) and each readable node store
+//! (the rules of SPEC §1.1 and `from` pins).
 //!
 //! `check` reports these findings; `plan` and `apply` will run the same checks before
 //! they touch anything, so a finding here is a finding there.
@@ -15,7 +15,7 @@ use crate::span::Span;
 use crate::store;
 
 /// What preflight learned about one node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct NodeFinding {
     /// The package the node would be upgraded to, when the repository has exactly one.
     pub package: Option<PackageName>,
@@ -263,7 +263,6 @@ fn check_all(plan: &Plan, remote: &[RemoteState], here: bool) -> Preflight {
     pf.mirror = mirror;
     pf.problems.extend(col.finish());
     pf.problems.extend(shared_roots(plan));
-    pf.problems.extend(check_groups(plan));
     pf.problems
         .sort_by_key(|p| p.span.map_or(usize::MAX, |s| s.start));
     pf
@@ -678,39 +677,4 @@ fn check_checksum(
             );
         }
     }
-}
-
-/// Each app's target version must be in the group's market.
-fn check_groups(plan: &Plan) -> Vec<Problem> {
-    let mut out = Vec::new();
-    for g in &plan.groups {
-        if !g.market.value.is_dir() {
-            out.push(
-                Problem::new(
-                    Code::Path,
-                    format!(
-                        "group `{}`: its market directory `{}` is missing or not a directory",
-                        g.name.value,
-                        g.market.value.display()
-                    ),
-                )
-                .at(g.market.span)
-                .label("no such directory"),
-            );
-            continue;
-        }
-        let market = crate::group::Market::new(&g.market.value);
-        for a in &g.apps {
-            // The template must exist and parse: the same reading `apply` does.
-            if let Err(p) = market.template(&a.app.value, &a.to.value) {
-                let label = if p.code == Code::MarketMissing {
-                    "not in the market"
-                } else {
-                    "template does not parse"
-                };
-                out.push(p.at(a.to.span).label(label));
-            }
-        }
-    }
-    out
 }
