@@ -14,6 +14,22 @@ use std::collections::BTreeMap;
 use crate::diagnostics::{Code, Problem};
 use crate::plan::{Amount, BudgetScope, DomainOrder, Plan, WaveSize};
 
+/// A wave's failure budget: the scope its failures count in (`run`, `wave N` or
+/// `domain D`, shared by the waves of that scope) and how many that scope allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub scope: String,
+    pub allowed: usize,
+}
+
+/// What a run walks ([`Schedule::compile`]): every wave's budget, by wave index, and the
+/// rollout's stages in order.
+#[derive(Clone, Debug)]
+pub struct Compiled {
+    pub budgets: Vec<Budget>,
+    pub stages: Vec<Stage>,
+}
+
 /// One step of a rollout, in the order a run walks them (as Argo Rollouts' canary
 /// steps): compiled once from the schedule and the plan's `rollout`, `window`, `gates`
 /// and `analysis`. Each names its wave (0-based).
@@ -92,6 +108,31 @@ impl Schedule {
                     .sum();
                 of(n)
             }
+        }
+    }
+
+    /// What a run walks, compiled once: each wave's failure budget and the rollout's
+    /// stages.
+    pub fn compile(&self, plan: &Plan) -> Compiled {
+        let budgets = self
+            .budgets(plan)
+            .into_iter()
+            .enumerate()
+            .map(|(i, allowed)| Budget {
+                scope: match plan.rollout.budget_scope {
+                    BudgetScope::Run => "run".into(),
+                    BudgetScope::Wave => format!("wave {i}"),
+                    BudgetScope::Domain => format!(
+                        "domain {}",
+                        self.domain.get(i).cloned().flatten().unwrap_or_default()
+                    ),
+                },
+                allowed,
+            })
+            .collect();
+        Compiled {
+            budgets,
+            stages: self.stages(plan),
         }
     }
 

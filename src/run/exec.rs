@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 use semver::Version;
 
 use super::event::{Back, Event, GateState, Outcome, Step, TargetResult, Verdict};
-use super::target::{Change, ChangeError, Cx, Lifecycle, Target};
+use super::target::{Change, ChangeError, Cx, Lifecycle, Refusal, Target};
 use crate::diagnostics::{Code, Problem};
-use crate::plan::schedule::{Schedule, Stage};
+use crate::plan::schedule::{Budget, Schedule, Stage};
 use crate::plan::{OnFailure, Plan};
 use crate::remote::Hosts;
 
@@ -35,12 +35,6 @@ pub struct Earlier {
     pub waited: BTreeSet<usize>,
     /// Waves (1-based) whose analyses all passed.
     pub analysed: BTreeSet<usize>,
-}
-
-/// Why a target of a wave may not start, as the wave's preflight found it.
-pub struct Refusal {
-    pub target: usize,
-    pub problem: Problem,
 }
 
 /// The preflight of one wave (`rollout.preflight: wave`): the targets among these that
@@ -68,8 +62,8 @@ pub struct Exec<'a> {
     earlier: Earlier,
     /// Failures so far, by the scope `max_failures` counts them in.
     failures: Mutex<BTreeMap<String, usize>>,
-    /// Each wave's scope key and the failures it tolerates.
-    budgets: Vec<(String, usize)>,
+    /// Each wave's failure budget.
+    budgets: Vec<Budget>,
     /// The wave being worked on (0-based).
     wave: AtomicUsize,
     stop: AtomicBool,
@@ -80,23 +74,6 @@ pub struct Exec<'a> {
     left_locked: AtomicBool,
     /// Each wave's preflight, when the plan reads stores wave by wave.
     wave_check: Option<WaveCheck<'a>>,
-}
-
-/// The key under which wave `index`'s failures count, by `max_failures`'s scope.
-fn scope_key(plan: &Plan, schedule: &Schedule, index: usize) -> String {
-    match plan.rollout.budget_scope {
-        crate::plan::BudgetScope::Run => "run".into(),
-        crate::plan::BudgetScope::Wave => format!("wave {index}"),
-        crate::plan::BudgetScope::Domain => format!(
-            "domain {}",
-            schedule
-                .domain
-                .get(index)
-                .cloned()
-                .flatten()
-                .unwrap_or_default()
-        ),
-    }
 }
 
 /// Runs lifecycle hooks in turn; what failed, in words.
@@ -213,13 +190,13 @@ impl<'a> Exec<'a> {
 
     fn failed(&self, r: TargetResult) -> TargetResult {
         let w = self.wave.load(Ordering::SeqCst);
-        let Some((key, allowed)) = self.budgets.get(w) else {
+        let Some(Budget { scope, allowed }) = self.budgets.get(w) else {
             self.stop.store(true, Ordering::SeqCst);
             return r;
         };
         let n = match self.failures.lock() {
             Ok(mut f) => {
-                let n = f.entry(key.clone()).or_default();
+                let n = f.entry(scope.clone()).or_default();
                 *n += 1;
                 *n
             }
@@ -624,12 +601,8 @@ impl<'a> Exec<'a> {
             .num_threads(plan.rollout.max_parallel.min(schedule.len().max(1)))
             .build()
             .map_err(|e| Problem::new(Code::Io, format!("cannot start the worker pool: {e}")))?;
-        self.budgets = schedule
-            .budgets(plan)
-            .into_iter()
-            .enumerate()
-            .map(|(i, b)| (scope_key(plan, schedule, i), b))
-            .collect();
+        let compiled = schedule.compile(plan);
+        self.budgets = compiled.budgets;
         // On resume, what already failed counts against max_failures as before, in the
         // scope of the wave it was in.
         let mut before: BTreeMap<String, usize> = BTreeMap::new();
@@ -640,7 +613,7 @@ impl<'a> Exec<'a> {
                     .get(self.targets[*t].name())
                     .is_some_and(|r| r.outcome.is_failure())
                 {
-                    *before.entry(self.budgets[i].0.clone()).or_default() += 1;
+                    *before.entry(self.budgets[i].scope.clone()).or_default() += 1;
                 }
             }
         }
@@ -672,7 +645,7 @@ impl<'a> Exec<'a> {
                 .iter()
                 .all(|t| run.earlier.finished.contains_key(name(t)))
         };
-        for stage in schedule.stages(plan) {
+        for stage in compiled.stages {
             match stage {
                 // The pause comes before the window check: a window may close during it.
                 Stage::Pause(index) => {

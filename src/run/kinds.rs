@@ -100,7 +100,7 @@ impl World {
             };
             fleet::fetch(plan, m, &checked.preflight, pending.iter().copied())?;
         }
-        w.hosts = super::prepare::hosts_for(plan, pending.iter().copied())?;
+        w.hosts = hosts_for(plan, pending.iter().copied())?;
         w.nodes = Fleet::read(plan, w.hosts.as_ref(), pending, true);
         Ok(w)
     }
@@ -156,17 +156,28 @@ impl World {
 
 /// The preflight of one wave (`rollout.preflight: wave`), with the connections it works
 /// on: each of its targets that must not start, and why.
-pub fn wave_refusals(plan: &Plan, hosts: &Arc<Hosts>, wave: &[usize]) -> Vec<super::exec::Refusal> {
+pub fn wave_refusals(
+    plan: &Plan,
+    hosts: &Arc<Hosts>,
+    wave: &[usize],
+) -> Vec<super::target::Refusal> {
     fleet::wave_preflight(plan, hosts, wave)
 }
 
-/// Connections to the plan's hosts, when any of `targets` is reached over SSH (none when
-/// the plan's SSH settings cannot make them: the run says why when it needs them).
-fn connect(plan: &Plan, targets: &[usize]) -> Option<Arc<Hosts>> {
+/// Connections for the targets among `targets` reached over SSH, if there are any.
+pub fn hosts_for(
+    plan: &Plan,
+    mut targets: impl Iterator<Item = usize>,
+) -> Result<Option<Arc<Hosts>>, Problem> {
     let kinds = of_plan(plan);
-    targets
-        .iter()
-        .any(|&t| kinds[t].over_ssh().is_some())
-        .then(|| Hosts::new(SshSettings::of_plan(plan)).ok().map(Arc::new))
-        .flatten()
+    if !targets.any(|t| kinds[t].over_ssh().is_some()) {
+        return Ok(None);
+    }
+    Hosts::new(SshSettings::of_plan(plan)).map(|h| Some(Arc::new(h)))
+}
+
+/// As [`hosts_for`], none when the plan's SSH settings cannot make them: the run says
+/// why when it needs them.
+fn connect(plan: &Plan, targets: &[usize]) -> Option<Arc<Hosts>> {
+    hosts_for(plan, targets.iter().copied()).ok().flatten()
 }

@@ -128,7 +128,7 @@ fn locks_free(
 fn wave_check(
     plan: &Plan,
     hosts: Option<std::sync::Arc<crate::remote::Hosts>>,
-) -> Option<Box<dyn Fn(&[usize]) -> Vec<exec::Refusal> + Sync + '_>> {
+) -> Option<Box<dyn Fn(&[usize]) -> Vec<target::Refusal> + Sync + '_>> {
     let hosts = hosts?;
     if plan.rollout.preflight != crate::plan::PreflightScope::Wave {
         return None;
@@ -383,7 +383,7 @@ impl Runner {
         }
         let hosts = match p.world.hosts() {
             Some(h) => Some(h),
-            None => prepare::hosts_for(&p.plan, p.schedule.targets())
+            None => kinds::hosts_for(&p.plan, p.schedule.targets())
                 .inspect_err(|e| journal.finish(RunStatus::Failed, e.code.exit().code()))?,
         };
         let id = journal.id();
@@ -526,7 +526,7 @@ impl Runner {
         let tee = tee(&journal, emit, &notifier, plan.secrets());
         let hosts = match hosts {
             Some(h) => Some(h),
-            None => prepare::hosts_for(&plan, schedule.targets())
+            None => kinds::hosts_for(&plan, schedule.targets())
                 .inspect_err(|e| journal.finish(RunStatus::Failed, e.code.exit().code()))?,
         };
         let check = wave_check(&plan, hosts.clone());
@@ -680,7 +680,7 @@ impl Runner {
                 .find(|t| plan.target_name(*t) == u.target)
         });
         // A host that cannot be reached fails its nodes' rollbacks, not the command.
-        let hosts = prepare::hosts_for(&plan, ids).ok().flatten();
+        let hosts = kinds::hosts_for(&plan, ids).ok().flatten();
         // Nothing is touched, nor journalled, until every target is known to stand where
         // this run left it (or is named by --force).
         let quiet = |_: Event| {};

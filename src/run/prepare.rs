@@ -3,7 +3,6 @@
 //! scheduled into waves once, and previewed for the dry run.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::journal::RunSummary;
 use super::kinds::{Reading, World};
@@ -11,7 +10,7 @@ use super::preview::Preview;
 use crate::diagnostics::{Code, Exit, Failure, Problem, Severity, SourceFile};
 use crate::plan::schedule::{self, Schedule};
 use crate::plan::{Plan, PreflightScope};
-use crate::remote::{Hosts, SshSettings};
+use crate::remote::SshSettings;
 
 /// A plan ready to run.
 pub struct Prepared {
@@ -41,19 +40,6 @@ impl Prepared {
 /// How a plan's SSH connections are made.
 pub fn ssh_settings(plan: &Plan) -> SshSettings {
     SshSettings::of_plan(plan)
-}
-
-/// Connections for the targets among `targets` reached over SSH, if there are any.
-pub fn hosts_for(
-    plan: &Plan,
-    mut targets: impl Iterator<Item = usize>,
-) -> Result<Option<Arc<Hosts>>, Problem> {
-    let kinds = super::kinds::of_plan(plan);
-    let remote = targets.any(|t| kinds[t].over_ssh().is_some());
-    if !remote {
-        return Ok(None);
-    }
-    Hosts::new(ssh_settings(plan)).map(|h| Some(Arc::new(h)))
 }
 
 /// Loads, validates, preflights and schedules a plan. The schedule is built once, here.

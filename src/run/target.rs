@@ -56,6 +56,13 @@ pub enum ChangeError {
     Unhealthy(Problem),
 }
 
+/// Why a target may not start, as the preflight of its wave found it.
+pub struct Refusal {
+    /// The target, by its number ([`crate::plan::Plan::entry`]).
+    pub target: usize,
+    pub problem: Problem,
+}
+
 /// One target of a plan.
 pub trait Target: Sync {
     /// The name that keys the journal, `--only` and the report.

@@ -9,7 +9,7 @@ use super::preflight::{self, Preflight, RemoteState};
 use crate::diagnostics::{Code, Problem, Severity};
 use crate::plan::Plan;
 use crate::remote::Hosts;
-use crate::run::exec::Refusal;
+use crate::run::target::Refusal;
 
 /// What was read of the plan's nodes.
 #[derive(Default)]
