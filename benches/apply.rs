@@ -100,7 +100,7 @@ fn apply_vs_shell(runs: usize) {
         "apply to 200 nodes: fleetup {} s, shell xargs -P10 {} s, ratio {} (target <= 1.50)",
         common::spread(&f, 1.0, 2),
         common::spread(&s, 1.0, 2),
-        common::ratios(&f, &s)
+        common::paired_ratios(&f, &s)
     );
     common::row([
         "`apply` to 200 local nodes (1 MB, 20 files, checksummed; max_parallel 10; no health)",
@@ -109,7 +109,7 @@ fn apply_vs_shell(runs: usize) {
             "shell: `xargs -P10` of cp + unzip + link switch, {} s",
             common::spread(&s, 1.0, 2)
         ),
-        &common::ratios(&f, &s),
+        &common::paired_ratios(&f, &s),
         "≤ 1.5",
     ]);
 }
@@ -130,7 +130,10 @@ fn apply_vs_before(runs: usize, before: &Path, label: &str) {
         nodes(&dir, 200);
         dir
     };
-    let (now_dir, before_dir) = (fleet_of("now"), fleet_of("before"));
+    // Two fleets, both one patch further after each pair of runs; the builds swap fleets
+    // every run, so that neither keeps the one that happens to be slower (measured: the
+    // same binary on both sides came out 1.12 with fixed fleets).
+    let fleets = [fleet_of("a"), fleet_of("b")];
     let apply = |bin: Command, dir: &Path, k: usize| {
         let to = format!("4.4.{}", 16 + k);
         let mut ap = bin;
@@ -144,20 +147,20 @@ fn apply_vs_before(runs: usize, before: &Path, label: &str) {
     };
     let (n, b) = common::pair(
         runs,
-        |k| apply(fleetup(), &now_dir, k),
-        |k| apply(Command::new(before), &before_dir, k),
+        |k| apply(fleetup(), &fleets[k % 2], k),
+        |k| apply(Command::new(before), &fleets[(k + 1) % 2], k),
     );
     println!(
         "apply to 200 nodes: this build {} s, {label} {} s, ratio {} (target <= 1.10)",
         common::spread(&n, 1.0, 2),
         common::spread(&b, 1.0, 2),
-        common::ratios(&n, &b)
+        common::paired_ratios(&n, &b)
     );
     common::row([
         "`apply` to 200 local nodes, this build against an earlier one (same plan and packages)",
         &format!("{} s", common::spread(&n, 1.0, 2)),
         &format!("{label}: {} s", common::spread(&b, 1.0, 2)),
-        &common::ratios(&n, &b),
+        &common::paired_ratios(&n, &b),
         "≤ 1.1",
     ]);
 }

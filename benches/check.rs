@@ -186,7 +186,7 @@ fn main() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (yaml, toml, pkg) = generate(dir.path());
-    let runs = common::runs().max(11);
+    let runs = common::runs().max(12);
     if std::env::var_os("FLEETUP_BENCH_TABLE_ONLY").is_none() {
         let mut c = Criterion::default()
             .sample_size(10)
@@ -260,7 +260,7 @@ fn main() {
                 common::spread(&base, 1000.0, 0),
                 common::median(&parse) * 1000.0
             ),
-            &common::ratios(&wall, &base),
+            &common::paired_ratios(&wall, &base),
             &format!(
                 "< 200 ms ({:.2}), < 64 MB ({:.2})",
                 common::median(&wall) / 0.2,

@@ -41,7 +41,7 @@
 //!
 //! Run: `cargo bench --bench remote` (needs /usr/sbin/sshd, ssh, bash, xargs, unzip).
 //! `FLEETUP_BENCH_HOSTS=50` measures one size; `FLEETUP_BENCH_RUNS` sets the runs per
-//! side (default 5).
+//! side (default 6, an even number).
 
 mod common;
 #[path = "../tests/common/sshd.rs"]
@@ -300,7 +300,7 @@ fn report(
          fleetup peak {peak:.1} MB, most ssh alive {most}",
         common::spread(f, 1.0, 2),
         common::spread(b, 1.0, 2),
-        common::ratios(f, b),
+        common::paired_ratios(f, b),
     );
     common::row([
         &format!(
@@ -311,7 +311,7 @@ fn report(
             common::spread(f, 1.0, 2)
         ),
         &format!("{baseline} {} s", common::spread(b, 1.0, 2)),
-        &common::ratios(f, b),
+        &common::paired_ratios(f, b),
         &format!("≤ {target}"),
     ]);
 }
@@ -491,7 +491,7 @@ fn mirror(dir: &Path, h: &Hosts, roots: &[PathBuf], runs: usize, first: usize) {
         common::spread(&db, 1.0, 2),
         common::spread(&rw, 1.0, 2),
         common::spread(&rb, 1.0, 2),
-        common::ratios(&dw, &rw)
+        common::paired_ratios(&dw, &rw)
     );
     common::row([
         &format!(
@@ -507,7 +507,7 @@ fn mirror(dir: &Path, h: &Hosts, roots: &[PathBuf], runs: usize, first: usize) {
             common::spread(&rw, 1.0, 2),
             common::spread(&rb, 1.0, 2)
         ),
-        &common::ratios(&dw, &rw),
+        &common::paired_ratios(&dw, &rw),
         "controller bytes ≪ relay's",
     ]);
     let _ = server.kill();

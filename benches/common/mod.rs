@@ -134,13 +134,14 @@ pub fn node_on_4_4_15(root: &Path, repo: &Path) {
     assert!(ok.success());
 }
 
-/// Runs per side: `FLEETUP_BENCH_RUNS`, at least 5 unless asked otherwise.
+/// Runs per side: `FLEETUP_BENCH_RUNS` (default 6), rounded up to an even number so that
+/// paired runs come in twos ([`paired_ratios`]).
 pub fn runs() -> usize {
-    std::env::var("FLEETUP_BENCH_RUNS")
+    let n: usize = std::env::var("FLEETUP_BENCH_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(5)
-        .max(1)
+        .unwrap_or(6);
+    n.max(2).next_multiple_of(2)
 }
 
 pub fn median(v: &[f64]) -> f64 {
@@ -165,12 +166,32 @@ pub fn ratios(a: &[f64], b: &[f64]) -> String {
     spread(&r, 1.0, 2)
 }
 
-/// Runs `a` and `b` `runs` times each, each side first in turn; their results in order.
+/// The ratio of `a` to `b` measured by [`pair`], as `spread` shows it: runs go in twos,
+/// each side first once, and a two's ratio is the geometric mean of its two per-run
+/// ratios, which cancels whatever going first costs or gains. (The median of per-run
+/// ratios did not: over an odd number of runs one side went first more often, and the
+/// same binary on both sides of `benches/apply.rs` came out 1.10 to 1.12.)
+pub fn paired_ratios(a: &[f64], b: &[f64]) -> String {
+    let r: Vec<f64> = a
+        .chunks(2)
+        .zip(b.chunks(2))
+        .filter(|(x, y)| x.len() == 2 && y.len() == 2)
+        .map(|(x, y)| ((x[0] / y[0]) * (x[1] / y[1])).sqrt())
+        .collect();
+    spread(&r, 1.0, 2)
+}
+
+/// Runs `a` and `b` `runs` times each (an even number: see [`paired_ratios`]), each side
+/// first in turn; their results in order.
 pub fn pair<A, B>(
     runs: usize,
     mut a: impl FnMut(usize) -> A,
     mut b: impl FnMut(usize) -> B,
 ) -> (Vec<A>, Vec<B>) {
+    assert!(
+        runs % 2 == 0,
+        "paired runs come in twos, each side first once"
+    );
     let (mut ra, mut rb) = (Vec::new(), Vec::new());
     for k in 0..runs {
         if k % 2 == 0 {
