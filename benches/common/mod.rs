@@ -189,7 +189,7 @@ pub fn pair<A, B>(
     mut b: impl FnMut(usize) -> B,
 ) -> (Vec<A>, Vec<B>) {
     assert!(
-        runs % 2 == 0,
+        runs.is_multiple_of(2),
         "paired runs come in twos, each side first once"
     );
     let (mut ra, mut rb) = (Vec::new(), Vec::new());
