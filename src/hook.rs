@@ -8,9 +8,23 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
+
+/// Where hooks run: during a run, the plan's directory.
+static DIR: RwLock<Option<PathBuf>> = RwLock::new(None);
+
+/// Runs every hook started from now on in `dir`, with a relative program (`./note.sh`)
+/// taken from there: a plan's relative paths are relative to the plan file, its hooks'
+/// as much as its stores', whichever directory a run is started or resumed from. Set
+/// once a plan is loaded for a run, a dry run or `status`; a command without a plan
+/// (`fleetup node …`) keeps the current directory.
+pub fn run_in(dir: &Path) {
+    let mut held = DIR.write().unwrap_or_else(|e| e.into_inner());
+    *held = Some(std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf()));
+}
 
 #[derive(Debug)]
 pub enum HookError {
@@ -141,7 +155,18 @@ fn run_inner(
     let err = log
         .try_clone()
         .map_err(|e| HookError::Spawn(prog.clone(), e))?;
-    let mut command = Command::new(prog);
+    let dir = DIR.read().unwrap_or_else(|e| e.into_inner()).clone();
+    // A relative program with a slash in it is the plan's; a bare name is looked up in
+    // PATH as always.
+    let mut command = match &dir {
+        Some(d) if prog.contains('/') && Path::new(prog).is_relative() => {
+            Command::new(d.join(prog))
+        }
+        _ => Command::new(prog),
+    };
+    if let Some(d) = &dir {
+        command.current_dir(d);
+    }
     command
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))

@@ -1281,3 +1281,61 @@ fn the_agent_keeps_no_received_package_whose_digest_differs_and_checks_itself() 
     assert_ne!(code, Some(0));
     assert!(err.contains(&format!("not {announced}")), "{err}");
 }
+
+/// A plan's relative paths are the plan's, hooks' too: its hooks run in the plan's
+/// directory, so `./note.sh` and the files it writes are the same ones whether the run
+/// was started, or resumed, from somewhere else.
+#[test]
+fn hooks_run_in_the_plans_directory_wherever_the_run_was_started_or_resumed_from() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet");
+    let started = dir.path().join("started");
+    let resumed = dir.path().join("resumed");
+    for d in [&fleet, &started, &resumed] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    gated_plan(&fleet);
+    let plan = fleet.join("plan.yaml");
+    let text = std::fs::read_to_string(&plan).unwrap();
+    std::fs::write(
+        &plan,
+        text.replace(
+            "rollout:",
+            "hooks:\n  after: [\"./note.sh\", \"{name}\"]\n  timeout: 30s\nrollout:",
+        ),
+    )
+    .unwrap();
+    let script = fleet.join("note.sh");
+    std::fs::write(&script, "#!/bin/sh\necho \"after $1\" >> hooks.log\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let (code, out, err) = output(
+        fleetup()
+            .current_dir(&started)
+            .args(["apply", "--yes"])
+            .arg(&plan),
+    );
+    assert_eq!(code, Some(6), "{out}{err}");
+    let state = fleet.join("state");
+    let run = latest_run(&state);
+    for args in [vec!["approve", &run], vec!["resume", &run]] {
+        let (code, out, err) = output(
+            fleetup()
+                .current_dir(&resumed)
+                .args(&args)
+                .arg("--state")
+                .arg(&state),
+        );
+        assert_eq!(code, Some(0), "{args:?}: {out}{err}");
+    }
+    let log = std::fs::read_to_string(fleet.join("hooks.log")).unwrap_or_default();
+    assert_eq!(log, "after n1\nafter n2\n");
+    for d in [&started, &resumed] {
+        assert!(
+            std::fs::read_dir(d).unwrap().next().is_none(),
+            "a hook wrote into {}",
+            d.display()
+        );
+    }
+}

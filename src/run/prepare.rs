@@ -57,6 +57,7 @@ pub fn prepare(path: &Path, only: Option<&str>, run: bool) -> Result<Prepared, F
             exit: Exit::Invalid,
         });
     };
+    crate::hook::run_in(&plan.dir);
     // Selected first; cut into waves once the world is read, from the targets that
     // will change.
     let schedule = schedule::select(&plan, only);
@@ -119,6 +120,7 @@ pub fn run_plan(run: &RunSummary) -> Result<Plan, Failure> {
     let (copy, text) = plan_copy_text(run)?;
     let original = plan_location(run, &copy, &text)?;
     let dir = original.parent().unwrap_or(Path::new("/"));
+    crate::hook::run_in(dir);
     let format = crate::plan::Format::from_path(&copy).unwrap_or(crate::plan::Format::Yaml);
     let loaded = crate::plan::load_text(SourceFile::new(run.plan.clone(), text), format, dir);
     if loaded.has_errors() {
