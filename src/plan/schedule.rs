@@ -59,33 +59,10 @@ pub struct Schedule {
 }
 
 impl Schedule {
-    /// A schedule of these waves, with no reasons given.
-    pub fn of(waves: Vec<Vec<usize>>) -> Schedule {
-        let n = waves.len();
-        Schedule {
-            waves,
-            why: vec![String::new(); n],
-            domain: vec![None; n],
-        }
-    }
-
-    /// [`Schedule::budget`] of every wave, worked out at once.
+    /// [`Schedule::budget`] of every wave.
     pub fn budgets(&self, plan: &Plan) -> Vec<usize> {
-        let mut per_domain: BTreeMap<Option<&str>, usize> = BTreeMap::new();
-        for (w, d) in self.waves.iter().zip(&self.domain) {
-            *per_domain.entry(d.as_deref()).or_default() += w.len();
-        }
         (0..self.waves.len())
-            .map(|i| match plan.rollout.budget_scope {
-                BudgetScope::Domain => {
-                    let d = self.domain.get(i).and_then(|d| d.as_deref());
-                    allowed(
-                        plan.rollout.max_failures,
-                        per_domain.get(&d).copied().unwrap_or(0),
-                    )
-                }
-                _ => self.budget(plan, i),
-            })
+            .map(|i| self.budget(plan, i))
             .collect()
     }
 
@@ -649,8 +626,11 @@ mod tests {
         );
         let one = build(&plan, Some("blog")).unwrap();
         assert_eq!((one.len(), one.is_empty()), (1, false));
-        assert!(Schedule::of(vec![]).is_empty());
-        assert_eq!(Schedule::of(vec![vec![], vec![]]).len(), 0);
+        let empty = Schedule {
+            waves: vec![vec![], vec![]],
+            ..Schedule::default()
+        };
+        assert_eq!((empty.len(), empty.is_empty()), (0, true));
     }
 
     #[test]
@@ -695,6 +675,42 @@ mod tests {
                 Wave(1),
                 Analyse(1),
                 WaveDone(1)
+            ]
+        );
+        // With `--only`, a gate may name the last wave that remains (or one past it):
+        // nothing follows, so it is not a stage.
+        let one = build(&with, Some("n1")).unwrap();
+        assert_eq!(one.stages(&with), [Wave(0), Analyse(0), WaveDone(0)]);
+    }
+
+    /// `plan --explain` says a wave was cut by a cap only when the cap made it smaller:
+    /// not when it filled up anyway, nor when it holds what was left.
+    #[test]
+    fn a_wave_is_said_to_be_cut_only_when_a_cap_made_it_smaller() {
+        let cap = |members: &[usize]| Cap {
+            members: members.iter().copied().collect(),
+            most: 1,
+            why: "zone a".into(),
+        };
+        // 1 waits for 0's wave to end, and 2 and 3 fill it: full, not cut.
+        let waves = cut(vec![0, 1, 2, 3], &[Amount::Count(3)], &[cap(&[0, 1])]);
+        assert_eq!(
+            waves,
+            [
+                (vec![0, 2, 3], "size 3".to_owned()),
+                (vec![1], "size 3".to_owned())
+            ]
+        );
+        // Every target under one cap of 1: each wave is cut to 1, but the last, which
+        // holds all that was left.
+        let waves = cut(vec![0, 1, 2], &[Amount::Count(3)], &[cap(&[0, 1, 2])]);
+        let cut_to_1 = "size 3, cut to 1 by zone a".to_owned();
+        assert_eq!(
+            waves,
+            [
+                (vec![0], cut_to_1.clone()),
+                (vec![1], cut_to_1),
+                (vec![2], "size 3".to_owned())
             ]
         );
     }
@@ -851,11 +867,9 @@ mod tests {
         let s = build(&dom, None).unwrap();
         // Each zone has 4 targets: 25% of 4 is 1, whichever wave of the zone.
         assert!((0..s.waves.len()).all(|i| s.budget(&dom, i) == 1));
-        // Worked out at once, the same.
-        for (plan, s) in [(&dom, &s), (&wave, &build(&wave, None).unwrap())] {
-            let one_by_one: Vec<usize> = (0..s.waves.len()).map(|i| s.budget(plan, i)).collect();
-            assert_eq!(s.budgets(plan), one_by_one);
-        }
+        // Every wave's at once.
+        assert_eq!(s.budgets(&dom), vec![1; s.waves.len()]);
+        assert_eq!(build(&wave, None).unwrap().budgets(&wave), [2, 4]);
     }
 
     #[test]
