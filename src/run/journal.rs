@@ -63,6 +63,32 @@ fn unique_suffix() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
+/// How many taken ids [`make_run_dir`] tries past before it gives up.
+const RETRIES: usize = 16;
+
+/// Makes a run's directory under `runs` as `<base>-<suffix>`, one only this caller gets
+/// (`create_dir` fails if it exists): a taken id is tried again with another suffix, up
+/// to [`RETRIES`] times; any other error at once. The id and the directory, or the
+/// error and the directory it was about.
+fn make_run_dir(
+    runs: &Path,
+    base: &str,
+    mut suffix: impl FnMut() -> String,
+) -> Result<(String, PathBuf), (std::io::Error, PathBuf)> {
+    let mut tries = 0;
+    loop {
+        let id = format!("{base}-{}", suffix());
+        let dir = runs.join(&id);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok((id, dir)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < RETRIES => {
+                tries += 1
+            }
+            Err(e) => return Err((e, dir)),
+        }
+    }
+}
+
 /// The journal format this fleetup writes.
 pub const FORMAT: u32 = 2;
 
@@ -159,18 +185,12 @@ impl Journal {
             .collect();
         let runs = state.join("runs");
         std::fs::create_dir_all(&runs).map_err(|e| io(e, &runs))?;
-        // A random suffix, and a directory only one creator gets: a taken id is tried
-        // again with another suffix.
-        let mut tries = 0;
-        let (id, dir) = loop {
-            let id = format!("{stamp}-{safe}-{}-{}", &digest[..6], unique_suffix());
-            let dir = runs.join(&id);
-            match std::fs::create_dir(&dir) {
-                Ok(()) => break (id, dir),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tries < 16 => tries += 1,
-                Err(e) => return Err(io(e, &dir)),
-            }
-        };
+        let (id, dir) = make_run_dir(
+            &runs,
+            &format!("{stamp}-{safe}-{}", &digest[..6]),
+            unique_suffix,
+        )
+        .map_err(|(e, dir)| io(e, &dir))?;
         let owner = lock_run(&dir, &id)?;
         let ext = plan_path
             .extension()
@@ -585,6 +605,35 @@ mod tests {
         format!(r#"{{"kind":"event","at":"2026-12-01T01:00:01.000Z",{body}}}"#)
     }
 
+    /// A run's directory is one no other run has: a taken id is tried again with the
+    /// next suffix, at most RETRIES times past the first; any other error at once.
+    #[test]
+    fn a_taken_run_id_is_tried_again_with_another_suffix_a_bounded_number_of_times() {
+        let runs = tempfile::tempdir().unwrap();
+        std::fs::create_dir(runs.path().join("r-aa")).unwrap();
+        let mut given = ["aa", "bb"].into_iter();
+        let (id, dir) =
+            make_run_dir(runs.path(), "r", || given.next().unwrap().to_owned()).unwrap();
+        assert_eq!((id.as_str(), dir), ("r-bb", runs.path().join("r-bb")));
+        // Every suffix taken: the first try and RETRIES more, then the error.
+        let mut asked = 0;
+        let (e, dir) = make_run_dir(runs.path(), "r", || {
+            asked += 1;
+            "aa".to_owned()
+        })
+        .unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists);
+        assert_eq!((asked, dir), (RETRIES + 1, runs.path().join("r-aa")));
+        // Another error is not tried again.
+        let mut asked = 0;
+        let (e, _) = make_run_dir(&runs.path().join("missing"), "r", || {
+            asked += 1;
+            "cc".to_owned()
+        })
+        .unwrap_err();
+        assert_eq!((e.kind(), asked), (std::io::ErrorKind::NotFound, 1));
+    }
+
     /// Events serialise to exactly the lines format 2 has always held (written by hand
     /// before `Event` was serialised by serde): journals and streams read the same.
     #[test]
@@ -913,6 +962,63 @@ mod tests {
         j.finish(RunStatus::Succeeded, 0);
         let r = read_run(&j.dir).unwrap();
         assert_eq!((r.status, r.exit), (RunStatus::Succeeded, Some(0)));
+    }
+
+    /// What `resume` goes on from reads back from the journal: the schedule, each
+    /// gate's state (and which were waited), each analysis's verdict; each from its own
+    /// event only.
+    #[test]
+    fn a_run_reads_back_its_schedule_gates_and_analyses() {
+        use super::super::event::{GateState, PlannedWave, Verdict};
+        let state = tempfile::tempdir().unwrap();
+        let (j, _owner) =
+            Journal::create(state.path(), Path::new("p.yaml"), "p", "plan: 1\n", None).unwrap();
+        let waves = vec![
+            PlannedWave {
+                targets: vec!["n1".into()],
+                domain: None,
+                why: "size 1".into(),
+                budget: 0,
+            },
+            PlannedWave {
+                targets: vec!["n2".into(), "n3".into()],
+                domain: Some("a".into()),
+                why: "size 2".into(),
+                budget: 1,
+            },
+        ];
+        j.event(&Event::Schedule {
+            waves: waves.clone(),
+        });
+        j.event(&Event::Gate {
+            after_wave: 1,
+            state: GateState::Approved { by: "ops@h".into() },
+        });
+        j.event(&Event::Gate {
+            after_wave: 2,
+            state: GateState::Waited { secs: 5 },
+        });
+        j.event(&Event::Analysis {
+            wave: 1,
+            name: "errors".into(),
+            verdict: Verdict::Failed,
+            detail: "x".into(),
+        });
+        j.event(&Event::Note { detail: "n".into() });
+        let r = read_run(&j.dir).unwrap();
+        assert_eq!(r.schedule, Some(waves));
+        assert_eq!(
+            r.gates.into_iter().collect::<Vec<_>>(),
+            [
+                (1, GateState::Approved { by: "ops@h".into() }),
+                (2, GateState::Waited { secs: 5 })
+            ]
+        );
+        assert_eq!(r.waited.into_iter().collect::<Vec<_>>(), [2]);
+        assert_eq!(
+            r.analyses.into_iter().collect::<Vec<_>>(),
+            [((1, "errors".to_owned()), Verdict::Failed)]
+        );
     }
 
     #[test]
