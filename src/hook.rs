@@ -95,6 +95,27 @@ pub fn start_time(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// Whether a process of group `pgid` runs (a zombie waiting to be reaped does not).
+fn group_runs(pgid: u32) -> bool {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    procs.flatten().any(|e| {
+        let is_pid = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        is_pid
+            && std::fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
+                // After the command's closing parenthesis: state, ppid, pgrp, …
+                let mut fields = stat.rsplit(')').next().unwrap_or("").split_whitespace();
+                let state = fields.next();
+                let pgrp = fields.nth(1).and_then(|g| g.parse::<u32>().ok());
+                state != Some("Z") && pgrp == Some(pgid)
+            })
+    })
+}
+
 /// Stops a hook that `track` says is running, with its whole process group: a hook a
 /// killed fleetup left behind must not run on beside the repair. Returns its pid.
 pub fn stop_tracked(track: &Path) -> Option<u32> {
@@ -114,8 +135,10 @@ pub fn stop_tracked(track: &Path) -> Option<u32> {
     unsafe {
         libc::kill(-(pid as i32), libc::SIGTERM);
     }
+    // The grace lasts while anything of the group runs: the hook's shell often ends at
+    // SIGTERM at once while a child it started is still cleaning up.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while alive() && Instant::now() < deadline {
+    while group_runs(pid) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: as above.
@@ -373,6 +396,40 @@ mod tests {
         assert!(stop_tracked(&track).is_some());
         assert!(runner.join().unwrap().is_err());
         assert!(termed.exists(), "the hook's child was not asked to end");
+    }
+
+    /// The grace after SIGTERM lasts while anything of the hook's group runs, not only
+    /// the hook itself: a hook's shell ends at once, its child's cleanup takes a while,
+    /// and is not cut short by the SIGKILL meant for what ignores the request.
+    #[test]
+    fn a_child_cleaning_up_after_the_hook_ended_gets_its_grace() {
+        let dir = tempfile::tempdir().unwrap();
+        let track = dir.path().join("hook.pid");
+        let cleaned = dir.path().join("child-cleaned");
+        let ready = dir.path().join("child-ready");
+        // The hook (sh) takes SIGTERM's default and ends; its child needs a moment.
+        let script = format!(
+            "(trap 'sleep 0.5; touch {}; exit 0' TERM; touch {}; sleep 30 & wait) & wait",
+            cleaned.display(),
+            ready.display()
+        );
+        let t2 = track.clone();
+        let runner = std::thread::spawn(move || {
+            run_tracked(&sh(&script), &[], Duration::from_secs(60), Some(&t2))
+        });
+        for _ in 0..1000 {
+            if ready.exists() && track.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(ready.exists(), "the hook's child never set its trap");
+        assert!(stop_tracked(&track).is_some());
+        assert!(runner.join().unwrap().is_err());
+        assert!(
+            cleaned.exists(),
+            "the hook's child was killed before it had cleaned up"
+        );
     }
 
     /// What ignores the request to end is killed, the hook's whole group with it.
