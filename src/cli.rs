@@ -96,8 +96,8 @@ pub enum Command {
     },
     /// Continue an interrupted or window-paused run (the latest one by default).
     Resume {
-        /// A run id or a unique prefix of one (`fleetup history` lists them); default:
-        /// the latest run that can be resumed.
+        /// A run id, a unique prefix of one (`fleetup history` lists them), or `last`;
+        /// default: the latest run that can be resumed.
         run: Option<String>,
         /// Where run journals are kept (default: the `state` of --plan, $FLEETUP_STATE_DIR,
         /// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup).
@@ -120,7 +120,7 @@ pub enum Command {
     /// Approve the manual gate a paused run waits at (records who and when); then
     /// `fleetup resume RUN` goes on.
     Approve {
-        /// A run id or a unique prefix of one (`fleetup history` lists them).
+        /// A run id, a unique prefix of one (`fleetup history` lists them), or `last`.
         run: String,
         /// Where run journals are kept (as for `resume`).
         #[arg(long, value_name = "DIR")]
@@ -132,7 +132,7 @@ pub enum Command {
     /// End a paused, stopped or interrupted run for good; with --rollback, everything
     /// it upgraded goes back first (as `fleetup rollback RUN`).
     Abort {
-        /// A run id or a unique prefix of one (`fleetup history` lists them).
+        /// A run id, a unique prefix of one (`fleetup history` lists them), or `last`.
         run: String,
         /// Roll back what the run upgraded, newest first.
         #[arg(long)]
@@ -152,7 +152,7 @@ pub enum Command {
     },
     /// Undo what a run changed: every node it upgraded goes back to its previous release.
     Rollback {
-        /// A run id or a unique prefix of one (`fleetup history` lists them).
+        /// A run id, a unique prefix of one (`fleetup history` lists them), or `last`.
         run: String,
         /// Targets to take back even though a later run or a hand change moved them on
         /// (comma-separated); without it such a target refuses the command (exit 5).
@@ -174,7 +174,7 @@ pub enum Command {
     },
     /// List runs, or show one run's outcome per target.
     History {
-        /// A run id or a unique prefix of one (as `fleetup history` lists them).
+        /// A run id, a unique prefix of one (as `fleetup history` lists them), or `last`.
         run: Option<String>,
         /// Where run journals are kept (default: the `state` of --plan, $FLEETUP_STATE_DIR,
         /// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup).
@@ -394,7 +394,7 @@ pub enum RunFormat {
     Human,
     /// One JSON document at the end (progress lines go to stderr).
     Json,
-    /// One JSON object per event on stdout, as it happens (docs/events.md).
+    /// One JSON object per event on stdout, as it happens (docs/reference/events.md).
     Jsonl,
 }
 

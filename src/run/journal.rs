@@ -4,7 +4,7 @@
 //! line is ignored).
 //!
 //! The line format is versioned (`format` in the first line) and documented in
-//! docs/journal.md. Format 2 writes typed fields beside each step's text; journals of
+//! docs/reference/journal.md. Format 2 writes typed fields beside each step's text; journals of
 //! format 1 (no `format` key) are still read, from the step texts they wrote.
 
 use std::io::Write;
@@ -305,7 +305,7 @@ impl Journal {
     }
 }
 
-/// The version of the event stream (`--format jsonl`, docs/events.md).
+/// The version of the event stream (`--format jsonl`, docs/reference/events.md).
 pub const EVENTS_VERSION: u32 = 1;
 
 /// An event as `--format jsonl` streams it: the journal's line, with `v`, and the run's
@@ -519,18 +519,26 @@ fn began_from(step: &serde_json::Value, format: u32) -> Option<Option<Version>> 
     }
 }
 
-/// The run `id` names among `runs`: the one with exactly that id, else the only one it
-/// is a prefix of. An empty id, or a prefix of several runs, names none (usage, exit 2).
+/// The run `id` names among `runs` (oldest first): the one with exactly that id, else the
+/// only one it is a prefix of; `last` is the newest (an id starts with its date, so no id
+/// is `last` or starts with it). An empty id, or a prefix of several runs, names none
+/// (usage, exit 2).
 pub fn lookup(runs: &[RunSummary], id: &str, state: &Path) -> Result<usize, Problem> {
     let usage = |m: String| {
         Problem::new(Code::Usage, m)
-            .help("`fleetup history` lists the runs; give an id or a prefix of one")
+            .help("`fleetup history` lists the runs; give an id, a prefix of one, or `last`")
     };
     if id.is_empty() {
         return Err(usage("the run id is empty".into()));
     }
     if let Some(i) = runs.iter().position(|r| r.run == id) {
         return Ok(i);
+    }
+    if id == "last" {
+        return match runs.len() {
+            0 => Err(usage(format!("no run in {} yet", state.display()))),
+            n => Ok(n - 1),
+        };
     }
     let hits: Vec<usize> = (0..runs.len())
         .filter(|&i| runs[i].run.starts_with(id))
@@ -1076,5 +1084,10 @@ mod tests {
         );
         assert_eq!(lookup(&runs, "", state).unwrap_err().code, Code::Usage);
         assert!(lookup(&runs, "nope", state).is_err());
+        // `last` is the newest run (runs are listed oldest first), none without runs.
+        assert_eq!(lookup(&runs, "last", state).unwrap(), 2);
+        let none = lookup(&[], "last", state).unwrap_err();
+        assert_eq!(none.code, Code::Usage);
+        assert!(none.message.contains("no run"), "{}", none.message);
     }
 }
