@@ -109,7 +109,7 @@ codes! {
     BadVersion = "plan::version", exit Invalid, "write a SemVer 2.0 version such as 4.4.16 or 5.0.0-rc.1, quoted in YAML if it looks like a number";
     BadDuration = "plan::duration", exit Invalid, "write a duration as a number and a unit: 500ms, 30s, 5m, 1h";
     BadWave = "plan::wave", exit Invalid, "a wave is a count of targets (1, 5), a share of all targets (\"25%\", \"100%\") or a selector (\"@canary\")";
-    BadRollout = "plan::rollout", exit Invalid, "see docs/rollout.md: domains need every target labelled, gates name waves the plan has, min_available must leave a target to change";
+    BadRollout = "plan::rollout", exit Invalid, "see docs/guide/rollout.md: domains need every target labelled, gates name waves the plan has, min_available must leave a target to change";
     DuplicateTarget = "plan::duplicate-target", exit Invalid, "every node and group needs its own name: names key the journal and `--only`";
     UnsafeName = "plan::unsafe-name", exit Invalid, "use letters, digits, '.', '_' and '-' (at most 64, not starting with '.' or '-')";
     Placeholder = "plan::placeholder", exit Invalid, "define the value under `vars` (of the target or of `defaults`), or write `{{` for a literal brace";
@@ -146,7 +146,7 @@ codes! {
     ActivationFailed = "store::activation-failed", exit Failed, "the previous release was switched back and activated again; fix the hook or the release and retry";
     RollbackFailed = "store::rollback-failed", exit Attention, "the node needs attention: check what runs, then `fleetup node versions` and the activate hook";
     StateUnrecorded = "store::unrecorded", exit Attention, "the release was activated but RELEASES could not be written: free the disk or fix releases/RELEASES, then run `fleetup node versions`; the next command puts the node back where RELEASES says";
-    NodeConfig = "store::config", exit Invalid, "see the README for <root>/node.toml: product, runtime, edition and the activate hook";
+    NodeConfig = "store::config", exit Invalid, "see docs/guide/node-stores.md for <root>/node.toml: product, runtime, edition and the activate hook";
         MarketTemplate = "market::template", exit Invalid, "fix the app template in the market: app, version and services with image, ports, env, volumes";
     GroupUnreadable = "group::unreadable", exit Invalid, "the group's group.toml could not be read; only fleetup writes it";
     GroupState = "group::state", exit Invalid, "`fleetup group status` shows the group's apps and versions";
@@ -160,7 +160,7 @@ codes! {
     AnalysisFailed = "analysis::failed", exit Failed, "a metric went out of its bounds after the wave: the wave failed and the rollout policy applied";
     AnalysisInconclusive = "analysis::inconclusive", exit Paused, "Prometheus could not be asked or had no data: the run paused; `fleetup resume` asks again, `fleetup abort` ends it";
             GroupDeploy = "group::deploy-failed", exit Failed, "a service's deploy hook or health check failed; its previous spec was written back";
-    Unsupported = "unsupported", exit Invalid, "this part of the plan needs a feature fleetup does not have yet; the README lists what is built";
+    Unsupported = "unsupported", exit Invalid, "this part of the plan needs a feature fleetup does not have yet; docs/guide/commands.md lists what is built";
     SshUnreachable = "remote::unreachable", exit Invalid, "check the address, that sshd runs there and that the network lets you through; jump hosts and ports can live in the plan's `ssh_config`";
     SshHostKey = "remote::host-key", exit Invalid, "verify the host's key and add it to known_hosts (ssh-keyscan prints it), or set `ssh_host_keys: accept-new` to trust a first contact";
     SshAuth = "remote::auth", exit Invalid, "ssh runs in batch mode and never prompts: load the key into ssh-agent or name it with IdentityFile in the plan's `ssh_config`";
@@ -513,11 +513,11 @@ mod tests {
 
     #[test]
     fn every_code_is_documented() {
-        let doc = include_str!("../docs/diagnostics.md");
+        let doc = include_str!("../docs/reference/diagnostics.md");
         for c in Code::ALL {
             assert!(
                 doc.contains(&format!("`{}`", c.as_str())),
-                "{} is not in docs/diagnostics.md",
+                "{} is not in docs/reference/diagnostics.md",
                 c.as_str()
             );
         }

@@ -75,6 +75,8 @@ fn the_deb_installs_a_working_fleetup_with_man_pages_and_completions() {
         "usr/share/zsh/vendor-completions/_fleetup",
         "usr/share/fish/vendor_completions.d/fleetup.fish",
         "usr/share/doc/fleetup/README.md",
+        "usr/share/doc/fleetup/guide/first-rollout.md",
+        "usr/share/doc/fleetup/reference/diagnostics.md",
     ] {
         assert!(r.join(f).is_file(), "{f} is missing");
     }

@@ -404,7 +404,7 @@ fn hook_log(d: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Promise (docs/rollout.md): `rollback RUN` and `rollback-all` run `on_rollback` and then
+/// Promise (docs/guide/rollout.md): `rollback RUN` and `rollback-all` run `on_rollback` and then
 /// `after` for each node they put back, so a node is never left drained.
 #[test]
 fn lifecycle_hooks_run_around_rollback_run_and_rollback_all() {
@@ -532,7 +532,7 @@ fn max_failures_per_wave_and_per_run_hold_across_a_resume() {
     }
 }
 
-/// Promise (docs/repositories.md): a package is at most 8 GiB; a mirror that announces
+/// Promise (docs/guide/repositories.md): a package is at most 8 GiB; a mirror that announces
 /// more is refused before the body is read, never retried, and no node changes.
 #[test]
 fn a_package_announced_above_eight_gib_is_refused_before_its_body() {

@@ -352,7 +352,7 @@ fn with_progress(
 }
 
 /// `--format jsonl`: every event as one JSON line on stdout, flushed as it happens, and
-/// the run's end as the last line (docs/events.md).
+/// the run's end as the last line (docs/reference/events.md).
 fn with_event_stream(f: impl FnOnce(&(dyn Fn(Event) + Sync)) -> Result<Ended, Failure>) -> Done {
     crate::run::stop::install();
     let guard = crate::run::stop::guard_output();

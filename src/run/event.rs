@@ -191,7 +191,7 @@ pub enum Begin {
 }
 
 /// What happened, as it happens. Serialised, it *is* a journal line's `event` and a
-/// `--format jsonl` line (docs/journal.md, docs/events.md): `{"event": "wave-done", …}`.
+/// `--format jsonl` line (docs/reference/journal.md, docs/reference/events.md): `{"event": "wave-done", …}`.
 /// The run's start and its warnings are not journalled (the journal's first line and
 /// the plan copy hold them) and the stream writes them itself; a probe in progress is
 /// neither journalled nor streamed.
