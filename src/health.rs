@@ -206,13 +206,13 @@ impl Probe {
             if now >= deadline {
                 return Err(match healthy_since {
                     Some(_) => format!(
-                        "healthy, but not for {}s in a row before the {}s deadline",
-                        t.healthy_for.as_secs_f64(),
-                        t.timeout.as_secs_f64()
+                        "healthy, but not for {} in a row before the {} deadline",
+                        crate::duration::human(t.healthy_for),
+                        crate::duration::human(t.timeout)
                     ),
                     None => format!(
-                        "not healthy within {}s: {last_error}",
-                        t.timeout.as_secs_f64()
+                        "not healthy within {}: {last_error}",
+                        crate::duration::human(t.timeout)
                     ),
                 });
             }

@@ -48,8 +48,8 @@ impl std::fmt::Display for HookError {
             HookError::TimedOut { after, output } => {
                 write!(
                     f,
-                    "it did not finish within {}s and was stopped{}",
-                    after.as_secs_f64(),
+                    "it did not finish within {} and was stopped{}",
+                    crate::duration::human(*after),
                     tail(output)
                 )
             }
@@ -271,6 +271,27 @@ mod tests {
 
     fn sh(script: &str) -> Vec<String> {
         vec!["/bin/sh".into(), "-c".into(), script.into()]
+    }
+
+    /// A cut-off hook's deadline is said as a person writes one, never as 0.430152582s.
+    #[test]
+    fn a_timeout_is_said_as_a_person_writes_a_duration() {
+        let e = HookError::TimedOut {
+            after: Duration::from_nanos(430_152_582),
+            output: String::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "it did not finish within 430ms and was stopped"
+        );
+        let e = HookError::TimedOut {
+            after: Duration::from_secs(90),
+            output: String::new(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "it did not finish within 1m30s and was stopped"
+        );
     }
 
     #[test]

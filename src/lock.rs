@@ -107,7 +107,10 @@ fn locked(what: &str, who: &str, wait: Duration) -> Problem {
     Problem::new(Code::Locked, format!("{what} is locked: {who}")).help(if wait.is_zero() {
         "wait for that run to finish, or pass --wait-for-lock DURATION to wait for it".to_owned()
     } else {
-        format!("still locked after waiting {}s", wait.as_secs_f64())
+        format!(
+            "still locked after waiting {}",
+            crate::duration::human(wait)
+        )
     })
 }
 

@@ -265,7 +265,7 @@ fn a_hook_that_hangs_times_out_as_a_failure() {
     let started = std::time::Instant::now();
     let (code, _, err) = node(&root, &["upgrade", "4.4.16", "--repo", r]);
     assert_eq!(code, Some(3), "{err}");
-    assert!(err.contains("did not finish within 0.3s"), "{err}");
+    assert!(err.contains("did not finish within 300ms"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert_eq!(link(&root, "current").as_deref(), Some("releases/4.4.0"));
 }

@@ -652,8 +652,8 @@ impl<'a> Exec<'a> {
                     if !all_finished(index) && paused.is_none() && !stopping() {
                         (run.emit)(Event::Note {
                             detail: format!(
-                                "pausing {}s before the next wave",
-                                plan.rollout.pause.as_secs_f64()
+                                "pausing {} before the next wave",
+                                crate::duration::human(plan.rollout.pause)
                             ),
                         });
                         Self::sleep(plan.rollout.pause);

@@ -135,9 +135,9 @@ impl Validator {
                 let mut p = Problem::new(
                     Code::BadDuration,
                     format!(
-                        "`healthy_for` ({}s) does not fit in `{key}` ({}s): no check could pass",
-                        t.healthy_for.as_secs_f64(),
-                        deadline.as_secs_f64()
+                        "`healthy_for` ({}) does not fit in `{key}` ({}): no check could pass",
+                        crate::duration::human(t.healthy_for),
+                        crate::duration::human(deadline)
                     ),
                 )
                 .label("longer than its deadline")
