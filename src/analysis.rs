@@ -316,6 +316,42 @@ mod tests {
         assert!(samples(&matrix).unwrap_err().contains("matrix"));
     }
 
+    /// A passed verdict counts what it measured: with `for: 0s`, one measurement of
+    /// each query, asked of a real HTTP server on 127.0.0.1 that answers as Prometheus.
+    #[test]
+    fn a_passed_analysis_says_how_many_measurements_it_took() {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut c) = conn else { break };
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.5"]}]}}"#;
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        let text = format!(
+            "plan: 1\nname: p\nproduct: emqx\nrepository: ./r\nto: 4.4.16\nnodes: [{{ name: n1, root: ./n1 }}]\n\
+            analysis:\n  - name: errors\n    prometheus: {{ url: \"http://127.0.0.1:{port}\", query: up, max: 1 }}\n    for: 0s\n"
+        );
+        let plan = crate::plan::load_text(
+            crate::span::SourceFile::new("p.yaml", text),
+            crate::plan::Format::Yaml,
+            std::path::Path::new("."),
+        )
+        .plan
+        .unwrap();
+        let (verdict, why) = check(&plan.analysis[0], &[], &|| false);
+        assert_eq!(verdict, Verdict::Passed, "{why}");
+        assert_eq!(why, "1 measurement(s) of 1 query within bounds");
+    }
+
     #[test]
     fn bounds_judge_every_sample_and_no_data_is_unknown() {
         let text = "plan: 1\nname: p\nproduct: emqx\nrepository: ./r\nto: 4.4.16\nnodes: [{ name: n1, root: ./n1 }]\n\
