@@ -68,9 +68,16 @@ pub enum Command {
         /// $XDG_STATE_HOME/fleetup, ~/.local/state/fleetup).
         #[arg(long, value_name = "DIR")]
         state: Option<PathBuf>,
-        /// human (a table) or json.
-        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-        format: OutputFormat,
+        /// Exit 0 only when every target runs the plan's version (as permanent, when the
+        /// plan makes releases permanent), nothing is mid-change and no run of the plan is
+        /// left paused or stopped; exit 1 otherwise, saying what differs (for cron and
+        /// monitoring).
+        #[arg(long)]
+        drift: bool,
+        /// human (a table), json, or prometheus (a textfile for node_exporter's textfile
+        /// collector: one series per target).
+        #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
+        format: StatusFormat,
     },
     /// Upgrade the plan's targets: waves, health checks, rollback of what fails.
     Apply {
@@ -376,6 +383,15 @@ pub enum NodeCommand {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+/// How `status` shows the fleet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StatusFormat {
+    Human,
+    Json,
+    /// Prometheus' text format, for node_exporter's textfile collector.
+    Prometheus,
 }
 
 /// How `plan` shows the dry run.

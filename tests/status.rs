@@ -391,3 +391,138 @@ fn rollback_all_fleet_with(state: &str, comment: &str) -> (tempfile::TempDir, st
     .unwrap();
     (t, plan)
 }
+
+/// `status --drift` exits 1 and says what differs until every target runs the plan's
+/// version as permanent and no run of the plan is left to finish; then 0. Its
+/// `--format prometheus` census is accepted by promtool and says the same per target.
+#[test]
+fn drift_says_what_differs_and_exits_1_until_the_fleet_is_what_the_plan_says() {
+    let t = tempfile::tempdir().unwrap();
+    local_fleet(t.path(), &["n1", "n2", "n3"], &["4.4.15", "4.4.16"]);
+    let plan = t.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "plan: 1\nname: fleet\nproduct: emqx\nrepository: ./repo\nto: 4.4.16\nstate: ./state\n\
+         rollout:\n  waves: [1, \"100%\"]\n  gates:\n    - { after_wave: 1, approve: manual }\n\
+         nodes:\n  - { name: n1, root: ./n1 }\n  - { name: n2, root: ./n2 }\n  - { name: n3, root: ./n3 }\n",
+    )
+    .unwrap();
+    let drift = || output(fleetup().arg("status").arg(&plan).arg("--drift"));
+
+    // Before any run: every node on another version.
+    let (code, out, err) = drift();
+    assert_eq!(code, Some(1), "{out}{err}");
+    for n in ["n1", "n2", "n3"] {
+        assert!(
+            out.contains(&format!("  {n}: runs 4.4.15; the plan says 4.4.16")),
+            "{out}"
+        );
+    }
+
+    // Paused at the gate after the canary: the run is left, the others still differ.
+    let (code, out, err) = output(fleetup().arg("apply").arg(&plan).arg("--yes"));
+    assert_eq!(code, Some(6), "{out}{err}");
+    let run = latest_run(&t.path().join("state"));
+    let (code, out, _) = drift();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        !out.contains("  n1: "),
+        "the canary is where the plan says: {out}"
+    );
+    assert!(out.contains("  n2: runs 4.4.15"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "  run {run} is paused: `fleetup resume {run}` finishes it"
+        )),
+        "{out}"
+    );
+
+    // Approved and finished: no drift.
+    for cmd in ["approve", "resume"] {
+        let (code, out, err) = output(
+            fleetup()
+                .arg(cmd)
+                .arg(&run)
+                .arg("--state")
+                .arg(t.path().join("state")),
+        );
+        assert_eq!(code, Some(0), "{cmd}: {out}{err}");
+    }
+    let (code, out, err) = drift();
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("No drift: every target runs what plan fleet says."),
+        "{out}"
+    );
+    // Without --drift, the same status exits 0 whatever it shows.
+    fleetup()
+        .current_dir(t.path())
+        .args(["node", "downgrade", "4.4.15", "--root", "n2"])
+        .assert()
+        .success();
+    std::fs::remove_dir_all(t.path().join("n3")).unwrap();
+    let (code, out, _) = output(fleetup().arg("status").arg(&plan));
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.contains("Drift"), "{out}");
+
+    // A hand change and a missing store: drift again, in words and in JSON.
+    let (code, out, _) = drift();
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("  n2: runs 4.4.15; the plan says 4.4.16"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  n3: nothing installed; the plan says 4.4.16"),
+        "{out}"
+    );
+    assert!(!out.contains("  n1: "), "{out}");
+    let (_, json, _) = output(
+        fleetup()
+            .arg("status")
+            .arg(&plan)
+            .args(["--format", "json"]),
+    );
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc["drifted"], true, "{json}");
+    assert_eq!(target(&doc, "n1").get("drift"), None, "{json}");
+    assert_eq!(target(&doc, "n2")["wanted"], "4.4.16", "{json}");
+
+    // The census: promtool accepts it, and it says which target drifted.
+    let (code, census, err) = output(
+        fleetup()
+            .arg("status")
+            .arg(&plan)
+            .args(["--format", "prometheus"]),
+    );
+    assert_eq!(code, Some(0), "{census}{err}");
+    let prom = t.path().join("fleet.prom");
+    std::fs::write(&prom, &census).unwrap();
+    let check = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(&prom).unwrap())
+        .output()
+        .expect("promtool (Debian's prometheus package) is installed by scripts/test");
+    assert!(
+        check.status.success(),
+        "promtool refused the census: {}{}\n{census}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    for (node, drifted) in [("n1", 0), ("n2", 1), ("n3", 1)] {
+        assert!(
+            census.contains(&format!(
+                "fleetup_target_drift{{plan=\"fleet\",target=\"{node}\"}} {drifted}\n"
+            )),
+            "{census}"
+        );
+    }
+    assert!(
+        census.contains("fleetup_plan_drift{plan=\"fleet\"} 1\n"),
+        "{census}"
+    );
+    assert!(
+        census.contains("target=\"n1\",kind=\"node\",current=\"4.4.16\",permanent=\"4.4.16\",wanted=\"4.4.16\"} 1"),
+        "{census}"
+    );
+}

@@ -432,6 +432,7 @@ fn row(g: &GroupTarget) -> TargetStatus {
     let mut s = TargetStatus {
         target: g.name.value.clone(),
         kind: "group",
+        wanted: String::new(),
         current: None,
         permanent: None,
         apps: Vec::new(),
@@ -442,6 +443,7 @@ fn row(g: &GroupTarget) -> TargetStatus {
             .is_some_and(|r| r.status == crate::group::Status::InProgress),
         last_run: None,
         unreadable: None,
+        drift: Vec::new(),
     };
     match grp.state() {
         Ok(st) => {
@@ -460,6 +462,32 @@ fn row(g: &GroupTarget) -> TargetStatus {
                 .collect();
         }
         Err(p) => s.unreadable = Some(p.message),
+    }
+    if let Some(e) = &s.unreadable {
+        s.drift.push(format!("not readable: {e}"));
+    } else {
+        for a in &g.apps {
+            let to = a.to.value.to_string();
+            match s.apps.iter().find(|x| x.app == a.app.value) {
+                None => s.drift.push(format!(
+                    "{} is not installed; the plan says {to}",
+                    a.app.value
+                )),
+                Some(x) if x.version != to => s
+                    .drift
+                    .push(format!("{} {}; the plan says {to}", a.app.value, x.version)),
+                Some(x) if !x.running.is_empty() => s.drift.push(format!(
+                    "{} {to}, but {} on another version",
+                    a.app.value,
+                    x.running
+                        .iter()
+                        .map(|(svc, v)| format!("{svc} {v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )),
+                Some(_) => {}
+            }
+        }
     }
     s
 }

@@ -369,6 +369,9 @@ fn event_json(e: &Event) -> Option<serde_json::Value> {
 pub struct RunSummary {
     pub run: String,
     pub plan: String,
+    /// The plan's `name` (`plan` is its file as given).
+    #[serde(skip)]
+    pub plan_name: String,
     pub started: String,
     /// `interrupted` until the run writes its end; then what it ended as.
     pub status: RunStatus,
@@ -430,6 +433,7 @@ pub fn read_run(dir: &Path) -> Option<RunSummary> {
                 summary = Some(RunSummary {
                     run: h.run,
                     plan: h.plan,
+                    plan_name: h.plan_name,
                     started: h.started,
                     status: RunStatus::Interrupted,
                     exit: None,
@@ -1056,6 +1060,7 @@ mod tests {
         let summary = |id: &str| RunSummary {
             run: id.to_owned(),
             plan: String::new(),
+            plan_name: String::new(),
             started: String::new(),
             status: RunStatus::Succeeded,
             exit: Some(0),

@@ -303,9 +303,21 @@ impl Target for ScriptedUnit<'_> {
             Ok(v) => (Some(v.to_string()), None),
             Err(p) => (None, Some(p.message)),
         };
+        let drift = match (&unreadable, &current) {
+            (Some(e), _) => vec![format!("not readable: {e}")],
+            (None, c) => super::row::version_drift(
+                c.as_deref(),
+                c.as_deref(),
+                &self.t.to.value.to_string(),
+                false,
+            )
+            .into_iter()
+            .collect(),
+        };
         TargetStatus {
             target: self.t.name.value.clone(),
             kind: "scripted",
+            wanted: String::new(),
             permanent: current.clone(),
             current,
             apps: Vec::new(),
@@ -313,6 +325,7 @@ impl Target for ScriptedUnit<'_> {
             mid_change: false,
             last_run: None,
             unreadable,
+            drift,
         }
     }
 

@@ -20,6 +20,18 @@ pub struct FleetStatus {
     pub plan: String,
     pub state: PathBuf,
     pub targets: Vec<TargetStatus>,
+    /// Runs of this plan not yet ended (paused, stopped, interrupted, or running now),
+    /// in words: each is a change the fleet has not finished.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub runs_left: Vec<String>,
+}
+
+impl FleetStatus {
+    /// Whether the fleet is what the plan says: every target on the plan's version (as
+    /// permanent), nothing mid-change, no run of the plan left to finish.
+    pub fn drifted(&self) -> bool {
+        !self.runs_left.is_empty() || self.targets.iter().any(|t| !t.drift.is_empty())
+    }
 }
 
 /// A target's outcome in a run that began changing it and ended (aborted) before it
@@ -73,6 +85,7 @@ pub fn fleet_status(
             let target = &kinds[*t];
             let name = target.name().to_owned();
             let mut s = target.status();
+            s.wanted = target.to();
             s.last_run = last_run(&runs, &name);
             if s.last_run
                 .as_ref()
@@ -80,12 +93,26 @@ pub fn fleet_status(
             {
                 s.mid_change = true;
             }
+            if s.mid_change {
+                s.drift.push("caught mid-change".into());
+            }
             s
+        })
+        .collect();
+    let runs_left = runs
+        .iter()
+        .filter(|r| r.plan_name == plan.name && r.resumable())
+        .map(|r| {
+            format!(
+                "run {} is {}: `fleetup resume {}` finishes it",
+                r.run, r.status, r.run
+            )
         })
         .collect();
     Ok(FleetStatus {
         plan: plan.name.clone(),
         state,
         targets,
+        runs_left,
     })
 }

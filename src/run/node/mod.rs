@@ -580,6 +580,7 @@ fn row(plan: &Plan, i: usize, fleet: Option<&Fleet>) -> TargetStatus {
     let mut s = TargetStatus {
         target: n.name.value.clone(),
         kind: "node",
+        wanted: String::new(),
         current: None,
         permanent: None,
         apps: Vec::new(),
@@ -587,6 +588,7 @@ fn row(plan: &Plan, i: usize, fleet: Option<&Fleet>) -> TargetStatus {
         mid_change: false,
         last_run: None,
         unreadable: None,
+        drift: Vec::new(),
     };
     let read = if n.ssh.is_some() {
         match fleet.and_then(|f| f.remote.get(i)).and_then(|r| r.as_ref()) {
@@ -605,6 +607,16 @@ fn row(plan: &Plan, i: usize, fleet: Option<&Fleet>) -> TargetStatus {
         }
         Ok(None) => {}
         Err(e) => s.unreadable = Some(e),
+    }
+    if let Some(e) = &s.unreadable {
+        s.drift.push(format!("not readable: {e}"));
+    } else if let Some(d) = super::row::version_drift(
+        s.current.as_deref(),
+        s.permanent.as_deref(),
+        &n.to.value.to_string(),
+        plan.rollout.permanent,
+    ) {
+        s.drift.push(d);
     }
     s.locked_by = if n.ssh.is_some() {
         fleet
