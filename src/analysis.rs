@@ -316,19 +316,20 @@ mod tests {
         assert!(samples(&matrix).unwrap_err().contains("matrix"));
     }
 
-    /// A passed verdict counts what it measured: with `for: 0s`, one measurement of
-    /// each query, asked of a real HTTP server on 127.0.0.1 that answers as Prometheus.
-    #[test]
-    fn a_passed_analysis_says_how_many_measurements_it_took() {
+    /// Analysis `extra` (more keys of its `prometheus` map, `, for: 0s`) of a metric that a real HTTP server
+    /// on 127.0.0.1 answers with `value` every time, as Prometheus does: its verdict.
+    fn analyse(value: &str, extra: &str) -> (Verdict, String) {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
+        let body = format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1,"{value}"]}}]}}}}"#
+        );
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut c) = conn else { break };
                 let mut buf = [0u8; 4096];
                 let _ = c.read(&mut buf);
-                let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.5"]}]}}"#;
                 let _ = write!(
                     c,
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -338,7 +339,7 @@ mod tests {
         });
         let text = format!(
             "plan: 1\nname: p\nproduct: emqx\nrepository: ./r\nto: 4.4.16\nnodes: [{{ name: n1, root: ./n1 }}]\n\
-            analysis:\n  - name: errors\n    prometheus: {{ url: \"http://127.0.0.1:{port}\", query: up, max: 1 }}\n    for: 0s\n"
+            analysis:\n  - name: errors\n    prometheus: {{ url: \"http://127.0.0.1:{port}\", query: up, max: 1{extra} }}\n"
         );
         let plan = crate::plan::load_text(
             crate::span::SourceFile::new("p.yaml", text),
@@ -347,9 +348,33 @@ mod tests {
         )
         .plan
         .unwrap();
-        let (verdict, why) = check(&plan.analysis[0], &[], &|| false);
+        check(&plan.analysis[0], &[], &|| false)
+    }
+
+    /// A passed verdict counts what it measured: with `for: 0s`, one measurement of
+    /// each query.
+    #[test]
+    fn a_passed_analysis_says_how_many_measurements_it_took() {
+        let (verdict, why) = analyse("0.5", ", for: 0s");
         assert_eq!(verdict, Verdict::Passed, "{why}");
         assert_eq!(why, "1 measurement(s) of 1 query within bounds");
+    }
+
+    /// `failure_limit` measurements out of bounds are tolerated; one more fails.
+    #[test]
+    fn failure_limit_measurements_out_of_bounds_are_tolerated() {
+        let (verdict, why) = analyse("7", ", for: 0s, failure_limit: 1");
+        assert_eq!(verdict, Verdict::Passed, "{why}");
+        assert_eq!(
+            why,
+            "1 measurement(s) of 1 query within bounds, 1 out (tolerated)"
+        );
+        let (verdict, why) = analyse("7", ", for: 0s");
+        assert_eq!(verdict, Verdict::Failed, "{why}");
+        assert!(
+            why.contains("1 measurement(s) out of bounds, 0 tolerated"),
+            "{why}"
+        );
     }
 
     #[test]
