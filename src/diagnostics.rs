@@ -151,6 +151,7 @@ codes! {
     GroupUnreadable = "group::unreadable", exit Invalid, "the group's group.toml could not be read; only fleetup writes it";
     GroupState = "group::state", exit Invalid, "`fleetup group status` shows the group's apps and versions";
     GroupRollback = "group::rollback", exit Invalid, "only the last upgrade of a group can be rolled back, once; `fleetup group records` lists them";
+    HealthGaveUp = "health::gave-up", exit Failed, "the health check answered with a status its `give_up_on` lists: failed for good, so the wait ended at once";
     Unhealthy = "health::unhealthy", exit Failed, "the target did not pass its health check in time; the message has the check's last answer";
     RunMovedOn = "run::moved-on", exit Refused, "a later run or a hand change moved the target on; roll that back first, or name the target with --force to take it back to where this run found it anyway";
     WindowClosed = "run::window-closed", exit Refused, "the plan's maintenance window is closed";

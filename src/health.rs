@@ -27,6 +27,9 @@ pub struct Health {
     pub interval: Duration,
     pub healthy_for: Duration,
     pub rollback_timeout: Duration,
+    /// Exit statuses of a `command` check, or HTTP statuses of an `http` check, that mean
+    /// failed for good (the process is gone): the wait ends at once (`give_up_on`).
+    pub give_up_on: Vec<u16>,
 }
 
 impl Check {
@@ -67,7 +70,7 @@ impl Health {
         let filled = match probe {
             Probe::Http { url, .. } => url.clone(),
             Probe::Tcp { addr } => addr.clone(),
-            Probe::Command { argv } => argv.join(" "),
+            Probe::Command { argv, .. } => argv.join(" "),
         };
         if filled.is_empty() || filled == shown {
             return message.to_owned();
@@ -85,12 +88,14 @@ impl Health {
             Check::Http(t) => Probe::Http {
                 url: fill(&t.value)?,
                 expect: self.expect_status,
+                give_up: self.give_up_on.clone(),
             },
             Check::Tcp(t) => Probe::Tcp {
                 addr: fill(&t.value)?,
             },
             Check::Command(c) => Probe::Command {
                 argv: c.iter().map(|t| fill(&t.value)).collect::<Result<_, _>>()?,
+                give_up: self.give_up_on.clone(),
             },
         })
     }
@@ -99,9 +104,48 @@ impl Health {
 /// A check with its placeholders already filled.
 #[derive(Clone, Debug)]
 pub enum Probe {
-    Http { url: String, expect: u16 },
-    Tcp { addr: String },
-    Command { argv: Vec<String> },
+    Http {
+        url: String,
+        expect: u16,
+        give_up: Vec<u16>,
+    },
+    Tcp {
+        addr: String,
+    },
+    Command {
+        argv: Vec<String>,
+        give_up: Vec<u16>,
+    },
+}
+
+/// A probe that did not find the target healthy: `for_good` when its answer means the
+/// target will not become healthy (a status the plan's `give_up_on` lists).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Miss {
+    pub why: String,
+    pub for_good: bool,
+}
+
+impl Miss {
+    /// A failed probe worth asking again.
+    pub fn again(why: impl Into<String>) -> Miss {
+        Miss {
+            why: why.into(),
+            for_good: false,
+        }
+    }
+}
+
+impl From<&str> for Miss {
+    fn from(why: &str) -> Miss {
+        Miss::again(why)
+    }
+}
+
+impl From<String> for Miss {
+    fn from(why: String) -> Miss {
+        Miss::again(why)
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -133,12 +177,26 @@ impl std::fmt::Display for Watch<'_> {
     }
 }
 
+/// A `command` check run here, bounded by `limit`: failed for good when it exits with a
+/// status `give_up` lists.
+pub fn command_check(argv: &[String], limit: Duration, give_up: &[u16]) -> Result<(), Miss> {
+    crate::hook::run(argv, &[], limit).map_err(|e| Miss {
+        for_good: matches!(&e, crate::hook::HookError::Failed { code: Some(c), .. }
+            if u16::try_from(*c).is_ok_and(|c| give_up.contains(&c))),
+        why: format!("`{}`: {e}", argv.join(" ")),
+    })
+}
+
 impl Probe {
     /// One attempt, bounded by `limit`.
-    pub fn once(&self, limit: Duration) -> Result<(), String> {
+    pub fn once(&self, limit: Duration) -> Result<(), Miss> {
         let limit = limit.max(Duration::from_millis(50));
         match self {
-            Probe::Http { url, expect } => {
+            Probe::Http {
+                url,
+                expect,
+                give_up,
+            } => {
                 let agent: ureq::Agent = ureq::Agent::config_builder()
                     .timeout_global(Some(limit))
                     .http_status_as_error(false)
@@ -146,11 +204,14 @@ impl Probe {
                     .into();
                 match agent.get(url).call() {
                     Ok(r) if r.status().as_u16() == *expect => Ok(()),
-                    Ok(r) => Err(format!(
-                        "GET {url} answered {}, expected {expect}",
-                        r.status().as_u16()
-                    )),
-                    Err(e) => Err(format!("GET {url} failed: {e}")),
+                    Ok(r) => Err(Miss {
+                        why: format!(
+                            "GET {url} answered {}, expected {expect}",
+                            r.status().as_u16()
+                        ),
+                        for_good: give_up.contains(&r.status().as_u16()),
+                    }),
+                    Err(e) => Err(Miss::again(format!("GET {url} failed: {e}"))),
                 }
             }
             Probe::Tcp { addr } => {
@@ -165,11 +226,9 @@ impl Probe {
                         Err(e) => last = format!("connecting to {addr} failed: {e}"),
                     }
                 }
-                Err(last)
+                Err(Miss::again(last))
             }
-            Probe::Command { argv } => {
-                crate::hook::run(argv, &[], limit).map_err(|e| format!("`{}`: {e}", argv.join(" ")))
-            }
+            Probe::Command { argv, give_up } => command_check(argv, limit, give_up),
         }
     }
 
@@ -183,7 +242,7 @@ impl Probe {
     pub fn wait_with(
         &self,
         t: Timing,
-        once: impl FnMut(&Probe, Duration) -> Result<(), String>,
+        once: impl FnMut(&Probe, Duration) -> Result<(), Miss>,
     ) -> Result<Duration, String> {
         self.wait_watched(t, once, &mut |_| {})
     }
@@ -194,7 +253,7 @@ impl Probe {
     pub fn wait_watched(
         &self,
         t: Timing,
-        mut once: impl FnMut(&Probe, Duration) -> Result<(), String>,
+        mut once: impl FnMut(&Probe, Duration) -> Result<(), Miss>,
         watch: &mut dyn FnMut(Watch),
     ) -> Result<Duration, String> {
         let start = Instant::now();
@@ -226,14 +285,22 @@ impl Probe {
                         left: t.healthy_for.saturating_sub(since.elapsed()),
                     });
                 }
-                Err(e) => {
+                Err(m) if m.for_good => {
+                    return Err(format!(
+                        "gave up after {} of {}: {}, which `give_up_on` says means failed for good",
+                        crate::duration::human(start.elapsed()),
+                        crate::duration::human(t.timeout),
+                        m.why
+                    ));
+                }
+                Err(m) => {
                     // A relapse while holding healthy starts the hold again.
                     healthy_since = None;
                     watch(Watch::Failing {
-                        why: &e,
+                        why: &m.why,
                         left: deadline.saturating_duration_since(Instant::now()),
                     });
-                    last_error = e;
+                    last_error = m.why;
                 }
             }
             let pause = t
@@ -290,11 +357,13 @@ mod tests {
             interval: Duration::from_millis(10),
             healthy_for: Duration::ZERO,
             rollback_timeout: Duration::from_secs(1),
+            give_up_on: Vec::new(),
         };
         let http = h(Check::Http(at("http://{host}/s?t=${TOKEN}")));
         let probe = Probe::Http {
             url: "http://h1/s?t=hunter2".into(),
             expect: 200,
+            give_up: Vec::new(),
         };
         let shown = |t: &Template| t.shown(|k| (k == "host").then(|| "h1".to_owned()));
         let said = http.hide(&probe, "GET http://h1/s?t=hunter2: refused", shown);
@@ -303,6 +372,7 @@ mod tests {
         let plain = h(Check::Command(vec![at("check"), at("{host}")]));
         let probe = Probe::Command {
             argv: vec!["check".into(), "h1".into()],
+            give_up: Vec::new(),
         };
         let shown = |t: &Template| t.shown(|k| (k == "host").then(|| "h1".to_owned()));
         assert_eq!(
@@ -319,18 +389,60 @@ mod tests {
         assert_eq!(empty.hide(&probe, "no answer", none), "no answer");
     }
 
+    /// A status `give_up_on` lists ends the wait at once, saying so; any other failure
+    /// is asked again until the deadline.
+    #[test]
+    fn a_status_meaning_failed_for_good_ends_the_wait_at_once() {
+        let t = Timing {
+            timeout: Duration::from_secs(30),
+            interval: Duration::from_millis(20),
+            healthy_for: Duration::ZERO,
+        };
+        let dead = Probe::Command {
+            argv: vec!["sh".into(), "-c".into(), "exit 3".into()],
+            give_up: vec![3],
+        };
+        let e = dead.wait(t).unwrap_err();
+        assert!(e.starts_with("gave up after "), "{e}");
+        assert!(
+            e.ends_with("of 30s: `sh -c exit 3`: it exited with status 3, which `give_up_on` says means failed for good"),
+            "{e}"
+        );
+        // Another status is asked again, until the deadline.
+        let other = Probe::Command {
+            argv: vec!["sh".into(), "-c".into(), "exit 1".into()],
+            give_up: vec![3],
+        };
+        let e = other.wait(timing(200)).unwrap_err();
+        assert!(e.starts_with("not healthy within 200ms"), "{e}");
+        // An HTTP status the list names.
+        let port = serve(410, 1);
+        let gone = Probe::Http {
+            url: format!("http://127.0.0.1:{port}/status"),
+            expect: 200,
+            give_up: vec![410],
+        };
+        let e = gone.wait(t).unwrap_err();
+        assert!(
+            e.contains("answered 410, expected 200, which `give_up_on`"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn http_expects_the_status() {
         let port = serve(200, 1);
         let p = Probe::Http {
             url: format!("http://127.0.0.1:{port}/status"),
             expect: 200,
+            give_up: Vec::new(),
         };
         p.wait(timing(2000)).unwrap();
         let port = serve(503, 100);
         let p = Probe::Http {
             url: format!("http://127.0.0.1:{port}/status"),
             expect: 200,
+            give_up: Vec::new(),
         };
         let e = p.wait(timing(300)).unwrap_err();
         assert!(e.contains("answered 503"), "{e}");
@@ -354,12 +466,14 @@ mod tests {
         assert!(Probe::Tcp { addr }.wait(timing(200)).is_err());
         Probe::Command {
             argv: vec!["true".into()],
+            give_up: Vec::new(),
         }
         .wait(timing(1000))
         .unwrap();
         assert!(
             Probe::Command {
-                argv: vec!["false".into()]
+                argv: vec!["false".into()],
+                give_up: Vec::new(),
             }
             .wait(timing(200))
             .is_err()
@@ -370,6 +484,7 @@ mod tests {
     fn a_check_that_hangs_is_a_failure_at_the_deadline() {
         let p = Probe::Command {
             argv: vec!["sleep".into(), "30".into()],
+            give_up: Vec::new(),
         };
         let start = Instant::now();
         assert!(p.wait(timing(300)).is_err());
@@ -383,6 +498,7 @@ mod tests {
         std::fs::write(&flag, "").unwrap();
         let p = Probe::Command {
             argv: vec!["test".into(), "-e".into(), flag.display().to_string()],
+            give_up: Vec::new(),
         };
         let t = Timing {
             timeout: Duration::from_secs(5),
@@ -406,6 +522,7 @@ mod tests {
         let p = Probe::Http {
             url: "http://127.0.0.1:9/status".into(),
             expect: 200,
+            give_up: Vec::new(),
         };
         let t = Timing {
             timeout: Duration::from_secs(10),
@@ -438,6 +555,7 @@ mod tests {
         let p = Probe::Http {
             url: "http://127.0.0.1:9/status".into(),
             expect: 200,
+            give_up: Vec::new(),
         };
         let mut n = 0;
         let mut heard: Vec<String> = Vec::new();

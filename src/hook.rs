@@ -29,8 +29,15 @@ pub fn run_in(dir: &Path) {
 #[derive(Debug)]
 pub enum HookError {
     Spawn(String, std::io::Error),
-    Failed { status: String, output: String },
-    TimedOut { after: Duration, output: String },
+    /// It ended unsuccessfully: with exit status `code`, or (`None`) by a signal.
+    Failed {
+        code: Option<i32>,
+        output: String,
+    },
+    TimedOut {
+        after: Duration,
+        output: String,
+    },
 }
 
 impl std::fmt::Display for HookError {
@@ -44,7 +51,10 @@ impl std::fmt::Display for HookError {
         };
         match self {
             HookError::Spawn(prog, e) => write!(f, "cannot start `{prog}`: {e}"),
-            HookError::Failed { status, output } => write!(f, "it {status}{}", tail(output)),
+            HookError::Failed { code, output } => match code {
+                Some(c) => write!(f, "it exited with status {c}{}", tail(output)),
+                None => write!(f, "it was killed by a signal{}", tail(output)),
+            },
             HookError::TimedOut { after, output } => {
                 write!(
                     f,
@@ -244,10 +254,7 @@ fn run_inner(
     match status {
         Some(s) if s.success() => Ok(output),
         Some(s) => Err(HookError::Failed {
-            status: match s.code() {
-                Some(c) => format!("exited with status {c}"),
-                None => "was killed by a signal".into(),
-            },
+            code: s.code(),
             output,
         }),
         None => {

@@ -356,6 +356,67 @@ fn a_hold_longer_than_its_deadline_is_refused_at_its_line() {
     }
 }
 
+/// `give_up_on` lists statuses the check can answer with: none for tcp, exit statuses
+/// (1-255) for a command, HTTP statuses other than `expect_status` for http; anything
+/// else is refused at its line.
+#[test]
+fn give_up_on_is_refused_where_the_check_has_no_such_status() {
+    let t = tempfile::tempdir().unwrap();
+    let plan = t.path().join("plan.yaml");
+    for (health, said) in [
+        (
+            "  tcp: \"{host}:1883\"\n  give_up_on: [3]\n",
+            "a tcp check has no status",
+        ),
+        (
+            "  command: [\"true\"]\n  give_up_on: [3, 300]\n",
+            "300 is no exit status",
+        ),
+        (
+            "  http: \"http://{host}/s\"\n  give_up_on: [200]\n",
+            "200 is not an HTTP status that means failed for good",
+        ),
+    ] {
+        std::fs::write(
+            &plan,
+            format!(
+                "plan: 1\nname: x\nproduct: emqx\nrepository: ./r\nto: 4.4.16\n\
+                 health:\n{health}nodes:\n  - {{ name: n1, root: /srv/n1 }}\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::cargo_bin("fleetup")
+            .unwrap()
+            .args(["check", "--offline"])
+            .arg(&plan)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(&format!("`give_up_on`: {said}")), "{err}");
+        assert!(err.contains("plan.yaml:8:"), "not at its line: {err}");
+    }
+    // What fits passes.
+    std::fs::write(
+        &plan,
+        "plan: 1\nname: x\nproduct: emqx\nrepository: ./r\nto: 4.4.16\n\
+         health:\n  http: \"http://{host}/s\"\n  give_up_on: [410, 503]\nnodes:\n  - { name: n1, root: /srv/n1 }\n",
+    )
+    .unwrap();
+    let out = Command::cargo_bin("fleetup")
+        .unwrap()
+        .args(["check", "--offline"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn check_never_contacts_a_remote_host_plan_does() {
     let dir = tempfile::tempdir().unwrap();

@@ -676,3 +676,37 @@ fn status_names_who_holds_a_remote_nodes_lock_as_its_agent_read_it() {
         "{out}"
     );
 }
+
+/// A `command` check that exits with a status `give_up_on` lists ends the wait at once
+/// on a remote node too: the agent on the host says "failed for good", and the node is
+/// rolled back without waiting out its 10-minute deadline.
+#[test]
+fn a_remote_check_that_gives_up_ends_the_wait_and_rolls_back() {
+    let r = remote_fleet(1, false);
+    let plan = r.plan("", &|_| r.here());
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "  http: \"http://{host}:{port}/status\"\n  timeout: 3s\n",
+        "  command: [\"sh\", \"-c\", \"grep -qx 4.4.16 {root}/current/VERSION && exit 3; exit 0\"]\n  give_up_on: [3]\n  timeout: 10m\n",
+    );
+    assert!(text.contains("give_up_on"), "{text}");
+    std::fs::write(&plan, text).unwrap();
+    let (code, doc, err) = r.apply_json(&plan);
+    assert_eq!(code, Some(3), "{doc}{err}");
+    let t = target(&doc, "n1");
+    assert_eq!(t["outcome"], "rolled-back", "{doc}");
+    let detail = t["detail"].as_str().unwrap();
+    assert!(detail.contains("gave up after "), "{detail}");
+    assert!(
+        detail.contains("of 10m: `sh -c grep -qx 4.4.16"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("it exited with status 3, which `give_up_on` says means failed for good"),
+        "{detail}"
+    );
+    r.expect(
+        0,
+        "Installed versions:\n* 4.4.16\tunpacked\n* 4.4.15\tpermanent\n",
+        "4.4.15",
+    );
+}

@@ -73,6 +73,8 @@ pub struct HealthConfig {
     pub http: Option<String>,
     pub tcp: Option<String>,
     pub expect_status: Option<u16>,
+    /// Statuses that mean failed for good (as a plan's `health.give_up_on`).
+    pub give_up_on: Option<Vec<u16>>,
     pub timeout: Option<String>,
     pub interval: Option<String>,
     /// How long a service must then stay healthy (as a plan's `health.healthy_for`).
@@ -125,8 +127,24 @@ impl HookConfig {
                         ));
                     }
                 };
+                let give_up_on = h.give_up_on.clone().unwrap_or_default();
+                let fits = |v: &u16| match &check {
+                    crate::health::Check::Tcp(_) => false,
+                    crate::health::Check::Command(_) => (1..=255).contains(v),
+                    crate::health::Check::Http(_) => {
+                        (100..=599).contains(v) && *v != h.expect_status.unwrap_or(200)
+                    }
+                };
+                if let Some(v) = give_up_on.iter().find(|v| !fits(v)) {
+                    return Err(bad(format!(
+                        "`health.give_up_on`: {v} is not a status this check can fail with \
+                         (exit statuses 1-255 for a command, HTTP statuses other than \
+                         expect_status for http; none for tcp)"
+                    )));
+                }
                 let timeout = dur(&h.timeout, 60)?;
                 Some(crate::health::Health {
+                    give_up_on,
                     check,
                     expect_status: h.expect_status.unwrap_or(200),
                     timeout,

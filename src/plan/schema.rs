@@ -98,6 +98,11 @@ pub static HEALTH: &[Field] = &[
     ),
     field!("command", Ty::Argv, "command (argv) that must exit 0"),
     field!("expect_status", Ty::Int { min: 100, max: 599 }, default "200", "HTTP status that means healthy"),
+    field!(
+        "give_up_on",
+        Ty::List(&Ty::Int { min: 1, max: 599 }),
+        "statuses that mean failed for good, ending the wait at once: exit statuses (1-255) of a `command` check, HTTP statuses of an `http` check"
+    ),
     field!("timeout", Ty::Duration, default "60s", "deadline to become healthy"),
     field!("interval", Ty::Duration, default "1s", "time between two polls"),
     field!("healthy_for", Ty::Duration, default "0s", "how long the target must then stay healthy"),

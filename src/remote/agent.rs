@@ -131,10 +131,13 @@ pub enum Request {
         node_config: bool,
         ctx: Box<WireCtx>,
     },
-    /// A `command` health check, run on the node.
+    /// A `command` health check, run on the node; an exit status in `give_up` is
+    /// answered as failed for good (`health::gave-up`).
     Check {
         argv: Vec<String>,
         timeout_ms: u64,
+        #[serde(default)]
+        give_up: Vec<u16>,
     },
     /// A command of a scripted target, run on the host: what it printed.
     Run {
@@ -595,11 +598,20 @@ fn handle(req: Request, store: &mut Option<Store>, out: &Out, ch: u32) -> Reply 
                 "a receive, close or gc reached a store",
             ))
         }
-        Request::Check { argv, timeout_ms } => {
-            crate::hook::run(&argv, &[], Duration::from_millis(timeout_ms))
-                .map(|()| Reply::Done { outcome: None })
-                .map_err(|e| Problem::new(Code::Io, format!("`{}`: {e}", argv.join(" "))))
-        }
+        Request::Check {
+            argv,
+            timeout_ms,
+            give_up,
+        } => crate::health::command_check(&argv, Duration::from_millis(timeout_ms), &give_up)
+            .map(|()| Reply::Done { outcome: None })
+            .map_err(|m| {
+                let code = if m.for_good {
+                    Code::HealthGaveUp
+                } else {
+                    Code::Io
+                };
+                Problem::new(code, m.why)
+            }),
         Request::Run { argv, timeout_ms } => {
             crate::hook::output(&argv, &[], Duration::from_millis(timeout_ms))
                 .map(|text| Reply::Output { text })

@@ -43,6 +43,32 @@ pub fn run_there(session: &mut Lease, argv: &[String], limit: Duration) -> Resul
     }
 }
 
+/// A `command` health check run on the host of `session`: failed for good when the host
+/// says it exited with a status `give_up` lists.
+pub fn check_there(
+    session: &mut Lease,
+    argv: &[String],
+    limit: Duration,
+    give_up: &[u16],
+) -> Result<(), crate::health::Miss> {
+    let req = Request::Check {
+        argv: argv.to_vec(),
+        timeout_ms: limit.as_millis() as u64,
+        give_up: give_up.to_vec(),
+    };
+    let during = "a health check";
+    match session.call(&req, during, limit + Duration::from_secs(60), &mut |_| {}) {
+        Ok(Reply::Done { .. }) => Ok(()),
+        Ok(other) => Err(crate::health::Miss::again(
+            session.unexpected(during, &other).message,
+        )),
+        Err(p) => Err(crate::health::Miss {
+            for_good: p.code == Code::HealthGaveUp,
+            why: p.message,
+        }),
+    }
+}
+
 /// A node's store on a host, served by `fleetup __agent` over a channel of the host's
 /// session.
 pub struct RemoteStore {
@@ -138,20 +164,13 @@ impl RemoteStore {
     }
 
     /// A `command` health check run on the host.
-    pub fn check(&mut self, argv: &[String], limit: Duration) -> Result<(), String> {
-        let req = Request::Check {
-            argv: argv.to_vec(),
-            timeout_ms: limit.as_millis() as u64,
-        };
-        let during = "a health check";
-        match self
-            .session
-            .call(&req, during, limit + Duration::from_secs(60), &mut |_| {})
-        {
-            Ok(Reply::Done { .. }) => Ok(()),
-            Ok(other) => Err(self.session.unexpected(during, &other).message),
-            Err(p) => Err(p.message),
-        }
+    pub fn check(
+        &mut self,
+        argv: &[String],
+        limit: Duration,
+        give_up: &[u16],
+    ) -> Result<(), crate::health::Miss> {
+        check_there(&mut self.session, argv, limit, give_up)
     }
 
     pub fn state(&mut self) -> Result<Option<StoreState>, Problem> {

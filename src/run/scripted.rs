@@ -231,10 +231,8 @@ impl<'p> ScriptedUnit<'p> {
         })?;
         probe
             .wait_with(h.timing(false), |p, limit| match (p, &mut *at) {
-                (crate::health::Probe::Command { argv }, On::There(lease)) => {
-                    crate::remote::run_there(lease, argv, limit)
-                        .map(|_| ())
-                        .map_err(|p| p.message)
+                (crate::health::Probe::Command { argv, give_up }, On::There(lease)) => {
+                    crate::remote::check_there(lease, argv, limit, give_up)
                 }
                 _ => p.once(limit),
             })

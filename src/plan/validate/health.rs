@@ -151,6 +151,7 @@ impl Validator {
                 break;
             }
         }
+        let give_up_on = self.give_up_on(get(n, "give_up_on"), &check, t.expect_status);
         Some(Health {
             check,
             expect_status: t.expect_status,
@@ -158,7 +159,46 @@ impl Validator {
             interval,
             healthy_for: t.healthy_for,
             rollback_timeout,
+            give_up_on,
         })
+    }
+
+    /// `give_up_on` of a check: exit statuses of a command (1-255), HTTP statuses of an
+    /// http check other than the one that means healthy; a tcp check has no status.
+    fn give_up_on(&mut self, n: Option<&Item>, check: &Check, expect: u16) -> Vec<u16> {
+        let Some(n) = n else { return Vec::new() };
+        let mut out = Vec::new();
+        for item in list(Some(n)) {
+            // Its type (a whole number from 1 to 599) is checked with the plan's shape.
+            let Some(v) = int(Some(item)).and_then(|i| u16::try_from(i).ok()) else {
+                continue;
+            };
+            let refused = match check {
+                Check::Tcp(_) => Some((
+                    "a tcp check has no status to give up on".to_owned(),
+                    "leave `give_up_on` out, or use a command check that exits with a status of its own",
+                )),
+                Check::Command(_) if v > 255 => Some((
+                    format!("{v} is no exit status (they go from 1 to 255)"),
+                    "list the exit statuses the check's command uses for \"failed for good\"",
+                )),
+                Check::Http(_) if !(100..=599).contains(&v) || v == expect => Some((
+                    format!("{v} is not an HTTP status that means failed for good"),
+                    "list HTTP statuses other than `expect_status`, e.g. [410] for a service that is gone",
+                )),
+                _ => None,
+            };
+            match refused {
+                Some((msg, help)) => self.push(
+                    Problem::new(Code::BadValue, format!("`give_up_on`: {msg}"))
+                        .at(item.span)
+                        .label("not a status of this check")
+                        .help(help),
+                ),
+                None => out.push(v),
+            }
+        }
+        out
     }
 
     /// A `hooks` table: its command under `key` (`activate`, `deploy`), the lifecycle

@@ -177,8 +177,8 @@ impl<'p> NodeUnit<'p> {
         let fail = |m: String| which.failed(m);
         let argv = which.fill(argv, &vars)?;
         let limit = h.timeout;
-        match store.check_on_node(&argv, limit) {
-            Some(r) => r.map_err(fail),
+        match store.check_on_node(&argv, limit, &[]) {
+            Some(r) => r.map_err(|m| fail(m.why)),
             None => {
                 let env = [
                     ("FLEETUP_NODE", self.node.name.value.clone()),
@@ -230,8 +230,8 @@ impl<'p> NodeUnit<'p> {
             .wait_watched(
                 h.timing(rollback),
                 |p, limit: Duration| match p {
-                    Probe::Command { argv } => store
-                        .check_on_node(argv, limit)
+                    Probe::Command { argv, give_up } => store
+                        .check_on_node(argv, limit, give_up)
                         .unwrap_or_else(|| p.once(limit)),
                     _ => p.once(limit),
                 },

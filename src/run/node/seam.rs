@@ -113,10 +113,11 @@ impl NodeStore {
         &mut self,
         argv: &[String],
         limit: Duration,
-    ) -> Option<Result<(), String>> {
+        give_up: &[u16],
+    ) -> Option<Result<(), crate::health::Miss>> {
         match self {
             NodeStore::Local(_) => None,
-            NodeStore::Remote(r) => Some(r.check(argv, limit)),
+            NodeStore::Remote(r) => Some(r.check(argv, limit, give_up)),
         }
     }
 }
