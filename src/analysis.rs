@@ -319,6 +319,11 @@ mod tests {
     /// Analysis `extra` (more keys of its `prometheus` map, `, for: 0s`) of a metric that a real HTTP server
     /// on 127.0.0.1 answers with `value` every time, as Prometheus does: its verdict.
     fn analyse(value: &str, extra: &str) -> (Verdict, String) {
+        analyse_until(value, extra, &|| false)
+    }
+
+    /// [`analyse`], with `stop` asked as a run's stop flag would be.
+    fn analyse_until(value: &str, extra: &str, stop: &dyn Fn() -> bool) -> (Verdict, String) {
         use std::io::{Read, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -348,7 +353,7 @@ mod tests {
         )
         .plan
         .unwrap();
-        check(&plan.analysis[0], &[], &|| false)
+        check(&plan.analysis[0], &[], stop)
     }
 
     /// A passed verdict counts what it measured: with `for: 0s`, one measurement of
@@ -358,6 +363,28 @@ mod tests {
         let (verdict, why) = analyse("0.5", ", for: 0s");
         assert_eq!(verdict, Verdict::Passed, "{why}");
         assert_eq!(why, "1 measurement(s) of 1 query within bounds");
+    }
+
+    /// A stop that comes once the window is over does not make a full watch inconclusive.
+    #[test]
+    fn a_stop_at_the_end_of_the_window_does_not_cut_it_short() {
+        let (verdict, why) = analyse_until("0.5", ", for: 0s", &|| true);
+        assert_eq!(verdict, Verdict::Passed, "{why}");
+    }
+
+    /// A stop between two measurements ends the wait for the next one at once (with
+    /// an hour between measurements, anything else would hang here), and the watch,
+    /// cut short, is inconclusive: asked again on resume.
+    #[test]
+    fn a_stop_between_measurements_ends_the_wait_and_is_inconclusive() {
+        let asked = std::sync::atomic::AtomicUsize::new(0);
+        let stop = || asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1;
+        let (verdict, why) = analyse_until("0.5", ", for: 2h, interval: 1h", &stop);
+        assert_eq!(verdict, Verdict::Inconclusive, "{why}");
+        assert!(
+            why.starts_with("cut short by a stop after 2 measurement(s) of the 2h"),
+            "{why}"
+        );
     }
 
     /// `failure_limit` measurements out of bounds are tolerated; one more fails.
