@@ -365,6 +365,16 @@ mod tests {
         assert_eq!(why, "1 measurement(s) of 1 query within bounds");
     }
 
+    /// Measurements are spaced by `interval`, shortened to what is left of the window:
+    /// over a 300ms window with an hour between measurements, one at the start and one at
+    /// the end, never a burst of them.
+    #[test]
+    fn measurements_are_spaced_by_the_interval_and_end_with_the_window() {
+        let (verdict, why) = analyse("0.5", ", for: 300ms, interval: 1h");
+        assert_eq!(verdict, Verdict::Passed, "{why}");
+        assert_eq!(why, "2 measurement(s) of 1 query within bounds");
+    }
+
     /// A stop that comes once the window is over does not make a full watch inconclusive.
     #[test]
     fn a_stop_at_the_end_of_the_window_does_not_cut_it_short() {
