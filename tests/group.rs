@@ -415,7 +415,16 @@ fn a_group_run_previews_as_json_and_can_be_rolled_back_as_a_run() {
         "{doc}"
     );
 
-    apply_ok(&plan);
+    // The run's summary says what the group came from, as its preview did.
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(target(&doc, "shop")["from"], "mall 1.0.0", "{doc}");
     let run = &latest_run(&t.path().join("state"));
     let (code, out, err) = output(
         fleetup()
@@ -423,6 +432,12 @@ fn a_group_run_previews_as_json_and_can_be_rolled_back_as_a_run() {
             .arg(t.path().join("state")),
     );
     assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.lines().any(|l| l.starts_with("shop")
+            && l.split_whitespace().collect::<Vec<_>>()[1..5]
+                == ["mall", "1.0.2", "mall", "1.0.0"]),
+        "the rollback's summary says where the group went back to: {out}"
+    );
     assert!(ok(&root, &m, &["status"]).contains("mall 1.0.0"));
     assert_eq!(spec_image(&root, "web"), "mall/web:1.0.0");
     assert!(

@@ -228,9 +228,13 @@ impl<'a> Exec<'a> {
     fn upgrade(&self, i: usize, t: &dyn Target) -> TargetResult {
         let started = Instant::now();
         let to = t.to();
+        // What the target stood at, for a kind whose `from` is no version (a group).
+        let shown_from = std::cell::OnceCell::<String>::new();
         let done = |from: Option<&Version>, outcome, detail: String, attention| TargetResult {
             target: t.name().to_owned(),
-            from: from.map(Version::to_string),
+            from: from
+                .map(Version::to_string)
+                .or_else(|| shown_from.get().cloned()),
             to: to.clone(),
             outcome,
             detail,
@@ -281,6 +285,9 @@ impl<'a> Exec<'a> {
                 ));
             }
         };
+        if let Some(s) = &standing.shown_from {
+            let _ = shown_from.set(s.clone());
+        }
         let from = standing.from.as_ref();
         if let Some(already) = standing.reached {
             if let Some(came_from) = self.earlier.began.get(t.name()) {

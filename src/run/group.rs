@@ -103,6 +103,24 @@ impl<'p> GroupUnit<'p> {
 
     /// An app's installed version when it still needs its upgrade (an unfinished
     /// record counts as needing it); `None` when it is at its target.
+    fn grp_state(&self) -> Option<crate::group::GroupState> {
+        self.group().state().ok()
+    }
+
+    /// The plan's apps as the group has them now (`mall 1.0.0`), those it has.
+    fn apps_now(state: &Option<crate::group::GroupState>, g: &GroupTarget) -> Option<String> {
+        let st = state.as_ref()?;
+        let apps: Vec<String> = g
+            .apps
+            .iter()
+            .filter_map(|a| {
+                st.app(&a.app.value)
+                    .map(|i| format!("{} {}", i.app, i.version))
+            })
+            .collect();
+        (!apps.is_empty()).then(|| apps.join(", "))
+    }
+
     fn pending(grp: &Group, a: &AppTarget) -> Option<Option<Version>> {
         let installed = grp.state().ok().and_then(|s| s.app(&a.app.value).cloned());
         let unfinished = grp
@@ -231,6 +249,7 @@ impl Target for GroupUnit<'_> {
             Standing {
                 from: None,
                 reached,
+                shown_from: Self::apps_now(&self.grp_state(), self.g),
             },
         ))
     }

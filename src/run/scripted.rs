@@ -369,6 +369,7 @@ impl Target for ScriptedUnit<'_> {
             Standing {
                 from: Some(from),
                 reached,
+                shown_from: None,
             },
         ))
     }

@@ -44,6 +44,9 @@ pub struct Standing {
     pub from: Option<Version>,
     /// Already where the plan wants it, with the words that say so.
     pub reached: Option<String>,
+    /// Where it stands, as the run's summary says it when `from` has no version of its
+    /// own to say (a group's apps: `mall 1.0.0`).
+    pub shown_from: Option<String>,
 }
 
 /// How a change failed, with the problem that says why.

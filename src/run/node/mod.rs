@@ -358,6 +358,7 @@ impl Target for NodeUnit<'_> {
         let standing = Standing {
             from: from.clone(),
             reached: reached.then(|| format!("already runs {to}")),
+            shown_from: None,
         };
         let change = NodeChange {
             unit: self,
