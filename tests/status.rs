@@ -526,3 +526,28 @@ fn drift_says_what_differs_and_exits_1_until_the_fleet_is_what_the_plan_says() {
         "{census}"
     );
 }
+
+/// A target rolled back with the rest of the run counts its rollback in its TIME: n1's
+/// activation back to 4.4.15 sleeps 1.5 s, so its time is at least that.
+#[test]
+fn the_time_of_a_target_rolled_back_with_the_rest_includes_its_rollback() {
+    let (t, plan) = rollback_all_fleet("state");
+    let text = std::fs::read_to_string(&plan).unwrap().replace(
+        "activate: [\"sh\", \"-c\", \"test {name}-{version} != n2-4.4.16\"]",
+        "activate: [\"sh\", \"-c\", \"if [ {name}-{version} = n1-4.4.15 ]; then sleep 1.5; fi; test {name}-{version} != n2-4.4.16\"]",
+    );
+    assert!(text.contains("sleep 1.5"), "{text}");
+    std::fs::write(&plan, text).unwrap();
+    let (code, out, err) = output(
+        fleetup()
+            .arg("apply")
+            .arg(&plan)
+            .args(["--yes", "--format", "json"]),
+    );
+    assert_eq!(code, Some(3), "{out}{err}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let n1 = target(&doc, "n1");
+    assert_eq!(n1["outcome"], "rolled-back", "{doc}");
+    assert!(n1["millis"].as_u64().unwrap() >= 1500, "{n1}");
+    let _ = t;
+}

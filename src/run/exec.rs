@@ -381,7 +381,11 @@ impl<'a> Exec<'a> {
                 continue;
             };
             self.step(t.name(), Step::RollBack(Back::All));
-            match t.roll_back(&cx, from.as_ref()) {
+            let started = Instant::now();
+            let result = t.roll_back(&cx, from.as_ref());
+            // Its time is its upgrade's and its rollback's.
+            r.millis += started.elapsed().as_millis() as u64;
+            match result {
                 Ok(_) => {
                     r.outcome = Outcome::RolledBack;
                     r.with_rest = true;
