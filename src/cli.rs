@@ -208,8 +208,11 @@ pub enum Command {
     /// editors and CI.
     Schema {
         /// The schema of a market's app templates (<market>/<app>/<version>.yaml).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "markdown")]
         market: bool,
+        /// The plan's keys as a Markdown reference page (docs/reference/plan.md).
+        #[arg(long)]
+        markdown: bool,
     },
     /// Write a commented template plan showing every key and its default.
     Init {
@@ -244,6 +247,9 @@ pub enum Command {
         /// Where to write the pages.
         dir: PathBuf,
     },
+    /// Print every command's help as a Markdown page (docs/reference/commands.md).
+    #[command(name = "__commands-md", hide = true)]
+    CommandsMd,
     /// Exit 0 when this binary's SHA-256 is the given one (internal: checks a copy).
     #[command(name = "__self-check", hide = true)]
     SelfCheck { sha256: String },

@@ -114,13 +114,17 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
             drift,
             format,
         } => commands::status::run(&plan, only.as_deref(), state.as_deref(), drift, format),
-        Command::Schema { market } => commands::schema(market),
+        Command::Schema { market, markdown } => commands::schema(market, markdown),
         Command::Bundle { plan, out } => commands::bundle::run(&plan, &out),
         Command::Init { file, force } => commands::init(file.as_deref(), force),
         Command::Node(cmd) => commands::node::run(cmd),
         Command::Group(cmd) => commands::group::run(cmd),
         Command::Completions { shell } => commands::completions(shell),
         Command::Man { dir } => commands::man_pages(&dir),
+        Command::CommandsMd => {
+            print!("{}", commands::commands_markdown());
+            Ok(diagnostics::Exit::Ok)
+        }
         Command::Agent { dir } => Ok(remote::agent::serve(&dir)),
         Command::SelfCheck { sha256 } => Ok(remote::agent::self_check(&sha256)),
     };

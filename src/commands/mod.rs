@@ -47,7 +47,11 @@ pub(crate) fn render_warnings(problems: &[Problem], file: Option<&SourceFile>) {
     }
 }
 
-pub fn schema(market: bool) -> Result<Exit, Failure> {
+pub fn schema(market: bool, markdown: bool) -> Result<Exit, Failure> {
+    if markdown {
+        print!("{}", crate::plan::schema::markdown());
+        return Ok(Exit::Ok);
+    }
     let schema = if market {
         crate::plan::schema::market_schema()
     } else {
@@ -146,6 +150,41 @@ pub fn man_pages(dir: &std::path::Path) -> Result<Exit, Failure> {
     cmd.build();
     write(&cmd, "fleetup", dir)?;
     Ok(Exit::Ok)
+}
+
+/// Every visible command's `--help`, as docs/reference/commands.md shows it (generated
+/// from the command line's own definitions, like the man pages; a test holds the
+/// committed page to it).
+pub fn commands_markdown() -> String {
+    use clap::CommandFactory;
+    fn walk(cmd: &mut clap::Command, name: &str, out: &mut String) {
+        // A fixed width: the page is the same whatever terminal generates it.
+        let help = cmd.clone().term_width(100).render_long_help().to_string();
+        out.push_str(&format!(
+            "\n## `{name}`\n\n```text\n{}\n```\n",
+            help.trim_end()
+        ));
+        let subs: Vec<String> = cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+            .map(|s| s.get_name().to_owned())
+            .collect();
+        for s in subs {
+            if let Some(sub) = cmd.find_subcommand_mut(&s) {
+                walk(sub, &format!("{name} {s}"), out);
+            }
+        }
+    }
+    let mut cmd = crate::cli::Cli::command();
+    cmd.build();
+    let mut out = String::from(
+        "# Commands\n\nEvery command's `--help`, generated from the command line's own definitions\n\
+         (`fleetup __commands-md > docs/reference/commands.md`; the man pages, `man\n\
+         fleetup-apply`, come from the same definitions). The [guide](../guide/commands.md)\n\
+         says what each command is for.\n",
+    );
+    walk(&mut cmd, "fleetup", &mut out);
+    out
 }
 
 /// The state directory a command reads: `--state`, else the `state` key of `--plan`

@@ -784,6 +784,103 @@ fn ty_schema(ty: &Ty) -> Value {
     }
 }
 
+/// The plan's keys as docs/reference/plan.md shows them: a table per table of the plan,
+/// each key with its type, default and meaning (`fleetup schema --markdown` writes it, and
+/// a test holds the committed page to it).
+pub fn markdown() -> String {
+    fn ty_words(ty: &Ty) -> String {
+        match ty {
+            Ty::Str => "string".into(),
+            Ty::Name => "name (letters, digits, `.`, `_`, `-`)".into(),
+            Ty::Int { min, max } => format!("integer, {min} to {max}"),
+            Ty::Bool => "boolean".into(),
+            Ty::Version => "SemVer version".into(),
+            Ty::Duration => "duration (`500ms`, `30s`, `5m`, `1h`, `1m30s`)".into(),
+            Ty::Path => "path (relative to the plan file)".into(),
+            Ty::Enum(v) => v
+                .iter()
+                .map(|x| format!("`{x}`"))
+                .collect::<Vec<_>>()
+                .join(" | "),
+            Ty::Argv => "command (a list of strings, placeholders allowed)".into(),
+            Ty::Template => "string with `{placeholders}`".into(),
+            Ty::Vars => "table of values".into(),
+            Ty::CountOrPercent { min } => format!("count (from {min}) or `\"N%\"`"),
+            Ty::Wave => {
+                "count, `\"N%\"`, or a selector (`@tag`, `@label=value`, a name or glob)".into()
+            }
+            Ty::Labels => "table of labels".into(),
+            Ty::Number => "number".into(),
+            Ty::Either(a, b) => format!("{} or {}", ty_words(a), ty_words(b)),
+            Ty::List(item) => match item {
+                Ty::Table(_) => "list of tables (below)".into(),
+                other => format!("list of: {}", ty_words(other)),
+            },
+            Ty::Table(_) => "table (below)".into(),
+            Ty::Named(_) => "table of named tables (below)".into(),
+        }
+    }
+    fn cell(s: &str) -> String {
+        s.replace('|', "\\|")
+            .replace('<', "&lt;")
+            .replace('\n', " ")
+    }
+    fn section(
+        title: &str,
+        fields: &[Field],
+        out: &mut String,
+        more: &mut Vec<(String, &'static [Field])>,
+    ) {
+        let heading = if title == "(top level)" {
+            "Top level".to_owned()
+        } else {
+            format!("`{title}`")
+        };
+        out.push_str(&format!(
+            "\n## {heading}\n\n| key | type | default | meaning |\n|---|---|---|---|\n"
+        ));
+        for f in fields {
+            let path = if title == "(top level)" {
+                f.name.to_owned()
+            } else {
+                format!("{title}.{}", f.name)
+            };
+            let default = match (f.required, f.default) {
+                (true, _) => "required".to_owned(),
+                (false, Some(d)) => format!("`{d}`"),
+                (false, None) => String::new(),
+            };
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                f.name,
+                cell(&ty_words(&f.ty)),
+                cell(&default),
+                cell(f.doc)
+            ));
+            match &f.ty {
+                Ty::Table(sub) => more.push((path, sub)),
+                Ty::List(Ty::Table(sub)) => more.push((format!("{path}[]"), sub)),
+                Ty::Named(sub) => more.push((format!("{path}.<name>"), sub)),
+                _ => {}
+            }
+        }
+    }
+    let mut out = String::from(
+        "# Plan keys\n\nEvery key a plan may hold (YAML or TOML, the same schema), generated from the\n\
+         schema fleetup validates with: `fleetup schema --markdown > docs/reference/plan.md`.\n\
+         `fleetup schema` prints the same as JSON Schema, and `fleetup init` a commented\n\
+         template; a test holds this page, the schema and the template to one another.\n",
+    );
+    let mut queue: Vec<(String, &'static [Field])> = vec![("(top level)".into(), PLAN)];
+    while !queue.is_empty() {
+        let (title, fields) = queue.remove(0);
+        let mut more = Vec::new();
+        section(&title, fields, &mut out, &mut more);
+        queue.extend(more);
+    }
+    out
+}
+
 /// Every key path the schema allows, as `rollout.waves`, `nodes[].name`, for tests
 /// and for the init template check.
 pub fn all_key_paths() -> Vec<String> {
