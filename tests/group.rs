@@ -855,7 +855,7 @@ fn rendered_group(dir: &Path, render: &str) -> std::path::PathBuf {
     std::fs::write(
         m.join("shop/2.0.0.yaml"),
         "app: shop\nversion: 2.0.0\nservices:\n\
-         \x20 Web_front:\n    image: shop/web:2.0.0\n    ports: [{ port: 80, protocol: http }, { port: 53, protocol: udp }]\n\
+         \x20 Web_front:\n    image: shop/web:2.0.0\n    ports: [{ port: 80, protocol: http, host: 8080 }, { port: 53, protocol: udp }]\n\
          \x20   env: { API_URL: \"http://api:8080\", EMPTY: \"\" }\n    volumes: [{ path: /data }, { path: /cache }]\n\
          \x20 worker:\n    image: shop/worker:2.0.0\n",
     )
@@ -894,12 +894,19 @@ fn kubernetes_manifests_pass_a_kubernetes_schema_validator() {
         "protocol: UDP",
         "mountPath: /data",
         "name: API_URL",
+        // Its ReadWriteOnce claims: the old pod goes before the new one starts.
+        "type: Recreate",
+        // No client before it listens.
+        "readinessProbe:",
+        "tcpSocket:",
     ] {
         assert!(web.contains(want), "{want} missing:\n{web}");
     }
-    // A worker with no ports has no Service.
+    // A worker with no ports has no Service and no probe; with no volume, it rolls.
     let worker = std::fs::read_to_string(root.join("services/worker.yaml")).unwrap();
     assert!(!worker.contains("kind: Service"), "{worker}");
+    assert!(!worker.contains("readinessProbe"), "{worker}");
+    assert!(worker.contains("type: RollingUpdate"), "{worker}");
     // The validator is live: a manifest it must refuse is refused.
     let broken = t.path().join("broken.yaml");
     std::fs::write(
@@ -930,6 +937,9 @@ fn compose_files_pass_the_compose_specifications_schema() {
         "53/udp",
         "Web_front-data-0:/data",
         "API_URL",
+        // Published on the host for clients outside the project's network.
+        "8080:80",
+        "restart: unless-stopped",
     ] {
         assert!(web.contains(want), "{want} missing:\n{web}");
     }

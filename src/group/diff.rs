@@ -63,7 +63,10 @@ impl ServiceDiff {
 }
 
 fn port(p: &Port) -> String {
-    format!("port {}/{}", p.port, p.protocol)
+    match p.host {
+        Some(h) => format!("port {}/{} (published on {h})", p.port, p.protocol),
+        None => format!("port {}/{}", p.port, p.protocol),
+    }
 }
 
 fn env(k: &str, v: &str) -> String {
@@ -110,6 +113,19 @@ pub fn diff(
                     d.push(format!(
                         "port {} changed: {} → {}",
                         p.port, o.protocol, p.protocol
+                    ));
+                    lines.push(format!("- {}", port(o)));
+                    lines.push(format!("+ {}", port(p)));
+                }
+                Some(o) if o.host != p.host => {
+                    let published = |h: Option<u16>| {
+                        h.map_or("not published".into(), |h| format!("published on {h}"))
+                    };
+                    d.push(format!(
+                        "port {} changed: {} → {}",
+                        p.port,
+                        published(o.host),
+                        published(p.host)
                     ));
                     lines.push(format!("- {}", port(o)));
                     lines.push(format!("+ {}", port(p)));
@@ -220,6 +236,7 @@ pub fn with_overrides(spec: &ServiceSpec, ov: Option<&ServiceOverride>) -> Servi
         s.ports.push(Port {
             port: p.port,
             protocol: p.protocol.clone(),
+            host: p.host,
         });
     }
     for v in &ov.volumes {
@@ -250,6 +267,7 @@ mod tests {
         web.ports.push(Port {
             port: 80,
             protocol: "http".into(),
+            host: None,
         });
         web.env.insert("A".into(), "1".into());
         web.env.insert("GONE".into(), "x".into());
@@ -261,10 +279,12 @@ mod tests {
         web2.ports.push(Port {
             port: 80,
             protocol: "tcp".into(),
+            host: None,
         });
         web2.ports.push(Port {
             port: 443,
             protocol: "https".into(),
+            host: None,
         });
         web2.env.insert("A".into(), "2".into());
         web2.env.insert("B".into(), "3".into());
@@ -298,5 +318,42 @@ mod tests {
         assert_eq!(by("worker").change, Change::Add);
         assert_eq!(by("same").change, Change::Unchanged);
         assert_eq!(by("db").change, Change::Kept);
+    }
+
+    /// A port an override publishes on the host is published in the merged spec, and
+    /// the diff says when publishing changes.
+    #[test]
+    fn an_override_publishes_a_port_and_the_diff_says_so() {
+        let mut web = spec("mall/web:1.0.0");
+        web.ports.push(Port {
+            port: 1883,
+            protocol: "tcp".into(),
+            host: None,
+        });
+        let ov = ServiceOverride {
+            env: BTreeMap::new(),
+            ports: vec![crate::plan::OverridePort {
+                port: 1883,
+                protocol: "tcp".into(),
+                host: Some(11883),
+            }],
+            volumes: Vec::new(),
+        };
+        let merged = with_overrides(&web, Some(&ov));
+        assert_eq!(merged.ports.len(), 1);
+        assert_eq!(merged.ports[0].host, Some(11883));
+        let old = BTreeMap::from([("web".to_owned(), web)]);
+        let t = AppTemplate {
+            app: "mall".into(),
+            version: Version::new(1, 0, 1),
+            services: BTreeMap::from([("web".to_owned(), merged)]),
+            digest: String::new(),
+        };
+        let d = diff(&old, &t, &BTreeMap::new());
+        let said = format!("{d:?}");
+        assert!(
+            said.contains("port 1883 changed: not published → published on 11883"),
+            "{said}"
+        );
     }
 }

@@ -8,6 +8,10 @@ pub struct Port {
     pub port: u16,
     #[serde(default = "default_protocol")]
     pub protocol: String,
+    /// Published on the host at this port (Compose `ports`), for clients outside the
+    /// engine's network; without it the port is reached inside that network only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<u16>,
 }
 
 fn default_protocol() -> String {

@@ -127,12 +127,27 @@ fn kubernetes(group: &str, name: &str, spec: &ServiceSpec) -> Result<String, Pro
             "mountPath": v.path,
         })).collect::<Vec<_>>(),
     });
+    let mut container = container;
+    // Ready once it listens: the Service sends no client to a pod before.
+    if let Some(p) = spec
+        .ports
+        .iter()
+        .find(|p| k8s_protocol(&p.protocol) == "TCP")
+    {
+        container["readinessProbe"] = json!({
+            "tcpSocket": { "port": p.port },
+            "periodSeconds": 5,
+        });
+    }
     let mut docs = vec![json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": { "name": obj, "labels": labels },
         "spec": {
             "replicas": 1,
+            // A ReadWriteOnce claim is held by the old pod until it ends: the new one
+            // could not attach it during a rolling update, so the old pod goes first.
+            "strategy": { "type": if spec.volumes.is_empty() { "RollingUpdate" } else { "Recreate" } },
             "selector": { "matchLabels": selector },
             "template": {
                 "metadata": { "labels": labels },
@@ -185,17 +200,29 @@ fn kubernetes(group: &str, name: &str, spec: &ServiceSpec) -> Result<String, Pro
 fn compose(name: &str, spec: &ServiceSpec) -> Result<String, Problem> {
     // A named volume per mount: `<service>-data-<i>`.
     let volume = |i: usize| format!("{name}-data-{i}");
-    let mut service = json!({ "image": spec.image });
-    if !spec.ports.is_empty() {
-        // Ports other services of the project reach; publishing to the host is the
-        // operator's choice, not the template's.
+    // Restarted by the engine when it exits or the machine reboots, unless stopped by hand.
+    let mut service = json!({ "image": spec.image, "restart": "unless-stopped" });
+    let suffix = |p: &Port| match p.protocol.to_ascii_lowercase().as_str() {
+        "udp" => "/udp",
+        _ => "",
+    };
+    // Ports other services of the project reach; those with a `host` port are also
+    // published on the host, for clients outside the project's network.
+    let (published, inside): (Vec<&Port>, Vec<&Port>) =
+        spec.ports.iter().partition(|p| p.host.is_some());
+    if !inside.is_empty() {
         service["expose"] = json!(
-            spec.ports
+            inside
                 .iter()
-                .map(|p| match p.protocol.to_ascii_lowercase().as_str() {
-                    "udp" => format!("{}/udp", p.port),
-                    _ => p.port.to_string(),
-                })
+                .map(|p| format!("{}{}", p.port, suffix(p)))
+                .collect::<Vec<_>>()
+        );
+    }
+    if !published.is_empty() {
+        service["ports"] = json!(
+            published
+                .iter()
+                .map(|p| format!("{}:{}{}", p.host.unwrap_or(p.port), p.port, suffix(p)))
                 .collect::<Vec<_>>()
         );
     }

@@ -342,6 +342,9 @@ pub struct OverridePort {
     pub port: u16,
     #[serde(default = "tcp")]
     pub protocol: String,
+    /// Published on the host at this port (see [`crate::group::Port::host`]).
+    #[serde(default)]
+    pub host: Option<u16>,
 }
 
 fn tcp() -> String {

@@ -398,6 +398,11 @@ pub static OVERRIDE_PORT: &[Field] = &[
         "container port"
     ),
     field!("protocol", Ty::Str, default "tcp", "tcp, udp, http, https, …"),
+    field!(
+        "host",
+        Ty::Int { min: 1, max: 65535 },
+        "publish the port on the host at this port (Compose `ports`), for clients outside the engine's network"
+    ),
 ];
 
 pub static OVERRIDE_VOLUME: &[Field] = &[field!("path", Ty::Str, required, "mount path")];
@@ -671,7 +676,8 @@ pub fn market_schema() -> Value {
                                 "required": ["port"],
                                 "properties": {
                                     "port": { "type": "integer", "minimum": 0, "maximum": 65535 },
-                                    "protocol": { "type": "string", "description": "tcp (default), udp, http, https, …" }
+                                    "protocol": { "type": "string", "description": "tcp (default), udp, http, https, …" },
+                                    "host": { "type": "integer", "minimum": 1, "maximum": 65535, "description": "publish the port on the host at this port (Compose `ports`)" }
                                 }
                             }
                         },

@@ -122,6 +122,7 @@ fn overrides(n: Option<&Item>) -> BTreeMap<String, ServiceOverride> {
                     Some(OverridePort {
                         port: u16::try_from(int(get(p, "port"))?).ok()?,
                         protocol: s(get(p, "protocol")).unwrap_or("tcp").to_owned(),
+                        host: int(get(p, "host")).and_then(|h| u16::try_from(h).ok()),
                     })
                 })
                 .collect();
