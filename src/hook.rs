@@ -426,6 +426,23 @@ mod tests {
         assert!(termed.exists(), "the hook's child was not asked to end");
     }
 
+    /// A group runs while a live process is in it, and not once its last one has ended
+    /// and been reaped; other groups' processes do not count.
+    #[test]
+    fn a_group_runs_while_a_process_of_it_lives() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id();
+        assert!(group_runs(pgid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!group_runs(pgid), "a group with no process left still runs");
+    }
+
     /// The grace after SIGTERM lasts while anything of the hook's group runs, not only
     /// the hook itself: a hook's shell ends at once, its child's cleanup takes a while,
     /// and is not cut short by the SIGKILL meant for what ignores the request.
