@@ -1302,7 +1302,8 @@ fn hooks_run_in_the_plans_directory_wherever_the_run_was_started_or_resumed_from
         &plan,
         text.replace(
             "rollout:",
-            "hooks:\n  after: [\"./note.sh\", \"{name}\"]\n  timeout: 30s\nrollout:",
+            // A relative program is the plan's; a bare name is looked up in PATH.
+            "hooks:\n  before: [\"sh\", \"-c\", \"echo before $0 >> hooks.log\", \"{name}\"]\n  after: [\"./note.sh\", \"{name}\"]\n  timeout: 30s\nrollout:",
         ),
     )
     .unwrap();
@@ -1330,7 +1331,7 @@ fn hooks_run_in_the_plans_directory_wherever_the_run_was_started_or_resumed_from
         assert_eq!(code, Some(0), "{args:?}: {out}{err}");
     }
     let log = std::fs::read_to_string(fleet.join("hooks.log")).unwrap_or_default();
-    assert_eq!(log, "after n1\nafter n2\n");
+    assert_eq!(log, "before n1\nafter n1\nbefore n2\nafter n2\n");
     for d in [&started, &resumed] {
         assert!(
             std::fs::read_dir(d).unwrap().next().is_none(),
