@@ -657,6 +657,56 @@ impl Repository {
     pub fn path_of(&self, p: &PackageName) -> PathBuf {
         self.dir.join(&p.file)
     }
+
+    /// The files of `version` a lookup passed over, each with why, for the message that
+    /// says no package fits: a name read as another version (a runtime whose prefix is
+    /// not the product's is read as a pre-release: `0.11.3-py3.11.7`), or a name that
+    /// does not parse.
+    pub fn passed_over(&self, version: &Version) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in &self.packages {
+            let v = &p.version;
+            if v == version
+                || (v.major, v.minor, v.patch) != (version.major, version.minor, version.patch)
+            {
+                continue;
+            }
+            let pre = v.pre.as_str();
+            let letters: String = pre
+                .chars()
+                .take_while(|c| c.is_ascii_alphabetic())
+                .collect();
+            let why = if !letters.is_empty()
+                && pre[letters.len()..].starts_with(|c: char| c.is_ascii_digit())
+            {
+                format!(
+                    "read as version {v}: if `{pre}` is its runtime, the product's runtime prefix is `{letters}` (`runtime: {letters}` in the plan or node.toml, `--runtime {letters}` by hand)"
+                )
+            } else {
+                format!("version {v}, not {version}")
+            };
+            out.push(format!("`{}` {why}", p.file));
+        }
+        let needle = version.to_string();
+        for e in &self.unparsed {
+            if e.file.contains(&needle) {
+                out.push(format!("{} cannot be read ({e})", e.file));
+            }
+        }
+        out
+    }
+
+    /// How messages name edition `edition` of this repository's product: not at all
+    /// when the product has no editions (no package names one) and `edition` is the
+    /// default, so a product without editions is never told about "ce".
+    pub fn edition_words(&self, edition: &str) -> String {
+        if edition == DEFAULT_EDITION && self.packages.iter().all(|p| p.edition == DEFAULT_EDITION)
+        {
+            String::new()
+        } else {
+            format!("{edition} ")
+        }
+    }
 }
 
 /// SHA-256 of a file, in lowercase hex.
@@ -792,6 +842,61 @@ mod tests {
         assert_eq!(repo.packages.len(), 1);
         assert_eq!(repo.unparsed.len(), 1);
         assert_eq!(repo.path_of(&repo.packages[0]), dir.path().join(name));
+    }
+
+    /// What a lookup passed over is said file by file, with real names of products that
+    /// are not EMQX: a Python package whose runtime (`py3.11.7`) is read as a pre-release
+    /// under the default prefix, and a Go release whose `v2.10.7` is no SemVer version.
+    #[test]
+    fn the_files_a_lookup_passed_over_are_named_with_why() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in [
+            "amqtt-0.11.3-py3.11.7-debian12-amd64.zip",
+            "amqtt-0.11.2-py3.11.7-debian12-amd64.zip",
+            "amqtt-v0.11.3-debian12-amd64.zip",
+        ] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        let repo = Repository::scan(dir.path(), "amqtt", "otp").unwrap();
+        let v = Version::new(0, 11, 3);
+        assert!(matches!(
+            repo.find(&v, &Wanted::of(None, None, None)),
+            Lookup::Missing { .. }
+        ));
+        let seen = repo.passed_over(&v);
+        assert_eq!(seen.len(), 2, "{seen:?}");
+        assert_eq!(
+            seen[0],
+            "`amqtt-0.11.3-py3.11.7-debian12-amd64.zip` read as version 0.11.3-py3.11.7: if `py3.11.7` is its runtime, the product's runtime prefix is `py` (`runtime: py` in the plan or node.toml, `--runtime py` by hand)"
+        );
+        // A misnamed file of that version (0.11.2's is another version: not named).
+        assert!(
+            seen[1].starts_with("amqtt-v0.11.3-debian12-amd64.zip cannot be read (version: "),
+            "{seen:?}"
+        );
+        // With the product's own prefix, the package is found.
+        let repo = Repository::scan(dir.path(), "amqtt", "py").unwrap();
+        assert!(matches!(
+            repo.find(&v, &Wanted::of(None, None, None)),
+            Lookup::Found(_)
+        ));
+        // A product without editions is never told about "ce"; EMQX's repositories are.
+        assert_eq!(repo.edition_words(DEFAULT_EDITION), "");
+        let emqx = super::tests::repo(&[
+            "emqx-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip",
+            "emqx-ee-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip",
+        ]);
+        assert_eq!(emqx.edition_words("ce"), "ce ");
+        // A Go release's `v`-prefixed version does not parse, and says so.
+        let nats = tempfile::tempdir().unwrap();
+        std::fs::write(nats.path().join("nats-server-v2.10.7-linux-amd64.zip"), b"").unwrap();
+        let repo = Repository::scan(nats.path(), "nats-server", "go").unwrap();
+        let seen = repo.passed_over(&Version::new(2, 10, 7));
+        assert_eq!(seen.len(), 1, "{seen:?}");
+        assert!(
+            seen[0].starts_with("nats-server-v2.10.7-linux-amd64.zip cannot be read (version: "),
+            "{seen:?}"
+        );
     }
 
     fn repo(files: &[&str]) -> Repository {

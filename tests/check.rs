@@ -462,3 +462,61 @@ fn check_never_contacts_a_remote_host_plan_does() {
         "plan never tried the hosts; this test sees nothing"
     );
 }
+
+/// When no package fits, `check` names each file of that version it passed over and
+/// why, and a product without editions is not told about "ce": a Python product whose
+/// runtime (`py3.11.7`) the default prefix reads as a pre-release.
+#[test]
+fn a_package_passed_over_is_named_with_why_and_the_runtime_prefix_finds_it() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("releases");
+    std::fs::create_dir_all(&repo).unwrap();
+    for v in ["0.11.2", "0.11.3"] {
+        let z = repo.join(format!("amqtt-{v}-py3.11.7-debian12-amd64.zip"));
+        let mut w = zip::ZipWriter::new(std::fs::File::create(&z).unwrap());
+        w.start_file("VERSION", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.finish().unwrap();
+    }
+    let plan = t.path().join("plan.yaml");
+    let write = |runtime: &str| {
+        std::fs::write(
+            &plan,
+            format!(
+                "plan: 1\nname: mqtt\nproduct: amqtt\n{runtime}repository: ./releases\nto: 0.11.3\n\
+                 nodes:\n  - {{ name: b1, root: ./b1, platform: debian12-amd64 }}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("");
+    let out = Command::cargo_bin("fleetup")
+        .unwrap()
+        .args(["check", "--format", "json"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        flat.contains("has no package of amqtt 0.11.3; passed over: `amqtt-0.11.3-py3.11.7-debian12-amd64.zip` read as version 0.11.3-py3.11.7: if `py3.11.7` is its runtime, the product's runtime prefix is `py` (`runtime: py` in the plan or node.toml, `--runtime py` by hand)"),
+        "{text}"
+    );
+    assert!(!flat.contains(" ce "), "{text}");
+    // With the product's own prefix the package is found.
+    write("runtime: py\n");
+    let out = Command::cargo_bin("fleetup")
+        .unwrap()
+        .args(["check"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -266,19 +266,20 @@ pub fn locate_package(
     let mut unreadable = Vec::new();
     let mut package = None;
     let mut other_editions = Vec::new();
+    // "ce " for EMQX's repositories; nothing for a product without editions.
+    let mut edition_words = String::new();
     for dir in dirs {
         let repo = match Repository::scan(dir, product, runtime) {
             Ok(r) => r,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(io(dir, e)),
         };
-        let vs = v.to_string();
-        unreadable.extend(
-            repo.unparsed
-                .iter()
-                .filter(|e| e.file.contains(&vs))
-                .map(|e| format!("{} cannot be read ({e})", e.file)),
-        );
+        // Each file of `v` passed over, and why (a misnamed one, a runtime read as a
+        // pre-release).
+        unreadable.extend(repo.passed_over(v));
+        if edition_words.is_empty() {
+            edition_words = repo.edition_words(edition);
+        }
         match repo.find(v, want) {
             Lookup::Found(p) => {
                 package = Some((dir.clone(), p.clone()));
@@ -348,10 +349,11 @@ pub fn locate_package(
             .map(|d| d.display().to_string())
             .collect::<Vec<_>>()
             .join(" or ");
-        let mut msg =
-            format!("Release {v} not found: no {edition} package of {product} {v} in {where_}");
+        let mut msg = format!(
+            "Release {v} not found: no {edition_words}package of {product} {v} in {where_}"
+        );
         if !unreadable.is_empty() {
-            msg.push_str(&format!("; {}", unreadable.join("; ")));
+            msg.push_str(&format!("; passed over: {}", unreadable.join("; ")));
         }
         return Err(Problem::new(Code::PackageMissing, msg).help(
             "put the package into releases/ or name a repository with --repo; names are <product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip (or .tar.gz)",

@@ -461,19 +461,31 @@ fn check_node(
                 None,
             );
         }
-        Lookup::Missing { .. } => col.add(
-            name,
-            Code::PackageMissing,
-            format!(
-                "the repository {} has no {edition} package of {} {}",
-                repo.dir.display(),
-                plan.product,
-                to.value
-            ),
-            Some(to.span),
-            Some("no package".into()),
-            None,
-        ),
+        Lookup::Missing { .. } => {
+            // Each file of that version it passed over, and why.
+            let seen = repo.passed_over(&to.value);
+            col.add(
+                name,
+                Code::PackageMissing,
+                format!(
+                    "the repository {} has no {}package of {} {}{}",
+                    repo.dir.display(),
+                    repo.edition_words(edition),
+                    plan.product,
+                    to.value,
+                    if seen.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; passed over: {}", seen.join("; "))
+                    }
+                ),
+                Some(to.span),
+                Some("no package".into()),
+                (!seen.is_empty()).then(|| {
+                    "names are <product>[-<edition>]-<version>[-<runtime>]-<os>-<arch>.zip (or .tar.gz); the plan's `runtime` is the prefix of the runtime part (default: otp)".into()
+                }),
+            )
+        }
         Lookup::Ambiguous(ps) => col.add(
             name,
             Code::PackageAmbiguous,
