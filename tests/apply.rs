@@ -906,12 +906,13 @@ fn plan_previews_a_local_fleet_and_changes_nothing() {
     assert_eq!(code, Some(0), "{out}{err}");
     let wave1 = out.find("Wave 1").expect(&out);
     let wave2 = out.find("Wave 2").expect(&out);
-    let n1 = out.find("n1").unwrap();
-    let n2 = out.find("n2").unwrap();
+    // A node's row, not the plan's path (a temporary directory's name may hold `n1`).
+    let n1 = out.find("\n  n1 ").expect(&out);
+    let n2 = out.find("\n  n2 ").expect(&out);
     assert!(wave1 < n1 && n1 < wave2 && wave2 < n2, "{out}");
     assert!(out.contains("4.4.15 → 4.4.16"), "{out}");
     // n3 is already where the plan wants it.
-    let n3 = &out[out.rfind("n3").unwrap()..];
+    let n3 = &out[out.find("\n  n3 ").expect(&out) + 1..];
     assert!(
         n3.lines()
             .next()
