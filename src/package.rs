@@ -39,6 +39,35 @@ impl VersionPolicy {
     }
 }
 
+/// How alike the runtimes of two releases must be for one to replace the other: the
+/// same major (Erlang/OTP's rule, the default), the same major and minor (a Python's
+/// compiled modules load only on the minor they were built for), or the very same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum RuntimeRule {
+    #[default]
+    Major,
+    Minor,
+    Exact,
+}
+
+impl RuntimeRule {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "major" => Some(Self::Major),
+            "minor" => Some(Self::Minor),
+            "exact" => Some(Self::Exact),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Major => "major",
+            Self::Minor => "minor",
+            Self::Exact => "exact",
+        }
+    }
+}
+
 pub const DEFAULT_EDITION: &str = "ce";
 
 /// Editions EMQX has published besides ce: `emqx-ee-…` (4.x), `emqx-edge-…`,
@@ -51,6 +80,18 @@ pub struct Runtime {
     pub full: String,
     /// The digits right after the prefix, e.g. 24; `None` when there are none.
     pub major: Option<u64>,
+}
+
+impl Runtime {
+    /// The digits after the major and a dot (`py3.11.7`: 11), when there are.
+    pub fn minor(&self) -> Option<u64> {
+        let digits = |s: &str| -> String { s.chars().take_while(|c| c.is_ascii_digit()).collect() };
+        let at = self.full.find(|c: char| c.is_ascii_digit())?;
+        let rest = &self.full[at..];
+        let major = digits(rest);
+        let after = rest[major.len()..].strip_prefix('.')?;
+        digits(after).parse().ok()
+    }
 }
 
 /// What a release is built for: the OS and CPU architecture tokens of its package name
@@ -422,6 +463,7 @@ pub fn check_upgrade(
     from: &PackageName,
     to: &PackageName,
     policy: VersionPolicy,
+    rule: RuntimeRule,
 ) -> Vec<Violation> {
     let mut out = check_versions(&from.version, &to.version, policy);
     let (fv, tv) = (&from.version, &to.version);
@@ -451,24 +493,47 @@ pub fn check_upgrade(
     };
     let runtime_ok = match (&from.runtime, &to.runtime) {
         (None, None) => true,
-        (Some(a), Some(b)) => match (a.major, b.major) {
-            (Some(x), Some(y)) => x == y,
+        (Some(a), Some(b)) => match (rule, a.major, b.major) {
+            (RuntimeRule::Exact, _, _) => a.full == b.full,
+            (RuntimeRule::Minor, Some(x), Some(y)) => x == y && a.minor() == b.minor(),
+            (RuntimeRule::Major, Some(x), Some(y)) => x == y,
             _ => a.full == b.full,
         },
         _ => false,
     };
     if !runtime_ok {
-        let majors = match (
+        let (fm, tm) = (
             from.runtime.as_ref().and_then(|r| r.major),
             to.runtime.as_ref().and_then(|r| r.major),
-        ) {
-            (Some(a), Some(b)) => format!(" (runtime major {a} → {b})"),
-            _ => String::new(),
+        );
+        let fmin = from.runtime.as_ref().and_then(Runtime::minor);
+        let tmin = to.runtime.as_ref().and_then(Runtime::minor);
+        let (what, why) = match (rule, fm, tm) {
+            (RuntimeRule::Major, Some(a), Some(b)) => (
+                format!(" (runtime major {a} → {b})"),
+                "hot upgrade needs the same runtime major version",
+            ),
+            (RuntimeRule::Minor, Some(a), Some(b)) => (
+                format!(
+                    " (runtime {a}.{} → {b}.{})",
+                    fmin.map_or("?".into(), |m| m.to_string()),
+                    tmin.map_or("?".into(), |m| m.to_string())
+                ),
+                "the product's `runtime_compat: minor` needs the same runtime major and minor version",
+            ),
+            (RuntimeRule::Exact, _, _) => (
+                String::new(),
+                "the product's `runtime_compat: exact` needs the very same runtime",
+            ),
+            _ => (
+                String::new(),
+                "hot upgrade needs the same runtime major version",
+            ),
         };
         out.push(Violation {
             code: Code::RuleRuntime,
             message: format!(
-                "{fv} on {} → {tv} on {} changes the runtime{majors}: hot upgrade needs the same runtime major version",
+                "{fv} on {} → {tv} on {} changes the runtime{what}: {why}",
                 rt(&from.runtime),
                 rt(&to.runtime)
             ),
@@ -782,10 +847,10 @@ mod tests {
         let from = p("emqx-4.4.0-otp24.3.4.2-1-ubuntu20.04-amd64.zip");
         // Same major, another minor: allowed.
         let same = p("emqx-4.4.1-otp24.1-ubuntu20.04-amd64.zip");
-        assert!(check_upgrade(&from, &same, VersionPolicy::Patch).is_empty());
+        assert!(check_upgrade(&from, &same, VersionPolicy::Patch, RuntimeRule::Major).is_empty());
         // Another major: refused, both majors named.
         let other = p("emqx-4.4.1-otp25.1-ubuntu20.04-amd64.zip");
-        let v = check_upgrade(&from, &other, VersionPolicy::Patch);
+        let v = check_upgrade(&from, &other, VersionPolicy::Patch, RuntimeRule::Major);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].code, Code::RuleRuntime);
         assert!(
@@ -795,10 +860,49 @@ mod tests {
         );
         // No runtime on one side: refused, without majors to name.
         let none = p("emqx-4.4.1-ubuntu20.04-amd64.zip");
-        let v = check_upgrade(&from, &none, VersionPolicy::Patch);
+        let v = check_upgrade(&from, &none, VersionPolicy::Patch, RuntimeRule::Major);
         assert_eq!(v[0].code, Code::RuleRuntime);
         assert!(v[0].message.contains("no runtime"), "{}", v[0].message);
         assert!(!v[0].message.contains("(runtime major"), "{}", v[0].message);
+    }
+
+    /// `runtime_compat`: the same major (OTP's rule, the default), the same major and
+    /// minor (a Python's compiled modules), or the very same runtime.
+    #[test]
+    fn the_runtime_rule_asks_for_the_major_the_minor_or_the_very_runtime() {
+        let py = |file: &str| PackageName::parse(file, "amqtt", "py").unwrap();
+        let from = py("amqtt-0.11.2-py3.11.7-debian12-amd64.zip");
+        let next_minor = py("amqtt-0.11.3-py3.12.1-debian12-amd64.zip");
+        let same_minor = py("amqtt-0.11.3-py3.11.9-debian12-amd64.zip");
+        let codes = |v: Vec<Violation>| v.into_iter().map(|v| v.code).collect::<Vec<_>>();
+        assert_eq!(from.runtime.as_ref().unwrap().minor(), Some(11));
+        assert!(
+            check_upgrade(&from, &next_minor, VersionPolicy::Patch, RuntimeRule::Major).is_empty()
+        );
+        let v = check_upgrade(&from, &next_minor, VersionPolicy::Patch, RuntimeRule::Minor);
+        assert_eq!(codes(v.clone()), vec![Code::RuleRuntime]);
+        assert!(
+            v[0].message
+                .contains("(runtime 3.11 → 3.12): the product's `runtime_compat: minor`"),
+            "{}",
+            v[0].message
+        );
+        assert!(
+            check_upgrade(&from, &same_minor, VersionPolicy::Patch, RuntimeRule::Minor).is_empty()
+        );
+        assert_eq!(
+            codes(check_upgrade(
+                &from,
+                &same_minor,
+                VersionPolicy::Patch,
+                RuntimeRule::Exact
+            )),
+            vec![Code::RuleRuntime]
+        );
+        assert!(check_upgrade(&from, &from, VersionPolicy::Patch, RuntimeRule::Exact).is_empty());
+        // OTP's full runtime names: the minor is the digits after the major's dot.
+        let otp = p("emqx-4.4.1-otp24.3.4.2-1-ubuntu20.04-amd64.zip");
+        assert_eq!(otp.runtime.unwrap().minor(), Some(3));
     }
 
     #[test]
@@ -812,8 +916,21 @@ mod tests {
             p
         };
         let from = with("otp-custom");
-        assert!(check_upgrade(&from, &with("otp-custom"), VersionPolicy::Patch).is_empty());
-        let v = check_upgrade(&from, &with("otp-other"), VersionPolicy::Patch);
+        assert!(
+            check_upgrade(
+                &from,
+                &with("otp-custom"),
+                VersionPolicy::Patch,
+                RuntimeRule::Major
+            )
+            .is_empty()
+        );
+        let v = check_upgrade(
+            &from,
+            &with("otp-other"),
+            VersionPolicy::Patch,
+            RuntimeRule::Major,
+        );
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].code, Code::RuleRuntime);
     }
@@ -1280,10 +1397,11 @@ mod tests {
     fn a_flavour_must_match_like_an_edition() {
         let plain = p("emqx-5.1.0-ubuntu22.04-amd64.tar.gz");
         let elixir = p("emqx-5.1.1-elixir-ubuntu22.04-amd64.tar.gz");
-        let codes: Vec<Code> = check_upgrade(&plain, &elixir, VersionPolicy::Patch)
-            .iter()
-            .map(|x| x.code)
-            .collect();
+        let codes: Vec<Code> =
+            check_upgrade(&plain, &elixir, VersionPolicy::Patch, RuntimeRule::Major)
+                .iter()
+                .map(|x| x.code)
+                .collect();
         assert_eq!(codes, vec![Code::RuleFlavour]);
         let repo = Repository {
             dir: PathBuf::from("r"),
@@ -1451,19 +1569,24 @@ mod tests {
     fn patch_rule_and_its_wording() {
         let from = p("emqx-4.3.9-otp24.1-ubuntu20.04-amd64.zip");
         let to = p("emqx-4.4.16-otp24.3.4.2-1-ubuntu20.04-amd64.zip");
-        let v = check_upgrade(&from, &to, VersionPolicy::Patch);
+        let v = check_upgrade(&from, &to, VersionPolicy::Patch, RuntimeRule::Major);
         assert_eq!(v.len(), 1);
         assert_eq!(
             v[0].message,
             "4.3.9 → 4.4.16 is not a patch upgrade: hot upgrade is allowed only between patch versions of 4.3.x"
         );
-        assert!(check_upgrade(&from, &to, VersionPolicy::Minor).is_empty());
+        assert!(check_upgrade(&from, &to, VersionPolicy::Minor, RuntimeRule::Major).is_empty());
         let five = p("emqx-5.0.0-otp24.1-ubuntu20.04-amd64.zip");
         assert_eq!(
-            codes(check_upgrade(&from, &five, VersionPolicy::Minor)),
+            codes(check_upgrade(
+                &from,
+                &five,
+                VersionPolicy::Minor,
+                RuntimeRule::Major
+            )),
             vec![Code::RuleVersion]
         );
-        assert!(check_upgrade(&from, &five, VersionPolicy::Major).is_empty());
+        assert!(check_upgrade(&from, &five, VersionPolicy::Major, RuntimeRule::Major).is_empty());
     }
 
     #[test]
@@ -1513,7 +1636,7 @@ mod tests {
             ),
         ];
         for (file, code, sides) in cases {
-            let out = check_upgrade(&from, &p(file), VersionPolicy::Patch);
+            let out = check_upgrade(&from, &p(file), VersionPolicy::Patch, RuntimeRule::Major);
             assert_eq!(codes(out.clone()), vec![code], "{file}");
             for s in sides {
                 assert!(out[0].message.contains(s), "{}: {s}", out[0].message);
@@ -1521,11 +1644,16 @@ mod tests {
         }
         // Same runtime major, other minor: fine. Aliased architectures: fine.
         let ok = p("emqx-4.4.1-otp23.4.1-ubuntu20.04-x86_64.zip");
-        assert!(check_upgrade(&from, &ok, VersionPolicy::Patch).is_empty());
+        assert!(check_upgrade(&from, &ok, VersionPolicy::Patch, RuntimeRule::Major).is_empty());
         // Everything at once: each rule reported.
         let all = p("emqx-ee-5.0.0-otp25-el8-arm64.zip");
         assert_eq!(
-            codes(check_upgrade(&from, &all, VersionPolicy::Patch)),
+            codes(check_upgrade(
+                &from,
+                &all,
+                VersionPolicy::Patch,
+                RuntimeRule::Major
+            )),
             vec![
                 Code::RuleVersion,
                 Code::RuleEdition,

@@ -520,3 +520,86 @@ fn a_package_passed_over_is_named_with_why_and_the_runtime_prefix_finds_it() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `runtime_compat: minor` (in a plan or a node.toml) refuses a Python product moving
+/// from py3.11 to py3.12, which the default rule (the same major) lets through.
+#[test]
+fn runtime_compat_minor_refuses_another_python_minor() {
+    let t = tempfile::tempdir().unwrap();
+    let repo = t.path().join("releases");
+    std::fs::create_dir_all(&repo).unwrap();
+    for name in [
+        "amqtt-0.11.2-py3.11.7-debian12-amd64.zip",
+        "amqtt-0.11.3-py3.12.1-debian12-amd64.zip",
+    ] {
+        let mut w = zip::ZipWriter::new(std::fs::File::create(repo.join(name)).unwrap());
+        w.start_file("VERSION", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        w.finish().unwrap();
+    }
+    let node = |args: &[&str]| {
+        Command::cargo_bin("fleetup")
+            .unwrap()
+            .current_dir(t.path())
+            .args(["node"])
+            .args(args)
+            .args(["--root", "b1", "--repo", "releases"])
+            .output()
+            .unwrap()
+    };
+    let out = node(&["upgrade", "0.11.2", "--product", "amqtt", "--runtime", "py"]);
+    assert!(out.status.success(), "{out:?}");
+    let plan = t.path().join("plan.yaml");
+    let check = |compat: &str| {
+        std::fs::write(
+            &plan,
+            format!(
+                "plan: 1\nname: mqtt\nproduct: amqtt\nruntime: py\n{compat}repository: ./releases\nto: 0.11.3\n\
+                 nodes:\n  - {{ name: b1, root: ./b1 }}\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::cargo_bin("fleetup")
+            .unwrap()
+            .args(["check"])
+            .arg(&plan)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            // The message as one line: the terminal renderer's wrapping taken out.
+            String::from_utf8_lossy(&out.stderr)
+                .split_whitespace()
+                .filter(|w| *w != "│")
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    };
+    let (code, err) = check("");
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = check("runtime_compat: minor\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("changes the runtime (runtime 3.11 → 3.12): the product's `runtime_compat: minor` needs the same runtime major and minor version"),
+        "{err}"
+    );
+    // By hand, from the node's node.toml.
+    std::fs::write(
+        t.path().join("b1/node.toml"),
+        "product = \"amqtt\"\nruntime = \"py\"\nruntime_compat = \"minor\"\n",
+    )
+    .unwrap();
+    let out = node(&["upgrade", "0.11.3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("runtime_compat: minor"), "{err}");
+    std::fs::write(
+        t.path().join("b1/node.toml"),
+        "product = \"amqtt\"\nruntime = \"py\"\nruntime_compat = \"patch\"\n",
+    )
+    .unwrap();
+    let out = node(&["upgrade", "0.11.3"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is not major, minor or exact"), "{err}");
+}

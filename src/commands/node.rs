@@ -94,6 +94,7 @@ fn with_ctx<T>(
             product: c.product,
             runtime: c.runtime,
             edition: c.edition,
+            runtime_compat: c.runtime_compat,
         },
         None => store.remote_config().cloned().unwrap_or_default(),
     };
@@ -104,6 +105,15 @@ fn with_ctx<T>(
         .or(config.runtime)
         .unwrap_or_else(|| "otp".into());
     ctx.edition = opts.edition.clone().or(config.edition);
+    if let Some(r) = &config.runtime_compat {
+        ctx.runtime_rule = crate::package::RuntimeRule::parse(r).ok_or_else(|| {
+            Problem::new(
+                Code::NodeConfig,
+                format!("node.toml: `runtime_compat = \"{r}\"` is not major, minor or exact"),
+            )
+            .help("how alike two releases' runtimes must be: major (default), minor or exact")
+        })?;
+    }
     ctx.repo = repo;
     ctx.policy = policy;
     ctx.platform = platform;

@@ -21,6 +21,8 @@ pub struct Plan {
     pub name: String,
     pub product: String,
     pub runtime: String,
+    /// How alike the runtimes of two releases must be (`runtime_compat`).
+    pub runtime_compat: crate::package::RuntimeRule,
     /// The directory packages are taken from: the plan's, or a mirror's cache.
     pub repository: Option<At<PathBuf>>,
     /// `repository: http://…/`: the mirror whose SHA256SUMS lists the packages.

@@ -559,6 +559,12 @@ pub static PLAN: &[Field] = &[
     ),
     field!("runtime", Ty::Str, default "otp", "runtime prefix in package names"),
     field!(
+        "runtime_compat",
+        Ty::Enum(&["major", "minor", "exact"]),
+        default "major",
+        "how alike two releases' runtimes must be: the same major (Erlang/OTP), the same major and minor (Python's compiled modules), or the very same"
+    ),
+    field!(
         "repository",
         Ty::Path,
         "directory holding release packages, or an http:// or https:// mirror whose SHA256SUMS lists them (required with nodes)"

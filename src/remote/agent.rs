@@ -37,6 +37,10 @@ pub struct WireCtx {
     pub repo: Option<String>,
     pub sha256: Option<String>,
     pub policy: String,
+    /// How alike two releases' runtimes must be (`major` when an older controller
+    /// sends none).
+    #[serde(default)]
+    pub runtime_rule: Option<String>,
     /// The activate hook as written, filled on the host.
     pub activate: Option<Vec<String>>,
     pub activate_timeout_ms: u64,
@@ -73,6 +77,7 @@ impl WireCtx {
             repo,
             sha256: ctx.sha256.clone(),
             policy: ctx.policy.as_str().to_owned(),
+            runtime_rule: Some(ctx.runtime_rule.as_str().to_owned()),
             activate: ctx
                 .activation
                 .command
@@ -218,6 +223,8 @@ pub struct WireConfig {
     pub product: Option<String>,
     pub runtime: Option<String>,
     pub edition: Option<String>,
+    #[serde(default)]
+    pub runtime_compat: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -681,6 +688,7 @@ fn open(
             product: config.product,
             runtime: config.runtime,
             edition: config.edition,
+            runtime_compat: config.runtime_compat,
         },
         platform: crate::package::this_platform().map(|p| p.to_string()),
     };
@@ -745,6 +753,11 @@ fn local_ctx<'a>(
     ctx.sha256 = w.sha256;
     ctx.policy = VersionPolicy::parse(&w.policy)
         .ok_or_else(|| bad(format!("unknown version policy `{}`", w.policy)))?;
+    ctx.runtime_rule = match &w.runtime_rule {
+        None => crate::package::RuntimeRule::Major,
+        Some(r) => crate::package::RuntimeRule::parse(r)
+            .ok_or_else(|| bad(format!("unknown runtime rule `{r}`")))?,
+    };
     ctx.activation = activation;
     ctx.env = w.env;
     ctx.lock_wait = Duration::from_millis(w.lock_wait_ms);

@@ -46,6 +46,8 @@ pub struct Ctx<'a> {
     /// Expected SHA-256 of the package, when the caller pins one.
     pub sha256: Option<String>,
     pub policy: VersionPolicy,
+    /// How alike two releases' runtimes must be (the product's `runtime_compat`).
+    pub runtime_rule: package::RuntimeRule,
     /// The node's platform when its store cannot tell (a node with no release yet): the
     /// plan's `platform:` or `--platform`.
     pub platform: Option<Platform>,
@@ -79,6 +81,7 @@ impl<'a> Ctx<'a> {
             repo: None,
             sha256: None,
             policy: VersionPolicy::Patch,
+            runtime_rule: package::RuntimeRule::Major,
             platform: None,
             host_platform: None,
             activation: Activation::default(),
@@ -112,6 +115,8 @@ pub const WARNING: &str = "Warning: ";
 pub struct NodeConfig {
     pub product: Option<String>,
     pub runtime: Option<String>,
+    /// How alike two releases' runtimes must be: `major` (default), `minor`, `exact`.
+    pub runtime_compat: Option<String>,
     pub edition: Option<String>,
     pub activate: Option<ActivateConfig>,
     /// `[trust] minisign = [KEY…]`: keys packages must be signed by.
@@ -940,7 +945,7 @@ impl Store {
         };
         let v = &target.version;
         let a = self.package_of(st, &from.version, ctx)?;
-        let violations = package::check_upgrade(&a, target, ctx.policy);
+        let violations = package::check_upgrade(&a, target, ctx.policy, ctx.runtime_rule);
         match violations.first() {
             None => Ok(()),
             Some(first) => {

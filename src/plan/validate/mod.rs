@@ -450,6 +450,9 @@ impl Validator {
             name,
             product,
             runtime,
+            runtime_compat: s(get(root, "runtime_compat"))
+                .and_then(crate::package::RuntimeRule::parse)
+                .unwrap_or_default(),
             repository,
             mirror,
             via_controller: s(get(root, "repository_via")) == Some("controller"),

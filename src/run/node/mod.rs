@@ -77,6 +77,7 @@ impl<'p> NodeUnit<'p> {
             repo: plan.repository.as_ref().map(|r| r.value.clone()),
             sha256: self.node.sha256.as_ref().map(|s| s.value.clone()),
             policy: plan.policy,
+            runtime_rule: plan.runtime_compat,
             platform: self.node.platform.as_ref().map(|p| p.value.clone()),
             host_platform: None,
             activation: Activation {

@@ -554,7 +554,7 @@ fn check_node(
             }
         }
         if let Some(from) = &running_pkg {
-            for v in package::check_upgrade(from, pkg, plan.policy) {
+            for v in package::check_upgrade(from, pkg, plan.policy, plan.runtime_compat) {
                 col.add(
                     name,
                     v.code,
