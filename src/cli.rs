@@ -221,6 +221,9 @@ pub enum Command {
         /// Overwrite FILE if it exists.
         #[arg(long)]
         force: bool,
+        /// A template for a product fleetup knows (emqx); without it, a neutral one.
+        #[arg(long, value_enum)]
+        example: Option<Example>,
     },
     /// Operate one node's release store by hand, the way `emqx` does.
     #[command(subcommand)]
@@ -389,6 +392,13 @@ pub enum NodeCommand {
 pub enum OutputFormat {
     Human,
     Json,
+}
+
+/// The products `init --example` writes a template for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Example {
+    /// EMQX: Erlang/OTP runtimes, ce and ee editions, `emqx ctl`.
+    Emqx,
 }
 
 /// How `status` shows the fleet.

@@ -116,7 +116,11 @@ pub fn run(cli: cli::Cli) -> diagnostics::Exit {
         } => commands::status::run(&plan, only.as_deref(), state.as_deref(), drift, format),
         Command::Schema { market, markdown } => commands::schema(market, markdown),
         Command::Bundle { plan, out } => commands::bundle::run(&plan, &out),
-        Command::Init { file, force } => commands::init(file.as_deref(), force),
+        Command::Init {
+            file,
+            force,
+            example,
+        } => commands::init(file.as_deref(), force, example == Some(cli::Example::Emqx)),
         Command::Node(cmd) => commands::node::run(cmd),
         Command::Group(cmd) => commands::group::run(cmd),
         Command::Completions { shell } => commands::completions(shell),

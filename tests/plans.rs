@@ -81,19 +81,47 @@ fn every_plan_exists_in_both_formats_and_they_agree() {
 
 #[test]
 fn init_templates_agree_show_every_key_and_validate() {
+    // The neutral template (the default) and EMQX's (`--example emqx`).
+    for example in [&[][..], &["--example", "emqx"][..]] {
+        init_template_agrees_shows_every_key_and_validates(example);
+    }
+}
+
+fn init_template_agrees_shows_every_key_and_validates(example: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     for ext in ["yaml", "toml"] {
         let f = dir.path().join(format!("plan.{ext}"));
-        fleetup().args(["init"]).arg(&f).assert().success();
+        fleetup()
+            .args(["init"])
+            .args(example)
+            .arg(&f)
+            .assert()
+            .success();
+        if example.is_empty() {
+            // Neutral: no word of EMQX's.
+            let text = std::fs::read_to_string(&f).unwrap();
+            for word in ["emqx", "EMQX", "otp2", "\"ce\"", " ce ", "18083"] {
+                assert!(
+                    !text.contains(word),
+                    "the neutral template says `{word}`:\n{text}"
+                );
+            }
+        }
         // Refuses to overwrite, leaving the file as it was; --force overwrites.
         let text = std::fs::read_to_string(&f).unwrap();
         std::fs::write(&f, "# edited by hand\n").unwrap();
-        let again = fleetup().args(["init"]).arg(&f).output().unwrap();
+        let again = fleetup()
+            .args(["init"])
+            .args(example)
+            .arg(&f)
+            .output()
+            .unwrap();
         assert_eq!(again.status.code(), Some(1));
         assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "# edited by hand\n");
         fleetup()
             .args(["init", "--force"])
+            .args(example)
             .arg(&f)
             .assert()
             .success();

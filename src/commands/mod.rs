@@ -66,14 +66,64 @@ pub fn schema(market: bool, markdown: bool) -> Result<Exit, Failure> {
 pub const INIT_YAML: &str = include_str!("../plan/init.yaml");
 pub const INIT_TOML: &str = include_str!("../plan/init.toml");
 
-pub fn init(file: Option<&Path>, force: bool) -> Result<Exit, Failure> {
+/// The EMQX template made neutral, word for word: the same keys and comments, with a
+/// product of no one's (`myapp`), no Erlang runtime and no "ce" edition. Derived from the
+/// EMQX template so that the two can never show different keys.
+fn neutral(emqx: &str) -> String {
+    let mut text = emqx.to_owned();
+    for (from, to) in [
+        ("emqx-4.4.16-rollout", "myapp-2.4.11-rollout"),
+        ("emqx_errors_total", "myapp_errors_total"),
+        ("/usr/lib/emqx", "/opt/myapp"),
+        ("/srv/emqx-", "/srv/app-"),
+        ("emqx-*", "app-*"),
+        ("emqx-1", "app-1"),
+        ("emqx-2", "app-2"),
+        ("\"emqx\"", "\"myapp\""),
+        ("product: emqx ", "product: myapp"),
+        ("4.4.16", "2.4.11"),
+        ("4.4.15", "2.4.10"),
+        ("18083", "8080"),
+        ("ubuntu20.04-amd64", "debian12-amd64"),
+        // The runtime and edition keys stay, commented, with words for any product.
+        (
+            "runtime: otp                   # runtime prefix in package names (default: otp)",
+            "# runtime: py                  # prefix of the runtime part of package names, if they carry one (default: otp)",
+        ),
+        (
+            "runtime = \"otp\"                 # runtime prefix in package names (default: otp)",
+            "# runtime = \"py\"                # prefix of the runtime part of package names, if they carry one (default: otp)",
+        ),
+        (
+            "# edition: ce                  # wanted edition (default: each node's own; ce when unknown)",
+            "# edition: pro                 # wanted edition, for products whose package names carry one",
+        ),
+        (
+            "# edition = \"ce\"                # wanted edition (default: each node's own; ce when unknown)",
+            "# edition = \"pro\"               # wanted edition, for products whose package names carry one",
+        ),
+    ] {
+        text = text.replace(from, to);
+    }
+    text
+}
+
+/// The template `init` writes: neutral, or (`emqx`) EMQX's.
+pub fn init_template(format: crate::plan::Format, emqx: bool) -> String {
+    let text = match format {
+        crate::plan::Format::Yaml => INIT_YAML,
+        crate::plan::Format::Toml => INIT_TOML,
+    };
+    if emqx { text.to_owned() } else { neutral(text) }
+}
+
+pub fn init(file: Option<&Path>, force: bool, emqx: bool) -> Result<Exit, Failure> {
     let Some(path) = file else {
-        print!("{INIT_YAML}");
+        print!("{}", init_template(crate::plan::Format::Yaml, emqx));
         return Ok(Exit::Ok);
     };
     let text = match crate::plan::Format::from_path(path) {
-        Some(crate::plan::Format::Yaml) => INIT_YAML,
-        Some(crate::plan::Format::Toml) => INIT_TOML,
+        Some(f) => init_template(f, emqx),
         None => {
             return Err(Problem::new(
                 Code::PlanFormat,
