@@ -603,3 +603,30 @@ fn runtime_compat_minor_refuses_another_python_minor() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("is not major, minor or exact"), "{err}");
 }
+
+/// A volume size an override gives must be a Kubernetes quantity, refused at its line.
+#[test]
+fn a_volume_size_that_is_no_quantity_is_refused_at_its_line() {
+    let t = tempfile::tempdir().unwrap();
+    let plan = t.path().join("plan.yaml");
+    std::fs::write(
+        &plan,
+        "plan: 1\nname: g\ngroups:\n  - name: shop\n    root: ./shop\n    market: ./market\n\
+         \x20   apps: [{ app: mall, to: 1.0.1 }]\n    overrides:\n      web:\n\
+         \x20       volumes: [{ path: /data, size: 10 GB }]\n",
+    )
+    .unwrap();
+    let out = Command::cargo_bin("fleetup")
+        .unwrap()
+        .args(["check", "--offline"])
+        .arg(&plan)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`10 GB` is not a size Kubernetes reads"),
+        "{err}"
+    );
+    assert!(err.contains("plan.yaml:10:"), "not at its line: {err}");
+}

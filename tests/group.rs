@@ -863,7 +863,8 @@ fn rendered_group(dir: &Path, render: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(
         root.join("group-hooks.toml"),
-        format!("render = \"{render}\"\n[deploy]\ncommand = [\"cp\", \"{{spec}}\", \"{{root}}/applied-{{service}}.yaml\"]\n"),
+        format!("render = \"{render}\"\n[deploy]\ncommand = [\"cp\", \"{{spec}}\", \"{{root}}/applied-{{service}}.yaml\"]\n\
+                 [overrides.Web_front]\nvolumes = [{{ path = \"/data\", size = \"10Gi\" }}]\n"),
     )
     .unwrap();
     ok(&root, &m, &["install", "shop", "2.0.0"]);
@@ -896,6 +897,9 @@ fn kubernetes_manifests_pass_a_kubernetes_schema_validator() {
         "name: API_URL",
         // Its ReadWriteOnce claims: the old pod goes before the new one starts.
         "type: Recreate",
+        // The override's size for /data, the default for /cache.
+        "storage: 10Gi",
+        "storage: 1Gi",
         // No client before it listens.
         "readinessProbe:",
         "tcpSocket:",

@@ -240,10 +240,17 @@ pub fn with_overrides(spec: &ServiceSpec, ov: Option<&ServiceOverride>) -> Servi
         });
     }
     for v in &ov.volumes {
-        if !s.volumes.iter().any(|x| x.path == v.path) {
-            s.volumes.push(Volume {
+        match s.volumes.iter_mut().find(|x| x.path == v.path) {
+            // The template's volume, sized by the override when it says.
+            Some(x) => {
+                if v.size.is_some() {
+                    x.size = v.size.clone();
+                }
+            }
+            None => s.volumes.push(Volume {
                 path: v.path.clone(),
-            });
+                size: v.size.clone(),
+            }),
         }
     }
     s
@@ -290,6 +297,7 @@ mod tests {
         web2.env.insert("B".into(), "3".into());
         web2.volumes.push(Volume {
             path: "/data".into(),
+            size: None,
         });
         new.insert("web".into(), web2);
         new.insert("worker".into(), spec("mall/worker:1.1.0"));

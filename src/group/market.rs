@@ -22,6 +22,10 @@ fn default_protocol() -> String {
 #[serde(deny_unknown_fields)]
 pub struct Volume {
     pub path: String,
+    /// The size of the claim a Kubernetes render asks for (`10Gi`), as an override sets
+    /// it; a template says where data lives, not how much (default: 1Gi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

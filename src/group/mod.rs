@@ -37,6 +37,7 @@ pub use diff::{Change, ServiceDiff, diff};
 pub use hooks::{Ctx, DeployConfig, HealthConfig, HookConfig, Hooks};
 pub use market::{AppTemplate, Market, Port, ServiceSpec, Volume, check_app_name, market_version};
 pub use record::{Record, RecordKind, ServiceOutcome, ServiceResult, Status, record_id};
+pub use render::is_quantity;
 pub use render::{CLAIM_SIZE, Render};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

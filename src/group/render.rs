@@ -65,6 +65,23 @@ fn k8s_protocol(p: &str) -> &'static str {
     }
 }
 
+/// Whether `s` is a size as Kubernetes writes quantities for storage: a number, then
+/// nothing or a unit (`10Gi`, `500Mi`, `1.5G`, `2T`).
+pub fn is_quantity(s: &str) -> bool {
+    let digits = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    !number.is_empty()
+        && !number.starts_with('.')
+        && !number.ends_with('.')
+        && number.matches('.').count() <= 1
+        && [
+            "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E",
+        ]
+        .contains(&unit)
+}
+
 /// The text of service `name`'s spec file in `render`'s format.
 pub fn render(
     render: Render,
@@ -183,14 +200,15 @@ fn kubernetes(group: &str, name: &str, spec: &ServiceSpec) -> Result<String, Pro
             },
         }));
     }
-    for i in 0..spec.volumes.len() {
+    for (i, v) in spec.volumes.iter().enumerate() {
+        let size = v.size.as_deref().unwrap_or(CLAIM_SIZE);
         docs.push(json!({
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
             "metadata": { "name": claim(i), "labels": labels },
             "spec": {
                 "accessModes": ["ReadWriteOnce"],
-                "resources": { "requests": { "storage": CLAIM_SIZE } },
+                "resources": { "requests": { "storage": size } },
             },
         }));
     }
@@ -252,6 +270,16 @@ fn compose(name: &str, spec: &ServiceSpec) -> Result<String, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_are_kubernetes_quantities() {
+        for ok in ["10Gi", "500Mi", "1.5G", "2T", "1024"] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in ["10 GB", "Gi", "", "1.Gi", ".5Gi", "10gb", "1.2.3Gi"] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn kubernetes_names_follow_rfc_1123() {

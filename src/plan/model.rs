@@ -357,6 +357,9 @@ fn tcp() -> String {
 #[serde(deny_unknown_fields)]
 pub struct OverrideVolume {
     pub path: String,
+    /// The claim's size in a Kubernetes render (`10Gi`).
+    #[serde(default)]
+    pub size: Option<String>,
 }
 
 /// Software fleetup does not unpack itself (`scripted:`): the plan's commands read its

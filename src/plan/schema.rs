@@ -405,7 +405,14 @@ pub static OVERRIDE_PORT: &[Field] = &[
     ),
 ];
 
-pub static OVERRIDE_VOLUME: &[Field] = &[field!("path", Ty::Str, required, "mount path")];
+pub static OVERRIDE_VOLUME: &[Field] = &[
+    field!("path", Ty::Str, required, "mount path"),
+    field!(
+        "size",
+        Ty::Str,
+        "size of its claim in a Kubernetes render, as Kubernetes writes quantities: 10Gi, 500Mi (default: 1Gi)"
+    ),
+];
 
 pub static OVERRIDE: &[Field] = &[
     field!(

@@ -76,6 +76,30 @@ impl Validator {
             timing,
             true,
         );
+        // A volume's size is a Kubernetes quantity: `10Gi`, `500Mi`, `1.5G`.
+        if let Some(Item {
+            kind: Kind::Map(services),
+            ..
+        }) = get(g, "overrides")
+        {
+            for (_, sv) in services {
+                for vol in list(get(sv, "volumes")) {
+                    if let Some(size) = at_str(get(vol, "size"))
+                        && !crate::group::is_quantity(&size.value)
+                    {
+                        self.push(
+                            Problem::new(
+                                Code::BadValue,
+                                format!("`{}` is not a size Kubernetes reads", size.value),
+                            )
+                            .at(size.span)
+                            .label("not a quantity")
+                            .help("write a number and a unit as Kubernetes does: 10Gi, 500Mi, 2G"),
+                        );
+                    }
+                }
+            }
+        }
         Some(GroupTarget {
             root: self.path(get(g, "root"), "root")?,
             market: self.path(get(g, "market"), "market")?,
@@ -131,6 +155,7 @@ fn overrides(n: Option<&Item>) -> BTreeMap<String, ServiceOverride> {
                 .filter_map(|p| {
                     Some(OverrideVolume {
                         path: s(get(p, "path"))?.to_owned(),
+                        size: s(get(p, "size")).map(str::to_owned),
                     })
                 })
                 .collect();
