@@ -1329,3 +1329,56 @@ rollback_timeout = "2s"
     ok(&root, &m, &["upgrade", "mall", "--to", "1.0.1"]);
     assert!(ok(&root, &m, &["status"]).contains("mall 1.0.1"));
 }
+
+/// A service an upgrade added whose health check failed is never forgotten: without a
+/// `remove` hook its spec is kept and its record says it was added, failed and may still
+/// run (nothing can undeploy it); with the hook, it is undeployed through it and its spec
+/// removed. Either way the record says which.
+#[test]
+fn an_added_service_that_failed_is_removed_through_its_hook_or_kept_and_said() {
+    for with_hook in [false, true] {
+        let t = tempfile::tempdir().unwrap();
+        let (m, root) = hooked_group(t.path());
+        if with_hook {
+            let mut cfg = std::fs::read_to_string(root.join("group-hooks.toml")).unwrap();
+            cfg.push_str(
+                "[remove]\ncommand = [\"/bin/sh\", \"-c\", \"rm {root}/deployed-{service}.yaml && echo {service} >> {root}/removed.log\"]\n",
+            );
+            std::fs::write(root.join("group-hooks.toml"), cfg).unwrap();
+        }
+        ok(&root, &m, &["install", "mall", "1.0.0"]);
+        // 1.0.1 adds worker, whose health check fails.
+        std::fs::write(root.join("fail-worker"), "").unwrap();
+        let (code, out, err) = group(&root, &m, &["upgrade", "mall", "--to", "1.0.1"]);
+        assert_eq!(code, Some(3), "{out}{err}");
+        let record = ok(&root, &m, &["record", "0001"]);
+        let deployed = root.join("deployed-worker.yaml");
+        let spec = root.join("services/worker.yaml");
+        if with_hook {
+            assert!(
+                !deployed.exists(),
+                "the remove hook did not undeploy worker"
+            );
+            assert!(!spec.exists(), "{record}");
+            assert_eq!(
+                std::fs::read_to_string(root.join("removed.log")).unwrap(),
+                "worker\n"
+            );
+            assert!(
+                record.contains("removed through the remove hook"),
+                "{record}"
+            );
+        } else {
+            // Deployed, failed, and nothing to undeploy it: kept where an operator sees it.
+            assert!(deployed.exists());
+            assert!(
+                spec.exists(),
+                "the spec of a service that may still run was removed"
+            );
+            assert!(
+                record.contains("added by this upgrade and kept: no remove hook undeploys it"),
+                "{record}"
+            );
+        }
+    }
+}

@@ -7,6 +7,9 @@ use super::*;
 #[derive(Clone, Debug, Default)]
 pub struct Hooks {
     pub deploy: Option<Vec<Template>>,
+    /// Undeploys a service (`deploy`'s counterpart): run for a service an upgrade added
+    /// whose deploy or health check failed, which has no earlier version to go back to.
+    pub remove: Option<Vec<Template>>,
     pub timeout: Duration,
     pub health: Option<crate::health::Health>,
     pub vars: BTreeMap<String, String>,
@@ -24,6 +27,7 @@ impl Hooks {
     /// The secrets of the deploy hook and the health check themselves.
     pub fn own_secrets(
         deploy: Option<&Vec<Template>>,
+        remove: Option<&Vec<Template>>,
         health: Option<&crate::health::Health>,
     ) -> crate::template::Secrets {
         let checks: Vec<&Template> = match health.map(|h| &h.check) {
@@ -31,7 +35,13 @@ impl Hooks {
             Some(crate::health::Check::Http(t) | crate::health::Check::Tcp(t)) => vec![&t.value],
             None => Vec::new(),
         };
-        crate::template::Secrets::read(deploy.into_iter().flatten().chain(checks))
+        crate::template::Secrets::read(
+            deploy
+                .into_iter()
+                .flatten()
+                .chain(remove.into_iter().flatten())
+                .chain(checks),
+        )
     }
 }
 
@@ -49,6 +59,8 @@ pub struct Ctx<'a> {
 pub struct HookConfig {
     pub name: Option<String>,
     pub deploy: Option<DeployConfig>,
+    /// `[remove]`: undeploys a service an upgrade added and whose deploy failed.
+    pub remove: Option<DeployConfig>,
     pub health: Option<HealthConfig>,
     #[serde(default)]
     pub vars: BTreeMap<String, String>,
@@ -170,9 +182,20 @@ impl HookConfig {
                 ))
             })?,
         };
+        let remove = match &cfg.remove {
+            Some(d) if d.command.is_empty() => return Err(bad("`remove.command` is empty".into())),
+            Some(d) => Some(
+                d.command
+                    .iter()
+                    .map(|c| tpl(c))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
         Ok(Hooks {
-            secrets: Hooks::own_secrets(deploy.as_ref(), health.as_ref()),
+            secrets: Hooks::own_secrets(deploy.as_ref(), remove.as_ref(), health.as_ref()),
             deploy,
+            remove,
             timeout: dur(&cfg.deploy.as_ref().and_then(|d| d.timeout.clone()), 300)?,
             health,
             vars: cfg.vars,

@@ -20,6 +20,85 @@ impl Group {
             .map_err(|e| ctx.hooks.secrets.hide(&e))
     }
 
+    /// What fills a deploy or remove hook's placeholders for `service`, whose spec is at
+    /// `path`.
+    fn hook_vars(
+        &self,
+        app: &str,
+        service: &str,
+        path: &Path,
+        v: &Version,
+        prev: &Version,
+        hooks: &Hooks,
+    ) -> BTreeMap<String, String> {
+        let abs = |p: &Path| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_owned())
+                .display()
+                .to_string()
+        };
+        let mut vars = hooks.vars.clone();
+        for (k, val) in [
+            ("name", hooks.group.clone()),
+            ("group", hooks.group.clone()),
+            ("root", abs(&self.root)),
+            ("app", app.to_owned()),
+            ("service", service.to_owned()),
+            ("spec", abs(path)),
+            ("version", v.to_string()),
+            ("previous", prev.to_string()),
+        ] {
+            vars.insert(k.into(), val);
+        }
+        vars
+    }
+
+    /// Undeploys `service` (added by the upgrade to `v`, failed) through the remove
+    /// hook, given the spec that was deployed; then its spec is removed. Without the
+    /// hook, nothing can undeploy it: its spec is kept. The record's words either way.
+    fn remove_added(
+        &self,
+        app: &str,
+        service: &str,
+        v: &Version,
+        failure: &str,
+        ctx: &mut Ctx,
+    ) -> String {
+        let path = self.root.join("services").join(format!("{service}.yaml"));
+        let Some(cmd) = ctx.hooks.remove.clone() else {
+            (ctx.say)(format!(
+                "! {service}: kept (added by this upgrade; no remove hook)"
+            ));
+            return format!(
+                "{failure}; added by this upgrade and kept: no remove hook undeploys it, so it may still run"
+            );
+        };
+        let vars = self.hook_vars(app, service, &path, v, v, &ctx.hooks);
+        let fill = |t: &Template| {
+            t.render(|k| vars.get(k).cloned(), |e| std::env::var(e).ok())
+                .map_err(|m| format!("`{t}` cannot be filled: {m:?}"))
+        };
+        let ran = cmd
+            .iter()
+            .map(fill)
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|argv| {
+                crate::hook::run(&argv, &[], ctx.hooks.timeout).map_err(|e| e.to_string())
+            })
+            .map_err(|e| ctx.hooks.secrets.hide(&e));
+        match ran {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&path);
+                (ctx.say)(format!("- {service}: removed through the remove hook"));
+                format!("{failure}; removed through the remove hook")
+            }
+            Err(e) => {
+                (ctx.say)(format!("! {service}: the remove hook failed: {e}"));
+                format!("{failure}; the remove hook failed too ({e}): its spec is kept")
+            }
+        }
+    }
+
     fn deploy_unhidden(
         &self,
         app: &str,
@@ -32,25 +111,7 @@ impl Group {
         let path = self
             .write_spec(service, spec, &ctx.hooks)
             .map_err(|p| p.message)?;
-        let abs = |p: &Path| {
-            std::path::absolute(p)
-                .unwrap_or_else(|_| p.to_owned())
-                .display()
-                .to_string()
-        };
-        let mut vars = ctx.hooks.vars.clone();
-        for (k, val) in [
-            ("name", ctx.hooks.group.clone()),
-            ("group", ctx.hooks.group.clone()),
-            ("root", abs(&self.root)),
-            ("app", app.to_owned()),
-            ("service", service.to_owned()),
-            ("spec", abs(&path)),
-            ("version", v.to_string()),
-            ("previous", prev.to_string()),
-        ] {
-            vars.insert(k.into(), val);
-        }
+        let vars = self.hook_vars(app, service, &path, v, prev, &ctx.hooks);
         let fill = |t: &Template| {
             t.render(|k| vars.get(k).cloned(), |e| std::env::var(e).ok())
                 .map_err(|m| format!("`{t}` cannot be filled: {m:?}"))
@@ -444,7 +505,7 @@ impl Group {
     /// After a failed deploy of `name`: its previous spec written back and deployed again
     /// (the deploy hook and health check run, so the failed version does not stay up);
     /// the record's words for it. A service the upgrade added has nothing to go back to:
-    /// its spec is removed.
+    /// it is removed through the remove hook, or kept and said to be.
     fn restore(
         &self,
         app: &str,
@@ -455,8 +516,7 @@ impl Group {
         ctx: &mut Ctx,
     ) -> String {
         let Some(prev) = installed.services.get(name) else {
-            let _ = std::fs::remove_file(self.root.join("services").join(format!("{name}.yaml")));
-            return failure.to_owned();
+            return self.remove_added(app, name, to, failure, ctx);
         };
         let was = installed.version_of(name).clone();
         (ctx.say)(format!("↺ {name}: restoring {}", prev.image));

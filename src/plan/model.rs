@@ -196,6 +196,8 @@ pub struct Hooks {
     pub before: Option<Vec<At<Template>>>,
     pub after: Option<Vec<At<Template>>>,
     pub on_rollback: Option<Vec<At<Template>>>,
+    /// A group's undeploy of a service an upgrade added and whose deploy failed.
+    pub remove: Option<Vec<At<Template>>>,
     pub timeout: Duration,
 }
 
@@ -262,6 +264,7 @@ impl Default for Hooks {
             before: None,
             after: None,
             on_rollback: None,
+            remove: None,
             timeout: Duration::from_secs(300),
         }
     }

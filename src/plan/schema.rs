@@ -387,6 +387,11 @@ pub static GROUP_HOOKS: &[Field] = &[
         Ty::Argv,
         "command run after the group's upgrade was rolled back"
     ),
+    field!(
+        "remove",
+        Ty::Argv,
+        "command that undeploys a service ({spec}, {service}): run for a service an upgrade added whose deploy or health check failed (without it, the service is kept and its record says so)"
+    ),
     field!("timeout", Ty::Duration, default "5m", "deadline of every hook; a timeout is a failure"),
 ];
 

@@ -43,6 +43,11 @@ impl<'p> GroupUnit<'p> {
                     .command
                     .as_ref()
                     .map(|c| c.iter().map(|t| t.value.clone()).collect()),
+                remove: g
+                    .hooks
+                    .remove
+                    .as_ref()
+                    .map(|c| c.iter().map(|t| t.value.clone()).collect()),
                 timeout: g.hooks.timeout,
                 health: g.health.clone(),
                 vars,

@@ -210,6 +210,7 @@ impl Validator {
             before: argv("before"),
             after: argv("after"),
             on_rollback: argv("on_rollback"),
+            remove: argv("remove"),
             timeout: duration(n.and_then(|n| get(n, "timeout")), Duration::from_secs(300)),
         }
     }
