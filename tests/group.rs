@@ -1380,5 +1380,12 @@ fn an_added_service_that_failed_is_removed_through_its_hook_or_kept_and_said() {
                 "{record}"
             );
         }
+        // `status` shows what no installed app has, so that it is never forgotten.
+        let status = ok(&root, &m, &["status"]);
+        assert_eq!(
+            status.contains("deployed, but no installed app has them: worker"),
+            !with_hook,
+            "{status}"
+        );
     }
 }

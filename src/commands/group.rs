@@ -182,6 +182,13 @@ fn status(opts: &GroupOpts, market: &Path, format: OutputFormat) -> Result<(), P
             a.services.join(", ")
         );
     }
+    let unowned = Group::new(&opts.root).unowned_services();
+    if !unowned.is_empty() {
+        println!(
+            "  ● deployed, but no installed app has them: {} (an upgrade added them and failed, and no `remove` hook undeployed them: they may still run)",
+            unowned.join(", ")
+        );
+    }
     Ok(())
 }
 

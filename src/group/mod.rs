@@ -220,6 +220,32 @@ impl Group {
     }
 
     /// Writes `services/<service>.yaml` in the group's `render` format.
+    /// Services with a spec in `services/` that no installed app has: added by an
+    /// upgrade whose deploy of them failed, kept because no `remove` hook could undeploy
+    /// them (they may still run).
+    pub fn unowned_services(&self) -> Vec<String> {
+        let owned: std::collections::BTreeSet<String> = self
+            .state()
+            .map(|st| {
+                st.apps
+                    .iter()
+                    .flat_map(|a| a.services.keys().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut out: Vec<String> = std::fs::read_dir(self.root.join("services"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_str()?.strip_suffix(".yaml")?.to_owned();
+                (!owned.contains(&name)).then_some(name)
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     fn write_spec(
         &self,
         service: &str,

@@ -487,6 +487,13 @@ fn row(g: &GroupTarget) -> TargetStatus {
         }
         Err(p) => s.unreadable = Some(p.message),
     }
+    let unowned = grp.unowned_services();
+    if !unowned.is_empty() {
+        s.drift.push(format!(
+            "deployed, but no installed app has them: {} (added by a failed upgrade; they may still run)",
+            unowned.join(", ")
+        ));
+    }
     if let Some(e) = &s.unreadable {
         s.drift.push(format!("not readable: {e}"));
     } else {
