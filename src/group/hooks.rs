@@ -114,16 +114,18 @@ impl HookConfig {
             value: t,
             span: Default::default(),
         };
-        let deploy = match &cfg.deploy {
-            Some(d) if d.command.is_empty() => return Err(bad("`deploy.command` is empty".into())),
-            Some(d) => Some(
-                d.command
-                    .iter()
-                    .map(|c| tpl(c))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            None => None,
+        // A `[deploy]` or `[remove]` table's command, parsed.
+        let command = |d: &Option<DeployConfig>, key: &str| match d {
+            Some(d) if d.command.is_empty() => Err(bad(format!("`{key}.command` is empty"))),
+            Some(d) => d
+                .command
+                .iter()
+                .map(|c| tpl(c))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Some),
+            None => Ok(None),
         };
+        let deploy = command(&cfg.deploy, "deploy")?;
         let health = match &cfg.health {
             None => None,
             Some(h) => {
@@ -182,16 +184,7 @@ impl HookConfig {
                 ))
             })?,
         };
-        let remove = match &cfg.remove {
-            Some(d) if d.command.is_empty() => return Err(bad("`remove.command` is empty".into())),
-            Some(d) => Some(
-                d.command
-                    .iter()
-                    .map(|c| tpl(c))
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            None => None,
-        };
+        let remove = command(&cfg.remove, "remove")?;
         Ok(Hooks {
             secrets: Hooks::own_secrets(deploy.as_ref(), remove.as_ref(), health.as_ref()),
             deploy,
