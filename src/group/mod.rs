@@ -246,15 +246,20 @@ impl Group {
         out
     }
 
+    /// Where service `service`'s rendered spec is: `services/<service>.yaml`.
+    fn spec_path(&self, service: &str) -> PathBuf {
+        self.root.join("services").join(format!("{service}.yaml"))
+    }
+
     fn write_spec(
         &self,
         service: &str,
         spec: &ServiceSpec,
         hooks: &Hooks,
     ) -> Result<PathBuf, Problem> {
+        let path = self.spec_path(service);
         let dir = self.root.join("services");
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-        let path = dir.join(format!("{service}.yaml"));
         let spec = diff::with_overrides(spec, hooks.overrides.get(service));
         let text = render::render(hooks.render, &hooks.group, service, &spec)?;
         crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(|e| io(&path, e))?;

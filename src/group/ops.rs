@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// A deploy or remove hook's word `t`, its placeholders filled from `vars` and its
+/// `${VAR}`s from the environment.
+fn fill_hook(t: &Template, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    t.render(|k| vars.get(k).cloned(), |e| std::env::var(e).ok())
+        .map_err(|m| format!("`{t}` cannot be filled: {m:?}"))
+}
+
 impl Group {
     /// Writes a service's spec, runs the deploy hook and the health check; what failed,
     /// in words with no secret value in them (the hook's output included), for records
@@ -64,7 +71,7 @@ impl Group {
         failure: &str,
         ctx: &mut Ctx,
     ) -> String {
-        let path = self.root.join("services").join(format!("{service}.yaml"));
+        let path = self.spec_path(service);
         let Some(cmd) = ctx.hooks.remove.clone() else {
             (ctx.say)(format!(
                 "! {service}: kept (added by this upgrade; no remove hook)"
@@ -74,10 +81,7 @@ impl Group {
             );
         };
         let vars = self.hook_vars(app, service, &path, v, v, &ctx.hooks);
-        let fill = |t: &Template| {
-            t.render(|k| vars.get(k).cloned(), |e| std::env::var(e).ok())
-                .map_err(|m| format!("`{t}` cannot be filled: {m:?}"))
-        };
+        let fill = |t: &Template| fill_hook(t, &vars);
         let ran = cmd
             .iter()
             .map(fill)
@@ -112,10 +116,7 @@ impl Group {
             .write_spec(service, spec, &ctx.hooks)
             .map_err(|p| p.message)?;
         let vars = self.hook_vars(app, service, &path, v, prev, &ctx.hooks);
-        let fill = |t: &Template| {
-            t.render(|k| vars.get(k).cloned(), |e| std::env::var(e).ok())
-                .map_err(|m| format!("`{t}` cannot be filled: {m:?}"))
-        };
+        let fill = |t: &Template| fill_hook(t, &vars);
         let show = |t: &Template| t.shown(|k| vars.get(k).cloned());
         if let Some(cmd) = &ctx.hooks.deploy {
             let argv = cmd.iter().map(fill).collect::<Result<Vec<_>, _>>()?;
@@ -172,8 +173,7 @@ impl Group {
                 // A failed install records nothing, so the specs it wrote go too: the
                 // group's files keep saying what group.toml says.
                 for s in deployed.iter().copied().chain([name.as_str()]) {
-                    let _ =
-                        std::fs::remove_file(self.root.join("services").join(format!("{s}.yaml")));
+                    let _ = std::fs::remove_file(self.spec_path(s));
                 }
                 let p = Problem::new(
                     Code::GroupDeploy,

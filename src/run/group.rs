@@ -108,14 +108,11 @@ impl<'p> GroupUnit<'p> {
 
     /// An app's installed version when it still needs its upgrade (an unfinished
     /// record counts as needing it); `None` when it is at its target.
-    fn grp_state(&self) -> Option<crate::group::GroupState> {
-        self.group().state().ok()
-    }
-
-    /// The plan's apps as the group has them now (`mall 1.0.0`), those it has.
-    fn apps_now(state: &Option<crate::group::GroupState>, g: &GroupTarget) -> Option<String> {
-        let st = state.as_ref()?;
-        let apps: Vec<String> = g
+    /// The plan's apps as group `grp` has them now (`mall 1.0.0`), those it has.
+    fn apps_now(&self, grp: &Group) -> Option<String> {
+        let st = grp.state().ok()?;
+        let apps: Vec<String> = self
+            .g
             .apps
             .iter()
             .filter_map(|a| {
@@ -242,6 +239,7 @@ impl Target for GroupUnit<'_> {
         let grp = self.group();
         let reached = (!self.g.apps.iter().any(|a| Self::pending(&grp, a).is_some()))
             .then(|| "every app already at its target".to_owned());
+        let shown_from = self.apps_now(&grp);
         let change = GroupChange {
             unit: self,
             cx,
@@ -254,7 +252,7 @@ impl Target for GroupUnit<'_> {
             Standing {
                 from: None,
                 reached,
-                shown_from: Self::apps_now(&self.grp_state(), self.g),
+                shown_from,
             },
         ))
     }
