@@ -89,12 +89,7 @@ fn pip_fleet(to: &str) -> (tempfile::TempDir, PathBuf) {
 
 /// The ids of the runs under `dir`'s `state`, oldest first.
 fn runs(dir: &Path) -> Vec<String> {
-    let mut ids: Vec<String> = std::fs::read_dir(dir.join("state/runs"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    ids.sort();
-    ids
+    runs_by_start(&dir.join("state"))
 }
 
 /// The version pip says is installed.

@@ -276,12 +276,32 @@ pub fn is_zombie(pid: u32) -> bool {
 
 /// The id of the newest run in a state directory (run ids sort by their start time).
 pub fn latest_run(state: &Path) -> String {
-    let mut runs: Vec<String> = std::fs::read_dir(state.join("runs"))
+    runs_by_start(state).pop().unwrap()
+}
+
+/// The ids of the runs in `state`, in the order they started (the journal's first line
+/// says when, to the millisecond): two runs in one second have ids that sort by their
+/// random part, not by when they began.
+pub fn runs_by_start(state: &Path) -> Vec<String> {
+    let mut runs: Vec<(String, String)> = std::fs::read_dir(state.join("runs"))
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .map(|e| {
+            let e = e.unwrap();
+            let first = std::fs::read_to_string(e.path().join("journal.jsonl"))
+                .unwrap_or_default()
+                .lines()
+                .next()
+                .map(str::to_owned)
+                .unwrap_or_default();
+            let started = serde_json::from_str::<serde_json::Value>(&first)
+                .ok()
+                .and_then(|v| v["started"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            (started, e.file_name().to_string_lossy().into_owned())
+        })
         .collect();
     runs.sort();
-    runs.pop().unwrap()
+    runs.into_iter().map(|(_, id)| id).collect()
 }
 
 /// Makes a finished run's journal look as a kill leaves it right after `target` was
